@@ -1,3 +1,7 @@
-//! inference-operator: reconciles `InferenceEndpoint` objects into Elasticsearch inference endpoints.
+//! inference-operator: reconciles `InferenceEndpoint` objects into Elasticsearch inference
+//! endpoints. The binary in `main.rs` is a thin CLI over this library.
+
 pub mod api;
+pub mod controller;
 pub mod elasticsearch;
+pub mod secrets;

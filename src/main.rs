@@ -1,1 +1,155 @@
-fn main(){}
+//! `inference-operator`: run the controller, print the CRDs, or print the version.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use inference_operator::controller::{self, connection::ConnectionSettings};
+use tracing_subscriber::{fmt, EnvFilter};
+
+#[derive(Parser)]
+#[command(
+    name = "inference-operator",
+    version,
+    about = "Keeps Elasticsearch inference endpoints in sync with InferenceEndpoint objects"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller against the cluster of the current kubeconfig (or in-cluster config).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// How often Ready endpoints are re-checked against Elasticsearch.
+    #[arg(long, env = "RECHECK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    recheck_interval: Duration,
+    /// Timeout of Elasticsearch reads and deletes (creates wait for Elasticsearch's own timeout).
+    #[arg(long, env = "ES_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    es_request_timeout: Duration,
+    /// First retry delay after a transient failure; it doubles per failure.
+    #[arg(long, env = "BACKOFF_INITIAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    backoff_initial: Duration,
+    /// Longest retry delay after transient failures.
+    #[arg(long, env = "BACKOFF_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
+    backoff_max: Duration,
+    /// Objects reconciled in parallel.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
+    concurrency: u16,
+    /// Allow `elasticsearchRef.namespace` to name another namespace.
+    #[arg(long, env = "ALLOW_CROSS_NAMESPACE_REFS")]
+    allow_cross_namespace_refs: bool,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `inference_operator=debug,kube=info` (RUST_LOG syntax).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+fn main() -> std::process::ExitCode {
+    // One TLS provider for kube and reqwest, before any client exists (shared/TOOLS.md).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", inference_operator::api::crd_yaml());
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("inference-operator {}", env!("CARGO_PKG_VERSION"));
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Run(args) => run(args),
+    }
+}
+
+fn run(args: RunArgs) -> std::process::ExitCode {
+    init_logging(args.log_format, &args.log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let client = match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "cannot build a Kubernetes client (kubeconfig or in-cluster config)");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let config = controller::Config {
+            namespace: args.namespace,
+            recheck_interval: args.recheck_interval,
+            backoff_initial: args.backoff_initial,
+            backoff_max: args.backoff_max,
+            concurrency: args.concurrency,
+            connection: ConnectionSettings {
+                request_timeout: args.es_request_timeout,
+                allow_cross_namespace_refs: args.allow_cross_namespace_refs,
+                eck_service_suffix: String::new(),
+            },
+            ..controller::Config::default()
+        };
+        controller::run(client, config, shutdown_signal()).await;
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight reconciles");
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}

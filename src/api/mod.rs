@@ -1,1 +1,529 @@
+//! The `InferenceEndpoint` custom resource (`esinference.io/v1alpha1`).
+//!
+//! This module owns the wire shape of the API: the spec users write, the status the operator
+//! reports, and every validation rule the API server can enforce before a request ever reaches
+//! Elasticsearch (OpenAPI bounds, enums, patterns, and CEL `x-kubernetes-validations`).
+//! The CRD in `crds/` is generated from these types (`inference-operator crd`).
+//!
+//! Shape rules that keep v1alpha1 open for other Elasticsearch services: each service has its own
+//! optional block (today only `azureOpenAI`) carrying its settings, credential reference and task
+//! settings; a CEL rule requires exactly one block. Connection, identity, chunking and policy are
+//! service independent and live at the top of the spec.
 
+mod validation;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use crate::elasticsearch::TaskType;
+
+/// API group of every kind this operator serves.
+pub const GROUP: &str = "esinference.io";
+/// Finalizer that keeps the object until its Elasticsearch endpoint has been cleaned up.
+pub const FINALIZER: &str = "esinference.io/cleanup";
+
+/// Elasticsearch inference endpoint ids: lowercase alphanumerics, `-`, `_` and `.`,
+/// starting and ending with an alphanumeric (Elasticsearch `MlStrings`, reference §3.2).
+pub const INFERENCE_ID_PATTERN: &str = r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$";
+
+/// Desired state: where the Elasticsearch cluster is, which endpoint to hold there, and what
+/// happens to it on deletion. The operator creates `PUT _inference/{taskType}/{inferenceId}` and
+/// reads the service credential from a Secret in the object's namespace.
+// Each printer column repeats `type_`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "esinference.io",
+    version = "v1alpha1",
+    kind = "InferenceEndpoint",
+    plural = "inferenceendpoints",
+    singular = "inferenceendpoint",
+    shortname = "iep",
+    category = "elastic",
+    namespaced,
+    status = "InferenceEndpointStatus",
+    derive = "PartialEq",
+    doc = "An Elasticsearch inference endpoint managed from Kubernetes: the operator creates it, keeps it in sync with this object, and reports its state in status.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Task", type_ = "string", json_path = ".spec.taskType"),
+    printcolumn(
+        name = "Inference ID",
+        type_ = "string",
+        json_path = ".status.inferenceId"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new("has(self.elasticsearchRef) != has(self.elasticsearch)")
+        .message("exactly one of elasticsearchRef or elasticsearch must be set"),
+    validation = kube::core::Rule::new("has(self.azureOpenAI)")
+        .message("exactly one service block must be set (supported: azureOpenAI)"),
+    validation = kube::core::Rule::new(validation::INFERENCE_ID_IMMUTABLE)
+        .message("inferenceId is immutable: create a new InferenceEndpoint instead")
+        .field_path(".inferenceId"),
+    validation = kube::core::Rule::new(validation::CHUNKING_ONLY_FOR_EMBEDDINGS)
+        .message("chunkingSettings apply only to taskType text_embedding")
+        .field_path(".chunkingSettings"),
+    validation = kube::core::Rule::new(validation::DIMENSIONS_ONLY_FOR_EMBEDDINGS)
+        .message("dimensions apply only to taskType text_embedding")
+        .field_path(".azureOpenAI.dimensions"),
+    validation = kube::core::Rule::new(validation::SIMILARITY_ONLY_FOR_EMBEDDINGS)
+        .message("similarity applies only to taskType text_embedding")
+        .field_path(".azureOpenAI.similarity"),
+    validation = kube::core::Rule::new(validation::MAX_INPUT_TOKENS_ONLY_FOR_EMBEDDINGS)
+        .message("maxInputTokens applies only to taskType text_embedding")
+        .field_path(".azureOpenAI.maxInputTokens"),
+)]
+pub struct InferenceEndpointSpec {
+    /// An Elasticsearch cluster managed by ECK, by name. The operator connects to
+    /// `https://<name>-es-http.<namespace>.svc:9200` as user `elastic` with the password from
+    /// Secret `<name>-es-elastic-user` and trusts the CA in `<name>-es-http-certs-public`.
+    /// Exactly one of `elasticsearchRef` and `elasticsearch` must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elasticsearch_ref: Option<ElasticsearchRef>,
+
+    /// A directly addressed Elasticsearch cluster. Exactly one of `elasticsearchRef` and
+    /// `elasticsearch` must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elasticsearch: Option<ElasticsearchConnection>,
+
+    /// Id of the endpoint in Elasticsearch. Defaults to `metadata.name`. Lowercase alphanumerics,
+    /// `-`, `_` and `.`, starting and ending with an alphanumeric. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$")
+    )]
+    pub inference_id: Option<String>,
+
+    /// The kind of inference the endpoint performs. `chat_completion` needs Elasticsearch 9.3 or
+    /// later. Immutable.
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("taskType is immutable: create a new InferenceEndpoint instead"))]
+    pub task_type: TaskType,
+
+    /// Azure OpenAI service settings (`"service": "azureopenai"`).
+    #[serde(
+        default,
+        rename = "azureOpenAI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub azure_open_ai: Option<AzureOpenAi>,
+
+    /// How Elasticsearch splits long inputs before embedding (`text_embedding` only; Elasticsearch
+    /// 8.16 or later). Elasticsearch's default when unset: `sentence`, 250 words, overlap 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunking_settings: Option<ChunkingSettings>,
+
+    /// What happens to the Elasticsearch endpoint when this object is deleted: `Delete` removes it
+    /// (refused, and reported, while pipelines or semantic_text fields still use it), `Retain`
+    /// leaves it in place.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Reference to an ECK-managed `Elasticsearch` object.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ElasticsearchRef {
+    /// Name of the `Elasticsearch` object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of the `Elasticsearch` object. Defaults to this object's namespace; another
+    /// namespace must be allowed by the operator's configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+}
+
+/// How to reach an Elasticsearch cluster directly.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ElasticsearchConnection {
+    /// Base URL, for example `https://es.example.svc:9200`.
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    )]
+    pub url: String,
+
+    /// Secret in this namespace holding the credentials: either keys `username` and `password`
+    /// (basic authentication), or key `apiKey` (an Elasticsearch API key, the base64 `encoded`
+    /// form). Omit only for clusters without security.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+
+    /// Secret in this namespace holding the PEM CA bundle that signed the cluster's certificate.
+    /// Without it the system roots are trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<CaSecretRef>,
+
+    /// Skip TLS certificate verification. Never use this in production: it lets anyone on the
+    /// network path read the credentials the operator sends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_tls_verify: bool,
+}
+
+/// A Secret in the object's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// One key of a Secret in the object's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// A PEM CA bundle in a Secret of the object's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct CaSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".to_owned()
+}
+
+/// Azure OpenAI (`azureopenai`) service settings. Elasticsearch calls
+/// `https://{resourceName}.openai.azure.com/openai/deployments/{deploymentId}/...?api-version={apiVersion}`.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new("has(self.apiKeySecretRef) != has(self.entraIdSecretRef)")
+        .message("exactly one of apiKeySecretRef or entraIdSecretRef must be set"),
+)]
+pub struct AzureOpenAi {
+    /// Name of the Azure OpenAI resource (the `{resourceName}.openai.azure.com` host).
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9-]*$")
+    )]
+    pub resource_name: String,
+
+    /// Name of the model deployment within the resource.
+    #[schemars(length(min = 1, max = 64))]
+    pub deployment_id: String,
+
+    /// Azure OpenAI REST API version, for example `2024-10-21`.
+    #[schemars(length(min = 1, max = 64))]
+    pub api_version: String,
+
+    /// Secret key holding an Azure OpenAI API key (sent as the `api-key` header).
+    /// Exactly one of `apiKeySecretRef` and `entraIdSecretRef` must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+
+    /// Secret key holding a Microsoft Entra ID access token (sent as a bearer token).
+    /// Elasticsearch never refreshes it: the token must be rotated in the Secret before it
+    /// expires. Exactly one of `apiKeySecretRef` and `entraIdSecretRef` must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra_id_secret_ref: Option<SecretKeyRef>,
+
+    /// Number of dimensions of the produced embeddings (`text_embedding` only). When unset,
+    /// Elasticsearch learns it from the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub dimensions: Option<i32>,
+
+    /// Similarity measure for the embeddings (`text_embedding` only). Elasticsearch's default is
+    /// `dot_product`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<Similarity>,
+
+    /// Maximum number of tokens per input before chunking (`text_embedding` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_input_tokens: Option<i32>,
+
+    /// Requests per minute Elasticsearch may send to Azure for this endpoint. Elasticsearch's
+    /// default: 1440 for `text_embedding`, 120 otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+
+    /// Settings sent with every inference request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_settings: Option<AzureOpenAiTaskSettings>,
+}
+
+/// Request rate limit towards the service.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Maximum requests per minute; a positive number.
+    #[schemars(range(min = 1))]
+    pub requests_per_minute: i64,
+}
+
+/// Per-request task settings of the Azure OpenAI service.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureOpenAiTaskSettings {
+    /// End-user identifier forwarded to Azure for abuse monitoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub user: Option<String>,
+
+    /// Extra HTTP headers sent to Azure with every request (Elasticsearch 9.4 or later).
+    /// Elasticsearch stores and returns them in clear text: never put credentials here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// Embedding similarity measures Elasticsearch supports.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Similarity {
+    Cosine,
+    DotProduct,
+    L2Norm,
+}
+
+impl Similarity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Similarity::Cosine => "cosine",
+            Similarity::DotProduct => "dot_product",
+            Similarity::L2Norm => "l2_norm",
+        }
+    }
+}
+
+/// How Elasticsearch chunks input text. Each strategy takes its own fields:
+/// `sentence` — `maxChunkSize` (≥ 20) and `sentenceOverlap` (0 or 1);
+/// `word` — `maxChunkSize` (10–300) and `overlap` (1 to half of `maxChunkSize`);
+/// `recursive` (Elasticsearch 9.1+) — `maxChunkSize` (10–300) and either `separatorGroup` or `separators`;
+/// `none` (Elasticsearch 9.1+) — no other field.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new(validation::CHUNK_SIZE_REQUIRED)
+        .message("maxChunkSize is required for strategies sentence, word and recursive")
+        .field_path(".maxChunkSize"),
+    validation = kube::core::Rule::new(validation::CHUNK_SIZE_NOT_FOR_NONE)
+        .message("strategy none takes no other field"),
+    validation = kube::core::Rule::new(validation::SENTENCE_MIN_SIZE)
+        .message("maxChunkSize must be at least 20 for strategy sentence")
+        .field_path(".maxChunkSize"),
+    validation = kube::core::Rule::new(validation::WORD_RECURSIVE_SIZE)
+        .message("maxChunkSize must be between 10 and 300 for strategies word and recursive")
+        .field_path(".maxChunkSize"),
+    validation = kube::core::Rule::new(validation::SENTENCE_OVERLAP_ONLY_SENTENCE)
+        .message("sentenceOverlap applies only to strategy sentence")
+        .field_path(".sentenceOverlap"),
+    validation = kube::core::Rule::new(validation::WORD_OVERLAP_REQUIRED)
+        .message("overlap is required for strategy word and applies only to it")
+        .field_path(".overlap"),
+    validation = kube::core::Rule::new(validation::WORD_OVERLAP_BOUND)
+        .message("overlap must not exceed half of maxChunkSize")
+        .field_path(".overlap"),
+    validation = kube::core::Rule::new(validation::SEPARATORS_ONLY_RECURSIVE)
+        .message("separatorGroup and separators apply only to strategy recursive"),
+    validation = kube::core::Rule::new(validation::RECURSIVE_ONE_SEPARATOR_SOURCE)
+        .message("strategy recursive needs exactly one of separatorGroup or separators"),
+)]
+pub struct ChunkingSettings {
+    /// Chunking strategy.
+    pub strategy: ChunkingStrategy,
+
+    /// Maximum number of words in a chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_chunk_size: Option<i32>,
+
+    /// Sentences shared by consecutive chunks, 0 or 1 (strategy `sentence`; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub sentence_overlap: Option<i32>,
+
+    /// Words shared by consecutive chunks (strategy `word`; required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub overlap: Option<i32>,
+
+    /// Predefined separators (strategy `recursive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator_group: Option<SeparatorGroup>,
+
+    /// Custom separators, tried in order (strategy `recursive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub separators: Option<Vec<String>>,
+}
+
+/// Chunking strategies.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkingStrategy {
+    Sentence,
+    Word,
+    Recursive,
+    None,
+}
+
+impl ChunkingStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChunkingStrategy::Sentence => "sentence",
+            ChunkingStrategy::Word => "word",
+            ChunkingStrategy::Recursive => "recursive",
+            ChunkingStrategy::None => "none",
+        }
+    }
+}
+
+/// Predefined separator groups of the `recursive` strategy.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SeparatorGroup {
+    Plaintext,
+    Markdown,
+}
+
+impl SeparatorGroup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeparatorGroup::Plaintext => "plaintext",
+            SeparatorGroup::Markdown => "markdown",
+        }
+    }
+}
+
+/// What to do with the Elasticsearch endpoint when the object is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the endpoint; refused (and reported) while something in Elasticsearch uses it.
+    #[default]
+    Delete,
+    /// Leave the endpoint in Elasticsearch.
+    Retain,
+}
+
+/// Observed state, written by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceEndpointStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready` is always present. `Reconciling` (a transient failure is being retried) and
+    /// `Stalled` (a permanent failure waits for a change of the object or its Secrets) appear
+    /// only while true, in the kstatus sense.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// Id of the endpoint this object created or adopted in Elasticsearch. Set once the endpoint
+    /// exists; deletion only ever removes this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_id: Option<String>,
+
+    /// The cluster the endpoint lives in, as it reported itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+
+    /// Non-secret settings as Elasticsearch reports them, including values it filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointStatus>,
+
+    /// Fingerprint of the service credential last applied: a keyed, non-reversible hash used to
+    /// notice a rotated Secret. Never the credential itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_fingerprint: Option<String>,
+}
+
+/// Identity of the Elasticsearch cluster.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// `cluster_uuid` from `GET /`.
+    pub uuid: String,
+    /// `cluster_name` from `GET /`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Elasticsearch version, for example `9.1.3`.
+    pub version: String,
+}
+
+/// What Elasticsearch reports about the endpoint (secrets are never reported).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointStatus {
+    /// Elasticsearch service name, e.g. `azureopenai`.
+    pub service: String,
+    /// Embedding dimensions (text_embedding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<i64>,
+    /// Embedding similarity (text_embedding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<String>,
+    /// Effective requests-per-minute limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<i64>,
+    /// Effective chunking strategy (text_embedding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunking_strategy: Option<String>,
+}
+
+impl InferenceEndpoint {
+    /// The id used in Elasticsearch: `spec.inferenceId`, else `metadata.name`.
+    pub fn inference_id(&self) -> &str {
+        self.spec
+            .inference_id
+            .as_deref()
+            .or(self.metadata.name.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+/// The CRDs this operator serves, as multi-document YAML (what `inference-operator crd` prints
+/// and what `crds/` holds).
+pub fn crd_yaml() -> String {
+    let crd = InferenceEndpoint::crd();
+    let body = serde_saphyr::to_string(&crd).expect("CRD serializes to YAML");
+    format!(
+        "# Generated by `inference-operator crd` from src/api. Do not edit by hand.\n---\n{body}"
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,40 @@
+//! CEL rules (`x-kubernetes-validations`) that the derive attaches to the schema.
+//!
+//! Each rule mirrors a check Elasticsearch would otherwise make after the request left the
+//! cluster (reference `elasticsearch-inference-api.md` §2.2 and §2.5), so `kubectl apply` fails
+//! fast with a field-level message instead. They are constants so tests can name them.
+
+/// `inferenceId` can neither change nor be added/removed (that would move the endpoint).
+pub const INFERENCE_ID_IMMUTABLE: &str = "has(self.inferenceId) == has(oldSelf.inferenceId) \
+     && (!has(self.inferenceId) || self.inferenceId == oldSelf.inferenceId)";
+
+/// Chunking is parsed only for text_embedding; elsewhere ES rejects it as an unknown setting (§2.5).
+pub const CHUNKING_ONLY_FOR_EMBEDDINGS: &str =
+    "self.taskType == 'text_embedding' || !has(self.chunkingSettings)";
+
+/// Completion settings accept only resource, deployment, version, rate limit and auth (§2.2).
+pub const DIMENSIONS_ONLY_FOR_EMBEDDINGS: &str = "self.taskType == 'text_embedding' \
+     || !has(self.azureOpenAI) || !has(self.azureOpenAI.dimensions)";
+pub const SIMILARITY_ONLY_FOR_EMBEDDINGS: &str = "self.taskType == 'text_embedding' \
+     || !has(self.azureOpenAI) || !has(self.azureOpenAI.similarity)";
+pub const MAX_INPUT_TOKENS_ONLY_FOR_EMBEDDINGS: &str = "self.taskType == 'text_embedding' \
+     || !has(self.azureOpenAI) || !has(self.azureOpenAI.maxInputTokens)";
+
+// Chunking strategies and their bounds (§2.5, ChunkingSettingsBuilder and friends).
+pub const CHUNK_SIZE_REQUIRED: &str = "self.strategy == 'none' || has(self.maxChunkSize)";
+pub const CHUNK_SIZE_NOT_FOR_NONE: &str = "self.strategy != 'none' || (!has(self.maxChunkSize) \
+     && !has(self.sentenceOverlap) && !has(self.overlap) && !has(self.separatorGroup) \
+     && !has(self.separators))";
+pub const SENTENCE_MIN_SIZE: &str =
+    "self.strategy != 'sentence' || !has(self.maxChunkSize) || self.maxChunkSize >= 20";
+pub const WORD_RECURSIVE_SIZE: &str = "!(self.strategy in ['word', 'recursive']) \
+     || !has(self.maxChunkSize) || (self.maxChunkSize >= 10 && self.maxChunkSize <= 300)";
+pub const SENTENCE_OVERLAP_ONLY_SENTENCE: &str =
+    "!has(self.sentenceOverlap) || self.strategy == 'sentence'";
+pub const WORD_OVERLAP_REQUIRED: &str = "has(self.overlap) == (self.strategy == 'word')";
+pub const WORD_OVERLAP_BOUND: &str =
+    "!has(self.overlap) || !has(self.maxChunkSize) || self.overlap <= self.maxChunkSize / 2";
+pub const SEPARATORS_ONLY_RECURSIVE: &str =
+    "self.strategy == 'recursive' || (!has(self.separatorGroup) && !has(self.separators))";
+pub const RECURSIVE_ONE_SEPARATOR_SOURCE: &str =
+    "self.strategy != 'recursive' || has(self.separatorGroup) != has(self.separators)";

@@ -1,0 +1,394 @@
+//! The controller: watches wiring, shared context, and the retry policy.
+//!
+//! * [`desired`], [`plan`] and [`conditions`] are pure and carry most of the logic;
+//! * [`reconcile`] drives one object through observe → plan → act → report;
+//! * [`connection`] resolves and caches Elasticsearch clients;
+//! * this module wires the kube `Controller`: the InferenceEndpoint watch (status-only changes
+//!   filtered out), a metadata-only Secret watch mapped to the objects that reference each Secret,
+//!   finalizer handling, and per-object exponential backoff.
+
+pub mod conditions;
+pub mod connection;
+pub mod desired;
+pub mod outcomes;
+pub mod plan;
+pub mod reconcile;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Resource, ResourceExt};
+use tracing::{info, warn, Instrument};
+
+use crate::api::{InferenceEndpoint, FINALIZER};
+use crate::controller::conditions::{Outcome, State};
+use crate::controller::connection::{ConnectionSettings, Connections};
+
+/// Field manager for status writes and the Event reporter name.
+pub const FIELD_MANAGER: &str = "inference-operator";
+
+/// Runtime settings (from the command line).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    /// How often a Ready endpoint is re-checked against Elasticsearch.
+    pub recheck_interval: Duration,
+    /// First retry delay after a transient failure; doubles per failure.
+    pub backoff_initial: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// Objects reconciled in parallel.
+    pub concurrency: u16,
+    /// Timeout of each Kubernetes call made inside a reconcile.
+    pub kube_timeout: Duration,
+    pub connection: ConnectionSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: None,
+            recheck_interval: Duration::from_secs(300),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            concurrency: 32,
+            kube_timeout: Duration::from_secs(15),
+            connection: ConnectionSettings {
+                request_timeout: Duration::from_secs(30),
+                allow_cross_namespace_refs: false,
+                eck_service_suffix: String::new(),
+            },
+        }
+    }
+}
+
+/// Failures that escape a reconcile (domain failures are reported on the object instead).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("Kubernetes API call timed out: {0}")]
+    KubeTimeout(&'static str),
+    #[error("deletion blocked: {reason}")]
+    CleanupBlocked {
+        reason: &'static str,
+        retry_after: Duration,
+    },
+    #[error(transparent)]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+    pub config: Config,
+    pub connections: Connections,
+    /// Consecutive failures per object (by uid), for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, config: Config) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            connections: Connections::new(config.connection.clone()),
+            client,
+            config,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// What to do after a reconcile that ended in `outcome`.
+    pub fn next_action(&self, iep: &InferenceEndpoint, outcome: &Outcome) -> Action {
+        match outcome.state {
+            State::Ready => {
+                self.forget(iep);
+                Action::requeue(jitter(self.config.recheck_interval))
+            }
+            State::Transient => Action::requeue(self.backoff_delay(iep)),
+            // The Secret watch and the object watch bring it back when something changes.
+            State::Permanent => {
+                self.forget(iep);
+                Action::await_change()
+            }
+        }
+    }
+
+    /// Record one more failure and return how long to wait before the next attempt.
+    pub fn backoff_delay(&self, iep: &InferenceEndpoint) -> Duration {
+        let uid = iep.uid().unwrap_or_default();
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(uid).or_insert(0);
+        *count = count.saturating_add(1);
+        backoff(self.config.backoff_initial, self.config.backoff_max, *count)
+    }
+
+    pub fn forget(&self, iep: &InferenceEndpoint) {
+        let uid = iep.uid().unwrap_or_default();
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&uid);
+    }
+}
+
+/// `initial * 2^(failures-1)`, capped, with ±10 % jitter so many objects failing together do
+/// not retry in lockstep.
+pub fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(20);
+    let delay = initial.saturating_mul(1 << exponent).min(max);
+    jitter(delay)
+}
+
+fn jitter(delay: Duration) -> Duration {
+    delay.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+/// Reconcile entry point: finalizer bookkeeping, then apply or cleanup.
+async fn reconcile(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let api: Api<InferenceEndpoint> =
+        Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %iep.namespace().unwrap_or_default(),
+        name = %iep.name_any(),
+        generation = iep.meta().generation.unwrap_or_default()
+    );
+    finalizer(&api, FINALIZER, iep, |event| async {
+        match event {
+            FinalizerEvent::Apply(iep) => reconcile::apply(iep, ctx.clone()).await,
+            FinalizerEvent::Cleanup(iep) => reconcile::cleanup(iep, ctx.clone()).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn error_policy(iep: Arc<InferenceEndpoint>, error: &Error, ctx: Arc<Context>) -> Action {
+    use kube::runtime::finalizer::Error as F;
+    let retry = match error {
+        Error::Finalizer(inner) => match inner.as_ref() {
+            F::CleanupFailed(Error::CleanupBlocked { retry_after, .. }) => *retry_after,
+            _ => ctx.backoff_delay(&iep),
+        },
+        Error::CleanupBlocked { retry_after, .. } => *retry_after,
+        _ => ctx.backoff_delay(&iep),
+    };
+    warn!(name = %iep.name_any(), namespace = %iep.namespace().unwrap_or_default(), %error, ?retry, "reconcile failed");
+    Action::requeue(retry)
+}
+
+/// Which changes of an InferenceEndpoint deserve a reconcile: spec (generation), finalizers,
+/// deletion and annotations. Status-only writes (our own) are filtered out, so writing status
+/// does not trigger another Elasticsearch read. Generation alone would swallow finalizer and
+/// delete events (DESIGN.md §7).
+fn relevant_change(iep: &InferenceEndpoint) -> Option<u64> {
+    let meta = iep.meta();
+    let mut hasher = DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// The objects in `store` that reference Secret `namespace/name` (service credential,
+/// Elasticsearch credentials or CA, or ECK's conventional Secrets).
+pub fn referencing(
+    store: &Store<InferenceEndpoint>,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<InferenceEndpoint>> {
+    store
+        .state()
+        .iter()
+        .filter(|iep| references_secret(iep, namespace, name))
+        .map(|iep| ObjectRef::from_obj(iep.as_ref()))
+        .collect()
+}
+
+fn references_secret(iep: &InferenceEndpoint, namespace: &str, name: &str) -> bool {
+    let own_namespace = iep.namespace().unwrap_or_default();
+    let spec = &iep.spec;
+    if let Some(eck) = &spec.elasticsearch_ref {
+        let eck_namespace = eck.namespace.as_deref().unwrap_or(&own_namespace);
+        if eck_namespace == namespace
+            && (name == format!("{}-es-elastic-user", eck.name)
+                || name == format!("{}-es-http-certs-public", eck.name))
+        {
+            return true;
+        }
+    }
+    if own_namespace != namespace {
+        return false;
+    }
+    let azure = spec.azure_open_ai.as_ref();
+    let service_refs = azure
+        .into_iter()
+        .flat_map(|a| [&a.api_key_secret_ref, &a.entra_id_secret_ref])
+        .flatten()
+        .map(|r| r.name.as_str());
+    let connection = spec.elasticsearch.as_ref();
+    let connection_refs = connection
+        .and_then(|c| c.credentials_secret_ref.as_ref())
+        .map(|r| r.name.as_str())
+        .into_iter()
+        .chain(
+            connection
+                .and_then(|c| c.ca_secret_ref.as_ref())
+                .map(|r| r.name.as_str()),
+        );
+    service_refs.chain(connection_refs).any(|n| n == name)
+}
+
+/// Run the controller until `shutdown` resolves; in-flight reconciles finish first.
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (ieps, secrets): (Api<InferenceEndpoint>, Api<PartialObjectMeta<Secret>>) =
+        match &config.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+    let (reader, writer) = reflector::store();
+    let iep_stream = watcher(ieps, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(relevant_change, Default::default());
+    // Metadata only: the operator never caches Secret contents (DESIGN.md §4).
+    let secret_stream = watcher(secrets, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .touched_objects();
+    let store = reader.clone();
+    let concurrency = config.concurrency;
+    let ctx = Arc::new(Context::new(client, config));
+    info!("starting controller");
+    Controller::for_stream(iep_stream, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .watches_stream(secret_stream, move |secret| {
+            let namespace = secret.namespace().unwrap_or_default();
+            referencing(&store, &namespace, &secret.name_any())
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+        .await;
+    info!("controller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn iep(name: &str, namespace: &str, spec: serde_json::Value) -> InferenceEndpoint {
+        serde_json::from_value(json!({
+            "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let initial = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        let within = |d: Duration, secs: f64| {
+            let s = d.as_secs_f64();
+            s >= secs * 0.9 - 1e-9 && s <= secs * 1.1 + 1e-9
+        };
+        assert!(within(backoff(initial, max, 1), 1.0));
+        assert!(within(backoff(initial, max, 2), 2.0));
+        assert!(within(backoff(initial, max, 5), 16.0));
+        assert!(within(backoff(initial, max, 7), 60.0));
+        assert!(within(backoff(initial, max, u32::MAX), 60.0));
+    }
+
+    #[test]
+    fn secrets_map_to_the_objects_that_reference_them() {
+        let direct = iep(
+            "a",
+            "ns",
+            json!({
+                "elasticsearch": {"url": "https://es:9200", "credentialsSecretRef": {"name": "es-creds"}, "caSecretRef": {"name": "es-ca"}},
+                "taskType": "completion",
+                "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "v", "apiKeySecretRef": {"name": "azure", "key": "k"}}
+            }),
+        );
+        for name in ["es-creds", "es-ca", "azure"] {
+            assert!(references_secret(&direct, "ns", name), "{name}");
+        }
+        assert!(!references_secret(&direct, "other", "azure"));
+        assert!(!references_secret(&direct, "ns", "unrelated"));
+
+        let eck = iep(
+            "b",
+            "ns",
+            json!({
+                "elasticsearchRef": {"name": "quickstart", "namespace": "elastic"},
+                "taskType": "completion",
+                "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "v", "entraIdSecretRef": {"name": "entra", "key": "k"}}
+            }),
+        );
+        assert!(references_secret(
+            &eck,
+            "elastic",
+            "quickstart-es-elastic-user"
+        ));
+        assert!(references_secret(
+            &eck,
+            "elastic",
+            "quickstart-es-http-certs-public"
+        ));
+        assert!(references_secret(&eck, "ns", "entra"));
+        assert!(!references_secret(&eck, "ns", "quickstart-es-elastic-user"));
+    }
+
+    #[test]
+    fn status_only_changes_are_filtered_out() {
+        let spec = json!({
+            "elasticsearch": {"url": "https://es:9200"}, "taskType": "completion",
+            "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "v", "apiKeySecretRef": {"name": "azure", "key": "k"}}
+        });
+        let mut a = iep("a", "ns", spec);
+        a.metadata.generation = Some(1);
+        let mut b = a.clone();
+        b.status = Some(Default::default());
+        b.metadata.resource_version = Some("99".into());
+        assert_eq!(relevant_change(&a), relevant_change(&b));
+        let mut c = a.clone();
+        c.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert_ne!(relevant_change(&a), relevant_change(&c));
+        let mut d = a.clone();
+        d.metadata.generation = Some(2);
+        assert_ne!(relevant_change(&a), relevant_change(&d));
+    }
+}

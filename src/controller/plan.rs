@@ -1,0 +1,273 @@
+//! The pure decision at the heart of a reconcile: given what the object wants and what
+//! Elasticsearch holds, which single action to take.
+//!
+//! Rules (DESIGN.md §4, reference §6):
+//! * absent → create (PUT is create-only and costs an Azure call, so it happens only after a GET
+//!   said 404);
+//! * present and equal after normalisation, same credential → nothing;
+//! * present and equal, credential changed or never recorded → push the credential through
+//!   `_update` (8.17+), never delete;
+//! * present with differences Elasticsearch can change in place → `_update`;
+//! * anything else is reported, never forced: an endpoint this object did not create is a
+//!   conflict, an immutable change to one it did create needs a new object.
+
+use crate::controller::conditions::Outcome;
+use crate::elasticsearch::normalize::{compare, Difference};
+use crate::elasticsearch::{Endpoint, EndpointConfig, EsVersion};
+
+/// What the planner needs to know.
+pub struct PlanInput<'a> {
+    pub desired: &'a EndpointConfig,
+    /// `None` when GET answered 404.
+    pub observed: Option<&'a Endpoint>,
+    /// This object created or adopted the endpoint before (status records the id).
+    pub owned: bool,
+    /// Fingerprint of the credential in the referenced Secret now.
+    pub fingerprint: &'a str,
+    /// Fingerprint recorded in status when the credential was last applied.
+    pub applied_fingerprint: Option<&'a str>,
+    pub version: &'a EsVersion,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Plan {
+    /// `PUT _inference/{task}/{id}`.
+    Create,
+    /// Already as desired. `record_credential` asks to store the fingerprint anyway (adoption of
+    /// an equal endpoint on a cluster without the update API, where the key cannot be pushed).
+    Nothing { record_credential: bool },
+    /// `_update` carrying only the credential.
+    PushCredential,
+    /// `_update` for differences Elasticsearch changes in place.
+    Update { differences: Vec<Difference> },
+    /// Report and wait for a change of the object or its Secrets.
+    Blocked(Outcome),
+}
+
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let Some(observed) = input.observed else {
+        return Plan::Create;
+    };
+    let desired = input.desired;
+    if observed.service != desired.service {
+        return Plan::Blocked(Outcome::permanent(
+            "Conflict",
+            format!(
+                "inference endpoint {} already exists in Elasticsearch with service {:?}, not {:?}; it is left alone",
+                desired.inference_id, observed.service, desired.service
+            ),
+        ));
+    }
+    let differences = compare(desired, observed, input.version);
+    if !differences.is_empty() {
+        let in_place = differences
+            .iter()
+            .all(|d| d.updatable_on(input.version, observed));
+        if in_place && input.owned {
+            return Plan::Update { differences };
+        }
+        let listed = describe(&differences);
+        return Plan::Blocked(if input.owned {
+            Outcome::permanent(
+                "ImmutableFieldChanged",
+                format!(
+                    "Elasticsearch {} cannot change these settings of inference endpoint {} in place: {listed}. \
+                     Create a new InferenceEndpoint with a new inferenceId and move users of the endpoint to it",
+                    input.version, desired.inference_id
+                ),
+            )
+        } else {
+            Outcome::permanent(
+                "Conflict",
+                format!(
+                    "inference endpoint {} already exists in Elasticsearch with different settings ({listed}); \
+                     it was not created by this object and is left alone",
+                    desired.inference_id
+                ),
+            )
+        });
+    }
+    if input.applied_fingerprint == Some(input.fingerprint) {
+        return Plan::Nothing {
+            record_credential: false,
+        };
+    }
+    if input.version.supports_update_api() {
+        return Plan::PushCredential;
+    }
+    match input.applied_fingerprint {
+        // Equal settings, nothing recorded yet: a restart after our own PUT or an adoption.
+        // The key cannot be pushed before 8.17; record it so a later rotation is noticed.
+        None => Plan::Nothing {
+            record_credential: true,
+        },
+        Some(_) => Plan::Blocked(Outcome::permanent(
+            "RotationUnsupported",
+            format!(
+                "the credential Secret changed, but Elasticsearch {} has no update API (8.17 or later); \
+                 the endpoint keeps the previous credential",
+                input.version
+            ),
+        )),
+    }
+}
+
+/// `service_settings.deployment_id (want "a", have "b"), ...` for condition messages. Only
+/// non-secret values ever reach this point (GET never returns secrets).
+pub fn describe(differences: &[Difference]) -> String {
+    differences
+        .iter()
+        .map(|d| {
+            let show = |v: &Option<serde_json::Value>| {
+                v.as_ref()
+                    .map_or_else(|| "unset".to_owned(), |v| v.to_string())
+            };
+            format!(
+                "{} (want {}, have {})",
+                d.path,
+                show(&d.desired),
+                show(&d.observed)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elasticsearch::TaskType;
+    use serde_json::{json, Map, Value};
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn desired() -> EndpointConfig {
+        EndpointConfig {
+            inference_id: "emb".into(),
+            task_type: TaskType::TextEmbedding,
+            service: "azureopenai".into(),
+            service_settings: map(
+                json!({"resource_name": "res", "deployment_id": "dep", "api_version": "2024-10-21"}),
+            ),
+            task_settings: map(json!({"user": "a"})),
+            chunking_settings: None,
+        }
+    }
+
+    /// What Elasticsearch returns for `desired()` (defaults and inferred fields filled in).
+    fn observed() -> Endpoint {
+        serde_json::from_value(json!({
+            "inference_id": "emb", "task_type": "text_embedding", "service": "azureopenai",
+            "service_settings": {"resource_name": "res", "deployment_id": "dep", "api_version": "2024-10-21",
+                                 "rate_limit": {"requests_per_minute": 1440}, "dimensions": 1536, "similarity": "dot_product"},
+            "task_settings": {"user": "a"},
+            "chunking_settings": {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}
+        }))
+        .unwrap()
+    }
+
+    fn run(observed: Option<&Endpoint>, owned: bool, applied: Option<&str>, version: &str) -> Plan {
+        let desired = desired();
+        let version = EsVersion::parse(version).unwrap();
+        plan(&PlanInput {
+            desired: &desired,
+            observed,
+            owned,
+            fingerprint: "fp-now",
+            applied_fingerprint: applied,
+            version: &version,
+        })
+    }
+
+    #[test]
+    fn absent_endpoint_is_created() {
+        assert_eq!(run(None, false, None, "8.18.0"), Plan::Create);
+        assert_eq!(
+            run(None, true, Some("fp-now"), "8.18.0"),
+            Plan::Create,
+            "deleted out of band"
+        );
+    }
+
+    #[test]
+    fn equal_endpoint_with_same_credential_needs_nothing() {
+        let o = observed();
+        assert_eq!(
+            run(Some(&o), true, Some("fp-now"), "8.18.0"),
+            Plan::Nothing {
+                record_credential: false
+            }
+        );
+    }
+
+    #[test]
+    fn rotated_or_unrecorded_credential_is_pushed_through_update() {
+        let o = observed();
+        assert_eq!(
+            run(Some(&o), true, Some("fp-old"), "8.17.0"),
+            Plan::PushCredential
+        );
+        assert_eq!(run(Some(&o), false, None, "9.1.0"), Plan::PushCredential);
+    }
+
+    #[test]
+    fn clusters_without_update_api_record_or_report() {
+        let o = observed();
+        assert_eq!(
+            run(Some(&o), false, None, "8.16.0"),
+            Plan::Nothing {
+                record_credential: true
+            }
+        );
+        match run(Some(&o), true, Some("fp-old"), "8.16.0") {
+            Plan::Blocked(outcome) => assert_eq!(outcome.reason, "RotationUnsupported"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn task_settings_drift_is_updated_in_place_when_owned() {
+        let mut o = observed();
+        o.task_settings = map(json!({"user": "b"}));
+        match run(Some(&o), true, Some("fp-now"), "8.18.0") {
+            Plan::Update { differences } => assert_eq!(differences[0].path, "task_settings.user"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn immutable_drift_is_reported_never_forced() {
+        let mut o = observed();
+        o.service_settings
+            .insert("deployment_id".into(), json!("other"));
+        match run(Some(&o), true, Some("fp-now"), "9.1.0") {
+            Plan::Blocked(outcome) => {
+                assert_eq!(outcome.reason, "ImmutableFieldChanged");
+                assert!(
+                    outcome
+                        .message
+                        .contains(r#"service_settings.deployment_id (want "dep", have "other")"#),
+                    "{}",
+                    outcome.message
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match run(Some(&o), false, None, "9.1.0") {
+            Plan::Blocked(outcome) => assert_eq!(outcome.reason, "Conflict"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_different_service_under_the_same_id_is_a_conflict() {
+        let mut o = observed();
+        o.service = "openai".into();
+        match run(Some(&o), false, None, "9.1.0") {
+            Plan::Blocked(outcome) => assert_eq!(outcome.reason, "Conflict"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

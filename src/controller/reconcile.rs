@@ -1,0 +1,357 @@
+//! The reconcile driver: observe (Secrets, Elasticsearch GET) → plan (pure) → act (one
+//! Elasticsearch call) → status (one patch, only if it changed) → Event (only on a transition).
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::api::{
+    ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointStatus,
+};
+use crate::controller::conditions::{self, Outcome, State};
+use crate::controller::desired::{check_supported, desired};
+use crate::controller::plan::{describe, plan, Plan, PlanInput};
+use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
+use crate::elasticsearch::{update_body, DeleteOptions, DeleteOutcome, Endpoint, ServiceSecret};
+use crate::secrets::{fingerprint, SecretReader};
+
+/// Bring Elasticsearch in line with the object, then report.
+pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let previous = iep.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    let outcome = converge(&iep, &ctx, &mut status)
+        .await
+        .unwrap_or_else(|failure| failure);
+    let outcome = keep_steady_state_wording(&previous, outcome);
+    report(&iep, &ctx, previous, status, &outcome, "Reconcile").await?;
+    Ok(ctx.next_action(&iep, &outcome))
+}
+
+/// The object is being deleted: remove the endpoint under policy `Delete`.
+pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let previous = iep.status.clone().unwrap_or_default();
+    let outcome = match remove(&iep, &ctx).await {
+        Ok(outcome) => outcome,
+        Err(failure) => failure,
+    };
+    if outcome.is_ready() {
+        ctx.forget(&iep);
+        publish(&ctx, &iep, &outcome, "Delete").await;
+        return Ok(Action::await_change());
+    }
+    // Keep the finalizer, say why on the object, and retry with backoff: deletion is not
+    // something a change of the object can unblock, so even "permanent" refusals are re-checked.
+    report(&iep, &ctx, previous.clone(), previous, &outcome, "Delete").await?;
+    Err(Error::CleanupBlocked {
+        reason: outcome.reason,
+        retry_after: ctx.backoff_delay(&iep),
+    })
+}
+
+/// The whole apply path; `Err` is a failure outcome, already classified.
+async fn converge(
+    iep: &InferenceEndpoint,
+    ctx: &Context,
+    status: &mut InferenceEndpointStatus,
+) -> Result<Outcome, Outcome> {
+    let desired = desired(iep)?;
+    let namespace = iep.namespace().unwrap_or_default();
+    let secrets = SecretReader::new(ctx.client.clone(), &namespace);
+    let source = &desired.credential;
+    let credential = secrets
+        .key(&source.secret.name, &source.secret.key)
+        .await
+        .map_err(|e| outcomes::from_secret(&e))?;
+    let uid = iep.uid().unwrap_or_default();
+    let current_fingerprint = fingerprint(&uid, source.field, &credential);
+    let secret = ServiceSecret::new(source.field, credential);
+
+    let connection = ctx
+        .connections
+        .connect(iep, &namespace, &ctx.client)
+        .await?;
+    let es = &connection.client;
+    let version = connection.info.version;
+    status.cluster = Some(ClusterStatus {
+        uuid: connection.info.cluster_uuid.clone(),
+        name: connection.info.cluster_name.clone(),
+        version: version.to_string(),
+    });
+    check_supported(&desired, &version)?;
+
+    let config = &desired.config;
+    let id = config.inference_id.as_str();
+    let on_es_error = |e: crate::elasticsearch::EsError| {
+        if e.is_transient() {
+            ctx.connections.forget(&connection.key);
+        }
+        outcomes::from_es(&e)
+    };
+    let observed = es
+        .get_endpoint(config.task_type, id)
+        .await
+        .map_err(on_es_error)?;
+    let owned = status.inference_id.as_deref() == Some(id);
+    let planned = plan(&PlanInput {
+        desired: config,
+        observed: observed.as_ref(),
+        owned,
+        fingerprint: &current_fingerprint,
+        applied_fingerprint: status.credential_fingerprint.as_deref(),
+        version: &version,
+    });
+    debug!(inference_id = id, plan = ?planned, "planned");
+
+    let cluster = format!("cluster {} ({version})", connection.info.cluster_name);
+    let (endpoint, outcome) = match planned {
+        Plan::Create => {
+            let created = es
+                .create_endpoint(config, &secret, &version)
+                .await
+                .map_err(on_es_error)?;
+            info!(inference_id = id, "created inference endpoint");
+            let reason = if owned { "Recreated" } else { "Created" };
+            let message = if owned {
+                format!("inference endpoint {id} was missing from {cluster} and has been recreated")
+            } else {
+                format!("created inference endpoint {id} in {cluster}")
+            };
+            (created, Outcome::ready(reason, message))
+        }
+        // Whether or not the planner asked to record the credential, recording the current
+        // fingerprint below is right: it equals the applied one, or is being adopted.
+        Plan::Nothing { .. } => {
+            let Some(observed) = observed else {
+                return Err(Outcome::transient(
+                    "InternalError",
+                    "planner found nothing to do for an absent endpoint",
+                ));
+            };
+            (
+                observed,
+                Outcome::ready(
+                    "InSync",
+                    format!("inference endpoint {id} in {cluster} matches the spec"),
+                ),
+            )
+        }
+        Plan::PushCredential => {
+            let body = update_body(config, Some(&secret), observed.as_ref(), &version)
+                .map_err(|e| Outcome::permanent("InvalidSettings", e.to_string()))?;
+            let updated = es
+                .update_endpoint(config.task_type, id, &body, &version)
+                .await
+                .map_err(on_es_error)?;
+            let (reason, message) = if status.credential_fingerprint.is_some() {
+                (
+                    "CredentialsRotated",
+                    format!("applied the rotated credential to inference endpoint {id}"),
+                )
+            } else {
+                ("Adopted", format!("inference endpoint {id} in {cluster} matches the spec and now uses the referenced credential"))
+            };
+            info!(
+                inference_id = id,
+                reason, "updated inference endpoint credential"
+            );
+            (updated, Outcome::ready(reason, message))
+        }
+        Plan::Update { differences } => {
+            let body = update_body(config, Some(&secret), observed.as_ref(), &version)
+                .map_err(|e| Outcome::permanent("InvalidSettings", e.to_string()))?;
+            let updated = es
+                .update_endpoint(config.task_type, id, &body, &version)
+                .await
+                .map_err(on_es_error)?;
+            info!(inference_id = id, "updated inference endpoint settings");
+            (
+                updated,
+                Outcome::ready(
+                    "Updated",
+                    format!(
+                        "updated inference endpoint {id}: {}",
+                        describe(&differences)
+                    ),
+                ),
+            )
+        }
+        Plan::Blocked(outcome) => return Err(outcome),
+    };
+    status.inference_id = Some(id.to_owned());
+    status.endpoint = Some(endpoint_status(&endpoint));
+    status.credential_fingerprint = Some(current_fingerprint);
+    Ok(outcome)
+}
+
+/// Delete the endpoint this object owns, unless the policy retains it.
+async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outcome> {
+    if iep.spec.deletion_policy == DeletionPolicy::Retain {
+        return Ok(Outcome::ready(
+            "Retained",
+            format!(
+                "deletionPolicy Retain: inference endpoint {} left in Elasticsearch",
+                iep.inference_id()
+            ),
+        ));
+    }
+    let status = iep.status.clone().unwrap_or_default();
+    // Only ever delete what this object created or adopted.
+    let Some(id) = status.inference_id else {
+        return Ok(Outcome::ready(
+            "Deleted",
+            "no inference endpoint was created for this object",
+        ));
+    };
+    let namespace = iep.namespace().unwrap_or_default();
+    let connection = ctx
+        .connections
+        .connect(iep, &namespace, &ctx.client)
+        .await?;
+    let outcome = connection
+        .client
+        .delete_endpoint(iep.spec.task_type, &id, DeleteOptions::default())
+        .await
+        .map_err(|e| {
+            if e.is_transient() {
+                ctx.connections.forget(&connection.key);
+            }
+            outcomes::from_es(&e)
+        })?;
+    let message = if matches!(outcome, DeleteOutcome::Done(_)) {
+        format!("deleted inference endpoint {id}")
+    } else {
+        format!("inference endpoint {id} was already gone")
+    };
+    info!(inference_id = %id, "{message}");
+    Ok(Outcome::ready("Deleted", message))
+}
+
+fn endpoint_status(endpoint: &Endpoint) -> EndpointStatus {
+    let settings = &endpoint.service_settings;
+    EndpointStatus {
+        service: endpoint.service.clone(),
+        dimensions: settings.get("dimensions").and_then(|v| v.as_i64()),
+        similarity: settings
+            .get("similarity")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        requests_per_minute: settings
+            .get("rate_limit")
+            .and_then(|r| r.get("requests_per_minute"))
+            .and_then(|v| v.as_i64()),
+        chunking_strategy: endpoint
+            .chunking_settings
+            .as_ref()
+            .and_then(|c| c.get("strategy"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+    }
+}
+
+/// A periodic re-check that finds nothing to do keeps the reason and message of the last
+/// transition (`Created`, `CredentialsRotated`, ...), so it writes no status and emits no Event.
+fn keep_steady_state_wording(previous: &InferenceEndpointStatus, outcome: Outcome) -> Outcome {
+    if outcome.reason != "InSync" {
+        return outcome;
+    }
+    match conditions::ready(&previous.conditions) {
+        Some(ready) if ready.status == "True" => Outcome {
+            state: State::Ready,
+            reason: static_ready_reason(&ready.reason).unwrap_or(outcome.reason),
+            message: ready.message.clone(),
+        },
+        _ => outcome,
+    }
+}
+
+/// Reasons are `&'static str`; map a stored reason back to its static form.
+fn static_ready_reason(reason: &str) -> Option<&'static str> {
+    const READY_REASONS: [&str; 6] = [
+        "Created",
+        "Recreated",
+        "InSync",
+        "Adopted",
+        "Updated",
+        "CredentialsRotated",
+    ];
+    READY_REASONS.into_iter().find(|r| *r == reason)
+}
+
+/// Write status if it changed, and publish an Event if Ready changed.
+async fn report(
+    iep: &InferenceEndpoint,
+    ctx: &Context,
+    previous: InferenceEndpointStatus,
+    mut status: InferenceEndpointStatus,
+    outcome: &Outcome,
+    action: &str,
+) -> Result<(), Error> {
+    let now = Time(Timestamp::now());
+    status.observed_generation = iep.meta().generation;
+    status.conditions =
+        conditions::conditions_for(&previous.conditions, outcome, iep.meta().generation, &now);
+    if status != previous {
+        patch_status(iep, ctx, &status).await?;
+    }
+    if conditions::is_transition(&previous.conditions, outcome) {
+        publish(ctx, iep, outcome, action).await;
+    }
+    Ok(())
+}
+
+async fn patch_status(
+    iep: &InferenceEndpoint,
+    ctx: &Context,
+    status: &InferenceEndpointStatus,
+) -> Result<(), Error> {
+    let name = iep.name_any();
+    let api: Api<InferenceEndpoint> =
+        Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": InferenceEndpoint::api_version(&()),
+        "kind": InferenceEndpoint::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    tokio::time::timeout(
+        ctx.config.kube_timeout,
+        api.patch_status(&name, &params, &Patch::Apply(&body)),
+    )
+    .await
+    .map_err(|_| Error::KubeTimeout("patch status"))?
+    .map_err(Error::Kube)?;
+    Ok(())
+}
+
+/// Events are best effort: a failure to publish is logged, never fails the reconcile.
+async fn publish(ctx: &Context, iep: &InferenceEndpoint, outcome: &Outcome, action: &str) {
+    let event = Event {
+        type_: if outcome.is_ready() {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: outcome.reason.to_owned(),
+        note: Some(conditions::truncate(&outcome.message)),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    let reference = iep.object_ref(&());
+    match tokio::time::timeout(
+        ctx.config.kube_timeout,
+        ctx.recorder.publish(&event, &reference),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => warn!(%error, reason = outcome.reason, "could not publish event"),
+        Err(_) => warn!(reason = outcome.reason, "publishing event timed out"),
+    }
+}
