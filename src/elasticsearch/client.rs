@@ -1,0 +1,1200 @@
+//! HTTP client for the `_inference` API (reqwest + rustls).
+//!
+//! * Every call has a timeout: the connection's `request_timeout`, or for PUT (and 9.4+
+//!   `_update`, which calls the provider) the server-side timeout plus a margin.
+//! * Ids and task types are percent-escaped as single path segments; the two-segment form
+//!   `_inference/{task_type}/{id}` is always used.
+//! * Credentials are default headers marked sensitive; redirects are not followed. Nothing
+//!   logged contains a body or a header: one debug event per request with method, path, status.
+//! * TLS uses rustls with whatever process-wide crypto provider is installed (the binary installs
+//!   ring first). If none is installed, ring is installed here rather than letting reqwest panic.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::body::{create_body, Endpoint, EndpointConfig, RequestBody, ServiceSecret};
+use super::error::{redact_url, ApiError, EsError};
+use super::version::EsVersion;
+use super::TaskType;
+
+/// Extra client-side time on top of Elasticsearch's own timeout, so that ES answers (with its
+/// timeout error) before the client gives up.
+const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(15);
+/// Upper bound for the TCP/TLS connect phase.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest response body read (endpoint configs are small; this guards against proxies).
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the operator authenticates to Elasticsearch.
+#[derive(Clone, Debug, Default)]
+pub enum Auth {
+    #[default]
+    None,
+    /// HTTP basic (`Authorization: Basic ...`).
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+    /// Elasticsearch API key (`Authorization: ApiKey ...`): either the `encoded` value returned
+    /// by the create-API-key API, or `id:api_key` (encoded here).
+    ApiKey(SecretString),
+}
+
+/// Where Elasticsearch is and how to reach it.
+#[derive(Clone)]
+pub struct ConnectionConfig {
+    /// Base URL (`https://es-http.ns.svc:9200`); a path prefix is kept. Userinfo in the URL is
+    /// used as basic auth when `auth` is `None` and is never shown in messages.
+    pub url: Url,
+    pub auth: Auth,
+    /// PEM bundle of trusted CA certificates; when set, only these are trusted.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Accept any server certificate (explicit opt-out).
+    pub insecure_skip_tls_verify: bool,
+    /// Timeout of ordinary calls (GET, DELETE, pre-9.4 `_update`).
+    pub request_timeout: Duration,
+}
+
+impl ConnectionConfig {
+    /// No auth, system roots, 30 s request timeout.
+    pub fn new(url: Url) -> Self {
+        Self {
+            url,
+            auth: Auth::None,
+            ca_pem: None,
+            insecure_skip_tls_verify: false,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = match self.auth {
+            Auth::None => "none",
+            Auth::Basic { .. } => "basic",
+            Auth::ApiKey(_) => "api_key",
+        };
+        f.debug_struct("ConnectionConfig")
+            .field("url", &redact_url(&self.url))
+            .field("auth", &auth)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
+            .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// What `GET /` says about the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub version: EsVersion,
+    pub cluster_uuid: String,
+    pub cluster_name: String,
+    /// `default` or `serverless` (absent on old versions).
+    pub build_flavor: Option<String>,
+}
+
+/// Query options of DELETE (8.15+).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    /// Only report what references the endpoint; delete nothing.
+    pub dry_run: bool,
+    /// Delete even when pipelines / `semantic_text` mappings reference the endpoint.
+    pub force: bool,
+}
+
+/// The DELETE answer body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteResponse {
+    pub acknowledged: bool,
+    /// Ingest pipelines referencing the endpoint.
+    #[serde(default)]
+    pub pipelines: Vec<String>,
+    /// Indices whose `semantic_text` mappings reference the endpoint (8.16+).
+    #[serde(default)]
+    pub indexes: Vec<String>,
+    /// Dry run only: the text a real delete would refuse with (`""` when unreferenced).
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+/// Result of a DELETE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Elasticsearch answered 200 (deleted, or the dry-run report).
+    Done(DeleteResponse),
+    /// There was no such endpoint (404).
+    NotFound,
+}
+
+impl DeleteOutcome {
+    /// Whether the endpoint existed.
+    pub fn found(&self) -> bool {
+        matches!(self, DeleteOutcome::Done(_))
+    }
+
+    /// The answer body, if the endpoint existed.
+    pub fn response(&self) -> Option<&DeleteResponse> {
+        match self {
+            DeleteOutcome::Done(r) => Some(r),
+            DeleteOutcome::NotFound => None,
+        }
+    }
+}
+
+/// Client for one Elasticsearch cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct EsClient {
+    http: reqwest::Client,
+    base: Url,
+    request_timeout: Duration,
+}
+
+impl fmt::Debug for EsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EsClient")
+            .field("base", &redact_url(&self.base))
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+fn sensitive(value: String) -> Result<HeaderValue, EsError> {
+    let mut v = HeaderValue::from_str(&value).map_err(|_| {
+        EsError::Config("credentials contain characters not allowed in an HTTP header".into())
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+fn auth_header(auth: &Auth) -> Result<Option<HeaderValue>, EsError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match auth {
+        Auth::None => Ok(None),
+        Auth::Basic { username, password } => {
+            let raw = format!("{username}:{}", password.expose_secret());
+            sensitive(format!("Basic {}", b64.encode(raw))).map(Some)
+        }
+        Auth::ApiKey(key) => {
+            let key = key.expose_secret().trim();
+            if key.is_empty() {
+                return Err(EsError::Config("the API key is empty".into()));
+            }
+            // Base64 never contains ':'; `id:key` is the raw form.
+            let encoded = if key.contains(':') {
+                b64.encode(key)
+            } else {
+                key.to_owned()
+            };
+            sensitive(format!("ApiKey {encoded}")).map(Some)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RootResponse {
+    #[serde(default)]
+    cluster_name: String,
+    #[serde(default)]
+    cluster_uuid: String,
+    version: RootVersion,
+}
+
+#[derive(Deserialize)]
+struct RootVersion {
+    number: String,
+    #[serde(default)]
+    build_flavor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GetResponse {
+    endpoints: Vec<Endpoint>,
+}
+
+impl EsClient {
+    /// Build a client. Fails on an unusable URL, bad CA PEM or credentials that cannot be a header.
+    pub fn new(cfg: ConnectionConfig) -> Result<Self, EsError> {
+        ensure_crypto_provider();
+        let mut base = cfg.url.clone();
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(EsError::Config(format!(
+                "unsupported URL scheme [{}] (http or https)",
+                base.scheme()
+            )));
+        }
+        if base.cannot_be_a_base() || base.host_str().is_none_or(str::is_empty) {
+            return Err(EsError::Config(format!(
+                "[{}] is not a usable base URL",
+                redact_url(&base)
+            )));
+        }
+        let mut auth = cfg.auth.clone();
+        if !base.username().is_empty() || base.password().is_some() {
+            if matches!(auth, Auth::None) {
+                let decode = |s: &str| {
+                    percent_decode(s).ok_or_else(|| {
+                        EsError::Config("URL userinfo is not valid percent-encoded UTF-8".into())
+                    })
+                };
+                auth = Auth::Basic {
+                    username: decode(base.username())?,
+                    password: SecretString::from(decode(base.password().unwrap_or(""))?),
+                };
+            }
+            let _ = base.set_username("");
+            let _ = base.set_password(None);
+        }
+        base.set_query(None);
+        base.set_fragment(None);
+
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(v) = auth_header(&auth)? {
+            headers.insert(AUTHORIZATION, v);
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(cfg.request_timeout.min(MAX_CONNECT_TIMEOUT))
+            .user_agent(concat!("inference-operator/", env!("CARGO_PKG_VERSION")));
+        if cfg.insecure_skip_tls_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        } else if let Some(pem) = &cfg.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| EsError::Config(format!("cannot read the CA certificate PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(EsError::Config(
+                    "the CA bundle contains no PEM certificate".into(),
+                ));
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| EsError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base,
+            request_timeout: cfg.request_timeout,
+        })
+    }
+
+    /// The base URL (without userinfo).
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Url, EsError> {
+        let mut url = self.base.clone();
+        if !segments.is_empty() {
+            let mut segs = url
+                .path_segments_mut()
+                .map_err(|_| EsError::Config("base URL cannot have a path".into()))?;
+            segs.pop_if_empty();
+            segs.extend(segments);
+        }
+        if !query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Send one request; `Ok` only for 2xx, with the body bytes.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&RequestBody>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Vec<u8>), EsError> {
+        let started = Instant::now();
+        let method_str = method.as_str().to_owned();
+        let path = url.path().to_owned();
+        let mut req = self.http.request(method, url.clone()).timeout(timeout);
+        if let Some(b) = body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(b.to_bytes());
+        }
+        let result = async {
+            let mut resp = req.send().await?;
+            let status = resp.status();
+            let mut buf = Vec::new();
+            while let Some(chunk) = resp.chunk().await? {
+                let room = MAX_RESPONSE_BYTES.saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if chunk.len() > room {
+                    break;
+                }
+            }
+            Ok::<_, reqwest::Error>((status, buf))
+        }
+        .await;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match result {
+            Ok((status, bytes)) => {
+                tracing::debug!(
+                    method = %method_str,
+                    path = %path,
+                    status = status.as_u16(),
+                    elapsed_ms,
+                    "elasticsearch request"
+                );
+                if status.is_success() {
+                    Ok((status, bytes))
+                } else {
+                    Err(EsError::Api(ApiError::from_response(
+                        status.as_u16(),
+                        &bytes,
+                    )))
+                }
+            }
+            Err(e) => {
+                let err = EsError::from_reqwest(e, &method_str, &url, timeout);
+                tracing::debug!(
+                    method = %method_str,
+                    path = %path,
+                    elapsed_ms,
+                    error = %err,
+                    "elasticsearch request failed"
+                );
+                Err(err)
+            }
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(
+        method: &str,
+        url: &Url,
+        status: StatusCode,
+        bytes: &[u8],
+    ) -> Result<T, EsError> {
+        serde_json::from_slice(bytes).map_err(|e| EsError::UnexpectedResponse {
+            method: method.to_owned(),
+            path: url.path().to_owned(),
+            status: status.as_u16(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `GET /`: version, cluster UUID and name.
+    pub async fn info(&self) -> Result<ClusterInfo, EsError> {
+        let url = self.url(&[], &[])?;
+        let (status, bytes) = self
+            .send(Method::GET, url.clone(), None, self.request_timeout)
+            .await?;
+        let root: RootResponse = Self::decode("GET", &url, status, &bytes)?;
+        let version =
+            EsVersion::parse(&root.version.number).map_err(|e| EsError::UnexpectedResponse {
+                method: "GET".into(),
+                path: url.path().to_owned(),
+                status: status.as_u16(),
+                detail: e.to_string(),
+            })?;
+        Ok(ClusterInfo {
+            version,
+            cluster_uuid: root.cluster_uuid,
+            cluster_name: root.cluster_name,
+            build_flavor: root.version.build_flavor,
+        })
+    }
+
+    /// `GET _inference/{task}/{id}`. `Ok(None)` when the endpoint does not exist; an error of
+    /// class `TaskTypeMismatch` when it exists with another task type
+    /// ([`EsError::stored_task_type`] tells which).
+    pub async fn get_endpoint(
+        &self,
+        task: TaskType,
+        inference_id: &str,
+    ) -> Result<Option<Endpoint>, EsError> {
+        let url = self.url(&["_inference", task.as_str(), inference_id], &[])?;
+        match self
+            .send(Method::GET, url.clone(), None, self.request_timeout)
+            .await
+        {
+            Ok((status, bytes)) => {
+                let resp: GetResponse = Self::decode("GET", &url, status, &bytes)?;
+                let mut endpoints = resp.endpoints;
+                let idx = endpoints
+                    .iter()
+                    .position(|e| e.inference_id == inference_id);
+                Ok(idx.map(|i| endpoints.swap_remove(i)))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT _inference/{task}/{id}` (create only). Sends `?timeout=` when the version accepts it;
+    /// the client waits the server timeout plus a margin. A client-side timeout does not mean
+    /// the endpoint was not created: GET before retrying.
+    pub async fn create_endpoint(
+        &self,
+        cfg: &EndpointConfig,
+        secret: &ServiceSecret,
+        version: &EsVersion,
+    ) -> Result<Endpoint, EsError> {
+        let server_timeout = version.put_server_timeout(cfg.task_type);
+        let query = if version.supports_put_timeout_param() {
+            vec![("timeout", format!("{}s", server_timeout.as_secs()))]
+        } else {
+            Vec::new()
+        };
+        let url = self.url(
+            &["_inference", cfg.task_type.as_str(), &cfg.inference_id],
+            &query,
+        )?;
+        let body = create_body(cfg, secret);
+        let timeout = self
+            .request_timeout
+            .max(server_timeout + SERVER_TIMEOUT_MARGIN);
+        let scrub = |e: EsError| e.scrub(secret.value.expose_secret());
+        let (status, bytes) = self
+            .send(Method::PUT, url.clone(), Some(&body), timeout)
+            .await
+            .map_err(scrub)?;
+        Self::decode("PUT", &url, status, &bytes).map_err(scrub)
+    }
+
+    /// `PUT _inference/{task}/{id}/_update` with a body from [`super::body::update_body`].
+    /// `?timeout=` on 9.5+; on 9.4+ (provider validation) the client waits 30 s plus a margin.
+    /// The body's secret is scrubbed from echoed error texts.
+    pub async fn update_endpoint(
+        &self,
+        task: TaskType,
+        inference_id: &str,
+        body: &RequestBody,
+        version: &EsVersion,
+    ) -> Result<Endpoint, EsError> {
+        let server_timeout = version.update_server_timeout();
+        let query = match server_timeout {
+            Some(t) if version.supports_update_timeout_param() => {
+                vec![("timeout", format!("{}s", t.as_secs()))]
+            }
+            _ => Vec::new(),
+        };
+        let url = self.url(
+            &["_inference", task.as_str(), inference_id, "_update"],
+            &query,
+        )?;
+        let timeout = server_timeout.map_or(self.request_timeout, |t| {
+            self.request_timeout.max(t + SERVER_TIMEOUT_MARGIN)
+        });
+        let scrub = |e: EsError| match body.secret_value() {
+            Some(s) => e.scrub(s),
+            None => e,
+        };
+        let (status, bytes) = self
+            .send(Method::PUT, url.clone(), Some(body), timeout)
+            .await
+            .map_err(scrub)?;
+        Self::decode("PUT", &url, status, &bytes).map_err(scrub)
+    }
+
+    /// `DELETE _inference/{task}/{id}`. 404 → [`DeleteOutcome::NotFound`]; refused because the
+    /// endpoint is referenced → error of class `InUse` (message = Elasticsearch's text).
+    /// `dry_run`/`force` are only sent when set (8.15+).
+    pub async fn delete_endpoint(
+        &self,
+        task: TaskType,
+        inference_id: &str,
+        opts: DeleteOptions,
+    ) -> Result<DeleteOutcome, EsError> {
+        let mut query = Vec::new();
+        if opts.dry_run {
+            query.push(("dry_run", "true".to_owned()));
+        }
+        if opts.force {
+            query.push(("force", "true".to_owned()));
+        }
+        let url = self.url(&["_inference", task.as_str(), inference_id], &query)?;
+        match self
+            .send(Method::DELETE, url.clone(), None, self.request_timeout)
+            .await
+        {
+            Ok((status, bytes)) => {
+                Self::decode("DELETE", &url, status, &bytes).map(DeleteOutcome::Done)
+            }
+            Err(e) if e.is_not_found() => Ok(DeleteOutcome::NotFound),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elasticsearch::body::update_body;
+    use crate::elasticsearch::error::ErrorClass;
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap as AxHeaders, Method as AxMethod, Uri};
+    use axum::response::{IntoResponse, Response};
+    use serde_json::{json, Map, Value};
+    use std::sync::{Arc, Mutex};
+
+    const SECRET: &str = "azure-KEY-do-not-leak";
+
+    #[derive(Clone, Debug)]
+    struct Seen {
+        method: String,
+        path_and_query: String,
+        headers: AxHeaders,
+        body: Vec<u8>,
+    }
+
+    type Reply = Box<dyn Fn(&Seen) -> (u16, Value, Duration) + Send + Sync>;
+
+    struct Double {
+        seen: Mutex<Vec<Seen>>,
+        reply: Reply,
+    }
+
+    async fn handle(
+        State(d): State<Arc<Double>>,
+        method: AxMethod,
+        uri: Uri,
+        headers: AxHeaders,
+        body: Bytes,
+    ) -> Response {
+        let seen = Seen {
+            method: method.to_string(),
+            path_and_query: uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            headers,
+            body: body.to_vec(),
+        };
+        let (status, json, delay) = (d.reply)(&seen);
+        d.seen.lock().unwrap().push(seen);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        (
+            axum::http::StatusCode::from_u16(status).unwrap(),
+            [
+                ("content-type", "application/json"),
+                ("x-elastic-product", "Elasticsearch"),
+            ],
+            json.to_string(),
+        )
+            .into_response()
+    }
+
+    /// A throwaway HTTP server answering with `reply`; returns its base URL and the log.
+    async fn serve(
+        reply: impl Fn(&Seen) -> (u16, Value, Duration) + Send + Sync + 'static,
+    ) -> (Url, Arc<Double>) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let double = Arc::new(Double {
+            seen: Mutex::new(Vec::new()),
+            reply: Box::new(reply),
+        });
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(double.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (Url::parse(&format!("http://{addr}")).unwrap(), double)
+    }
+
+    fn ok(v: Value) -> (u16, Value, Duration) {
+        (200, v, Duration::ZERO)
+    }
+
+    fn client(url: Url, auth: Auth) -> EsClient {
+        let mut cfg = ConnectionConfig::new(url);
+        cfg.auth = auth;
+        cfg.request_timeout = Duration::from_secs(5);
+        EsClient::new(cfg).unwrap()
+    }
+
+    fn v(s: &str) -> EsVersion {
+        EsVersion::parse(s).unwrap()
+    }
+
+    fn m(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!(),
+        }
+    }
+
+    fn endpoint_json(id: &str, task: &str) -> Value {
+        json!({"inference_id": id, "task_type": task, "service": "azureopenai",
+            "service_settings": {"resource_name": "r", "deployment_id": "d", "api_version": "2024-02-01",
+                "rate_limit": {"requests_per_minute": 120}}})
+    }
+
+    fn config(id: &str, task: TaskType) -> EndpointConfig {
+        EndpointConfig {
+            inference_id: id.into(),
+            task_type: task,
+            service: "azureopenai".into(),
+            service_settings: m(
+                json!({"resource_name": "r", "deployment_id": "d", "api_version": "2024-02-01"}),
+            ),
+            task_settings: Map::new(),
+            chunking_settings: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn info_and_basic_auth() {
+        let (url, d) = serve(|_| {
+            ok(json!({"name": "n0", "cluster_name": "prod", "cluster_uuid": "u-1",
+                "version": {"number": "9.1.2-SNAPSHOT", "build_flavor": "default"}, "tagline": "You Know, for Search"}))
+        })
+        .await;
+        let c = client(
+            url,
+            Auth::Basic {
+                username: "elastic".into(),
+                password: "pw:with:colons".into(),
+            },
+        );
+        let info = c.info().await.unwrap();
+        assert_eq!(info.version, EsVersion::new(9, 1, 2));
+        assert_eq!(info.cluster_uuid, "u-1");
+        assert_eq!(info.cluster_name, "prod");
+        let seen = d.seen.lock().unwrap();
+        assert_eq!(seen[0].method, "GET");
+        assert_eq!(seen[0].path_and_query, "/");
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("elastic:pw:with:colons")
+        );
+        assert_eq!(seen[0].headers["authorization"], expected.as_str());
+        assert!(!format!("{c:?}").contains("pw:with"));
+    }
+
+    #[tokio::test]
+    async fn api_key_auth_forms_and_userinfo() {
+        let (url, d) = serve(|_| ok(json!({"endpoints": []}))).await;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let c = client(
+            url.clone(),
+            Auth::ApiKey("VnVhQ2ZH:ui2lp2axTNmsyakw9tvNnw".into()),
+        );
+        c.get_endpoint(TaskType::Completion, "x").await.unwrap();
+        let c = client(url.clone(), Auth::ApiKey("ZW5jb2RlZA==".into()));
+        c.get_endpoint(TaskType::Completion, "x").await.unwrap();
+        let mut with_user = url.clone();
+        with_user.set_username("bob").unwrap();
+        with_user.set_password(Some("s%3Acret")).unwrap();
+        let c = client(with_user, Auth::None);
+        assert!(!format!("{c:?}").contains("cret"));
+        assert_eq!(c.base_url().username(), "");
+        c.get_endpoint(TaskType::Completion, "x").await.unwrap();
+        let c = client(url, Auth::None);
+        c.get_endpoint(TaskType::Completion, "x").await.unwrap();
+        let seen = d.seen.lock().unwrap();
+        assert_eq!(
+            seen[0].headers["authorization"],
+            format!("ApiKey {}", b64.encode("VnVhQ2ZH:ui2lp2axTNmsyakw9tvNnw")).as_str()
+        );
+        assert_eq!(seen[1].headers["authorization"], "ApiKey ZW5jb2RlZA==");
+        assert_eq!(
+            seen[2].headers["authorization"],
+            format!("Basic {}", b64.encode("bob:s:cret")).as_str()
+        );
+        assert!(seen[3].headers.get("authorization").is_none());
+    }
+
+    #[tokio::test]
+    async fn get_found_missing_and_mismatch() {
+        let (url, d) = serve(|s| match s.path_and_query.as_str() {
+            "/_inference/completion/here" => ok(json!({"endpoints": [endpoint_json("here", "completion")]})),
+            "/_inference/completion/wrong-type" => (
+                400,
+                json!({"error": {"root_cause": [{"type": "status_exception", "reason": "Requested task type [completion] does not match the inference endpoint's task type [text_embedding]"}],
+                    "type": "status_exception", "reason": "Requested task type [completion] does not match the inference endpoint's task type [text_embedding]"}, "status": 400}),
+                Duration::ZERO,
+            ),
+            "/_inference/completion/a%2Fb%3F%20c" => ok(json!({"endpoints": []})),
+            _ => (
+                404,
+                json!({"error": {"root_cause": [{"type": "resource_not_found_exception", "reason": "Inference endpoint not found [gone]"}],
+                    "type": "resource_not_found_exception", "reason": "Inference endpoint not found [gone]"}, "status": 404}),
+                Duration::ZERO,
+            ),
+        })
+        .await;
+        let c = client(url, Auth::None);
+        let e = c
+            .get_endpoint(TaskType::Completion, "here")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.inference_id, "here");
+        assert_eq!(e.task_type(), Some(TaskType::Completion));
+        assert!(c
+            .get_endpoint(TaskType::Completion, "gone")
+            .await
+            .unwrap()
+            .is_none());
+        let err = c
+            .get_endpoint(TaskType::Completion, "wrong-type")
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "TaskTypeMismatch");
+        assert_eq!(err.stored_task_type(), Some("text_embedding"));
+        // Escaping: a hostile id stays one path segment.
+        assert!(c
+            .get_endpoint(TaskType::Completion, "a/b? c")
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            d.seen.lock().unwrap().last().unwrap().path_and_query,
+            "/_inference/completion/a%2Fb%3F%20c"
+        );
+    }
+
+    #[tokio::test]
+    async fn create_sends_timeout_by_version_and_secret_on_the_wire_only() {
+        let (url, d) = serve(|s| {
+            let task = s
+                .path_and_query
+                .split('/')
+                .nth(2)
+                .unwrap()
+                .split('?')
+                .next()
+                .unwrap()
+                .to_owned();
+            ok(endpoint_json("e1", &task))
+        })
+        .await;
+        let c = client(url, Auth::None);
+        let secret = ServiceSecret::api_key(SECRET);
+        let cases = [
+            (
+                "8.18.0",
+                TaskType::TextEmbedding,
+                "/_inference/text_embedding/e1",
+            ),
+            ("9.0.0", TaskType::Completion, "/_inference/completion/e1"),
+            (
+                "8.19.0",
+                TaskType::Completion,
+                "/_inference/completion/e1?timeout=30s",
+            ),
+            (
+                "9.1.0",
+                TaskType::TextEmbedding,
+                "/_inference/text_embedding/e1?timeout=30s",
+            ),
+            (
+                "9.5.0",
+                TaskType::Completion,
+                "/_inference/completion/e1?timeout=120s",
+            ),
+            (
+                "9.5.0",
+                TaskType::ChatCompletion,
+                "/_inference/chat_completion/e1?timeout=120s",
+            ),
+        ];
+        for (ver, task, _) in cases {
+            let got = c
+                .create_endpoint(&config("e1", task), &secret, &v(ver))
+                .await
+                .unwrap();
+            assert_eq!(got.task_type, task.as_str());
+        }
+        let seen = d.seen.lock().unwrap();
+        for (i, (_, _, path)) in cases.iter().enumerate() {
+            assert_eq!(seen[i].method, "PUT");
+            assert_eq!(seen[i].path_and_query, *path);
+            assert_eq!(seen[i].headers["content-type"], "application/json");
+            let body: Value = serde_json::from_slice(&seen[i].body).unwrap();
+            assert_eq!(body["service_settings"]["api_key"], SECRET);
+            assert_eq!(body["service"], "azureopenai");
+        }
+    }
+
+    #[tokio::test]
+    async fn create_error_never_echoes_the_secret() {
+        let (url, _d) = serve(|_| {
+            (
+                400,
+                json!({"error": {"root_cause": [{"type": "status_exception", "reason": format!("Received an authentication error status code for request from inference entity id [e1] status [401]. Error message: [key {SECRET} is invalid]")}],
+                    "type": "status_exception",
+                    "reason": "Could not complete inference endpoint creation as validation call to service threw an exception.",
+                    "caused_by": {"type": "status_exception", "reason": format!("Received an authentication error status code for request from inference entity id [e1] status [401]. Error message: [key {SECRET} is invalid]")}},
+                    "status": 400}),
+                Duration::ZERO,
+            )
+        })
+        .await;
+        let c = client(url, Auth::None);
+        let err = c
+            .create_endpoint(
+                &config("e1", TaskType::TextEmbedding),
+                &ServiceSecret::api_key(SECRET),
+                &v("9.1.0"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::AzureRejectedCredentials);
+        assert!(!err.is_transient());
+        for text in [err.to_string(), err.message(), format!("{err:?}")] {
+            assert!(!text.contains(SECRET), "{text}");
+        }
+        assert!(err.message().contains("status [401]"));
+    }
+
+    #[tokio::test]
+    async fn update_uses_two_segment_update_path_and_timeout_on_9_5() {
+        let (url, d) = serve(|_| ok(endpoint_json("e1", "completion"))).await;
+        let c = client(url, Auth::None);
+        let secret = ServiceSecret::entra_id(SECRET);
+        for ver in ["8.17.0", "9.4.0", "9.5.0"] {
+            let body = update_body(
+                &config("e1", TaskType::Completion),
+                Some(&secret),
+                None,
+                &v(ver),
+            )
+            .unwrap();
+            c.update_endpoint(TaskType::Completion, "e1", &body, &v(ver))
+                .await
+                .unwrap();
+        }
+        let seen = d.seen.lock().unwrap();
+        assert_eq!(seen[0].path_and_query, "/_inference/completion/e1/_update");
+        assert_eq!(seen[1].path_and_query, "/_inference/completion/e1/_update");
+        assert_eq!(
+            seen[2].path_and_query,
+            "/_inference/completion/e1/_update?timeout=30s"
+        );
+        assert!(seen.iter().all(|s| s.method == "PUT"));
+        let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
+        assert_eq!(
+            body,
+            json!({"service_settings": {"entra_id": SECRET}, "task_settings": {}})
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_outcomes() {
+        let in_use = "Inference endpoint busy is referenced by pipelines: [p1]. Ensure that no pipelines are using this inference endpoint, or use force to ignore this warning and delete the inference endpoint.";
+        let (url, d) = serve(move |s| match s.path_and_query.as_str() {
+            "/_inference/text_embedding/busy" => (
+                409,
+                json!({"error": {"root_cause": [{"type": "status_exception", "reason": in_use}], "type": "status_exception", "reason": in_use}, "status": 409}),
+                Duration::ZERO,
+            ),
+            "/_inference/text_embedding/busy?dry_run=true" => ok(
+                json!({"acknowledged": false, "pipelines": ["p1"], "indexes": [], "error_message": in_use}),
+            ),
+            "/_inference/text_embedding/busy?force=true" | "/_inference/text_embedding/free" => {
+                ok(json!({"acknowledged": true, "pipelines": [], "indexes": []}))
+            }
+            "/_inference/text_embedding/old" => ok(json!({"acknowledged": true})),
+            _ => (
+                404,
+                json!({"error": {"root_cause": [{"type": "resource_not_found_exception", "reason": "Inference endpoint not found [gone]"}],
+                    "type": "resource_not_found_exception", "reason": "Inference endpoint not found [gone]"}, "status": 404}),
+                Duration::ZERO,
+            ),
+        })
+        .await;
+        let c = client(url, Auth::None);
+        let t = TaskType::TextEmbedding;
+        let err = c
+            .delete_endpoint(t, "busy", DeleteOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "InUse");
+        assert_eq!(err.message(), in_use);
+        let dry = c
+            .delete_endpoint(
+                t,
+                "busy",
+                DeleteOptions {
+                    dry_run: true,
+                    force: false,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            dry,
+            DeleteOutcome::Done(DeleteResponse {
+                acknowledged: false,
+                pipelines: vec!["p1".into()],
+                indexes: vec![],
+                error_message: Some(in_use.into()),
+            })
+        );
+        let forced = c
+            .delete_endpoint(
+                t,
+                "busy",
+                DeleteOptions {
+                    dry_run: false,
+                    force: true,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(matches!(forced, DeleteOutcome::Done(r) if r.acknowledged));
+        assert!(matches!(
+            c.delete_endpoint(t, "old", DeleteOptions::default()).await.unwrap(),
+            DeleteOutcome::Done(r) if r.acknowledged && r.indexes.is_empty()
+        ));
+        assert_eq!(
+            c.delete_endpoint(t, "gone", DeleteOptions::default())
+                .await
+                .unwrap(),
+            DeleteOutcome::NotFound
+        );
+        assert!(d.seen.lock().unwrap().iter().all(|s| s.method == "DELETE"));
+    }
+
+    #[tokio::test]
+    async fn slow_server_times_out() {
+        let (url, _d) = serve(|_| (200, json!({"endpoints": []}), Duration::from_secs(3))).await;
+        let mut cfg = ConnectionConfig::new(url);
+        cfg.request_timeout = Duration::from_millis(200);
+        let c = EsClient::new(cfg).unwrap();
+        let started = Instant::now();
+        let err = c.get_endpoint(TaskType::Completion, "x").await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(err.class(), ErrorClass::ElasticsearchTimeout, "{err}");
+        assert!(err.is_transient());
+        let err = c
+            .delete_endpoint(TaskType::Completion, "x", DeleteOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::ElasticsearchTimeout);
+    }
+
+    #[tokio::test]
+    async fn server_errors_and_garbage() {
+        let (url, _d) = serve(|s| match s.path_and_query.as_str() {
+            "/" => ok(json!({"version": {"number": "banana"}})),
+            "/_inference/completion/busy" => (
+                429,
+                json!({"error": {"type": "es_rejected_execution_exception", "reason": "rejected"}, "status": 429}),
+                Duration::ZERO,
+            ),
+            "/_inference/completion/weird" => ok(json!({"unexpected": true})),
+            _ => (503, json!({"error": {"type": "cluster_block_exception", "reason": "blocked"}, "status": 503}), Duration::ZERO),
+        })
+        .await;
+        let c = client(url, Auth::None);
+        assert_eq!(c.info().await.unwrap_err().reason(), "UnexpectedResponse");
+        let e = c
+            .get_endpoint(TaskType::Completion, "busy")
+            .await
+            .unwrap_err();
+        assert_eq!((e.reason(), e.is_transient()), ("RateLimited", true));
+        let e = c
+            .get_endpoint(TaskType::Completion, "weird")
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), "UnexpectedResponse");
+        let e = c
+            .get_endpoint(TaskType::Completion, "other")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.reason(), e.is_transient()),
+            ("ElasticsearchUnavailable", true)
+        );
+        assert_eq!(e.message(), "blocked");
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_unreachable_and_hides_password() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url = Url::parse(&format!(
+            "http://elastic:topsecret@127.0.0.1:{port}/prefix/"
+        ))
+        .unwrap();
+        let c = client(url, Auth::None);
+        let err = c.info().await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::ElasticsearchUnreachable, "{err}");
+        assert!(err.is_transient());
+        let text = format!("{err} {err:?} {}", err.message());
+        assert!(!text.contains("topsecret"), "{text}");
+        assert!(text.contains("/prefix/"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn base_path_prefix_is_kept() {
+        let (mut url, d) = serve(|_| ok(json!({"endpoints": []}))).await;
+        url.set_path("/es/");
+        let c = client(url, Auth::None);
+        c.get_endpoint(TaskType::TextEmbedding, "x").await.unwrap();
+        assert_eq!(
+            d.seen.lock().unwrap()[0].path_and_query,
+            "/es/_inference/text_embedding/x"
+        );
+    }
+
+    #[test]
+    fn config_errors() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let bad = |cfg: ConnectionConfig| EsClient::new(cfg).unwrap_err();
+        let url = Url::parse("https://es.example:9200").unwrap();
+        let e = bad(ConnectionConfig::new(
+            Url::parse("ftp://es.example").unwrap(),
+        ));
+        assert_eq!(e.reason(), "InvalidConnectionConfig");
+        let mut cfg = ConnectionConfig::new(url.clone());
+        cfg.ca_pem = Some(b"not a pem".to_vec());
+        assert_eq!(bad(cfg).reason(), "InvalidConnectionConfig");
+        let mut cfg = ConnectionConfig::new(url.clone());
+        cfg.auth = Auth::ApiKey("bad\nkey".into());
+        let e = bad(cfg);
+        assert!(!e.to_string().contains("bad\nkey"));
+        let mut cfg = ConnectionConfig::new(url.clone());
+        cfg.ca_pem = Some(TEST_CA_PEM.as_bytes().to_vec());
+        EsClient::new(cfg).unwrap();
+        let mut cfg = ConnectionConfig::new(url);
+        cfg.insecure_skip_tls_verify = true;
+        cfg.auth = Auth::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let dbg = format!("{cfg:?}");
+        assert!(dbg.contains("basic") && !dbg.contains("\"p\""), "{dbg}");
+        EsClient::new(cfg).unwrap();
+    }
+
+    #[test]
+    fn userinfo_percent_decoding() {
+        assert_eq!(percent_decode("s%3Acret").as_deref(), Some("s:cret"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_decode("trail%4"), None);
+        assert_eq!(percent_decode("%"), None);
+    }
+
+    /// A self-signed CA certificate (test data only).
+    const TEST_CA_PEM: &str = include_str!("testdata/ca.pem");
+    /// A leaf for 127.0.0.1 signed by `TEST_CA_PEM`, and its key (test data only).
+    const TEST_SERVER_PEM: &str = include_str!("testdata/server.pem");
+    const TEST_SERVER_KEY: &str = include_str!("testdata/server.key");
+
+    /// A minimal HTTPS server answering every request with `GET /`'s body.
+    async fn tls_server() -> Url {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certs = CertificateDer::pem_slice_iter(TEST_SERVER_PEM.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(TEST_SERVER_KEY.as_bytes()).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = json!({"cluster_name": "tls", "cluster_uuid": "u",
+                        "version": {"number": "9.4.0"}})
+                    .to_string();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(resp.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        Url::parse(&format!("https://127.0.0.1:{}", addr.port())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn tls_custom_ca_insecure_and_untrusted() {
+        let url = tls_server().await;
+        // Trusted through the configured CA only.
+        let mut cfg = ConnectionConfig::new(url.clone());
+        cfg.ca_pem = Some(TEST_CA_PEM.as_bytes().to_vec());
+        let info = EsClient::new(cfg).unwrap().info().await.unwrap();
+        assert_eq!(info.version, EsVersion::new(9, 4, 0));
+        // Explicit opt-out of verification.
+        let mut cfg = ConnectionConfig::new(url.clone());
+        cfg.insecure_skip_tls_verify = true;
+        EsClient::new(cfg).unwrap().info().await.unwrap();
+        // System roots do not know the test CA.
+        let mut cfg = ConnectionConfig::new(url);
+        cfg.request_timeout = Duration::from_secs(5);
+        let err = EsClient::new(cfg).unwrap().info().await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::ElasticsearchTlsFailed, "{err}");
+    }
+}

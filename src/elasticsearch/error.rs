@@ -1,0 +1,1032 @@
+//! Typed errors of the Elasticsearch client.
+//!
+//! An [`EsError`] is built either from the Elasticsearch error envelope (reference §3.1) or from a
+//! transport failure. [`EsError::class`] maps it onto an [`ErrorClass`]: a stable CamelCase
+//! condition reason plus a transient/permanent split (reference §3.2, §4.2).
+//!
+//! Secret hygiene: nothing here ever holds a request body or an auth header. URLs in transport
+//! errors have their userinfo stripped, and [`EsError::scrub`] removes a known secret value from
+//! any text Elasticsearch echoed back.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Longest status-condition message produced by [`EsError::message`].
+const MAX_MESSAGE_CHARS: usize = 1024;
+/// Longest excerpt of a non-JSON error body kept for diagnostics.
+const MAX_RAW_BODY_CHARS: usize = 200;
+/// Top-level reason of a failed provider validation call (PUT, and update on 9.4+), reference §4.2.
+const VALIDATION_WRAPPER_MARKER: &str = "validation call to service";
+const REDACTED: &str = "[REDACTED]";
+
+/// One node of the Elasticsearch error envelope: `{type, reason, root_cause[], caused_by{}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCause {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub root_cause: Vec<ErrorCause>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caused_by: Option<Box<ErrorCause>>,
+}
+
+impl ErrorCause {
+    fn reason_str(&self) -> &str {
+        self.reason.as_deref().unwrap_or("")
+    }
+
+    /// The deepest `caused_by`, or `None` when this node wraps nothing.
+    pub fn innermost_cause(&self) -> Option<&ErrorCause> {
+        let mut cur = self.caused_by.as_deref()?;
+        while let Some(next) = cur.caused_by.as_deref() {
+            cur = next;
+        }
+        Some(cur)
+    }
+
+    /// Every node below this one (the `caused_by` chain and all `root_cause` entries,
+    /// recursively), not including `self`.
+    fn descendants(&self) -> Vec<&ErrorCause> {
+        let mut out = Vec::new();
+        let mut stack: Vec<&ErrorCause> = Vec::new();
+        stack.extend(self.caused_by.as_deref());
+        stack.extend(self.root_cause.iter());
+        while let Some(n) = stack.pop() {
+            out.push(n);
+            stack.extend(n.caused_by.as_deref());
+            stack.extend(n.root_cause.iter());
+        }
+        out
+    }
+
+    fn scrub(&mut self, secret: &str) {
+        if let Some(r) = self.reason.as_mut() {
+            if r.contains(secret) {
+                *r = r.replace(secret, REDACTED);
+            }
+        }
+        for c in &mut self.root_cause {
+            c.scrub(secret);
+        }
+        if let Some(c) = self.caused_by.as_mut() {
+            c.scrub(secret);
+        }
+    }
+}
+
+/// An error answer from Elasticsearch (any non-2xx status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// The `error` object (for a string `error` or a non-JSON body: `kind` empty, `reason` the text).
+    pub error: ErrorCause,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    error: Option<EnvelopeError>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EnvelopeError {
+    Object(ErrorCause),
+    Text(String),
+}
+
+impl ApiError {
+    /// Parse an error answer. Never fails: an unparseable body becomes a short, sanitised excerpt.
+    pub fn from_response(status: u16, body: &[u8]) -> Self {
+        let error = match serde_json::from_slice::<Envelope>(body) {
+            Ok(Envelope {
+                error: Some(EnvelopeError::Object(e)),
+            }) => e,
+            Ok(Envelope {
+                error: Some(EnvelopeError::Text(t)),
+            }) => ErrorCause {
+                reason: Some(t),
+                ..ErrorCause::default()
+            },
+            _ => ErrorCause {
+                reason: raw_excerpt(body),
+                ..ErrorCause::default()
+            },
+        };
+        Self { status, error }
+    }
+
+    /// The top-level `type`.
+    pub fn kind(&self) -> &str {
+        &self.error.kind
+    }
+
+    /// The top-level `reason`.
+    pub fn reason(&self) -> &str {
+        self.error.reason_str()
+    }
+
+    /// The reason of the innermost cause when this error wraps another (deepest `caused_by`,
+    /// else the first `root_cause` that differs from the top level).
+    pub fn inner_reason(&self) -> Option<&str> {
+        let top = self.reason();
+        let inner = self
+            .error
+            .innermost_cause()
+            .or_else(|| self.error.root_cause.first())?;
+        let r = inner.reason_str();
+        (!r.is_empty() && r != top).then_some(r)
+    }
+
+    fn is_validation_wrapper(&self) -> bool {
+        self.reason().contains(VALIDATION_WRAPPER_MARKER)
+            || (self.status == 400
+                && self
+                    .error
+                    .descendants()
+                    .iter()
+                    .any(|c| c.kind == "timeout_exception"))
+    }
+
+    fn classify(&self) -> ErrorClass {
+        let kind = self.kind();
+        let reason = self.reason();
+        match self.status {
+            401 => ErrorClass::ElasticsearchAuthFailed,
+            403 if is_license_error(&self.error) => ErrorClass::LicenseRequired,
+            403 => ErrorClass::ElasticsearchForbidden,
+            404 if kind == "resource_not_found_exception" => ErrorClass::NotFound,
+            404 => ErrorClass::UnexpectedResponse,
+            405 => ErrorClass::UnsupportedByElasticsearch,
+            409 => ErrorClass::InUse,
+            429 => ErrorClass::RateLimited,
+            504 => ErrorClass::ElasticsearchTimeout,
+            _ if self.is_validation_wrapper() => classify_provider_failure(&self.error),
+            500..=599 if kind == "timeout_exception" => ErrorClass::ElasticsearchTimeout,
+            500..=599 => ErrorClass::ElasticsearchUnavailable,
+            _ if kind == "resource_already_exists_exception" => ErrorClass::AlreadyExists,
+            _ if mismatched_task_type_text(reason) => ErrorClass::TaskTypeMismatch,
+            _ if is_unsupported_text(reason) => ErrorClass::UnsupportedByElasticsearch,
+            _ if kind == "timeout_exception" => ErrorClass::ElasticsearchTimeout,
+            400 => ErrorClass::InvalidSettings,
+            _ => ErrorClass::ElasticsearchError,
+        }
+    }
+
+    /// `Some(stored)` for `Requested task type [a] does not match the inference endpoint's task
+    /// type [b]`: the task type the endpoint really has.
+    pub fn stored_task_type(&self) -> Option<&str> {
+        let r = self.reason();
+        let marker = "does not match the inference endpoint's task type [";
+        let start = r.find(marker)? + marker.len();
+        let end = r[start..].find(']')? + start;
+        Some(&r[start..end])
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Elasticsearch returned HTTP {}", self.status)?;
+        if !self.error.kind.is_empty() {
+            write!(f, " {}", self.error.kind)?;
+        }
+        if !self.reason().is_empty() {
+            write!(f, ": {}", self.reason())?;
+        }
+        if let Some(inner) = self.inner_reason() {
+            write!(f, " (caused by: {inner})")?;
+        }
+        Ok(())
+    }
+}
+
+fn raw_excerpt(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_RAW_BODY_CHARS)
+        .collect();
+    let cleaned = cleaned.trim();
+    (!cleaned.is_empty()).then(|| cleaned.to_owned())
+}
+
+fn is_license_error(e: &ErrorCause) -> bool {
+    std::iter::once(e).chain(e.descendants()).any(|c| {
+        let r = c.reason_str().to_ascii_lowercase();
+        r.contains("license") || r.contains("non-compliant")
+    })
+}
+
+fn mismatched_task_type_text(reason: &str) -> bool {
+    reason.contains("does not match the inference endpoint's task type")
+        || reason.contains("Task type must match the task type of the existing endpoint")
+}
+
+fn is_unsupported_text(reason: &str) -> bool {
+    reason.contains("contains unrecognized parameter")
+        || reason.contains("no handler found for uri")
+        || reason.contains("service does not support task type")
+        || reason.starts_with("Unknown service [")
+}
+
+/// Parse the provider status from `... status [401]` (last occurrence).
+fn parse_provider_status(text: &str) -> Option<u16> {
+    let marker = "status [";
+    let start = text.rfind(marker)? + marker.len();
+    let end = text[start..].find(']')? + start;
+    text[start..end].trim().parse().ok()
+}
+
+/// Classify a failed provider validation call from the causes it wraps (reference §4.2).
+fn classify_provider_failure(top: &ErrorCause) -> ErrorClass {
+    let causes = top.descendants();
+    if causes.iter().any(|c| c.kind == "timeout_exception") {
+        return ErrorClass::AzureTimeout;
+    }
+    let texts: Vec<&str> = causes
+        .iter()
+        .map(|c| c.reason_str())
+        .filter(|r| !r.is_empty())
+        .collect();
+    let has = |needle: &str| texts.iter().any(|t| t.contains(needle));
+    let status = texts.iter().find_map(|t| parse_provider_status(t));
+
+    if has("authentication error status code") || matches!(status, Some(401 | 403)) {
+        ErrorClass::AzureRejectedCredentials
+    } else if has("Resource not found at") || status == Some(404) {
+        ErrorClass::AzureDeploymentNotFound
+    } else if has("rate limit status code") || status == Some(429) {
+        ErrorClass::AzureRateLimited
+    } else if has("server error status code")
+        || has("server busy")
+        || matches!(status, Some(500..=599))
+    {
+        ErrorClass::AzureUnavailable
+    } else if has("timed out") || status == Some(408) {
+        ErrorClass::AzureTimeout
+    } else if causes.iter().any(|c| is_network_failure(c)) {
+        ErrorClass::AzureUnreachable
+    } else {
+        ErrorClass::AzureValidationFailed
+    }
+}
+
+fn is_network_failure(c: &ErrorCause) -> bool {
+    const KINDS: &[&str] = &[
+        "connect_exception",
+        "unknown_host_exception",
+        "no_route_to_host_exception",
+        "socket_exception",
+        "connection_closed_exception",
+        "i_o_exception",
+    ];
+    KINDS.contains(&c.kind.as_str())
+        || c.reason_str().contains("Connection refused")
+        || c.reason_str().contains("UnknownHost")
+}
+
+/// The category of an [`EsError`]: a stable condition reason and whether to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Connection refused, DNS failure, reset before an answer. Transient.
+    ElasticsearchUnreachable,
+    /// No answer within the client timeout, HTTP 504, or an ES `timeout_exception`. Transient;
+    /// after a timed-out PUT the endpoint may exist: GET before retrying.
+    ElasticsearchTimeout,
+    /// TLS handshake / certificate verification failed. Transient (the CA may be rotating).
+    ElasticsearchTlsFailed,
+    /// HTTP 5xx. Transient.
+    ElasticsearchUnavailable,
+    /// HTTP 429 from Elasticsearch. Transient.
+    RateLimited,
+    /// HTTP 401: the operator's Elasticsearch credentials were refused. Permanent.
+    ElasticsearchAuthFailed,
+    /// HTTP 403 other than licensing: missing `manage_inference`/`monitor_inference`. Permanent.
+    ElasticsearchForbidden,
+    /// HTTP 403 license compliance (inference needs Enterprise/trial). Permanent.
+    LicenseRequired,
+    /// The provider refused the credentials during validation (401/403). Permanent.
+    AzureRejectedCredentials,
+    /// The provider answered 404 (wrong resource/deployment/api version). Permanent.
+    AzureDeploymentNotFound,
+    /// The provider rate-limited the validation call (429). Transient.
+    AzureRateLimited,
+    /// The provider failed (5xx / server busy). Transient.
+    AzureUnavailable,
+    /// The validation call timed out. Transient.
+    AzureTimeout,
+    /// Elasticsearch could not reach the provider (DNS, connect). Transient.
+    AzureUnreachable,
+    /// Any other failed validation call (e.g. provider 400). Permanent.
+    AzureValidationFailed,
+    /// 400 validation/parse/status errors: the settings are wrong. Permanent.
+    InvalidSettings,
+    /// The cluster does not know a route, parameter, service or task type. Permanent.
+    UnsupportedByElasticsearch,
+    /// The endpoint exists with another task type. Permanent (needs delete + recreate).
+    TaskTypeMismatch,
+    /// PUT on an existing id. Transient: GET again and adopt/compare.
+    AlreadyExists,
+    /// DELETE refused (409): referenced by pipelines or `semantic_text` mappings. Transient:
+    /// retried (slowly) until the references are gone.
+    InUse,
+    /// 404 `resource_not_found_exception`. Permanent (callers usually handle it).
+    NotFound,
+    /// An answer that is not what the API documents (bad JSON, HTML from a proxy, stray 404).
+    /// Transient.
+    UnexpectedResponse,
+    /// The connection settings are unusable (bad URL, bad CA PEM, bad header value). Permanent.
+    InvalidConnectionConfig,
+    /// Any other 4xx. Permanent.
+    ElasticsearchError,
+}
+
+impl ErrorClass {
+    /// Stable CamelCase reason for status conditions, metrics and Events.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::ElasticsearchUnreachable => "ElasticsearchUnreachable",
+            ErrorClass::ElasticsearchTimeout => "ElasticsearchTimeout",
+            ErrorClass::ElasticsearchTlsFailed => "ElasticsearchTLSFailed",
+            ErrorClass::ElasticsearchUnavailable => "ElasticsearchUnavailable",
+            ErrorClass::RateLimited => "RateLimited",
+            ErrorClass::ElasticsearchAuthFailed => "ElasticsearchAuthFailed",
+            ErrorClass::ElasticsearchForbidden => "ElasticsearchForbidden",
+            ErrorClass::LicenseRequired => "LicenseRequired",
+            ErrorClass::AzureRejectedCredentials => "AzureRejectedCredentials",
+            ErrorClass::AzureDeploymentNotFound => "AzureDeploymentNotFound",
+            ErrorClass::AzureRateLimited => "AzureRateLimited",
+            ErrorClass::AzureUnavailable => "AzureUnavailable",
+            ErrorClass::AzureTimeout => "AzureTimeout",
+            ErrorClass::AzureUnreachable => "AzureUnreachable",
+            ErrorClass::AzureValidationFailed => "AzureValidationFailed",
+            ErrorClass::InvalidSettings => "InvalidSettings",
+            ErrorClass::UnsupportedByElasticsearch => "UnsupportedByElasticsearch",
+            ErrorClass::TaskTypeMismatch => "TaskTypeMismatch",
+            ErrorClass::AlreadyExists => "AlreadyExists",
+            ErrorClass::InUse => "InUse",
+            ErrorClass::NotFound => "NotFound",
+            ErrorClass::UnexpectedResponse => "UnexpectedResponse",
+            ErrorClass::InvalidConnectionConfig => "InvalidConnectionConfig",
+            ErrorClass::ElasticsearchError => "ElasticsearchError",
+        }
+    }
+
+    /// Whether retrying the same request later can succeed without a spec/Secret change.
+    pub const fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::ElasticsearchUnreachable
+                | ErrorClass::ElasticsearchTimeout
+                | ErrorClass::ElasticsearchTlsFailed
+                | ErrorClass::ElasticsearchUnavailable
+                | ErrorClass::RateLimited
+                | ErrorClass::AzureRateLimited
+                | ErrorClass::AzureUnavailable
+                | ErrorClass::AzureTimeout
+                | ErrorClass::AzureUnreachable
+                | ErrorClass::AlreadyExists
+                | ErrorClass::InUse
+                | ErrorClass::UnexpectedResponse
+        )
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error of the Elasticsearch client.
+#[derive(Debug, thiserror::Error)]
+pub enum EsError {
+    /// The connection settings are unusable.
+    #[error("invalid Elasticsearch connection settings: {0}")]
+    Config(String),
+    /// Could not connect (refused, DNS, reset).
+    #[error("cannot connect to Elasticsearch at {url}: {detail}")]
+    Connect { url: String, detail: String },
+    /// TLS handshake or certificate verification failed.
+    #[error("TLS failure talking to Elasticsearch at {url}: {detail}")]
+    Tls { url: String, detail: String },
+    /// No answer within the client-side timeout.
+    #[error("Elasticsearch did not answer {method} {path} within {}s", .timeout.as_secs_f64())]
+    Timeout {
+        method: String,
+        path: String,
+        timeout: Duration,
+    },
+    /// Any other transport failure (body read, protocol error).
+    #[error("transport error on {method} {path}: {detail}")]
+    Transport {
+        method: String,
+        path: String,
+        detail: String,
+    },
+    /// A 2xx answer that does not have the documented shape.
+    #[error("unexpected answer to {method} {path} (HTTP {status}): {detail}")]
+    UnexpectedResponse {
+        method: String,
+        path: String,
+        status: u16,
+        detail: String,
+    },
+    /// Elasticsearch answered with an error.
+    #[error("{0}")]
+    Api(ApiError),
+}
+
+impl EsError {
+    /// Category: condition reason + transient flag.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            EsError::Config(_) => ErrorClass::InvalidConnectionConfig,
+            EsError::Connect { .. } | EsError::Transport { .. } => {
+                ErrorClass::ElasticsearchUnreachable
+            }
+            EsError::Tls { .. } => ErrorClass::ElasticsearchTlsFailed,
+            EsError::Timeout { .. } => ErrorClass::ElasticsearchTimeout,
+            EsError::UnexpectedResponse { .. } => ErrorClass::UnexpectedResponse,
+            EsError::Api(e) => e.classify(),
+        }
+    }
+
+    /// Stable CamelCase condition reason.
+    pub fn reason(&self) -> &'static str {
+        self.class().as_str()
+    }
+
+    /// Whether the operator should retry with backoff (vs. wait for a spec/Secret change).
+    pub fn is_transient(&self) -> bool {
+        self.class().is_transient()
+    }
+
+    /// The Elasticsearch answer, if there was one.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            EsError::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// HTTP status of an Elasticsearch error answer.
+    pub fn status(&self) -> Option<u16> {
+        self.api().map(|e| e.status)
+    }
+
+    /// 404 `resource_not_found_exception`.
+    pub fn is_not_found(&self) -> bool {
+        self.class() == ErrorClass::NotFound
+    }
+
+    /// For [`ErrorClass::TaskTypeMismatch`] on GET/DELETE: the endpoint's stored task type.
+    pub fn stored_task_type(&self) -> Option<&str> {
+        self.api().and_then(ApiError::stored_task_type)
+    }
+
+    /// Human message for a status condition: Elasticsearch's reason, plus the innermost cause's
+    /// reason when wrapped. Never includes request bodies or credentials.
+    pub fn message(&self) -> String {
+        let text = match self {
+            EsError::Api(e) => {
+                let mut m = String::from(e.reason());
+                if m.is_empty() {
+                    m = format!("Elasticsearch returned HTTP {}", e.status);
+                    if !e.kind().is_empty() {
+                        m.push(' ');
+                        m.push_str(e.kind());
+                    }
+                }
+                if let Some(inner) = e.inner_reason() {
+                    m.push_str(" Caused by: ");
+                    m.push_str(inner);
+                }
+                m
+            }
+            other => other.to_string(),
+        };
+        truncate_chars(text, MAX_MESSAGE_CHARS)
+    }
+
+    /// Replace every occurrence of `secret` in texts Elasticsearch echoed back.
+    pub fn scrub(mut self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        match &mut self {
+            EsError::Api(e) => e.error.scrub(secret),
+            EsError::Config(d)
+            | EsError::Connect { detail: d, .. }
+            | EsError::Tls { detail: d, .. }
+            | EsError::Transport { detail: d, .. }
+            | EsError::UnexpectedResponse { detail: d, .. } => {
+                if d.contains(secret) {
+                    *d = d.replace(secret, REDACTED);
+                }
+            }
+            EsError::Timeout { .. } => {}
+        }
+        self
+    }
+
+    /// Map a reqwest failure. `url` is the request URL (userinfo is stripped from messages).
+    pub(crate) fn from_reqwest(
+        err: reqwest::Error,
+        method: &str,
+        url: &Url,
+        timeout: Duration,
+    ) -> Self {
+        let err = err.without_url();
+        let path = url.path().to_owned();
+        let detail = error_chain_text(&err);
+        if err.is_timeout() {
+            EsError::Timeout {
+                method: method.to_owned(),
+                path,
+                timeout,
+            }
+        } else if is_tls_failure(&err) {
+            EsError::Tls {
+                url: redact_url(url),
+                detail,
+            }
+        } else if err.is_builder() {
+            EsError::Config(detail)
+        } else if err.is_connect() {
+            EsError::Connect {
+                url: redact_url(url),
+                detail,
+            }
+        } else {
+            EsError::Transport {
+                method: method.to_owned(),
+                path,
+                detail,
+            }
+        }
+    }
+}
+
+/// The URL without userinfo (and so without passwords), for messages.
+pub fn redact_url(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+fn error_chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return true;
+            }
+        }
+        let s = e.to_string().to_ascii_lowercase();
+        if s.contains("certificate") || s.contains("tls handshake") || s.contains("invalid peer") {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn truncate_chars(s: String, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((idx, _)) => {
+            let mut t = s[..idx].to_owned();
+            t.push('…');
+            t
+        }
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn api(status: u16, body: serde_json::Value) -> EsError {
+        EsError::Api(ApiError::from_response(
+            status,
+            &serde_json::to_vec(&body).unwrap(),
+        ))
+    }
+
+    /// The standard envelope of reference §3.1 with no wrapped cause.
+    fn simple(status: u16, kind: &str, reason: &str) -> EsError {
+        api(
+            status,
+            json!({
+                "error": {
+                    "root_cause": [{"type": kind, "reason": reason}],
+                    "type": kind,
+                    "reason": reason
+                },
+                "status": status
+            }),
+        )
+    }
+
+    const WRAPPER: &str =
+        "Could not complete inference endpoint creation as validation call to service threw an exception.";
+
+    /// A failed validation call (reference §4.2): top-level 400 wrapping the provider error.
+    fn wrapped(inner_kind: &str, inner_reason: &str) -> EsError {
+        api(
+            400,
+            json!({
+                "error": {
+                    "root_cause": [{"type": inner_kind, "reason": inner_reason}],
+                    "type": "status_exception",
+                    "reason": WRAPPER,
+                    "caused_by": {"type": inner_kind, "reason": inner_reason}
+                },
+                "status": 400
+            }),
+        )
+    }
+
+    fn assert_class(e: &EsError, class: ErrorClass, transient: bool) {
+        assert_eq!(e.class(), class, "{e}");
+        assert_eq!(e.reason(), class.as_str());
+        assert_eq!(e.is_transient(), transient, "{e}");
+    }
+
+    #[test]
+    fn parses_envelope() {
+        let e = wrapped(
+            "status_exception",
+            "Received an authentication error status code for request from inference entity id [my-id] status [401]",
+        );
+        let a = e.api().unwrap();
+        assert_eq!(a.status, 400);
+        assert_eq!(a.kind(), "status_exception");
+        assert_eq!(a.reason(), WRAPPER);
+        assert_eq!(a.error.root_cause.len(), 1);
+        assert!(a.inner_reason().unwrap().contains("status [401]"));
+    }
+
+    #[test]
+    fn parses_deeply_nested_and_odd_envelopes() {
+        let e = api(
+            400,
+            json!({"error": {"type": "a", "reason": "top", "caused_by": {"type": "b", "reason": "mid",
+                "caused_by": {"type": "c", "reason": "deepest", "extra": 1}}, "header": {"x": "y"}},
+                "status": 400}),
+        );
+        assert_eq!(e.api().unwrap().inner_reason(), Some("deepest"));
+        // `error` as a plain string (e.g. "no handler found").
+        let e = api(
+            400,
+            json!({"error": "no handler found for uri [/_inference/x/y/_update] and method [POST]", "status": 400}),
+        );
+        assert_class(&e, ErrorClass::UnsupportedByElasticsearch, false);
+        // Non-JSON body from a proxy.
+        let e = EsError::Api(ApiError::from_response(502, b"<html>\nBad gateway</html>"));
+        assert_class(&e, ErrorClass::ElasticsearchUnavailable, true);
+        assert!(e.message().contains("Bad gateway"));
+        // Empty body.
+        let e = EsError::Api(ApiError::from_response(503, b""));
+        assert_class(&e, ErrorClass::ElasticsearchUnavailable, true);
+        assert_eq!(e.message(), "Elasticsearch returned HTTP 503");
+    }
+
+    // ---- reference §3.2 table, row by row ----
+
+    #[test]
+    fn table_invalid_id() {
+        let e = simple(400, "action_request_validation_exception",
+            "Validation Failed: 1: Invalid inference_id; 'My_Id' can contain lowercase alphanumeric (a-z and 0-9), hyphens or underscores; must start and end with alphanumeric;");
+        assert_class(&e, ErrorClass::InvalidSettings, false);
+        assert!(e
+            .message()
+            .starts_with("Validation Failed: 1: Invalid inference_id"));
+    }
+
+    #[test]
+    fn table_already_exists() {
+        let e = simple(
+            400,
+            "resource_already_exists_exception",
+            "Inference endpoint [my-id] already exists",
+        );
+        assert_class(&e, ErrorClass::AlreadyExists, true);
+    }
+
+    #[test]
+    fn table_not_found() {
+        let e = simple(
+            404,
+            "resource_not_found_exception",
+            "Inference endpoint not found [my-id]",
+        );
+        assert_class(&e, ErrorClass::NotFound, false);
+        assert!(e.is_not_found());
+        // A 404 that is not Elasticsearch's (wrong base path behind a proxy) is not "absent".
+        let e = EsError::Api(ApiError::from_response(404, b"Not Found"));
+        assert_class(&e, ErrorClass::UnexpectedResponse, true);
+    }
+
+    #[test]
+    fn table_task_type_mismatch() {
+        let e = simple(
+            400,
+            "status_exception",
+            "Requested task type [text_embedding] does not match the inference endpoint's task type [completion]",
+        );
+        assert_class(&e, ErrorClass::TaskTypeMismatch, false);
+        assert_eq!(e.stored_task_type(), Some("completion"));
+        let e = simple(
+            400,
+            "status_exception",
+            "Task type must match the task type of the existing endpoint",
+        );
+        assert_class(&e, ErrorClass::TaskTypeMismatch, false);
+        assert_eq!(e.stored_task_type(), None);
+    }
+
+    #[test]
+    fn table_invalid_settings_rows() {
+        let rows = [
+            ("status_exception", "Unknown task_type [bad]"),
+            ("status_exception", "Inference endpoint configuration is missing the [service] setting"),
+            ("status_exception", "Missing required field [service_settings]"),
+            ("validation_exception", "Validation Failed: 1: [service_settings] does not contain the required setting [resource_name];"),
+            ("validation_exception", "Validation Failed: 1: [service_settings] Invalid value empty string. [resource_name] must be a non-empty string;"),
+            ("validation_exception", "Validation Failed: 1: field [dimensions] is not of the expected type. The value [abc] cannot be converted to a [Integer];"),
+            ("validation_exception", "Validation Failed: 1: [service_settings] Invalid value [foo] received. [similarity] must be one of [cosine, dot_product, l2_norm];"),
+            ("status_exception", "Model configuration contains settings [{foo=bar}] unknown to the [azureopenai] service"),
+            ("status_exception", "Configuration contains settings [{foo=bar}] unknown to the [azureopenai] service"),
+            ("status_exception", "[.elser-2-elasticsearch] is a reserved inference ID. Cannot create a new inference endpoint with a reserved ID."),
+            ("status_exception", "Request contained fields which cannot be updated, remove these fields and try again [{service=azureopenai}]"),
+            ("status_exception", "Request body is empty"),
+            ("status_exception", "The retrieved embeddings size [1536] does not match the size specified in the settings [256]. Please recreate the [my-id] configuration with the correct dimensions"),
+            ("validation_exception", "Validation Failed: 1: [secret_settings] must have either the [api_key] or the [entra_id] key set;"),
+            ("validation_exception", "Validation Failed: 1: [secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];"),
+            ("illegal_argument_exception", "Can't generate Chunker without ChunkingStrategy provided"),
+        ];
+        for (kind, reason) in rows {
+            let e = simple(400, kind, reason);
+            assert_class(&e, ErrorClass::InvalidSettings, false);
+            assert_eq!(e.message(), reason);
+        }
+    }
+
+    #[test]
+    fn table_unsupported_rows() {
+        for reason in [
+            "Unknown service [foo]",
+            "The [azureopenai] service does not support task type [rerank]",
+            "request [/_inference/text_embedding/x] contains unrecognized parameter: [timeout]",
+        ] {
+            let kind = if reason.contains("unrecognized") {
+                "illegal_argument_exception"
+            } else {
+                "status_exception"
+            };
+            assert_class(
+                &simple(400, kind, reason),
+                ErrorClass::UnsupportedByElasticsearch,
+                false,
+            );
+        }
+        assert_class(
+            &simple(405, "", "Incorrect HTTP method"),
+            ErrorClass::UnsupportedByElasticsearch,
+            false,
+        );
+    }
+
+    #[test]
+    fn table_delete_in_use() {
+        let reason = "Inference endpoint my-id is referenced by pipelines: [p1]. Ensure that no pipelines are using this inference endpoint, or use force to ignore this warning and delete the inference endpoint. Inference endpoint my-id is being used in the mapping for indexes: [idx]. Ensure that no index mappings are using this inference endpoint, or use force to ignore this warning and delete the inference endpoint.";
+        let e = simple(409, "status_exception", reason);
+        assert_class(&e, ErrorClass::InUse, true);
+        assert_eq!(e.message(), reason);
+    }
+
+    #[test]
+    fn security_and_license() {
+        let e = simple(
+            401,
+            "security_exception",
+            "unable to authenticate user [elastic] for REST request [/_inference/text_embedding/x]",
+        );
+        assert_class(&e, ErrorClass::ElasticsearchAuthFailed, false);
+        let e = simple(403, "security_exception",
+            "action [cluster:admin/xpack/inference/put] is unauthorized for user [op] with effective roles [viewer], this action is granted by the cluster privileges [manage_inference,manage_ml,all]");
+        assert_class(&e, ErrorClass::ElasticsearchForbidden, false);
+        let e = simple(
+            403,
+            "security_exception",
+            "current license is non-compliant for [inference]",
+        );
+        assert_class(&e, ErrorClass::LicenseRequired, false);
+        assert!(e.message().contains("non-compliant"));
+    }
+
+    #[test]
+    fn server_side_statuses() {
+        assert_class(
+            &simple(429, "es_rejected_execution_exception", "rejected execution"),
+            ErrorClass::RateLimited,
+            true,
+        );
+        assert_class(
+            &simple(429, "circuit_breaking_exception", "[parent] Data too large"),
+            ErrorClass::RateLimited,
+            true,
+        );
+        assert_class(
+            &simple(503, "master_not_discovered_exception", ""),
+            ErrorClass::ElasticsearchUnavailable,
+            true,
+        );
+        assert_class(
+            &simple(500, "null_pointer_exception", "boom"),
+            ErrorClass::ElasticsearchUnavailable,
+            true,
+        );
+        assert_class(
+            &simple(
+                504,
+                "timeout_exception",
+                "Request timed out after [30s] for inference id [x]",
+            ),
+            ErrorClass::ElasticsearchTimeout,
+            true,
+        );
+        assert_class(
+            &simple(500, "timeout_exception", "timed out"),
+            ErrorClass::ElasticsearchTimeout,
+            true,
+        );
+        assert_class(
+            &simple(418, "whatever", "teapot"),
+            ErrorClass::ElasticsearchError,
+            false,
+        );
+    }
+
+    // ---- reference §4.2: wrapped provider failures ----
+
+    #[test]
+    fn azure_401() {
+        let e = wrapped("status_exception", "Received an authentication error status code for request from inference entity id [my-id] status [401]. Error message: [Access denied due to invalid subscription key or wrong API endpoint.]");
+        assert_class(&e, ErrorClass::AzureRejectedCredentials, false);
+        let m = e.message();
+        assert!(m.starts_with(WRAPPER), "{m}");
+        assert!(m.contains("status [401]"), "{m}");
+    }
+
+    #[test]
+    fn azure_404() {
+        let e = wrapped("status_exception", "Resource not found at [https://res.openai.azure.com/openai/deployments/dep/embeddings?api-version=2024-02-01] for request from inference entity id [my-id] status [404]. Error message: [The API deployment for this resource does not exist.]");
+        assert_class(&e, ErrorClass::AzureDeploymentNotFound, false);
+    }
+
+    #[test]
+    fn azure_429() {
+        let e = wrapped("status_exception", "Received a rate limit status code. Remaining tokens [x]. Remaining requests [y]. for request from inference entity id [my-id] status [429]");
+        assert_class(&e, ErrorClass::AzureRateLimited, true);
+    }
+
+    #[test]
+    fn azure_5xx() {
+        let e = wrapped("status_exception", "Received a server error status code for request from inference entity id [my-id] status [500]");
+        assert_class(&e, ErrorClass::AzureUnavailable, true);
+        let e = wrapped("status_exception", "Received a server busy error status code for request from inference entity id [my-id] status [503]");
+        assert_class(&e, ErrorClass::AzureUnavailable, true);
+        // Status only (text unknown).
+        let e = wrapped(
+            "status_exception",
+            "Something new for request from inference entity id [my-id] status [502]",
+        );
+        assert_class(&e, ErrorClass::AzureUnavailable, true);
+    }
+
+    #[test]
+    fn azure_400_and_other() {
+        let e = wrapped("status_exception", "Received a bad request status code for request from inference entity id [my-id] status [400]. Error message: [Unsupported data type]");
+        assert_class(&e, ErrorClass::AzureValidationFailed, false);
+        assert!(e.message().contains("Unsupported data type"));
+    }
+
+    #[test]
+    fn azure_timeout_and_network() {
+        let e = api(
+            400,
+            json!({"error": {"root_cause": [{"type": "timeout_exception", "reason": "Request timed out after [1ms] for inference id [id]"}],
+                "type": "status_exception",
+                "reason": "Could not complete inference endpoint update as validation call to service threw an exception.",
+                "caused_by": {"type": "timeout_exception", "reason": "Request timed out after [1ms] for inference id [id]"}},
+                "status": 400}),
+        );
+        assert_class(&e, ErrorClass::AzureTimeout, true);
+        let e = wrapped("unknown_host_exception", "nope.openai.azure.com");
+        assert_class(&e, ErrorClass::AzureUnreachable, true);
+    }
+
+    #[test]
+    fn wrapper_status_only_in_root_cause() {
+        let e = api(
+            400,
+            json!({"error": {"root_cause": [{"type": "status_exception",
+                "reason": "Received an authentication error status code for request from inference entity id [x] status [401]"}],
+                "type": "status_exception", "reason": WRAPPER}, "status": 400}),
+        );
+        assert_class(&e, ErrorClass::AzureRejectedCredentials, false);
+        assert!(e.message().contains("status [401]"));
+    }
+
+    #[test]
+    fn provider_status_parsing() {
+        assert_eq!(parse_provider_status("x status [401]"), Some(401));
+        assert_eq!(
+            parse_provider_status("a status [400] b status [429]. Error message: [m]"),
+            Some(429)
+        );
+        assert_eq!(parse_provider_status("status [abc]"), None);
+        assert_eq!(parse_provider_status("no status"), None);
+    }
+
+    #[test]
+    fn scrub_removes_echoed_secret() {
+        let e = simple(
+            400,
+            "status_exception",
+            "Model configuration contains settings [{api_key=sk-SECRET-123}] unknown",
+        )
+        .scrub("sk-SECRET-123");
+        assert!(!e.to_string().contains("sk-SECRET-123"));
+        assert!(!e.message().contains("sk-SECRET-123"));
+        assert!(!format!("{e:?}").contains("sk-SECRET-123"));
+        assert!(e.message().contains("[REDACTED]"));
+    }
+
+    #[test]
+    fn transport_messages_strip_userinfo() {
+        let url =
+            Url::parse("https://elastic:hunter2@es.example:9200/_inference/x?timeout=30s").unwrap();
+        assert_eq!(redact_url(&url), "https://es.example:9200/_inference/x");
+        let e = EsError::Connect {
+            url: redact_url(&url),
+            detail: "tcp connect error".into(),
+        };
+        assert!(!e.to_string().contains("hunter2"));
+        assert_class(&e, ErrorClass::ElasticsearchUnreachable, true);
+        let e = EsError::Timeout {
+            method: "PUT".into(),
+            path: "/_inference/x".into(),
+            timeout: Duration::from_secs(40),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Elasticsearch did not answer PUT /_inference/x within 40s"
+        );
+        assert_class(&e, ErrorClass::ElasticsearchTimeout, true);
+        assert_class(
+            &EsError::Config("bad".into()),
+            ErrorClass::InvalidConnectionConfig,
+            false,
+        );
+    }
+
+    #[test]
+    fn message_is_truncated() {
+        let long = "x".repeat(5000);
+        let e = simple(400, "status_exception", &long);
+        assert_eq!(e.message().chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+}

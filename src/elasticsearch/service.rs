@@ -1,0 +1,109 @@
+//! Per-service facts the generic code needs: secret field names, defaults Elasticsearch fills
+//! in, fields it infers, and what `_update` can change. Only `azureopenai` is described today
+//! (reference §2); other services fall back to a lenient, service-agnostic behaviour.
+
+use super::TaskType;
+
+/// What the operator knows about one Elasticsearch inference `service`.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceProfile {
+    /// The `service` string in the PUT body.
+    pub service: &'static str,
+    /// `service_settings` keys that are secrets (never returned by GET).
+    pub secret_fields: &'static [&'static str],
+    /// Default `rate_limit.requests_per_minute` per task type (filled in by Elasticsearch).
+    pub default_requests_per_minute: fn(TaskType) -> Option<u64>,
+    /// `service_settings` keys Elasticsearch fills in itself when the user did not set them
+    /// (learned from the provider's validation response), per task type.
+    pub inferred_fields: fn(TaskType) -> &'static [&'static str],
+    /// Non-secret `service_settings` keys (top level) that `_update` can change on 9.5+.
+    pub updatable_service_settings: &'static [&'static str],
+    /// Of those, keys that can only be updated when the endpoint already uses OAuth2
+    /// (i.e. GET shows `client_id`).
+    pub oauth2_fields: &'static [&'static str],
+    /// Minimum version (major, minor) per task type; `None` = unsupported.
+    pub min_version: fn(TaskType) -> Option<(u32, u32)>,
+}
+
+/// Azure OpenAI (`azureopenai`), reference §2.
+pub const AZURE_OPENAI: ServiceProfile = ServiceProfile {
+    service: "azureopenai",
+    secret_fields: &["api_key", "entra_id", "client_secret"],
+    default_requests_per_minute: |task| match task {
+        TaskType::TextEmbedding => Some(1440),
+        TaskType::Completion | TaskType::ChatCompletion => Some(120),
+    },
+    inferred_fields: |task| match task {
+        TaskType::TextEmbedding => &["dimensions", "similarity"],
+        TaskType::Completion | TaskType::ChatCompletion => &[],
+    },
+    updatable_service_settings: &["rate_limit", "client_id", "scopes", "tenant_id"],
+    oauth2_fields: &["client_id", "scopes", "tenant_id"],
+    min_version: |task| match task {
+        TaskType::TextEmbedding => Some((8, 14)),
+        TaskType::Completion => Some((8, 15)),
+        TaskType::ChatCompletion => Some((9, 3)),
+    },
+};
+
+const KNOWN: &[ServiceProfile] = &[AZURE_OPENAI];
+
+/// Secret keys used by services without a profile (reference: services catalogue §1). Used
+/// only to keep such keys out of comparisons and logs.
+const GENERIC_SECRET_FIELDS: &[&str] = &[
+    "api_key",
+    "entra_id",
+    "client_secret",
+    "access_key",
+    "secret_key",
+    "service_account_json",
+    "secret_parameters",
+];
+
+impl ServiceProfile {
+    /// The profile of a known service.
+    pub fn lookup(service: &str) -> Option<&'static ServiceProfile> {
+        KNOWN.iter().find(|p| p.service == service)
+    }
+
+    /// Default `rate_limit.requests_per_minute`.
+    pub fn default_rpm(&self, task: TaskType) -> Option<u64> {
+        (self.default_requests_per_minute)(task)
+    }
+
+    /// Whether the service offers `task` on a cluster of `major.minor`.
+    pub fn min_version_for(&self, task: TaskType) -> Option<(u32, u32)> {
+        (self.min_version)(task)
+    }
+}
+
+/// Whether `key` is a secret `service_settings` key for `service`.
+pub fn is_secret_field(service: &str, key: &str) -> bool {
+    match ServiceProfile::lookup(service) {
+        Some(p) => p.secret_fields.contains(&key),
+        None => GENERIC_SECRET_FIELDS.contains(&key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_table() {
+        let p = ServiceProfile::lookup("azureopenai").unwrap();
+        assert_eq!(p.default_rpm(TaskType::TextEmbedding), Some(1440));
+        assert_eq!(p.default_rpm(TaskType::Completion), Some(120));
+        assert_eq!(p.default_rpm(TaskType::ChatCompletion), Some(120));
+        assert_eq!(
+            (p.inferred_fields)(TaskType::TextEmbedding),
+            &["dimensions", "similarity"]
+        );
+        assert!((p.inferred_fields)(TaskType::Completion).is_empty());
+        assert_eq!(p.min_version_for(TaskType::ChatCompletion), Some((9, 3)));
+        assert!(ServiceProfile::lookup("openai").is_none());
+        assert!(is_secret_field("azureopenai", "entra_id"));
+        assert!(!is_secret_field("azureopenai", "deployment_id"));
+        assert!(is_secret_field("amazonbedrock", "secret_key"));
+    }
+}
