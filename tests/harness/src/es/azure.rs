@@ -1,0 +1,1052 @@
+//! The `azureopenai` service: request parsing with ES's messages and ordering (reference §2, §3.2),
+//! and the fake Azure OpenAI that ES "calls" to validate an endpoint (§4).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::errors::{Cause, EsError};
+use super::json::{java, java_list, java_map};
+use super::model::{default_chunking, TaskType, AZURE};
+use super::version::EsVersion;
+
+// ---------------------------------------------------------------------------------------------
+// Extractors (ServiceUtils): errors are collected into a Vec, then thrown as one
+// `validation_exception` with numbered messages.
+// ---------------------------------------------------------------------------------------------
+
+fn type_err(key: &str, v: &Value, ty: &str) -> String {
+    format!(
+        "field [{key}] is not of the expected type. The value [{}] cannot be converted to a [{ty}]",
+        java(v)
+    )
+}
+
+fn missing(scope: &str, key: &str) -> String {
+    format!("[{scope}] does not contain the required setting [{key}]")
+}
+
+fn empty_string(scope: &str, key: &str) -> String {
+    format!("[{scope}] Invalid value empty string. [{key}] must be a non-empty string")
+}
+
+fn opt_string(
+    m: &mut Map<String, Value>,
+    key: &str,
+    scope: &str,
+    errs: &mut Vec<String>,
+) -> Option<String> {
+    match m.remove(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => {
+            errs.push(empty_string(scope, key));
+            None
+        }
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            errs.push(type_err(key, &other, "String"));
+            None
+        }
+    }
+}
+
+fn req_string(
+    m: &mut Map<String, Value>,
+    key: &str,
+    scope: &str,
+    errs: &mut Vec<String>,
+) -> Option<String> {
+    if matches!(m.get(key), None | Some(Value::Null)) {
+        m.remove(key);
+        errs.push(missing(scope, key));
+        return None;
+    }
+    opt_string(m, key, scope, errs)
+}
+
+fn opt_int(m: &mut Map<String, Value>, key: &str, errs: &mut Vec<String>, ty: &str) -> Option<i64> {
+    match m.remove(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
+        Some(other) => {
+            errs.push(type_err(key, &other, ty));
+            None
+        }
+    }
+}
+
+fn opt_positive(
+    m: &mut Map<String, Value>,
+    key: &str,
+    scope: &str,
+    errs: &mut Vec<String>,
+    long: bool,
+) -> Option<i64> {
+    let (ty, word) = if long {
+        ("Long", "long")
+    } else {
+        ("Integer", "integer")
+    };
+    let n = opt_int(m, key, errs, ty)?;
+    if n <= 0 {
+        errs.push(format!(
+            "[{scope}] Invalid value [{n}]. [{key}] must be a positive {word}"
+        ));
+        return None;
+    }
+    Some(n)
+}
+
+/// `ServiceUtils.unknownSettingsError` (§3.2): wording by version.
+pub(crate) fn unknown_settings(v: EsVersion, m: &Map<String, Value>) -> EsError {
+    let prefix = if v.new_unknown_settings_wording() {
+        "Configuration"
+    } else {
+        "Model configuration"
+    };
+    EsError::bad_request(format!(
+        "{prefix} contains settings [{}] unknown to the [{AZURE}] service",
+        java_map(m)
+    ))
+}
+
+fn as_object(v: Option<Value>, key: &str) -> Result<Map<String, Value>, EsError> {
+    match v {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m),
+        Some(other) => Err(EsError::validation(&[type_err(key, &other, "Map")])),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PUT parsing
+// ---------------------------------------------------------------------------------------------
+
+/// Result of parsing a create request for azureopenai.
+#[derive(Debug)]
+pub(crate) struct ParsedCreate {
+    pub(crate) service_settings: Map<String, Value>,
+    pub(crate) task_settings: Map<String, Value>,
+    pub(crate) chunking: Option<Value>,
+    pub(crate) secret: (String, String),
+    pub(crate) dims_set_by_user: bool,
+    pub(crate) oauth2: bool,
+}
+
+pub(crate) fn default_rate_limit(tt: TaskType) -> i64 {
+    if tt == TaskType::TextEmbedding {
+        1440
+    } else {
+        120
+    }
+}
+
+/// `AzureOpenAiService.parseRequestConfig` order (§3.2 "Ordering facts"): `service_settings`
+/// required → task settings → chunking (text_embedding, 8.16+) → task type supported →
+/// service settings (errors collected; a bad `rate_limit` key throws at once) → task settings →
+/// secrets → leftover keys (top level, then service_settings, then task_settings).
+pub(crate) fn parse_create(
+    v: EsVersion,
+    tt: TaskType,
+    config: &mut Map<String, Value>,
+) -> Result<ParsedCreate, EsError> {
+    let mut ss = match config.remove("service_settings") {
+        None | Some(Value::Null) => {
+            return Err(EsError::bad_request(
+                "Missing required field [service_settings]",
+            ))
+        }
+        other => as_object(other, "service_settings")?,
+    };
+    let mut ts = as_object(config.remove("task_settings"), "task_settings")?;
+    let mut chunking = None;
+    if tt == TaskType::TextEmbedding && v.chunking() {
+        chunking = Some(parse_chunking(v, config.remove("chunking_settings"))?);
+    }
+    let supported = match tt {
+        TaskType::TextEmbedding => true,
+        TaskType::Completion => v.azure_completion(),
+        TaskType::ChatCompletion => v.azure_chat_completion(),
+        _ => false,
+    };
+    if !supported {
+        return Err(EsError::bad_request(format!(
+            "The [{AZURE}] service does not support task type [{}]",
+            tt.as_str()
+        )));
+    }
+
+    let svc = parse_service_settings(v, tt, &mut ss)?;
+    let task_settings = parse_task_settings_create(v, &mut ts)?;
+    let secret = parse_secret(v, &mut ss, svc.oauth2)?;
+
+    if !config.is_empty() {
+        return Err(unknown_settings(v, config));
+    }
+    if !ss.is_empty() {
+        return Err(unknown_settings(v, &ss));
+    }
+    if !ts.is_empty() {
+        return Err(unknown_settings(v, &ts));
+    }
+    Ok(ParsedCreate {
+        service_settings: svc.exposed,
+        task_settings,
+        chunking,
+        secret,
+        dims_set_by_user: svc.dims_set_by_user,
+        oauth2: svc.oauth2,
+    })
+}
+
+struct ServiceParse {
+    exposed: Map<String, Value>,
+    dims_set_by_user: bool,
+    oauth2: bool,
+}
+
+/// Parses `rate_limit` (`RateLimitSettings.of`): unknown keys inside throw immediately (§2.2).
+fn parse_rate_limit(
+    v: EsVersion,
+    ss: &mut Map<String, Value>,
+    errs: &mut Vec<String>,
+) -> Result<Option<i64>, EsError> {
+    match ss.remove("rate_limit") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(mut rl)) => {
+            let rpm = opt_positive(&mut rl, "requests_per_minute", "rate_limit", errs, true);
+            if !rl.is_empty() {
+                return Err(unknown_settings(v, &rl));
+            }
+            Ok(rpm)
+        }
+        Some(other) => {
+            errs.push(type_err("rate_limit", &other, "Map"));
+            Ok(None)
+        }
+    }
+}
+
+const OAUTH2_FIELDS: [&str; 3] = ["client_id", "scopes", "tenant_id"];
+
+/// OAuth2 non-secret fields (9.4+, §2.3). Returns the fields found (possibly partial).
+fn parse_oauth2(ss: &mut Map<String, Value>, errs: &mut Vec<String>) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Some(c) = opt_string(ss, "client_id", "service_settings", errs) {
+        out.insert("client_id".into(), json!(c));
+    }
+    match ss.remove("scopes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) if a.iter().all(|s| s.is_string()) && !a.is_empty() => {
+            out.insert("scopes".into(), Value::Array(a));
+        }
+        Some(Value::Array(a)) if a.is_empty() => errs.push(
+            "[service_settings] Invalid value empty list. [scopes] must be a non-empty list".into(),
+        ),
+        Some(other) => errs.push(type_err("scopes", &other, "List")),
+    }
+    if let Some(t) = opt_string(ss, "tenant_id", "service_settings", errs) {
+        out.insert("tenant_id".into(), json!(t));
+    }
+    out
+}
+
+fn parse_service_settings(
+    v: EsVersion,
+    tt: TaskType,
+    ss: &mut Map<String, Value>,
+) -> Result<ServiceParse, EsError> {
+    let scope = "service_settings";
+    let mut errs = Vec::new();
+    let mut out = Map::new();
+    for key in ["resource_name", "deployment_id", "api_version"] {
+        if let Some(s) = req_string(ss, key, scope, &mut errs) {
+            out.insert(key.into(), json!(s));
+        }
+    }
+    let mut dims_set_by_user = false;
+    if tt == TaskType::TextEmbedding {
+        if let Some(d) = opt_positive(ss, "dimensions", scope, &mut errs, false) {
+            out.insert("dimensions".into(), json!(d));
+            dims_set_by_user = true;
+        }
+        if let Some(d) = opt_positive(ss, "max_input_tokens", scope, &mut errs, false) {
+            out.insert("max_input_tokens".into(), json!(d));
+        }
+        if let Some(s) = opt_string(ss, "similarity", scope, &mut errs) {
+            let l = s.to_ascii_lowercase();
+            if ["cosine", "dot_product", "l2_norm"].contains(&l.as_str()) {
+                out.insert("similarity".into(), json!(l));
+            } else {
+                errs.push(format!(
+                    "[{scope}] Invalid value [{s}] received. [similarity] must be one of [cosine, dot_product, l2_norm]"
+                ));
+            }
+        }
+    }
+    let rpm = parse_rate_limit(v, ss, &mut errs)?.unwrap_or_else(|| default_rate_limit(tt));
+    out.insert("rate_limit".into(), json!({ "requests_per_minute": rpm }));
+    if ss.remove("dimensions_set_by_user").is_some() {
+        errs.push(format!(
+            "[{scope}] does not allow the setting [dimensions_set_by_user]"
+        ));
+    }
+    let mut oauth2 = false;
+    if v.v94() {
+        let o = parse_oauth2(ss, &mut errs);
+        if !o.is_empty() {
+            let missing: Vec<&str> = OAUTH2_FIELDS
+                .iter()
+                .copied()
+                .filter(|k| !o.contains_key(*k))
+                .collect();
+            if missing.is_empty() {
+                oauth2 = true;
+                out.extend(o);
+            } else {
+                errs.push(format!(
+                    "[{scope}] all Azure OpenAI OAuth2 fields must be provided together; missing: {}",
+                    java_list(&missing)
+                ));
+            }
+        }
+    }
+    if !errs.is_empty() {
+        return Err(EsError::validation(&errs));
+    }
+    Ok(ServiceParse {
+        exposed: out,
+        dims_set_by_user,
+        oauth2,
+    })
+}
+
+/// `headers` (9.4+, §2.4): string→string; `null` values dropped; empty ≙ not set.
+fn parse_headers(v: Value, errs: &mut Vec<String>) -> Option<Map<String, Value>> {
+    match v {
+        Value::Null => None,
+        Value::Object(h) => {
+            let mut out = Map::new();
+            for (k, val) in h {
+                match val {
+                    Value::Null => {}
+                    Value::String(s) => {
+                        out.insert(k, json!(s));
+                    }
+                    other => errs.push(type_err(&k, &other, "String")),
+                }
+            }
+            (!out.is_empty()).then_some(out)
+        }
+        other => {
+            errs.push(type_err("headers", &other, "Map"));
+            None
+        }
+    }
+}
+
+fn parse_task_settings_create(
+    v: EsVersion,
+    ts: &mut Map<String, Value>,
+) -> Result<Map<String, Value>, EsError> {
+    let mut errs = Vec::new();
+    let mut out = Map::new();
+    if let Some(u) = opt_string(ts, "user", "task_settings", &mut errs) {
+        out.insert("user".into(), json!(u));
+    }
+    if v.v94() {
+        if let Some(h) = ts
+            .remove("headers")
+            .and_then(|h| parse_headers(h, &mut errs))
+        {
+            out.insert("headers".into(), Value::Object(h));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(EsError::validation(&errs));
+    }
+    Ok(out)
+}
+
+/// Update-time task settings merge (§2.4): provided keys replace stored ones; on 9.4+ `null`
+/// clears and unknown keys are rejected; before 9.4 unknown keys are ignored [I].
+pub(crate) fn merge_task_settings(
+    v: EsVersion,
+    stored: &Map<String, Value>,
+    mut new: Map<String, Value>,
+) -> Result<Map<String, Value>, EsError> {
+    let mut out = stored.clone();
+    let mut errs = Vec::new();
+    match new.remove("user") {
+        None => {}
+        Some(Value::Null) if v.v94() => {
+            out.remove("user");
+        }
+        Some(Value::Null) => {}
+        Some(Value::String(s)) if s.is_empty() => errs.push(empty_string("task_settings", "user")),
+        Some(Value::String(s)) => {
+            out.insert("user".into(), json!(s));
+        }
+        Some(other) => errs.push(type_err("user", &other, "String")),
+    }
+    if v.v94() {
+        if let Some(h) = new.remove("headers") {
+            match parse_headers(h, &mut errs) {
+                Some(h) => out.insert("headers".into(), Value::Object(h)),
+                None => out.remove("headers"),
+            };
+        }
+    }
+    if !errs.is_empty() {
+        return Err(EsError::validation(&errs));
+    }
+    if v.v94() && !new.is_empty() {
+        return Err(unknown_settings(v, &new));
+    }
+    Ok(out)
+}
+
+/// Secrets from `service_settings` (§2.3), messages by version.
+pub(crate) fn parse_secret(
+    v: EsVersion,
+    ss: &mut Map<String, Value>,
+    oauth2: bool,
+) -> Result<(String, String), EsError> {
+    let scope = "secret_settings";
+    let mut errs = Vec::new();
+    let kinds: &[&str] = if v.v94() {
+        &["api_key", "entra_id", "client_secret"]
+    } else {
+        &["api_key", "entra_id"]
+    };
+    let mut found: Vec<(String, String)> = Vec::new();
+    for k in kinds {
+        if let Some(s) = opt_string(ss, k, scope, &mut errs) {
+            found.push((k.to_string(), s));
+        }
+    }
+    if !v.v94() {
+        if found.is_empty() {
+            errs.push(format!(
+                "[{scope}] must have either the [api_key] or the [entra_id] key set"
+            ));
+        } else if found.len() > 1 {
+            errs.push(format!(
+                "[{scope}] must have only one of the [api_key] or the [entra_id] key set"
+            ));
+        }
+    } else {
+        let base = format!(
+            "[{scope}] must have exactly one of [api_key], [entra_id], or [client_secret] field set"
+        );
+        if found.is_empty() {
+            errs.push(base);
+        } else if found.len() > 1 {
+            let names: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+            errs.push(format!("{base}, received: {}", java_list(&names)));
+        } else if found[0].0 == "client_secret" && !oauth2 {
+            errs.push(
+                "OAuth2 requires the fields [client_id, scopes, tenant_id], to be set.".into(),
+            );
+        } else if found[0].0 != "client_secret" && oauth2 {
+            // [I] `OAuth2Settings.clientSecretRequiredError` wording was not verified (§2.3).
+            errs.push(format!(
+                "OAuth2 requires the [client_secret] field to be set, received: [{}]",
+                found[0].0
+            ));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(EsError::validation(&errs));
+    }
+    Ok(found.remove(0))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Update (§1.5, §2.7)
+// ---------------------------------------------------------------------------------------------
+
+/// What a 9.5 `service_settings` update changes.
+pub(crate) struct ServiceUpdate {
+    pub(crate) rate_limit: Option<i64>,
+    pub(crate) oauth2: Map<String, Value>,
+    pub(crate) secret: Option<(String, String)>,
+}
+
+const IMMUTABLE: [&str; 6] = [
+    "resource_name",
+    "deployment_id",
+    "api_version",
+    "dimensions",
+    "similarity",
+    "max_input_tokens",
+];
+
+/// 9.5 semantics (PRs #145233/#149628/#149430, inferred release): `rate_limit` mutable, OAuth2
+/// non-secret fields mutable only on OAuth2 endpoints, secrets optional but only the same kind,
+/// immutable fields ignored [I: §8 open point], other keys rejected as unknown.
+pub(crate) fn parse_update_95(
+    v: EsVersion,
+    mut ss: Map<String, Value>,
+    stored_secret_kind: Option<&str>,
+    stored_oauth2: bool,
+) -> Result<ServiceUpdate, EsError> {
+    let mut errs = Vec::new();
+    let rate_limit = parse_rate_limit(v, &mut ss, &mut errs)?;
+    let oauth2 = parse_oauth2(&mut ss, &mut errs);
+    if !oauth2.is_empty() && !stored_oauth2 {
+        errs.push("Cannot update OAuth2 fields as the service was not configured with OAuth2 settings. Please create a new Inference Endpoint with the OAuth2 settings instead.".into());
+    }
+    let mut found = Vec::new();
+    for k in ["api_key", "entra_id", "client_secret"] {
+        if let Some(s) = opt_string(&mut ss, k, "secret_settings", &mut errs) {
+            found.push((k.to_string(), s));
+        }
+    }
+    let mut secret = None;
+    if found.len() > 1 {
+        let names: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+        errs.push(format!("[secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: {}", java_list(&names)));
+    } else if let Some((k, val)) = found.pop() {
+        match stored_secret_kind {
+            Some(sk) if sk != k => {
+                // [I] final wording unverified (§2.7, §8).
+                errs.push(format!(
+                    "only [{sk}] can be updated for this secret, received: [{k}]"
+                ))
+            }
+            _ => secret = Some((k, val)),
+        }
+    }
+    for k in IMMUTABLE {
+        ss.remove(k);
+    }
+    if !errs.is_empty() {
+        return Err(EsError::validation(&errs));
+    }
+    if !ss.is_empty() {
+        return Err(unknown_settings(v, &ss));
+    }
+    Ok(ServiceUpdate {
+        rate_limit,
+        oauth2,
+        secret,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunking settings (§2.5)
+// ---------------------------------------------------------------------------------------------
+
+fn invalid_keys(m: &Map<String, Value>, valid: &[&str]) -> Vec<String> {
+    m.keys()
+        .filter(|k| !valid.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+fn chunk_int(
+    m: &mut Map<String, Value>,
+    key: &str,
+    errs: &mut Vec<String>,
+    required: bool,
+) -> Option<i64> {
+    if required && matches!(m.get(key), None | Some(Value::Null)) {
+        errs.push(missing("chunking_settings", key));
+        return None;
+    }
+    opt_int(m, key, errs, "Integer")
+}
+
+fn bounds(n: i64, key: &str, min: i64, max: Option<i64>, errs: &mut Vec<String>) -> bool {
+    if n < min {
+        errs.push(format!(
+            "[chunking_settings] Invalid value [{n}]. [{key}] must be a greater than or equal to [{min}]"
+        ));
+        return false;
+    }
+    if let Some(max) = max {
+        if n > max {
+            errs.push(format!(
+                "[chunking_settings] Invalid value [{n}]. [{key}] must be a less than or equal to [{max}]"
+            ));
+            return false;
+        }
+    }
+    true
+}
+
+/// Separator lists for `separator_group` [I: copied from memory of `SeparatorGroup`].
+fn separator_group(name: &str) -> Option<Value> {
+    match name {
+        "plaintext" => Some(json!(["(?<!\\n)\\n\\n(?!\\n)", "(?<!\\n)\\n(?!\\n)"])),
+        "markdown" => Some(json!([
+            "\n# ",
+            "\n## ",
+            "\n### ",
+            "\n#### ",
+            "\n##### ",
+            "\n###### ",
+            "\n^(?!\\s*$).*\\n-{1,}\\n",
+            "\n^(?!\\s*$).*\\n={1,}\\n"
+        ])),
+        _ => None,
+    }
+}
+
+/// `ChunkingSettingsBuilder.fromMap` (§2.5). Returns the normalised stored object.
+pub(crate) fn parse_chunking(v: EsVersion, raw: Option<Value>) -> Result<Value, EsError> {
+    let mut m = match raw {
+        None | Some(Value::Null) => return Ok(default_chunking()),
+        Some(Value::Object(m)) if m.is_empty() => return Ok(default_chunking()),
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            return Err(EsError::validation(&[type_err(
+                "chunking_settings",
+                &other,
+                "Map",
+            )]))
+        }
+    };
+    let strategy = match m.get("strategy") {
+        None | Some(Value::Null) => {
+            return Err(EsError::illegal_argument(
+                "Can't generate Chunker without ChunkingStrategy provided",
+            ))
+        }
+        Some(s) => java(s).to_ascii_lowercase(),
+    };
+    let mut errs = Vec::new();
+    let out = match strategy.as_str() {
+        "sentence" => {
+            let bad = invalid_keys(&m, &["strategy", "max_chunk_size", "sentence_overlap"]);
+            if !bad.is_empty() {
+                errs.push(format!(
+                    "Sentence based chunking settings can not have the following settings: {}",
+                    java_list(&bad)
+                ));
+            }
+            let max = chunk_int(&mut m, "max_chunk_size", &mut errs, true);
+            if let Some(n) = max {
+                bounds(n, "max_chunk_size", 20, None, &mut errs);
+            }
+            let overlap = chunk_int(&mut m, "sentence_overlap", &mut errs, false).unwrap_or(1);
+            if !(0..=1).contains(&overlap) {
+                errs.push(format!("sentence_overlap[{overlap}] must be either 0 or 1"));
+            }
+            json!({"strategy": "sentence", "max_chunk_size": max, "sentence_overlap": overlap})
+        }
+        "word" => {
+            let bad = invalid_keys(&m, &["strategy", "max_chunk_size", "overlap"]);
+            if !bad.is_empty() {
+                errs.push(format!(
+                    "Word based chunking settings can not have the following settings: {}",
+                    java_list(&bad)
+                ));
+            }
+            let max = chunk_int(&mut m, "max_chunk_size", &mut errs, true);
+            let max_ok = max.is_some_and(|n| bounds(n, "max_chunk_size", 10, Some(300), &mut errs));
+            let overlap = chunk_int(&mut m, "overlap", &mut errs, true);
+            if let Some(o) = overlap {
+                if o <= 0 {
+                    errs.push(format!("[chunking_settings] Invalid value [{o}]. [overlap] must be a positive integer"));
+                } else if max_ok {
+                    bounds(o, "overlap", 1, max.map(|n| n / 2), &mut errs);
+                }
+            }
+            json!({"strategy": "word", "max_chunk_size": max, "overlap": overlap})
+        }
+        "recursive" if v.recursive_chunking() => {
+            let bad = invalid_keys(
+                &m,
+                &[
+                    "strategy",
+                    "max_chunk_size",
+                    "separator_group",
+                    "separators",
+                ],
+            );
+            if !bad.is_empty() {
+                errs.push(format!(
+                    "Recursive chunking settings can not have the following settings: {}",
+                    java_list(&bad)
+                ));
+            }
+            let max = chunk_int(&mut m, "max_chunk_size", &mut errs, true);
+            if let Some(n) = max {
+                bounds(n, "max_chunk_size", 10, Some(300), &mut errs);
+            }
+            let group = m.remove("separator_group");
+            let seps = m.remove("separators");
+            let separators = match (group, seps) {
+                (Some(_), Some(_)) => {
+                    errs.push("Recursive chunking settings can not have both separators and separator_group".into());
+                    Value::Null
+                }
+                (None, Some(Value::Array(a))) if a.is_empty() => {
+                    errs.push(
+                        "Recursive chunking settings can not have an empty list of separators"
+                            .into(),
+                    );
+                    Value::Null
+                }
+                (None, Some(Value::Array(a))) => Value::Array(a),
+                (None, Some(other)) => {
+                    errs.push(type_err("separators", &other, "List"));
+                    Value::Null
+                }
+                (Some(g), None) => {
+                    let name = java(&g).to_ascii_lowercase();
+                    separator_group(&name).unwrap_or_else(|| {
+                        errs.push(format!("[chunking_settings] Invalid value [{}] received. [separator_group] must be one of [plaintext, markdown]", java(&g)));
+                        Value::Null
+                    })
+                }
+                (None, None) => separator_group("plaintext").unwrap_or_default(),
+            };
+            json!({"strategy": "recursive", "max_chunk_size": max, "separators": separators})
+        }
+        "none" if v.recursive_chunking() => {
+            let bad = invalid_keys(&m, &["strategy"]);
+            if !bad.is_empty() {
+                errs.push(format!(
+                    "None chunking settings can not have the following settings: {}",
+                    java_list(&bad)
+                ));
+            }
+            json!({"strategy": "none"})
+        }
+        _ => {
+            // [I] `ChunkingStrategy.fromString` message.
+            return Err(EsError::illegal_argument(format!(
+                "Invalid chunkingStrategy {}",
+                java(&m["strategy"])
+            )));
+        }
+    };
+    if !errs.is_empty() {
+        return Err(EsError::validation(&errs));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake Azure OpenAI (§4)
+// ---------------------------------------------------------------------------------------------
+
+/// What the fake Azure answers to ES's validation call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AzureOutcome {
+    /// 200 with an embedding / completion.
+    Accept,
+    /// 401 (bad key).
+    Reject401,
+    /// 404 (deployment does not exist).
+    NotFound404,
+    /// 429 (rate limited). ES would retry with backoff; the double answers after one try.
+    RateLimited429,
+    /// 500 (server error). ES would retry; the double answers after one try.
+    ServerError500,
+    /// 503 (server busy).
+    ServerBusy503,
+}
+
+/// The credential ES presented to Azure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AzureCredential {
+    /// Sent as header `api-key`.
+    ApiKey(String),
+    /// Sent as `Authorization: Bearer <entra_id>`.
+    EntraId(String),
+    /// OAuth2 client credentials (9.4+); ES would exchange these for a token.
+    ClientSecret {
+        client_id: String,
+        tenant_id: String,
+        secret: String,
+    },
+}
+
+impl AzureCredential {
+    /// The secret string (api key, entra id token, or client secret).
+    pub fn value(&self) -> &str {
+        match self {
+            AzureCredential::ApiKey(s) | AzureCredential::EntraId(s) => s,
+            AzureCredential::ClientSecret { secret, .. } => secret,
+        }
+    }
+}
+
+/// One validation call ES made to the fake Azure.
+#[derive(Clone, Debug)]
+pub struct AzureCall {
+    pub inference_id: String,
+    pub task_type: String,
+    /// e.g. `https://res.openai.azure.com/openai/deployments/dep/embeddings?api-version=2024-02-01`.
+    pub url: String,
+    pub credential: AzureCredential,
+    /// `dimensions` sent to Azure (only when the user set it).
+    pub dimensions: Option<i64>,
+    pub user: Option<String>,
+    pub headers: Map<String, Value>,
+    /// ES validates with the input `"how big"` (§4.1).
+    pub input: String,
+    pub outcome: AzureOutcome,
+}
+
+struct AzureState {
+    valid: HashSet<String>,
+    per_credential: HashMap<String, AzureOutcome>,
+    per_deployment: HashMap<String, AzureOutcome>,
+    global: Option<AzureOutcome>,
+    unknown_credential: AzureOutcome,
+    native_dimensions: i64,
+    forced_dimensions: Option<i64>,
+    latency: Duration,
+    calls: Vec<AzureCall>,
+}
+
+/// Handle to the fake Azure OpenAI behind the double. Cheap to clone.
+///
+/// Decision for a call, first match wins: global override ([`FakeAzure::set_outcome`]) →
+/// per-deployment outcome → per-credential outcome → `Accept` if the credential was accepted
+/// with [`FakeAzure::accept_credential`] → the unknown-credential outcome (default `Reject401`).
+#[derive(Clone)]
+pub struct FakeAzure {
+    inner: Arc<Mutex<AzureState>>,
+}
+
+impl Default for FakeAzure {
+    fn default() -> Self {
+        FakeAzure {
+            inner: Arc::new(Mutex::new(AzureState {
+                valid: HashSet::new(),
+                per_credential: HashMap::new(),
+                per_deployment: HashMap::new(),
+                global: None,
+                unknown_credential: AzureOutcome::Reject401,
+                native_dimensions: 1536,
+                forced_dimensions: None,
+                latency: Duration::ZERO,
+                calls: Vec::new(),
+            })),
+        }
+    }
+}
+
+impl FakeAzure {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AzureState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Make an `api_key`, `entra_id` token or OAuth2 `client_secret` valid.
+    pub fn accept_credential(&self, value: &str) {
+        self.lock().valid.insert(value.to_string());
+    }
+
+    /// Make a credential invalid again (revoked key).
+    pub fn revoke_credential(&self, value: &str) {
+        self.lock().valid.remove(value);
+    }
+
+    /// Force an outcome for calls made with this credential.
+    pub fn set_credential_outcome(&self, value: &str, outcome: AzureOutcome) {
+        self.lock()
+            .per_credential
+            .insert(value.to_string(), outcome);
+    }
+
+    /// Force an outcome for calls to this deployment (e.g. `NotFound404`).
+    pub fn set_deployment_outcome(&self, deployment_id: &str, outcome: AzureOutcome) {
+        self.lock()
+            .per_deployment
+            .insert(deployment_id.to_string(), outcome);
+    }
+
+    /// Global override for every call (`None` removes it).
+    pub fn set_outcome(&self, outcome: Option<AzureOutcome>) {
+        self.lock().global = outcome;
+    }
+
+    /// Outcome for credentials never accepted (default `Reject401`; `Accept` = any key works).
+    pub fn set_unknown_credential_outcome(&self, outcome: AzureOutcome) {
+        self.lock().unknown_credential = outcome;
+    }
+
+    /// Length of the vector returned when the user did not set `dimensions` (default 1536).
+    pub fn set_native_dimensions(&self, n: i64) {
+        self.lock().native_dimensions = n;
+    }
+
+    /// Always return vectors of this length, even if the user asked for other `dimensions`
+    /// (provokes ES's dims-mismatch error, §3.2). `None` = honour the request.
+    pub fn force_returned_dimensions(&self, n: Option<i64>) {
+        self.lock().forced_dimensions = n;
+    }
+
+    /// How long each validation call takes (bounded by ES's `timeout`, §4.3).
+    pub fn set_latency(&self, d: Duration) {
+        self.lock().latency = d;
+    }
+
+    /// Validation calls made so far.
+    pub fn calls(&self) -> Vec<AzureCall> {
+        self.lock().calls.clone()
+    }
+
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// Decide and record one call. Returns (latency, Ok(vector length) | Err(outcome)).
+    pub(crate) fn decide(
+        &self,
+        mut call: AzureCall,
+        deployment: &str,
+    ) -> (Duration, Result<i64, AzureOutcome>) {
+        let mut st = self.lock();
+        let value = call.credential.value().to_string();
+        let outcome = st
+            .global
+            .or_else(|| st.per_deployment.get(deployment).copied())
+            .or_else(|| st.per_credential.get(&value).copied())
+            .unwrap_or(if st.valid.contains(&value) {
+                AzureOutcome::Accept
+            } else {
+                st.unknown_credential
+            });
+        call.outcome = outcome;
+        let dims = st
+            .forced_dimensions
+            .or(call.dimensions)
+            .unwrap_or(st.native_dimensions);
+        st.calls.push(call);
+        let res = if outcome == AzureOutcome::Accept {
+            Ok(dims)
+        } else {
+            Err(outcome)
+        };
+        (st.latency, res)
+    }
+}
+
+/// Azure URL ES would call (`AzureOpenAiModel#buildUri`, §2.2).
+pub(crate) fn azure_url(ss: &Map<String, Value>, tt: TaskType) -> String {
+    let g = |k: &str| {
+        ss.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let op = if tt == TaskType::TextEmbedding {
+        "embeddings"
+    } else {
+        "chat/completions"
+    };
+    format!(
+        "https://{}.openai.azure.com/openai/deployments/{}/{op}?api-version={}",
+        g("resource_name"),
+        g("deployment_id"),
+        g("api_version")
+    )
+}
+
+const VALIDATION_FAILED: &str =
+    "Could not complete inference endpoint creation as validation call to service threw an exception.";
+
+/// The wrapped 400 of §4.2 for a failed validation call.
+pub(crate) fn validation_failure(outcome: AzureOutcome, id: &str, url: &str) -> EsError {
+    let (prefix, status, azure_msg) = match outcome {
+        AzureOutcome::Reject401 => ("Received an authentication error status code".to_string(), 401, "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."),
+        AzureOutcome::NotFound404 => (format!("Resource not found at [{url}]"), 404, "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."),
+        AzureOutcome::RateLimited429 => ("Received a rate limit status code. Remaining tokens [0]. Remaining requests [0].".to_string(), 429, "Requests to the OpenAI API have exceeded call rate limit of your current pricing tier. Please retry after 1 second."),
+        AzureOutcome::ServerError500 => ("Received a server error status code".to_string(), 500, "The server had an error while processing your request. Sorry about that!"),
+        AzureOutcome::ServerBusy503 => ("Received a server busy error status code".to_string(), 503, "The service is temporarily unable to process your request. Please try again later."),
+        AzureOutcome::Accept => unreachable!("accepted calls do not fail"),
+    };
+    let inner = format!(
+        "{prefix} for request from inference entity id [{id}] status [{status}]. Error message: [{azure_msg}]"
+    );
+    EsError::wrapped(
+        400,
+        Cause::new("status_exception", VALIDATION_FAILED),
+        Cause::new("status_exception", inner),
+    )
+}
+
+/// Validation call that outlived ES's `timeout` (§4.2/§4.3) [I: shape taken from the 9.5 update example].
+pub(crate) fn validation_timeout(id: &str, timeout: &str) -> EsError {
+    EsError::wrapped(
+        400,
+        Cause::new("status_exception", VALIDATION_FAILED),
+        Cause::new(
+            "timeout_exception",
+            format!("Request timed out after [{timeout}] for inference id [{id}]"),
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> EsVersion {
+        EsVersion::parse(s)
+    }
+
+    #[test]
+    fn missing_fields_are_numbered_together() {
+        let mut cfg = json!({"service_settings": {"api_key": "k"}})
+            .as_object()
+            .unwrap()
+            .clone();
+        let e = parse_create(v("9.1.0"), TaskType::TextEmbedding, &mut cfg).unwrap_err();
+        assert_eq!(e.kind(), "validation_exception");
+        assert_eq!(e.reason(), "Validation Failed: 1: [service_settings] does not contain the required setting [resource_name];2: [service_settings] does not contain the required setting [deployment_id];3: [service_settings] does not contain the required setting [api_version];");
+    }
+
+    #[test]
+    fn chunking_rules() {
+        let e = parse_chunking(
+            v("9.1.0"),
+            Some(json!({"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 2})),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.reason(),
+            "Validation Failed: 1: sentence_overlap[2] must be either 0 or 1;"
+        );
+        let e = parse_chunking(v("9.1.0"), Some(json!({"max_chunk_size": 250}))).unwrap_err();
+        assert_eq!(e.kind(), "illegal_argument_exception");
+        assert!(parse_chunking(v("8.18.0"), Some(json!({"strategy": "none"}))).is_err());
+        assert_eq!(
+            parse_chunking(v("9.1.0"), Some(json!({"strategy": "none"}))).unwrap(),
+            json!({"strategy": "none"})
+        );
+        let e = parse_chunking(
+            v("9.1.0"),
+            Some(json!({"strategy": "word", "max_chunk_size": 100, "overlap": 60})),
+        )
+        .unwrap_err();
+        assert!(
+            e.reason()
+                .contains("[overlap] must be a less than or equal to [50]"),
+            "{}",
+            e.reason()
+        );
+    }
+
+    #[test]
+    fn secret_messages_by_version() {
+        let mut ss = Map::new();
+        let e = parse_secret(v("9.3.0"), &mut ss, false).unwrap_err();
+        assert_eq!(e.reason(), "Validation Failed: 1: [secret_settings] must have either the [api_key] or the [entra_id] key set;");
+        let mut ss = json!({"api_key": "a", "entra_id": "b"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let e = parse_secret(v("9.4.0"), &mut ss, false).unwrap_err();
+        assert_eq!(e.reason(), "Validation Failed: 1: [secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];");
+    }
+}

@@ -1,0 +1,1522 @@
+//! Pins the Elasticsearch double to the reference (`shared/reference/elasticsearch-inference-api.md`).
+
+use std::time::{Duration, Instant};
+
+use inference_testenv::es::{AzureCredential, AzureOutcome, EsAuth, EsDouble, EsOptions, Route};
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
+
+fn provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+async fn start(version: &str) -> EsDouble {
+    let es = EsDouble::start(EsOptions {
+        version: version.into(),
+        ..Default::default()
+    })
+    .await;
+    es.azure().accept_credential("good-key");
+    es
+}
+
+struct Res {
+    status: u16,
+    body: Value,
+    raw: String,
+    headers: HeaderMap,
+}
+
+async fn call_with(
+    client: &reqwest::Client,
+    es: &EsDouble,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Res {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut rb = client.request(m, format!("{}{}", es.url(), path));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.expect("request");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let raw = r.text().await.unwrap();
+    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    Res {
+        status,
+        body,
+        raw,
+        headers,
+    }
+}
+
+async fn call(es: &EsDouble, method: &str, path: &str, body: Option<Value>) -> Res {
+    provider();
+    call_with(&reqwest::Client::new(), es, method, path, body).await
+}
+
+fn emb_body(key: &str) -> Value {
+    json!({
+        "service": "azureopenai",
+        "service_settings": {
+            "resource_name": "my-res", "deployment_id": "my-embed", "api_version": "2024-02-01", "api_key": key
+        }
+    })
+}
+
+fn completion_body(key: &str) -> Value {
+    json!({
+        "service": "azureopenai",
+        "service_settings": {
+            "resource_name": "my-res", "deployment_id": "gpt", "api_version": "2024-02-01", "api_key": key
+        }
+    })
+}
+
+/// Asserts the §3.1 envelope: status, top-level type/reason and root_cause = same (unwrapped).
+fn assert_err(r: &Res, status: u16, kind: &str, reason: &str) {
+    assert_eq!(r.status, status, "{}", r.raw);
+    assert_eq!(r.body["status"], json!(status), "{}", r.raw);
+    assert_eq!(r.body["error"]["type"], json!(kind), "{}", r.raw);
+    assert_eq!(r.body["error"]["reason"], json!(reason), "{}", r.raw);
+    assert_eq!(
+        r.body["error"]["root_cause"][0]["type"],
+        json!(kind),
+        "{}",
+        r.raw
+    );
+    assert_eq!(
+        r.body["error"]["root_cause"][0]["reason"],
+        json!(reason),
+        "{}",
+        r.raw
+    );
+}
+
+#[tokio::test]
+async fn root_info_and_product_headers() {
+    let es = start("9.1.0").await;
+    let r = call(&es, "GET", "/", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["version"]["number"], "9.1.0");
+    assert_eq!(r.body["tagline"], "You Know, for Search");
+    for k in ["name", "cluster_name", "cluster_uuid"] {
+        assert!(r.body[k].is_string(), "{k}");
+    }
+    assert_eq!(r.headers["x-elastic-product"], "Elasticsearch");
+    assert_eq!(r.headers["content-type"], "application/json");
+    // also on errors
+    let r = call(&es, "GET", "/_inference/nope", None).await;
+    assert_eq!(r.headers["x-elastic-product"], "Elasticsearch");
+    es.set_version("8.15.0");
+    assert_eq!(
+        call(&es, "GET", "/", None).await.body["version"]["number"],
+        "8.15.0"
+    );
+}
+
+#[tokio::test]
+async fn put_text_embedding_fills_defaults_and_strips_secrets() {
+    let es = start("9.1.0").await;
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/azure-emb",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let expected = json!({
+        "inference_id": "azure-emb", "task_type": "text_embedding", "service": "azureopenai",
+        "service_settings": {
+            "resource_name": "my-res", "deployment_id": "my-embed", "api_version": "2024-02-01",
+            "rate_limit": {"requests_per_minute": 1440}, "dimensions": 1536, "similarity": "dot_product"
+        },
+        "chunking_settings": {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}
+    });
+    assert_eq!(r.body, expected);
+    // key order of §1.6
+    assert!(r.raw.starts_with(r#"{"inference_id":"azure-emb","task_type":"text_embedding","service":"azureopenai","service_settings":{"resource_name":"my-res","deployment_id":"my-embed","api_version":"2024-02-01","rate_limit""#), "{}", r.raw);
+    assert!(
+        !r.raw.contains("good-key")
+            && !r.raw.contains("api_key")
+            && !r.raw.contains("dimensions_set_by_user")
+    );
+    assert!(
+        !r.raw.contains("task_settings"),
+        "empty task_settings omitted"
+    );
+    assert_eq!(
+        es.stored_secret("azure-emb"),
+        Some(("api_key".into(), "good-key".into()))
+    );
+    assert_eq!(es.endpoint("azure-emb").unwrap(), expected);
+    let calls = es.azure().calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].url, "https://my-res.openai.azure.com/openai/deployments/my-embed/embeddings?api-version=2024-02-01");
+    assert_eq!(
+        calls[0].credential,
+        AzureCredential::ApiKey("good-key".into())
+    );
+    assert_eq!(calls[0].input, "how big");
+    // GET returns the same, wrapped, never the secret
+    let g = call(&es, "GET", "/_inference/text_embedding/azure-emb", None).await;
+    assert_eq!(g.body, json!({"endpoints": [expected]}));
+    assert!(!g.raw.contains("good-key"));
+    // recorded request
+    let req = es
+        .requests()
+        .into_iter()
+        .find(|r| r.route == Route::Put)
+        .unwrap();
+    assert_eq!(req.method, "PUT");
+    assert_eq!(req.path, "/_inference/text_embedding/azure-emb");
+    assert_eq!(req.body.unwrap()["service_settings"]["api_key"], "good-key");
+}
+
+#[tokio::test]
+async fn put_completion_and_user_settings() {
+    let es = start("9.1.0").await;
+    let mut b = completion_body("good-key");
+    b["task_settings"] = json!({"user": "bob"});
+    let r = call(&es, "PUT", "/_inference/completion/azure-chat", Some(b)).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        r.body,
+        json!({
+            "inference_id": "azure-chat", "task_type": "completion", "service": "azureopenai",
+            "service_settings": {"resource_name": "my-res", "deployment_id": "gpt", "api_version": "2024-02-01",
+                "rate_limit": {"requests_per_minute": 120}},
+            "task_settings": {"user": "bob"}
+        })
+    );
+    assert!(es.azure().calls()[0]
+        .url
+        .ends_with("/openai/deployments/gpt/chat/completions?api-version=2024-02-01"));
+    // user-set values kept; entra_id accepted as a secret
+    es.azure().accept_credential("tok");
+    let mut b = emb_body("x");
+    b["service_settings"] = json!({"resource_name": "r", "deployment_id": "d", "api_version": "v", "entra_id": "tok",
+        "dimensions": 256, "similarity": "COSINE", "rate_limit": {"requests_per_minute": 10}});
+    let r = call(&es, "PUT", "/_inference/text_embedding/e2", Some(b)).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.body["service_settings"]["dimensions"], 256);
+    assert_eq!(r.body["service_settings"]["similarity"], "cosine");
+    assert_eq!(
+        r.body["service_settings"]["rate_limit"]["requests_per_minute"],
+        10
+    );
+    assert_eq!(es.azure().calls()[1].dimensions, Some(256));
+    assert_eq!(
+        es.stored_secret("e2"),
+        Some(("entra_id".into(), "tok".into()))
+    );
+}
+
+#[tokio::test]
+async fn get_routes_and_errors() {
+    let es = start("9.1.0").await;
+    assert_eq!(
+        call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/b-emb",
+            Some(emb_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        call(
+            &es,
+            "PUT",
+            "/_inference/completion/a-chat",
+            Some(completion_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    for p in [
+        "/_inference",
+        "/_inference/_all",
+        "/_inference/*",
+        "/_inference/%2A",
+    ] {
+        let r = call(&es, "GET", p, None).await;
+        let ids: Vec<&str> = r.body["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["inference_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ".elser-2-elasticsearch",
+                ".multilingual-e5-small-elasticsearch",
+                "a-chat",
+                "b-emb"
+            ],
+            "{p}"
+        );
+    }
+    let r = call(&es, "GET", "/_inference/completion/_all", None).await;
+    assert_eq!(r.body["endpoints"].as_array().unwrap().len(), 1);
+    let r = call(&es, "GET", "/_inference/rerank/_all", None).await;
+    assert_eq!(r.raw, r#"{"endpoints":[]}"#);
+    // one segment = id
+    let r = call(&es, "GET", "/_inference/text_embedding", None).await;
+    assert_err(
+        &r,
+        404,
+        "resource_not_found_exception",
+        "Inference endpoint not found [text_embedding]",
+    );
+    let r = call(&es, "GET", "/_inference/b-emb", None).await;
+    assert_eq!(r.body["endpoints"][0]["inference_id"], "b-emb");
+    let r = call(&es, "GET", "/_inference/completion/b-emb", None).await;
+    assert_err(&r, 400, "status_exception", "Requested task type [completion] does not match the inference endpoint's task type [text_embedding]");
+    let r = call(&es, "GET", "/_inference/bad/x", None).await;
+    assert_err(&r, 400, "status_exception", "Unknown task_type [bad]");
+    es.set_preconfigured_endpoints(false);
+    let r = call(&es, "GET", "/_inference/_all", None).await;
+    assert_eq!(r.body["endpoints"].as_array().unwrap().len(), 2);
+    // 8.15: no preconfigured endpoints
+    let old = start("8.15.0").await;
+    assert_eq!(
+        call(&old, "GET", "/_inference", None).await.raw,
+        r#"{"endpoints":[]}"#
+    );
+}
+
+#[tokio::test]
+async fn put_validation_order_and_messages() {
+    let es = start("9.1.0").await;
+    // id first, even with a junk body and a bad license
+    es.set_license("basic");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/My_Id",
+        Some(json!({})),
+    )
+    .await;
+    assert_err(&r, 400, "action_request_validation_exception", "Validation Failed: 1: Invalid inference_id; 'My_Id' can contain lowercase alphanumeric (a-z and 0-9), hyphens or underscores; must start and end with alphanumeric;");
+    // then license
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/ok-id",
+        Some(json!({})),
+    )
+    .await;
+    assert_err(
+        &r,
+        403,
+        "security_exception",
+        "current license is non-compliant for [inference]",
+    );
+    es.set_license("enterprise");
+    let put = |path: &'static str, body: Value| {
+        let es = es.clone();
+        async move { call(&es, "PUT", path, Some(body)).await }
+    };
+    let r = put("/_inference/x1", json!({"service": "azureopenai"})).await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "model is missing required setting [task_type]",
+    );
+    let r = put(
+        "/_inference/text_embedding/x1",
+        json!({"task_type": "completion"}),
+    )
+    .await;
+    assert_err(&r, 400, "status_exception", "Cannot resolve conflicting task_type parameter in the request URL [text_embedding] and the request body [completion]");
+    let r = put("/_inference/x1", json!({"task_type": "any"})).await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "task_type [any] is not valid type for inference",
+    );
+    let r = put("/_inference/x1", json!({"task_type": "nope"})).await;
+    assert_err(&r, 400, "status_exception", "Unknown task_type [nope]");
+    let r = put(
+        "/_inference/text_embedding/x1",
+        json!({"service_settings": {}}),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "Inference endpoint configuration is missing the [service] setting",
+    );
+    let r = put("/_inference/text_embedding/x1", json!({"service": "foo"})).await;
+    assert_err(&r, 400, "status_exception", "Unknown service [foo]");
+    let r = put(
+        "/_inference/text_embedding/x1",
+        json!({"service": "azureopenai"}),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "Missing required field [service_settings]",
+    );
+    let r = put(
+        "/_inference/rerank/x1",
+        json!({"service": "azureopenai", "service_settings": {}}),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "The [azureopenai] service does not support task type [rerank]",
+    );
+    // all missing fields numbered together, before secrets
+    let r = put(
+        "/_inference/text_embedding/x1",
+        json!({"service": "azureopenai", "service_settings": {"resource_name": ""}}),
+    )
+    .await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [service_settings] Invalid value empty string. [resource_name] must be a non-empty string;2: [service_settings] does not contain the required setting [deployment_id];3: [service_settings] does not contain the required setting [api_version];");
+    let mut b = emb_body("k");
+    b["service_settings"]["similarity"] = json!("foo");
+    b["service_settings"]["dimensions"] = json!("abc");
+    let r = put("/_inference/text_embedding/x1", b).await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: field [dimensions] is not of the expected type. The value [abc] cannot be converted to a [Integer];2: [service_settings] Invalid value [foo] received. [similarity] must be one of [cosine, dot_product, l2_norm];");
+    // a bad rate_limit key throws immediately, even with other errors pending
+    let r = put(
+        "/_inference/text_embedding/x1",
+        json!({"service": "azureopenai", "service_settings": {"rate_limit": {"foo": 1}}}),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "Model configuration contains settings [{foo=1}] unknown to the [azureopenai] service",
+    );
+    let mut b = emb_body("k");
+    b["service_settings"]["rate_limit"] = json!({"requests_per_minute": 0});
+    let r = put("/_inference/text_embedding/x1", b).await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [rate_limit] Invalid value [0]. [requests_per_minute] must be a positive long;");
+    let mut b = emb_body("k");
+    b["service_settings"]["dimensions_set_by_user"] = json!(true);
+    let r = put("/_inference/text_embedding/x1", b).await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [service_settings] does not allow the setting [dimensions_set_by_user];");
+    // secrets (pre-9.4 wording)
+    let mut b = emb_body("k");
+    b["service_settings"]
+        .as_object_mut()
+        .unwrap()
+        .remove("api_key");
+    let r = put("/_inference/text_embedding/x1", b.clone()).await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [secret_settings] must have either the [api_key] or the [entra_id] key set;");
+    b["service_settings"]["api_key"] = json!("a");
+    b["service_settings"]["entra_id"] = json!("b");
+    let r = put("/_inference/text_embedding/x1", b).await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [secret_settings] must have only one of the [api_key] or the [entra_id] key set;");
+    // unknown keys: top level, then service_settings, then task_settings
+    let mut b = emb_body("good-key");
+    b["foo"] = json!("bar");
+    b["service_settings"]["baz"] = json!(1);
+    let r = put("/_inference/text_embedding/x1", b).await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "Model configuration contains settings [{foo=bar}] unknown to the [azureopenai] service",
+    );
+    let mut b = completion_body("good-key");
+    b["service_settings"]["dimensions"] = json!(5);
+    let r = put("/_inference/completion/x1", b).await;
+    assert_err(&r, 400, "status_exception", "Model configuration contains settings [{dimensions=5}] unknown to the [azureopenai] service");
+    let mut b = emb_body("good-key");
+    b["task_settings"] = json!({"headers": {"a": "b"}});
+    let r = put("/_inference/text_embedding/x1", b).await;
+    assert_err(&r, 400, "status_exception", "Model configuration contains settings [{headers={a=b}}] unknown to the [azureopenai] service");
+    // none of these called Azure
+    assert!(es.azure().calls().is_empty());
+    // missing body
+    let r = call(&es, "PUT", "/_inference/text_embedding/x1", None).await;
+    assert_err(&r, 400, "parse_exception", "request body is required");
+}
+
+#[tokio::test]
+async fn messages_by_version() {
+    let es = start("9.3.0").await;
+    let mut b = emb_body("good-key");
+    b["foo"] = json!("bar");
+    let r = call(&es, "PUT", "/_inference/text_embedding/x1", Some(b)).await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "Configuration contains settings [{foo=bar}] unknown to the [azureopenai] service",
+    );
+    es.set_version("9.4.0");
+    let mut b = emb_body("k");
+    b["service_settings"]
+        .as_object_mut()
+        .unwrap()
+        .remove("api_key");
+    let r = call(&es, "PUT", "/_inference/text_embedding/x1", Some(b.clone())).await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set;");
+    b["service_settings"]["api_key"] = json!("a");
+    b["service_settings"]["entra_id"] = json!("b");
+    let r = call(&es, "PUT", "/_inference/text_embedding/x1", Some(b.clone())).await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];");
+    // OAuth2 (9.4+)
+    let mut b = emb_body("k");
+    b["service_settings"]
+        .as_object_mut()
+        .unwrap()
+        .remove("api_key");
+    b["service_settings"]["client_id"] = json!("cid");
+    b["service_settings"]["scopes"] = json!(["https://cognitiveservices.azure.com/.default"]);
+    b["service_settings"]["client_secret"] = json!("cs");
+    let r = call(&es, "PUT", "/_inference/text_embedding/x1", Some(b.clone())).await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [service_settings] all Azure OpenAI OAuth2 fields must be provided together; missing: [tenant_id];");
+    let mut only_secret = emb_body("k");
+    only_secret["service_settings"]
+        .as_object_mut()
+        .unwrap()
+        .remove("api_key");
+    only_secret["service_settings"]["client_secret"] = json!("cs");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/x1",
+        Some(only_secret),
+    )
+    .await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: OAuth2 requires the fields [client_id, scopes, tenant_id], to be set.;");
+    es.azure().accept_credential("cs");
+    b["service_settings"]["tenant_id"] = json!("tid");
+    b["task_settings"] = json!({"headers": {"x-a": "1", "x-null": null}});
+    let r = call(&es, "PUT", "/_inference/text_embedding/oauth", Some(b)).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.body["service_settings"]["client_id"], "cid");
+    assert_eq!(r.body["service_settings"]["tenant_id"], "tid");
+    assert_eq!(r.body["task_settings"], json!({"headers": {"x-a": "1"}}));
+    assert!(!r.raw.contains("\"cs\""));
+    assert_eq!(
+        es.stored_secret("oauth"),
+        Some(("client_secret".into(), "cs".into()))
+    );
+    assert!(matches!(
+        es.azure().calls()[0].credential,
+        AzureCredential::ClientSecret { .. }
+    ));
+}
+
+#[tokio::test]
+async fn azure_validation_failures_are_wrapped() {
+    let es = start("9.1.0").await;
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/my-id",
+        Some(emb_body("bad-key")),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.raw);
+    assert_eq!(r.body["error"]["type"], "status_exception");
+    assert_eq!(r.body["error"]["reason"], "Could not complete inference endpoint creation as validation call to service threw an exception.");
+    let inner = r.body["error"]["caused_by"]["reason"].as_str().unwrap();
+    assert!(inner.starts_with("Received an authentication error status code for request from inference entity id [my-id] status [401]. Error message: ["), "{inner}");
+    assert_eq!(r.body["error"]["root_cause"][0]["reason"], inner);
+    assert_eq!(r.body["error"]["caused_by"]["type"], "status_exception");
+    assert!(es.endpoint("my-id").is_none());
+
+    es.azure()
+        .set_deployment_outcome("my-embed", AzureOutcome::NotFound404);
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/my-id",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    let inner = r.body["error"]["caused_by"]["reason"].as_str().unwrap();
+    assert!(inner.starts_with("Resource not found at [https://my-res.openai.azure.com/openai/deployments/my-embed/embeddings?api-version=2024-02-01] for request from inference entity id [my-id] status [404]"), "{inner}");
+
+    es.azure().set_outcome(Some(AzureOutcome::RateLimited429));
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/my-id",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    let inner = r.body["error"]["caused_by"]["reason"].as_str().unwrap();
+    assert!(inner.starts_with("Received a rate limit status code. Remaining tokens [0]. Remaining requests [0]. for request from inference entity id [my-id] status [429]"), "{inner}");
+    es.azure().set_outcome(Some(AzureOutcome::ServerError500));
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/my-id",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert!(r.body["error"]["caused_by"]["reason"].as_str().unwrap().starts_with("Received a server error status code for request from inference entity id [my-id] status [500]"));
+    assert_eq!(r.status, 400);
+    es.azure().set_outcome(None);
+    es.azure()
+        .set_credential_outcome("good-key", AzureOutcome::ServerBusy503);
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/completion/my-id",
+        Some(completion_body("good-key")),
+    )
+    .await;
+    assert!(r.body["error"]["caused_by"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("Received a server busy error status code"));
+    // 8.x does not validate completion endpoints (§4.1)
+    es.set_version("8.18.0");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/completion/my-id",
+        Some(completion_body("whatever")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+}
+
+#[tokio::test]
+async fn duplicate_id_is_checked_after_validation() {
+    let es = start("9.1.0").await;
+    assert_eq!(
+        call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/dup",
+            Some(emb_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/dup",
+        Some(emb_body("bad-key")),
+    )
+    .await;
+    assert_eq!(r.body["error"]["reason"], "Could not complete inference endpoint creation as validation call to service threw an exception.");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/dup",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "resource_already_exists_exception",
+        "Inference endpoint [dup] already exists",
+    );
+    assert_eq!(es.azure().calls().len(), 3, "Azure is called on every PUT");
+    assert_eq!(
+        es.stored_secret("dup"),
+        Some(("api_key".into(), "good-key".into()))
+    );
+}
+
+#[tokio::test]
+async fn dimensions_and_mismatch() {
+    let es = start("9.1.0").await;
+    es.azure().set_native_dimensions(3072);
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/a",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.body["service_settings"]["dimensions"], 3072);
+    es.azure().force_returned_dimensions(Some(1536));
+    let mut b = emb_body("good-key");
+    b["service_settings"]["dimensions"] = json!(256);
+    let r = call(&es, "PUT", "/_inference/text_embedding/my-id", Some(b)).await;
+    assert_err(&r, 400, "status_exception", "The retrieved embeddings size [1536] does not match the size specified in the settings [256]. Please recreate the [my-id] configuration with the correct dimensions");
+    // skip validation: nothing learned, no Azure call
+    es.azure().clear_calls();
+    es.set_skip_validation(true);
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/b",
+        Some(emb_body("bad")),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["service_settings"].get("dimensions").is_none());
+    assert!(es.azure().calls().is_empty());
+}
+
+#[tokio::test]
+async fn version_gates_on_put() {
+    // completion 8.15; chunking absent before 8.16
+    let es = start("8.15.0").await;
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/completion/c",
+        Some(completion_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/e",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert!(r.body.get("chunking_settings").is_none(), "{}", r.raw);
+    let mut b = emb_body("good-key");
+    b["chunking_settings"] = json!({"strategy": "word"});
+    let r = call(&es, "PUT", "/_inference/text_embedding/e2", Some(b)).await;
+    assert_err(&r, 400, "status_exception", "Model configuration contains settings [{chunking_settings={strategy=word}}] unknown to the [azureopenai] service");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/chat_completion/c2",
+        Some(completion_body("good-key")),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "Unknown task_type [chat_completion]",
+    );
+    // an endpoint created before 8.16 reads back with the old chunking default
+    es.set_version("8.16.0");
+    let g = call(&es, "GET", "/_inference/e", None).await;
+    assert_eq!(
+        g.body["endpoints"][0]["chunking_settings"],
+        json!({"strategy": "word", "max_chunk_size": 250, "overlap": 100})
+    );
+    // chat_completion: known task type but unsupported by azure before 9.3
+    es.set_version("9.2.0");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/chat_completion/c2",
+        Some(completion_body("good-key")),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "The [azureopenai] service does not support task type [chat_completion]",
+    );
+    es.set_version("9.3.0");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/chat_completion/c2",
+        Some(completion_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        r.body["service_settings"]["rate_limit"]["requests_per_minute"],
+        120
+    );
+    // recursive/none chunking 9.1+
+    es.set_version("9.0.0");
+    let mut b = emb_body("good-key");
+    b["chunking_settings"] =
+        json!({"strategy": "recursive", "max_chunk_size": 100, "separator_group": "plaintext"});
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/rec",
+        Some(b.clone()),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "illegal_argument_exception",
+        "Invalid chunkingStrategy recursive",
+    );
+    es.set_version("9.1.0");
+    let r = call(&es, "PUT", "/_inference/text_embedding/rec", Some(b)).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.body["chunking_settings"]["strategy"], "recursive");
+    assert!(r.body["chunking_settings"]["separators"].is_array());
+    let mut b = emb_body("good-key");
+    b["chunking_settings"] =
+        json!({"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 2, "foo": 1});
+    let r = call(&es, "PUT", "/_inference/text_embedding/s", Some(b)).await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: Sentence based chunking settings can not have the following settings: [foo];2: sentence_overlap[2] must be either 0 or 1;");
+    let mut b = emb_body("good-key");
+    b["chunking_settings"] = json!({"max_chunk_size": 250});
+    let r = call(&es, "PUT", "/_inference/text_embedding/s", Some(b)).await;
+    assert_err(
+        &r,
+        400,
+        "illegal_argument_exception",
+        "Can't generate Chunker without ChunkingStrategy provided",
+    );
+}
+
+#[tokio::test]
+async fn timeout_param_by_version() {
+    let es = start("8.18.0").await;
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/t?timeout=30s",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "illegal_argument_exception",
+        "request [/_inference/text_embedding/t] contains unrecognized parameter: [timeout]",
+    );
+    es.set_version("8.19.0");
+    assert_eq!(
+        call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/t?timeout=30s",
+            Some(emb_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    es.set_version("9.0.0");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/t2?timeout=30s",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    es.set_version("9.1.0");
+    // Azure slower than the timeout
+    es.azure().set_latency(Duration::from_millis(400));
+    let start = Instant::now();
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/t2?timeout=50ms",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert!(start.elapsed() < Duration::from_millis(390));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"]["caused_by"]["type"], "timeout_exception");
+    assert_eq!(
+        r.body["error"]["caused_by"]["reason"],
+        "Request timed out after [50ms] for inference id [t2]"
+    );
+    // within the timeout: PUT blocks for the Azure latency
+    let start = Instant::now();
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/t2?timeout=5s",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(start.elapsed() >= Duration::from_millis(400));
+    // update timeout only 9.5
+    es.azure().set_latency(Duration::ZERO);
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/t2/_update?timeout=30s",
+        Some(json!({"task_settings": {"user": "u"}})),
+    )
+    .await;
+    assert_err(&r, 400, "illegal_argument_exception", "request [/_inference/text_embedding/t2/_update] contains unrecognized parameter: [timeout]");
+    es.set_version("9.5.0");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/t2/_update?timeout=30s",
+        Some(json!({"task_settings": {"user": "u"}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+}
+
+#[tokio::test]
+async fn delete_semantics() {
+    let es = start("9.1.0").await;
+    assert_eq!(
+        call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/my-id",
+            Some(emb_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    let r = call(&es, "DELETE", "/_inference/nope", None).await;
+    assert_err(
+        &r,
+        404,
+        "resource_not_found_exception",
+        "Inference endpoint not found [nope]",
+    );
+    let r = call(&es, "DELETE", "/_inference/completion/my-id", None).await;
+    assert_err(&r, 400, "status_exception", "Requested task type [completion] does not match the inference endpoint's task type [text_embedding]");
+    es.add_pipeline_reference("my-id", "p1");
+    es.add_index_reference("my-id", "idx");
+    let expected = "Inference endpoint my-id is referenced by pipelines: [p1]. Ensure that no pipelines are using this inference endpoint, or use force to ignore this warning and delete the inference endpoint. Inference endpoint my-id is being used in the mapping for indexes: [idx]. Ensure that no index mappings are using this inference endpoint, or use force to ignore this warning and delete the inference endpoint.";
+    let r = call(&es, "DELETE", "/_inference/text_embedding/my-id", None).await;
+    assert_err(&r, 409, "status_exception", expected);
+    let r = call(&es, "DELETE", "/_inference/my-id?dry_run=true", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.raw,
+        format!(
+            r#"{{"acknowledged":false,"pipelines":["p1"],"indexes":["idx"],"error_message":"{expected}"}}"#
+        )
+    );
+    assert!(es.endpoint("my-id").is_some());
+    let r = call(&es, "DELETE", "/_inference/my-id?force=true", None).await;
+    assert_eq!(
+        r.raw,
+        r#"{"acknowledged":true,"pipelines":[],"indexes":[]}"#
+    );
+    assert!(es.endpoint("my-id").is_none());
+    // unreferenced: dry run has an empty error_message; normal delete acknowledged
+    assert_eq!(
+        call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/free",
+            Some(emb_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    let r = call(&es, "DELETE", "/_inference/free?dry_run", None).await;
+    assert_eq!(
+        r.raw,
+        r#"{"acknowledged":false,"pipelines":[],"indexes":[],"error_message":""}"#
+    );
+    let r = call(&es, "DELETE", "/_inference/free?force=maybe", None).await;
+    assert_err(
+        &r,
+        400,
+        "illegal_argument_exception",
+        "Failed to parse value [maybe] as only [true] or [false] are allowed.",
+    );
+    let r = call(&es, "DELETE", "/_inference/free", None).await;
+    assert_eq!(
+        r.raw,
+        r#"{"acknowledged":true,"pipelines":[],"indexes":[]}"#
+    );
+    // 8.15: pipelines only, no `indexes` field
+    let old = start("8.15.0").await;
+    assert_eq!(
+        call(
+            &old,
+            "PUT",
+            "/_inference/text_embedding/x",
+            Some(emb_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    old.add_index_reference("x", "idx");
+    let r = call(&old, "DELETE", "/_inference/x", None).await;
+    assert_eq!(r.raw, r#"{"acknowledged":true,"pipelines":[]}"#);
+}
+
+#[tokio::test]
+async fn update_routes_and_common_rules() {
+    let es = start("8.16.0").await;
+    assert_eq!(
+        call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/u",
+            Some(emb_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service_settings": {"api_key": "n"}})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.raw,
+        r#"{"error":"no handler found for uri [/_inference/text_embedding/u/_update] and method [PUT]","status":400}"#
+    );
+    es.set_version("8.17.0");
+    let r = call(
+        &es,
+        "POST",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.body["error"], "Incorrect HTTP method for uri [/_inference/text_embedding/u/_update] and method [POST], allowed: [PUT]");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({})),
+    )
+    .await;
+    assert_err(&r, 400, "status_exception", "Request body is empty");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service": "azureopenai", "service_settings": {"api_key": "n"}})),
+    )
+    .await;
+    assert_err(&r, 400, "status_exception", "Request contained fields which cannot be updated, remove these fields and try again [{service=azureopenai}]");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"chunking_settings": {"strategy": "word"}})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/completion/u/_update",
+        Some(json!({"task_settings": {"user": "x"}})),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "Task type must match the task type of the existing endpoint",
+    );
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"task_type": "completion", "task_settings": {"user": "x"}})),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "Task type must match the task type of the existing endpoint",
+    );
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/nope/_update",
+        Some(json!({"task_settings": {"user": "x"}})),
+    )
+    .await;
+    assert_err(
+        &r,
+        404,
+        "resource_not_found_exception",
+        "Inference endpoint not found [nope]",
+    );
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/u/_update",
+        Some(json!({"task_settings": {"user": "x"}})),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "Inference ID must be provided in the path",
+    );
+}
+
+#[tokio::test]
+async fn update_up_to_9_3_rotates_secret_without_azure_call() {
+    let es = start("9.3.0").await;
+    assert_eq!(
+        call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/u",
+            Some(emb_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    es.azure().clear_calls();
+    // non-secret service settings alone → the secret rule fires
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service_settings": {"rate_limit": {"requests_per_minute": 5}}})),
+    )
+    .await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [secret_settings] must have either the [api_key] or the [entra_id] key set;");
+    // secret + ignored rate_limit; task settings merged; no Azure call (key not even valid)
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({
+        "service_settings": {"api_key": "rotated", "rate_limit": {"requests_per_minute": 5}},
+        "task_settings": {"user": "me"}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.body["inference_id"], "u");
+    assert!(
+        r.body.get("endpoints").is_none(),
+        "update returns one object"
+    );
+    assert_eq!(
+        r.body["service_settings"]["rate_limit"]["requests_per_minute"],
+        1440
+    );
+    assert_eq!(r.body["task_settings"], json!({"user": "me"}));
+    assert!(!r.raw.contains("rotated"));
+    assert_eq!(
+        es.stored_secret("u"),
+        Some(("api_key".into(), "rotated".into()))
+    );
+    assert!(es.azure().calls().is_empty());
+    // switching kinds is allowed before 9.5
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service_settings": {"entra_id": "tok"}})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        es.stored_secret("u"),
+        Some(("entra_id".into(), "tok".into()))
+    );
+    // bug #139574 emulation
+    es.set_update_chunking_bug(true);
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"task_settings": {"user": "me"}})),
+    )
+    .await;
+    assert_eq!(
+        r.body["chunking_settings"],
+        json!({"strategy": "word", "max_chunk_size": 250, "overlap": 100})
+    );
+}
+
+#[tokio::test]
+async fn update_9_4_validates_against_azure() {
+    let es = start("9.4.0").await;
+    assert_eq!(
+        call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/u",
+            Some(emb_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service_settings": {"api_key": "bad"}})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["error"]["caused_by"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("status [401]"));
+    assert_eq!(
+        es.stored_secret("u"),
+        Some(("api_key".into(), "good-key".into())),
+        "not persisted"
+    );
+    es.azure().accept_credential("new-key");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service_settings": {"api_key": "new-key"}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        es.stored_secret("u"),
+        Some(("api_key".into(), "new-key".into()))
+    );
+    assert_eq!(
+        es.azure().calls().last().unwrap().credential,
+        AzureCredential::ApiKey("new-key".into())
+    );
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service_settings": {"api_key": "a", "entra_id": "b"}})),
+    )
+    .await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];");
+}
+
+#[tokio::test]
+async fn update_9_5_semantics() {
+    let es = start("9.5.0").await;
+    assert_eq!(
+        call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/u",
+            Some(emb_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    // rate_limit mutable, secret optional, immutable fields ignored
+    let r = call(&es, "PUT", "/_inference/text_embedding/u/_update", Some(json!({
+        "service_settings": {"rate_limit": {"requests_per_minute": 77}, "deployment_id": "other"}}))).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        r.body["service_settings"]["rate_limit"]["requests_per_minute"],
+        77
+    );
+    assert_eq!(r.body["service_settings"]["deployment_id"], "my-embed");
+    assert_eq!(
+        es.stored_secret("u"),
+        Some(("api_key".into(), "good-key".into()))
+    );
+    // only the same secret kind
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service_settings": {"entra_id": "tok"}})),
+    )
+    .await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: only [api_key] can be updated for this secret, received: [entra_id];");
+    // OAuth2 fields on a non-OAuth2 endpoint
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service_settings": {"client_id": "c"}})),
+    )
+    .await;
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: Cannot update OAuth2 fields as the service was not configured with OAuth2 settings. Please create a new Inference Endpoint with the OAuth2 settings instead.;");
+    // unknown keys rejected
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service_settings": {"foo": 1}})),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "Configuration contains settings [{foo=1}] unknown to the [azureopenai] service",
+    );
+    // chunking replace
+    let r = call(&es, "PUT", "/_inference/text_embedding/u/_update", Some(json!({"chunking_settings": {"strategy": "word", "max_chunk_size": 100, "overlap": 10}}))).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        r.body["chunking_settings"],
+        json!({"strategy": "word", "max_chunk_size": 100, "overlap": 10})
+    );
+    // task settings: null clears
+    call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"task_settings": {"user": "x"}})),
+    )
+    .await;
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"task_settings": {"user": null}})),
+    )
+    .await;
+    assert!(r.body.get("task_settings").is_none(), "{}", r.raw);
+    // one-segment form works on 9.5
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/u/_update",
+        Some(json!({"task_settings": {"user": "y"}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+}
+
+#[tokio::test]
+async fn security_realm() {
+    let es = EsDouble::start(EsOptions {
+        auth: EsAuth::basic("elastic", "changeme"),
+        ..Default::default()
+    })
+    .await;
+    provider();
+    let c = reqwest::Client::new();
+    let r = call_with(&c, &es, "GET", "/_inference", None).await;
+    assert_err(
+        &r,
+        401,
+        "security_exception",
+        "missing authentication credentials for REST request [/_inference]",
+    );
+    let www: Vec<_> = r
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        www.contains(&"Basic realm=\"security\", charset=\"UTF-8\"".to_string()),
+        "{www:?}"
+    );
+    assert!(www.contains(&"ApiKey".to_string()));
+    assert_eq!(r.body["error"]["header"]["WWW-Authenticate"][2], "ApiKey");
+    let r = c
+        .get(format!("{}/_inference", es.url()))
+        .basic_auth("elastic", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(
+        b["error"]["reason"],
+        "unable to authenticate user [elastic] for REST request [/_inference]"
+    );
+    let r = c
+        .get(format!("{}/_inference", es.url()))
+        .basic_auth("elastic", Some("changeme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let key = EsAuth::encode_api_key("id", "secret");
+    es.set_auth(EsAuth::api_key(&key));
+    let r = c
+        .get(format!("{}/", es.url()))
+        .header("Authorization", format!("ApiKey {key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = c
+        .get(format!("{}/", es.url()))
+        .header("Authorization", "ApiKey nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let reqs = es.requests();
+    assert_eq!(
+        reqs[2].auth,
+        inference_testenv::es::AuthKind::Basic {
+            user: "elastic".into()
+        }
+    );
+    assert_eq!(reqs[3].auth, inference_testenv::es::AuthKind::ApiKey);
+}
+
+#[tokio::test]
+async fn license_basic_refuses_put_only() {
+    let es = start("9.1.0").await;
+    es.set_license("basic");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/x",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_err(
+        &r,
+        403,
+        "security_exception",
+        "current license is non-compliant for [inference]",
+    );
+    assert_eq!(r.body["error"]["license.expired.feature"], "inference");
+    assert_eq!(call(&es, "GET", "/_inference", None).await.status, 200);
+}
+
+#[tokio::test]
+async fn faults() {
+    let es = start("9.1.0").await;
+    provider();
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    es.fail_next(2, 503);
+    for _ in 0..2 {
+        let r = call_with(&c, &es, "GET", "/", None).await;
+        assert_err(
+            &r,
+            503,
+            "cluster_block_exception",
+            "blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized];",
+        );
+    }
+    assert_eq!(call_with(&c, &es, "GET", "/", None).await.status, 200);
+    es.inject_fault(
+        Route::Put,
+        inference_testenv::es::Fault::Status(429),
+        Some(1),
+    );
+    assert_eq!(
+        call_with(&c, &es, "GET", "/", None).await.status,
+        200,
+        "route filter"
+    );
+    let r = call_with(
+        &c,
+        &es,
+        "PUT",
+        "/_inference/text_embedding/x",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.body["error"]["type"], "es_rejected_execution_exception");
+    // reset
+    es.reset_next(1);
+    let e = c.get(format!("{}/", es.url())).send().await.unwrap_err();
+    assert!(!e.is_timeout(), "{e:?}");
+    assert_eq!(call_with(&c, &es, "GET", "/", None).await.status, 200);
+    // hang
+    es.hang_next(1);
+    let e = c.get(format!("{}/", es.url())).send().await.unwrap_err();
+    assert!(e.is_timeout(), "{e:?}");
+    es.release_hung();
+    assert_eq!(call_with(&c, &es, "GET", "/", None).await.status, 200);
+    // latency per route
+    es.set_route_latency(Route::Get, Duration::from_millis(150));
+    let start = Instant::now();
+    call(&es, "GET", "/_inference", None).await;
+    assert!(start.elapsed() >= Duration::from_millis(150));
+    let start = Instant::now();
+    call(&es, "GET", "/", None).await;
+    assert!(start.elapsed() < Duration::from_millis(150));
+    es.clear_faults();
+}
+
+#[tokio::test]
+async fn out_of_band_changes() {
+    let es = start("9.1.0").await;
+    assert_eq!(
+        call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/d",
+            Some(emb_body("good-key"))
+        )
+        .await
+        .status,
+        200
+    );
+    assert!(es.modify_out_of_band("d", |v| {
+        v["service_settings"]["rate_limit"]["requests_per_minute"] = json!(1);
+        v["task_settings"] = json!({"user": "drift"});
+    }));
+    let g = call(&es, "GET", "/_inference/d", None).await;
+    assert_eq!(
+        g.body["endpoints"][0]["service_settings"]["rate_limit"]["requests_per_minute"],
+        1
+    );
+    assert_eq!(g.body["endpoints"][0]["task_settings"]["user"], "drift");
+    assert!(es.delete_out_of_band("d"));
+    assert_eq!(call(&es, "GET", "/_inference/d", None).await.status, 404);
+    es.put_out_of_band(json!({"inference_id": "oob", "task_type": "completion", "service": "azureopenai",
+        "service_settings": {"resource_name": "r", "deployment_id": "d", "api_version": "v", "api_key": "s",
+            "rate_limit": {"requests_per_minute": 120}}}));
+    let g = call(&es, "GET", "/_inference/completion/oob", None).await;
+    assert_eq!(g.status, 200);
+    assert!(!g.raw.contains("api_key"));
+    assert_eq!(
+        es.stored_secret("oob"),
+        Some(("api_key".into(), "s".into()))
+    );
+    assert_eq!(es.endpoint_ids(), vec!["oob".to_string()]);
+}
+
+#[tokio::test]
+async fn tls_serves_https_with_generated_ca() {
+    provider();
+    let es = EsDouble::start(EsOptions {
+        tls: true,
+        ..Default::default()
+    })
+    .await;
+    assert!(es.url().starts_with("https://127.0.0.1:"));
+    let ca = reqwest::Certificate::from_pem(es.ca_pem().unwrap().as_bytes()).unwrap();
+    let c = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .build()
+        .unwrap();
+    for url in [es.url(), es.url_localhost()] {
+        let r = c.get(format!("{url}/")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.headers()["x-elastic-product"], "Elasticsearch");
+    }
+    // an untrusting client fails
+    let plain = reqwest::Client::new();
+    assert!(plain.get(format!("{}/", es.url())).send().await.is_err());
+}
