@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::{AzureOpenAi, ChunkingSettings, InferenceEndpoint, SecretKeyRef};
 use crate::controller::conditions::Outcome;
+use crate::elasticsearch::body::unsupported_features;
 use crate::elasticsearch::{EndpointConfig, EsVersion, TaskType};
 
 /// The endpoint configuration (without secrets) plus where its credential comes from.
@@ -133,37 +134,15 @@ fn chunking_map(chunking: &ChunkingSettings) -> Map<String, Value> {
 /// Refuse what the cluster's version cannot hold, with a message naming the version needed,
 /// instead of letting Elasticsearch answer with an opaque 400 (reference §5).
 pub fn check_supported(desired: &Desired, version: &EsVersion) -> Result<(), Outcome> {
-    let config = &desired.config;
-    let unsupported = |what: String, needed: &str| {
+    let missing = unsupported_features(&desired.config, Some(desired.credential.field), version);
+    if missing.is_empty() {
+        Ok(())
+    } else {
         Err(Outcome::permanent(
             "UnsupportedByCluster",
-            format!("{what} needs Elasticsearch {needed} or later; the cluster runs {version}"),
+            missing.join("; "),
         ))
-    };
-    if !version.supports_task_type(config.task_type) {
-        let needed = match config.task_type {
-            TaskType::TextEmbedding => "8.14",
-            TaskType::Completion => "8.15",
-            TaskType::ChatCompletion => "9.3",
-        };
-        return unsupported(format!("taskType {}", config.task_type.as_str()), needed);
     }
-    if config.task_settings.contains_key("headers") && !version.supports_task_setting_headers() {
-        return unsupported("spec.azureOpenAI.taskSettings.headers".into(), "9.4");
-    }
-    if let Some(chunking) = &config.chunking_settings {
-        if !version.supports_chunking_settings() {
-            return unsupported("spec.chunkingSettings".into(), "8.16");
-        }
-        let strategy = chunking
-            .get("strategy")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if !version.supports_chunking_strategy(strategy) {
-            return unsupported(format!("chunking strategy {strategy}"), "9.1");
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -251,7 +230,12 @@ mod tests {
         assert!(check_supported(&d, &v("8.18.0")).is_ok());
         let err = check_supported(&d, &v("8.15.0")).unwrap_err();
         assert_eq!(err.reason, "UnsupportedByCluster");
-        assert!(err.message.contains("8.16"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("chunking_settings needs Elasticsearch 8.16+"),
+            "{}",
+            err.message
+        );
 
         let mut spec = embedding();
         spec["taskType"] = json!("chat_completion");
@@ -262,8 +246,9 @@ mod tests {
         let chat = desired(&iep(spec)).unwrap();
         let err = check_supported(&chat, &v("9.2.0")).unwrap_err();
         assert!(
-            err.message
-                .contains("chat_completion needs Elasticsearch 9.3"),
+            err.message.contains(
+                "task type [chat_completion] of service [azureopenai] needs Elasticsearch 9.3+"
+            ),
             "{}",
             err.message
         );
