@@ -1,0 +1,738 @@
+//! CRD admission: pruning, defaulting, OpenAPI v3 schema validation with the apiserver's message
+//! formats, then CEL `x-kubernetes-validations` through kube-cel (reference §10).
+
+use super::errors::{fmt_f64, BadValue, ErrType, FieldError};
+use serde_json::{Map, Value};
+
+const OBJECT_META_KEYS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+fn preserves(schema: &Value) -> bool {
+    schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+fn nullable(schema: &Value) -> bool {
+    schema.get("nullable").and_then(Value::as_bool) == Some(true)
+}
+
+/// Drop unknown ObjectMeta keys (the root `metadata` of a CR is not governed by its schema).
+pub fn prune_metadata(obj: &mut Value) {
+    if let Some(Value::Object(m)) = obj.get_mut("metadata") {
+        m.retain(|k, _| OBJECT_META_KEYS.contains(&k.as_str()));
+    }
+}
+
+/// Prune the root of a CR: `apiVersion`, `kind` and `metadata` are kept; everything else
+/// follows the schema.
+pub fn prune_root(schema: &Value, obj: &mut Value) {
+    let Value::Object(m) = obj else { return };
+    let props = schema.get("properties").and_then(Value::as_object);
+    let keep_all = preserves(schema);
+    let keys: Vec<String> = m.keys().cloned().collect();
+    for k in keys {
+        if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+            continue;
+        }
+        match props.and_then(|p| p.get(&k)) {
+            Some(s) => {
+                let v = m.get_mut(&k).expect("key");
+                if v.is_null() && !nullable(s) && s.get("default").is_none() {
+                    m.remove(&k);
+                } else {
+                    prune(s, v);
+                }
+            }
+            None if keep_all => {}
+            None => {
+                m.remove(&k);
+            }
+        }
+    }
+    prune_metadata(obj);
+}
+
+/// Recursive pruning of unknown fields and of nulls for non-nullable fields without defaults.
+pub fn prune(schema: &Value, v: &mut Value) {
+    if schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            let embedded = schema
+                .get("x-kubernetes-embedded-resource")
+                .and_then(Value::as_bool)
+                == Some(true);
+            let props = schema.get("properties").and_then(Value::as_object);
+            let addl = schema.get("additionalProperties").filter(|a| a.is_object());
+            let keep_all =
+                preserves(schema) || schema.get("additionalProperties") == Some(&Value::Bool(true));
+            let keys: Vec<String> = m.keys().cloned().collect();
+            for k in keys {
+                if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                let sub = props.and_then(|p| p.get(&k)).or(addl);
+                match sub {
+                    Some(s) => {
+                        let cv = m.get_mut(&k).expect("key");
+                        if cv.is_null() && !nullable(s) && s.get("default").is_none() {
+                            m.remove(&k);
+                        } else {
+                            prune(s, cv);
+                        }
+                    }
+                    None if keep_all => {}
+                    None => {
+                        m.remove(&k);
+                    }
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = schema.get("items") {
+                for it in a.iter_mut() {
+                    prune(items, it);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Apply `default`s inside objects that exist (structural defaulting).
+pub fn apply_defaults(schema: &Value, v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, s) in props {
+                    if let Some(d) = s.get("default") {
+                        let absent = match m.get(k) {
+                            None => true,
+                            Some(Value::Null) => !nullable(s),
+                            _ => false,
+                        };
+                        if absent {
+                            m.insert(k.clone(), d.clone());
+                        }
+                    }
+                    if let Some(cv) = m.get_mut(k) {
+                        apply_defaults(s, cv);
+                    }
+                }
+            }
+            if let Some(addl) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                let props = schema.get("properties").and_then(Value::as_object);
+                for (k, cv) in m.iter_mut() {
+                    if props.is_some_and(|p| p.contains_key(k)) {
+                        continue;
+                    }
+                    apply_defaults(addl, cv);
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = schema.get("items") {
+                for it in a.iter_mut() {
+                    apply_defaults(items, it);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) => {
+            if n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0) {
+                "integer"
+            } else {
+                "number"
+            }
+        }
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn join(path: &str, seg: &str) -> String {
+    if path.is_empty() {
+        seg.to_string()
+    } else {
+        format!("{path}.{seg}")
+    }
+}
+
+fn num(schema: &Value, key: &str) -> Option<f64> {
+    schema.get(key).and_then(Value::as_f64)
+}
+
+fn flag(schema: &Value, key: &str) -> bool {
+    schema.get(key).and_then(Value::as_bool) == Some(true)
+}
+
+/// Validate `v` against `schema`; `path` is the dotted field path of `v`.
+pub fn validate(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let int_or_string = flag(schema, "x-kubernetes-int-or-string");
+    if v.is_null() {
+        if nullable(schema) {
+            return;
+        }
+        if let Some(t) = schema.get("type").and_then(Value::as_str) {
+            errs.push(type_err(path, t, v));
+        }
+        return;
+    }
+    let actual = json_type(v);
+    if int_or_string {
+        if !matches!(actual, "integer" | "string") {
+            errs.push(type_err(path, "integer,string", v));
+            return;
+        }
+    } else if let Some(t) = schema.get("type").and_then(Value::as_str) {
+        let ok = match t {
+            "number" => matches!(actual, "number" | "integer"),
+            other => other == actual,
+        };
+        if !ok {
+            errs.push(type_err(path, t, v));
+            return;
+        }
+    }
+
+    // Combinators (value validations only in structural schemas).
+    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+        for s in all {
+            validate(s, v, path, errs);
+        }
+    }
+    if let Some(one) = schema.get("oneOf").and_then(Value::as_array) {
+        let n = one.iter().filter(|s| passes(s, v, path)).count();
+        if n != 1 {
+            let found = if n == 0 {
+                "Found none valid".to_string()
+            } else {
+                format!("Found {n} valid alternatives")
+            };
+            errs.push(FieldError::new(
+                ErrType::Invalid,
+                "",
+                BadValue::Value(Value::String(String::new())),
+                format!("\"{path}\" must validate one and only one schema (oneOf). {found}"),
+            ));
+        }
+    }
+    if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
+        if !any.iter().any(|s| passes(s, v, path)) {
+            errs.push(FieldError::new(
+                ErrType::Invalid,
+                "",
+                BadValue::Value(Value::String(String::new())),
+                format!("\"{path}\" must validate at least one schema (anyOf)"),
+            ));
+        }
+    }
+    if let Some(not) = schema.get("not") {
+        if passes(not, v, path) {
+            errs.push(FieldError::new(
+                ErrType::Invalid,
+                "",
+                BadValue::Value(Value::String(String::new())),
+                format!("\"{path}\" must not validate the schema (not)"),
+            ));
+        }
+    }
+
+    match v {
+        Value::String(s) => {
+            let len = s.chars().count();
+            if let Some(max) = num(schema, "maxLength") {
+                if len as f64 > max {
+                    errs.push(FieldError::too_long(path, max as usize));
+                }
+            }
+            if let Some(min) = num(schema, "minLength") {
+                if (len as f64) < min {
+                    errs.push(FieldError::invalid(
+                        path,
+                        v.clone(),
+                        format!(
+                            "{path} in body should be at least {} chars long",
+                            fmt_f64(min)
+                        ),
+                    ));
+                }
+            }
+            if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
+                match regex::Regex::new(p) {
+                    Ok(re) if !re.is_match(s) => errs.push(FieldError::invalid(
+                        path,
+                        v.clone(),
+                        format!("{path} in body should match '{p}'"),
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        Value::Number(n) => {
+            let f = n.as_f64().unwrap_or(0.0);
+            if let Some(m) = num(schema, "multipleOf") {
+                if m != 0.0 && (f / m).fract() != 0.0 {
+                    errs.push(FieldError::invalid(
+                        path,
+                        v.clone(),
+                        format!("{path} in body should be a multiple of {}", fmt_f64(m)),
+                    ));
+                }
+            }
+            if let Some(max) = num(schema, "maximum") {
+                let excl = flag(schema, "exclusiveMaximum");
+                if (excl && f >= max) || (!excl && f > max) {
+                    let rel = if excl {
+                        "less than"
+                    } else {
+                        "less than or equal to"
+                    };
+                    errs.push(FieldError::invalid(
+                        path,
+                        v.clone(),
+                        format!("{path} in body should be {rel} {}", fmt_f64(max)),
+                    ));
+                }
+            }
+            if let Some(min) = num(schema, "minimum") {
+                let excl = flag(schema, "exclusiveMinimum");
+                if (excl && f <= min) || (!excl && f < min) {
+                    let rel = if excl {
+                        "greater than"
+                    } else {
+                        "greater than or equal to"
+                    };
+                    errs.push(FieldError::invalid(
+                        path,
+                        v.clone(),
+                        format!("{path} in body should be {rel} {}", fmt_f64(min)),
+                    ));
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(min) = num(schema, "minItems") {
+                if (a.len() as f64) < min {
+                    errs.push(FieldError::invalid(
+                        path,
+                        v.clone(),
+                        format!("{path} in body should have at least {} items", fmt_f64(min)),
+                    ));
+                }
+            }
+            if let Some(max) = num(schema, "maxItems") {
+                if a.len() as f64 > max {
+                    errs.push(FieldError::new(
+                        ErrType::TooMany,
+                        path,
+                        BadValue::Value(Value::from(a.len())),
+                        format!("must have at most {} items", fmt_f64(max)),
+                    ));
+                }
+            }
+            if let Some(items) = schema.get("items") {
+                for (i, it) in a.iter().enumerate() {
+                    validate(items, it, &format!("{path}[{i}]"), errs);
+                }
+            }
+            let lt = schema.get("x-kubernetes-list-type").and_then(Value::as_str);
+            if lt == Some("set") {
+                for (i, it) in a.iter().enumerate() {
+                    if a[..i].contains(it) {
+                        errs.push(FieldError::new(
+                            ErrType::Duplicate,
+                            format!("{path}[{i}]"),
+                            BadValue::Value(it.clone()),
+                            "",
+                        ));
+                    }
+                }
+            }
+        }
+        Value::Object(m) => {
+            if let Some(max) = num(schema, "maxProperties") {
+                if m.len() as f64 > max {
+                    errs.push(FieldError::new(
+                        ErrType::TooMany,
+                        path,
+                        BadValue::Value(Value::from(m.len())),
+                        format!("must have at most {} items", fmt_f64(max)),
+                    ));
+                }
+            }
+            if let Some(min) = num(schema, "minProperties") {
+                if (m.len() as f64) < min {
+                    errs.push(FieldError::invalid(
+                        path,
+                        v.clone(),
+                        format!(
+                            "{path} in body should have at least {} properties",
+                            fmt_f64(min)
+                        ),
+                    ));
+                }
+            }
+            if let Some(req) = schema.get("required").and_then(Value::as_array) {
+                for r in req.iter().filter_map(Value::as_str) {
+                    if !m.contains_key(r) {
+                        errs.push(FieldError::required(join(path, r), ""));
+                    }
+                }
+            }
+            let props = schema.get("properties").and_then(Value::as_object);
+            if let Some(props) = props {
+                for (k, s) in props {
+                    if let Some(cv) = m.get(k) {
+                        validate(s, cv, &join(path, k), errs);
+                    }
+                }
+            }
+            if let Some(addl) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for (k, cv) in m {
+                    if props.is_some_and(|p| p.contains_key(k)) {
+                        continue;
+                    }
+                    validate(addl, cv, &join(path, k), errs);
+                }
+            }
+        }
+        _ => {}
+    }
+
+    if let Some(en) = schema.get("enum").and_then(Value::as_array) {
+        if !en.contains(v) {
+            errs.push(FieldError::not_supported(path, v.clone(), en));
+        }
+    }
+}
+
+fn passes(schema: &Value, v: &Value, path: &str) -> bool {
+    let mut e = Vec::new();
+    validate(schema, v, path, &mut e);
+    e.is_empty()
+}
+
+fn type_err(path: &str, expected: &str, v: &Value) -> FieldError {
+    let actual = json_type(v);
+    FieldError::new(
+        ErrType::TypeInvalid,
+        path,
+        BadValue::Value(Value::String(actual.into())),
+        format!("{path} in body must be of type {expected}: \"{actual}\""),
+    )
+}
+
+/// Errors after which CEL is not run (reference §10).
+fn blocks_cel(e: &FieldError) -> bool {
+    matches!(
+        e.etype,
+        ErrType::NotSupported
+            | ErrType::Required
+            | ErrType::TooLong
+            | ErrType::TooMany
+            | ErrType::TypeInvalid
+    )
+}
+
+fn value_at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = root;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let (name, idx) = match seg.find('[') {
+            Some(i) => (&seg[..i], Some(&seg[i..])),
+            None => (seg, None),
+        };
+        if !name.is_empty() {
+            cur = cur.get(name)?;
+        }
+        if let Some(idx) = idx {
+            for part in idx.split('[').filter(|s| !s.is_empty()) {
+                let i: usize = part.trim_end_matches(']').parse().ok()?;
+                cur = cur.get(i)?;
+            }
+        }
+    }
+    Some(cur)
+}
+
+/// Collect `rule -> fieldPath` for every rule that has a fieldPath.
+fn rule_field_paths(schema: &Value, out: &mut Vec<(String, String)>) {
+    match schema {
+        Value::Object(m) => {
+            if let Some(Value::Array(rules)) = m.get("x-kubernetes-validations") {
+                for r in rules {
+                    if let (Some(rule), Some(fp)) = (
+                        r.get("rule").and_then(Value::as_str),
+                        r.get("fieldPath").and_then(Value::as_str),
+                    ) {
+                        out.push((rule.to_string(), fp.to_string()));
+                    }
+                }
+            }
+            for v in m.values() {
+                rule_field_paths(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| rule_field_paths(v, out)),
+        _ => {}
+    }
+}
+
+fn has_cel_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(m) => {
+            m.contains_key("x-kubernetes-validations") || m.values().any(has_cel_rules)
+        }
+        Value::Array(a) => a.iter().any(has_cel_rules),
+        _ => false,
+    }
+}
+
+/// Run CEL rules and convert kube-cel's errors to field errors.
+pub fn validate_cel(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    let Err(errs) = kube_cel::validate(schema, obj, old) else {
+        return out;
+    };
+    let mut fps = Vec::new();
+    rule_field_paths(schema, &mut fps);
+    for e in errs {
+        let detail = e.message.trim().to_string();
+        let field = e.field_path.trim_start_matches('.').to_string();
+        // The value shown is the one at the rule's node (`self`), not at its fieldPath.
+        let node = fps
+            .iter()
+            .find(|(r, _)| *r == e.rule)
+            .and_then(|(_, fp)| {
+                let fp = fp.trim_start_matches('.');
+                field
+                    .strip_suffix(fp)
+                    .map(|n| n.trim_end_matches('.').to_string())
+            })
+            .unwrap_or_else(|| field.clone());
+        let fe = match e.kind {
+            kube_cel::ErrorKind::ValidationFailure => match e.reason.as_deref() {
+                Some("FieldValueForbidden") => FieldError::forbidden(field, detail),
+                Some("FieldValueRequired") => FieldError::required(field, detail),
+                Some("FieldValueDuplicate") => FieldError::new(
+                    ErrType::Duplicate,
+                    field.clone(),
+                    shown_value(obj, &node),
+                    detail,
+                ),
+                _ => FieldError::new(
+                    ErrType::Invalid,
+                    field.clone(),
+                    shown_value(obj, &node),
+                    detail,
+                ),
+            },
+            kube_cel::ErrorKind::EvaluationError => FieldError::new(
+                ErrType::Invalid,
+                field.clone(),
+                shown_value(obj, &node),
+                format!(
+                    "{} evaluating rule: {}",
+                    detail.trim_start_matches("rule evaluation error: "),
+                    e.rule
+                ),
+            ),
+            _ => FieldError::new(
+                ErrType::Invalid,
+                field.clone(),
+                shown_value(obj, &node),
+                detail,
+            ),
+        };
+        out.push(fe);
+    }
+    out
+}
+
+/// 1.35 style: scalars shown, objects and arrays omitted.
+fn shown_value(obj: &Value, field: &str) -> BadValue {
+    match value_at(obj, field) {
+        Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
+            BadValue::Value(v.clone())
+        }
+        Some(Value::Null) | None => BadValue::Omit,
+        _ => BadValue::Omit,
+    }
+}
+
+/// Schema validation of `obj` under `schema` rooted at the object, skipping `metadata`, `apiVersion`
+/// and `kind`; then CEL unless blocked. `only` restricts to one top-level property (e.g. `status`).
+pub fn validate_object(
+    schema: &Value,
+    obj: &Value,
+    old: Option<&Value>,
+    only: Option<&str>,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let empty = Map::new();
+    let props = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let m = obj.as_object().unwrap_or(&empty);
+    if only.is_none() {
+        if let Some(req) = schema.get("required").and_then(Value::as_array) {
+            for r in req.iter().filter_map(Value::as_str) {
+                if !m.contains_key(r) {
+                    errs.push(FieldError::required(r, ""));
+                }
+            }
+        }
+    }
+    for (k, s) in props {
+        if matches!(k.as_str(), "metadata" | "apiVersion" | "kind") {
+            continue;
+        }
+        if only.is_some_and(|o| o != k) {
+            continue;
+        }
+        if let Some(v) = m.get(k) {
+            validate(s, v, k, &mut errs);
+        }
+    }
+    if !has_cel_rules(schema) {
+        return errs;
+    }
+    if errs.iter().any(blocks_cel) {
+        errs.push(FieldError::invalid(
+            "",
+            Value::Null,
+            "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ));
+        return errs;
+    }
+    let cel = validate_cel(schema, obj, old);
+    errs.extend(cel.into_iter().filter(|e| {
+        only.is_none_or(|o| {
+            e.field == o
+                || e.field.starts_with(&format!("{o}."))
+                || e.field.starts_with(&format!("{o}["))
+        })
+    }));
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "required": ["taskType"],
+                    "properties": {
+                        "taskType": {"type": "string", "enum": ["text_embedding", "completion"]},
+                        "replicas": {"type": "integer", "minimum": 1, "maximum": 5, "default": 1},
+                        "name": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 10, "minLength": 1},
+                        "l": {"type": "array", "maxItems": 3, "items": {"type": "string"}},
+                        "r": {"type": "number", "minimum": 0, "exclusiveMinimum": true}
+                    },
+                    "x-kubernetes-validations": [{"rule": "self.replicas <= 4", "message": "too many"}]
+                }
+            }
+        })
+    }
+
+    fn msgs(obj: Value) -> Vec<String> {
+        let mut o = obj;
+        prune_root(&schema(), &mut o);
+        apply_defaults(&schema(), &mut o);
+        validate_object(&schema(), &o, None, None)
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn messages() {
+        assert_eq!(msgs(json!({"spec": {}})), vec![
+            "spec.taskType: Required value",
+            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"
+        ]);
+        assert_eq!(msgs(json!({"spec": {"taskType": "foo"}}))[0],
+            "spec.taskType: Unsupported value: \"foo\": supported values: \"text_embedding\", \"completion\"");
+        assert_eq!(msgs(json!({"spec": {"taskType": "completion", "replicas": "x"}}))[0],
+            "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"");
+        assert_eq!(msgs(json!({"spec": {"taskType": "completion", "replicas": 0}})),
+            vec!["spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"]);
+        assert_eq!(msgs(json!({"spec": {"taskType": "completion", "replicas": 9}}))[0],
+            "spec.replicas: Invalid value: 9: spec.replicas in body should be less than or equal to 5");
+        assert_eq!(
+            msgs(json!({"spec": {"taskType": "completion", "r": 0}})),
+            vec!["spec.r: Invalid value: 0: spec.r in body should be greater than 0"]
+        );
+        assert_eq!(
+            msgs(json!({"spec": {"taskType": "completion", "name": "Foo"}})),
+            vec!["spec.name: Invalid value: \"Foo\": spec.name in body should match '^[a-z]+$'"]
+        );
+        assert_eq!(
+            msgs(json!({"spec": {"taskType": "completion", "name": "abcdefghijkl"}}))[0],
+            "spec.name: Too long: may not be more than 10 bytes"
+        );
+        assert_eq!(
+            msgs(json!({"spec": {"taskType": "completion", "name": ""}}))[0],
+            "spec.name: Invalid value: \"\": spec.name in body should be at least 1 chars long"
+        );
+        assert_eq!(
+            msgs(json!({"spec": {"taskType": "completion", "l": ["a","b","c","d","e"]}}))[0],
+            "spec.l: Too many: 5: must have at most 3 items"
+        );
+        assert_eq!(
+            msgs(json!({"spec": {"taskType": "completion", "replicas": 5}})),
+            vec!["spec: Invalid value: too many"]
+        );
+        assert!(msgs(json!({"spec": {"taskType": "completion", "unknown": 1}})).is_empty());
+    }
+
+    #[test]
+    fn prune_and_default() {
+        let mut o = json!({"apiVersion": "a/v1", "kind": "K", "metadata": {"name": "x", "bogus": 1},
+                           "spec": {"taskType": "completion", "extra": true}, "top": 1});
+        prune_root(&schema(), &mut o);
+        apply_defaults(&schema(), &mut o);
+        assert_eq!(
+            o,
+            json!({"apiVersion": "a/v1", "kind": "K", "metadata": {"name": "x"},
+                             "spec": {"taskType": "completion", "replicas": 1}})
+        );
+    }
+}

@@ -1,0 +1,1019 @@
+//! Conformance tests: the real kube-rs 5.0 client, watcher, finalizer helper and Recorder
+//! against the in-memory emulator.
+
+use futures::StreamExt;
+use inference_testenv::kube::{EmulatorOptions, KubeEmulator};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+    WatchEvent, WatchParams,
+};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Config, CustomResource, Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "example.test",
+    version = "v1",
+    kind = "Widget",
+    namespaced,
+    status = "WidgetStatus",
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WidgetSpec {
+    pub task_type: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_replicas: Option<i64>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WidgetStatus {
+    pub phase: Option<String>,
+    pub observed_generation: Option<i64>,
+}
+
+const CRD: &str = include_str!("fixtures/widget-crd.yaml");
+const T: Duration = Duration::from_secs(20);
+
+async fn setup() -> (KubeEmulator, Client) {
+    let emu = KubeEmulator::start(EmulatorOptions::default()).await;
+    emu.register_crd_yaml(CRD);
+    let config = Config::new(emu.url().parse().expect("url"));
+    let client = Client::try_from(config).expect("client");
+    (emu, client)
+}
+
+fn widget(name: &str) -> Widget {
+    Widget::new(
+        name,
+        WidgetSpec {
+            task_type: "completion".into(),
+            name: "abc".into(),
+            ..Default::default()
+        },
+    )
+}
+
+fn api_err(e: kube::Error) -> Box<kube::core::Status> {
+    match e {
+        kube::Error::Api(s) => s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+async fn next<S, T, E>(s: &mut S) -> Result<T, E>
+where
+    S: futures::Stream<Item = Result<T, E>> + Unpin,
+{
+    tokio::time::timeout(T, s.next())
+        .await
+        .expect("timed out waiting for stream")
+        .expect("stream ended")
+}
+
+/// Skip watcher events until InitDone.
+async fn until_init_done<K, S>(s: &mut S)
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Unpin,
+{
+    loop {
+        if let watcher::Event::InitDone = next(s).await.expect("watcher error") {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn watcher_sees_create_update_delete_in_order() {
+    let (_emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    until_init_done(&mut stream).await;
+
+    api.create(&PostParams::default(), &widget("a"))
+        .await
+        .unwrap();
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match next(&mut stream).await.unwrap() {
+            watcher::Event::Apply(w) => {
+                seen.push(format!("apply:{}:{:?}", w.name_any(), w.spec.replicas))
+            }
+            watcher::Event::Delete(w) => seen.push(format!("delete:{}", w.name_any())),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // replicas defaulted to 1 by the schema on create
+    assert_eq!(seen, vec!["apply:a:Some(1)", "apply:a:Some(3)", "delete:a"]);
+}
+
+#[tokio::test]
+async fn stale_replace_is_a_conflict_and_missing_rv_is_invalid() {
+    let (_emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    let created = api
+        .create(&PostParams::default(), &widget("a"))
+        .await
+        .unwrap();
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+    )
+    .await
+    .unwrap();
+    let err = api_err(
+        api.replace("a", &PostParams::default(), &created)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert_eq!(err.reason, "Conflict");
+    assert_eq!(
+        err.message,
+        "Operation cannot be fulfilled on widgets.example.test \"a\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+
+    let mut no_rv = created.clone();
+    no_rv.metadata.resource_version = None;
+    let err = api_err(
+        api.replace("a", &PostParams::default(), &no_rv)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        err.message,
+        "widgets.example.test \"a\" is invalid: metadata.resourceVersion: Invalid value: 0: must be specified for an update"
+    );
+
+    // a fresh replace works
+    let mut cur = api.get("a").await.unwrap();
+    cur.spec.replicas = Some(2);
+    let replaced = api
+        .replace("a", &PostParams::default(), &cur)
+        .await
+        .unwrap();
+    assert_eq!(replaced.spec.replicas, Some(2));
+    assert_eq!(replaced.metadata.generation, Some(2));
+
+    let err = api_err(
+        api.create(&PostParams::default(), &widget("a"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
+    assert_eq!(err.message, "widgets.example.test \"a\" already exists");
+    let err = api_err(api.get("nope").await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (404, "NotFound"));
+    assert_eq!(err.message, "widgets.example.test \"nope\" not found");
+    assert!(api.get_opt("nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn too_old_resource_version_gives_410_event_and_watcher_relists() {
+    let (emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &widget("a"))
+        .await
+        .unwrap();
+    let old_rv = api.get("a").await.unwrap().resource_version().unwrap();
+    api.create(&PostParams::default(), &widget("b"))
+        .await
+        .unwrap();
+    emu.compact();
+
+    // Raw watch from a compacted RV: HTTP 200 with one ERROR event (code 410, reason Expired).
+    let mut raw = api
+        .watch(&WatchParams::default(), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
+    match next(&mut raw).await.unwrap() {
+        WatchEvent::Error(e) => {
+            assert_eq!(e.code, 410);
+            assert_eq!(e.reason, "Expired");
+            assert!(
+                e.message
+                    .starts_with(&format!("too old resource version: {old_rv} (")),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+    assert!(
+        tokio::time::timeout(T, raw.next()).await.unwrap().is_none(),
+        "stream closes after the error"
+    );
+
+    // A running watcher whose RV gets compacted re-lists and keeps going.
+    let mut stream = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    until_init_done(&mut stream).await;
+    // Keep the watcher from reconnecting until after the write + compaction.
+    emu.fail_next_matching(1, 500, Some("GET"), Some("watch=true"));
+    emu.close_all_watches();
+    api.create(&PostParams::default(), &widget("c"))
+        .await
+        .unwrap();
+    emu.compact();
+
+    let mut saw_410 = false;
+    let mut relisted = Vec::new();
+    loop {
+        match next(&mut stream).await {
+            Err(watcher::Error::WatchError(s)) if s.code == 410 => saw_410 = true,
+            Err(_) => {}
+            Ok(watcher::Event::Init) => relisted.clear(),
+            Ok(watcher::Event::InitApply(w)) => relisted.push(w.name_any()),
+            Ok(watcher::Event::InitDone) => break,
+            Ok(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(saw_410, "watcher must see the 410 ERROR event");
+    assert_eq!(relisted, vec!["a", "b", "c"]);
+    api.create(&PostParams::default(), &widget("d"))
+        .await
+        .unwrap();
+    match next(&mut stream).await.unwrap() {
+        watcher::Event::Apply(w) => assert_eq!(w.name_any(), "d"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn status_subresource_splits_both_ways() {
+    let (_emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    let mut w = widget("a");
+    w.status = Some(WidgetStatus {
+        phase: Some("Ready".into()),
+        observed_generation: None,
+    });
+    let created = api.create(&PostParams::default(), &w).await.unwrap();
+    assert_eq!(created.status, None, "status is dropped on create");
+
+    // spec in a /status patch is ignored; status is applied; generation unchanged
+    let s = api
+        .patch_status(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}, "status": {"phase": "Ready", "observedGeneration": 1}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.spec.replicas, Some(1));
+    assert_eq!(s.status.as_ref().unwrap().phase.as_deref(), Some("Ready"));
+    assert_eq!(s.metadata.generation, Some(1));
+
+    // status in a main-resource patch is ignored
+    let m = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}, "status": {"phase": "Failed"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.spec.replicas, Some(2));
+    assert_eq!(m.status.as_ref().unwrap().phase.as_deref(), Some("Ready"));
+
+    // a no-op status write does not bump resourceVersion
+    let again = api
+        .patch_status(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Ready"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.resource_version(), m.resource_version());
+
+    // status is validated against the status schema
+    let err = api_err(
+        api.patch_status(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Bogus"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "Widget.example.test \"a\" is invalid: [status.phase: Unsupported value: \"Bogus\": supported values: \"Pending\", \"Ready\", \"Failed\", <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]"
+    );
+
+    // server-side apply to /status: status.phase is owned by the merge-patch manager
+    // ("unknown": kube-rs sends no User-Agent and no fieldManager), so a changed value conflicts...
+    let apply = Patch::Apply(
+        json!({"apiVersion": "example.test/v1", "kind": "Widget", "status": {"phase": "Pending"}}),
+    );
+    let err = api_err(
+        api.patch_status("a", &PatchParams::apply("ctrl"), &apply)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert_eq!(
+        err.message,
+        "Apply failed with 1 conflict: conflict with \"unknown\" using example.test/v1: .status.phase"
+    );
+    // ...unless forced
+    let applied = api
+        .patch_status("a", &PatchParams::apply("ctrl").force(), &apply)
+        .await
+        .unwrap();
+    assert_eq!(applied.status.unwrap().phase.as_deref(), Some("Pending"));
+    assert_eq!(applied.spec.replicas, Some(2));
+}
+
+#[tokio::test]
+async fn generation_semantics() {
+    let (_emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    let c = api
+        .create(&PostParams::default(), &widget("a"))
+        .await
+        .unwrap();
+    assert_eq!(c.metadata.generation, Some(1));
+    assert!(c.uid().is_some());
+    assert!(c.metadata.creation_timestamp.is_some());
+
+    let l = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"k": "v"}, "finalizers": ["example.test/f"]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        l.metadata.generation,
+        Some(1),
+        "metadata changes do not bump generation"
+    );
+    assert_ne!(l.resource_version(), c.resource_version());
+
+    let s = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.metadata.generation, Some(2));
+
+    let st = api
+        .patch_status(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Ready"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        st.metadata.generation,
+        Some(2),
+        "status changes do not bump generation"
+    );
+
+    let d = api.delete("a", &DeleteParams::default()).await.unwrap();
+    let d = d
+        .left()
+        .expect("object with finalizers is returned, not a Status");
+    assert!(d.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        d.metadata.generation,
+        Some(3),
+        "setting deletionTimestamp bumps generation"
+    );
+}
+
+#[tokio::test]
+async fn finalizer_helper_add_cleanup_and_deletion() {
+    let (_emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    const FIN: &str = "example.test/cleanup";
+    let created = api
+        .create(&PostParams::default(), &widget("a"))
+        .await
+        .unwrap();
+    let start_rv = created.resource_version().unwrap();
+
+    // 1st call: no finalizer yet -> JSON patch with `test /metadata/finalizers null` + add
+    finalizer(&api, FIN, Arc::new(created), |_ev| async {
+        Ok::<_, kube::Error>(Action::await_change())
+    })
+    .await
+    .unwrap();
+    let obj = api.get("a").await.unwrap();
+    assert_eq!(obj.finalizers(), &[FIN.to_string()]);
+
+    // 2nd call: Apply reconcile runs
+    let applied = Arc::new(AtomicBool::new(false));
+    let a2 = applied.clone();
+    finalizer(&api, FIN, Arc::new(obj), |ev| async move {
+        if let FinalizerEvent::Apply(_) = ev {
+            a2.store(true, Ordering::SeqCst);
+        }
+        Ok::<_, kube::Error>(Action::await_change())
+    })
+    .await
+    .unwrap();
+    assert!(applied.load(Ordering::SeqCst));
+
+    // delete: marked, not removed
+    let marked = api
+        .delete("a", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert!(api.get_opt("a").await.unwrap().is_some());
+
+    // adding a finalizer while deleting is rejected
+    let err = api_err(
+        api.patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": [FIN, "example.test/other"]}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        err.message,
+        "Widget.example.test \"a\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"example.test/other\"}"
+    );
+
+    // cleanup removes the finalizer, and the object goes away
+    let cleaned = Arc::new(AtomicBool::new(false));
+    let c2 = cleaned.clone();
+    let obj = api.get("a").await.unwrap();
+    finalizer(&api, FIN, Arc::new(obj), |ev| async move {
+        if let FinalizerEvent::Cleanup(_) = ev {
+            c2.store(true, Ordering::SeqCst);
+        }
+        Ok::<_, kube::Error>(Action::await_change())
+    })
+    .await
+    .unwrap();
+    assert!(cleaned.load(Ordering::SeqCst));
+    assert!(api.get_opt("a").await.unwrap().is_none());
+
+    // the watch history: ADDED (created), MODIFIED (finalizer), MODIFIED (deleting), DELETED
+    let mut raw = api
+        .watch(&WatchParams::default(), &start_rv)
+        .await
+        .unwrap()
+        .boxed();
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        match next(&mut raw).await.unwrap() {
+            WatchEvent::Modified(_) => kinds.push("MODIFIED".to_string()),
+            WatchEvent::Deleted(w) => {
+                // DELETED carries the last stored state: old finalizers + deletionTimestamp
+                assert_eq!(w.finalizers(), &[FIN.to_string()]);
+                assert!(w.metadata.deletion_timestamp.is_some());
+                kinds.push("DELETED".to_string());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(kinds, vec!["MODIFIED", "MODIFIED", "DELETED"]);
+
+    // deleting an object without finalizers returns a Status
+    api.create(&PostParams::default(), &widget("b"))
+        .await
+        .unwrap();
+    let st = api
+        .delete("b", &DeleteParams::default())
+        .await
+        .unwrap()
+        .right()
+        .expect("Status");
+    assert_eq!(st.details.unwrap().name, "b");
+    let err = api_err(api.delete("b", &DeleteParams::default()).await.unwrap_err());
+    assert_eq!(err.reason, "NotFound");
+}
+
+#[tokio::test]
+async fn schema_and_cel_rejections_have_apiserver_messages() {
+    let (_emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    let dynamic: Api<DynamicObject> = Api::namespaced_with(
+        api.clone().into_client(),
+        "default",
+        &ApiResource::erase::<Widget>(&()),
+    );
+    let create = |name: &str, spec: serde_json::Value| {
+        let dynamic = dynamic.clone();
+        let name = name.to_string();
+        async move {
+            let w: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "example.test/v1", "kind": "Widget",
+                "metadata": {"name": name}, "spec": spec
+            }))
+            .unwrap();
+            dynamic.create(&PostParams::default(), &w).await
+        }
+    };
+
+    let err = api_err(
+        create("e1", json!({"taskType": "foo", "name": "abc"}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(err.reason, "Invalid");
+    assert_eq!(
+        err.message,
+        "Widget.example.test \"e1\" is invalid: [spec.taskType: Unsupported value: \"foo\": supported values: \"text_embedding\", \"completion\", <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]"
+    );
+    let d = err.details.as_ref().unwrap();
+    assert_eq!(
+        (d.name.as_str(), d.group.as_str(), d.kind.as_str()),
+        ("e1", "example.test", "Widget")
+    );
+    assert_eq!(d.causes[0].reason, "FieldValueNotSupported");
+    assert_eq!(d.causes[0].field, "spec.taskType");
+
+    let err = api_err(
+        create("e2", json!({"taskType": "completion", "name": "Foo"}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "Widget.example.test \"e2\" is invalid: spec.name: Invalid value: \"Foo\": spec.name in body should match '^[a-z]+$'"
+    );
+
+    let err = api_err(
+        create(
+            "e3",
+            json!({"taskType": "completion", "name": "abc", "replicas": 9}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "Widget.example.test \"e3\" is invalid: spec.replicas: Invalid value: 9: spec.replicas in body should be less than or equal to 5"
+    );
+
+    // CEL rule with fieldPath
+    let err = api_err(
+        create(
+            "e4",
+            json!({"taskType": "completion", "name": "abc", "replicas": 2, "minReplicas": 4}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "Widget.example.test \"e4\" is invalid: spec.minReplicas: Invalid value: minReplicas must not exceed replicas"
+    );
+
+    // schema errors of blocking types suppress CEL and add the "not checked" error
+    let err = api_err(
+        create(
+            "e5",
+            json!({"taskType": "foo", "name": "abc", "replicas": 2, "minReplicas": 4}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "Widget.example.test \"e5\" is invalid: [spec.taskType: Unsupported value: \"foo\": supported values: \"text_embedding\", \"completion\", <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]"
+    );
+
+    // required
+    let err = api_err(
+        create("e6", json!({"taskType": "completion"}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.message, "Widget.example.test \"e6\" is invalid: [spec.name: Required value, <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]");
+
+    // oldSelf transition rule: skipped on create, enforced on update
+    create(
+        "ok",
+        json!({"taskType": "completion", "name": "abc", "unknownField": 1}),
+    )
+    .await
+    .unwrap();
+    let stored = api.get("ok").await.unwrap();
+    assert_eq!(stored.spec.replicas, Some(1), "defaults applied");
+    let err = api_err(
+        api.patch(
+            "ok",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"name": "other"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "Widget.example.test \"ok\" is invalid: spec.name: Invalid value: \"other\": name is immutable"
+    );
+}
+
+#[tokio::test]
+async fn metadata_watch_of_secrets() {
+    let (emu, client) = setup().await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let metas: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), "default");
+    let mut stream = watcher(metas, watcher::Config::default()).boxed();
+    until_init_done(&mut stream).await;
+
+    let s: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "creds", "labels": {"app": "x"}},
+        "stringData": {"key": "value"}
+    }))
+    .unwrap();
+    let created = secrets.create(&PostParams::default(), &s).await.unwrap();
+    assert_eq!(
+        created.data.unwrap()["key"].0,
+        b"value".to_vec(),
+        "stringData is folded into data"
+    );
+    match next(&mut stream).await.unwrap() {
+        watcher::Event::Apply(m) => {
+            assert_eq!(m.name_any(), "creds");
+            assert_eq!(m.types.as_ref().unwrap().kind, "PartialObjectMetadata");
+            assert_eq!(m.labels()["app"], "x");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    secrets
+        .delete("creds", &DeleteParams::default())
+        .await
+        .unwrap();
+    match next(&mut stream).await.unwrap() {
+        watcher::Event::Delete(m) => assert_eq!(m.name_any(), "creds"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let reqs = emu.requests();
+    assert!(reqs.iter().any(|r| r.resource.as_deref() == Some("secrets")
+        && !r.watch
+        && r.accept
+            .as_deref()
+            .is_some_and(|a| a.contains("as=PartialObjectMetadataList"))));
+    assert!(reqs
+        .iter()
+        .any(|r| r.resource.as_deref() == Some("secrets") && r.watch));
+}
+
+#[tokio::test]
+async fn recorder_publishes_then_patches_a_series() {
+    let (emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let w = api
+        .create(&PostParams::default(), &widget("a"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "widget-controller".into(),
+            instance: Some("pod-1".into()),
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Reconciled".into(),
+        note: Some("all good".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let oref = w.object_ref(&());
+    recorder.publish(&ev, &oref).await.unwrap();
+    recorder.publish(&ev, &oref).await.unwrap();
+
+    let events: Api<K8sEvent> = Api::namespaced(client, "default");
+    let list = events.list(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let e = &list.items[0];
+    assert_eq!(e.reason.as_deref(), Some("Reconciled"));
+    assert_eq!(e.note.as_deref(), Some("all good"));
+    assert_eq!(e.series.as_ref().unwrap().count, 2);
+    assert_eq!(e.regarding.as_ref().unwrap().name.as_deref(), Some("a"));
+
+    let writes: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource.as_deref() == Some("events") && r.method != "GET")
+        .collect();
+    assert_eq!(writes.len(), 2);
+    assert_eq!(writes[0].method, "POST");
+    assert_eq!(writes[0].status, 201);
+    assert_eq!(writes[1].method, "PATCH");
+    assert_eq!(
+        writes[1].content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(writes[1].status, 200);
+    assert_eq!(emu.write_count("events", None), 2);
+}
+
+#[tokio::test]
+async fn discovery_finds_builtins_and_crd() {
+    let (_emu, client) = setup().await;
+    let d = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .unwrap();
+    let (ar, caps) = d
+        .resolve_gvk(&kube::api::GroupVersionKind::gvk(
+            "example.test",
+            "v1",
+            "Widget",
+        ))
+        .unwrap();
+    assert_eq!(ar.plural, "widgets");
+    assert!(caps
+        .subresources
+        .iter()
+        .any(|(s, _)| s.plural == "widgets/status" || s.plural == "status"));
+    assert!(d.has_group("coordination.k8s.io"));
+    assert!(d.has_group("events.k8s.io"));
+    let agg = kube::discovery::Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
+    assert!(agg.has_group("example.test"));
+    assert!(agg
+        .resolve_gvk(&kube::api::GroupVersionKind::gvk("", "v1", "Secret"))
+        .is_some());
+    let v = client.apiserver_version().await.unwrap();
+    assert_eq!(v.major, "1");
+}
+
+#[tokio::test]
+async fn selectors_pagination_and_all_namespaces() {
+    let (emu, client) = setup().await;
+    emu.create_namespace("other");
+    let dflt: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let other: Api<Widget> = Api::namespaced(client.clone(), "other");
+    for (i, api) in [&dflt, &dflt, &dflt, &other].iter().enumerate() {
+        let mut w = widget(&format!("w{i}"));
+        w.metadata.labels = Some(
+            [(
+                "tier".to_string(),
+                if i % 2 == 0 { "web" } else { "db" }.to_string(),
+            )]
+            .into(),
+        );
+        api.create(&PostParams::default(), &w).await.unwrap();
+    }
+    let all: Api<Widget> = Api::all(client.clone());
+    assert_eq!(
+        all.list(&ListParams::default()).await.unwrap().items.len(),
+        4
+    );
+    let web = all
+        .list(&ListParams::default().labels("tier in (web)"))
+        .await
+        .unwrap();
+    assert_eq!(
+        web.items.iter().map(|w| w.name_any()).collect::<Vec<_>>(),
+        vec!["w0", "w2"]
+    );
+    let not_web = dflt
+        .list(&ListParams::default().labels("tier!=web"))
+        .await
+        .unwrap();
+    assert_eq!(not_web.items.len(), 1);
+    let by_name = all
+        .list(&ListParams::default().fields("metadata.name=w3"))
+        .await
+        .unwrap();
+    assert_eq!(by_name.items[0].namespace().as_deref(), Some("other"));
+    let err = api_err(
+        all.list(&ListParams::default().fields("spec.name=x"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (400, "field label not supported: spec.name")
+    );
+
+    let p1 = all.list(&ListParams::default().limit(3)).await.unwrap();
+    assert_eq!(p1.items.len(), 3);
+    let token = p1.metadata.continue_.clone().unwrap();
+    let p2 = all
+        .list(&ListParams::default().limit(3).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(p2.items.len(), 1);
+    assert_eq!(p1.metadata.resource_version, p2.metadata.resource_version);
+    assert!(p2.metadata.continue_.as_deref().unwrap_or("").is_empty());
+
+    // namespace must exist on create
+    let missing: Api<Widget> = Api::namespaced(client, "missing");
+    let err = api_err(
+        missing
+            .create(&PostParams::default(), &widget("x"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (404, "namespaces \"missing\" not found")
+    );
+}
+
+#[tokio::test]
+async fn server_side_apply_and_patch_types() {
+    let (_emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    let body = json!({"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {"name": "a"},
+                      "spec": {"taskType": "completion", "name": "abc", "replicas": 2}});
+    let created = api
+        .patch("a", &PatchParams::apply("mgr-a"), &Patch::Apply(&body))
+        .await
+        .unwrap();
+    assert_eq!(created.spec.replicas, Some(2));
+    let mf = created.metadata.managed_fields.as_ref().unwrap();
+    assert_eq!(mf[0].manager.as_deref(), Some("mgr-a"));
+    assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
+
+    // another manager changing an owned field conflicts
+    let body_b = json!({"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {"name": "a"},
+                        "spec": {"taskType": "completion", "name": "abc", "replicas": 3}});
+    let err = api_err(
+        api.patch("a", &PatchParams::apply("mgr-b"), &Patch::Apply(&body_b))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert_eq!(err.reason, "Conflict");
+    assert_eq!(
+        err.message,
+        "Apply failed with 1 conflict: conflict with \"mgr-a\": .spec.replicas"
+    );
+    assert_eq!(
+        err.details.unwrap().causes[0].reason,
+        "FieldManagerConflict"
+    );
+    // force takes ownership
+    let forced = api
+        .patch(
+            "a",
+            &PatchParams::apply("mgr-b").force(),
+            &Patch::Apply(&body_b),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.spec.replicas, Some(3));
+
+    // fieldManager is required for apply
+    let err = api_err(
+        api.patch("a", &PatchParams::default(), &Patch::Apply(&body))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+    );
+
+    // JSON patch: failing test op is 422 with the generic message
+    let err = api_err(
+        api.patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(
+                    json!([{"op": "test", "path": "/spec/replicas", "value": 99}]),
+                )
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        err.message,
+        "the server rejected our request due to an error in our request"
+    );
+
+    // strategic merge on a CR is 415
+    let err = api_err(
+        api.patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        (err.code, err.reason.as_str()),
+        (415, "UnsupportedMediaType")
+    );
+
+    // patch with a stale resourceVersion is a conflict
+    let err = api_err(
+        api.patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.reason, "Conflict");
+
+    // a patch of a missing object is 404
+    let err = api_err(
+        api.patch("zz", &PatchParams::default(), &Patch::Merge(json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.reason, "NotFound");
+}
+
+#[tokio::test]
+async fn faults_and_streaming_list() {
+    let (emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    emu.fail_next(1, 500);
+    let err = api_err(api.list(&ListParams::default()).await.unwrap_err());
+    assert_eq!(err.code, 500);
+    // kube's default client retries 429/503/504 (up to 15 times), so a short burst is invisible
+    emu.clear_requests();
+    emu.fail_next(2, 429);
+    assert!(api.list(&ListParams::default()).await.is_ok());
+    let statuses: Vec<u16> = emu.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![429, 429, 200]);
+
+    api.create(&PostParams::default(), &widget("a"))
+        .await
+        .unwrap();
+    let mut stream = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut got = Vec::new();
+    loop {
+        match next(&mut stream).await.unwrap() {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(w) => got.push(w.name_any()),
+            watcher::Event::InitDone => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, vec!["a"]);
+    api.create(&PostParams::default(), &widget("b"))
+        .await
+        .unwrap();
+    match next(&mut stream).await.unwrap() {
+        watcher::Event::Apply(w) => assert_eq!(w.name_any(), "b"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // closing watches: the watcher re-watches from its RV without a re-list
+    emu.close_all_watches();
+    api.create(&PostParams::default(), &widget("c"))
+        .await
+        .unwrap();
+    match next(&mut stream).await.unwrap() {
+        watcher::Event::Apply(w) => assert_eq!(w.name_any(), "c"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
