@@ -1017,3 +1017,338 @@ async fn faults_and_streaming_list() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn controller_status_writes_settle_without_a_hot_loop() {
+    use kube::runtime::Controller;
+    let (emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    async fn reconcile(w: Arc<Widget>, api: Arc<Api<Widget>>) -> Result<Action, kube::Error> {
+        let status =
+            json!({"status": {"phase": "Ready", "observedGeneration": w.metadata.generation}});
+        api.patch_status(
+            &w.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(status),
+        )
+        .await?;
+        Ok(Action::await_change())
+    }
+    fn error_policy(_: Arc<Widget>, _: &kube::Error, _: Arc<Api<Widget>>) -> Action {
+        Action::requeue(Duration::from_millis(200))
+    }
+    let ctl = Controller::new(api.clone(), watcher::Config::default())
+        .run(reconcile, error_policy, Arc::new(api.clone()))
+        .for_each(|_| async {});
+    let handle = tokio::spawn(ctl);
+
+    api.create(&PostParams::default(), &widget("a"))
+        .await
+        .unwrap();
+    let ready = async {
+        loop {
+            let w = api.get("a").await.unwrap();
+            if w.status.as_ref().and_then(|s| s.observed_generation) == Some(1) {
+                return w;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let w = tokio::time::timeout(T, ready)
+        .await
+        .expect("controller reconciled");
+    assert_eq!(w.status.unwrap().phase.as_deref(), Some("Ready"));
+    // A spec change is reconciled too.
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .unwrap();
+    let second = async {
+        loop {
+            let w = api.get("a").await.unwrap();
+            if w.status.as_ref().and_then(|s| s.observed_generation) == Some(2) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(T, second)
+        .await
+        .expect("second reconcile");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let writes = emu.write_count("widgets", Some("status"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        emu.write_count("widgets", Some("status")),
+        writes,
+        "status writes settled"
+    );
+    assert!(
+        writes <= 5,
+        "a no-op status write must not trigger another reconcile ({writes} writes)"
+    );
+    handle.abort();
+}
+
+#[tokio::test]
+async fn label_selector_watch_sees_added_and_deleted_transitions() {
+    let (_emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    let mut w = widget("a");
+    w.metadata.labels = Some([("tier".to_string(), "db".to_string())].into());
+    let created = api.create(&PostParams::default(), &w).await.unwrap();
+    let rv = created.resource_version().unwrap();
+    let mut raw = api
+        .watch(&WatchParams::default().labels("tier=web"), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let label = |v: &str| Patch::Merge(json!({"metadata": {"labels": {"tier": v}}}));
+    api.patch("a", &PatchParams::default(), &label("web"))
+        .await
+        .unwrap();
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .unwrap();
+    let moved = api
+        .patch("a", &PatchParams::default(), &label("db"))
+        .await
+        .unwrap();
+    match next(&mut raw).await.unwrap() {
+        WatchEvent::Added(o) => assert_eq!(o.labels()["tier"], "web"),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+    match next(&mut raw).await.unwrap() {
+        WatchEvent::Modified(o) => assert_eq!(o.spec.replicas, Some(2)),
+        other => panic!("expected MODIFIED, got {other:?}"),
+    }
+    match next(&mut raw).await.unwrap() {
+        WatchEvent::Deleted(o) => {
+            // the old (matching) object, with the new resourceVersion
+            assert_eq!(o.labels()["tier"], "web");
+            assert_eq!(o.resource_version(), moved.resource_version());
+        }
+        other => panic!("expected DELETED, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn leases_and_ssa_conflicts_between_identities() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let (_emu, client) = setup().await;
+    let leases: Api<Lease> = Api::namespaced(client, "default");
+    // PUT creates a missing Lease
+    let l: Lease =
+        serde_json::from_value(json!({"metadata": {"name": "leader"}, "spec": {}})).unwrap();
+    let created = leases
+        .replace("leader", &PostParams::default(), &l)
+        .await
+        .unwrap();
+    assert!(created.resource_version().is_some());
+
+    let take = |who: &str| {
+        Patch::Apply(
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "spec": {"holderIdentity": who, "leaseDurationSeconds": 15}}),
+        )
+    };
+    leases
+        .patch("leader", &PatchParams::apply("lm-a"), &take("a"))
+        .await
+        .unwrap();
+    let err = api_err(
+        leases
+            .patch("leader", &PatchParams::apply("lm-b"), &take("b"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert_eq!(err.reason, "Conflict");
+    assert!(
+        err.message.starts_with(
+            "Apply failed with 1 conflict: conflict with \"lm-a\": .spec.holderIdentity"
+        ),
+        "{}",
+        err.message
+    );
+    // strategic merge patch is accepted on built-ins; it releases the lease
+    let released = leases
+        .patch(
+            "leader",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"holderIdentity": null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(released.spec.unwrap().holder_identity, None);
+
+    let err = api_err(
+        leases
+            .patch(
+                "leader",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"leaseDurationSeconds": 0}})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "Lease.coordination.k8s.io \"leader\" is invalid: spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"
+    );
+}
+
+#[tokio::test]
+async fn metadata_only_get_and_secret_rules() {
+    let (_emu, client) = setup().await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let s: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "s", "annotations": {"a": "b"}}, "data": {"k": "dg=="}}),
+    )
+    .unwrap();
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    let metas: Api<PartialObjectMeta<Secret>> = Api::namespaced(client, "default");
+    let m = metas.get("s").await.unwrap();
+    assert_eq!(m.annotations()["a"], "b");
+    assert_eq!(m.types.unwrap().api_version, "meta.k8s.io/v1");
+    // Secrets accept unconditional updates (no resourceVersion)
+    let mut s2 = secrets.get("s").await.unwrap();
+    s2.metadata.resource_version = None;
+    s2.metadata.labels = Some([("x".to_string(), "y".to_string())].into());
+    let r = secrets
+        .replace("s", &PostParams::default(), &s2)
+        .await
+        .unwrap();
+    assert_eq!(r.labels()["x"], "y");
+    assert_eq!(r.type_.as_deref(), Some("Opaque"));
+}
+
+/// The operator's generated CRD (if present) registers, its CEL rules compile, and it is served.
+#[tokio::test]
+async fn operator_crd_registers_and_validates() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds/inferenceendpoint.yaml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("skipping: {} not found", path.display());
+        return;
+    };
+    let (emu, client) = setup().await;
+    emu.register_crd_yaml(&text);
+    let d = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .unwrap();
+    let (ar, _) = d
+        .resolve_gvk(&kube::api::GroupVersionKind::gvk(
+            "esinference.io",
+            "v1alpha1",
+            "InferenceEndpoint",
+        ))
+        .expect("InferenceEndpoint served");
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+        "metadata": {"name": "x"}, "spec": {}
+    }))
+    .unwrap();
+    let err = api_err(api.create(&PostParams::default(), &obj).await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert!(
+        err.message
+            .starts_with("InferenceEndpoint.esinference.io \"x\" is invalid: "),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("spec.taskType: Required value"),
+        "{}",
+        err.message
+    );
+
+    // The README's example object is accepted (its CEL rules evaluate), and taskType is immutable.
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/text-embedding.yaml");
+    let Ok(text) = std::fs::read_to_string(&example) else {
+        return;
+    };
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let Some(iep) = docs.into_iter().find(|d| d["kind"] == "InferenceEndpoint") else {
+        return;
+    };
+    let obj: DynamicObject = serde_json::from_value(iep).unwrap();
+    let name = obj.name_any();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let err = api_err(
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taskType": "completion"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(
+        err.message.contains("taskType is immutable"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn kubeconfig_and_bookmarks() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let emu = KubeEmulator::start(EmulatorOptions {
+        bookmark_interval: Some(Duration::from_millis(100)),
+        namespaces: vec!["team-a".into()],
+        ..Default::default()
+    })
+    .await;
+    let kc = Kubeconfig::from_yaml(&emu.kubeconfig_yaml()).unwrap();
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(config.default_namespace, "default");
+    let client = Client::try_from(config).unwrap();
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let names: Vec<String> = nss
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    assert!(
+        names.contains(&"default".to_string()) && names.contains(&"team-a".to_string()),
+        "{names:?}"
+    );
+
+    let secrets: Api<Secret> = Api::default_namespaced(client);
+    let rv = secrets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut raw = secrets
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match next(&mut raw).await.unwrap() {
+        WatchEvent::Bookmark(b) => {
+            assert_eq!(b.types.kind, "Secret");
+            assert_eq!(b.metadata.resource_version, rv);
+        }
+        other => panic!("expected BOOKMARK, got {other:?}"),
+    }
+}

@@ -160,6 +160,20 @@ impl KubeEmulator {
         if crd.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
             return Err("not a CustomResourceDefinition".into());
         }
+        let mut bad = Vec::new();
+        for v in crd
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(s) = v.pointer("/schema/openAPIV3Schema") {
+                schema::check_rules(s, "openAPIV3Schema", &mut bad);
+            }
+        }
+        if !bad.is_empty() {
+            return Err(format!("CEL rules do not compile: {}", bad.join("; ")));
+        }
         self.with_state(|st| st.upsert_crd(crd))
             .map_err(|e| e.body["message"].as_str().unwrap_or("error").to_string())
     }

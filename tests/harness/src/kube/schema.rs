@@ -508,6 +508,31 @@ fn rule_field_paths(schema: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// Parse every `x-kubernetes-validations` rule and messageExpression in a schema; returns
+/// `path: error` for those that do not compile (the apiserver rejects such CRDs).
+pub fn check_rules(schema: &Value, path: &str, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(m) => {
+            if let Some(Value::Array(rules)) = m.get("x-kubernetes-validations") {
+                for r in rules {
+                    for key in ["rule", "messageExpression"] {
+                        if let Some(src) = r.get(key).and_then(Value::as_str) {
+                            if let Err(e) = kube_cel::cel::Program::compile(src) {
+                                out.push(format!("{path}: {key} {src:?}: {e}"));
+                            }
+                        }
+                    }
+                }
+            }
+            for (k, v) in m {
+                check_rules(v, &join(path, k), out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| check_rules(v, path, out)),
+        _ => {}
+    }
+}
+
 fn has_cel_rules(schema: &Value) -> bool {
     match schema {
         Value::Object(m) => {
