@@ -4,4 +4,6 @@
 pub mod api;
 pub mod controller;
 pub mod elasticsearch;
+pub mod http;
+pub mod metrics;
 pub mod secrets;

@@ -1,9 +1,14 @@
 //! `inference-operator`: run the controller, print the CRDs, or print the version.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use inference_operator::controller::{self, connection::ConnectionSettings};
+use inference_operator::http::{self, Health};
+use inference_operator::metrics::Metrics;
+use tokio::sync::watch;
 use tracing_subscriber::{fmt, EnvFilter};
 
 #[derive(Parser)]
@@ -56,6 +61,9 @@ struct RunArgs {
     /// Log filter, e.g. `info` or `inference_operator=debug,kube=info` (RUST_LOG syntax).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Address serving /metrics, /livez and /readyz.
+    #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,8 +119,39 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             },
             ..controller::Config::default()
         };
-        controller::run(client, config, shutdown_signal()).await;
-        std::process::ExitCode::SUCCESS
+        // One shutdown source: the signal handler drops the sender, every waiter wakes up.
+        let (stop, stopped) = watch::channel(());
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            drop(stop);
+        });
+        let wait = |mut rx: watch::Receiver<()>| async move {
+            let _ = rx.changed().await;
+        };
+        let metrics = Arc::new(Metrics::default());
+        let health = Arc::new(Health::default());
+        let listener = match http::bind(args.metrics_address).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(%error, address = %args.metrics_address, "cannot listen for /metrics");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let server = http::serve(
+            listener,
+            http::router(health.clone(), metrics.clone()),
+            wait(stopped.clone()),
+        );
+        let server = tokio::spawn(server);
+        controller::run(client, config, metrics, health, wait(stopped)).await;
+        match server.await {
+            Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+            Ok(Err(error)) => {
+                tracing::error!(%error, address = %args.metrics_address, "metrics server failed");
+                std::process::ExitCode::FAILURE
+            }
+            Err(_) => std::process::ExitCode::FAILURE,
+        }
     })
 }
 

@@ -14,6 +14,7 @@ use crate::api::{ElasticsearchConnection, ElasticsearchRef, InferenceEndpoint};
 use crate::controller::conditions::Outcome;
 use crate::controller::outcomes;
 use crate::elasticsearch::{Auth, ClusterInfo, ConnectionConfig, EsClient};
+use crate::metrics::{EsOperation, Metrics};
 use crate::secrets::{optional_value, text_value, SecretReader};
 
 /// A ready-to-use client and what the cluster said about itself when it was built.
@@ -38,6 +39,7 @@ pub struct ConnectionSettings {
 /// CA, TLS mode). A rotated Elasticsearch credential gives a new key, hence a new client.
 pub struct Connections {
     settings: ConnectionSettings,
+    metrics: Arc<Metrics>,
     cache: Mutex<HashMap<String, Arc<Connection>>>,
 }
 
@@ -46,9 +48,10 @@ pub struct Connections {
 const MAX_CACHED: usize = 256;
 
 impl Connections {
-    pub fn new(settings: ConnectionSettings) -> Self {
+    pub fn new(settings: ConnectionSettings, metrics: Arc<Metrics>) -> Self {
         Connections {
             settings,
+            metrics,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -66,7 +69,11 @@ impl Connections {
             return Ok(hit.clone());
         }
         let client = EsClient::new(config).map_err(|e| outcomes::from_es(&e))?;
-        let info = client.info().await.map_err(|e| outcomes::from_es(&e))?;
+        let started = std::time::Instant::now();
+        let info = client.info().await;
+        self.metrics
+            .elasticsearch(EsOperation::Info, &info, started.elapsed());
+        let info = info.map_err(|e| outcomes::from_es(&e))?;
         let connection = Arc::new(Connection {
             client,
             info,

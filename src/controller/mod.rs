@@ -17,6 +17,7 @@ pub mod reconcile;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ use tracing::{info, warn, Instrument};
 use crate::api::{InferenceEndpoint, FINALIZER};
 use crate::controller::conditions::{Outcome, State};
 use crate::controller::connection::{ConnectionSettings, Connections};
+use crate::http::Health;
+use crate::metrics::{Metrics, ReconcileResult};
 
 /// Field manager for status writes and the Event reporter name.
 pub const FIELD_MANAGER: &str = "inference-operator";
@@ -94,6 +97,7 @@ pub enum Error {
 pub struct Context {
     pub client: kube::Client,
     pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
     pub config: Config,
     pub connections: Connections,
     /// Consecutive failures per object (by uid), for exponential backoff.
@@ -101,14 +105,15 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: kube::Client, config: Config) -> Self {
+    pub fn new(client: kube::Client, config: Config, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
-            connections: Connections::new(config.connection.clone()),
+            connections: Connections::new(config.connection.clone(), metrics.clone()),
+            metrics,
             client,
             config,
             failures: Mutex::new(HashMap::new()),
@@ -184,6 +189,8 @@ async fn reconcile(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
 
 fn error_policy(iep: Arc<InferenceEndpoint>, error: &Error, ctx: Arc<Context>) -> Action {
     use kube::runtime::finalizer::Error as F;
+    ctx.metrics
+        .reconciled(ReconcileResult::Error, Duration::ZERO);
     let retry = match error {
         Error::Finalizer(inner) => match inner.as_ref() {
             F::CleanupFailed(Error::CleanupBlocked { retry_after, .. }) => *retry_after,
@@ -260,9 +267,12 @@ fn references_secret(iep: &InferenceEndpoint, namespace: &str, name: &str) -> bo
 }
 
 /// Run the controller until `shutdown` resolves; in-flight reconciles finish first.
+/// `health` turns ready once both watches have listed everything once.
 pub async fn run(
     client: kube::Client,
     config: Config,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (ieps, secrets): (Api<InferenceEndpoint>, Api<PartialObjectMeta<Secret>>) =
@@ -280,12 +290,46 @@ pub async fn run(
         .applied_objects()
         .predicate_filter(relevant_change, Default::default());
     // Metadata only: the operator never caches Secret contents (DESIGN.md §4).
-    let secret_stream = watcher(secrets, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .touched_objects();
+    let secrets_synced = Arc::new(AtomicBool::new(false));
+    let secret_stream = {
+        let synced = secrets_synced.clone();
+        watcher(secrets, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .inspect(move |event| {
+                if matches!(event, Ok(watcher::Event::InitDone)) {
+                    synced.store(true, Ordering::Release);
+                }
+            })
+            .touched_objects()
+    };
+    tokio::spawn({
+        let store = reader.clone();
+        async move {
+            if store.wait_until_ready().await.is_ok() {
+                while !secrets_synced.load(Ordering::Acquire) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                info!("watches synced; ready");
+                health.set_ready(true);
+            }
+        }
+    });
+    // The readiness gauge is refreshed from the store rather than on every reconcile.
+    tokio::spawn({
+        let store = reader.clone();
+        let metrics = metrics.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let (ready, not_ready, unknown) = readiness_counts(&store);
+                metrics.set_endpoints(ready, not_ready, unknown);
+            }
+        }
+    });
     let store = reader.clone();
     let concurrency = config.concurrency;
-    let ctx = Arc::new(Context::new(client, config));
+    let ctx = Arc::new(Context::new(client, config, metrics));
     info!("starting controller");
     Controller::for_stream(iep_stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -302,6 +346,23 @@ pub async fn run(
         })
         .await;
     info!("controller stopped");
+}
+
+/// Count objects by their Ready condition, for the `endpoints` gauge.
+pub fn readiness_counts(store: &Store<InferenceEndpoint>) -> (i64, i64, i64) {
+    let (mut ready, mut not_ready, mut unknown) = (0, 0, 0);
+    for iep in store.state() {
+        let condition = iep
+            .status
+            .as_ref()
+            .and_then(|s| conditions::ready(&s.conditions));
+        match condition.map(|c| c.status.as_str()) {
+            Some("True") => ready += 1,
+            Some("False") => not_ready += 1,
+            _ => unknown += 1,
+        }
+    }
+    (ready, not_ready, unknown)
 }
 
 #[cfg(test)]

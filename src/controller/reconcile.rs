@@ -1,7 +1,9 @@
 //! The reconcile driver: observe (Secrets, Elasticsearch GET) → plan (pure) → act (one
 //! Elasticsearch call) → status (one patch, only if it changed) → Event (only on a transition).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -19,11 +21,15 @@ use crate::controller::conditions::{self, Outcome, State};
 use crate::controller::desired::{check_supported, desired};
 use crate::controller::plan::{describe, plan, Plan, PlanInput};
 use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
-use crate::elasticsearch::{update_body, DeleteOptions, DeleteOutcome, Endpoint, ServiceSecret};
+use crate::elasticsearch::{
+    update_body, DeleteOptions, DeleteOutcome, Endpoint, EsError, ServiceSecret,
+};
+use crate::metrics::EsOperation;
 use crate::secrets::{fingerprint, SecretReader};
 
 /// Bring Elasticsearch in line with the object, then report.
 pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
     let previous = iep.status.clone().unwrap_or_default();
     let mut status = previous.clone();
     let outcome = converge(&iep, &ctx, &mut status)
@@ -31,16 +37,18 @@ pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
         .unwrap_or_else(|failure| failure);
     let outcome = keep_steady_state_wording(&previous, outcome);
     report(&iep, &ctx, previous, status, &outcome, "Reconcile").await?;
+    ctx.metrics
+        .reconciled(outcome.state.into(), started.elapsed());
     Ok(ctx.next_action(&iep, &outcome))
 }
 
 /// The object is being deleted: remove the endpoint under policy `Delete`.
 pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
     let previous = iep.status.clone().unwrap_or_default();
-    let outcome = match remove(&iep, &ctx).await {
-        Ok(outcome) => outcome,
-        Err(failure) => failure,
-    };
+    let outcome = remove(&iep, &ctx).await.unwrap_or_else(|failure| failure);
+    ctx.metrics
+        .reconciled(outcome.state.into(), started.elapsed());
     if outcome.is_ready() {
         ctx.forget(&iep);
         publish(&ctx, &iep, &outcome, "Delete").await;
@@ -88,14 +96,13 @@ async fn converge(
 
     let config = &desired.config;
     let id = config.inference_id.as_str();
-    let on_es_error = |e: crate::elasticsearch::EsError| {
+    let on_es_error = |e: EsError| {
         if e.is_transient() {
             ctx.connections.forget(&connection.key);
         }
         outcomes::from_es(&e)
     };
-    let observed = es
-        .get_endpoint(config.task_type, id)
+    let observed = timed(ctx, EsOperation::Get, es.get_endpoint(config.task_type, id))
         .await
         .map_err(on_es_error)?;
     let owned = status.inference_id.as_deref() == Some(id);
@@ -112,10 +119,13 @@ async fn converge(
     let cluster = format!("cluster {} ({version})", connection.info.cluster_name);
     let (endpoint, outcome) = match planned {
         Plan::Create => {
-            let created = es
-                .create_endpoint(config, &secret, &version)
-                .await
-                .map_err(on_es_error)?;
+            let created = timed(
+                ctx,
+                EsOperation::Create,
+                es.create_endpoint(config, &secret, &version),
+            )
+            .await
+            .map_err(on_es_error)?;
             info!(inference_id = id, "created inference endpoint");
             let reason = if owned { "Recreated" } else { "Created" };
             let message = if owned {
@@ -145,10 +155,13 @@ async fn converge(
         Plan::PushCredential => {
             let body = update_body(config, Some(&secret), observed.as_ref(), &version)
                 .map_err(|e| Outcome::permanent("InvalidSettings", e.to_string()))?;
-            let updated = es
-                .update_endpoint(config.task_type, id, &body, &version)
-                .await
-                .map_err(on_es_error)?;
+            let updated = timed(
+                ctx,
+                EsOperation::Update,
+                es.update_endpoint(config.task_type, id, &body, &version),
+            )
+            .await
+            .map_err(on_es_error)?;
             let (reason, message) = if status.credential_fingerprint.is_some() {
                 (
                     "CredentialsRotated",
@@ -166,10 +179,13 @@ async fn converge(
         Plan::Update { differences } => {
             let body = update_body(config, Some(&secret), observed.as_ref(), &version)
                 .map_err(|e| Outcome::permanent("InvalidSettings", e.to_string()))?;
-            let updated = es
-                .update_endpoint(config.task_type, id, &body, &version)
-                .await
-                .map_err(on_es_error)?;
+            let updated = timed(
+                ctx,
+                EsOperation::Update,
+                es.update_endpoint(config.task_type, id, &body, &version),
+            )
+            .await
+            .map_err(on_es_error)?;
             info!(inference_id = id, "updated inference endpoint settings");
             (
                 updated,
@@ -214,9 +230,11 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
         .connections
         .connect(iep, &namespace, &ctx.client)
         .await?;
-    let outcome = connection
-        .client
-        .delete_endpoint(iep.spec.task_type, &id, DeleteOptions::default())
+    let deletion =
+        connection
+            .client
+            .delete_endpoint(iep.spec.task_type, &id, DeleteOptions::default());
+    let outcome = timed(ctx, EsOperation::Delete, deletion)
         .await
         .map_err(|e| {
             if e.is_transient() {
@@ -231,6 +249,19 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     };
     info!(inference_id = %id, "{message}");
     Ok(Outcome::ready("Deleted", message))
+}
+
+/// Run one Elasticsearch call and record its latency and status class.
+async fn timed<T>(
+    ctx: &Context,
+    operation: EsOperation,
+    call: impl Future<Output = Result<T, EsError>>,
+) -> Result<T, EsError> {
+    let started = Instant::now();
+    let result = call.await;
+    ctx.metrics
+        .elasticsearch(operation, &result, started.elapsed());
+    result
 }
 
 fn endpoint_status(endpoint: &Endpoint) -> EndpointStatus {
