@@ -1,0 +1,176 @@
+//! A ready test environment: the Kubernetes API emulator with the operator's CRD installed, an
+//! Elasticsearch double with security on, a kube `Client` for the emulator, and small helpers
+//! (Secrets, waiting). Used by the operator's integration tests, the end-to-end suite and the
+//! sandbox.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::{json, Value};
+
+use crate::es::{EsAuth, EsDouble, EsOptions};
+use crate::kube::{EmulatorOptions, KubeEmulator};
+
+/// Name of the Secret holding the Elasticsearch double's credentials.
+pub const ES_CREDENTIALS_SECRET: &str = "es-credentials";
+pub const ES_USER: &str = "elastic";
+pub const ES_PASSWORD: &str = "es-test-password";
+
+/// Options of [`TestEnv::start_with`].
+#[derive(Clone, Debug)]
+pub struct EnvOptions {
+    /// Elasticsearch version the double emulates.
+    pub es_version: String,
+    /// Serve the double over HTTPS with a generated CA.
+    pub es_tls: bool,
+    /// Namespace the helpers write to (created if missing).
+    pub namespace: String,
+}
+
+impl Default for EnvOptions {
+    fn default() -> Self {
+        EnvOptions {
+            es_version: "9.1.0".into(),
+            es_tls: false,
+            namespace: "default".into(),
+        }
+    }
+}
+
+pub struct TestEnv {
+    pub kube: KubeEmulator,
+    pub es: EsDouble,
+    pub client: kube::Client,
+    pub namespace: String,
+}
+
+/// The workspace's `crds/` directory.
+pub fn crds_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crds")
+}
+
+/// A kube client for a URL served by the emulator (plain HTTP, namespace `namespace`).
+pub fn client_for(url: &str, namespace: &str) -> kube::Client {
+    // kube and the Elasticsearch double both use rustls with ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = kube::Config::new(url.parse().expect("emulator URL"));
+    config.default_namespace = namespace.to_owned();
+    kube::Client::try_from(config).expect("kube client for the emulator")
+}
+
+impl TestEnv {
+    pub async fn start() -> TestEnv {
+        TestEnv::start_with(EnvOptions::default()).await
+    }
+
+    pub async fn start_with(options: EnvOptions) -> TestEnv {
+        let kube = KubeEmulator::start(EmulatorOptions::default()).await;
+        for entry in std::fs::read_dir(crds_dir()).expect("crds/ exists") {
+            let path = entry.expect("crds/ entry").path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                kube.register_crd_file(&path);
+            }
+        }
+        kube.create_namespace(&options.namespace);
+        let es = EsDouble::start(EsOptions {
+            version: options.es_version.clone(),
+            tls: options.es_tls,
+            auth: EsAuth::basic(ES_USER, ES_PASSWORD),
+            ..EsOptions::default()
+        })
+        .await;
+        let client = client_for(&kube.url(), &options.namespace);
+        let env = TestEnv {
+            kube,
+            es,
+            client,
+            namespace: options.namespace,
+        };
+        env.put_secret(
+            ES_CREDENTIALS_SECRET,
+            &[("username", ES_USER), ("password", ES_PASSWORD)],
+        )
+        .await;
+        if let Some(ca) = env.es.ca_pem() {
+            env.put_secret("es-ca", &[("ca.crt", &ca)]).await;
+        }
+        env
+    }
+
+    /// `spec.elasticsearch` pointing at the double with its credentials (and CA under TLS).
+    pub fn es_connection(&self) -> Value {
+        let mut connection = json!({
+            "url": self.es.url(),
+            "credentialsSecretRef": {"name": ES_CREDENTIALS_SECRET},
+        });
+        if self.es.ca_pem().is_some() {
+            connection["caSecretRef"] = json!({"name": "es-ca"});
+        }
+        connection
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Create or replace an Opaque Secret from string pairs.
+    pub async fn put_secret(&self, name: &str, pairs: &[(&str, &str)]) {
+        let data: serde_json::Map<String, Value> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(base64_encode(v.as_bytes()))))
+            .collect();
+        let secrets = self.secrets();
+        match secrets.get_opt(name).await.expect("get Secret") {
+            Some(mut existing) => {
+                existing.data = serde_json::from_value(Value::Object(data)).expect("data");
+                secrets
+                    .replace(name, &PostParams::default(), &existing)
+                    .await
+                    .expect("replace Secret");
+            }
+            None => {
+                let secret: Secret = serde_json::from_value(json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": name, "namespace": self.namespace},
+                    "type": "Opaque",
+                    "data": data,
+                }))
+                .expect("Secret");
+                secrets
+                    .create(&PostParams::default(), &secret)
+                    .await
+                    .expect("create Secret");
+            }
+        }
+    }
+
+    pub async fn delete_secret(&self, name: &str) {
+        let _ = self.secrets().delete(name, &DeleteParams::default()).await;
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Poll `check` every 25 ms until it returns `Some`, or panic with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,422 @@
+//! The reconcile loop end to end in one process: the real kube `Controller` wiring against the
+//! Kubernetes API emulator, the real Elasticsearch client against the Elasticsearch double.
+//! Each scenario asserts on what Elasticsearch received and what the object's status says.
+
+mod support;
+
+use std::time::Duration;
+
+use inference_testenv::env::{eventually, TestEnv};
+use inference_testenv::es::{Fault, Route};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+use support::*;
+
+const KEY: &str = "azure-key-0123456789abcdef";
+
+async fn env_with_key() -> TestEnv {
+    let env = TestEnv::start().await;
+    env.es.azure().accept_credential(KEY);
+    env.put_secret("azure", &[("apiKey", KEY)]).await;
+    env
+}
+
+#[tokio::test]
+async fn text_embedding_endpoint_is_created_and_reported_ready() {
+    let env = env_with_key().await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "emb", embedding_spec(&env, "azure")).await;
+
+    let iep = wait_ready(&env, "emb", "True", "Created").await;
+    let status = iep.status.as_ref().unwrap();
+    assert_eq!(status.observed_generation, iep.metadata.generation);
+    assert_eq!(status.inference_id.as_deref(), Some("emb"));
+    assert_eq!(status.cluster.as_ref().unwrap().version, "9.1.0");
+    let endpoint = status.endpoint.as_ref().unwrap();
+    assert_eq!(endpoint.service, "azureopenai");
+    assert_eq!(
+        endpoint.dimensions,
+        Some(1536),
+        "dimensions Elasticsearch learned from Azure"
+    );
+    assert_eq!(endpoint.requests_per_minute, Some(1440));
+    assert!(status
+        .credential_fingerprint
+        .as_deref()
+        .unwrap()
+        .starts_with("hmac-sha256:"));
+    assert!(condition(&iep, "Reconciling").is_none() && condition(&iep, "Stalled").is_none());
+    assert_eq!(
+        iep.metadata.finalizers.as_deref(),
+        Some(&["esinference.io/cleanup".to_owned()][..])
+    );
+
+    // GET before PUT, exactly one PUT, on the two-segment path, with the key from the Secret.
+    let puts: Vec<_> = env
+        .es
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(puts[0].path, "/_inference/text_embedding/emb");
+    assert_eq!(
+        env.es.stored_secret("emb"),
+        Some(("api_key".into(), KEY.into()))
+    );
+    let first_get = env
+        .es
+        .requests()
+        .iter()
+        .position(|r| r.method == "GET" && r.path == "/_inference/text_embedding/emb");
+    let put = env.es.requests().iter().position(|r| r.method == "PUT");
+    assert!(first_get < put, "GET precedes PUT");
+
+    let events = events(&env, "emb").await;
+    assert!(events
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("Created") && e.type_.as_deref() == Some("Normal")));
+}
+
+#[tokio::test]
+async fn completion_endpoint_with_entra_id_token() {
+    let env = TestEnv::start().await;
+    env.es.azure().accept_credential("entra-token-xyz");
+    env.put_secret("entra", &[("token", "entra-token-xyz")])
+        .await;
+    let _operator = start_operator(&env, test_config());
+    create(
+        &env,
+        "chat",
+        json!({
+            "elasticsearch": env.es_connection(),
+            "inferenceId": "gpt-completion",
+            "taskType": "completion",
+            "azureOpenAI": {
+                "resourceName": "test-resource", "deploymentId": "gpt-4o", "apiVersion": "2024-10-21",
+                "entraIdSecretRef": {"name": "entra", "key": "token"},
+                "taskSettings": {"user": "search"}
+            }
+        }),
+    )
+    .await;
+    let iep = wait_ready(&env, "chat", "True", "Created").await;
+    assert_eq!(
+        iep.status.unwrap().inference_id.as_deref(),
+        Some("gpt-completion")
+    );
+    let stored = env.es.endpoint("gpt-completion").expect("endpoint stored");
+    assert_eq!(stored["task_type"], "completion");
+    assert_eq!(stored["task_settings"], json!({"user": "search"}));
+    assert_eq!(
+        stored["service_settings"]["rate_limit"]["requests_per_minute"],
+        120
+    );
+    assert_eq!(
+        env.es.stored_secret("gpt-completion"),
+        Some(("entra_id".into(), "entra-token-xyz".into()))
+    );
+}
+
+#[tokio::test]
+async fn nothing_changed_means_no_elasticsearch_or_status_writes() {
+    let env = env_with_key().await;
+    let config = inference_operator::controller::Config {
+        recheck_interval: Duration::from_millis(300),
+        ..test_config()
+    };
+    let _operator = start_operator(&env, config);
+    create(&env, "steady", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "steady", "True", "Created").await;
+
+    env.es.clear_requests();
+    env.kube.clear_requests();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let requests = env.es.requests();
+    let reads = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/_inference/text_embedding/steady")
+        .count();
+    let writes: Vec<_> = requests.iter().filter(|r| r.method != "GET").collect();
+    assert!(
+        reads >= 3,
+        "at least three re-checks ran (saw {reads} reads)"
+    );
+    assert!(
+        writes.is_empty(),
+        "no Elasticsearch writes in steady state: {writes:?}"
+    );
+    let kube_writes: Vec<_> = env
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(
+        kube_writes.is_empty(),
+        "no Kubernetes writes in steady state: {kube_writes:?}"
+    );
+}
+
+#[tokio::test]
+async fn missing_secret_is_reported_then_picked_up_when_created() {
+    let env = TestEnv::start().await;
+    env.es.azure().accept_credential(KEY);
+    let _operator = start_operator(&env, test_config());
+    let created = create(&env, "late", embedding_spec(&env, "azure-late")).await;
+
+    let iep = wait_ready(&env, "late", "False", "SecretNotFound").await;
+    let ready = condition(&iep, "Ready").unwrap();
+    assert!(
+        ready.message.contains(r#"Secret "azure-late" not found"#),
+        "{}",
+        ready.message
+    );
+    assert_eq!(condition(&iep, "Stalled").unwrap().status, "True");
+    assert_eq!(es_requests(&env, "PUT"), 0);
+    let warnings = events(&env, "late").await;
+    assert!(warnings
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("SecretNotFound")
+            && e.type_.as_deref() == Some("Warning")));
+
+    // Creating the Secret alone (the object is untouched) brings the endpoint up: the
+    // metadata-only Secret watch maps it to this object; the re-check interval is an hour.
+    env.put_secret("azure-late", &[("apiKey", KEY)]).await;
+    let iep = wait_ready(&env, "late", "True", "Created").await;
+    assert_eq!(iep.metadata.generation, created.metadata.generation);
+    assert!(condition(&iep, "Stalled").is_none());
+}
+
+#[tokio::test]
+async fn missing_key_in_secret_is_reported() {
+    let env = TestEnv::start().await;
+    env.put_secret("azure", &[("wrongKey", KEY)]).await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "nokey", embedding_spec(&env, "azure")).await;
+    let iep = wait_ready(&env, "nokey", "False", "SecretKeyMissing").await;
+    let message = &condition(&iep, "Ready").unwrap().message;
+    assert_eq!(message, r#"Secret "azure" has no key "apiKey""#);
+    assert_eq!(es_requests(&env, "PUT"), 0);
+}
+
+#[tokio::test]
+async fn rejected_azure_key_is_reported_with_elasticsearch_reason_and_not_retried() {
+    let env = TestEnv::start().await;
+    env.put_secret("azure", &[("apiKey", "revoked-key")]).await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "badkey", embedding_spec(&env, "azure")).await;
+
+    let iep = wait_ready(&env, "badkey", "False", "AzureRejectedCredentials").await;
+    let message = &condition(&iep, "Ready").unwrap().message;
+    assert!(
+        message.contains("Received an authentication error status code"),
+        "message quotes Elasticsearch: {message}"
+    );
+    assert!(!message.contains("revoked-key"));
+    assert_eq!(condition(&iep, "Stalled").unwrap().status, "True");
+
+    // Permanent: no retry storm while nothing changes (backoff would have retried ~10 times).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        es_requests(&env, "PUT"),
+        1,
+        "the rejected PUT is not retried"
+    );
+
+    // Fixing the Secret is enough.
+    env.es.azure().accept_credential(KEY);
+    env.put_secret("azure", &[("apiKey", KEY)]).await;
+    wait_ready(&env, "badkey", "True", "Created").await;
+    assert_eq!(
+        env.es.stored_secret("badkey"),
+        Some(("api_key".into(), KEY.into()))
+    );
+}
+
+#[tokio::test]
+async fn unreachable_elasticsearch_backs_off_then_converges() {
+    let env = env_with_key().await;
+    env.es.inject_fault(Route::Any, Fault::Reset, Some(4));
+    let _operator = start_operator(&env, test_config());
+    create(&env, "flaky", embedding_spec(&env, "azure")).await;
+
+    let iep = wait_ready(&env, "flaky", "True", "Created").await;
+    assert!(condition(&iep, "Reconciling").is_none());
+    let warnings = events(&env, "flaky").await;
+    assert!(
+        warnings
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ElasticsearchUnreachable")
+                && e.type_.as_deref() == Some("Warning")),
+        "the transient failure was announced: {:?}",
+        warnings
+            .iter()
+            .map(|e| e.reason.clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(es_requests(&env, "PUT"), 1);
+}
+
+#[tokio::test]
+async fn transient_failure_sets_reconciling_until_elasticsearch_returns() {
+    let env = env_with_key().await;
+    env.es.inject_fault(Route::Any, Fault::Status(503), None);
+    let _operator = start_operator(&env, test_config());
+    create(&env, "down", embedding_spec(&env, "azure")).await;
+    let iep = wait_ready(&env, "down", "False", "ElasticsearchUnavailable").await;
+    assert_eq!(condition(&iep, "Reconciling").unwrap().status, "True");
+    assert!(condition(&iep, "Stalled").is_none());
+
+    // Attempts are spaced by a growing delay (100 ms doubling, capped at 1 s): over 2 s a hot
+    // loop would make hundreds of requests.
+    env.es.clear_requests();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let attempts = env.es.requests().len();
+    assert!(
+        (1..=8).contains(&attempts),
+        "backoff bounds attempts: {attempts}"
+    );
+
+    env.es.clear_faults();
+    wait_ready(&env, "down", "True", "Created").await;
+}
+
+#[tokio::test]
+async fn delete_policy_removes_the_endpoint_and_releases_the_finalizer() {
+    let env = env_with_key().await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "gone", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "gone", "True", "Created").await;
+
+    api(&env)
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&env, "gone").await;
+    assert!(env.es.endpoint("gone").is_none());
+    assert_eq!(es_requests(&env, "DELETE"), 1);
+}
+
+#[tokio::test]
+async fn retain_policy_leaves_the_endpoint() {
+    let env = env_with_key().await;
+    let _operator = start_operator(&env, test_config());
+    let mut spec = embedding_spec(&env, "azure");
+    spec["deletionPolicy"] = json!("Retain");
+    create(&env, "kept", spec).await;
+    wait_ready(&env, "kept", "True", "Created").await;
+
+    api(&env)
+        .delete("kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&env, "kept").await;
+    assert!(env.es.endpoint("kept").is_some());
+    assert_eq!(es_requests(&env, "DELETE"), 0);
+}
+
+#[tokio::test]
+async fn delete_when_elasticsearch_already_lost_the_endpoint() {
+    let env = env_with_key().await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "lost", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "lost", "True", "Created").await;
+    assert!(env.es.delete_out_of_band("lost"));
+
+    api(&env)
+        .delete("lost", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&env, "lost").await;
+    assert_eq!(es_requests(&env, "DELETE"), 1, "the 404 counts as done");
+}
+
+#[tokio::test]
+async fn delete_refused_while_in_use_is_reported_not_forced() {
+    let env = env_with_key().await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "used", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "used", "True", "Created").await;
+    env.es.add_pipeline_reference("used", "ingest-docs");
+
+    api(&env)
+        .delete("used", &DeleteParams::default())
+        .await
+        .unwrap();
+    let iep = wait_ready(&env, "used", "False", "InUse").await;
+    let message = &condition(&iep, "Ready").unwrap().message;
+    assert!(
+        message.contains("ingest-docs"),
+        "names the pipeline: {message}"
+    );
+    assert!(env.es.endpoint("used").is_some());
+    assert!(
+        env.es
+            .requests()
+            .iter()
+            .all(|r| r.query_param("force").is_none()),
+        "never forced"
+    );
+
+    env.es.remove_pipeline_reference("used", "ingest-docs");
+    wait_gone(&env, "used").await;
+    assert!(env.es.endpoint("used").is_none());
+}
+
+#[tokio::test]
+async fn rotated_key_reaches_elasticsearch_through_update_without_delete() {
+    let env = env_with_key().await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "rot", embedding_spec(&env, "azure")).await;
+    let before = wait_ready(&env, "rot", "True", "Created").await;
+
+    env.es.azure().accept_credential("azure-key-rotated");
+    env.put_secret("azure", &[("apiKey", "azure-key-rotated")])
+        .await;
+    let after = wait_ready(&env, "rot", "True", "CredentialsRotated").await;
+    assert_ne!(
+        before.status.unwrap().credential_fingerprint,
+        after.status.unwrap().credential_fingerprint
+    );
+    assert_eq!(
+        env.es.stored_secret("rot"),
+        Some(("api_key".into(), "azure-key-rotated".into()))
+    );
+    let update = env
+        .es
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/_update"))
+        .expect("an _update");
+    assert_eq!(update.path, "/_inference/text_embedding/rot/_update");
+    assert_eq!(es_requests(&env, "DELETE"), 0);
+}
+
+#[tokio::test]
+async fn settings_the_cluster_version_lacks_are_refused_before_any_request() {
+    let env = env_with_key().await;
+    let _operator = start_operator(&env, test_config());
+    // The schema allows chunking settings; an 8.15 cluster does not know them. The operator
+    // says so instead of sending a request Elasticsearch would answer with an opaque 400.
+    env.es.set_version("8.15.0");
+    let mut spec = embedding_spec(&env, "azure");
+    spec["chunkingSettings"] = json!({"strategy": "sentence", "maxChunkSize": 100});
+    create(&env, "old", spec).await;
+    let iep = wait_ready(&env, "old", "False", "UnsupportedByCluster").await;
+    assert!(condition(&iep, "Ready").unwrap().message.contains("8.16"));
+    assert_eq!(es_requests(&env, "PUT"), 0, "refused before any request");
+
+    // Dropping the field fixes it.
+    let patch = json!({"spec": {"chunkingSettings": null}});
+    api(&env)
+        .patch("old", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let iep = wait_ready(&env, "old", "True", "Created").await;
+    assert_eq!(iep.status.as_ref().unwrap().observed_generation, Some(2));
+    let _ = eventually(Duration::from_secs(1), "one PUT", || async {
+        (es_requests(&env, "PUT") == 1).then_some(())
+    })
+    .await;
+}

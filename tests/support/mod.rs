@@ -1,0 +1,156 @@
+//! Helpers shared by the in-process integration tests: run the real controller against the
+//! Kubernetes API emulator and the Elasticsearch double, build objects, wait for conditions.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use inference_operator::api::InferenceEndpoint;
+use inference_operator::controller::{self, Config};
+use inference_operator::http::Health;
+use inference_operator::metrics::Metrics;
+use inference_testenv::env::{eventually, TestEnv};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The controller running in this test process; stopped (gracefully) on drop.
+pub struct Operator {
+    stop: Option<watch::Sender<()>>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop.take();
+    }
+}
+
+/// Settings for tests: fast backoff, and a re-check interval long enough that only the
+/// behaviour under test triggers reconciles.
+pub fn test_config() -> Config {
+    Config {
+        recheck_interval: Duration::from_secs(3600),
+        backoff_initial: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(1),
+        ..Config::default()
+    }
+}
+
+pub fn start_operator(env: &TestEnv, config: Config) -> Operator {
+    let (stop, mut stopped) = watch::channel(());
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    tokio::spawn(controller::run(
+        env.client.clone(),
+        config,
+        metrics.clone(),
+        health.clone(),
+        async move {
+            let _ = stopped.changed().await;
+        },
+    ));
+    Operator {
+        stop: Some(stop),
+        metrics,
+        health,
+    }
+}
+
+pub fn api(env: &TestEnv) -> Api<InferenceEndpoint> {
+    Api::namespaced(env.client.clone(), &env.namespace)
+}
+
+/// A text_embedding spec against the double, with the Azure key in Secret `secret`/`apiKey`.
+pub fn embedding_spec(env: &TestEnv, secret: &str) -> Value {
+    json!({
+        "elasticsearch": env.es_connection(),
+        "taskType": "text_embedding",
+        "azureOpenAI": {
+            "resourceName": "test-resource",
+            "deploymentId": "embeddings",
+            "apiVersion": "2024-10-21",
+            "apiKeySecretRef": {"name": secret, "key": "apiKey"}
+        }
+    })
+}
+
+pub async fn create(env: &TestEnv, name: &str, spec: Value) -> InferenceEndpoint {
+    let object: InferenceEndpoint = serde_json::from_value(json!({
+        "apiVersion": "esinference.io/v1alpha1",
+        "kind": "InferenceEndpoint",
+        "metadata": {"name": name, "namespace": env.namespace},
+        "spec": spec,
+    }))
+    .expect("valid InferenceEndpoint");
+    api(env)
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create InferenceEndpoint")
+}
+
+pub fn condition<'a>(iep: &'a InferenceEndpoint, type_: &str) -> Option<&'a Condition> {
+    iep.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// Wait until the Ready condition has `status` and `reason`.
+pub async fn wait_ready(
+    env: &TestEnv,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> InferenceEndpoint {
+    let api = api(env);
+    eventually(
+        WAIT,
+        &format!("{name}: Ready={status} reason={reason}"),
+        || {
+            let api = api.clone();
+            async move {
+                let iep = api.get(name).await.ok()?;
+                let ready = condition(&iep, "Ready")?;
+                (ready.status == status && ready.reason == reason).then_some(iep)
+            }
+        },
+    )
+    .await
+}
+
+pub async fn wait_gone(env: &TestEnv, name: &str) {
+    let api = api(env);
+    eventually(WAIT, &format!("{name} to be deleted"), || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+    })
+    .await
+}
+
+pub async fn events(env: &TestEnv, name: &str) -> Vec<Event> {
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
+    events
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+/// Elasticsearch requests to `_inference/...` with `method`, excluding GETs of `/`.
+pub fn es_requests(env: &TestEnv, method: &str) -> usize {
+    env.es
+        .requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.starts_with("/_inference"))
+        .count()
+}
