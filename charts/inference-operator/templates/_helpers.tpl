@@ -1,0 +1,84 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "inference-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-<chart>, or the release name when it already contains the chart name. */}}
+{{- define "inference-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "inference-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "inference-operator.labels" -}}
+helm.sh/chart: {{ include "inference-operator.chart" . }}
+{{ include "inference-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: inference-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Selector labels: stable across upgrades (a Deployment's selector is immutable). */}}
+{{- define "inference-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "inference-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "inference-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "inference-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "inference-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when leader election is on: asked for, or implied by more than one replica. */}}
+{{- define "inference-operator.leaderElect" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}true{{ end }}
+{{- end }}
+
+{{- define "inference-operator.leaseName" -}}
+{{- default (include "inference-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/* The RBAC rules for InferenceEndpoints, Secrets and Events, shared by the ClusterRole and the namespaced Role. */}}
+{{- define "inference-operator.rules" -}}
+- apiGroups: ["esinference.io"]
+  resources: ["inferenceendpoints"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["esinference.io"]
+  resources: ["inferenceendpoints/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["esinference.io"]
+  resources: ["inferenceendpoints/finalizers"]
+  verbs: ["update"]
+# Credentials, CA certificates and ECK's <name>-es-elastic-user / <name>-es-http-certs-public.
+# list/watch serve a metadata-only watch (rotation detection); contents are read with get.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
