@@ -1,0 +1,174 @@
+//! Admission: the committed CRD, served by the Kubernetes API emulator (OpenAPI schema + CEL,
+//! with the API server's message formats), accepts every object in `examples/` and rejects a
+//! table of invalid objects with readable messages — before anything reaches Elasticsearch.
+
+use inference_testenv::env::TestEnv;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{json, Value};
+
+fn resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "esinference.io",
+        "v1alpha1",
+        "InferenceEndpoint",
+    ))
+}
+
+fn examples() -> Vec<(String, Value)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut docs = vec![];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let values: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for value in values.into_iter().filter(|v| !v.is_null()) {
+            docs.push((path.display().to_string(), value));
+        }
+    }
+    docs
+}
+
+#[tokio::test]
+async fn every_example_is_accepted() {
+    let env = TestEnv::start().await;
+    let ieps: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), &env.namespace, &resource());
+    let mut accepted = 0;
+    for (file, doc) in examples() {
+        if doc["kind"] != "InferenceEndpoint" {
+            continue;
+        }
+        let object: DynamicObject = serde_json::from_value(doc).unwrap();
+        ieps.create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|e| panic!("{file} rejected: {e}"));
+        accepted += 1;
+    }
+    assert!(
+        accepted >= 2,
+        "text_embedding and completion examples exist"
+    );
+}
+
+fn valid() -> Value {
+    json!({
+        "elasticsearch": {"url": "https://es:9200", "credentialsSecretRef": {"name": "es"}},
+        "taskType": "text_embedding",
+        "azureOpenAI": {
+            "resourceName": "res", "deploymentId": "dep", "apiVersion": "2024-10-21",
+            "apiKeySecretRef": {"name": "azure", "key": "apiKey"}
+        }
+    })
+}
+
+fn set(mut spec: Value, pointer: &str, value: Value) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let parent = spec.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+    if value.is_null() {
+        parent.remove(key);
+    } else {
+        parent.insert(key.to_owned(), value);
+    }
+    spec
+}
+
+async fn create(env: &TestEnv, name: &str, spec: Value) -> Result<(), String> {
+    let ieps: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), &env.namespace, &resource());
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap();
+    match ieps.create(&PostParams::default(), &object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.reason, "Invalid", "{status:?}");
+            assert_eq!(status.code, 422);
+            Err(status.message)
+        }
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+#[tokio::test]
+async fn invalid_objects_are_rejected_with_readable_messages() {
+    let env = TestEnv::start().await;
+    assert_eq!(create(&env, "valid", valid()).await, Ok(()));
+    let table: Vec<(&str, Value, &str)> = vec![
+        ("bad inference id", set(valid(), "/inferenceId", json!("My_Id")),
+         "spec.inferenceId in body should match"),
+        ("unknown task type", set(valid(), "/taskType", json!("rerank")),
+         r#"spec.taskType: Unsupported value: "rerank""#),
+        ("missing resource name", set(valid(), "/azureOpenAI/resourceName", Value::Null),
+         "spec.azureOpenAI.resourceName: Required value"),
+        ("zero rate limit", set(valid(), "/azureOpenAI/rateLimit", json!({"requestsPerMinute": 0})),
+         "spec.azureOpenAI.rateLimit.requestsPerMinute: Invalid value: 0: spec.azureOpenAI.rateLimit.requestsPerMinute in body should be greater than or equal to 1"),
+        ("bad similarity", set(valid(), "/azureOpenAI/similarity", json!("manhattan")),
+         r#"spec.azureOpenAI.similarity: Unsupported value: "manhattan""#),
+        ("no url scheme", set(valid(), "/elasticsearch/url", json!("es:9200")),
+         "spec.elasticsearch.url in body should match"),
+        ("two credentials", set(valid(), "/azureOpenAI/entraIdSecretRef", json!({"name": "e", "key": "k"})),
+         "exactly one of apiKeySecretRef or entraIdSecretRef must be set"),
+        ("two targets", set(valid(), "/elasticsearchRef", json!({"name": "quickstart"})),
+         "exactly one of elasticsearchRef or elasticsearch must be set"),
+        ("dimensions on completion",
+         set(set(valid(), "/taskType", json!("completion")), "/azureOpenAI/dimensions", json!(256)),
+         "spec.azureOpenAI.dimensions: Invalid value"),
+        ("chunking on completion",
+         set(set(valid(), "/taskType", json!("completion")), "/chunkingSettings", json!({"strategy": "none"})),
+         "chunkingSettings apply only to taskType text_embedding"),
+        ("word chunking without overlap",
+         set(valid(), "/chunkingSettings", json!({"strategy": "word", "maxChunkSize": 100})),
+         "overlap is required for strategy word and applies only to it"),
+        ("sentence overlap 2",
+         set(valid(), "/chunkingSettings", json!({"strategy": "sentence", "maxChunkSize": 100, "sentenceOverlap": 2})),
+         "should be less than or equal to 1"),
+    ];
+    for (index, (case, spec, expected)) in table.into_iter().enumerate() {
+        let result = create(&env, &format!("invalid-{index}"), spec).await;
+        match result {
+            Ok(()) => panic!("{case}: accepted"),
+            Err(message) => assert!(
+                message.contains(expected),
+                "{case}: expected {expected:?} in {message:?}"
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn identity_fields_cannot_change_after_creation() {
+    let env = TestEnv::start().await;
+    create(
+        &env,
+        "fixed",
+        set(valid(), "/inferenceId", json!("fixed-id")),
+    )
+    .await
+    .unwrap();
+    let ieps: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), &env.namespace, &resource());
+    for (patch, expected) in [
+        (
+            json!({"spec": {"inferenceId": "other-id"}}),
+            "inferenceId is immutable",
+        ),
+        (
+            json!({"spec": {"taskType": "completion"}}),
+            "taskType is immutable",
+        ),
+    ] {
+        let error = ieps
+            .patch("fixed", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect_err("immutable field changed");
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+    // A mutable field still changes.
+    let patch = json!({"spec": {"azureOpenAI": {"rateLimit": {"requestsPerMinute": 60}}}});
+    ieps.patch("fixed", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("mutable field");
+}
