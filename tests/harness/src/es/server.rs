@@ -236,6 +236,26 @@ async fn handle(
         let latency = st.latency + st.route_latency.get(&route).copied().unwrap_or_default();
         (latency, take_fault(&mut st, route))
     };
+    if fault.is_none() {
+        // Elasticsearch finishes what it started even when the client goes away (a closed
+        // connection does not cancel a create: reference §4.3), so the work runs in its own
+        // task that a dropped connection does not cancel.
+        let work = tokio::spawn(async move {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            let auth = {
+                let st = sh.lock();
+                check_auth(&st, auth_header.as_deref(), &uri)
+            };
+            if let Err(e) = auth {
+                return build(e.into(), method == "HEAD");
+            }
+            let resp = dispatch(&sh, &req).await;
+            build(resp, method == "HEAD")
+        });
+        return work.await.map_err(std::io::Error::other);
+    }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
