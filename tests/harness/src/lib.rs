@@ -1,3 +1,4 @@
 pub mod env;
 pub mod es;
 pub mod kube;
+pub mod sandbox;

@@ -1,0 +1,85 @@
+//! `cargo run -p inference-testenv --bin sandbox [-- --es-version 9.1.0] [--exit-when-ready]`
+//!
+//! Builds the operator (debug profile, the same build the tests use), then runs it against an
+//! emulated cluster and Elasticsearch with `examples/` applied. See `inference_testenv::sandbox`.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use inference_testenv::sandbox::{run, SandboxOptions};
+
+fn main() -> ExitCode {
+    let mut es_version = "9.1.0".to_owned();
+    let mut exit_when_ready = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--es-version" => es_version = args.next().unwrap_or(es_version),
+            "--exit-when-ready" => exit_when_ready = true,
+            "-h" | "--help" => {
+                println!("usage: sandbox [--es-version X.Y.Z] [--exit-when-ready]");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("unknown argument {other:?}; see --help");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let operator_bin = match build_operator() {
+        Ok(path) => path,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let workspace = workspace.canonicalize().unwrap_or(workspace);
+    let options = SandboxOptions {
+        operator_bin,
+        work_dir: workspace.join("target/sandbox"),
+        es_version,
+        exit_when_ready,
+        ready_timeout: Duration::from_secs(30),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(options)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sandbox failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo build --bin inference-operator`, returning the executable cargo reports.
+fn build_operator() -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    let output = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--bin",
+            "inference-operator",
+            "--message-format",
+            "json",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "building inference-operator failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["target"]["name"] == "inference-operator")
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| "cargo did not report the inference-operator executable".to_owned())
+}
