@@ -5,5 +5,6 @@ pub mod api;
 pub mod controller;
 pub mod elasticsearch;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod secrets;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use inference_operator::controller::{self, connection::ConnectionSettings};
 use inference_operator::http::{self, Health};
+use inference_operator::leader;
 use inference_operator::metrics::Metrics;
 use tokio::sync::watch;
 use tracing_subscriber::{fmt, EnvFilter};
@@ -64,6 +65,18 @@ struct RunArgs {
     /// Address serving /metrics, /livez and /readyz.
     #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: SocketAddr,
+    /// Reconcile only while holding a coordination.k8s.io Lease (for more than one replica).
+    #[arg(long, env = "LEADER_ELECT")]
+    leader_elect: bool,
+    /// Name of the Lease used for leader election.
+    #[arg(long, env = "LEASE_NAME", default_value = "inference-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// How long a Lease is valid without renewal: the longest a failed leader blocks a standby.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -125,9 +138,6 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             shutdown_signal().await;
             drop(stop);
         });
-        let wait = |mut rx: watch::Receiver<()>| async move {
-            let _ = rx.changed().await;
-        };
         let metrics = Arc::new(Metrics::default());
         let health = Arc::new(Health::default());
         let listener = match http::bind(args.metrics_address).await {
@@ -143,7 +153,22 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             wait(stopped.clone()),
         );
         let server = tokio::spawn(server);
-        controller::run(client, config, metrics, health, wait(stopped)).await;
+        let outcome = if args.leader_elect {
+            let election = leader::Election {
+                lease_name: args.lease_name,
+                namespace: args.lease_namespace.unwrap_or_else(|| "default".into()),
+                identity: identity(),
+                duration: args.lease_duration,
+            };
+            leader::run_as_leader(client, config, metrics, health, election, wait(stopped)).await
+        } else {
+            controller::run(client, config, metrics, health, wait(stopped)).await;
+            Ok(())
+        };
+        if let Err(error) = outcome {
+            tracing::error!(%error, "leader election failed");
+            return std::process::ExitCode::FAILURE;
+        }
         match server.await {
             Ok(Ok(())) => std::process::ExitCode::SUCCESS,
             Ok(Err(error)) => {
@@ -152,6 +177,20 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             }
             Err(_) => std::process::ExitCode::FAILURE,
         }
+    })
+}
+
+async fn wait(mut stopped: watch::Receiver<()>) {
+    let _ = stopped.changed().await;
+}
+
+/// The Lease holder identity: the pod name, else host name and process id.
+fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "inference-operator".into());
+        format!("{host}-{}", std::process::id())
     })
 }
 

@@ -266,7 +266,18 @@ impl Target {
     }
 
     fn operator(&self) -> OperatorProcess {
-        OperatorProcess::spawn(&self.kubeconfig, &self.namespace)
+        OperatorProcess::spawn(&self.kubeconfig, &self.namespace, &[], "e2e-operator")
+    }
+
+    /// A replica with leader election on, identified by `identity`.
+    fn replica(&self, identity: &str) -> OperatorProcess {
+        let lease = format!("--lease-namespace={}", self.namespace);
+        OperatorProcess::spawn(
+            &self.kubeconfig,
+            &self.namespace,
+            &["--leader-elect", "--lease-duration", "3s", &lease],
+            identity,
+        )
     }
 
     async fn cleanup(self) {
@@ -286,7 +297,12 @@ struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    fn spawn(kubeconfig: &std::path::Path, namespace: &str) -> OperatorProcess {
+    fn spawn(
+        kubeconfig: &std::path::Path,
+        namespace: &str,
+        extra: &[&str],
+        pod_name: &str,
+    ) -> OperatorProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_inference-operator"))
             .args([
                 "run",
@@ -303,7 +319,9 @@ impl OperatorProcess {
                 "--backoff-max",
                 "1s",
             ])
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", pod_name)
             .env("RUST_LOG", "trace")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -649,6 +667,69 @@ async fn invalid_object_rejected_at_admission(t: Target) {
     t.cleanup().await;
 }
 
+async fn only_the_leader_reconciles_and_a_standby_takes_over(t: Target) {
+    t.put_secret("azure", &[("apiKey", &t.azure.good_key)])
+        .await;
+    let mut first = t.replica("replica-a");
+    eventually(WAIT, "replica-a to lead", || async {
+        first
+            .log()
+            .contains("acquired the leader Lease")
+            .then_some(())
+    })
+    .await;
+    let second = t.replica("replica-b");
+    eventually(WAIT, "replica-b to stand by", || async {
+        second
+            .log()
+            .contains("waiting for the leader Lease")
+            .then_some(())
+    })
+    .await;
+
+    let before = t.id("before");
+    t.create("before", &before, t.spec("completion", "azure"))
+        .await;
+    t.wait_ready("before", "True", &["Created"]).await;
+    assert!(first.log().contains("created inference endpoint"));
+    assert!(
+        !second.log().contains("created inference endpoint"),
+        "the standby never writes"
+    );
+    assert!(!second.log().contains("acquired the leader Lease"));
+
+    // SIGKILL: the Lease is not released and must expire (3 s) before the standby takes over.
+    first.kill().await;
+    let killed_at = std::time::Instant::now();
+    eventually(WAIT, "replica-b to take over", || async {
+        second
+            .log()
+            .contains("acquired the leader Lease")
+            .then_some(())
+    })
+    .await;
+    let takeover = killed_at.elapsed();
+    println!("standby took over {takeover:?} after the leader was killed");
+    assert!(
+        takeover < Duration::from_secs(10),
+        "within the lease duration plus a renewal period"
+    );
+
+    let after = t.id("after");
+    t.create("after", &after, t.spec("completion", "azure"))
+        .await;
+    t.wait_ready("after", "True", &["Created"]).await;
+    assert!(second.log().contains("created inference endpoint"));
+    for name in ["before", "after"] {
+        t.api()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+        t.wait_gone(name).await;
+    }
+    t.cleanup().await;
+}
+
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {
         mod emulated {
@@ -679,4 +760,5 @@ scenarios!(
     elasticsearch_down_then_back,
     killed_mid_create_then_restarted,
     invalid_object_rejected_at_admission,
+    only_the_leader_reconciles_and_a_standby_takes_over,
 );
