@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller against the cluster of the current kubeconfig (or in-cluster config).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
     /// Print the version.
@@ -98,7 +98,7 @@ fn main() -> std::process::ExitCode {
             println!("inference-operator {}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
         }
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
     }
 }
 

@@ -344,7 +344,7 @@ async fn delete_refused_while_in_use_is_reported_not_forced() {
         .delete("used", &DeleteParams::default())
         .await
         .unwrap();
-    let iep = wait_ready(&env, "used", "False", "InUse").await;
+    let iep = wait_ready(&env, "used", "False", "DeletionBlocked").await;
     let message = &condition(&iep, "Ready").unwrap().message;
     assert!(
         message.contains("ingest-docs"),

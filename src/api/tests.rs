@@ -7,7 +7,7 @@ use kube::core::cel::Validator;
 use serde_json::{json, Value};
 
 fn schema() -> Value {
-    let crd = InferenceEndpoint::crd();
+    let crd = crd();
     serde_json::to_value(
         crd.spec.versions[0]
             .schema
@@ -80,7 +80,7 @@ fn committed_crd_matches_the_types() {
 
 #[test]
 fn crd_identity_matches_the_design() {
-    let crd = InferenceEndpoint::crd();
+    let crd = crd();
     assert_eq!(crd.spec.group, "esinference.io");
     assert_eq!(crd.spec.scope, "Namespaced");
     assert_eq!(crd.spec.names.kind, "InferenceEndpoint");
@@ -103,6 +103,15 @@ fn crd_identity_matches_the_design() {
     assert_eq!(
         columns,
         ["Ready", "Reason", "Task", "Inference ID", "Message", "Age"]
+    );
+}
+
+#[test]
+fn unreconciled_objects_read_back_with_observed_generation_minus_one() {
+    let schema = schema();
+    assert_eq!(
+        schema["properties"]["status"]["default"],
+        json!({"observedGeneration": -1})
     );
 }
 

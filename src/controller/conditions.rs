@@ -64,6 +64,13 @@ impl Outcome {
     pub fn is_ready(&self) -> bool {
         self.state == State::Ready
     }
+
+    /// Permanent failures that something other than this object or its Secrets can resolve
+    /// (another object letting go of the endpoint, the original cluster coming back): these are
+    /// re-checked at the periodic interval instead of waiting for a change that never comes.
+    pub fn resolves_elsewhere(&self) -> bool {
+        self.state == State::Permanent && matches!(self.reason, "Conflict" | "ClusterChanged")
+    }
 }
 
 /// The conditions that describe `outcome`, carrying over `lastTransitionTime` from `previous`

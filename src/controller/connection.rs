@@ -41,6 +41,9 @@ pub struct Connections {
     settings: ConnectionSettings,
     metrics: Arc<Metrics>,
     cache: Mutex<HashMap<String, Arc<Connection>>>,
+    /// The connection each object (by uid) last used, so its cleanup can still reach
+    /// Elasticsearch after its Secrets are gone (namespace deletion removes them in parallel).
+    last_used: Mutex<HashMap<String, Arc<Connection>>>,
 }
 
 /// Upper bound on cached clients; past it the cache starts over (stale entries from rotated
@@ -53,6 +56,7 @@ impl Connections {
             settings,
             metrics,
             cache: Mutex::new(HashMap::new()),
+            last_used: Mutex::new(HashMap::new()),
         }
     }
 
@@ -91,6 +95,31 @@ impl Connections {
     /// have been upgraded or rebuilt behind the same URL).
     pub fn forget(&self, key: &str) {
         self.lock().remove(key);
+    }
+
+    pub fn remember(&self, uid: &str, connection: &Arc<Connection>) {
+        let mut last_used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+        match last_used.get(uid) {
+            Some(known) if Arc::ptr_eq(known, connection) => {}
+            _ => {
+                last_used.insert(uid.to_owned(), connection.clone());
+            }
+        }
+    }
+
+    pub fn remembered(&self, uid: &str) -> Option<Arc<Connection>> {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(uid)
+            .cloned()
+    }
+
+    pub fn forget_remembered(&self, uid: &str) {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Connection>>> {

@@ -11,6 +11,7 @@ pub mod conditions;
 pub mod connection;
 pub mod desired;
 pub mod outcomes;
+pub mod ownership;
 pub mod plan;
 pub mod reconcile;
 
@@ -96,6 +97,8 @@ pub enum Error {
 /// Shared state of all reconciles.
 pub struct Context {
     pub client: kube::Client,
+    /// Every InferenceEndpoint the controller sees, for ownership checks between objects.
+    pub store: Store<InferenceEndpoint>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub config: Config,
@@ -105,7 +108,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: kube::Client, config: Config, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: kube::Client,
+        config: Config,
+        metrics: Arc<Metrics>,
+        store: Store<InferenceEndpoint>,
+    ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -114,6 +122,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             connections: Connections::new(config.connection.clone(), metrics.clone()),
             metrics,
+            store,
             client,
             config,
             failures: Mutex::new(HashMap::new()),
@@ -128,6 +137,10 @@ impl Context {
                 Action::requeue(jitter(self.config.recheck_interval))
             }
             State::Transient => Action::requeue(self.backoff_delay(iep)),
+            State::Permanent if outcome.resolves_elsewhere() => {
+                self.forget(iep);
+                Action::requeue(jitter(self.config.recheck_interval))
+            }
             // The Secret watch and the object watch bring it back when something changes.
             State::Permanent => {
                 self.forget(iep);
@@ -329,7 +342,7 @@ pub async fn run(
     });
     let store = reader.clone();
     let concurrency = config.concurrency;
-    let ctx = Arc::new(Context::new(client, config, metrics));
+    let ctx = Arc::new(Context::new(client, config, metrics, reader.clone()));
     info!("starting controller");
     Controller::for_stream(iep_stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))

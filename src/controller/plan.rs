@@ -9,7 +9,11 @@
 //!   `_update` (8.17+), never delete;
 //! * present with differences Elasticsearch can change in place → `_update`;
 //! * anything else is reported, never forced: an endpoint this object did not create is a
-//!   conflict, an immutable change to one it did create needs a new object.
+//!   conflict (unless the adopt annotation says otherwise), an immutable change to one it did
+//!   create needs `updatePolicy: Recreate` (which the driver still refuses while the endpoint is
+//!   in use);
+//! * a different cluster behind the same URL, or another object already managing the same
+//!   (cluster, id), is reported before anything is written.
 
 use crate::controller::conditions::Outcome;
 use crate::elasticsearch::normalize::{compare, Difference};
@@ -27,6 +31,18 @@ pub struct PlanInput<'a> {
     /// Fingerprint recorded in status when the credential was last applied.
     pub applied_fingerprint: Option<&'a str>,
     pub version: &'a EsVersion,
+    /// The adopt annotation is set: take over a differing endpoint.
+    pub adopt: bool,
+    /// `updatePolicy: Recreate`.
+    pub recreate: bool,
+    /// Another InferenceEndpoint (`namespace/name`) manages this id in this cluster.
+    pub claimed_by: Option<&'a str>,
+    /// The UUID of the cluster answering now, and the one status recorded for the endpoint
+    /// this object owns (if any).
+    pub cluster_uuid: &'a str,
+    pub recorded_cluster_uuid: Option<&'a str>,
+    /// The accept-cluster annotation's value.
+    pub accepted_cluster_uuid: Option<&'a str>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -40,15 +56,39 @@ pub enum Plan {
     PushCredential,
     /// `_update` for differences Elasticsearch changes in place.
     Update { differences: Vec<Difference> },
+    /// Delete and create again (`updatePolicy: Recreate`), if nothing uses the endpoint.
+    Recreate { differences: Vec<Difference> },
     /// Report and wait for a change of the object or its Secrets.
     Blocked(Outcome),
 }
 
 pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let desired = input.desired;
+    if let Some(recorded) = input.recorded_cluster_uuid {
+        if recorded != input.cluster_uuid && input.accepted_cluster_uuid != Some(input.cluster_uuid)
+        {
+            return Plan::Blocked(Outcome::permanent(
+                "ClusterChanged",
+                format!(
+                    "the Elasticsearch answering now is cluster {}, but inference endpoint {} was created in cluster {recorded}; \
+                     nothing is written. If the cluster was replaced on purpose, annotate the object with {}={} to create the endpoint there",
+                    input.cluster_uuid, desired.inference_id, crate::api::ACCEPT_CLUSTER_ANNOTATION, input.cluster_uuid
+                ),
+            ));
+        }
+    }
+    if let Some(owner) = input.claimed_by {
+        return Plan::Blocked(Outcome::permanent(
+            "Conflict",
+            format!(
+                "inference endpoint {} in this cluster is managed by InferenceEndpoint {owner}; this object writes nothing",
+                desired.inference_id
+            ),
+        ));
+    }
     let Some(observed) = input.observed else {
         return Plan::Create;
     };
-    let desired = input.desired;
     if observed.service != desired.service {
         return Plan::Blocked(Outcome::permanent(
             "Conflict",
@@ -63,16 +103,21 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         let in_place = differences
             .iter()
             .all(|d| d.updatable_on(input.version, observed));
-        if in_place && input.owned {
+        let ours = input.owned || input.adopt;
+        if in_place && ours {
             return Plan::Update { differences };
         }
+        if ours && input.recreate {
+            return Plan::Recreate { differences };
+        }
         let listed = describe(&differences);
-        return Plan::Blocked(if input.owned {
+        return Plan::Blocked(if ours {
             Outcome::permanent(
                 "ImmutableFieldChanged",
                 format!(
                     "Elasticsearch {} cannot change these settings of inference endpoint {} in place: {listed}. \
-                     Create a new InferenceEndpoint with a new inferenceId and move users of the endpoint to it",
+                     Set spec.updatePolicy: Recreate to delete and recreate it while nothing uses it, \
+                     or create a new InferenceEndpoint with a new inferenceId",
                     input.version, desired.inference_id
                 ),
             )
@@ -81,8 +126,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 "Conflict",
                 format!(
                     "inference endpoint {} already exists in Elasticsearch with different settings ({listed}); \
-                     it was not created by this object and is left alone",
-                    desired.inference_id
+                     it was not created by this object and is left alone (annotate {}=true to take it over)",
+                    desired.inference_id,
+                    crate::api::ADOPT_ANNOTATION
                 ),
             )
         });
@@ -169,16 +215,104 @@ mod tests {
     }
 
     fn run(observed: Option<&Endpoint>, owned: bool, applied: Option<&str>, version: &str) -> Plan {
+        run_with(observed, owned, applied, version, |_| {})
+    }
+
+    fn run_with(
+        observed: Option<&Endpoint>,
+        owned: bool,
+        applied: Option<&str>,
+        version: &str,
+        tweak: impl FnOnce(&mut PlanInput<'_>),
+    ) -> Plan {
         let desired = desired();
         let version = EsVersion::parse(version).unwrap();
-        plan(&PlanInput {
+        let mut input = PlanInput {
             desired: &desired,
             observed,
             owned,
             fingerprint: "fp-now",
             applied_fingerprint: applied,
             version: &version,
-        })
+            adopt: false,
+            recreate: false,
+            claimed_by: None,
+            cluster_uuid: "uuid-a",
+            recorded_cluster_uuid: owned.then_some("uuid-a"),
+            accepted_cluster_uuid: None,
+        };
+        tweak(&mut input);
+        plan(&input)
+    }
+
+    fn reason(plan: Plan) -> &'static str {
+        match plan {
+            Plan::Blocked(outcome) => outcome.reason,
+            other => panic!("expected Blocked, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn immutable_drift_recreates_only_under_the_recreate_policy() {
+        let mut o = observed();
+        o.service_settings
+            .insert("deployment_id".into(), json!("other"));
+        match run_with(Some(&o), true, Some("fp-now"), "9.1.0", |i| {
+            i.recreate = true
+        }) {
+            Plan::Recreate { differences } => {
+                assert_eq!(differences[0].path, "service_settings.deployment_id")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Not ours and not adopted: never recreated, whatever the policy.
+        assert_eq!(
+            reason(run_with(Some(&o), false, None, "9.1.0", |i| i.recreate = true)),
+            "Conflict"
+        );
+    }
+
+    #[test]
+    fn adopt_annotation_takes_over_a_differing_endpoint() {
+        let mut o = observed();
+        o.task_settings = map(json!({"user": "someone-else"}));
+        assert_eq!(reason(run(Some(&o), false, None, "8.18.0")), "Conflict");
+        match run_with(Some(&o), false, None, "8.18.0", |i| i.adopt = true) {
+            Plan::Update { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn another_owner_blocks_before_anything_is_written() {
+        let plan = run_with(None, false, None, "9.1.0", |i| {
+            i.claimed_by = Some("ns/first")
+        });
+        match plan {
+            Plan::Blocked(outcome) => {
+                assert_eq!(outcome.reason, "Conflict");
+                assert!(
+                    outcome.message.contains("InferenceEndpoint ns/first"),
+                    "{}",
+                    outcome.message
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_different_cluster_behind_the_url_is_reported_until_accepted() {
+        let o = observed();
+        let changed = run_with(Some(&o), true, Some("fp-now"), "9.1.0", |i| {
+            i.cluster_uuid = "uuid-b"
+        });
+        assert_eq!(reason(changed), "ClusterChanged");
+        let accepted = run_with(None, true, Some("fp-now"), "9.1.0", |i| {
+            i.cluster_uuid = "uuid-b";
+            i.accepted_cluster_uuid = Some("uuid-b");
+        });
+        assert_eq!(accepted, Plan::Create);
     }
 
     #[test]

@@ -16,13 +16,15 @@ use tracing::{debug, info, warn};
 
 use crate::api::{
     ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointStatus,
+    UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FORCE_DELETE_ANNOTATION,
 };
 use crate::controller::conditions::{self, Outcome, State};
+use crate::controller::connection::Connection;
 use crate::controller::desired::{check_supported, desired};
 use crate::controller::plan::{describe, plan, Plan, PlanInput};
-use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
+use crate::controller::{outcomes, ownership, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::{
-    update_body, DeleteOptions, DeleteOutcome, Endpoint, EsError, ServiceSecret,
+    update_body, DeleteOptions, DeleteOutcome, Endpoint, EndpointConfig, EsError, ServiceSecret,
 };
 use crate::metrics::EsOperation;
 use crate::secrets::{fingerprint, SecretReader};
@@ -51,6 +53,8 @@ pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<A
         .reconciled(outcome.state.into(), started.elapsed());
     if outcome.is_ready() {
         ctx.forget(&iep);
+        ctx.connections
+            .forget_remembered(&iep.uid().unwrap_or_default());
         publish(&ctx, &iep, &outcome, "Delete").await;
         return Ok(Action::await_change());
     }
@@ -81,38 +85,69 @@ async fn converge(
     let current_fingerprint = fingerprint(&uid, source.field, &credential);
     let secret = ServiceSecret::new(source.field, credential);
 
-    let connection = ctx
+    let mut connection = ctx
         .connections
         .connect(iep, &namespace, &ctx.client)
         .await?;
-    let es = &connection.client;
-    let version = connection.info.version;
-    status.cluster = Some(ClusterStatus {
-        uuid: connection.info.cluster_uuid.clone(),
-        name: connection.info.cluster_name.clone(),
-        version: version.to_string(),
-    });
-    check_supported(&desired, &version)?;
-
     let config = &desired.config;
     let id = config.inference_id.as_str();
+    let mut observed = get(ctx, &connection, config).await?;
+    if observed.is_none() && status.inference_id.as_deref() == Some(id) {
+        // Our endpoint is gone. Before recreating it, make sure the same cluster still answers
+        // at this address (a rebuilt cluster is reported, not silently written to): the
+        // cached connection read the cluster's identity when it was built.
+        ctx.connections.forget(&connection.key);
+        connection = ctx
+            .connections
+            .connect(iep, &namespace, &ctx.client)
+            .await?;
+        observed = get(ctx, &connection, config).await?;
+    }
+    ctx.connections.remember(&uid, &connection);
+    let es = &connection.client;
+    let version = connection.info.version;
+    let cluster_uuid = connection.info.cluster_uuid.as_str();
+    let recorded_cluster = status.cluster.as_ref().map(|c| c.uuid.clone());
+    check_supported(&desired, &version)?;
+
     let on_es_error = |e: EsError| {
         if e.is_transient() {
             ctx.connections.forget(&connection.key);
         }
         outcomes::from_es(&e)
     };
-    let observed = timed(ctx, EsOperation::Get, es.get_endpoint(config.task_type, id))
-        .await
-        .map_err(on_es_error)?;
-    let owned = status.inference_id.as_deref() == Some(id);
+    // Ownership is per cluster: an endpoint recorded in another cluster is not ours here.
+    let same_cluster = recorded_cluster
+        .as_deref()
+        .is_none_or(|c| c == cluster_uuid);
+    let owned = status.inference_id.as_deref() == Some(id) && same_cluster;
+    let claimed_by = ownership::claimed_by(iep, &ctx.store.state(), id, cluster_uuid);
+    let accepted_cluster = iep
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ACCEPT_CLUSTER_ANNOTATION))
+        .map(String::as_str);
     let planned = plan(&PlanInput {
         desired: config,
         observed: observed.as_ref(),
         owned,
         fingerprint: &current_fingerprint,
-        applied_fingerprint: status.credential_fingerprint.as_deref(),
+        applied_fingerprint: if owned {
+            status.credential_fingerprint.as_deref()
+        } else {
+            None
+        },
         version: &version,
+        adopt: iep.annotated(ADOPT_ANNOTATION, "true"),
+        recreate: iep.spec.update_policy == UpdatePolicy::Recreate,
+        claimed_by: claimed_by.as_deref(),
+        cluster_uuid,
+        recorded_cluster_uuid: status
+            .inference_id
+            .as_ref()
+            .and(recorded_cluster.as_deref()),
+        accepted_cluster_uuid: accepted_cluster,
     });
     debug!(inference_id = id, plan = ?planned, "planned");
 
@@ -198,15 +233,74 @@ async fn converge(
                 ),
             )
         }
+        Plan::Recreate { differences } => {
+            let in_use = timed(
+                ctx,
+                EsOperation::Delete,
+                es.delete_endpoint(
+                    config.task_type,
+                    id,
+                    DeleteOptions {
+                        dry_run: true,
+                        force: false,
+                    },
+                ),
+            )
+            .await
+            .map_err(on_es_error)?;
+            if let DeleteOutcome::Done(report) = &in_use {
+                if !report.pipelines.is_empty() || !report.indexes.is_empty() {
+                    return Err(Outcome::permanent(
+                        "RecreateBlocked",
+                        format!(
+                            "inference endpoint {id} must be recreated to apply {}, but Elasticsearch reports it is used by pipelines {:?} and indexes {:?}; \
+                             nothing was changed. Move those users to a new endpoint, or remove them",
+                            describe(&differences), report.pipelines, report.indexes
+                        ),
+                    ));
+                }
+            }
+            timed(
+                ctx,
+                EsOperation::Delete,
+                es.delete_endpoint(config.task_type, id, DeleteOptions::default()),
+            )
+            .await
+            .map_err(on_es_error)?;
+            let created = timed(
+                ctx,
+                EsOperation::Create,
+                es.create_endpoint(config, &secret, &version),
+            )
+            .await
+            .map_err(on_es_error)?;
+            info!(inference_id = id, "recreated inference endpoint");
+            (
+                created,
+                Outcome::ready(
+                    "Recreated",
+                    format!(
+                        "recreated inference endpoint {id} to apply {}",
+                        describe(&differences)
+                    ),
+                ),
+            )
+        }
         Plan::Blocked(outcome) => return Err(outcome),
     };
+    status.cluster = Some(ClusterStatus {
+        uuid: connection.info.cluster_uuid.clone(),
+        name: connection.info.cluster_name.clone(),
+        version: version.to_string(),
+    });
     status.inference_id = Some(id.to_owned());
     status.endpoint = Some(endpoint_status(&endpoint));
     status.credential_fingerprint = Some(current_fingerprint);
     Ok(outcome)
 }
 
-/// Delete the endpoint this object owns, unless the policy retains it.
+/// Delete the endpoint this object owns, unless the policy retains it. Never forced unless the
+/// force-delete annotation says so.
 async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outcome> {
     if iep.spec.deletion_policy == DeletionPolicy::Retain {
         return Ok(Outcome::ready(
@@ -226,29 +320,80 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
         ));
     };
     let namespace = iep.namespace().unwrap_or_default();
-    let connection = ctx
-        .connections
-        .connect(iep, &namespace, &ctx.client)
-        .await?;
-    let deletion =
-        connection
-            .client
-            .delete_endpoint(iep.spec.task_type, &id, DeleteOptions::default());
-    let outcome = timed(ctx, EsOperation::Delete, deletion)
-        .await
-        .map_err(|e| {
-            if e.is_transient() {
-                ctx.connections.forget(&connection.key);
-            }
-            outcomes::from_es(&e)
-        })?;
-    let message = if matches!(outcome, DeleteOutcome::Done(_)) {
-        format!("deleted inference endpoint {id}")
-    } else {
-        format!("inference endpoint {id} was already gone")
+    let uid = iep.uid().unwrap_or_default();
+    // When the namespace is being torn down its Secrets may already be gone: fall back to the
+    // connection this object last used, so deletion does not hang on a missing Secret.
+    let connection = match ctx.connections.connect(iep, &namespace, &ctx.client).await {
+        Ok(connection) => connection,
+        Err(failure) => ctx.connections.remembered(&uid).ok_or_else(|| Outcome {
+            message: format!(
+                "cannot delete inference endpoint {id}: {}. Restore it, or set spec.deletionPolicy: Retain to let the object go without deleting the endpoint",
+                failure.message
+            ),
+            ..failure
+        })?,
+    };
+    if status
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.uuid != connection.info.cluster_uuid)
+    {
+        return Ok(Outcome::ready(
+            "Deleted",
+            format!("inference endpoint {id} lives in a cluster that no longer answers at this address; nothing deleted"),
+        ));
+    }
+    let force = iep.annotated(FORCE_DELETE_ANNOTATION, "true");
+    let deletion = connection.client.delete_endpoint(
+        iep.spec.task_type,
+        &id,
+        DeleteOptions {
+            dry_run: false,
+            force,
+        },
+    );
+    let outcome = timed(ctx, EsOperation::Delete, deletion).await.map_err(|e| {
+        if e.is_transient() {
+            ctx.connections.forget(&connection.key);
+        }
+        let failure = outcomes::from_es(&e);
+        if failure.reason == "InUse" {
+            Outcome::transient(
+                "DeletionBlocked",
+                format!(
+                    "Elasticsearch refuses to delete inference endpoint {id}: {} Remove those references, \
+                     or annotate the object with {FORCE_DELETE_ANNOTATION}=true to delete it anyway (breaking them)",
+                    failure.message
+                ),
+            )
+        } else {
+            failure
+        }
+    })?;
+    let message = match (&outcome, force) {
+        (DeleteOutcome::Done(_), true) => format!("force-deleted inference endpoint {id}"),
+        (DeleteOutcome::Done(_), false) => format!("deleted inference endpoint {id}"),
+        (DeleteOutcome::NotFound, _) => format!("inference endpoint {id} was already gone"),
     };
     info!(inference_id = %id, "{message}");
     Ok(Outcome::ready("Deleted", message))
+}
+
+/// GET the endpoint; a transient failure drops the cached connection.
+async fn get(
+    ctx: &Context,
+    connection: &Connection,
+    config: &EndpointConfig,
+) -> Result<Option<Endpoint>, Outcome> {
+    let call = connection
+        .client
+        .get_endpoint(config.task_type, &config.inference_id);
+    timed(ctx, EsOperation::Get, call).await.map_err(|e| {
+        if e.is_transient() {
+            ctx.connections.forget(&connection.key);
+        }
+        outcomes::from_es(&e)
+    })
 }
 
 /// Run one Elasticsearch call and record its latency and status class.

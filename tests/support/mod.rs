@@ -102,7 +102,7 @@ pub fn condition<'a>(iep: &'a InferenceEndpoint, type_: &str) -> Option<&'a Cond
         .find(|c| c.type_ == type_)
 }
 
-/// Wait until the Ready condition has `status` and `reason`.
+/// Wait until the Ready condition has `status` and `reason`; on timeout, say what it was.
 pub async fn wait_ready(
     env: &TestEnv,
     name: &str,
@@ -110,19 +110,24 @@ pub async fn wait_ready(
     reason: &str,
 ) -> InferenceEndpoint {
     let api = api(env);
-    eventually(
-        WAIT,
-        &format!("{name}: Ready={status} reason={reason}"),
-        || {
-            let api = api.clone();
-            async move {
-                let iep = api.get(name).await.ok()?;
-                let ready = condition(&iep, "Ready")?;
-                (ready.status == status && ready.reason == reason).then_some(iep)
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last = String::from("no object");
+    loop {
+        if let Ok(iep) = api.get(name).await {
+            if let Some(ready) = condition(&iep, "Ready") {
+                if ready.status == status && ready.reason == reason {
+                    return iep;
+                }
+                last = format!("Ready={} {}: {}", ready.status, ready.reason, ready.message);
+            } else {
+                last = "no Ready condition".into();
             }
-        },
-    )
-    .await
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!("{name}: waited {WAIT:?} for Ready={status} reason={reason}; last seen {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 pub async fn wait_gone(env: &TestEnv, name: &str) {

@@ -34,6 +34,8 @@ pub(crate) struct State {
     pub(crate) route_latency: HashMap<Route, Duration>,
     pub(crate) update_chunking_bug: bool,
     pub(crate) skip_validation: bool,
+    /// `cluster_uuid` of `GET /`; changes when the cluster is replaced.
+    pub(crate) cluster_uuid: String,
 }
 
 impl State {
@@ -63,7 +65,6 @@ impl State {
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) azure: FakeAzure,
-    pub(crate) cluster_uuid: String,
 }
 
 impl Shared {
@@ -309,7 +310,7 @@ fn root_info(sh: &Shared, v: EsVersion) -> J {
     J::O(vec![
         ("name".into(), J::s("es-double-0")),
         ("cluster_name".into(), J::s("es-double")),
-        ("cluster_uuid".into(), J::s(&sh.cluster_uuid)),
+        ("cluster_uuid".into(), J::s(&sh.lock().cluster_uuid)),
         (
             "version".into(),
             J::O(vec![

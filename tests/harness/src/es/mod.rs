@@ -223,9 +223,9 @@ impl EsDouble {
                 route_latency: HashMap::new(),
                 update_chunking_bug: false,
                 skip_validation: false,
+                cluster_uuid: format!("esdouble{:016x}", nanos as u64),
             }),
             azure: FakeAzure::default(),
-            cluster_uuid: format!("esdouble{:016x}", nanos as u64),
         });
         let (tx, rx) = watch::channel(0u64);
         let (acceptor, ca_pem) = if opts.tls {
@@ -283,6 +283,21 @@ impl EsDouble {
     }
 
     /// License type (`"basic"` makes PUT answer 403, §1.2).
+    /// The cluster was replaced behind the same address: a new `cluster_uuid`, and no
+    /// endpoints, pipelines or index references (a rebuilt cluster starts empty).
+    pub fn replace_cluster(&self) {
+        let mut st = self.shared.lock();
+        st.cluster_uuid = format!("{}-rebuilt", st.cluster_uuid);
+        st.endpoints.clear();
+        st.pipelines.clear();
+        st.indexes.clear();
+    }
+
+    /// `cluster_uuid` reported by `GET /`.
+    pub fn cluster_uuid(&self) -> String {
+        self.shared.lock().cluster_uuid.clone()
+    }
+
     pub fn set_license(&self, license: &str) {
         self.lock().license = license.into();
     }

@@ -1,0 +1,372 @@
+//! Lifecycle behaviour after creation (issue "Full lifecycle"): rotation latency, drift,
+//! deletion safety and force, ownership between objects, adoption, recreate policy, a replaced
+//! cluster, and version gates across emulated Elasticsearch versions. In-process controller
+//! against the Kubernetes emulator and the Elasticsearch double, as in `reconcile.rs`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use inference_testenv::env::{eventually, EnvOptions, TestEnv};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+use support::*;
+
+const KEY: &str = "azure-key-lifecycle-0001";
+
+async fn env_on(version: &str) -> TestEnv {
+    let env = TestEnv::start_with(EnvOptions {
+        es_version: version.into(),
+        ..EnvOptions::default()
+    })
+    .await;
+    env.es.azure().accept_credential(KEY);
+    env.put_secret("azure", &[("apiKey", KEY)]).await;
+    env
+}
+
+async fn annotate(env: &TestEnv, name: &str, key: &str, value: &str) {
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    api(env)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate");
+}
+
+async fn patch_spec(env: &TestEnv, name: &str, spec: serde_json::Value) {
+    api(env)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": spec })),
+        )
+        .await
+        .expect("patch spec");
+}
+
+fn message(iep: &inference_operator::api::InferenceEndpoint) -> String {
+    condition(iep, "Ready").unwrap().message.clone()
+}
+
+#[tokio::test]
+async fn rotation_reaches_elasticsearch_within_two_seconds() {
+    let env = env_on("9.1.0").await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "rotating", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "rotating", "True", "Created").await;
+
+    let mut latencies = vec![];
+    for round in 0..5 {
+        let key = format!("azure-key-rotated-{round}");
+        env.es.azure().accept_credential(&key);
+        let started = Instant::now();
+        env.put_secret("azure", &[("apiKey", &key)]).await;
+        eventually(
+            Duration::from_secs(2),
+            "the rotated key in Elasticsearch",
+            || {
+                let stored = env.es.stored_secret("rotating");
+                let key = key.clone();
+                async move { (stored == Some(("api_key".into(), key))).then_some(()) }
+            },
+        )
+        .await;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "rotation → _update in Elasticsearch: min {:?}, median {:?}, max {:?}",
+        latencies[0], latencies[2], latencies[4]
+    );
+    assert!(latencies[4] < Duration::from_secs(2));
+    assert_eq!(es_requests(&env, "DELETE"), 0, "rotation never deletes");
+    assert_eq!(
+        es_requests(&env, "PUT") - 1,
+        5,
+        "one _update per rotation, plus the create"
+    );
+}
+
+#[tokio::test]
+async fn out_of_band_deletion_is_healed_and_announced() {
+    let env = env_on("9.1.0").await;
+    let config = inference_operator::controller::Config {
+        recheck_interval: Duration::from_millis(300),
+        ..test_config()
+    };
+    let _operator = start_operator(&env, config);
+    create(&env, "healed", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "healed", "True", "Created").await;
+    assert!(env.es.delete_out_of_band("healed"));
+    wait_ready(&env, "healed", "True", "Recreated").await;
+    assert!(env.es.endpoint("healed").is_some());
+    assert!(events(&env, "healed")
+        .await
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("Recreated")));
+}
+
+#[tokio::test]
+async fn out_of_band_task_setting_change_is_restored() {
+    let env = env_on("9.1.0").await;
+    let config = inference_operator::controller::Config {
+        recheck_interval: Duration::from_millis(300),
+        ..test_config()
+    };
+    let _operator = start_operator(&env, config);
+    let mut spec = embedding_spec(&env, "azure");
+    spec["azureOpenAI"]["taskSettings"] = json!({"user": "search"});
+    create(&env, "drifting", spec).await;
+    wait_ready(&env, "drifting", "True", "Created").await;
+    env.es.modify_out_of_band("drifting", |endpoint| {
+        endpoint["task_settings"]["user"] = json!("someone-else");
+    });
+    wait_ready(&env, "drifting", "True", "Updated").await;
+    assert_eq!(
+        env.es.endpoint("drifting").unwrap()["task_settings"]["user"],
+        "search"
+    );
+}
+
+#[tokio::test]
+async fn deletion_is_blocked_while_in_use_then_forced_by_annotation() {
+    let env = env_on("9.1.0").await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "blocked", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "blocked", "True", "Created").await;
+    env.es.add_index_reference("blocked", "articles");
+
+    api(&env)
+        .delete("blocked", &DeleteParams::default())
+        .await
+        .unwrap();
+    let iep = wait_ready(&env, "blocked", "False", "DeletionBlocked").await;
+    assert!(message(&iep).contains("articles"), "{}", message(&iep));
+    assert!(message(&iep).contains("esinference.io/force-delete=true"));
+    assert!(env.es.endpoint("blocked").is_some());
+
+    annotate(&env, "blocked", "esinference.io/force-delete", "true").await;
+    wait_gone(&env, "blocked").await;
+    assert!(env.es.endpoint("blocked").is_none());
+    let forced = env
+        .es
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "DELETE")
+        .unwrap();
+    assert_eq!(forced.query_param("force").as_deref(), Some("true"));
+}
+
+#[tokio::test]
+async fn deletion_after_the_secrets_are_gone_still_cleans_up() {
+    // A namespace deletion removes Secrets and InferenceEndpoints in parallel.
+    let env = env_on("9.1.0").await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "teardown", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "teardown", "True", "Created").await;
+    env.delete_secret(inference_testenv::env::ES_CREDENTIALS_SECRET)
+        .await;
+    env.delete_secret("azure").await;
+    api(&env)
+        .delete("teardown", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&env, "teardown").await;
+    assert!(env.es.endpoint("teardown").is_none());
+}
+
+#[tokio::test]
+async fn two_objects_claiming_one_endpoint_the_later_one_never_writes() {
+    let env = env_on("9.1.0").await;
+    env.put_secret("azure-other", &[("apiKey", "azure-key-other")])
+        .await;
+    env.es.azure().accept_credential("azure-key-other");
+    let _operator = start_operator(&env, test_config());
+    let mut first = embedding_spec(&env, "azure");
+    first["inferenceId"] = json!("shared-embeddings");
+    create(&env, "first", first).await;
+    wait_ready(&env, "first", "True", "Created").await;
+
+    let mut second = embedding_spec(&env, "azure-other");
+    second["inferenceId"] = json!("shared-embeddings");
+    create(&env, "second", second).await;
+    let iep = wait_ready(&env, "second", "False", "Conflict").await;
+    assert!(message(&iep).contains("default/first"), "{}", message(&iep));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        env.es.stored_secret("shared-embeddings"),
+        Some(("api_key".into(), KEY.into())),
+        "the later object did not push its credential"
+    );
+    assert_eq!(es_requests(&env, "PUT"), 1);
+}
+
+#[tokio::test]
+async fn an_existing_endpoint_is_adopted_only_when_it_matches_or_when_annotated() {
+    let env = env_on("9.1.0").await;
+    env.es.put_out_of_band(json!({
+        "inference_id": "preexisting", "task_type": "text_embedding", "service": "azureopenai",
+        "service_settings": {"resource_name": "test-resource", "deployment_id": "embeddings",
+                             "api_version": "2024-10-21", "api_key": "someone-elses-key"},
+        "task_settings": {"user": "legacy"}
+    }));
+    let _operator = start_operator(&env, test_config());
+    let mut spec = embedding_spec(&env, "azure");
+    spec["inferenceId"] = json!("preexisting");
+    spec["azureOpenAI"]["taskSettings"] = json!({"user": "search"});
+    create(&env, "adopter", spec).await;
+    let iep = wait_ready(&env, "adopter", "False", "Conflict").await;
+    assert!(message(&iep).contains("task_settings"), "{}", message(&iep));
+    assert!(message(&iep).contains("esinference.io/adopt=true"));
+    assert_eq!(
+        env.es.stored_secret("preexisting").unwrap().1,
+        "someone-elses-key"
+    );
+
+    annotate(&env, "adopter", "esinference.io/adopt", "true").await;
+    wait_ready(&env, "adopter", "True", "Updated").await;
+    let endpoint = env.es.endpoint("preexisting").unwrap();
+    assert_eq!(endpoint["task_settings"]["user"], "search");
+    assert_eq!(
+        env.es.stored_secret("preexisting").unwrap().1,
+        KEY,
+        "adoption installs our key"
+    );
+}
+
+#[tokio::test]
+async fn immutable_change_is_reported_or_recreated_only_when_unused() {
+    let env = env_on("9.1.0").await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "moving", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "moving", "True", "Created").await;
+
+    patch_spec(
+        &env,
+        "moving",
+        json!({"azureOpenAI": {"deploymentId": "embeddings-v2"}}),
+    )
+    .await;
+    let iep = wait_ready(&env, "moving", "False", "ImmutableFieldChanged").await;
+    assert!(
+        message(&iep).contains("service_settings.deployment_id"),
+        "{}",
+        message(&iep)
+    );
+    assert_eq!(
+        env.es.endpoint("moving").unwrap()["service_settings"]["deployment_id"],
+        "embeddings"
+    );
+
+    env.es.add_pipeline_reference("moving", "ingest");
+    patch_spec(&env, "moving", json!({"updatePolicy": "Recreate"})).await;
+    let iep = wait_ready(&env, "moving", "False", "RecreateBlocked").await;
+    assert!(message(&iep).contains("ingest"), "{}", message(&iep));
+    assert_eq!(
+        env.es.endpoint("moving").unwrap()["service_settings"]["deployment_id"],
+        "embeddings"
+    );
+
+    env.es.remove_pipeline_reference("moving", "ingest");
+    // Nothing about the object changed; the user re-applies (here: a label) to retry.
+    annotate(&env, "moving", "retry", "1").await;
+    wait_ready(&env, "moving", "True", "Recreated").await;
+    assert_eq!(
+        env.es.endpoint("moving").unwrap()["service_settings"]["deployment_id"],
+        "embeddings-v2"
+    );
+    assert!(env
+        .es
+        .requests()
+        .iter()
+        .all(|r| r.query_param("force").is_none()));
+}
+
+#[tokio::test]
+async fn a_replaced_cluster_is_reported_not_written_until_accepted() {
+    let env = env_on("9.1.0").await;
+    let config = inference_operator::controller::Config {
+        recheck_interval: Duration::from_millis(300),
+        ..test_config()
+    };
+    let _operator = start_operator(&env, config);
+    create(&env, "rebuilt", embedding_spec(&env, "azure")).await;
+    let before = wait_ready(&env, "rebuilt", "True", "Created").await;
+    let old_uuid = before.status.unwrap().cluster.unwrap().uuid;
+
+    env.es.replace_cluster();
+    let iep = wait_ready(&env, "rebuilt", "False", "ClusterChanged").await;
+    assert!(message(&iep).contains(&old_uuid));
+    assert!(
+        env.es.endpoint("rebuilt").is_none(),
+        "nothing written to the new cluster"
+    );
+
+    annotate(
+        &env,
+        "rebuilt",
+        "esinference.io/accept-cluster",
+        &env.es.cluster_uuid(),
+    )
+    .await;
+    let iep = wait_ready(&env, "rebuilt", "True", "Created").await;
+    assert_eq!(
+        iep.status.unwrap().cluster.unwrap().uuid,
+        env.es.cluster_uuid()
+    );
+    assert!(env.es.endpoint("rebuilt").is_some());
+}
+
+#[tokio::test]
+async fn version_gates_on_8_15_8_18_and_9_3() {
+    // 8.15: no chunking settings, no update API (rotation reported, not attempted).
+    let env = env_on("8.15.0").await;
+    let _operator = start_operator(&env, test_config());
+    let mut chunked = embedding_spec(&env, "azure");
+    chunked["chunkingSettings"] = json!({"strategy": "sentence", "maxChunkSize": 250});
+    create(&env, "chunked", chunked).await;
+    wait_ready(&env, "chunked", "False", "UnsupportedByCluster").await;
+    create(&env, "plain", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "plain", "True", "Created").await;
+    env.es.azure().accept_credential("azure-key-new");
+    env.put_secret("azure", &[("apiKey", "azure-key-new")])
+        .await;
+    let iep = wait_ready(&env, "plain", "False", "RotationUnsupported").await;
+    assert!(message(&iep).contains("8.17"), "{}", message(&iep));
+    assert!(env
+        .es
+        .requests()
+        .iter()
+        .all(|r| !r.path.ends_with("/_update")));
+    drop(_operator);
+
+    // 8.18: chunking and the update API; chat_completion not yet.
+    let env = env_on("8.18.0").await;
+    let _operator = start_operator(&env, test_config());
+    let mut chunked = embedding_spec(&env, "azure");
+    chunked["chunkingSettings"] = json!({"strategy": "word", "maxChunkSize": 100, "overlap": 10});
+    create(&env, "chunked", chunked).await;
+    wait_ready(&env, "chunked", "True", "Created").await;
+    let mut chat = embedding_spec(&env, "azure");
+    chat["taskType"] = json!("chat_completion");
+    create(&env, "chat", chat).await;
+    let iep = wait_ready(&env, "chat", "False", "UnsupportedByCluster").await;
+    assert!(message(&iep).contains("9.3"), "{}", message(&iep));
+    drop(_operator);
+
+    // 9.3: chat_completion works; PUT carries the timeout parameter.
+    let env = env_on("9.3.0").await;
+    let _operator = start_operator(&env, test_config());
+    let mut chat = embedding_spec(&env, "azure");
+    chat["taskType"] = json!("chat_completion");
+    create(&env, "chat", chat).await;
+    wait_ready(&env, "chat", "True", "Created").await;
+    let put = env
+        .es
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    assert_eq!(put.path, "/_inference/chat_completion/chat");
+    assert_eq!(put.query_param("timeout").as_deref(), Some("30s"));
+}
