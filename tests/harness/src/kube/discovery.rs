@@ -1,6 +1,6 @@
 //! Discovery documents (reference §1), including aggregated discovery v2.
 
-use super::store::{ResDef, State};
+use super::store::{Class, ResDef, State};
 use serde_json::{json, Value};
 
 pub const AGGREGATED_CT: &str =
@@ -32,7 +32,11 @@ pub fn wants_aggregated(accept: &str) -> bool {
         .is_some_and(|first| first.contains("as=APIGroupDiscoveryList"))
 }
 
-fn verbs() -> Vec<&'static str> {
+fn verbs(d: &ResDef) -> Vec<&'static str> {
+    if d.class == Class::CoreEvent {
+        // a read-only view of events.k8s.io/v1 (see events.rs)
+        return vec!["get", "list", "watch"];
+    }
     vec![
         "delete",
         "deletecollection",
@@ -65,7 +69,7 @@ pub fn resource_list(st: &State, group: &str, version: &str) -> Option<Value> {
             "singularName": d.singular,
             "namespaced": d.namespaced,
             "kind": d.kind,
-            "verbs": verbs(),
+            "verbs": verbs(d),
         });
         if !d.short_names.is_empty() {
             r["shortNames"] = json!(d.short_names);
@@ -151,7 +155,7 @@ fn aggregated_group(st: &State, group: &str, versions: &[String]) -> Value {
                         "responseKind": gvk,
                         "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
                         "singularResource": d.singular,
-                        "verbs": verbs(),
+                        "verbs": verbs(d),
                     });
                     if !d.short_names.is_empty() {
                         r["shortNames"] = json!(d.short_names);

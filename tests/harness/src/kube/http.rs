@@ -2,9 +2,12 @@
 
 use super::discovery;
 use super::errors::{ApiError, FieldError, GroupResource};
+use super::events;
 use super::fields::Writer;
+use super::openapi;
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{matches, EventRec, ResDef, State, WriteOpts};
+use super::store::{matches, Class, EventRec, ResDef, State, WriteOpts};
+use super::table::{self, TableRequest};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
@@ -124,6 +127,8 @@ enum Target {
         sub: Option<String>,
     },
     Health,
+    OpenApiIndex,
+    OpenApiDoc(String),
     NotFound,
 }
 
@@ -136,6 +141,8 @@ fn route(st: &State, path: &str) -> Target {
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         ["version"] => return Target::Version,
         ["healthz" | "readyz" | "livez", ..] => return Target::Health,
+        ["openapi", "v3"] => return Target::OpenApiIndex,
+        ["openapi", "v3", rest @ ..] => return Target::OpenApiDoc(rest.join("/")),
         ["api"] => return Target::Api,
         ["api", "v1"] => return Target::CoreV1,
         ["api", "v1", rest @ ..] => ("", "v1", rest),
@@ -176,6 +183,19 @@ fn route(st: &State, path: &str) -> Target {
         name: name.map(|s| s.to_string()),
         sub: sub.map(|s| s.to_string()),
     }
+}
+
+/// `?fieldSelector=` for a resource, with the labels of views mapped into their store.
+fn field_selector(rd: &ResDef, q: &Query) -> Result<FieldSelector, String> {
+    let fs = FieldSelector::parse(
+        q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+        &rd.field_labels(),
+    )?;
+    Ok(if rd.class == Class::CoreEvent {
+        fs.map_fields(events::stored_field)
+    } else {
+        fs
+    })
 }
 
 fn parse_query(q: &str) -> Query {
@@ -288,6 +308,17 @@ async fn dispatch(
     match target {
         Target::NotFound => plain_not_found(),
         Target::Health => Response::new(Body::from("ok")),
+        Target::OpenApiIndex => {
+            let st = sh.state.lock().expect("state");
+            json_response(200, &openapi::index(&st))
+        }
+        Target::OpenApiDoc(gv) => {
+            let st = sh.state.lock().expect("state");
+            match openapi::group_version_doc(&st, &gv) {
+                Some(v) => json_response(200, &v),
+                None => plain_not_found(),
+            }
+        }
         Target::Version => json_response(200, &discovery::version()),
         Target::Api => {
             let st = sh.state.lock().expect("state");
@@ -330,15 +361,34 @@ async fn dispatch(
             }
         }
         Target::Resource { rd, ns, name, sub } => {
-            let meta_only = accept.contains("as=PartialObjectMetadata");
+            let table_req = match table::negotiate(accept).filter(|_| *method == Method::GET) {
+                None => None,
+                Some(api_version) => {
+                    match table::include_param(q.get("includeObject").map(String::as_str)) {
+                        Ok(include) => Some(TableRequest {
+                            api_version,
+                            include,
+                        }),
+                        Err(e) => return error_response(&e),
+                    }
+                }
+            };
+            let meta_only = table_req.is_none() && accept.contains("as=PartialObjectMetadata");
             if is_watch && *method == Method::GET && name.is_none() {
-                return watch(sh.clone(), *rd, ns, q, meta_only);
+                return watch(sh.clone(), *rd, ns, q, meta_only, table_req);
             }
             let r = resource_op(sh, &rd, ns, name, sub, method, headers, q, body, meta_only);
             sh.notify();
-            match r {
-                Ok((code, v)) => json_response(code, &v),
-                Err(e) => error_response(&e),
+            match (r, table_req) {
+                (Ok((code, v)), Some(tr)) => Response::builder()
+                    .status(code)
+                    .header(header::CONTENT_TYPE, table::content_type(tr.api_version))
+                    .body(Body::from(
+                        serde_json::to_vec(&table::to_table(&rd, &v, &tr)).unwrap_or_default(),
+                    ))
+                    .expect("response"),
+                (Ok((code, v)), None) => json_response(code, &v),
+                (Err(e), _) => error_response(&e),
             }
         }
     }
@@ -395,6 +445,21 @@ fn resource_op(
             .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
     };
     let present = |v: Value| if meta_only { to_partial(&v) } else { v };
+    if rd.class == Class::CoreEvent && *method != Method::GET {
+        let verb = match *method {
+            Method::POST => "create",
+            Method::PUT => "update",
+            Method::PATCH => "patch",
+            Method::DELETE if name.is_none() => "deletecollection",
+            Method::DELETE => "delete",
+            _ => "unknown",
+        };
+        let mut e = ApiError::method_not_allowed(verb, &rd.gr());
+        e.body["message"] = json!(format!(
+            "{verb} is not supported on core/v1 events by the emulator: it stores events.k8s.io/v1 Events and serves core/v1 as a read-only view"
+        ));
+        return Err(e);
+    }
     let mut st = sh.state.lock().expect("state");
 
     let Some(name) = name else {
@@ -414,11 +479,7 @@ fn resource_op(
                 let ls =
                     LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
                         .map_err(ApiError::bad_request)?;
-                let fs = FieldSelector::parse(
-                    q.get("fieldSelector").map(String::as_str).unwrap_or(""),
-                    &rd.field_labels(),
-                )
-                .map_err(ApiError::bad_request)?;
+                let fs = field_selector(rd, q).map_err(ApiError::bad_request)?;
                 let items = st.select(rd, ns.as_deref(), &ls, &fs);
                 let mut deleted = Vec::new();
                 let opts_body = parse_body()?;
@@ -540,11 +601,7 @@ fn list(
     }
     let ls = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(ApiError::bad_request)?;
-    let fs = FieldSelector::parse(
-        q.get("fieldSelector").map(String::as_str).unwrap_or(""),
-        &rd.field_labels(),
-    )
-    .map_err(ApiError::bad_request)?;
+    let fs = field_selector(rd, q).map_err(ApiError::bad_request)?;
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
 
     let mut list_rv = st.rv;
@@ -678,7 +735,14 @@ fn line(etype: &str, obj: Value) -> Bytes {
     Bytes::from(s)
 }
 
-fn watch(sh: Arc<Shared>, rd: ResDef, ns: Option<String>, q: &Query, meta_only: bool) -> Response {
+fn watch(
+    sh: Arc<Shared>,
+    rd: ResDef,
+    ns: Option<String>,
+    q: &Query,
+    meta_only: bool,
+    table_req: Option<TableRequest>,
+) -> Response {
     let send_initial = q.get("sendInitialEvents").map(|v| v == "true");
     let rvm = q.get("resourceVersionMatch").cloned().unwrap_or_default();
     if send_initial.is_some() && rvm != "NotOlderThan" {
@@ -697,10 +761,7 @@ fn watch(sh: Arc<Shared>, rd: ResDef, ns: Option<String>, q: &Query, meta_only: 
         Ok(l) => l,
         Err(e) => return error_response(&ApiError::bad_request(e)),
     };
-    let fs = match FieldSelector::parse(
-        q.get("fieldSelector").map(String::as_str).unwrap_or(""),
-        &rd.field_labels(),
-    ) {
+    let fs = match field_selector(&rd, q) {
         Ok(f) => f,
         Err(e) => return error_response(&ApiError::bad_request(e)),
     };
@@ -722,7 +783,9 @@ fn watch(sh: Arc<Shared>, rd: ResDef, ns: Option<String>, q: &Query, meta_only: 
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
     let present = move |rd: &ResDef, o: &Value| {
         let p = State::present(rd, o);
-        if meta_only {
+        if let Some(tr) = &table_req {
+            table::to_table(rd, &p, tr)
+        } else if meta_only {
             to_partial(&p)
         } else {
             p

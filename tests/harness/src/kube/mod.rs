@@ -5,6 +5,12 @@
 //! finalizers, JSON/merge/apply patches, optimistic concurrency, CRD admission (pruning,
 //! defaulting, OpenAPI schema and CEL) and fault hooks.
 //!
+//! It also serves what the real `kubectl` needs (see `tests/kubectl.rs`): server-side printing
+//! (`meta.k8s.io/v1` `Table` from a CRD's `additionalPrinterColumns`, `table.rs` and
+//! `jsonpath.rs`), core/v1 `events` as a read-only view of the events.k8s.io/v1 store
+//! (`events.rs`, for `kubectl describe` and `kubectl get events`) and a small OpenAPI v3
+//! (`openapi.rs`, for `kubectl explain` and `kubectl apply`'s validation check).
+//!
 //! ```no_run
 //! # async fn demo() {
 //! use inference_testenv::kube::{EmulatorOptions, KubeEmulator};
@@ -17,12 +23,16 @@
 
 mod discovery;
 mod errors;
+mod events;
 mod fields;
 mod http;
+mod jsonpath;
+mod openapi;
 mod patch;
 mod schema;
 mod selector;
 mod store;
+mod table;
 
 pub use http::RequestRecord;
 

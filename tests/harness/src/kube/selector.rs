@@ -243,6 +243,15 @@ impl FieldSelector {
         self.reqs.is_empty()
     }
 
+    /// Rewrite each field label into the path it is evaluated at (for resources served as a
+    /// view of another resource's store).
+    pub fn map_fields(mut self, f: impl Fn(&str) -> String) -> Self {
+        for r in &mut self.reqs {
+            r.0 = f(&r.0);
+        }
+        self
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.reqs.iter().all(|(f, eq, v)| {
             let mut cur = obj;

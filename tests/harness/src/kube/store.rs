@@ -2,6 +2,7 @@
 //! the write paths (create, update, patch, apply, delete) with the apiserver's semantics.
 
 use super::errors::{ApiError, FieldError, GroupResource};
+use super::events;
 use super::fields::{self, Writer};
 use super::patch;
 use super::schema;
@@ -15,7 +16,10 @@ pub enum Class {
     Secret,
     ConfigMap,
     Namespace,
+    /// events.k8s.io/v1 Event (stored).
     Event,
+    /// core/v1 Event: a read-only view of the events.k8s.io/v1 store (see `events.rs`).
+    CoreEvent,
     Lease,
     Crd,
     Custom,
@@ -35,6 +39,8 @@ pub struct ResDef {
     pub schema: Option<Value>,
     pub short_names: Vec<String>,
     pub categories: Vec<String>,
+    /// A CRD version's `additionalPrinterColumns` (empty for built-ins).
+    pub printer_columns: Vec<Value>,
 }
 
 impl ResDef {
@@ -56,8 +62,16 @@ impl ResDef {
             class,
             status_sub: class == Class::Namespace || class == Class::Crd,
             schema: None,
-            short_names: vec![],
+            short_names: match class {
+                Class::Namespace => vec!["ns".into()],
+                Class::ConfigMap => vec!["cm".into()],
+                // only core/v1: kubectl warns about a short name two resources share
+                Class::CoreEvent => vec!["ev".into()],
+                Class::Crd => vec!["crd".into(), "crds".into()],
+                _ => vec![],
+            },
             categories: vec![],
+            printer_columns: vec![],
         }
     }
     pub fn gv(&self) -> String {
@@ -73,7 +87,11 @@ impl ResDef {
     pub fn gk(&self) -> GroupResource {
         GroupResource::new(&self.group, &self.kind)
     }
+    /// The storage key. core/v1 events share the events.k8s.io/v1 store.
     pub fn key(&self) -> (String, String) {
+        if self.class == Class::CoreEvent {
+            return ("events.k8s.io".into(), self.plural.clone());
+        }
         (self.group.clone(), self.plural.clone())
     }
     pub fn is_cr(&self) -> bool {
@@ -81,6 +99,11 @@ impl ResDef {
     }
     /// Field labels usable in a fieldSelector.
     pub fn field_labels(&self) -> Vec<&'static str> {
+        match self.class {
+            Class::Event => return events::V1_FIELD_LABELS.to_vec(),
+            Class::CoreEvent => return events::CORE_FIELD_LABELS.to_vec(),
+            _ => {}
+        }
         let mut v = vec!["metadata.name"];
         if self.namespaced {
             v.push("metadata.namespace");
@@ -334,6 +357,7 @@ impl State {
                 true,
                 Class::Event,
             ),
+            ResDef::builtin("", "events", "event", "Event", true, Class::CoreEvent),
             ResDef::builtin(
                 "coordination.k8s.io",
                 "leases",
@@ -380,6 +404,9 @@ impl State {
 
     /// Output form: apiVersion and kind of the requested version.
     pub fn present(rd: &ResDef, obj: &Value) -> Value {
+        if rd.class == Class::CoreEvent {
+            return events::to_core(obj);
+        }
         let mut o = obj.clone();
         if let Some(m) = o.as_object_mut() {
             m.insert("apiVersion".into(), json!(rd.gv()));
@@ -674,7 +701,7 @@ impl State {
                     }
                 }
             }
-            Class::ConfigMap => {}
+            Class::ConfigMap | Class::CoreEvent => {}
             Class::Namespace => {
                 let o = obj.as_object_mut().expect("object");
                 let phase = if o
@@ -1489,6 +1516,11 @@ impl State {
                 schema: v.pointer("/schema/openAPIV3Schema").cloned(),
                 short_names: list("shortNames"),
                 categories: list("categories"),
+                printer_columns: v
+                    .get("additionalPrinterColumns")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
             });
         }
     }
