@@ -53,6 +53,10 @@ struct RunArgs {
     /// Objects reconciled in parallel.
     #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
     concurrency: u16,
+    /// URL of an ECK cluster's HTTP service (placeholders `{name}`, `{namespace}`); change it
+    /// for a non-default cluster domain or when running outside the cluster.
+    #[arg(long, env = "ECK_URL_TEMPLATE", default_value = controller::DEFAULT_ECK_URL_TEMPLATE)]
+    eck_url_template: String,
     /// Allow `elasticsearchRef.namespace` to name another namespace.
     #[arg(long, env = "ALLOW_CROSS_NAMESPACE_REFS")]
     allow_cross_namespace_refs: bool,
@@ -128,7 +132,7 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             connection: ConnectionSettings {
                 request_timeout: args.es_request_timeout,
                 allow_cross_namespace_refs: args.allow_cross_namespace_refs,
-                eck_service_suffix: String::new(),
+                eck_url_template: args.eck_url_template,
             },
             ..controller::Config::default()
         };

@@ -31,8 +31,8 @@ pub struct ConnectionSettings {
     pub request_timeout: Duration,
     /// Whether `elasticsearchRef.namespace` may name another namespace.
     pub allow_cross_namespace_refs: bool,
-    /// Cluster domain used to build ECK service URLs (`svc.cluster.local` style suffix after `.svc`).
-    pub eck_service_suffix: String,
+    /// URL of an ECK cluster's HTTP service, with `{name}` and `{namespace}` placeholders.
+    pub eck_url_template: String,
 }
 
 /// Cached connections, keyed by a hash of everything that identifies one (URL, credentials,
@@ -222,10 +222,7 @@ impl Connections {
             .await
             .map_err(|e| outcomes::from_secret(&e))?;
         let ca_pem = optional_value(&ca, "ca.crt").map(<[u8]>::to_vec);
-        let url = format!(
-            "https://{name}-es-http.{target_namespace}.svc{}:9200",
-            self.settings.eck_service_suffix
-        );
+        let url = eck_url(&self.settings.eck_url_template, name, target_namespace);
         let url = Url::parse(&url).map_err(|e| {
             Outcome::permanent("InvalidSpec", format!("cannot build ECK service URL: {e}"))
         })?;
@@ -240,6 +237,12 @@ impl Connections {
             request_timeout: self.settings.request_timeout,
         })
     }
+}
+
+fn eck_url(template: &str, name: &str, namespace: &str) -> String {
+    template
+        .replace("{name}", name)
+        .replace("{namespace}", namespace)
 }
 
 /// Basic credentials (`username` + `password`) or an API key (`apiKey`), never both.
@@ -341,6 +344,26 @@ mod tests {
         assert_eq!(neither.unwrap_err().reason, "SecretKeyMissing");
         let half = credentials_from(&secret(&[("username", "u")]), "es");
         assert_eq!(half.unwrap_err().reason, "SecretKeyMissing");
+    }
+
+    #[test]
+    fn eck_service_url_follows_the_template() {
+        assert_eq!(
+            eck_url(
+                crate::controller::DEFAULT_ECK_URL_TEMPLATE,
+                "quickstart",
+                "elastic"
+            ),
+            "https://quickstart-es-http.elastic.svc:9200"
+        );
+        assert_eq!(
+            eck_url(
+                "https://{name}-es-http.{namespace}.svc.corp.example:9200",
+                "q",
+                "ns"
+            ),
+            "https://q-es-http.ns.svc.corp.example:9200"
+        );
     }
 
     #[test]

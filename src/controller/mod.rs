@@ -39,6 +39,9 @@ use crate::controller::connection::{ConnectionSettings, Connections};
 use crate::http::Health;
 use crate::metrics::{Metrics, ReconcileResult};
 
+/// ECK's HTTP service for an `Elasticsearch` named `{name}` in `{namespace}`.
+pub const DEFAULT_ECK_URL_TEMPLATE: &str = "https://{name}-es-http.{namespace}.svc:9200";
+
 /// Field manager for status writes and the Event reporter name.
 pub const FIELD_MANAGER: &str = "inference-operator";
 
@@ -72,7 +75,7 @@ impl Default for Config {
             connection: ConnectionSettings {
                 request_timeout: Duration::from_secs(30),
                 allow_cross_namespace_refs: false,
-                eck_service_suffix: String::new(),
+                eck_url_template: DEFAULT_ECK_URL_TEMPLATE.to_owned(),
             },
         }
     }
