@@ -370,3 +370,48 @@ async fn version_gates_on_8_15_8_18_and_9_3() {
     assert_eq!(put.path, "/_inference/chat_completion/chat");
     assert_eq!(put.query_param("timeout").as_deref(), Some("30s"));
 }
+
+#[tokio::test]
+async fn a_changed_elasticsearch_password_reconnects_without_writing() {
+    let env = env_on("9.1.0").await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, "reconnect", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "reconnect", "True", "Created").await;
+    env.es.clear_requests();
+
+    // The Elasticsearch password is rotated: the cluster first, then the Secret.
+    env.es.set_auth(inference_testenv::es::EsAuth::basic(
+        inference_testenv::env::ES_USER,
+        "rotated-es-password",
+    ));
+    env.put_secret(
+        inference_testenv::env::ES_CREDENTIALS_SECRET,
+        &[
+            ("username", inference_testenv::env::ES_USER),
+            ("password", "rotated-es-password"),
+        ],
+    )
+    .await;
+    eventually(
+        Duration::from_secs(5),
+        "a new connection reading GET /",
+        || async {
+            env.es
+                .requests()
+                .iter()
+                .any(|r| r.method == "GET" && r.path == "/")
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes: Vec<_> = env
+        .es
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "no Elasticsearch writes: {writes:?}");
+    let iep = api(&env).get("reconnect").await.unwrap();
+    assert_eq!(condition(&iep, "Ready").unwrap().status, "True");
+}
