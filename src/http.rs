@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -15,19 +15,41 @@ use axum::Router;
 
 use crate::metrics::Metrics;
 
-/// What the endpoints report on; shared with the controller.
-#[derive(Default)]
+/// What the endpoints report on; shared with the controller(s).
 pub struct Health {
-    ready: AtomicBool,
+    /// Controllers (one per watched scope) whose watches have not listed everything yet.
+    unsynced: AtomicUsize,
+    /// A leader-election standby is ready to take over, with nothing to sync.
+    standby: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            unsynced: AtomicUsize::new(1),
+            standby: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Health {
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+    /// How many controllers must report [`Health::synced`] before the process is ready.
+    pub fn expect_synced(&self, controllers: usize) {
+        self.unsynced.store(controllers, Ordering::Release);
+    }
+
+    pub fn synced(&self) {
+        let _ = self
+            .unsynced
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    pub fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::Release);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.standby.load(Ordering::Acquire) || self.unsynced.load(Ordering::Acquire) == 0
     }
 }
 

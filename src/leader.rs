@@ -52,7 +52,7 @@ pub async fn run_as_leader(
         .await?;
     let (mut leading, lease_task) = manager.watch().await;
     // A standby is healthy and ready to take over; readiness must not block rollouts.
-    health.set_ready(true);
+    health.set_standby(true);
     info!(lease = %election.lease_name, identity = %election.identity, "waiting for the leader Lease");
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -64,7 +64,7 @@ pub async fn run_as_leader(
             let stopped = async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             };
-            let mut controller = tokio::spawn(controller::run(
+            let mut controller = tokio::spawn(controller::run_all(
                 client.clone(),
                 config.clone(),
                 metrics.clone(),

@@ -35,9 +35,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE", value_delimiter = ',')]
+    namespace: Vec<String>,
     /// How often Ready endpoints are re-checked against Elasticsearch.
     #[arg(long, env = "RECHECK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     recheck_interval: Duration,
@@ -124,7 +124,8 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             }
         };
         let config = controller::Config {
-            namespace: args.namespace,
+            // An empty WATCH_NAMESPACE means all namespaces.
+            namespaces: args.namespace.into_iter().filter(|n| !n.is_empty()).collect(),
             recheck_interval: args.recheck_interval,
             backoff_initial: args.backoff_initial,
             backoff_max: args.backoff_max,
@@ -166,7 +167,7 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             };
             leader::run_as_leader(client, config, metrics, health, election, wait(stopped)).await
         } else {
-            controller::run(client, config, metrics, health, wait(stopped)).await;
+            controller::run_all(client, config, metrics, health, wait(stopped)).await;
             Ok(())
         };
         if let Err(error) = outcome {

@@ -420,3 +420,64 @@ async fn settings_the_cluster_version_lacks_are_refused_before_any_request() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn only_the_listed_namespaces_are_watched() {
+    let env = env_with_key().await;
+    for namespace in ["team-a", "team-b", "team-c"] {
+        env.kube.create_namespace(namespace);
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(env.client.clone(), namespace);
+        for (name, data) in [
+            ("azure", json!({"apiKey": KEY})),
+            (
+                inference_testenv::env::ES_CREDENTIALS_SECRET,
+                json!({"username": inference_testenv::env::ES_USER, "password": inference_testenv::env::ES_PASSWORD}),
+            ),
+        ] {
+            let secret =
+                serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data}))
+                    .unwrap();
+            secrets.create(&Default::default(), &secret).await.unwrap();
+        }
+    }
+    let config = inference_operator::controller::Config {
+        namespaces: vec!["team-a".into(), "team-b".into()],
+        ..test_config()
+    };
+    let operator = start_operator(&env, config);
+    let apis: Vec<kube::Api<inference_operator::api::InferenceEndpoint>> =
+        ["team-a", "team-b", "team-c"]
+            .iter()
+            .map(|ns| kube::Api::namespaced(env.client.clone(), ns))
+            .collect();
+    for (api, ns) in apis.iter().zip(["team-a", "team-b", "team-c"]) {
+        let mut spec = embedding_spec(&env, "azure");
+        spec["inferenceId"] = json!(format!("emb-{ns}"));
+        let object = serde_json::from_value(json!({
+            "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": "emb", "namespace": ns}, "spec": spec
+        }))
+        .unwrap();
+        api.create(&Default::default(), &object).await.unwrap();
+    }
+    for ns in ["team-a", "team-b"] {
+        let id = format!("emb-{ns}");
+        eventually(WAIT, &id, || async { env.es.endpoint(&id).map(|_| ()) }).await;
+    }
+    eventually(WAIT, "ready once both namespaces synced", || async {
+        operator.health.is_ready().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        env.es.endpoint("emb-team-c").is_none(),
+        "team-c is not watched"
+    );
+    let untouched = apis[2].get("emb").await.unwrap();
+    assert!(untouched.status.is_none() || untouched.status.unwrap().conditions.is_empty());
+    assert!(
+        untouched.metadata.finalizers.is_none(),
+        "no finalizer added outside the scope"
+    );
+}

@@ -18,11 +18,10 @@ pub mod reconcile;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
@@ -48,8 +47,8 @@ pub const FIELD_MANAGER: &str = "inference-operator";
 /// Runtime settings (from the command line).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Watch one namespace, or all when `None`.
-    pub namespace: Option<String>,
+    /// Watch these namespaces, or all when empty.
+    pub namespaces: Vec<String>,
     /// How often a Ready endpoint is re-checked against Elasticsearch.
     pub recheck_interval: Duration,
     /// First retry delay after a transient failure; doubles per failure.
@@ -66,7 +65,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            namespace: None,
+            namespaces: Vec::new(),
             recheck_interval: Duration::from_secs(300),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
@@ -282,51 +281,85 @@ fn references_secret(iep: &InferenceEndpoint, namespace: &str, name: &str) -> bo
     service_refs.chain(connection_refs).any(|n| n == name)
 }
 
-/// Run the controller until `shutdown` resolves; in-flight reconciles finish first.
-/// `health` turns ready once both watches have listed everything once.
-pub async fn run(
+/// Run the controller for every watched scope (all namespaces, or one controller per listed
+/// namespace, each with its own watches and store) until `shutdown` resolves.
+pub async fn run_all(
     client: kube::Client,
     config: Config,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (ieps, secrets): (Api<InferenceEndpoint>, Api<PartialObjectMeta<Secret>>) =
-        match &config.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    health.expect_synced(scopes.len());
+    let shutdown = shutdown.shared();
+    let controllers = scopes.into_iter().map(|scope| {
+        run(
+            client.clone(),
+            config.clone(),
+            scope,
+            metrics.clone(),
+            health.clone(),
+            shutdown.clone(),
+        )
+    });
+    futures::future::join_all(controllers).await;
+}
+
+/// Run the controller for one scope (a namespace, or all when `None`) until `shutdown`
+/// resolves; in-flight reconciles finish first. Reports to `health` once both watches have
+/// listed everything once.
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    namespace: Option<String>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (ieps, secrets): (Api<InferenceEndpoint>, Api<PartialObjectMeta<Secret>>) = match &namespace
+    {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
     let (reader, writer) = reflector::store();
+    // Readiness is taken from each watch's first InitDone. (Store::wait_until_ready is not
+    // used: with the Controller also waiting on it, only one waiter is woken in kube 5.0.)
+    let (ieps_synced, mut ieps_listed) = tokio::sync::watch::channel(false);
     let iep_stream = watcher(ieps, watcher::Config::default().any_semantic())
         .default_backoff()
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                ieps_synced.send_replace(true);
+            }
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(relevant_change, Default::default());
     // Metadata only: the operator never caches Secret contents (DESIGN.md §4).
-    let secrets_synced = Arc::new(AtomicBool::new(false));
-    let secret_stream = {
-        let synced = secrets_synced.clone();
-        watcher(secrets, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .inspect(move |event| {
-                if matches!(event, Ok(watcher::Event::InitDone)) {
-                    synced.store(true, Ordering::Release);
-                }
-            })
-            .touched_objects()
-    };
+    let (secrets_synced, mut secrets_listed) = tokio::sync::watch::channel(false);
+    let secret_stream = watcher(secrets, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                secrets_synced.send_replace(true);
+            }
+        })
+        .touched_objects();
     tokio::spawn({
-        let store = reader.clone();
         async move {
-            if store.wait_until_ready().await.is_ok() {
-                while !secrets_synced.load(Ordering::Acquire) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+            let listed = ieps_listed.wait_for(|listed| *listed).await.is_ok()
+                && secrets_listed.wait_for(|listed| *listed).await.is_ok();
+            if listed {
                 info!("watches synced; ready");
-                health.set_ready(true);
+                health.synced();
             }
         }
     });
