@@ -238,18 +238,23 @@ impl Target {
         .await
     }
 
-    /// The endpoint as Elasticsearch's REST API reports it (works on both targets).
-    async fn es_endpoint(&self, task: &str, id: &str) -> Option<Value> {
+    /// A request to Elasticsearch's REST API with the test's credentials.
+    fn es_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let http = reqwest::Client::builder()
             .danger_accept_invalid_certs(self.es_insecure)
             .build()
             .unwrap();
-        let response = http
-            .get(format!(
-                "{}/_inference/{task}/{id}",
-                self.es_url.trim_end_matches('/')
-            ))
-            .basic_auth(&self.es_user, Some(&self.es_password))
+        http.request(
+            method,
+            format!("{}/{path}", self.es_url.trim_end_matches('/')),
+        )
+        .basic_auth(&self.es_user, Some(&self.es_password))
+    }
+
+    /// The endpoint as Elasticsearch's REST API reports it (works on both targets).
+    async fn es_endpoint(&self, task: &str, id: &str) -> Option<Value> {
+        let response = self
+            .es_request(reqwest::Method::GET, &format!("_inference/{task}/{id}"))
             .send()
             .await
             .expect("GET endpoint");
@@ -559,16 +564,8 @@ async fn delete_and_retain(t: Target) {
 }
 
 async fn delete_out_of_band(t: &Target, task: &str, id: &str) {
-    let http = reqwest::Client::builder()
-        .danger_accept_invalid_certs(t.es_insecure)
-        .build()
-        .unwrap();
-    let _ = http
-        .delete(format!(
-            "{}/_inference/{task}/{id}",
-            t.es_url.trim_end_matches('/')
-        ))
-        .basic_auth(&t.es_user, Some(&t.es_password))
+    let _ = t
+        .es_request(reqwest::Method::DELETE, &format!("_inference/{task}/{id}"))
         .send()
         .await;
 }

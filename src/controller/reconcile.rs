@@ -110,12 +110,7 @@ async fn converge(
     let recorded_cluster = status.cluster.as_ref().map(|c| c.uuid.clone());
     check_supported(&desired, &version)?;
 
-    let on_es_error = |e: EsError| {
-        if e.is_transient() {
-            ctx.connections.forget(&connection.key);
-        }
-        outcomes::from_es(&e)
-    };
+    let on_es_error = |e: EsError| es_failure(ctx, &connection, &e);
     // Ownership is per cluster: an endpoint recorded in another cluster is not ours here.
     let same_cluster = recorded_cluster
         .as_deref()
@@ -188,15 +183,7 @@ async fn converge(
             )
         }
         Plan::PushCredential => {
-            let body = update_body(config, Some(&secret), observed.as_ref(), &version)
-                .map_err(|e| Outcome::permanent("InvalidSettings", e.to_string()))?;
-            let updated = timed(
-                ctx,
-                EsOperation::Update,
-                es.update_endpoint(config.task_type, id, &body, &version),
-            )
-            .await
-            .map_err(on_es_error)?;
+            let updated = update(ctx, &connection, config, &secret, observed.as_ref()).await?;
             let (reason, message) = if status.credential_fingerprint.is_some() {
                 (
                     "CredentialsRotated",
@@ -212,15 +199,7 @@ async fn converge(
             (updated, Outcome::ready(reason, message))
         }
         Plan::Update { differences } => {
-            let body = update_body(config, Some(&secret), observed.as_ref(), &version)
-                .map_err(|e| Outcome::permanent("InvalidSettings", e.to_string()))?;
-            let updated = timed(
-                ctx,
-                EsOperation::Update,
-                es.update_endpoint(config.task_type, id, &body, &version),
-            )
-            .await
-            .map_err(on_es_error)?;
+            let updated = update(ctx, &connection, config, &secret, observed.as_ref()).await?;
             info!(inference_id = id, "updated inference endpoint settings");
             (
                 updated,
@@ -353,10 +332,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
         },
     );
     let outcome = timed(ctx, EsOperation::Delete, deletion).await.map_err(|e| {
-        if e.is_transient() {
-            ctx.connections.forget(&connection.key);
-        }
-        let failure = outcomes::from_es(&e);
+        let failure = es_failure(ctx, &connection, &e);
         if failure.reason == "InUse" {
             Outcome::transient(
                 "DeletionBlocked",
@@ -388,12 +364,39 @@ async fn get(
     let call = connection
         .client
         .get_endpoint(config.task_type, &config.inference_id);
-    timed(ctx, EsOperation::Get, call).await.map_err(|e| {
-        if e.is_transient() {
-            ctx.connections.forget(&connection.key);
-        }
-        outcomes::from_es(&e)
-    })
+    timed(ctx, EsOperation::Get, call)
+        .await
+        .map_err(|e| es_failure(ctx, connection, &e))
+}
+
+/// `_update` carrying the credential and the desired task settings; the body's shape depends on
+/// the cluster's version (reference §1.5).
+async fn update(
+    ctx: &Context,
+    connection: &Connection,
+    config: &EndpointConfig,
+    secret: &ServiceSecret,
+    observed: Option<&Endpoint>,
+) -> Result<Endpoint, Outcome> {
+    let version = &connection.info.version;
+    let body = update_body(config, Some(secret), observed, version)
+        .map_err(|e| Outcome::permanent("InvalidSettings", e.to_string()))?;
+    let call =
+        connection
+            .client
+            .update_endpoint(config.task_type, &config.inference_id, &body, version);
+    timed(ctx, EsOperation::Update, call)
+        .await
+        .map_err(|e| es_failure(ctx, connection, &e))
+}
+
+/// Classify an Elasticsearch failure; a transient one also drops the cached connection, so the
+/// next attempt reconnects and re-reads the cluster's version and identity.
+fn es_failure(ctx: &Context, connection: &Connection, error: &EsError) -> Outcome {
+    if error.is_transient() {
+        ctx.connections.forget(&connection.key);
+    }
+    outcomes::from_es(error)
 }
 
 /// Run one Elasticsearch call and record its latency and status class.
