@@ -46,7 +46,7 @@ pub fn start_operator(env: &TestEnv, config: Config) -> Operator {
     let (stop, mut stopped) = watch::channel(());
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
-    tokio::spawn(controller::run(
+    tokio::spawn(controller::run_all(
         env.client.clone(),
         config,
         metrics.clone(),
