@@ -252,9 +252,9 @@ fn references_secret(iep: &InferenceEndpoint, namespace: &str, name: &str) -> bo
     let spec = &iep.spec;
     if let Some(eck) = &spec.elasticsearch_ref {
         let eck_namespace = eck.namespace.as_deref().unwrap_or(&own_namespace);
+        let eck_secret = |suffix: &str| name.strip_suffix(suffix) == Some(eck.name.as_str());
         if eck_namespace == namespace
-            && (name == format!("{}-es-elastic-user", eck.name)
-                || name == format!("{}-es-http-certs-public", eck.name))
+            && (eck_secret("-es-elastic-user") || eck_secret("-es-http-certs-public"))
         {
             return true;
         }
