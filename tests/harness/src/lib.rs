@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod env;
 pub mod es;
 pub mod kube;

@@ -1,0 +1,321 @@
+//! The objects the benchmark applies, and counting what the operator sent to whom.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{json, Value};
+
+use crate::env::{ES_CREDENTIALS_SECRET, ES_PASSWORD, ES_USER};
+use crate::es::{RecordedRequest, Route};
+use crate::kube::{KubeEmulator, RequestRecord};
+
+/// Namespace of the benchmark's InferenceEndpoints.
+pub const NAMESPACE: &str = "bench";
+/// Namespace of the start-up probe (one pre-existing object).
+pub const PROBE_NAMESPACE: &str = "bench-probe";
+/// Namespace of the unrelated Secrets.
+pub const UNRELATED_NAMESPACE: &str = "unrelated";
+/// How many client requests the benchmark keeps in flight when it applies objects.
+pub const APPLY_PARALLELISM: usize = 32;
+
+pub fn iep_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "esinference.io",
+        "v1alpha1",
+        "InferenceEndpoint",
+    ))
+}
+
+pub fn ieps(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &iep_resource())
+}
+
+pub fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn secret(namespace: &str, name: &str, pairs: &[(&str, &[u8])]) -> Secret {
+    let data: serde_json::Map<String, Value> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(base64(v))))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "data": data,
+    }))
+    .expect("Secret")
+}
+
+pub fn es_credentials(namespace: &str) -> Secret {
+    secret(
+        namespace,
+        ES_CREDENTIALS_SECRET,
+        &[
+            ("username", ES_USER.as_bytes()),
+            ("password", ES_PASSWORD.as_bytes()),
+        ],
+    )
+}
+
+/// The Secret holding endpoint `name`'s Azure key.
+pub fn key_secret_name(name: &str) -> String {
+    format!("azure-{name}")
+}
+
+pub fn key_secret(namespace: &str, name: &str, key: &str) -> Secret {
+    secret(
+        namespace,
+        &key_secret_name(name),
+        &[("apiKey", key.as_bytes())],
+    )
+}
+
+/// A text_embedding InferenceEndpoint against the double, its key in its own Secret.
+pub fn endpoint(namespace: &str, name: &str, es_url: &str, finalizer: bool) -> DynamicObject {
+    let mut metadata = json!({"name": name, "namespace": namespace});
+    if finalizer {
+        // As left by an earlier run of the operator.
+        metadata["finalizers"] = json!(["esinference.io/cleanup"]);
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "esinference.io/v1alpha1",
+        "kind": "InferenceEndpoint",
+        "metadata": metadata,
+        "spec": {
+            "elasticsearch": {"url": es_url, "credentialsSecretRef": {"name": ES_CREDENTIALS_SECRET}},
+            "taskType": "text_embedding",
+            "azureOpenAI": {
+                "resourceName": "bench-resource",
+                "deploymentId": "embeddings",
+                "apiVersion": "2024-10-21",
+                "apiKeySecretRef": {"name": key_secret_name(name), "key": "apiKey"}
+            }
+        }
+    }))
+    .expect("InferenceEndpoint")
+}
+
+pub fn endpoint_name(index: usize) -> String {
+    format!("bench-{index:05}")
+}
+
+/// Create Secrets with `parallelism` requests in flight.
+pub async fn create_secrets(
+    client: &kube::Client,
+    secrets: Vec<Secret>,
+    parallelism: usize,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    futures::stream::iter(secrets.into_iter().map(Ok::<_, String>))
+        .try_for_each_concurrent(parallelism, |secret| {
+            let client = client.clone();
+            async move {
+                let namespace = secret.metadata.namespace.clone().unwrap_or_default();
+                let api: Api<Secret> = Api::namespaced(client, &namespace);
+                api.create(&PostParams::default(), &secret)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("create Secret: {e}"))
+            }
+        })
+        .await?;
+    Ok(started.elapsed())
+}
+
+/// Create InferenceEndpoints with `parallelism` requests in flight.
+pub async fn create_endpoints(
+    client: &kube::Client,
+    objects: Vec<DynamicObject>,
+    parallelism: usize,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    futures::stream::iter(objects.into_iter().map(Ok::<_, String>))
+        .try_for_each_concurrent(parallelism, |object| {
+            let client = client.clone();
+            async move {
+                let namespace = object.metadata.namespace.clone().unwrap_or_default();
+                ieps(&client, &namespace)
+                    .create(&PostParams::default(), &object)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("create InferenceEndpoint: {e}"))
+            }
+        })
+        .await?;
+    Ok(started.elapsed())
+}
+
+/// Whether a stored object's Ready condition is True.
+pub fn is_ready(object: &Value) -> bool {
+    object["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// How many of `names` (in `namespace`) are Ready, read in-process from the emulator's store
+/// (no HTTP request, so nothing is added to the request log).
+pub fn ready_count(kube: &KubeEmulator, namespace: &str, names: &BTreeSet<String>) -> usize {
+    kube.list_objects("inferenceendpoints")
+        .iter()
+        .filter(|o| o["metadata"]["namespace"] == namespace)
+        .filter(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| names.contains(n))
+        })
+        .filter(|o| is_ready(o))
+        .count()
+}
+
+/// Poll until every name is Ready; returns when that was first observed.
+pub async fn wait_all_ready(
+    kube: &KubeEmulator,
+    namespace: &str,
+    names: &BTreeSet<String>,
+    timeout: Duration,
+) -> Result<Instant, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let polled = Instant::now();
+        let ready = ready_count(kube, namespace, names);
+        if ready == names.len() {
+            return Ok(polled);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {ready} of {} InferenceEndpoints Ready after {timeout:?}",
+                names.len()
+            ));
+        }
+        // Listing holds the emulator's lock: poll at most ~10 % of the time.
+        let spent = polled.elapsed();
+        tokio::time::sleep((spent * 10).max(Duration::from_millis(20))).await;
+    }
+}
+
+/// Elasticsearch request kinds, as the double classifies them.
+pub fn es_kind(route: Route) -> &'static str {
+    match route {
+        Route::Root => "info (GET /)",
+        Route::Get => "get (GET _inference)",
+        Route::Put => "create (PUT)",
+        Route::Update => "update (PUT _update)",
+        Route::Delete => "delete (DELETE)",
+        Route::Other | Route::Any => "other",
+    }
+}
+
+pub fn is_es_write(route: Route) -> bool {
+    matches!(route, Route::Put | Route::Update | Route::Delete)
+}
+
+pub fn es_counts(requests: &[RecordedRequest]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for r in requests {
+        *counts.entry(es_kind(r.route).to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Distinct inference ids read with `GET _inference/...` (one per re-verified object).
+pub fn es_ids_read(requests: &[RecordedRequest]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.route == Route::Get)
+        .filter_map(|r| r.path.rsplit('/').next())
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+/// Kubernetes API requests counted by `METHOD resource[/subresource]`; watches are left out
+/// (they are long-running streams, not requests per object).
+pub fn k8s_counts(requests: &[RequestRecord], writes: bool) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for r in requests.iter().filter(|r| !r.watch) {
+        if (r.method != "GET") != writes {
+            continue;
+        }
+        let target = match (&r.resource, &r.subresource) {
+            (Some(res), Some(sub)) => format!("{res}/{sub}"),
+            (Some(res), None) => res.clone(),
+            (None, _) => "(discovery)".to_owned(),
+        };
+        let kind = if r.method == "GET" && r.name.is_none() {
+            format!("LIST {target}")
+        } else {
+            format!("{} {target}", r.method)
+        };
+        *counts.entry(kind).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Status writes among counted Kubernetes writes.
+pub fn status_writes(writes: &BTreeMap<String, usize>) -> usize {
+    writes
+        .iter()
+        .filter(|(k, _)| k.ends_with("inferenceendpoints/status"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// The `p`-quantile (0..=1) by nearest rank, in milliseconds.
+pub fn percentile_ms(samples: &[Duration], p: f64) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1].as_secs_f64() * 1000.0)
+}
+
+/// Pseudo-random bytes (xorshift), so Secrets do not compress to nothing.
+pub fn filler(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// What the operator has read and written, split off a request log by index.
+pub struct Snapshot {
+    pub es: usize,
+    pub kube: usize,
+}
+
+impl Snapshot {
+    pub fn take(es: &crate::es::EsDouble, kube: &KubeEmulator) -> Snapshot {
+        Snapshot {
+            es: es.requests().len(),
+            kube: kube.requests().len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile_ms(&samples, 0.5), Some(50.0));
+        assert_eq!(percentile_ms(&samples, 0.99), Some(99.0));
+        assert_eq!(percentile_ms(&samples[..1], 0.99), Some(1.0));
+        assert_eq!(percentile_ms(&[], 0.5), None);
+    }
+}
