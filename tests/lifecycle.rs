@@ -100,10 +100,7 @@ async fn out_of_band_deletion_is_healed_and_announced() {
     assert!(env.es.delete_out_of_band("healed"));
     wait_ready(&env, "healed", "True", "Recreated").await;
     assert!(env.es.endpoint("healed").is_some());
-    assert!(events(&env, "healed")
-        .await
-        .iter()
-        .any(|e| e.reason.as_deref() == Some("Recreated")));
+    wait_event(&env, "healed", "Recreated", "Normal").await;
 }
 
 #[tokio::test]

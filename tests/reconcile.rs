@@ -72,10 +72,7 @@ async fn text_embedding_endpoint_is_created_and_reported_ready() {
     let put = env.es.requests().iter().position(|r| r.method == "PUT");
     assert!(first_get < put, "GET precedes PUT");
 
-    let events = events(&env, "emb").await;
-    assert!(events
-        .iter()
-        .any(|e| e.reason.as_deref() == Some("Created") && e.type_.as_deref() == Some("Normal")));
+    wait_event(&env, "emb", "Created", "Normal").await;
 }
 
 #[tokio::test]
@@ -174,11 +171,7 @@ async fn missing_secret_is_reported_then_picked_up_when_created() {
     );
     assert_eq!(condition(&iep, "Stalled").unwrap().status, "True");
     assert_eq!(es_requests(&env, "PUT"), 0);
-    let warnings = events(&env, "late").await;
-    assert!(warnings
-        .iter()
-        .any(|e| e.reason.as_deref() == Some("SecretNotFound")
-            && e.type_.as_deref() == Some("Warning")));
+    wait_event(&env, "late", "SecretNotFound", "Warning").await;
 
     // Creating the Secret alone (the object is untouched) brings the endpoint up: the
     // metadata-only Secret watch maps it to this object; the re-check interval is an hour.
@@ -243,18 +236,8 @@ async fn unreachable_elasticsearch_backs_off_then_converges() {
 
     let iep = wait_ready(&env, "flaky", "True", "Created").await;
     assert!(condition(&iep, "Reconciling").is_none());
-    let warnings = events(&env, "flaky").await;
-    assert!(
-        warnings
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("ElasticsearchUnreachable")
-                && e.type_.as_deref() == Some("Warning")),
-        "the transient failure was announced: {:?}",
-        warnings
-            .iter()
-            .map(|e| e.reason.clone())
-            .collect::<Vec<_>>()
-    );
+    // The transient failure was announced.
+    wait_event(&env, "flaky", "ElasticsearchUnreachable", "Warning").await;
     assert_eq!(es_requests(&env, "PUT"), 1);
 }
 

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::OnceCell;
+
 use k8s_openapi::api::core::v1::Secret;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -40,7 +42,7 @@ pub struct ConnectionSettings {
 pub struct Connections {
     settings: ConnectionSettings,
     metrics: Arc<Metrics>,
-    cache: Mutex<HashMap<String, Arc<Connection>>>,
+    cache: Mutex<HashMap<String, Arc<OnceCell<Arc<Connection>>>>>,
     /// The connection each object (by uid) last used, so its cleanup can still reach
     /// Elasticsearch after its Secrets are gone (namespace deletion removes them in parallel).
     last_used: Mutex<HashMap<String, Arc<Connection>>>,
@@ -69,26 +71,27 @@ impl Connections {
     ) -> Result<Arc<Connection>, Outcome> {
         let config = self.resolve(iep, namespace, kube).await?;
         let key = cache_key(&config);
-        if let Some(hit) = self.lock().get(&key) {
-            return Ok(hit.clone());
-        }
-        let client = EsClient::new(config).map_err(|e| outcomes::from_es(&e))?;
-        let started = std::time::Instant::now();
-        let info = client.info().await;
-        self.metrics
-            .elasticsearch(EsOperation::Info, &info, started.elapsed());
-        let info = info.map_err(|e| outcomes::from_es(&e))?;
-        let connection = Arc::new(Connection {
-            client,
-            info,
-            key: key.clone(),
-        });
-        let mut cache = self.lock();
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(key, connection.clone());
-        Ok(connection)
+        // One slot per connection: concurrent reconciles of objects sharing a cluster wait for
+        // a single client build and `GET /` instead of each making their own. A failed build
+        // leaves the slot empty, so the next caller tries again.
+        let slot = {
+            let mut cache = self.lock();
+            if cache.len() >= MAX_CACHED && !cache.contains_key(&key) {
+                cache.clear();
+            }
+            cache.entry(key.clone()).or_default().clone()
+        };
+        slot.get_or_try_init(|| async {
+            let client = EsClient::new(config).map_err(|e| outcomes::from_es(&e))?;
+            let started = std::time::Instant::now();
+            let info = client.info().await;
+            self.metrics
+                .elasticsearch(EsOperation::Info, &info, started.elapsed());
+            let info = info.map_err(|e| outcomes::from_es(&e))?;
+            Ok(Arc::new(Connection { client, info, key }))
+        })
+        .await
+        .cloned()
     }
 
     /// Drop a connection so the next use reconnects and re-reads the version (the cluster may
@@ -122,7 +125,7 @@ impl Connections {
             .remove(uid);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Connection>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<OnceCell<Arc<Connection>>>>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -335,6 +335,14 @@ pub async fn run(
     let (ieps_synced, mut ieps_listed) = tokio::sync::watch::channel(false);
     let iep_stream = watcher(ieps, watcher::Config::default().any_semantic())
         .default_backoff()
+        // The cache keeps what reconciles read; managedFields (~40 % of an object) and
+        // kubectl's last-applied copy of the spec are never read.
+        .modify(|iep: &mut InferenceEndpoint| {
+            iep.managed_fields_mut().clear();
+            if let Some(annotations) = iep.metadata.annotations.as_mut() {
+                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
         .inspect(move |event| {
             if matches!(event, Ok(watcher::Event::InitDone)) {
                 ieps_synced.send_replace(true);

@@ -55,7 +55,7 @@ pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<A
         ctx.forget(&iep);
         ctx.connections
             .forget_remembered(&iep.uid().unwrap_or_default());
-        publish(&ctx, &iep, &outcome, "Delete").await;
+        publish(&ctx, &iep, &outcome, "Delete");
         return Ok(Action::await_change());
     }
     // Keep the finalizer, say why on the object, and retry with backoff: deletion is not
@@ -77,18 +77,17 @@ async fn converge(
     let namespace = iep.namespace().unwrap_or_default();
     let secrets = SecretReader::new(ctx.client.clone(), &namespace);
     let source = &desired.credential;
-    let credential = secrets
-        .key(&source.secret.name, &source.secret.key)
-        .await
-        .map_err(|e| outcomes::from_secret(&e))?;
+    // The service credential and the connection's Secrets are independent reads.
+    let (credential, connection) = tokio::join!(
+        secrets.key(&source.secret.name, &source.secret.key),
+        ctx.connections.connect(iep, &namespace, &ctx.client),
+    );
+    let credential = credential.map_err(|e| outcomes::from_secret(&e))?;
+    let mut connection = connection?;
     let uid = iep.uid().unwrap_or_default();
     let current_fingerprint = fingerprint(&uid, source.field, &credential);
     let secret = ServiceSecret::new(source.field, credential);
 
-    let mut connection = ctx
-        .connections
-        .connect(iep, &namespace, &ctx.client)
-        .await?;
     let config = &desired.config;
     let id = config.inference_id.as_str();
     let mut observed = get(ctx, &connection, config).await?;
@@ -480,7 +479,7 @@ async fn report(
         patch_status(iep, ctx, &status).await?;
     }
     if conditions::is_transition(&previous.conditions, outcome) {
-        publish(ctx, iep, outcome, action).await;
+        publish(ctx, iep, outcome, action);
     }
     Ok(())
 }
@@ -509,8 +508,9 @@ async fn patch_status(
     Ok(())
 }
 
-/// Events are best effort: a failure to publish is logged, never fails the reconcile.
-async fn publish(ctx: &Context, iep: &InferenceEndpoint, outcome: &Outcome, action: &str) {
+/// Events are best effort and published off the reconcile path: a slow or failing Event write
+/// neither holds a reconcile slot nor fails the reconcile.
+fn publish(ctx: &Context, iep: &InferenceEndpoint, outcome: &Outcome, action: &str) {
     let event = Event {
         type_: if outcome.is_ready() {
             EventType::Normal
@@ -523,14 +523,14 @@ async fn publish(ctx: &Context, iep: &InferenceEndpoint, outcome: &Outcome, acti
         secondary: None,
     };
     let reference = iep.object_ref(&());
-    match tokio::time::timeout(
-        ctx.config.kube_timeout,
-        ctx.recorder.publish(&event, &reference),
-    )
-    .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => warn!(%error, reason = outcome.reason, "could not publish event"),
-        Err(_) => warn!(reason = outcome.reason, "publishing event timed out"),
-    }
+    let recorder = ctx.recorder.clone();
+    let timeout = ctx.config.kube_timeout;
+    let reason = outcome.reason;
+    tokio::spawn(async move {
+        match tokio::time::timeout(timeout, recorder.publish(&event, &reference)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(%error, reason, "could not publish event"),
+            Err(_) => warn!(reason, "publishing event timed out"),
+        }
+    });
 }

@@ -151,6 +151,26 @@ pub async fn events(env: &TestEnv, name: &str) -> Vec<Event> {
         .collect()
 }
 
+/// Wait for an Event about `name` with `reason` and `type_` (Events are published off the
+/// reconcile path, so they may trail the status by a moment).
+pub async fn wait_event(env: &TestEnv, name: &str, reason: &str, type_: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let seen = events(env, name).await;
+        if seen
+            .iter()
+            .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
+        {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            let reasons: Vec<_> = seen.iter().map(|e| e.reason.clone()).collect();
+            panic!("{name}: no {type_} Event {reason} after {WAIT:?}; saw {reasons:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Elasticsearch requests to `_inference/...` with `method`, excluding GETs of `/`.
 pub fn es_requests(env: &TestEnv, method: &str) -> usize {
     env.es
