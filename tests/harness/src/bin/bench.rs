@@ -160,37 +160,10 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `cargo build --release --bin inference-operator`, returning the executable cargo reports.
+/// `cargo build --release --bin inference-operator`, returning the executable.
 fn build_operator() -> Result<PathBuf, String> {
     eprintln!("[bench] cargo build --release --bin inference-operator");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-    let output = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--bin",
-            "inference-operator",
-            "--message-format",
-            "json",
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "building inference-operator failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["target"]["name"] == "inference-operator")
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| "cargo did not report the inference-operator executable".to_owned())
+    inference_testenv::env::build_operator(true)
 }
 
 /// `git rev-parse --short HEAD`, marked when the operator's sources have uncommitted changes.

@@ -4,7 +4,7 @@
 //! emulated cluster and Elasticsearch with `examples/` applied. See `inference_testenv::sandbox`.
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use inference_testenv::sandbox::{run, SandboxOptions};
@@ -53,33 +53,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cargo build --bin inference-operator`, returning the executable cargo reports.
+/// `cargo build --bin inference-operator` (the debug build the tests use).
 fn build_operator() -> Result<PathBuf, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-    let output = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--bin",
-            "inference-operator",
-            "--message-format",
-            "json",
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "building inference-operator failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["target"]["name"] == "inference-operator")
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| "cargo did not report the inference-operator executable".to_owned())
+    inference_testenv::env::build_operator(false)
 }
