@@ -90,6 +90,8 @@ async fn converge(
 
     let config = &desired.config;
     let id = config.inference_id.as_str();
+    // What the cluster's version cannot hold is refused before any endpoint request.
+    check_supported(&desired, &connection.info.version)?;
     let mut observed = get(ctx, &connection, config).await?;
     if observed.is_none() && status.inference_id.as_deref() == Some(id) {
         // Our endpoint is gone. Before recreating it, make sure the same cluster still answers
@@ -100,6 +102,7 @@ async fn converge(
             .connections
             .connect(iep, &namespace, &ctx.client)
             .await?;
+        check_supported(&desired, &connection.info.version)?;
         observed = get(ctx, &connection, config).await?;
     }
     ctx.connections.remember(&uid, &connection);
@@ -107,7 +110,6 @@ async fn converge(
     let version = connection.info.version;
     let cluster_uuid = connection.info.cluster_uuid.as_str();
     let recorded_cluster = status.cluster.as_ref().map(|c| c.uuid.clone());
-    check_supported(&desired, &version)?;
 
     let on_es_error = |e: EsError| es_failure(ctx, &connection, &e);
     // Ownership is per cluster: an endpoint recorded in another cluster is not ours here.
