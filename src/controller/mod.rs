@@ -14,6 +14,7 @@ pub mod outcomes;
 pub mod ownership;
 pub mod plan;
 pub mod reconcile;
+pub mod secret_index;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +28,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn, Instrument};
@@ -35,6 +36,7 @@ use tracing::{info, warn, Instrument};
 use crate::api::{InferenceEndpoint, FINALIZER};
 use crate::controller::conditions::{Outcome, State};
 use crate::controller::connection::{ConnectionSettings, Connections};
+use crate::controller::secret_index::SecretIndex;
 use crate::http::Health;
 use crate::metrics::{Metrics, ReconcileResult};
 
@@ -232,55 +234,6 @@ fn relevant_change(iep: &InferenceEndpoint) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// The objects in `store` that reference Secret `namespace/name` (service credential,
-/// Elasticsearch credentials or CA, or ECK's conventional Secrets).
-pub fn referencing(
-    store: &Store<InferenceEndpoint>,
-    namespace: &str,
-    name: &str,
-) -> Vec<ObjectRef<InferenceEndpoint>> {
-    store
-        .state()
-        .iter()
-        .filter(|iep| references_secret(iep, namespace, name))
-        .map(|iep| ObjectRef::from_obj(iep.as_ref()))
-        .collect()
-}
-
-fn references_secret(iep: &InferenceEndpoint, namespace: &str, name: &str) -> bool {
-    let own_namespace = iep.namespace().unwrap_or_default();
-    let spec = &iep.spec;
-    if let Some(eck) = &spec.elasticsearch_ref {
-        let eck_namespace = eck.namespace.as_deref().unwrap_or(&own_namespace);
-        let eck_secret = |suffix: &str| name.strip_suffix(suffix) == Some(eck.name.as_str());
-        if eck_namespace == namespace
-            && (eck_secret("-es-elastic-user") || eck_secret("-es-http-certs-public"))
-        {
-            return true;
-        }
-    }
-    if own_namespace != namespace {
-        return false;
-    }
-    let azure = spec.azure_open_ai.as_ref();
-    let service_refs = azure
-        .into_iter()
-        .flat_map(|a| [&a.api_key_secret_ref, &a.entra_id_secret_ref])
-        .flatten()
-        .map(|r| r.name.as_str());
-    let connection = spec.elasticsearch.as_ref();
-    let connection_refs = connection
-        .and_then(|c| c.credentials_secret_ref.as_ref())
-        .map(|r| r.name.as_str())
-        .into_iter()
-        .chain(
-            connection
-                .and_then(|c| c.ca_secret_ref.as_ref())
-                .map(|r| r.name.as_str()),
-        );
-    service_refs.chain(connection_refs).any(|n| n == name)
-}
-
 /// Run the controller for every watched scope (all namespaces, or one controller per listed
 /// namespace, each with its own watches and store) until `shutdown` resolves.
 pub async fn run_all(
@@ -333,6 +286,7 @@ pub async fn run(
     // Readiness is taken from each watch's first InitDone. (Store::wait_until_ready is not
     // used: with the Controller also waiting on it, only one waiter is woken in kube 5.0.)
     let (ieps_synced, mut ieps_listed) = tokio::sync::watch::channel(false);
+    let index = Arc::new(SecretIndex::default());
     let iep_stream = watcher(ieps, watcher::Config::default().any_semantic())
         .default_backoff()
         // The cache keeps what reconciles read; managedFields (~40 % of an object) and
@@ -343,9 +297,15 @@ pub async fn run(
                 annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
             }
         })
-        .inspect(move |event| {
-            if matches!(event, Ok(watcher::Event::InitDone)) {
-                ieps_synced.send_replace(true);
+        .inspect({
+            let index = index.clone();
+            move |event| {
+                if let Ok(event) = event {
+                    index.apply(event);
+                    if matches!(event, watcher::Event::InitDone) {
+                        ieps_synced.send_replace(true);
+                    }
+                }
             }
         })
         .reflect(writer)
@@ -384,7 +344,6 @@ pub async fn run(
             }
         }
     });
-    let store = reader.clone();
     let concurrency = config.concurrency;
     let ctx = Arc::new(Context::new(client, config, metrics, reader.clone()));
     info!("starting controller");
@@ -392,7 +351,7 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .watches_stream(secret_stream, move |secret| {
             let namespace = secret.namespace().unwrap_or_default();
-            referencing(&store, &namespace, &secret.name_any())
+            index.referencing(&namespace, &secret.name_any())
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -448,46 +407,6 @@ mod tests {
         assert!(within(backoff(initial, max, 5), 16.0));
         assert!(within(backoff(initial, max, 7), 60.0));
         assert!(within(backoff(initial, max, u32::MAX), 60.0));
-    }
-
-    #[test]
-    fn secrets_map_to_the_objects_that_reference_them() {
-        let direct = iep(
-            "a",
-            "ns",
-            json!({
-                "elasticsearch": {"url": "https://es:9200", "credentialsSecretRef": {"name": "es-creds"}, "caSecretRef": {"name": "es-ca"}},
-                "taskType": "completion",
-                "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "v", "apiKeySecretRef": {"name": "azure", "key": "k"}}
-            }),
-        );
-        for name in ["es-creds", "es-ca", "azure"] {
-            assert!(references_secret(&direct, "ns", name), "{name}");
-        }
-        assert!(!references_secret(&direct, "other", "azure"));
-        assert!(!references_secret(&direct, "ns", "unrelated"));
-
-        let eck = iep(
-            "b",
-            "ns",
-            json!({
-                "elasticsearchRef": {"name": "quickstart", "namespace": "elastic"},
-                "taskType": "completion",
-                "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "v", "entraIdSecretRef": {"name": "entra", "key": "k"}}
-            }),
-        );
-        assert!(references_secret(
-            &eck,
-            "elastic",
-            "quickstart-es-elastic-user"
-        ));
-        assert!(references_secret(
-            &eck,
-            "elastic",
-            "quickstart-es-http-certs-public"
-        ));
-        assert!(references_secret(&eck, "ns", "entra"));
-        assert!(!references_secret(&eck, "ns", "quickstart-es-elastic-user"));
     }
 
     #[test]

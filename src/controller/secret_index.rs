@@ -1,0 +1,212 @@
+//! Which InferenceEndpoints reference which Secrets, kept in step with the InferenceEndpoint
+//! watch, so a Secret event finds its objects with one lookup instead of scanning every cached
+//! object (a cluster may hold many unrelated Secrets).
+//!
+//! It follows the watcher's event protocol like the reflector store does: `Init` starts a fresh
+//! index, `InitApply` fills it, `InitDone` swaps it in; `Apply` and `Delete` change it live.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::ResourceExt;
+
+use crate::api::InferenceEndpoint;
+
+/// A Secret, by namespace and name.
+pub type SecretKey = (String, String);
+
+/// Every Secret `iep` reads: the service credential, the Elasticsearch credentials and CA, or
+/// ECK's conventional Secrets for `elasticsearchRef` (possibly in another namespace).
+pub fn secrets_of(iep: &InferenceEndpoint) -> Vec<SecretKey> {
+    let own = iep.namespace().unwrap_or_default();
+    let local = |name: &str| (own.clone(), name.to_owned());
+    let spec = &iep.spec;
+    let mut keys = Vec::new();
+    if let Some(azure) = &spec.azure_open_ai {
+        for reference in [&azure.api_key_secret_ref, &azure.entra_id_secret_ref]
+            .into_iter()
+            .flatten()
+        {
+            keys.push(local(&reference.name));
+        }
+    }
+    if let Some(connection) = &spec.elasticsearch {
+        if let Some(reference) = &connection.credentials_secret_ref {
+            keys.push(local(&reference.name));
+        }
+        if let Some(reference) = &connection.ca_secret_ref {
+            keys.push(local(&reference.name));
+        }
+    }
+    if let Some(eck) = &spec.elasticsearch_ref {
+        let namespace = eck.namespace.clone().unwrap_or_else(|| own.clone());
+        for suffix in ["-es-elastic-user", "-es-http-certs-public"] {
+            keys.push((namespace.clone(), format!("{}{suffix}", eck.name)));
+        }
+    }
+    keys
+}
+
+#[derive(Default)]
+struct Index {
+    by_secret: HashMap<SecretKey, HashSet<ObjectRef<InferenceEndpoint>>>,
+    by_object: HashMap<ObjectRef<InferenceEndpoint>, Vec<SecretKey>>,
+}
+
+impl Index {
+    fn put(&mut self, iep: &InferenceEndpoint) {
+        let object = ObjectRef::from_obj(iep);
+        self.remove(&object);
+        let secrets = secrets_of(iep);
+        for secret in &secrets {
+            self.by_secret
+                .entry(secret.clone())
+                .or_default()
+                .insert(object.clone());
+        }
+        self.by_object.insert(object, secrets);
+    }
+
+    fn remove(&mut self, object: &ObjectRef<InferenceEndpoint>) {
+        for secret in self.by_object.remove(object).unwrap_or_default() {
+            if let Some(objects) = self.by_secret.get_mut(&secret) {
+                objects.remove(object);
+                if objects.is_empty() {
+                    self.by_secret.remove(&secret);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct SecretIndex {
+    live: Mutex<Index>,
+    /// Being rebuilt by a (re-)list.
+    pending: Mutex<Option<Index>>,
+}
+
+impl SecretIndex {
+    pub fn apply(&self, event: &watcher::Event<InferenceEndpoint>) {
+        match event {
+            watcher::Event::Apply(iep) => lock(&self.live).put(iep),
+            watcher::Event::Delete(iep) => lock(&self.live).remove(&ObjectRef::from_obj(iep)),
+            watcher::Event::Init => *lock(&self.pending) = Some(Index::default()),
+            watcher::Event::InitApply(iep) => lock(&self.pending)
+                .get_or_insert_with(Index::default)
+                .put(iep),
+            watcher::Event::InitDone => {
+                let rebuilt = lock(&self.pending).take().unwrap_or_default();
+                *lock(&self.live) = rebuilt;
+            }
+        }
+    }
+
+    /// The objects that read Secret `namespace/name`.
+    pub fn referencing(&self, namespace: &str, name: &str) -> Vec<ObjectRef<InferenceEndpoint>> {
+        lock(&self.live)
+            .by_secret
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .map(|objects| objects.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The index is rebuilt on every re-list; a poisoned lock cannot leave it worse than stale.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn iep(name: &str, namespace: &str, spec: Value) -> InferenceEndpoint {
+        serde_json::from_value(json!({
+            "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn direct(name: &str, azure_secret: &str) -> InferenceEndpoint {
+        iep(
+            name,
+            "ns",
+            json!({
+                "elasticsearch": {"url": "https://es:9200", "credentialsSecretRef": {"name": "es-creds"}, "caSecretRef": {"name": "es-ca"}},
+                "taskType": "completion",
+                "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "v", "apiKeySecretRef": {"name": azure_secret, "key": "k"}}
+            }),
+        )
+    }
+
+    fn names(refs: Vec<ObjectRef<InferenceEndpoint>>) -> Vec<String> {
+        let mut names: Vec<_> = refs.into_iter().map(|r| r.name).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn every_kind_of_reference_is_indexed() {
+        let eck = iep(
+            "b",
+            "ns",
+            json!({
+                "elasticsearchRef": {"name": "quickstart", "namespace": "elastic"},
+                "taskType": "completion",
+                "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "v", "entraIdSecretRef": {"name": "entra", "key": "k"}}
+            }),
+        );
+        let index = SecretIndex::default();
+        index.apply(&watcher::Event::Apply(direct("a", "azure")));
+        index.apply(&watcher::Event::Apply(eck));
+        for secret in ["es-creds", "es-ca", "azure"] {
+            assert_eq!(names(index.referencing("ns", secret)), ["a"], "{secret}");
+        }
+        assert_eq!(names(index.referencing("ns", "entra")), ["b"]);
+        assert_eq!(
+            names(index.referencing("elastic", "quickstart-es-elastic-user")),
+            ["b"]
+        );
+        assert_eq!(
+            names(index.referencing("elastic", "quickstart-es-http-certs-public")),
+            ["b"]
+        );
+        assert!(index
+            .referencing("ns", "quickstart-es-elastic-user")
+            .is_empty());
+        assert!(index.referencing("other", "azure").is_empty());
+        assert!(index.referencing("ns", "unrelated").is_empty());
+    }
+
+    #[test]
+    fn changes_and_deletes_update_the_index() {
+        let index = SecretIndex::default();
+        index.apply(&watcher::Event::Apply(direct("a", "azure")));
+        index.apply(&watcher::Event::Apply(direct("b", "azure")));
+        assert_eq!(names(index.referencing("ns", "azure")), ["a", "b"]);
+        index.apply(&watcher::Event::Apply(direct("a", "azure-v2")));
+        assert_eq!(names(index.referencing("ns", "azure")), ["b"]);
+        assert_eq!(names(index.referencing("ns", "azure-v2")), ["a"]);
+        index.apply(&watcher::Event::Delete(direct("b", "azure")));
+        assert!(index.referencing("ns", "azure").is_empty());
+        assert_eq!(names(index.referencing("ns", "es-creds")), ["a"]);
+    }
+
+    #[test]
+    fn a_relist_replaces_the_index_only_when_complete() {
+        let index = SecretIndex::default();
+        index.apply(&watcher::Event::Apply(direct("gone", "old")));
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(direct("kept", "new")));
+        // Until InitDone the previous view still answers.
+        assert_eq!(names(index.referencing("ns", "old")), ["gone"]);
+        index.apply(&watcher::Event::InitDone);
+        assert!(index.referencing("ns", "old").is_empty());
+        assert_eq!(names(index.referencing("ns", "new")), ["kept"]);
+    }
+}
