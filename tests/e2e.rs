@@ -229,6 +229,15 @@ impl Target {
         .await
     }
 
+    /// Delete the object and wait until the operator has released its finalizer.
+    async fn delete_and_wait(&self, name: &str) {
+        self.api()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete InferenceEndpoint");
+        self.wait_gone(name).await;
+    }
+
     async fn wait_gone(&self, name: &str) {
         let api = self.api();
         eventually(WAIT, &format!("{name} deleted"), || {
@@ -434,11 +443,7 @@ async fn create_becomes_ready(t: Target) {
         "the Elasticsearch password is not in the log"
     );
     for name in ["embeddings", "completion"] {
-        t.api()
-            .delete(name, &DeleteParams::default())
-            .await
-            .unwrap();
-        t.wait_gone(name).await;
+        t.delete_and_wait(name).await;
     }
     t.cleanup().await;
 }
@@ -481,11 +486,7 @@ async fn bad_key_is_reported_without_retry_storm(t: Target) {
             "no retry storm"
         );
     }
-    t.api()
-        .delete("badkey", &DeleteParams::default())
-        .await
-        .unwrap();
-    t.wait_gone("badkey").await;
+    t.delete_and_wait("badkey").await;
     t.cleanup().await;
 }
 
@@ -504,11 +505,7 @@ async fn missing_secret_then_created(t: Target) {
         "the object was not touched"
     );
     assert!(t.es_endpoint("completion", &id).await.is_some());
-    t.api()
-        .delete("late", &DeleteParams::default())
-        .await
-        .unwrap();
-    t.wait_gone("late").await;
+    t.delete_and_wait("late").await;
     t.cleanup().await;
 }
 
@@ -526,11 +523,7 @@ async fn delete_and_retain(t: Target) {
     t.wait_ready("retained", "True", &["Created"]).await;
 
     for name in ["deleted", "retained"] {
-        t.api()
-            .delete(name, &DeleteParams::default())
-            .await
-            .unwrap();
-        t.wait_gone(name).await;
+        t.delete_and_wait(name).await;
     }
     assert!(
         t.es_endpoint("completion", &deleted).await.is_none(),
@@ -631,11 +624,7 @@ async fn killed_mid_create_then_restarted(t: Target) {
         Some(id.as_str())
     );
 
-    t.api()
-        .delete("killed", &DeleteParams::default())
-        .await
-        .unwrap();
-    t.wait_gone("killed").await;
+    t.delete_and_wait("killed").await;
     assert!(
         double.endpoint(&id).is_none(),
         "the adopted endpoint is cleaned up: no leaked finalizer or endpoint"
@@ -718,11 +707,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over(t: Target) {
     t.wait_ready("after", "True", &["Created"]).await;
     assert!(second.log().contains("created inference endpoint"));
     for name in ["before", "after"] {
-        t.api()
-            .delete(name, &DeleteParams::default())
-            .await
-            .unwrap();
-        t.wait_gone(name).await;
+        t.delete_and_wait(name).await;
     }
     t.cleanup().await;
 }

@@ -213,7 +213,6 @@ fn error_policy(iep: Arc<InferenceEndpoint>, error: &Error, ctx: Arc<Context>) -
             F::CleanupFailed(Error::CleanupBlocked { retry_after, .. }) => *retry_after,
             _ => ctx.backoff_delay(&iep),
         },
-        Error::CleanupBlocked { retry_after, .. } => *retry_after,
         _ => ctx.backoff_delay(&iep),
     };
     warn!(name = %iep.name_any(), namespace = %iep.namespace().unwrap_or_default(), %error, ?retry, "reconcile failed");

@@ -49,9 +49,10 @@ pub struct PlanInput<'a> {
 pub enum Plan {
     /// `PUT _inference/{task}/{id}`.
     Create,
-    /// Already as desired. `record_credential` asks to store the fingerprint anyway (adoption of
-    /// an equal endpoint on a cluster without the update API, where the key cannot be pushed).
-    Nothing { record_credential: bool },
+    /// Already as desired. The driver records the current credential fingerprint: it equals
+    /// the applied one, or (before 8.17, where the key cannot be pushed) an equal endpoint is
+    /// being adopted and a later rotation must be noticed.
+    Nothing,
     /// `_update` carrying only the credential.
     PushCredential,
     /// `_update` for differences Elasticsearch changes in place.
@@ -134,9 +135,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         });
     }
     if input.applied_fingerprint == Some(input.fingerprint) {
-        return Plan::Nothing {
-            record_credential: false,
-        };
+        return Plan::Nothing;
     }
     if input.version.supports_update_api() {
         return Plan::PushCredential;
@@ -144,9 +143,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     match input.applied_fingerprint {
         // Equal settings, nothing recorded yet: a restart after our own PUT or an adoption.
         // The key cannot be pushed before 8.17; record it so a later rotation is noticed.
-        None => Plan::Nothing {
-            record_credential: true,
-        },
+        None => Plan::Nothing,
         Some(_) => Plan::Blocked(Outcome::permanent(
             "RotationUnsupported",
             format!(
@@ -328,12 +325,7 @@ mod tests {
     #[test]
     fn equal_endpoint_with_same_credential_needs_nothing() {
         let o = observed();
-        assert_eq!(
-            run(Some(&o), true, Some("fp-now"), "8.18.0"),
-            Plan::Nothing {
-                record_credential: false
-            }
-        );
+        assert_eq!(run(Some(&o), true, Some("fp-now"), "8.18.0"), Plan::Nothing);
     }
 
     #[test]
@@ -349,12 +341,7 @@ mod tests {
     #[test]
     fn clusters_without_update_api_record_or_report() {
         let o = observed();
-        assert_eq!(
-            run(Some(&o), false, None, "8.16.0"),
-            Plan::Nothing {
-                record_credential: true
-            }
-        );
+        assert_eq!(run(Some(&o), false, None, "8.16.0"), Plan::Nothing);
         match run(Some(&o), true, Some("fp-old"), "8.16.0") {
             Plan::Blocked(outcome) => assert_eq!(outcome.reason, "RotationUnsupported"),
             other => panic!("unexpected {other:?}"),

@@ -168,7 +168,7 @@ async fn converge(
         }
         // Whether or not the planner asked to record the credential, recording the current
         // fingerprint below is right: it equals the applied one, or is being adopted.
-        Plan::Nothing { .. } => {
+        Plan::Nothing => {
             let Some(observed) = observed else {
                 return Err(Outcome::transient(
                     "InternalError",
