@@ -441,7 +441,8 @@ fn is_network_failure(c: &ErrorCause) -> bool {
 /// The category of an [`EsError`]: a stable condition reason and whether to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
-    /// Connection refused, DNS failure, reset before an answer. Transient.
+    /// No HTTP answer: refused, connect timeout, DNS failure, reset, not HTTP (one message for
+    /// all, see [`EsError::Connect`]). Transient.
     ElasticsearchUnreachable,
     /// No answer within the client timeout, HTTP 504, or an ES `timeout_exception`. Transient;
     /// after a timed-out PUT the endpoint may exist: GET before retrying.
