@@ -10,12 +10,15 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+/// The operator's one message bound (Events' 1 KiB `note` limit), shared with the Elasticsearch
+/// client's messages so that nothing is cut twice at different lengths.
+pub use crate::elasticsearch::error::{
+    truncate_message as truncate, MAX_MESSAGE_BYTES as MAX_MESSAGE_LEN,
+};
+
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
-
-/// Messages longer than this are cut (conditions and Events have size limits; Events 1 KiB).
-pub const MAX_MESSAGE_LEN: usize = 1000;
 
 /// Where a reconcile left the object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,17 +129,6 @@ pub fn is_transition(previous: &[Condition], outcome: &Outcome) -> bool {
     }
 }
 
-pub fn truncate(message: &str) -> String {
-    if message.len() <= MAX_MESSAGE_LEN {
-        return message.to_owned();
-    }
-    let mut end = MAX_MESSAGE_LEN;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,7 +226,9 @@ mod tests {
     fn long_messages_are_truncated_on_a_char_boundary() {
         let long = "é".repeat(MAX_MESSAGE_LEN);
         let cut = truncate(&long);
-        assert!(cut.len() <= MAX_MESSAGE_LEN + '…'.len_utf8());
+        assert!(cut.len() <= MAX_MESSAGE_LEN, "{}", cut.len());
         assert!(cut.ends_with('…'));
+        let short = "é".repeat(MAX_MESSAGE_LEN / 2);
+        assert_eq!(truncate(&short), short, "exactly the limit is kept whole");
     }
 }
