@@ -27,6 +27,9 @@ pub struct Outcome {
     /// Stable CamelCase reason, shared by conditions, Events and metrics.
     pub reason: &'static str,
     pub message: String,
+    /// A permanent failure whose cause can go away unseen (a host that starts resolving, an id
+    /// whose last reference is removed): re-checked at the periodic interval.
+    pub recheck: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +48,7 @@ impl Outcome {
             state: State::Ready,
             reason,
             message: message.into(),
+            recheck: false,
         }
     }
 
@@ -53,6 +57,7 @@ impl Outcome {
             state: State::Transient,
             reason,
             message: message.into(),
+            recheck: false,
         }
     }
 
@@ -61,6 +66,15 @@ impl Outcome {
             state: State::Permanent,
             reason,
             message: message.into(),
+            recheck: false,
+        }
+    }
+
+    /// Permanent for backoff, but tried again at the periodic re-check.
+    pub fn permanent_rechecked(reason: &'static str, message: impl Into<String>) -> Self {
+        Outcome {
+            recheck: true,
+            ..Outcome::permanent(reason, message)
         }
     }
 
@@ -72,7 +86,8 @@ impl Outcome {
     /// (another object letting go of the endpoint, the original cluster coming back): these are
     /// re-checked at the periodic interval instead of waiting for a change that never comes.
     pub fn resolves_elsewhere(&self) -> bool {
-        self.state == State::Permanent && matches!(self.reason, "Conflict" | "ClusterChanged")
+        self.state == State::Permanent
+            && (self.recheck || matches!(self.reason, "Conflict" | "ClusterChanged"))
     }
 }
 
@@ -220,6 +235,13 @@ mod tests {
             &Outcome::permanent("SecretKeyMissing", "a")
         ));
         assert!(is_transition(&failing, &Outcome::ready("Created", "")));
+    }
+
+    #[test]
+    fn only_marked_permanent_failures_are_rechecked() {
+        assert!(Outcome::permanent_rechecked("InvalidSettings", "host").resolves_elsewhere());
+        assert!(!Outcome::permanent("InvalidSettings", "x").resolves_elsewhere());
+        assert!(Outcome::permanent("Conflict", "x").resolves_elsewhere());
     }
 
     #[test]

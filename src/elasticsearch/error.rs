@@ -266,6 +266,7 @@ impl ApiError {
             500..=599 if kind == "timeout_exception" => ErrorClass::ElasticsearchTimeout,
             500..=599 => ErrorClass::ElasticsearchUnavailable,
             _ if kind == "resource_already_exists_exception" => ErrorClass::AlreadyExists,
+            400 if is_referenced_id_refusal(reason) => ErrorClass::InferenceIdReferenced,
             _ if mismatched_task_type_text(reason) => ErrorClass::TaskTypeMismatch,
             _ if is_unsupported_text(reason) => ErrorClass::UnsupportedByElasticsearch,
             _ if kind == "timeout_exception" => ErrorClass::ElasticsearchTimeout,
@@ -382,6 +383,14 @@ fn is_unsupported_text(reason: &str) -> bool {
         || reason.starts_with("Unknown service [")
 }
 
+/// CREATE refused because pipelines or `semantic_text` fields of non-empty indices still use the
+/// id (elastic/elasticsearch PR #137055; 8.19.7, 9.1.7, 9.2.1, 9.3.0). Keyed on the parts of the
+/// sentence that name what holds the id [I: the full wording was not found in the sources read].
+fn is_referenced_id_refusal(reason: &str) -> bool {
+    reason.contains("could not be created")
+        && (reason.contains("pipelines") || reason.contains("indices"))
+}
+
 /// Parse the provider status from `... status [401]` (last occurrence).
 fn parse_provider_status(text: &str) -> Option<u16> {
     let marker = "status [";
@@ -404,6 +413,14 @@ fn classify_provider_failure(top: &ErrorCause) -> ErrorClass {
     let has = |needle: &str| texts.iter().any(|t| t.contains(needle));
     let status = texts.iter().find_map(|t| parse_provider_status(t));
 
+    // A host that does not resolve (mistyped resource name): `RetryingHttpSender` answers
+    // `Invalid host [<uri>], please check that the URL is correct.` (400, not retried); older
+    // versions surface the JDK's `UnknownHostException` itself.
+    if has("Invalid host [") || causes.iter().any(|c| c.kind == "unknown_host_exception") {
+        return ErrorClass::AzureUnknownHost;
+    }
+    // 401 and 403 both need a change by the user: another key or token, a role assignment
+    // or the resource's network rules. ES relays 403 as `... status [403]`.
     if has("authentication error status code") || matches!(status, Some(401 | 403)) {
         ErrorClass::AzureRejectedCredentials
     } else if has("Resource not found at") || status == Some(404) {
@@ -433,9 +450,28 @@ fn is_network_failure(c: &ErrorCause) -> bool {
         "connection_closed_exception",
         "i_o_exception",
     ];
-    KINDS.contains(&c.kind.as_str())
-        || c.reason_str().contains("Connection refused")
-        || c.reason_str().contains("UnknownHost")
+    KINDS.contains(&c.kind.as_str()) || c.reason_str().contains("Connection refused")
+}
+
+impl ApiError {
+    /// For [`ErrorClass::AzureUnknownHost`]: the host Elasticsearch could not resolve, from
+    /// `Invalid host [https://host/...]` or the `unknown_host_exception` reason.
+    pub fn unknown_host(&self) -> Option<String> {
+        let causes = self.error.descendants();
+        let from_invalid = causes.iter().find_map(|c| {
+            let r = c.reason_str();
+            let start = r.find("Invalid host [")? + "Invalid host [".len();
+            let uri = &r[start..start + r[start..].find(']')?];
+            let host = uri.split("://").nth(1).unwrap_or(uri);
+            Some(host.split(['/', '?']).next().unwrap_or(host).to_owned())
+        });
+        from_invalid.or_else(|| {
+            causes
+                .iter()
+                .find(|c| c.kind == "unknown_host_exception")
+                .map(|c| c.reason_str().to_owned())
+        })
+    }
 }
 
 /// The category of an [`EsError`]: a stable condition reason and whether to retry.
@@ -469,8 +505,16 @@ pub enum ErrorClass {
     AzureUnavailable,
     /// The validation call timed out. Transient.
     AzureTimeout,
-    /// Elasticsearch could not reach the provider (DNS, connect). Transient.
+    /// Elasticsearch could not reach the provider (connect refused, reset). Transient.
     AzureUnreachable,
+    /// The provider's host does not resolve (a mistyped `resourceName`). Permanent for backoff,
+    /// reported as `InvalidSettings`, but re-checked at the periodic interval: a DNS blip at
+    /// create time must not stick.
+    AzureUnknownHost,
+    /// CREATE refused: ingest pipelines or `semantic_text` fields of non-empty indices still
+    /// reference the id. Permanent for backoff, re-checked at the periodic interval (freeing
+    /// the id is nothing the operator can watch).
+    InferenceIdReferenced,
     /// Any other failed validation call (e.g. provider 400). Permanent.
     AzureValidationFailed,
     /// 400 validation/parse/status errors: the settings are wrong. Permanent.
@@ -518,6 +562,8 @@ impl ErrorClass {
             ErrorClass::AzureUnavailable => "AzureUnavailable",
             ErrorClass::AzureTimeout => "AzureTimeout",
             ErrorClass::AzureUnreachable => "AzureUnreachable",
+            ErrorClass::AzureUnknownHost => "InvalidSettings",
+            ErrorClass::InferenceIdReferenced => "InferenceIdReferenced",
             ErrorClass::AzureValidationFailed => "AzureValidationFailed",
             ErrorClass::InvalidSettings => "InvalidSettings",
             ErrorClass::UnsupportedByElasticsearch => "UnsupportedByElasticsearch",
@@ -531,6 +577,15 @@ impl ErrorClass {
             ErrorClass::NotElasticsearch => "NotElasticsearch",
             ErrorClass::ElasticsearchRedirected => "ElasticsearchRedirected",
         }
+    }
+
+    /// Permanent failures whose cause can go away without any change the operator sees: wait for
+    /// the periodic re-check instead of a change of the object or its Secrets.
+    pub const fn rechecks_periodically(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::AzureUnknownHost | ErrorClass::InferenceIdReferenced
+        )
     }
 
     /// Whether retrying the same request later can succeed without a spec/Secret change.
@@ -992,6 +1047,8 @@ mod tests {
             ("status_exception", "The retrieved embeddings size [1536] does not match the size specified in the settings [256]. Please recreate the [my-id] configuration with the correct dimensions"),
             ("validation_exception", "Validation Failed: 1: [secret_settings] must have either the [api_key] or the [entra_id] key set;"),
             ("validation_exception", "Validation Failed: 1: [secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];"),
+            // 9.4+ names the map the user wrote.
+            ("validation_exception", "Validation Failed: 1: [service_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set;"),
             ("illegal_argument_exception", "Can't generate Chunker without ChunkingStrategy provided"),
         ];
         for (kind, reason) in rows {
@@ -1152,8 +1209,57 @@ mod tests {
                 "status": 400}),
         );
         assert_class(&e, ErrorClass::AzureTimeout, true);
-        let e = wrapped("unknown_host_exception", "nope.openai.azure.com");
+        let e = wrapped("connect_exception", "Connection refused");
         assert_class(&e, ErrorClass::AzureUnreachable, true);
+    }
+
+    #[test]
+    fn unknown_azure_host_is_permanent_invalid_settings_rechecked() {
+        // RetryingHttpSender's 400 inside the validation wrapper.
+        let e = api(
+            400,
+            json!({"error": {"root_cause": [{"type": "status_exception",
+                "reason": "Invalid host [https://typo.openai.azure.com/openai/deployments/d/embeddings?api-version=v], please check that the URL is correct."}],
+                "type": "status_exception", "reason": WRAPPER,
+                "caused_by": {"type": "status_exception",
+                    "reason": "Invalid host [https://typo.openai.azure.com/openai/deployments/d/embeddings?api-version=v], please check that the URL is correct.",
+                    "caused_by": {"type": "unknown_host_exception", "reason": "typo.openai.azure.com"}}},
+                "status": 400}),
+        );
+        assert_class(&e, ErrorClass::AzureUnknownHost, false);
+        assert_eq!(e.reason(), "InvalidSettings");
+        assert!(e.class().rechecks_periodically());
+        assert_eq!(
+            e.api().unwrap().unknown_host().as_deref(),
+            Some("typo.openai.azure.com")
+        );
+        // Older versions: the JDK exception itself.
+        let e = wrapped("unknown_host_exception", "nope.openai.azure.com");
+        assert_class(&e, ErrorClass::AzureUnknownHost, false);
+        assert_eq!(
+            e.api().unwrap().unknown_host().as_deref(),
+            Some("nope.openai.azure.com")
+        );
+        assert!(!ErrorClass::InvalidSettings.rechecks_periodically());
+    }
+
+    #[test]
+    fn azure_403_is_permanent() {
+        let e = wrapped("status_exception", "Received a permission denied error status code for request from inference entity id [x] status [403]. Error message: [Access denied due to Virtual Network/Firewall rules.]");
+        assert_class(&e, ErrorClass::AzureRejectedCredentials, false);
+        let e = wrapped(
+            "status_exception",
+            "Received an unsuccessful status code for request from inference entity id [x] status [403]",
+        );
+        assert_class(&e, ErrorClass::AzureRejectedCredentials, false);
+    }
+
+    #[test]
+    fn create_refused_for_a_referenced_id_is_rechecked() {
+        let e = simple(400, "status_exception", "Inference endpoint [emb] could not be created because the inference_id is already referenced by pipelines: [p1] and used in the mappings of non-empty indices: [docs]. Please either use a different inference_id or update the index mappings and pipelines to refer to a new inference_id.");
+        assert_class(&e, ErrorClass::InferenceIdReferenced, false);
+        assert!(e.class().rechecks_periodically());
+        assert!(e.message().contains("[p1]") && e.message().contains("[docs]"));
     }
 
     #[test]
