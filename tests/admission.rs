@@ -1,6 +1,8 @@
 //! Admission: the committed CRD, served by the Kubernetes API emulator (OpenAPI schema + CEL,
 //! with the API server's message formats), accepts every object in `examples/` and rejects a
 //! table of invalid objects with readable messages — before anything reaches Elasticsearch.
+//! CEL failures are quoted as Kubernetes 1.30–1.34 print them (`Invalid value: "object": ...`,
+//! the schema type of the rule's node; 1.35 shows the value instead), the emulator's default.
 
 use inference_testenv::env::TestEnv;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -110,18 +112,18 @@ async fn invalid_objects_are_rejected_with_readable_messages() {
         ("no url scheme", set(valid(), "/elasticsearch/url", json!("es:9200")),
          "spec.elasticsearch.url in body should match"),
         ("two credentials", set(valid(), "/azureOpenAI/entraIdSecretRef", json!({"name": "e", "key": "k"})),
-         "exactly one of apiKeySecretRef or entraIdSecretRef must be set"),
+         r#"spec.azureOpenAI: Invalid value: "object": exactly one of apiKeySecretRef or entraIdSecretRef must be set"#),
         ("two targets", set(valid(), "/elasticsearchRef", json!({"name": "quickstart"})),
-         "exactly one of elasticsearchRef or elasticsearch must be set"),
+         r#"spec: Invalid value: "object": exactly one of elasticsearchRef or elasticsearch must be set"#),
         ("dimensions on completion",
          set(set(valid(), "/taskType", json!("completion")), "/azureOpenAI/dimensions", json!(256)),
-         "spec.azureOpenAI.dimensions: Invalid value"),
+         r#"spec.azureOpenAI.dimensions: Invalid value: "object": dimensions apply only to taskType text_embedding"#),
         ("chunking on completion",
          set(set(valid(), "/taskType", json!("completion")), "/chunkingSettings", json!({"strategy": "none"})),
-         "chunkingSettings apply only to taskType text_embedding"),
+         r#"spec.chunkingSettings: Invalid value: "object": chunkingSettings apply only to taskType text_embedding"#),
         ("word chunking without overlap",
          set(valid(), "/chunkingSettings", json!({"strategy": "word", "maxChunkSize": 100})),
-         "overlap is required for strategy word and applies only to it"),
+         r#"spec.chunkingSettings.overlap: Invalid value: "object": overlap is required for strategy word and applies only to it"#),
         ("sentence overlap 2",
          set(valid(), "/chunkingSettings", json!({"strategy": "sentence", "maxChunkSize": 100, "sentenceOverlap": 2})),
          "should be less than or equal to 1"),
@@ -153,11 +155,11 @@ async fn identity_fields_cannot_change_after_creation() {
     for (patch, expected) in [
         (
             json!({"spec": {"inferenceId": "other-id"}}),
-            "inferenceId is immutable",
+            r#"spec.inferenceId: Invalid value: "object": inferenceId is immutable: create a new InferenceEndpoint instead"#,
         ),
         (
             json!({"spec": {"taskType": "completion"}}),
-            "taskType is immutable",
+            r#"spec.taskType: Invalid value: "string": taskType is immutable: create a new InferenceEndpoint instead"#,
         ),
     ] {
         let error = ieps

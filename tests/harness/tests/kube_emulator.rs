@@ -594,7 +594,8 @@ async fn schema_and_cel_rejections_have_apiserver_messages() {
         "Widget.example.test \"e3\" is invalid: spec.replicas: Invalid value: 9: spec.replicas in body should be less than or equal to 5"
     );
 
-    // CEL rule with fieldPath
+    // CEL rule with fieldPath: 1.30–1.34 show the schema type of the rule's node (`spec`, an
+    // object) as the value (apiextensions-apiserver `schema/cel/validation.go`).
     let err = api_err(
         create(
             "e4",
@@ -605,7 +606,7 @@ async fn schema_and_cel_rejections_have_apiserver_messages() {
     );
     assert_eq!(
         err.message,
-        "Widget.example.test \"e4\" is invalid: spec.minReplicas: Invalid value: minReplicas must not exceed replicas"
+        "Widget.example.test \"e4\" is invalid: spec.minReplicas: Invalid value: \"object\": minReplicas must not exceed replicas"
     );
 
     // schema errors of blocking types suppress CEL and add the "not checked" error
@@ -650,7 +651,7 @@ async fn schema_and_cel_rejections_have_apiserver_messages() {
     );
     assert_eq!(
         err.message,
-        "Widget.example.test \"ok\" is invalid: spec.name: Invalid value: \"other\": name is immutable"
+        "Widget.example.test \"ok\" is invalid: spec.name: Invalid value: \"string\": name is immutable"
     );
 }
 
@@ -1434,4 +1435,70 @@ async fn insert_unvalidated_stores_the_raw_form_and_notifies_watchers() {
             .unwrap_err(),
     );
     assert_eq!(err.code, 422, "{}", err.message);
+}
+
+/// The emulated release decides how a failed CEL rule shows its value: the schema type up to
+/// 1.34, the value itself (scalars) or nothing (objects) from 1.35 (kubernetes/kubernetes#132798,
+/// #133832). `/version` reports the release.
+#[tokio::test]
+async fn cel_failure_value_follows_the_emulated_release() {
+    use inference_testenv::kube::KubeVersion;
+    for (version, on_object, on_string) in [
+        (
+            KubeVersion::new(1, 30, 0),
+            "spec.minReplicas: Invalid value: \"object\": minReplicas must not exceed replicas",
+            "spec.name: Invalid value: \"string\": name is immutable",
+        ),
+        (
+            KubeVersion::DEFAULT,
+            "spec.minReplicas: Invalid value: \"object\": minReplicas must not exceed replicas",
+            "spec.name: Invalid value: \"string\": name is immutable",
+        ),
+        (
+            KubeVersion::new(1, 35, 0),
+            "spec.minReplicas: Invalid value: minReplicas must not exceed replicas",
+            "spec.name: Invalid value: \"other\": name is immutable",
+        ),
+    ] {
+        let emu = KubeEmulator::start(EmulatorOptions {
+            kubernetes_version: version,
+            ..Default::default()
+        })
+        .await;
+        emu.register_crd_yaml(CRD);
+        let client = Client::try_from(Config::new(emu.url().parse().unwrap())).unwrap();
+        let info = client.apiserver_version().await.unwrap();
+        assert_eq!(
+            (info.major.as_str(), info.minor.clone()),
+            ("1", version.minor.to_string())
+        );
+        assert!(info.git_version.starts_with(&version.git_version()));
+        let api: Api<Widget> = Api::namespaced(client, "default");
+        let mut w = widget("w");
+        w.spec.replicas = Some(2);
+        w.spec.min_replicas = Some(4);
+        let err = api_err(api.create(&PostParams::default(), &w).await.unwrap_err());
+        assert_eq!(
+            err.message,
+            format!("Widget.example.test \"w\" is invalid: {on_object}"),
+            "{version:?}"
+        );
+        api.create(&PostParams::default(), &widget("w"))
+            .await
+            .unwrap();
+        let err = api_err(
+            api.patch(
+                "w",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"name": "other"}})),
+            )
+            .await
+            .unwrap_err(),
+        );
+        assert_eq!(
+            err.message,
+            format!("Widget.example.test \"w\" is invalid: {on_string}"),
+            "{version:?}"
+        );
+    }
 }

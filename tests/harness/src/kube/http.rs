@@ -319,7 +319,10 @@ async fn dispatch(
                 None => plain_not_found(),
             }
         }
-        Target::Version => json_response(200, &discovery::version()),
+        Target::Version => {
+            let version = sh.state.lock().expect("state").version;
+            json_response(200, &discovery::version(version))
+        }
         Target::Api => {
             let st = sh.state.lock().expect("state");
             if aggregated {

@@ -46,6 +46,45 @@ use std::time::Duration;
 use store::State;
 use tokio::sync::watch;
 
+/// The Kubernetes release the emulator claims in `/version` and follows where releases differ
+/// in what users see (today: how a failed CEL rule shows its value, see `schema.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KubeVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl KubeVersion {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        KubeVersion {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// The default: 1.34, the newest release of the 1.30–1.34 line whose messages most
+    /// clusters show today.
+    pub const DEFAULT: KubeVersion = KubeVersion::new(1, 34, 0);
+
+    /// `v1.34.0`
+    pub fn git_version(&self) -> String {
+        format!("v{}.{}.{}", self.major, self.minor, self.patch)
+    }
+
+    /// Whether this release is `major.minor` or newer.
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+}
+
+impl Default for KubeVersion {
+    fn default() -> Self {
+        KubeVersion::DEFAULT
+    }
+}
+
 /// Start-up options.
 #[derive(Debug, Clone)]
 pub struct EmulatorOptions {
@@ -59,6 +98,8 @@ pub struct EmulatorOptions {
     /// How many change events are kept for watches. A watch (or continue token) from a
     /// resourceVersion older than the retained window gets 410 Expired. `None`: unbounded.
     pub watch_history: Option<usize>,
+    /// The Kubernetes release to emulate (see [`KubeVersion`]); default 1.34.
+    pub kubernetes_version: KubeVersion,
 }
 
 impl Default for EmulatorOptions {
@@ -68,6 +109,7 @@ impl Default for EmulatorOptions {
             namespaces: vec![],
             bookmark_interval: Some(Duration::from_secs(60)),
             watch_history: None,
+            kubernetes_version: KubeVersion::DEFAULT,
         }
     }
 }
@@ -102,7 +144,7 @@ impl KubeEmulator {
         let (rv_tx, _) = watch::channel(0u64);
         let (kill_tx, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(opts.watch_history)),
+            state: Mutex::new(State::new(opts.watch_history, opts.kubernetes_version)),
             rv_tx,
             kill_tx,
             faults: Mutex::new(vec![]),

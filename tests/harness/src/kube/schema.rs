@@ -508,6 +508,27 @@ fn rule_field_paths(schema: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// The trimmed, non-empty `message` of the first rule with this source.
+fn rule_message(schema: &Value, rule: &str) -> Option<String> {
+    match schema {
+        Value::Object(m) => {
+            let own = m
+                .get("x-kubernetes-validations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|r| r.get("rule").and_then(Value::as_str) == Some(rule))
+                .and_then(|r| r.get("message").and_then(Value::as_str))
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(String::from);
+            own.or_else(|| m.values().find_map(|v| rule_message(v, rule)))
+        }
+        Value::Array(a) => a.iter().find_map(|v| rule_message(v, rule)),
+        _ => None,
+    }
+}
+
 /// Parse every `x-kubernetes-validations` rule and messageExpression in a schema; returns
 /// `path: error` for those that do not compile (the apiserver rejects such CRDs).
 pub fn check_rules(schema: &Value, path: &str, out: &mut Vec<String>) {
@@ -543,8 +564,63 @@ fn has_cel_rules(schema: &Value) -> bool {
     }
 }
 
+/// How a failed CEL rule shows the value in `Invalid value: ...`, which changed in 1.35.
+///
+/// Kubernetes 1.30–1.34 (apiextensions-apiserver `pkg/apiserver/schema/cel/validation.go`,
+/// `validateExpressions` → `fieldErrorForReason(fldPath, sts.Type, ...)`) pass the *schema type*
+/// of the node that carries the rule as the value, so `field.Invalid` prints
+/// `spec: Invalid value: "object": <message>` (also for a rule with `fieldPath`, whose error sits
+/// on the path but shows the rule node's type). Reported in kubernetes/kubernetes#132528; 1.35
+/// shows simple values (strings, numbers, booleans) and omits objects and arrays
+/// (kubernetes/kubernetes#132798 and #133832, `field.OmitValueType` in apimachinery
+/// `pkg/util/validation/field/errors.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CelValues {
+    /// 1.30–1.34: the schema type, quoted.
+    SchemaType,
+    /// 1.35+: scalars shown, objects and arrays omitted.
+    SimpleValues,
+}
+
+impl CelValues {
+    pub fn of(version: super::KubeVersion) -> Self {
+        if version.at_least(1, 35) {
+            CelValues::SimpleValues
+        } else {
+            CelValues::SchemaType
+        }
+    }
+}
+
+/// The schema of the node at a dotted path such as `spec.items[0].name` (map keys of
+/// `additionalProperties` are path segments too).
+fn schema_at<'a>(schema: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = schema;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let (name, idx) = match seg.find('[') {
+            Some(i) => (&seg[..i], Some(&seg[i..])),
+            None => (seg, None),
+        };
+        if !name.is_empty() {
+            cur = cur
+                .get("properties")
+                .and_then(|p| p.get(name))
+                .or_else(|| cur.get("additionalProperties").filter(|a| a.is_object()))?;
+        }
+        for _ in idx.iter().flat_map(|i| i.matches('[')) {
+            cur = cur.get("items")?;
+        }
+    }
+    Some(cur)
+}
+
 /// Run CEL rules and convert kube-cel's errors to field errors.
-pub fn validate_cel(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+pub fn validate_cel(
+    schema: &Value,
+    obj: &Value,
+    old: Option<&Value>,
+    style: CelValues,
+) -> Vec<FieldError> {
     let mut out = Vec::new();
     let Err(errs) = kube_cel::validate(schema, obj, old) else {
         return out;
@@ -565,39 +641,40 @@ pub fn validate_cel(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<Fie
                     .map(|n| n.trim_end_matches('.').to_string())
             })
             .unwrap_or_else(|| field.clone());
+        // Evaluation errors show the type in every release: #132798 changed only the
+        // failed-rule path (inferred from its diff).
+        let node_type = BadValue::Value(Value::String(
+            schema_at(schema, &node)
+                .and_then(|s| s.get("type"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        ));
+        let shown = match style {
+            CelValues::SchemaType => node_type.clone(),
+            CelValues::SimpleValues => shown_value(obj, &node),
+        };
         let fe = match e.kind {
             kube_cel::ErrorKind::ValidationFailure => match e.reason.as_deref() {
                 Some("FieldValueForbidden") => FieldError::forbidden(field, detail),
                 Some("FieldValueRequired") => FieldError::required(field, detail),
-                Some("FieldValueDuplicate") => FieldError::new(
-                    ErrType::Duplicate,
-                    field.clone(),
-                    shown_value(obj, &node),
-                    detail,
-                ),
-                _ => FieldError::new(
-                    ErrType::Invalid,
-                    field.clone(),
-                    shown_value(obj, &node),
-                    detail,
-                ),
+                Some("FieldValueDuplicate") => {
+                    FieldError::new(ErrType::Duplicate, field.clone(), shown, detail)
+                }
+                _ => FieldError::new(ErrType::Invalid, field.clone(), shown, detail),
             },
             kube_cel::ErrorKind::EvaluationError => FieldError::new(
                 ErrType::Invalid,
                 field.clone(),
-                shown_value(obj, &node),
+                node_type,
+                // `ruleErrorString`: the rule's message when it has one, else the rule.
                 format!(
                     "{} evaluating rule: {}",
                     detail.trim_start_matches("rule evaluation error: "),
-                    e.rule
+                    rule_message(schema, &e.rule).unwrap_or_else(|| e.rule.trim().to_string())
                 ),
             ),
-            _ => FieldError::new(
-                ErrType::Invalid,
-                field.clone(),
-                shown_value(obj, &node),
-                detail,
-            ),
+            _ => FieldError::new(ErrType::Invalid, field.clone(), shown, detail),
         };
         out.push(fe);
     }
@@ -622,6 +699,7 @@ pub fn validate_object(
     obj: &Value,
     old: Option<&Value>,
     only: Option<&str>,
+    style: CelValues,
 ) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let empty = Map::new();
@@ -661,7 +739,7 @@ pub fn validate_object(
         ));
         return errs;
     }
-    let cel = validate_cel(schema, obj, old);
+    let cel = validate_cel(schema, obj, old, style);
     errs.extend(cel.into_iter().filter(|e| {
         only.is_none_or(|o| {
             e.field == o
@@ -701,7 +779,7 @@ mod tests {
         let mut o = obj;
         prune_root(&schema(), &mut o);
         apply_defaults(&schema(), &mut o);
-        validate_object(&schema(), &o, None, None)
+        validate_object(&schema(), &o, None, None, CelValues::SchemaType)
             .iter()
             .map(|e| e.to_string())
             .collect()
@@ -743,7 +821,7 @@ mod tests {
         );
         assert_eq!(
             msgs(json!({"spec": {"taskType": "completion", "replicas": 5}})),
-            vec!["spec: Invalid value: too many"]
+            vec!["spec: Invalid value: \"object\": too many"]
         );
         assert!(msgs(json!({"spec": {"taskType": "completion", "unknown": 1}})).is_empty());
     }

@@ -7,6 +7,7 @@ use super::fields::{self, Writer};
 use super::patch;
 use super::schema;
 use super::selector::{FieldSelector, LabelSelector};
+use super::KubeVersion;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -139,6 +140,8 @@ pub struct State {
     /// Every event with rv > history_start is retained.
     pub history_start: u64,
     pub max_history: Option<usize>,
+    /// The Kubernetes release whose behaviour is emulated where releases differ.
+    pub version: KubeVersion,
 }
 
 pub fn now_rfc3339() -> String {
@@ -330,7 +333,7 @@ pub struct WriteOpts {
 }
 
 impl State {
-    pub fn new(max_history: Option<usize>) -> Self {
+    pub fn new(max_history: Option<usize>, version: KubeVersion) -> Self {
         let defs = vec![
             ResDef::builtin(
                 "",
@@ -382,6 +385,7 @@ impl State {
             history: VecDeque::new(),
             history_start: 0,
             max_history,
+            version,
         }
     }
 
@@ -711,7 +715,13 @@ impl State {
                         } else {
                             None
                         };
-                        errs.extend(schema::validate_object(s, obj, old, only));
+                        errs.extend(schema::validate_object(
+                            s,
+                            obj,
+                            old,
+                            only,
+                            schema::CelValues::of(self.version),
+                        ));
                     }
                 } else {
                     schema::prune_metadata(obj);
