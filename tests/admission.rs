@@ -174,3 +174,104 @@ async fn identity_fields_cannot_change_after_creation() {
         .await
         .expect("mutable field");
 }
+
+/// A create through the raw API with `?fieldValidation=<directive>` (kube's `PostParams` has no
+/// field validation); `kubectl create` / `kubectl apply` send `Strict`.
+async fn create_validated(
+    env: &TestEnv,
+    directive: &str,
+    body: &Value,
+) -> Result<DynamicObject, kube::Error> {
+    let path = format!(
+        "/apis/esinference.io/v1alpha1/namespaces/{}/inferenceendpoints",
+        env.namespace
+    );
+    let mut request = kube::core::Request::new(path)
+        .create(&PostParams::default(), serde_json::to_vec(body).unwrap())
+        .unwrap();
+    let uri = format!("{}&fieldValidation={directive}", request.uri());
+    *request.uri_mut() = uri.parse().unwrap();
+    env.client.request::<DynamicObject>(request).await
+}
+
+/// A typo in a field name (`azureOpenAi` for `azureOpenAI`) is refused outright under strict
+/// field validation, as kubectl asks for, instead of being pruned into a confusing CEL error.
+#[tokio::test]
+async fn misspelled_fields_are_refused_under_strict_field_validation() {
+    let env = TestEnv::start().await;
+    let mut spec = valid();
+    let block = spec.as_object_mut().unwrap().remove("azureOpenAI").unwrap();
+    spec["azureOpenAi"] = block;
+    let body = json!({
+        "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+        "metadata": {"name": "typo"}, "spec": spec
+    });
+    let Err(kube::Error::Api(status)) = create_validated(&env, "Strict", &body).await else {
+        panic!("strict create accepted a misspelled field");
+    };
+    assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(
+        status.message,
+        r#"InferenceEndpoint in version "v1alpha1" cannot be handled as a InferenceEndpoint: strict decoding error: unknown field "spec.azureOpenAi""#
+    );
+    // Without strictness the field is pruned and the object fails on the missing block.
+    let Err(kube::Error::Api(status)) = create_validated(&env, "Ignore", &body).await else {
+        panic!("a spec without a service block was accepted");
+    };
+    assert!(
+        status
+            .message
+            .contains(r#"spec: Invalid value: "object": exactly one service block must be set (supported: azureOpenAI)"#),
+        "{}",
+        status.message
+    );
+
+    // Patches: a merge patch under Strict is refused on `patch`; server-side apply refuses
+    // an undeclared field whatever the directive.
+    create(&env, "patched", valid()).await.unwrap();
+    let ieps: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), &env.namespace, &resource());
+    let error = ieps
+        .patch(
+            "patched",
+            &PatchParams::default().validation_strict(),
+            &Patch::Merge(json!({"spec": {"azureOpenAi": {"dimensions": 8}}})),
+        )
+        .await
+        .expect_err("strict merge patch with a misspelled field");
+    let kube::Error::Api(status) = error else {
+        panic!("{error}")
+    };
+    assert_eq!(status.code, 422);
+    assert!(
+        status
+            .message
+            .ends_with(r#"strict decoding error: unknown field "spec.azureOpenAi""#),
+        "{}",
+        status.message
+    );
+    let mut applied = valid();
+    applied["azureOpenAi"] = json!({"dimensions": 8});
+    let error = ieps
+        .patch(
+            "patched",
+            &PatchParams::apply("admission-test").validation_ignore(),
+            &Patch::Apply(json!({
+                "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+                "metadata": {"name": "patched", "namespace": env.namespace}, "spec": applied
+            })),
+        )
+        .await
+        .expect_err("apply with a misspelled field");
+    let kube::Error::Api(status) = error else {
+        panic!("{error}")
+    };
+    assert_eq!(status.code, 500);
+    assert!(
+        status
+            .message
+            .ends_with(".spec.azureOpenAi: field not declared in schema"),
+        "{}",
+        status.message
+    );
+}

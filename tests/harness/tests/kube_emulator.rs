@@ -1502,3 +1502,247 @@ async fn cel_failure_value_follows_the_emulated_release() {
         );
     }
 }
+
+/// One raw request to the emulator: status, `Warning` header values, JSON body.
+async fn raw(
+    emu: &KubeEmulator,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Vec<String>, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", emu.url()),
+        )
+        .header("content-type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let warnings = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, warnings, body)
+}
+
+const WIDGETS: &str = "/apis/example.test/v1/namespaces/default/widgets";
+
+/// fieldValidation on create and update: Strict refuses unknown and duplicate fields with the
+/// apiserver's 400, Warn (also the default) accepts, prunes and warns, Ignore prunes silently.
+#[tokio::test]
+async fn field_validation_on_create_and_update() {
+    let (emu, _client) = setup().await;
+    let typo = |name: &str| {
+        format!(
+            r#"{{"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {{"name": "{name}", "bogus": 1}},
+                "spec": {{"taskType": "completion", "name": "abc", "name": "abd", "replica": 2, "tags": ["a"], "extra": {{"x": 1}}}}}}"#
+        )
+    };
+    let errors = r#"duplicate field "spec.name", unknown field "metadata.bogus", unknown field "spec.extra", unknown field "spec.replica""#;
+
+    let (code, warnings, body) = raw(
+        &emu,
+        "POST",
+        &format!("{WIDGETS}?fieldValidation=Strict"),
+        "application/json",
+        &typo("s"),
+    )
+    .await;
+    assert_eq!((code, body["reason"].as_str()), (400, Some("BadRequest")));
+    assert_eq!(
+        body["message"],
+        format!("Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: {errors}")
+    );
+    assert!(warnings.is_empty());
+    assert!(emu.get_object("widgets", "default", "s").is_none());
+
+    for query in ["?fieldValidation=Warn", ""] {
+        let name = format!("w{}", query.len());
+        let (code, warnings, body) = raw(
+            &emu,
+            "POST",
+            &format!("{WIDGETS}{query}"),
+            "application/json",
+            &typo(&name),
+        )
+        .await;
+        assert_eq!(code, 201, "{body}");
+        assert_eq!(
+            warnings,
+            vec![
+                r#"299 - "duplicate field \"spec.name\"""#,
+                r#"299 - "unknown field \"metadata.bogus\"""#,
+                r#"299 - "unknown field \"spec.extra\"""#,
+                r#"299 - "unknown field \"spec.replica\"""#,
+            ],
+            "{query:?}"
+        );
+        // pruned, the last duplicate wins, defaults applied
+        assert_eq!(
+            body["spec"],
+            json!({"taskType": "completion", "name": "abd", "replicas": 1, "tags": ["a"]})
+        );
+    }
+
+    let (code, warnings, _) = raw(
+        &emu,
+        "POST",
+        &format!("{WIDGETS}?fieldValidation=Ignore"),
+        "application/json",
+        &typo("i"),
+    )
+    .await;
+    assert_eq!((code, warnings.len()), (201, 0));
+
+    let (code, _, body) = raw(
+        &emu,
+        "POST",
+        &format!("{WIDGETS}?fieldValidation=strict"),
+        "application/json",
+        &typo("x"),
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        body["message"],
+        "CreateOptions.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: \"strict\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+    );
+
+    // update: the same rules on PUT
+    let rv = emu.get_object("widgets", "default", "i").unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let put = format!(
+        r#"{{"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {{"name": "i", "resourceVersion": "{rv}"}},
+            "spec": {{"taskType": "completion", "name": "abd", "replica": 3}}}}"#
+    );
+    let (code, _, body) = raw(
+        &emu,
+        "PUT",
+        &format!("{WIDGETS}/i?fieldValidation=Strict"),
+        "application/json",
+        &put,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        body["message"],
+        "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.replica\""
+    );
+    let (code, warnings, _) = raw(
+        &emu,
+        "PUT",
+        &format!("{WIDGETS}/i"),
+        "application/json",
+        &put,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(warnings, vec![r#"299 - "unknown field \"spec.replica\"""#]);
+}
+
+/// fieldValidation on JSON merge and JSON patches (422 on field `patch` when strict), and
+/// server-side apply, which refuses undeclared fields whatever the directive (500, no reason).
+#[tokio::test]
+async fn field_validation_on_patch_and_apply() {
+    let (emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &widget("p"))
+        .await
+        .unwrap();
+
+    let merge = r#"{"spec": {"replica": 2, "tags": ["a"], "tags": ["b"]}}"#;
+    let (code, _, body) = raw(
+        &emu,
+        "PATCH",
+        &format!("{WIDGETS}/p?fieldValidation=Strict"),
+        "application/merge-patch+json",
+        merge,
+    )
+    .await;
+    assert_eq!((code, body["reason"].as_str()), (422, Some("Invalid")));
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(r#" "" is invalid: patch: Invalid value: "{"#),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(
+            r#": strict decoding error: duplicate field "spec.tags", unknown field "spec.replica""#
+        ),
+        "{message}"
+    );
+    assert_eq!(body["details"]["causes"][0]["field"], "patch");
+
+    let (code, warnings, body) = raw(
+        &emu,
+        "PATCH",
+        &format!("{WIDGETS}/p"),
+        "application/merge-patch+json",
+        merge,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        warnings,
+        vec![
+            r#"299 - "duplicate field \"spec.tags\"""#,
+            r#"299 - "unknown field \"spec.replica\"""#
+        ]
+    );
+    assert_eq!(body["spec"]["tags"], json!(["b"]));
+    assert!(body["spec"].get("replica").is_none());
+
+    let json_patch = r#"[{"op": "add", "path": "/spec/replica", "value": 2, "foo": "bar"}]"#;
+    let (code, _, body) = raw(
+        &emu,
+        "PATCH",
+        &format!("{WIDGETS}/p?fieldValidation=Strict"),
+        "application/json-patch+json",
+        json_patch,
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert!(
+        body["message"].as_str().unwrap().ends_with(
+            r#"strict decoding error: json patch unknown field "[0].foo", unknown field "spec.replica""#
+        ),
+        "{body}"
+    );
+    let (code, warnings, _) = raw(
+        &emu,
+        "PATCH",
+        &format!("{WIDGETS}/p?fieldValidation=Ignore"),
+        "application/json-patch+json",
+        json_patch,
+    )
+    .await;
+    assert_eq!((code, warnings.len()), (200, 0));
+
+    let apply = r#"{"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {"name": "p", "namespace": "default"},
+                    "spec": {"taskType": "completion", "name": "abc", "replica": 2}}"#;
+    for query in ["&fieldValidation=Strict", "&fieldValidation=Ignore", ""] {
+        let (code, _, body) = raw(
+            &emu,
+            "PATCH",
+            &format!("{WIDGETS}/p?fieldManager=t{query}"),
+            "application/apply-patch+yaml",
+            apply,
+        )
+        .await;
+        assert_eq!(code, 500, "{query:?}");
+        assert!(body.get("reason").is_none(), "{body}");
+        assert_eq!(
+            body["message"],
+            "failed to create typed patch object (default/p; example.test/v1, Kind=Widget): .spec.replica: field not declared in schema"
+        );
+    }
+}

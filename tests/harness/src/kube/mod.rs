@@ -25,6 +25,7 @@ mod discovery;
 mod errors;
 mod events;
 mod fields;
+mod fieldvalidation;
 mod http;
 mod jsonpath;
 mod openapi;
@@ -251,13 +252,7 @@ impl KubeEmulator {
         self.with_state(|st| {
             let rd = st.find_def("", "v1", "namespaces").expect("namespaces");
             if st.get(&rd, "", name).is_none() {
-                let opts = store::WriteOpts {
-                    dry_run: false,
-                    writer: fields::Writer::Update {
-                        manager: "inference-testenv".into(),
-                    },
-                    subresource: String::new(),
-                };
+                let opts = store::WriteOpts::internal();
                 st.create(&rd, "", json!({"metadata": {"name": name}}), &opts)
                     .unwrap_or_else(|e| panic!("create namespace {name}: {:?}", e.body));
             }

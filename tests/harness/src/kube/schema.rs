@@ -35,15 +35,43 @@ fn nullable(schema: &Value) -> bool {
 
 /// Drop unknown ObjectMeta keys (the root `metadata` of a CR is not governed by its schema).
 pub fn prune_metadata(obj: &mut Value) {
+    prune_metadata_tracked(obj);
+}
+
+/// `prune_metadata`, returning the dropped paths (`metadata.x`), sorted.
+fn prune_metadata_tracked(obj: &mut Value) -> Vec<String> {
+    let mut dropped = Vec::new();
     if let Some(Value::Object(m)) = obj.get_mut("metadata") {
-        m.retain(|k, _| OBJECT_META_KEYS.contains(&k.as_str()));
+        m.retain(|k, _| {
+            let keep = OBJECT_META_KEYS.contains(&k.as_str());
+            if !keep {
+                dropped.push(format!("metadata.{k}"));
+            }
+            keep
+        });
     }
+    dropped.sort();
+    dropped
 }
 
 /// Prune the root of a CR: `apiVersion`, `kind` and `metadata` are kept; everything else
 /// follows the schema.
 pub fn prune_root(schema: &Value, obj: &mut Value) {
-    let Value::Object(m) = obj else { return };
+    prune_root_tracked(schema, obj);
+}
+
+/// The fields structural pruning would drop from `obj` as unknown to the schema: metadata
+/// first, then the rest sorted (the order of `unstructuredSchemaCoercer.apply`, apiextensions-
+/// apiserver `pkg/apiserver/customresource_handler.go`). Nulls are not unknown fields.
+pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<String> {
+    prune_root_tracked(schema, &mut obj.clone())
+}
+
+fn prune_root_tracked(schema: &Value, obj: &mut Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let Value::Object(m) = obj else {
+        return unknown;
+    };
     let props = schema.get("properties").and_then(Value::as_object);
     let keep_all = preserves(schema);
     let keys: Vec<String> = m.keys().cloned().collect();
@@ -57,20 +85,25 @@ pub fn prune_root(schema: &Value, obj: &mut Value) {
                 if v.is_null() && !nullable(s) && s.get("default").is_none() {
                     m.remove(&k);
                 } else {
-                    prune(s, v);
+                    prune_at(s, v, &k, &mut unknown);
                 }
             }
             None if keep_all => {}
             None => {
                 m.remove(&k);
+                unknown.push(k);
             }
         }
     }
-    prune_metadata(obj);
+    unknown.sort();
+    let mut out = prune_metadata_tracked(obj);
+    out.extend(unknown);
+    out
 }
 
-/// Recursive pruning of unknown fields and of nulls for non-nullable fields without defaults.
-pub fn prune(schema: &Value, v: &mut Value) {
+/// Recursive pruning of unknown fields (collected into `unknown` as paths under `path`) and of
+/// nulls for non-nullable fields without defaults.
+fn prune_at(schema: &Value, v: &mut Value, path: &str, unknown: &mut Vec<String>) {
     if schema
         .get("x-kubernetes-int-or-string")
         .and_then(Value::as_bool)
@@ -100,20 +133,21 @@ pub fn prune(schema: &Value, v: &mut Value) {
                         if cv.is_null() && !nullable(s) && s.get("default").is_none() {
                             m.remove(&k);
                         } else {
-                            prune(s, cv);
+                            prune_at(s, cv, &join(path, &k), unknown);
                         }
                     }
                     None if keep_all => {}
                     None => {
                         m.remove(&k);
+                        unknown.push(join(path, &k));
                     }
                 }
             }
         }
         Value::Array(a) => {
             if let Some(items) = schema.get("items") {
-                for it in a.iter_mut() {
-                    prune(items, it);
+                for (i, it) in a.iter_mut().enumerate() {
+                    prune_at(items, it, &format!("{path}[{i}]"), unknown);
                 }
             }
         }

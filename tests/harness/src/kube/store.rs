@@ -4,12 +4,14 @@
 use super::errors::{ApiError, FieldError, GroupResource};
 use super::events;
 use super::fields::{self, Writer};
+use super::fieldvalidation::{self, FieldValidation};
 use super::patch;
 use super::schema;
 use super::selector::{FieldSelector, LabelSelector};
 use super::KubeVersion;
 use base64::Engine;
 use serde_json::{json, Map, Value};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,6 +332,48 @@ pub struct WriteOpts {
     pub dry_run: bool,
     pub writer: Writer,
     pub subresource: String,
+    /// `?fieldValidation=` (see `fieldvalidation.rs`).
+    pub field_validation: FieldValidation,
+    /// Strict-decoding errors of the request body itself (duplicate keys), create / update.
+    pub decode_errors: Vec<String>,
+    /// Warnings for the response's `Warning` headers.
+    pub warnings: RefCell<Vec<String>>,
+}
+
+impl WriteOpts {
+    /// A write the emulator makes itself (namespaces, CRDs): no field validation.
+    pub fn internal() -> Self {
+        WriteOpts {
+            dry_run: false,
+            writer: Writer::Update {
+                manager: "inference-testenv".into(),
+            },
+            subresource: String::new(),
+            field_validation: FieldValidation::Ignore,
+            decode_errors: vec![],
+            warnings: RefCell::default(),
+        }
+    }
+
+    /// Apply the directive to strict-decoding errors: `Strict` refuses with `refuse(message)`,
+    /// `Warn` records warnings, `Ignore` drops them.
+    fn enforce(
+        &self,
+        errors: Vec<String>,
+        refuse: impl FnOnce(String) -> ApiError,
+    ) -> Result<(), ApiError> {
+        if errors.is_empty() {
+            return Ok(());
+        }
+        match self.field_validation {
+            FieldValidation::Strict => Err(refuse(fieldvalidation::strict_message(&errors))),
+            FieldValidation::Warn => {
+                self.warnings.borrow_mut().extend(errors);
+                Ok(())
+            }
+            FieldValidation::Ignore => Ok(()),
+        }
+    }
 }
 
 impl State {
@@ -484,6 +528,7 @@ impl State {
             ));
         }
         self.check_type_meta(rd, &body)?;
+        self.check_body_fields(rd, &body, opts)?;
         let m = meta_mut(&mut body);
         if m.get("resourceVersion")
             .and_then(Value::as_str)
@@ -533,6 +578,92 @@ impl State {
             ));
         }
         self.finish_create(rd, ns, &name, body, opts)
+    }
+
+    /// The fields of a custom resource's schema that pruning would drop (none for built-ins).
+    fn unknown_fields(rd: &ResDef, obj: &Value) -> Vec<String> {
+        match (&rd.schema, rd.is_cr()) {
+            (Some(s), true) => schema::unknown_fields(s, obj),
+            _ => vec![],
+        }
+    }
+
+    /// fieldValidation for a create / update body: duplicate keys, then unknown fields; a
+    /// strict refusal is 400 `<Kind> in version "<v>" cannot be handled as a <Kind>: ...`
+    /// (apiserver `pkg/endpoints/handlers/rest.go` `transformDecodeError`).
+    fn check_body_fields(
+        &self,
+        rd: &ResDef,
+        body: &Value,
+        opts: &WriteOpts,
+    ) -> Result<(), ApiError> {
+        let mut errors = opts.decode_errors.clone();
+        errors.extend(fieldvalidation::unknown(&Self::unknown_fields(rd, body)));
+        opts.enforce(errors, |msg| {
+            ApiError::bad_request(format!(
+                "{kind} in version \"{v}\" cannot be handled as a {kind}: {msg}",
+                kind = rd.kind,
+                v = rd.version
+            ))
+        })
+    }
+
+    /// fieldValidation for a JSON merge / JSON patch: the patch's own errors, then the unknown
+    /// fields of the patched object; a strict refusal is 422 on field `patch`
+    /// (apiserver `pkg/endpoints/handlers/patch.go` `jsonPatcher.applyPatchToCurrentObject`).
+    fn check_patch_fields(
+        &self,
+        rd: &ResDef,
+        patch_errors: Vec<String>,
+        patched: &Value,
+        opts: &WriteOpts,
+    ) -> Result<(), ApiError> {
+        let mut errors = patch_errors;
+        errors.extend(fieldvalidation::unknown(&Self::unknown_fields(rd, patched)));
+        opts.enforce(errors, |msg| {
+            ApiError::invalid(
+                &GroupResource::new("", ""),
+                "",
+                &[FieldError::invalid(
+                    "patch",
+                    json!(patched.to_string()),
+                    msg,
+                )],
+            )
+        })
+    }
+
+    /// Server-side apply converts the applied object to its typed form first and refuses a
+    /// field the schema does not declare, whatever fieldValidation says: a plain error, so a
+    /// 500 with no reason (apimachinery `util/managedfields/internal/structuredmerge.go`
+    /// `Apply`, "failed to create typed patch object"; kubernetes/kubernetes#122480). Several
+    /// fields are listed as structured-merge-diff's `ValidationErrors` print them
+    /// (`typed/validate.go`; their order here, sorted, is inferred).
+    fn check_applied_fields(rd: &ResDef, applied: &Value) -> Result<(), ApiError> {
+        let undeclared: Vec<String> = Self::unknown_fields(rd, applied)
+            .iter()
+            .map(|p| format!(".{p}: field not declared in schema"))
+            .collect();
+        if undeclared.is_empty() {
+            return Ok(());
+        }
+        let detail = if undeclared.len() == 1 {
+            undeclared[0].clone()
+        } else {
+            format!("errors:\n  {}", undeclared.join("\n  "))
+        };
+        Err(ApiError::new(
+            500,
+            "",
+            format!(
+                "failed to create typed patch object ({}/{}; {}, Kind={}): {detail}",
+                meta_str(applied, "namespace"),
+                meta_str(applied, "name"),
+                rd.gv(),
+                rd.kind
+            ),
+            None,
+        ))
     }
 
     fn check_type_meta(&self, rd: &ResDef, body: &Value) -> Result<(), ApiError> {
@@ -832,6 +963,7 @@ impl State {
             ));
         }
         self.check_type_meta(rd, &body)?;
+        self.check_body_fields(rd, &body, opts)?;
         let body_name = meta_str(&body, "name").to_string();
         if body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -1089,6 +1221,11 @@ impl State {
         }
         let patch: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let patch_errors = if ct == "application/json-patch+json" {
+            fieldvalidation::json_patch_errors(body)
+        } else {
+            fieldvalidation::duplicate_fields(body)
+        };
         let Some(old) = self.get(rd, ns, name).cloned() else {
             return Err(ApiError::not_found(&rd.gr(), name));
         };
@@ -1138,6 +1275,7 @@ impl State {
                 meta_str(&patched, "name")
             )));
         }
+        self.check_patch_fields(rd, patch_errors, &patched, opts)?;
         self.update_existing(rd, ns, name, old, patched, opts)
     }
 
@@ -1202,6 +1340,7 @@ impl State {
         {
             return Err(ApiError::bad_request("metadata.managedFields must be nil"));
         }
+        Self::check_applied_fields(rd, &applied)?;
         let bname = meta_str(&applied, "name");
         // An apply body without a name (common for status patches) targets the URL's object.
         if !bname.is_empty() && bname != name {
@@ -1615,13 +1754,7 @@ impl State {
             .cloned()
             .expect("crd def");
         let name = meta_str(&crd, "name").to_string();
-        let opts = WriteOpts {
-            dry_run: false,
-            writer: Writer::Update {
-                manager: "inference-testenv".into(),
-            },
-            subresource: String::new(),
-        };
+        let opts = WriteOpts::internal();
         if let Some(old) = self.get(&rd, "", &name).cloned() {
             meta_mut(&mut crd).insert(
                 "resourceVersion".into(),
