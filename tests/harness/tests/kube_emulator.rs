@@ -1746,3 +1746,111 @@ async fn field_validation_on_patch_and_apply() {
         );
     }
 }
+
+/// A CRD for the null rules: plain, defaulted and nullable fields, a nullable enum listing
+/// null, and CEL rules that read a nullable object.
+fn gadget_crd() -> serde_json::Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.test"},
+        "spec": {
+            "group": "example.test", "scope": "Namespaced",
+            "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {
+                    "type": "object",
+                    "properties": {
+                        "plain": {"type": "string"},
+                        "withDefault": {"type": "string", "default": "d"},
+                        "nullableStr": {"type": "string", "nullable": true},
+                        "mode": {"type": "string", "nullable": true, "enum": ["a", "b", null]},
+                        "opt": {
+                            "type": "object", "nullable": true,
+                            "properties": {"x": {"type": "integer"}},
+                            "x-kubernetes-validations": [{"rule": "has(self.x)", "message": "opt needs x"}]
+                        }
+                    },
+                    "x-kubernetes-validations": [
+                        {"rule": "!has(self.opt) || self.opt.x > 0", "message": "opt.x must be positive"},
+                        {"rule": "!has(self.nullableStr) || self.nullableStr.size() > 0", "message": "nullableStr must not be empty"}
+                    ]
+                }}
+            }}}]
+        }
+    })
+}
+
+/// Nulls as a real apiserver treats them: pruned for non-nullable fields before defaulting
+/// (docs "Defaulting and Nullable"), refused by an enum even when the enum lists null
+/// (kube-openapi skips nil enum entries), and absent for CEL's `has()` (apiserver
+/// `pkg/cel/common/values.go`).
+#[tokio::test]
+async fn nulls_are_pruned_refused_by_enums_and_absent_for_cel() {
+    let (emu, client) = setup().await;
+    emu.register_crd(gadget_crd());
+    let ar = ApiResource {
+        group: "example.test".into(),
+        version: "v1".into(),
+        api_version: "example.test/v1".into(),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+    let gadget = |name: &str, spec: serde_json::Value| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "example.test/v1", "kind": "Gadget",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .unwrap()
+    };
+
+    let made = api
+        .create(
+            &PostParams::default(),
+            &gadget(
+                "nulls",
+                json!({"plain": null, "withDefault": null, "nullableStr": null, "opt": null}),
+            ),
+        )
+        .await
+        .expect("nulls of nullable fields are not seen by CEL's has()");
+    assert_eq!(
+        made.data["spec"],
+        json!({"withDefault": "d", "nullableStr": null, "opt": null}),
+        "non-nullable null pruned, then defaulted; nullable nulls kept"
+    );
+
+    let err = api_err(
+        api.create(
+            &PostParams::default(),
+            &gadget("mode", json!({"mode": null})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "Gadget.example.test \"mode\" is invalid: [spec.mode: Unsupported value: null: supported values: \"a\", \"b\", \"null\", <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]"
+    );
+    api.create(
+        &PostParams::default(),
+        &gadget("mode", json!({"mode": "a"})),
+    )
+    .await
+    .unwrap();
+
+    // The rules still run on present values.
+    let err = api_err(
+        api.create(
+            &PostParams::default(),
+            &gadget("opt", json!({"opt": {"x": 0}, "nullableStr": ""})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "Gadget.example.test \"opt\" is invalid: [spec: Invalid value: \"object\": opt.x must be positive, spec: Invalid value: \"object\": nullableStr must not be empty]"
+    );
+}

@@ -234,11 +234,17 @@ fn flag(schema: &Value, key: &str) -> bool {
 pub fn validate(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let int_or_string = flag(schema, "x-kubernetes-int-or-string");
     if v.is_null() {
-        if nullable(schema) {
-            return;
+        // kube-openapi `SchemaValidator.Validate` (pkg/validation/validate/schema.go) runs only
+        // the type and the common validators on nil data; the type validator accepts it when
+        // `nullable`, and the enum check (`basicCommonValidator.Validate`, validator.go) skips
+        // nil enum entries, so null fails an enum even when the enum lists null.
+        if !nullable(schema) {
+            if let Some(t) = schema.get("type").and_then(Value::as_str) {
+                errs.push(type_err(path, t, v));
+            }
         }
-        if let Some(t) = schema.get("type").and_then(Value::as_str) {
-            errs.push(type_err(path, t, v));
+        if let Some(en) = schema.get("enum").and_then(Value::as_array) {
+            errs.push(enum_err(path, v, en));
         }
         return;
     }
@@ -466,9 +472,23 @@ pub fn validate(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError
 
     if let Some(en) = schema.get("enum").and_then(Value::as_array) {
         if !en.contains(v) {
-            errs.push(FieldError::not_supported(path, v.clone(), en));
+            errs.push(enum_err(path, v, en));
         }
     }
+}
+
+/// `Unsupported value` for an enum: apiextensions-apiserver `pkg/apiserver/validation/
+/// validation.go` (`kubeOpenAPIResultToFieldErrors`, EnumFailCode) lists string entries as they
+/// are and any other entry as its JSON (`null`, `1`), all quoted by `field.NotSupported`.
+fn enum_err(path: &str, v: &Value, en: &[Value]) -> FieldError {
+    let listed: Vec<Value> = en
+        .iter()
+        .map(|e| match e {
+            Value::String(_) => e.clone(),
+            other => Value::String(other.to_string()),
+        })
+        .collect();
+    FieldError::not_supported(path, v.clone(), &listed)
 }
 
 fn passes(schema: &Value, v: &Value, path: &str) -> bool {
@@ -598,6 +618,40 @@ fn has_cel_rules(schema: &Value) -> bool {
     }
 }
 
+/// `v` as CEL sees it on a real apiserver: a null-valued property of an object with
+/// `properties` is absent, so `has(self.x)` is false and `x`'s own rules do not run
+/// (apiserver `pkg/cel/common/values.go`, `unstructuredMap.Find`: "null valued nullable fields
+/// are treated the same as absent optional fields"). kube-cel binds the null instead. Nulls
+/// stay in maps (`additionalProperties`) and lists, as there.
+fn without_null_properties(schema: &Value, v: &Value) -> Value {
+    let mut out = v.clone();
+    drop_null_properties(schema, &mut out);
+    out
+}
+
+fn drop_null_properties(schema: &Value, v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            if props.is_some() {
+                m.retain(|_, cv| !cv.is_null());
+            }
+            let addl = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (k, cv) in m.iter_mut() {
+                if let Some(s) = props.and_then(|p| p.get(k)).or(addl) {
+                    drop_null_properties(s, cv);
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = schema.get("items") {
+                a.iter_mut().for_each(|it| drop_null_properties(items, it));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// How a failed CEL rule shows the value in `Invalid value: ...`, which changed in 1.35.
 ///
 /// Kubernetes 1.30–1.34 (apiextensions-apiserver `pkg/apiserver/schema/cel/validation.go`,
@@ -656,7 +710,11 @@ pub fn validate_cel(
     style: CelValues,
 ) -> Vec<FieldError> {
     let mut out = Vec::new();
-    let Err(errs) = kube_cel::validate(schema, obj, old) else {
+    let (obj_cel, old_cel) = (
+        without_null_properties(schema, obj),
+        old.map(|o| without_null_properties(schema, o)),
+    );
+    let Err(errs) = kube_cel::validate(schema, &obj_cel, old_cel.as_ref()) else {
         return out;
     };
     let mut fps = Vec::new();
