@@ -275,3 +275,72 @@ async fn misspelled_fields_are_refused_under_strict_field_validation() {
         status.message
     );
 }
+
+/// The operator's CRD as JSON, with `edit` applied to the `spec` schema.
+fn crd_with_spec(edit: impl FnOnce(&mut Value)) -> Value {
+    let mut crd = serde_json::to_value(inference_operator::api::crd()).unwrap();
+    edit(&mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]);
+    crd
+}
+
+/// What the previous CRD said for `similarity` (and every `Option` enum): nullable, with null
+/// in the enum. A real apiserver refuses null there anyway (kube-openapi skips nil enum
+/// entries), so `similarity: null` could never be applied.
+#[tokio::test]
+async fn a_nullable_enum_refuses_null_like_a_real_apiserver() {
+    let env = TestEnv::start().await;
+    env.kube.register_crd(crd_with_spec(|spec| {
+        let similarity = &mut spec["properties"]["azureOpenAI"]["properties"]["similarity"];
+        similarity["nullable"] = json!(true);
+        similarity["enum"].as_array_mut().unwrap().push(Value::Null);
+    }));
+    let error = create(
+        &env,
+        "old-shape",
+        set(valid(), "/azureOpenAI/similarity", json!("cosine")),
+    )
+    .await;
+    assert_eq!(error, Ok(()), "a value is still accepted");
+    let mut spec = valid();
+    spec["azureOpenAI"]["similarity"] = Value::Null;
+    let message = create(&env, "old-shape-null", spec).await.unwrap_err();
+    assert!(
+        message.contains(r#"spec.azureOpenAI.similarity: Unsupported value: null: supported values: "cosine", "dot_product", "l2_norm", "null""#),
+        "{message}"
+    );
+}
+
+/// Optional spec fields are not nullable: a null is pruned before validation (Kubernetes docs,
+/// "Defaulting and Nullable"), so `similarity: null` and `separatorGroup: null` mean "unset".
+#[tokio::test]
+async fn null_optional_fields_are_pruned() {
+    let env = TestEnv::start().await;
+    let spec_schema = crd_with_spec(|_| {})["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        ["properties"]["spec"]
+        .to_string();
+    assert!(
+        !spec_schema.contains(r#""nullable":true"#) && !spec_schema.contains(",null]"),
+        "no nullable field or null enum entry left under spec"
+    );
+    let mut spec = valid();
+    spec["azureOpenAI"]["similarity"] = Value::Null;
+    spec["azureOpenAI"]["dimensions"] = Value::Null;
+    spec["chunkingSettings"] = json!({
+        "strategy": "recursive", "maxChunkSize": 100,
+        "separatorGroup": null, "separators": ["\n\n", "\n"]
+    });
+    create(&env, "nulls", spec).await.expect("nulls are pruned");
+    let stored = env
+        .kube
+        .get_object("inferenceendpoints", &env.namespace, "nulls")
+        .unwrap();
+    let azure = stored["spec"]["azureOpenAI"].as_object().unwrap();
+    assert!(
+        !azure.contains_key("similarity") && !azure.contains_key("dimensions"),
+        "{azure:?}"
+    );
+    assert_eq!(
+        stored["spec"]["chunkingSettings"],
+        json!({"strategy": "recursive", "maxChunkSize": 100, "separators": ["\n\n", "\n"]})
+    );
+}

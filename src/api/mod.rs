@@ -10,6 +10,7 @@
 //! settings; a CEL rule requires exactly one block. Connection, identity, chunking and policy are
 //! service independent and live at the top of the spec.
 
+mod schema;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -574,6 +575,7 @@ pub fn crd() -> CustomResourceDefinition {
             status.default = Some(JSON(serde_json::json!({"observedGeneration": -1})));
         }
     }
+    schema::spec_fields_not_nullable(&mut crd);
     crd
 }
 
