@@ -395,7 +395,10 @@ async fn dispatch(
                 (Ok((code, v)), None) => json_response(code, &v),
                 (Err(e), _) => error_response(&e),
             };
-            for w in warnings {
+            // the apiserver's warning recorder drops repeats (apiserver
+            // `pkg/endpoints/filters/warning.go` `recorder.AddWarning`)
+            let mut seen = std::collections::HashSet::new();
+            for w in warnings.into_iter().filter(|w| seen.insert(w.clone())) {
                 if let Ok(v) = fieldvalidation::warning_header(&w).parse() {
                     resp.headers_mut().append(header::WARNING, v);
                 }

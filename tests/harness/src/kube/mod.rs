@@ -3,7 +3,9 @@
 //! It serves plain HTTP on 127.0.0.1 and follows `shared/reference/kubernetes-api-semantics.md`:
 //! discovery, CRUD, list/watch with resourceVersions, status subresource, generation,
 //! finalizers, JSON/merge/apply patches, optimistic concurrency, CRD admission (pruning,
-//! defaulting, OpenAPI schema and CEL) and fault hooks.
+//! defaulting, OpenAPI schema and CEL), `fieldValidation` (`fieldvalidation.rs`) and fault hooks.
+//! Where Kubernetes releases differ in what users see, it follows the release in
+//! [`EmulatorOptions::kubernetes_version`] (default 1.34).
 //!
 //! It also serves what the real `kubectl` needs (see `tests/kubectl.rs`): server-side printing
 //! (`meta.k8s.io/v1` `Table` from a CRD's `additionalPrinterColumns`, `table.rs` and
