@@ -620,9 +620,11 @@ fn has_cel_rules(schema: &Value) -> bool {
 
 /// `v` as CEL sees it on a real apiserver: a null-valued property of an object with
 /// `properties` is absent, so `has(self.x)` is false and `x`'s own rules do not run
-/// (apiserver `pkg/cel/common/values.go`, `unstructuredMap.Find`: "null valued nullable fields
-/// are treated the same as absent optional fields"). kube-cel binds the null instead. Nulls
-/// stay in maps (`additionalProperties`) and lists, as there.
+/// (apiserver `pkg/cel/common/values.go`, `valuesunstructured.go` from 1.34, `unstructuredMap.
+/// Find`: "null valued nullable fields are treated the same as absent optional fields"; and
+/// apiextensions-apiserver `schema/cel/validation.go` `validate` returns at once for a nil
+/// object). kube-cel binds the null instead. Nulls stay in maps (`additionalProperties`) and
+/// lists, as there.
 fn without_null_properties(schema: &Value, v: &Value) -> Value {
     let mut out = v.clone();
     drop_null_properties(schema, &mut out);
@@ -659,9 +661,9 @@ fn drop_null_properties(schema: &Value, v: &mut Value) {
 /// of the node that carries the rule as the value, so `field.Invalid` prints
 /// `spec: Invalid value: "object": <message>` (also for a rule with `fieldPath`, whose error sits
 /// on the path but shows the rule node's type). Reported in kubernetes/kubernetes#132528; 1.35
-/// shows simple values (strings, numbers, booleans) and omits objects and arrays
-/// (kubernetes/kubernetes#132798 and #133832, `field.OmitValueType` in apimachinery
-/// `pkg/util/validation/field/errors.go`).
+/// passes the value itself, and `field.OmitValueType{}` when the schema type is `object` or
+/// `array` (kubernetes/kubernetes#132798 and #133832; apimachinery
+/// `pkg/util/validation/field/errors.go` prints no value for it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CelValues {
     /// 1.30–1.34: the schema type, quoted.
@@ -733,8 +735,8 @@ pub fn validate_cel(
                     .map(|n| n.trim_end_matches('.').to_string())
             })
             .unwrap_or_else(|| field.clone());
-        // Evaluation errors show the type in every release: #132798 changed only the
-        // failed-rule path (inferred from its diff).
+        // Evaluation errors show the type in every release (`field.Invalid(fldPath, sts.Type,
+        // "... evaluating rule: ...")` in validation.go, unchanged in 1.35).
         let node_type = BadValue::Value(Value::String(
             schema_at(schema, &node)
                 .and_then(|s| s.get("type"))
