@@ -11,6 +11,7 @@
 //! service independent and live at the top of the spec.
 
 pub mod checks;
+mod schema;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -650,6 +651,7 @@ pub fn crd() -> CustomResourceDefinition {
             status.default = Some(JSON(serde_json::json!({"observedGeneration": -1})));
         }
     }
+    schema::spec_fields_not_nullable(&mut crd);
     crd
 }
 

@@ -594,7 +594,8 @@ async fn schema_and_cel_rejections_have_apiserver_messages() {
         "Widget.example.test \"e3\" is invalid: spec.replicas: Invalid value: 9: spec.replicas in body should be less than or equal to 5"
     );
 
-    // CEL rule with fieldPath
+    // CEL rule with fieldPath: 1.30–1.34 show the schema type of the rule's node (`spec`, an
+    // object) as the value (apiextensions-apiserver `schema/cel/validation.go`).
     let err = api_err(
         create(
             "e4",
@@ -605,7 +606,7 @@ async fn schema_and_cel_rejections_have_apiserver_messages() {
     );
     assert_eq!(
         err.message,
-        "Widget.example.test \"e4\" is invalid: spec.minReplicas: Invalid value: minReplicas must not exceed replicas"
+        "Widget.example.test \"e4\" is invalid: spec.minReplicas: Invalid value: \"object\": minReplicas must not exceed replicas"
     );
 
     // schema errors of blocking types suppress CEL and add the "not checked" error
@@ -650,7 +651,7 @@ async fn schema_and_cel_rejections_have_apiserver_messages() {
     );
     assert_eq!(
         err.message,
-        "Widget.example.test \"ok\" is invalid: spec.name: Invalid value: \"other\": name is immutable"
+        "Widget.example.test \"ok\" is invalid: spec.name: Invalid value: \"string\": name is immutable"
     );
 }
 
@@ -1351,4 +1352,505 @@ async fn kubeconfig_and_bookmarks() {
         }
         other => panic!("expected BOOKMARK, got {other:?}"),
     }
+}
+
+/// The operator's CRD, registered on a fresh emulator, with a dynamic client for it.
+async fn operator_crd_setup() -> Option<(KubeEmulator, Api<DynamicObject>)> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds/inferenceendpoint.yaml");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let (emu, client) = setup().await;
+    emu.register_crd_yaml(&text);
+    let ar = ApiResource {
+        group: "esinference.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "esinference.io/v1alpha1".into(),
+        kind: "InferenceEndpoint".into(),
+        plural: "inferenceendpoints".into(),
+    };
+    Some((emu, Api::namespaced_with(client, "default", &ar)))
+}
+
+/// `insert_unvalidated` keeps what a real apiserver serves after a looser CRD version stored it:
+/// an int32 field out of range is returned verbatim by GET, LIST and a watch, with server-set
+/// metadata as on create.
+#[tokio::test]
+async fn insert_unvalidated_stores_the_raw_form_and_notifies_watchers() {
+    let Some((emu, api)) = operator_crd_setup().await else {
+        eprintln!("skipping: crds/inferenceendpoint.yaml not found");
+        return;
+    };
+    let mut raw = api
+        .watch(&WatchParams::default(), &emu.resource_version().to_string())
+        .await
+        .unwrap()
+        .boxed();
+    let spec = json!({
+        "taskType": "text_embedding",
+        "elasticsearch": {"url": "https://es:9200", "credentialsSecretRef": {"name": "es"}},
+        "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "2024-10-21",
+                        "apiKeySecretRef": {"name": "a", "key": "k"}, "dimensions": 2147483648u64}
+    });
+    let stored = emu.insert_unvalidated(
+        "inferenceendpoints",
+        "default",
+        json!({"metadata": {"name": "big"}, "spec": spec}),
+    );
+    assert_eq!(stored["spec"], spec, "stored as given, not validated");
+    assert_eq!(stored["apiVersion"], "esinference.io/v1alpha1");
+    assert_eq!(stored["kind"], "InferenceEndpoint");
+    let md = &stored["metadata"];
+    assert_eq!(md["namespace"], "default");
+    assert_eq!(md["generation"], 1);
+    assert!(md["uid"].as_str().is_some_and(|u| !u.is_empty()), "{md}");
+    assert!(md["creationTimestamp"].is_string(), "{md}");
+    assert_eq!(
+        md["resourceVersion"].as_str(),
+        Some(emu.resource_version().to_string().as_str())
+    );
+
+    let got = api.get("big").await.unwrap();
+    assert_eq!(got.data["spec"]["azureOpenAI"]["dimensions"], 2147483648u64);
+    assert_eq!(got.data["spec"], spec);
+    let listed = api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].data["spec"], spec);
+    match next(&mut raw).await.unwrap() {
+        WatchEvent::Added(o) => {
+            assert_eq!(o.name_any(), "big");
+            assert_eq!(o.data["spec"], spec);
+        }
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+    // The same object through the normal create path is refused: the bypass is the point.
+    let mut again: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+        "metadata": {"name": "big2"}, "spec": spec
+    }))
+    .unwrap();
+    again.data["spec"]["azureOpenAI"]["dimensions"] = json!(-1);
+    let err = api_err(
+        api.create(&PostParams::default(), &again)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422, "{}", err.message);
+}
+
+/// The emulated release decides how a failed CEL rule shows its value: the schema type up to
+/// 1.34, the value itself (scalars) or nothing (objects) from 1.35 (kubernetes/kubernetes#132798,
+/// #133832). `/version` reports the release.
+#[tokio::test]
+async fn cel_failure_value_follows_the_emulated_release() {
+    use inference_testenv::kube::KubeVersion;
+    for (version, on_object, on_string) in [
+        (
+            KubeVersion::new(1, 30, 0),
+            "spec.minReplicas: Invalid value: \"object\": minReplicas must not exceed replicas",
+            "spec.name: Invalid value: \"string\": name is immutable",
+        ),
+        (
+            KubeVersion::DEFAULT,
+            "spec.minReplicas: Invalid value: \"object\": minReplicas must not exceed replicas",
+            "spec.name: Invalid value: \"string\": name is immutable",
+        ),
+        (
+            KubeVersion::new(1, 35, 0),
+            "spec.minReplicas: Invalid value: minReplicas must not exceed replicas",
+            "spec.name: Invalid value: \"other\": name is immutable",
+        ),
+    ] {
+        let emu = KubeEmulator::start(EmulatorOptions {
+            kubernetes_version: version,
+            ..Default::default()
+        })
+        .await;
+        emu.register_crd_yaml(CRD);
+        let client = Client::try_from(Config::new(emu.url().parse().unwrap())).unwrap();
+        let info = client.apiserver_version().await.unwrap();
+        assert_eq!(
+            (info.major.as_str(), info.minor.clone()),
+            ("1", version.minor.to_string())
+        );
+        assert!(info.git_version.starts_with(&version.git_version()));
+        let api: Api<Widget> = Api::namespaced(client, "default");
+        let mut w = widget("w");
+        w.spec.replicas = Some(2);
+        w.spec.min_replicas = Some(4);
+        let err = api_err(api.create(&PostParams::default(), &w).await.unwrap_err());
+        assert_eq!(
+            err.message,
+            format!("Widget.example.test \"w\" is invalid: {on_object}"),
+            "{version:?}"
+        );
+        api.create(&PostParams::default(), &widget("w"))
+            .await
+            .unwrap();
+        let err = api_err(
+            api.patch(
+                "w",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"name": "other"}})),
+            )
+            .await
+            .unwrap_err(),
+        );
+        assert_eq!(
+            err.message,
+            format!("Widget.example.test \"w\" is invalid: {on_string}"),
+            "{version:?}"
+        );
+    }
+}
+
+/// One raw request to the emulator: status, `Warning` header values, JSON body.
+async fn raw(
+    emu: &KubeEmulator,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Vec<String>, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", emu.url()),
+        )
+        .header("content-type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let warnings = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, warnings, body)
+}
+
+const WIDGETS: &str = "/apis/example.test/v1/namespaces/default/widgets";
+
+/// fieldValidation on create and update: Strict refuses unknown and duplicate fields with the
+/// apiserver's 400, Warn (also the default) accepts, prunes and warns, Ignore prunes silently.
+#[tokio::test]
+async fn field_validation_on_create_and_update() {
+    let (emu, _client) = setup().await;
+    let typo = |name: &str| {
+        format!(
+            r#"{{"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {{"name": "{name}", "bogus": 1}},
+                "spec": {{"taskType": "completion", "name": "abc", "name": "abd", "replica": 2, "tags": ["a"], "extra": {{"x": 1}}}}}}"#
+        )
+    };
+    let errors = r#"duplicate field "spec.name", unknown field "metadata.bogus", unknown field "spec.extra", unknown field "spec.replica""#;
+
+    let (code, warnings, body) = raw(
+        &emu,
+        "POST",
+        &format!("{WIDGETS}?fieldValidation=Strict"),
+        "application/json",
+        &typo("s"),
+    )
+    .await;
+    assert_eq!((code, body["reason"].as_str()), (400, Some("BadRequest")));
+    assert_eq!(
+        body["message"],
+        format!("Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: {errors}")
+    );
+    assert!(warnings.is_empty());
+    assert!(emu.get_object("widgets", "default", "s").is_none());
+
+    for query in ["?fieldValidation=Warn", ""] {
+        let name = format!("w{}", query.len());
+        let (code, warnings, body) = raw(
+            &emu,
+            "POST",
+            &format!("{WIDGETS}{query}"),
+            "application/json",
+            &typo(&name),
+        )
+        .await;
+        assert_eq!(code, 201, "{body}");
+        assert_eq!(
+            warnings,
+            vec![
+                r#"299 - "duplicate field \"spec.name\"""#,
+                r#"299 - "unknown field \"metadata.bogus\"""#,
+                r#"299 - "unknown field \"spec.extra\"""#,
+                r#"299 - "unknown field \"spec.replica\"""#,
+            ],
+            "{query:?}"
+        );
+        // pruned, the last duplicate wins, defaults applied
+        assert_eq!(
+            body["spec"],
+            json!({"taskType": "completion", "name": "abd", "replicas": 1, "tags": ["a"]})
+        );
+    }
+
+    let (code, warnings, _) = raw(
+        &emu,
+        "POST",
+        &format!("{WIDGETS}?fieldValidation=Ignore"),
+        "application/json",
+        &typo("i"),
+    )
+    .await;
+    assert_eq!((code, warnings.len()), (201, 0));
+
+    let (code, _, body) = raw(
+        &emu,
+        "POST",
+        &format!("{WIDGETS}?fieldValidation=strict"),
+        "application/json",
+        &typo("x"),
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        body["message"],
+        "CreateOptions.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: \"strict\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+    );
+
+    // update: the same rules on PUT
+    let rv = emu.get_object("widgets", "default", "i").unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let put = format!(
+        r#"{{"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {{"name": "i", "resourceVersion": "{rv}"}},
+            "spec": {{"taskType": "completion", "name": "abd", "replica": 3}}}}"#
+    );
+    let (code, _, body) = raw(
+        &emu,
+        "PUT",
+        &format!("{WIDGETS}/i?fieldValidation=Strict"),
+        "application/json",
+        &put,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        body["message"],
+        "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.replica\""
+    );
+    let (code, warnings, _) = raw(
+        &emu,
+        "PUT",
+        &format!("{WIDGETS}/i"),
+        "application/json",
+        &put,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(warnings, vec![r#"299 - "unknown field \"spec.replica\"""#]);
+}
+
+/// fieldValidation on JSON merge and JSON patches (422 on field `patch` when strict), and
+/// server-side apply, which refuses undeclared fields whatever the directive (500, no reason).
+#[tokio::test]
+async fn field_validation_on_patch_and_apply() {
+    let (emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &widget("p"))
+        .await
+        .unwrap();
+
+    let merge = r#"{"spec": {"replica": 2, "tags": ["a"], "tags": ["b"]}}"#;
+    let (code, _, body) = raw(
+        &emu,
+        "PATCH",
+        &format!("{WIDGETS}/p?fieldValidation=Strict"),
+        "application/merge-patch+json",
+        merge,
+    )
+    .await;
+    assert_eq!((code, body["reason"].as_str()), (422, Some("Invalid")));
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(r#" "" is invalid: patch: Invalid value: "{"#),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(
+            r#": strict decoding error: duplicate field "spec.tags", unknown field "spec.replica""#
+        ),
+        "{message}"
+    );
+    assert_eq!(body["details"]["causes"][0]["field"], "patch");
+
+    let (code, warnings, body) = raw(
+        &emu,
+        "PATCH",
+        &format!("{WIDGETS}/p"),
+        "application/merge-patch+json",
+        merge,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        warnings,
+        vec![
+            r#"299 - "duplicate field \"spec.tags\"""#,
+            r#"299 - "unknown field \"spec.replica\"""#
+        ]
+    );
+    assert_eq!(body["spec"]["tags"], json!(["b"]));
+    assert!(body["spec"].get("replica").is_none());
+
+    let json_patch = r#"[{"op": "add", "path": "/spec/replica", "value": 2, "foo": "bar"}]"#;
+    let (code, _, body) = raw(
+        &emu,
+        "PATCH",
+        &format!("{WIDGETS}/p?fieldValidation=Strict"),
+        "application/json-patch+json",
+        json_patch,
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert!(
+        body["message"].as_str().unwrap().ends_with(
+            r#"strict decoding error: json patch unknown field "[0].foo", unknown field "spec.replica""#
+        ),
+        "{body}"
+    );
+    let (code, warnings, _) = raw(
+        &emu,
+        "PATCH",
+        &format!("{WIDGETS}/p?fieldValidation=Ignore"),
+        "application/json-patch+json",
+        json_patch,
+    )
+    .await;
+    assert_eq!((code, warnings.len()), (200, 0));
+
+    let apply = r#"{"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {"name": "p", "namespace": "default"},
+                    "spec": {"taskType": "completion", "name": "abc", "replica": 2}}"#;
+    for query in ["&fieldValidation=Strict", "&fieldValidation=Ignore", ""] {
+        let (code, _, body) = raw(
+            &emu,
+            "PATCH",
+            &format!("{WIDGETS}/p?fieldManager=t{query}"),
+            "application/apply-patch+yaml",
+            apply,
+        )
+        .await;
+        assert_eq!(code, 500, "{query:?}");
+        assert!(body.get("reason").is_none(), "{body}");
+        assert_eq!(
+            body["message"],
+            "failed to create typed patch object (default/p; example.test/v1, Kind=Widget): .spec.replica: field not declared in schema"
+        );
+    }
+}
+
+/// A CRD for the null rules: plain, defaulted and nullable fields, a nullable enum listing
+/// null, and CEL rules that read a nullable object.
+fn gadget_crd() -> serde_json::Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.test"},
+        "spec": {
+            "group": "example.test", "scope": "Namespaced",
+            "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {
+                    "type": "object",
+                    "properties": {
+                        "plain": {"type": "string"},
+                        "withDefault": {"type": "string", "default": "d"},
+                        "nullableStr": {"type": "string", "nullable": true},
+                        "mode": {"type": "string", "nullable": true, "enum": ["a", "b", null]},
+                        "opt": {
+                            "type": "object", "nullable": true,
+                            "properties": {"x": {"type": "integer"}},
+                            "x-kubernetes-validations": [{"rule": "has(self.x)", "message": "opt needs x"}]
+                        }
+                    },
+                    "x-kubernetes-validations": [
+                        {"rule": "!has(self.opt) || self.opt.x > 0", "message": "opt.x must be positive"},
+                        {"rule": "!has(self.nullableStr) || self.nullableStr.size() > 0", "message": "nullableStr must not be empty"}
+                    ]
+                }}
+            }}}]
+        }
+    })
+}
+
+/// Nulls as a real apiserver treats them: pruned for non-nullable fields before defaulting
+/// (docs "Defaulting and Nullable"), refused by an enum even when the enum lists null
+/// (kube-openapi skips nil enum entries), and absent for CEL's `has()` (apiserver
+/// `pkg/cel/common/values.go`).
+#[tokio::test]
+async fn nulls_are_pruned_refused_by_enums_and_absent_for_cel() {
+    let (emu, client) = setup().await;
+    emu.register_crd(gadget_crd());
+    let ar = ApiResource {
+        group: "example.test".into(),
+        version: "v1".into(),
+        api_version: "example.test/v1".into(),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+    let gadget = |name: &str, spec: serde_json::Value| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "example.test/v1", "kind": "Gadget",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .unwrap()
+    };
+
+    let made = api
+        .create(
+            &PostParams::default(),
+            &gadget(
+                "nulls",
+                json!({"plain": null, "withDefault": null, "nullableStr": null, "opt": null}),
+            ),
+        )
+        .await
+        .expect("nulls of nullable fields are not seen by CEL's has()");
+    assert_eq!(
+        made.data["spec"],
+        json!({"withDefault": "d", "nullableStr": null, "opt": null}),
+        "non-nullable null pruned, then defaulted; nullable nulls kept"
+    );
+
+    let err = api_err(
+        api.create(
+            &PostParams::default(),
+            &gadget("mode", json!({"mode": null})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "Gadget.example.test \"mode\" is invalid: [spec.mode: Unsupported value: null: supported values: \"a\", \"b\", \"null\", <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]"
+    );
+    api.create(
+        &PostParams::default(),
+        &gadget("mode", json!({"mode": "a"})),
+    )
+    .await
+    .unwrap();
+
+    // The rules still run on present values.
+    let err = api_err(
+        api.create(
+            &PostParams::default(),
+            &gadget("opt", json!({"opt": {"x": 0}, "nullableStr": ""})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "Gadget.example.test \"opt\" is invalid: [spec: Invalid value: \"object\": opt.x must be positive, spec: Invalid value: \"object\": nullableStr must not be empty]"
+    );
 }

@@ -811,3 +811,41 @@ async fn hold_sandbox() {
         .unwrap_or(300);
     tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
 }
+
+/// kubectl asks for strict field validation: a misspelled field (`azureOpenAi`) fails the apply
+/// with the apiserver's strict decoding error; `--validate=warn` prints the warning and the
+/// object then fails on the missing service block instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_apply_refuses_a_misspelled_field() {
+    let Some((_emu, k)) = with_kubectl("kubectl_apply_refuses_a_misspelled_field").await else {
+        return;
+    };
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/completion.yaml"
+    );
+    let Ok(text) = std::fs::read_to_string(example) else {
+        eprintln!("no {example}; skipping the typo check");
+        return;
+    };
+    let manifest = k.kubeconfig.with_file_name("typo.yaml");
+    std::fs::write(&manifest, text.replace("azureOpenAI:", "azureOpenAi:")).unwrap();
+    let path = manifest.to_str().unwrap();
+
+    let (ok, _, err) = tokio::task::block_in_place(|| k.run(&["apply", "-f", path]));
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(r#"Error from server (BadRequest): error when creating"#)
+            && err.contains(r#"InferenceEndpoint in version "v1alpha1" cannot be handled as a InferenceEndpoint: strict decoding error: unknown field "spec.azureOpenAi""#),
+        "{err}"
+    );
+
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| k.run(&["apply", "--validate=warn", "-f", path]));
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(r#"Warning: unknown field "spec.azureOpenAi""#)
+            && err.contains("exactly one service block must be set"),
+        "{err}"
+    );
+}

@@ -1,20 +1,24 @@
 //! Discovery documents (reference §1), including aggregated discovery v2.
 
 use super::store::{Class, ResDef, State};
+use super::KubeVersion;
 use serde_json::{json, Value};
 
 pub const AGGREGATED_CT: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
-pub fn version() -> Value {
+/// `/version` for the emulated release. The emulation / min-compatibility fields come from
+/// KEP-4330 compatibility versions (apimachinery `pkg/version/types.go` `Info`); min
+/// compatibility is one minor below (inferred from the default `--emulated-version`).
+pub fn version(v: KubeVersion) -> Value {
     json!({
-        "major": "1",
-        "minor": "35",
-        "emulationMajor": "1",
-        "emulationMinor": "35",
-        "minCompatibilityMajor": "1",
-        "minCompatibilityMinor": "34",
-        "gitVersion": "v1.35.0-inference-testenv",
+        "major": v.major.to_string(),
+        "minor": v.minor.to_string(),
+        "emulationMajor": v.major.to_string(),
+        "emulationMinor": v.minor.to_string(),
+        "minCompatibilityMajor": v.major.to_string(),
+        "minCompatibilityMinor": v.minor.saturating_sub(1).to_string(),
+        "gitVersion": format!("{}-inference-testenv", v.git_version()),
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",

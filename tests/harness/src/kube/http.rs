@@ -4,6 +4,7 @@ use super::discovery;
 use super::errors::{ApiError, FieldError, GroupResource};
 use super::events;
 use super::fields::Writer;
+use super::fieldvalidation::{self, FieldValidation};
 use super::openapi;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{matches, Class, EventRec, ResDef, State, WriteOpts};
@@ -319,7 +320,10 @@ async fn dispatch(
                 None => plain_not_found(),
             }
         }
-        Target::Version => json_response(200, &discovery::version()),
+        Target::Version => {
+            let version = sh.state.lock().expect("state").version;
+            json_response(200, &discovery::version(version))
+        }
         Target::Api => {
             let st = sh.state.lock().expect("state");
             if aggregated {
@@ -377,9 +381,10 @@ async fn dispatch(
             if is_watch && *method == Method::GET && name.is_none() {
                 return watch(sh.clone(), *rd, ns, q, meta_only, table_req);
             }
-            let r = resource_op(sh, &rd, ns, name, sub, method, headers, q, body, meta_only);
+            let (r, warnings) =
+                resource_op(sh, &rd, ns, name, sub, method, headers, q, body, meta_only);
             sh.notify();
-            match (r, table_req) {
+            let mut resp = match (r, table_req) {
                 (Ok((code, v)), Some(tr)) => Response::builder()
                     .status(code)
                     .header(header::CONTENT_TYPE, table::content_type(tr.api_version))
@@ -389,7 +394,16 @@ async fn dispatch(
                     .expect("response"),
                 (Ok((code, v)), None) => json_response(code, &v),
                 (Err(e), _) => error_response(&e),
+            };
+            // the apiserver's warning recorder drops repeats (apiserver
+            // `pkg/endpoints/filters/warning.go` `recorder.AddWarning`)
+            let mut seen = std::collections::HashSet::new();
+            for w in warnings.into_iter().filter(|w| seen.insert(w.clone())) {
+                if let Ok(v) = fieldvalidation::warning_header(&w).parse() {
+                    resp.headers_mut().append(header::WARNING, v);
+                }
             }
+            resp
         }
     }
 }
@@ -399,27 +413,20 @@ fn to_partial(v: &Value) -> Value {
            "metadata": v.get("metadata").cloned().unwrap_or(json!({}))})
 }
 
-#[allow(clippy::too_many_arguments)]
-fn resource_op(
-    sh: &Arc<Shared>,
-    rd: &ResDef,
-    ns: Option<String>,
-    name: Option<String>,
-    sub: Option<String>,
+/// The write parameters of a request: dry run, field manager, subresource, fieldValidation.
+fn write_opts(
     method: &Method,
     headers: &HeaderMap,
     q: &Query,
     body: &Bytes,
-    meta_only: bool,
-) -> Result<(u16, Value), ApiError> {
-    let ns_str = ns.clone().unwrap_or_default();
+    sub: &Option<String>,
+) -> Result<WriteOpts, ApiError> {
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
     let fm = q.get("fieldManager").cloned().unwrap_or_default();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+        .unwrap_or("");
     let is_apply = content_type.starts_with("application/apply-patch");
     let manager = if fm.is_empty() && !is_apply {
         headers
@@ -432,11 +439,77 @@ fn resource_op(
     } else {
         fm
     };
-    let opts = WriteOpts {
+    let options_kind = match *method {
+        Method::POST => "CreateOptions",
+        Method::PUT => "UpdateOptions",
+        _ => "PatchOptions",
+    };
+    let writes = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    let field_validation = if writes {
+        FieldValidation::parse(q.get("fieldValidation").map(String::as_str), options_kind)?
+    } else {
+        FieldValidation::Ignore
+    };
+    let decode_errors = if matches!(*method, Method::POST | Method::PUT) {
+        fieldvalidation::duplicate_fields(body)
+    } else {
+        vec![]
+    };
+    Ok(WriteOpts {
         dry_run,
         writer: Writer::Update { manager },
         subresource: sub.clone().unwrap_or_default(),
+        field_validation,
+        decode_errors,
+        warnings: Default::default(),
+    })
+}
+
+/// A resource request, with the warnings it produced (for `Warning` headers).
+#[allow(clippy::too_many_arguments)]
+fn resource_op(
+    sh: &Arc<Shared>,
+    rd: &ResDef,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+    method: &Method,
+    headers: &HeaderMap,
+    q: &Query,
+    body: &Bytes,
+    meta_only: bool,
+) -> (Result<(u16, Value), ApiError>, Vec<String>) {
+    let opts = match write_opts(method, headers, q, body, &sub) {
+        Ok(o) => o,
+        Err(e) => return (Err(e), vec![]),
     };
+    let r = resource_op_with(
+        sh, rd, ns, name, sub, method, headers, q, body, meta_only, &opts,
+    );
+    (r, opts.warnings.take())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resource_op_with(
+    sh: &Arc<Shared>,
+    rd: &ResDef,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+    method: &Method,
+    headers: &HeaderMap,
+    q: &Query,
+    body: &Bytes,
+    meta_only: bool,
+    opts: &WriteOpts,
+) -> Result<(u16, Value), ApiError> {
+    let ns_str = ns.clone().unwrap_or_default();
+    let dry_run = opts.dry_run;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let parse_body = || -> Result<Value, ApiError> {
         if body.is_empty() {
             return Ok(json!({}));
@@ -469,7 +542,7 @@ fn resource_op(
                 if rd.namespaced && ns.is_none() {
                     return Err(ApiError::method_not_allowed("create", &rd.gr()));
                 }
-                let r = st.create(rd, &ns_str, parse_body()?, &opts)?;
+                let r = st.create(rd, &ns_str, parse_body()?, opts)?;
                 Ok((r.code, present(r.body)))
             }
             Method::DELETE => {
@@ -521,12 +594,12 @@ fn resource_op(
             None => Err(ApiError::not_found(&rd.gr(), &name)),
         },
         Method::PUT => {
-            let r = st.replace(rd, &ns_str, &name, parse_body()?, &opts)?;
+            let r = st.replace(rd, &ns_str, &name, parse_body()?, opts)?;
             Ok((r.code, present(r.body)))
         }
         Method::PATCH => {
             let force = q.get("force").is_some_and(|v| v == "true");
-            let r = st.patch(rd, &ns_str, &name, &content_type, body, force, &opts)?;
+            let r = st.patch(rd, &ns_str, &name, &content_type, body, force, opts)?;
             Ok((r.code, present(r.body)))
         }
         Method::DELETE => {

@@ -3,7 +3,9 @@
 //! It serves plain HTTP on 127.0.0.1 and follows `shared/reference/kubernetes-api-semantics.md`:
 //! discovery, CRUD, list/watch with resourceVersions, status subresource, generation,
 //! finalizers, JSON/merge/apply patches, optimistic concurrency, CRD admission (pruning,
-//! defaulting, OpenAPI schema and CEL) and fault hooks.
+//! defaulting, OpenAPI schema and CEL), `fieldValidation` (`fieldvalidation.rs`) and fault hooks.
+//! Where Kubernetes releases differ in what users see, it follows the release in
+//! [`EmulatorOptions::kubernetes_version`] (default 1.34).
 //!
 //! It also serves what the real `kubectl` needs (see `tests/kubectl.rs`): server-side printing
 //! (`meta.k8s.io/v1` `Table` from a CRD's `additionalPrinterColumns`, `table.rs` and
@@ -25,6 +27,7 @@ mod discovery;
 mod errors;
 mod events;
 mod fields;
+mod fieldvalidation;
 mod http;
 mod jsonpath;
 mod openapi;
@@ -46,6 +49,45 @@ use std::time::Duration;
 use store::State;
 use tokio::sync::watch;
 
+/// The Kubernetes release the emulator claims in `/version` and follows where releases differ
+/// in what users see (today: how a failed CEL rule shows its value, see `schema.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KubeVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl KubeVersion {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        KubeVersion {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// The default: 1.34, the newest release of the 1.30–1.34 line whose messages most
+    /// clusters show today.
+    pub const DEFAULT: KubeVersion = KubeVersion::new(1, 34, 0);
+
+    /// `v1.34.0`
+    pub fn git_version(&self) -> String {
+        format!("v{}.{}.{}", self.major, self.minor, self.patch)
+    }
+
+    /// Whether this release is `major.minor` or newer.
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+}
+
+impl Default for KubeVersion {
+    fn default() -> Self {
+        KubeVersion::DEFAULT
+    }
+}
+
 /// Start-up options.
 #[derive(Debug, Clone)]
 pub struct EmulatorOptions {
@@ -59,6 +101,8 @@ pub struct EmulatorOptions {
     /// How many change events are kept for watches. A watch (or continue token) from a
     /// resourceVersion older than the retained window gets 410 Expired. `None`: unbounded.
     pub watch_history: Option<usize>,
+    /// The Kubernetes release to emulate (see [`KubeVersion`]); default 1.34.
+    pub kubernetes_version: KubeVersion,
 }
 
 impl Default for EmulatorOptions {
@@ -68,6 +112,7 @@ impl Default for EmulatorOptions {
             namespaces: vec![],
             bookmark_interval: Some(Duration::from_secs(60)),
             watch_history: None,
+            kubernetes_version: KubeVersion::DEFAULT,
         }
     }
 }
@@ -102,7 +147,7 @@ impl KubeEmulator {
         let (rv_tx, _) = watch::channel(0u64);
         let (kill_tx, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(opts.watch_history)),
+            state: Mutex::new(State::new(opts.watch_history, opts.kubernetes_version)),
             rv_tx,
             kill_tx,
             faults: Mutex::new(vec![]),
@@ -209,17 +254,30 @@ impl KubeEmulator {
         self.with_state(|st| {
             let rd = st.find_def("", "v1", "namespaces").expect("namespaces");
             if st.get(&rd, "", name).is_none() {
-                let opts = store::WriteOpts {
-                    dry_run: false,
-                    writer: fields::Writer::Update {
-                        manager: "inference-testenv".into(),
-                    },
-                    subresource: String::new(),
-                };
+                let opts = store::WriteOpts::internal();
                 st.create(&rd, "", json!({"metadata": {"name": name}}), &opts)
                     .unwrap_or_else(|e| panic!("create namespace {name}: {:?}", e.body));
             }
         });
+    }
+
+    /// Test-only: store `object` (a resource `plural` such as `inferenceendpoints`, in
+    /// `namespace`, `""` for cluster-scoped) exactly as given, skipping admission: no OpenAPI
+    /// schema validation, no CEL, no pruning or defaulting. It stands for an object an older,
+    /// looser CRD version accepted, which the apiserver keeps serving as stored (it validates
+    /// on writes only). A real server prunes unknown fields on read; this hook does not, so pass
+    /// fields the schema knows (with values it would refuse today, e.g. an int32 overflow). uid,
+    /// resourceVersion, `generation: 1` and creationTimestamp are assigned as on create, and
+    /// watchers see an ADDED event. Returns the stored object. Panics on an unknown resource,
+    /// a missing name or namespace, or a name that is taken.
+    pub fn insert_unvalidated(&self, plural: &str, namespace: &str, object: Value) -> Value {
+        self.with_state(|st| {
+            let rd = st
+                .find_def_by_plural(plural)
+                .unwrap_or_else(|| panic!("insert_unvalidated: unknown resource {plural}"));
+            st.insert_unvalidated(&rd, namespace, object)
+                .unwrap_or_else(|e| panic!("insert_unvalidated {plural}: {:?}", e.body))
+        })
     }
 
     /// A kubeconfig for this emulator: insecure http, namespace `default`.

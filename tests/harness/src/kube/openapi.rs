@@ -120,7 +120,7 @@ pub fn group_version_doc(st: &State, gv: &str) -> Option<Value> {
         schemas.insert(schema_name(d), kind_schema(d));
         paths.insert(item_path(d), operations(d));
     }
-    let v = super::discovery::version();
+    let v = super::discovery::version(st.version);
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": v["gitVersion"]},

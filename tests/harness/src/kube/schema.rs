@@ -35,15 +35,43 @@ fn nullable(schema: &Value) -> bool {
 
 /// Drop unknown ObjectMeta keys (the root `metadata` of a CR is not governed by its schema).
 pub fn prune_metadata(obj: &mut Value) {
+    prune_metadata_tracked(obj);
+}
+
+/// `prune_metadata`, returning the dropped paths (`metadata.x`), sorted.
+fn prune_metadata_tracked(obj: &mut Value) -> Vec<String> {
+    let mut dropped = Vec::new();
     if let Some(Value::Object(m)) = obj.get_mut("metadata") {
-        m.retain(|k, _| OBJECT_META_KEYS.contains(&k.as_str()));
+        m.retain(|k, _| {
+            let keep = OBJECT_META_KEYS.contains(&k.as_str());
+            if !keep {
+                dropped.push(format!("metadata.{k}"));
+            }
+            keep
+        });
     }
+    dropped.sort();
+    dropped
 }
 
 /// Prune the root of a CR: `apiVersion`, `kind` and `metadata` are kept; everything else
 /// follows the schema.
 pub fn prune_root(schema: &Value, obj: &mut Value) {
-    let Value::Object(m) = obj else { return };
+    prune_root_tracked(schema, obj);
+}
+
+/// The fields structural pruning would drop from `obj` as unknown to the schema: metadata
+/// first, then the rest sorted (the order of `unstructuredSchemaCoercer.apply`, apiextensions-
+/// apiserver `pkg/apiserver/customresource_handler.go`). Nulls are not unknown fields.
+pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<String> {
+    prune_root_tracked(schema, &mut obj.clone())
+}
+
+fn prune_root_tracked(schema: &Value, obj: &mut Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let Value::Object(m) = obj else {
+        return unknown;
+    };
     let props = schema.get("properties").and_then(Value::as_object);
     let keep_all = preserves(schema);
     let keys: Vec<String> = m.keys().cloned().collect();
@@ -57,20 +85,25 @@ pub fn prune_root(schema: &Value, obj: &mut Value) {
                 if v.is_null() && !nullable(s) && s.get("default").is_none() {
                     m.remove(&k);
                 } else {
-                    prune(s, v);
+                    prune_at(s, v, &k, &mut unknown);
                 }
             }
             None if keep_all => {}
             None => {
                 m.remove(&k);
+                unknown.push(k);
             }
         }
     }
-    prune_metadata(obj);
+    unknown.sort();
+    let mut out = prune_metadata_tracked(obj);
+    out.extend(unknown);
+    out
 }
 
-/// Recursive pruning of unknown fields and of nulls for non-nullable fields without defaults.
-pub fn prune(schema: &Value, v: &mut Value) {
+/// Recursive pruning of unknown fields (collected into `unknown` as paths under `path`) and of
+/// nulls for non-nullable fields without defaults.
+fn prune_at(schema: &Value, v: &mut Value, path: &str, unknown: &mut Vec<String>) {
     if schema
         .get("x-kubernetes-int-or-string")
         .and_then(Value::as_bool)
@@ -100,20 +133,21 @@ pub fn prune(schema: &Value, v: &mut Value) {
                         if cv.is_null() && !nullable(s) && s.get("default").is_none() {
                             m.remove(&k);
                         } else {
-                            prune(s, cv);
+                            prune_at(s, cv, &join(path, &k), unknown);
                         }
                     }
                     None if keep_all => {}
                     None => {
                         m.remove(&k);
+                        unknown.push(join(path, &k));
                     }
                 }
             }
         }
         Value::Array(a) => {
             if let Some(items) = schema.get("items") {
-                for it in a.iter_mut() {
-                    prune(items, it);
+                for (i, it) in a.iter_mut().enumerate() {
+                    prune_at(items, it, &format!("{path}[{i}]"), unknown);
                 }
             }
         }
@@ -200,11 +234,17 @@ fn flag(schema: &Value, key: &str) -> bool {
 pub fn validate(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let int_or_string = flag(schema, "x-kubernetes-int-or-string");
     if v.is_null() {
-        if nullable(schema) {
-            return;
+        // kube-openapi `SchemaValidator.Validate` (pkg/validation/validate/schema.go) runs only
+        // the type and the common validators on nil data; the type validator accepts it when
+        // `nullable`, and the enum check (`basicCommonValidator.Validate`, validator.go) skips
+        // nil enum entries, so null fails an enum even when the enum lists null.
+        if !nullable(schema) {
+            if let Some(t) = schema.get("type").and_then(Value::as_str) {
+                errs.push(type_err(path, t, v));
+            }
         }
-        if let Some(t) = schema.get("type").and_then(Value::as_str) {
-            errs.push(type_err(path, t, v));
+        if let Some(en) = schema.get("enum").and_then(Value::as_array) {
+            errs.push(enum_err(path, v, en));
         }
         return;
     }
@@ -432,9 +472,23 @@ pub fn validate(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError
 
     if let Some(en) = schema.get("enum").and_then(Value::as_array) {
         if !en.contains(v) {
-            errs.push(FieldError::not_supported(path, v.clone(), en));
+            errs.push(enum_err(path, v, en));
         }
     }
+}
+
+/// `Unsupported value` for an enum: apiextensions-apiserver `pkg/apiserver/validation/
+/// validation.go` (`kubeOpenAPIResultToFieldErrors`, EnumFailCode) lists string entries as they
+/// are and any other entry as its JSON (`null`, `1`), all quoted by `field.NotSupported`.
+fn enum_err(path: &str, v: &Value, en: &[Value]) -> FieldError {
+    let listed: Vec<Value> = en
+        .iter()
+        .map(|e| match e {
+            Value::String(_) => e.clone(),
+            other => Value::String(other.to_string()),
+        })
+        .collect();
+    FieldError::not_supported(path, v.clone(), &listed)
 }
 
 fn passes(schema: &Value, v: &Value, path: &str) -> bool {
@@ -508,6 +562,27 @@ fn rule_field_paths(schema: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// The trimmed, non-empty `message` of the first rule with this source.
+fn rule_message(schema: &Value, rule: &str) -> Option<String> {
+    match schema {
+        Value::Object(m) => {
+            let own = m
+                .get("x-kubernetes-validations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|r| r.get("rule").and_then(Value::as_str) == Some(rule))
+                .and_then(|r| r.get("message").and_then(Value::as_str))
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(String::from);
+            own.or_else(|| m.values().find_map(|v| rule_message(v, rule)))
+        }
+        Value::Array(a) => a.iter().find_map(|v| rule_message(v, rule)),
+        _ => None,
+    }
+}
+
 /// Parse every `x-kubernetes-validations` rule and messageExpression in a schema; returns
 /// `path: error` for those that do not compile (the apiserver rejects such CRDs).
 pub fn check_rules(schema: &Value, path: &str, out: &mut Vec<String>) {
@@ -543,10 +618,105 @@ fn has_cel_rules(schema: &Value) -> bool {
     }
 }
 
+/// `v` as CEL sees it on a real apiserver: a null-valued property of an object with
+/// `properties` is absent, so `has(self.x)` is false and `x`'s own rules do not run
+/// (apiserver `pkg/cel/common/values.go`, `valuesunstructured.go` from 1.34, `unstructuredMap.
+/// Find`: "null valued nullable fields are treated the same as absent optional fields"; and
+/// apiextensions-apiserver `schema/cel/validation.go` `validate` returns at once for a nil
+/// object). kube-cel binds the null instead. Nulls stay in maps (`additionalProperties`) and
+/// lists, as there.
+fn without_null_properties(schema: &Value, v: &Value) -> Value {
+    let mut out = v.clone();
+    drop_null_properties(schema, &mut out);
+    out
+}
+
+fn drop_null_properties(schema: &Value, v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            if props.is_some() {
+                m.retain(|_, cv| !cv.is_null());
+            }
+            let addl = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (k, cv) in m.iter_mut() {
+                if let Some(s) = props.and_then(|p| p.get(k)).or(addl) {
+                    drop_null_properties(s, cv);
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = schema.get("items") {
+                a.iter_mut().for_each(|it| drop_null_properties(items, it));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// How a failed CEL rule shows the value in `Invalid value: ...`, which changed in 1.35.
+///
+/// Kubernetes 1.30–1.34 (apiextensions-apiserver `pkg/apiserver/schema/cel/validation.go`,
+/// `validateExpressions` → `fieldErrorForReason(fldPath, sts.Type, ...)`) pass the *schema type*
+/// of the node that carries the rule as the value, so `field.Invalid` prints
+/// `spec: Invalid value: "object": <message>` (also for a rule with `fieldPath`, whose error sits
+/// on the path but shows the rule node's type). Reported in kubernetes/kubernetes#132528; 1.35
+/// passes the value itself, and `field.OmitValueType{}` when the schema type is `object` or
+/// `array` (kubernetes/kubernetes#132798 and #133832; apimachinery
+/// `pkg/util/validation/field/errors.go` prints no value for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CelValues {
+    /// 1.30–1.34: the schema type, quoted.
+    SchemaType,
+    /// 1.35+: scalars shown, objects and arrays omitted.
+    SimpleValues,
+}
+
+impl CelValues {
+    pub fn of(version: super::KubeVersion) -> Self {
+        if version.at_least(1, 35) {
+            CelValues::SimpleValues
+        } else {
+            CelValues::SchemaType
+        }
+    }
+}
+
+/// The schema of the node at a dotted path such as `spec.items[0].name` (map keys of
+/// `additionalProperties` are path segments too).
+fn schema_at<'a>(schema: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = schema;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let (name, idx) = match seg.find('[') {
+            Some(i) => (&seg[..i], Some(&seg[i..])),
+            None => (seg, None),
+        };
+        if !name.is_empty() {
+            cur = cur
+                .get("properties")
+                .and_then(|p| p.get(name))
+                .or_else(|| cur.get("additionalProperties").filter(|a| a.is_object()))?;
+        }
+        for _ in idx.iter().flat_map(|i| i.matches('[')) {
+            cur = cur.get("items")?;
+        }
+    }
+    Some(cur)
+}
+
 /// Run CEL rules and convert kube-cel's errors to field errors.
-pub fn validate_cel(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+pub fn validate_cel(
+    schema: &Value,
+    obj: &Value,
+    old: Option<&Value>,
+    style: CelValues,
+) -> Vec<FieldError> {
     let mut out = Vec::new();
-    let Err(errs) = kube_cel::validate(schema, obj, old) else {
+    let (obj_cel, old_cel) = (
+        without_null_properties(schema, obj),
+        old.map(|o| without_null_properties(schema, o)),
+    );
+    let Err(errs) = kube_cel::validate(schema, &obj_cel, old_cel.as_ref()) else {
         return out;
     };
     let mut fps = Vec::new();
@@ -565,39 +735,40 @@ pub fn validate_cel(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<Fie
                     .map(|n| n.trim_end_matches('.').to_string())
             })
             .unwrap_or_else(|| field.clone());
+        // Evaluation errors show the type in every release (`field.Invalid(fldPath, sts.Type,
+        // "... evaluating rule: ...")` in validation.go, unchanged in 1.35).
+        let node_type = BadValue::Value(Value::String(
+            schema_at(schema, &node)
+                .and_then(|s| s.get("type"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        ));
+        let shown = match style {
+            CelValues::SchemaType => node_type.clone(),
+            CelValues::SimpleValues => shown_value(obj, &node),
+        };
         let fe = match e.kind {
             kube_cel::ErrorKind::ValidationFailure => match e.reason.as_deref() {
                 Some("FieldValueForbidden") => FieldError::forbidden(field, detail),
                 Some("FieldValueRequired") => FieldError::required(field, detail),
-                Some("FieldValueDuplicate") => FieldError::new(
-                    ErrType::Duplicate,
-                    field.clone(),
-                    shown_value(obj, &node),
-                    detail,
-                ),
-                _ => FieldError::new(
-                    ErrType::Invalid,
-                    field.clone(),
-                    shown_value(obj, &node),
-                    detail,
-                ),
+                Some("FieldValueDuplicate") => {
+                    FieldError::new(ErrType::Duplicate, field.clone(), shown, detail)
+                }
+                _ => FieldError::new(ErrType::Invalid, field.clone(), shown, detail),
             },
             kube_cel::ErrorKind::EvaluationError => FieldError::new(
                 ErrType::Invalid,
                 field.clone(),
-                shown_value(obj, &node),
+                node_type,
+                // `ruleErrorString`: the rule's message when it has one, else the rule.
                 format!(
                     "{} evaluating rule: {}",
                     detail.trim_start_matches("rule evaluation error: "),
-                    e.rule
+                    rule_message(schema, &e.rule).unwrap_or_else(|| e.rule.trim().to_string())
                 ),
             ),
-            _ => FieldError::new(
-                ErrType::Invalid,
-                field.clone(),
-                shown_value(obj, &node),
-                detail,
-            ),
+            _ => FieldError::new(ErrType::Invalid, field.clone(), shown, detail),
         };
         out.push(fe);
     }
@@ -622,6 +793,7 @@ pub fn validate_object(
     obj: &Value,
     old: Option<&Value>,
     only: Option<&str>,
+    style: CelValues,
 ) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let empty = Map::new();
@@ -661,7 +833,7 @@ pub fn validate_object(
         ));
         return errs;
     }
-    let cel = validate_cel(schema, obj, old);
+    let cel = validate_cel(schema, obj, old, style);
     errs.extend(cel.into_iter().filter(|e| {
         only.is_none_or(|o| {
             e.field == o
@@ -701,7 +873,7 @@ mod tests {
         let mut o = obj;
         prune_root(&schema(), &mut o);
         apply_defaults(&schema(), &mut o);
-        validate_object(&schema(), &o, None, None)
+        validate_object(&schema(), &o, None, None, CelValues::SchemaType)
             .iter()
             .map(|e| e.to_string())
             .collect()
@@ -743,7 +915,7 @@ mod tests {
         );
         assert_eq!(
             msgs(json!({"spec": {"taskType": "completion", "replicas": 5}})),
-            vec!["spec: Invalid value: too many"]
+            vec!["spec: Invalid value: \"object\": too many"]
         );
         assert!(msgs(json!({"spec": {"taskType": "completion", "unknown": 1}})).is_empty());
     }

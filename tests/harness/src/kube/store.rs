@@ -4,11 +4,14 @@
 use super::errors::{ApiError, FieldError, GroupResource};
 use super::events;
 use super::fields::{self, Writer};
+use super::fieldvalidation::{self, FieldValidation};
 use super::patch;
 use super::schema;
 use super::selector::{FieldSelector, LabelSelector};
+use super::KubeVersion;
 use base64::Engine;
 use serde_json::{json, Map, Value};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +142,8 @@ pub struct State {
     /// Every event with rv > history_start is retained.
     pub history_start: u64,
     pub max_history: Option<usize>,
+    /// The Kubernetes release whose behaviour is emulated where releases differ.
+    pub version: KubeVersion,
 }
 
 pub fn now_rfc3339() -> String {
@@ -327,10 +332,52 @@ pub struct WriteOpts {
     pub dry_run: bool,
     pub writer: Writer,
     pub subresource: String,
+    /// `?fieldValidation=` (see `fieldvalidation.rs`).
+    pub field_validation: FieldValidation,
+    /// Strict-decoding errors of the request body itself (duplicate keys), create / update.
+    pub decode_errors: Vec<String>,
+    /// Warnings for the response's `Warning` headers.
+    pub warnings: RefCell<Vec<String>>,
+}
+
+impl WriteOpts {
+    /// A write the emulator makes itself (namespaces, CRDs): no field validation.
+    pub fn internal() -> Self {
+        WriteOpts {
+            dry_run: false,
+            writer: Writer::Update {
+                manager: "inference-testenv".into(),
+            },
+            subresource: String::new(),
+            field_validation: FieldValidation::Ignore,
+            decode_errors: vec![],
+            warnings: RefCell::default(),
+        }
+    }
+
+    /// Apply the directive to strict-decoding errors: `Strict` refuses with `refuse(message)`,
+    /// `Warn` records warnings, `Ignore` drops them.
+    fn enforce(
+        &self,
+        errors: Vec<String>,
+        refuse: impl FnOnce(String) -> ApiError,
+    ) -> Result<(), ApiError> {
+        if errors.is_empty() {
+            return Ok(());
+        }
+        match self.field_validation {
+            FieldValidation::Strict => Err(refuse(fieldvalidation::strict_message(&errors))),
+            FieldValidation::Warn => {
+                self.warnings.borrow_mut().extend(errors);
+                Ok(())
+            }
+            FieldValidation::Ignore => Ok(()),
+        }
+    }
 }
 
 impl State {
-    pub fn new(max_history: Option<usize>) -> Self {
+    pub fn new(max_history: Option<usize>, version: KubeVersion) -> Self {
         let defs = vec![
             ResDef::builtin(
                 "",
@@ -382,6 +429,7 @@ impl State {
             history: VecDeque::new(),
             history_start: 0,
             max_history,
+            version,
         }
     }
 
@@ -480,6 +528,7 @@ impl State {
             ));
         }
         self.check_type_meta(rd, &body)?;
+        self.check_body_fields(rd, &body, opts)?;
         let m = meta_mut(&mut body);
         if m.get("resourceVersion")
             .and_then(Value::as_str)
@@ -529,6 +578,92 @@ impl State {
             ));
         }
         self.finish_create(rd, ns, &name, body, opts)
+    }
+
+    /// The fields of a custom resource's schema that pruning would drop (none for built-ins).
+    fn unknown_fields(rd: &ResDef, obj: &Value) -> Vec<String> {
+        match (&rd.schema, rd.is_cr()) {
+            (Some(s), true) => schema::unknown_fields(s, obj),
+            _ => vec![],
+        }
+    }
+
+    /// fieldValidation for a create / update body: duplicate keys, then unknown fields; a
+    /// strict refusal is 400 `<Kind> in version "<v>" cannot be handled as a <Kind>: ...`
+    /// (apiserver `pkg/endpoints/handlers/rest.go` `transformDecodeError`).
+    fn check_body_fields(
+        &self,
+        rd: &ResDef,
+        body: &Value,
+        opts: &WriteOpts,
+    ) -> Result<(), ApiError> {
+        let mut errors = opts.decode_errors.clone();
+        errors.extend(fieldvalidation::unknown(&Self::unknown_fields(rd, body)));
+        opts.enforce(errors, |msg| {
+            ApiError::bad_request(format!(
+                "{kind} in version \"{v}\" cannot be handled as a {kind}: {msg}",
+                kind = rd.kind,
+                v = rd.version
+            ))
+        })
+    }
+
+    /// fieldValidation for a JSON merge / JSON patch: the patch's own errors, then the unknown
+    /// fields of the patched object; a strict refusal is 422 on field `patch`
+    /// (apiserver `pkg/endpoints/handlers/patch.go` `jsonPatcher.applyPatchToCurrentObject`).
+    fn check_patch_fields(
+        &self,
+        rd: &ResDef,
+        patch_errors: Vec<String>,
+        patched: &Value,
+        opts: &WriteOpts,
+    ) -> Result<(), ApiError> {
+        let mut errors = patch_errors;
+        errors.extend(fieldvalidation::unknown(&Self::unknown_fields(rd, patched)));
+        opts.enforce(errors, |msg| {
+            ApiError::invalid(
+                &GroupResource::new("", ""),
+                "",
+                &[FieldError::invalid(
+                    "patch",
+                    json!(patched.to_string()),
+                    msg,
+                )],
+            )
+        })
+    }
+
+    /// Server-side apply converts the applied object to its typed form first and refuses a
+    /// field the schema does not declare, whatever fieldValidation says: a plain error, so a
+    /// 500 with no reason (apimachinery `util/managedfields/internal/structuredmerge.go`
+    /// `Apply`, "failed to create typed patch object"; kubernetes/kubernetes#122480). Several
+    /// fields are listed as structured-merge-diff's `ValidationErrors` print them
+    /// (`typed/validate.go`; their order here, sorted, is inferred).
+    fn check_applied_fields(rd: &ResDef, applied: &Value) -> Result<(), ApiError> {
+        let undeclared: Vec<String> = Self::unknown_fields(rd, applied)
+            .iter()
+            .map(|p| format!(".{p}: field not declared in schema"))
+            .collect();
+        if undeclared.is_empty() {
+            return Ok(());
+        }
+        let detail = if undeclared.len() == 1 {
+            undeclared[0].clone()
+        } else {
+            format!("errors:\n  {}", undeclared.join("\n  "))
+        };
+        Err(ApiError::new(
+            500,
+            "",
+            format!(
+                "failed to create typed patch object ({}/{}; {}, Kind={}): {detail}",
+                meta_str(applied, "namespace"),
+                meta_str(applied, "name"),
+                rd.gv(),
+                rd.kind
+            ),
+            None,
+        ))
     }
 
     fn check_type_meta(&self, rd: &ResDef, body: &Value) -> Result<(), ApiError> {
@@ -625,6 +760,61 @@ impl State {
         ok(201, Self::present(rd, &obj))
     }
 
+    /// Store `obj` as-is, without admission (no pruning, defaulting, schema or CEL checks): the
+    /// form an object written under an older, looser CRD version keeps in etcd. The apiserver
+    /// validates only on writes (apiextensions-apiserver `pkg/registry/customresource/strategy.go`:
+    /// `Validate` / `ValidateUpdate`); a read decodes the stored object through
+    /// `unstructuredSchemaCoercer.apply` (`pkg/apiserver/customresource_handler.go`), which
+    /// prunes unknown fields and non-nullable nulls but checks no value, so an out-of-range
+    /// `format: int32` integer is served as stored. This hook skips that read-side pruning too:
+    /// callers pass fields the schema knows. Server-set metadata (uid, creationTimestamp,
+    /// generation 1, resourceVersion) is assigned as on create, and watchers get the same ADDED
+    /// event. Test-only.
+    pub fn insert_unvalidated(
+        &mut self,
+        rd: &ResDef,
+        ns: &str,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
+        }
+        let name = meta_str(&obj, "name").to_string();
+        if name.is_empty() {
+            return Err(ApiError::bad_request("metadata.name is required"));
+        }
+        if rd.namespaced && self.namespace_state(ns).is_none() {
+            return Err(ApiError::not_found(
+                &GroupResource::new("", "namespaces"),
+                ns,
+            ));
+        }
+        if self.get(rd, ns, &name).is_some() {
+            return Err(ApiError::already_exists(&rd.gr(), &name, false));
+        }
+        {
+            let o = obj.as_object_mut().expect("object");
+            o.insert("apiVersion".into(), json!(rd.gv()));
+            o.insert("kind".into(), json!(rd.kind));
+        }
+        let rv = self.next_rv();
+        let m = meta_mut(&mut obj);
+        if rd.namespaced {
+            m.insert("namespace".into(), json!(ns));
+        } else {
+            m.remove("namespace");
+        }
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        m.insert("generation".into(), json!(1));
+        m.insert("resourceVersion".into(), json!(rv.to_string()));
+        self.store(rd, ns, &name, obj.clone());
+        self.push_event(rd, ns, "ADDED", obj.clone(), None);
+        Ok(Self::present(rd, &obj))
+    }
+
     fn validate_finalizers(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         for (i, f) in finalizers(obj).iter().enumerate() {
@@ -656,7 +846,13 @@ impl State {
                         } else {
                             None
                         };
-                        errs.extend(schema::validate_object(s, obj, old, only));
+                        errs.extend(schema::validate_object(
+                            s,
+                            obj,
+                            old,
+                            only,
+                            schema::CelValues::of(self.version),
+                        ));
                     }
                 } else {
                     schema::prune_metadata(obj);
@@ -767,6 +963,7 @@ impl State {
             ));
         }
         self.check_type_meta(rd, &body)?;
+        self.check_body_fields(rd, &body, opts)?;
         let body_name = meta_str(&body, "name").to_string();
         if body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -1024,6 +1221,11 @@ impl State {
         }
         let patch: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let patch_errors = if ct == "application/json-patch+json" {
+            fieldvalidation::json_patch_errors(body)
+        } else {
+            fieldvalidation::duplicate_fields(body)
+        };
         let Some(old) = self.get(rd, ns, name).cloned() else {
             return Err(ApiError::not_found(&rd.gr(), name));
         };
@@ -1073,6 +1275,7 @@ impl State {
                 meta_str(&patched, "name")
             )));
         }
+        self.check_patch_fields(rd, patch_errors, &patched, opts)?;
         self.update_existing(rd, ns, name, old, patched, opts)
     }
 
@@ -1137,6 +1340,7 @@ impl State {
         {
             return Err(ApiError::bad_request("metadata.managedFields must be nil"));
         }
+        Self::check_applied_fields(rd, &applied)?;
         let bname = meta_str(&applied, "name");
         // An apply body without a name (common for status patches) targets the URL's object.
         if !bname.is_empty() && bname != name {
@@ -1550,13 +1754,7 @@ impl State {
             .cloned()
             .expect("crd def");
         let name = meta_str(&crd, "name").to_string();
-        let opts = WriteOpts {
-            dry_run: false,
-            writer: Writer::Update {
-                manager: "inference-testenv".into(),
-            },
-            subresource: String::new(),
-        };
+        let opts = WriteOpts::internal();
         if let Some(old) = self.get(&rd, "", &name).cloned() {
             meta_mut(&mut crd).insert(
                 "resourceVersion".into(),
