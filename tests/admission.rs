@@ -175,6 +175,176 @@ async fn identity_fields_cannot_change_after_creation() {
         .expect("mutable field");
 }
 
+/// A create through the raw API with `?fieldValidation=<directive>` (kube's `PostParams` has no
+/// field validation); `kubectl create` / `kubectl apply` send `Strict`.
+async fn create_validated(
+    env: &TestEnv,
+    directive: &str,
+    body: &Value,
+) -> Result<DynamicObject, kube::Error> {
+    let path = format!(
+        "/apis/esinference.io/v1alpha1/namespaces/{}/inferenceendpoints",
+        env.namespace
+    );
+    let mut request = kube::core::Request::new(path)
+        .create(&PostParams::default(), serde_json::to_vec(body).unwrap())
+        .unwrap();
+    let uri = format!("{}&fieldValidation={directive}", request.uri());
+    *request.uri_mut() = uri.parse().unwrap();
+    env.client.request::<DynamicObject>(request).await
+}
+
+/// A typo in a field name (`azureOpenAi` for `azureOpenAI`) is refused outright under strict
+/// field validation, as kubectl asks for, instead of being pruned into a confusing CEL error.
+#[tokio::test]
+async fn misspelled_fields_are_refused_under_strict_field_validation() {
+    let env = TestEnv::start().await;
+    let mut spec = valid();
+    let block = spec.as_object_mut().unwrap().remove("azureOpenAI").unwrap();
+    spec["azureOpenAi"] = block;
+    let body = json!({
+        "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+        "metadata": {"name": "typo"}, "spec": spec
+    });
+    let Err(kube::Error::Api(status)) = create_validated(&env, "Strict", &body).await else {
+        panic!("strict create accepted a misspelled field");
+    };
+    assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(
+        status.message,
+        r#"InferenceEndpoint in version "v1alpha1" cannot be handled as a InferenceEndpoint: strict decoding error: unknown field "spec.azureOpenAi""#
+    );
+    // Without strictness the field is pruned and the object fails on the missing block.
+    let Err(kube::Error::Api(status)) = create_validated(&env, "Ignore", &body).await else {
+        panic!("a spec without a service block was accepted");
+    };
+    assert!(
+        status
+            .message
+            .contains(r#"spec: Invalid value: "object": exactly one service block must be set (supported: azureOpenAI)"#),
+        "{}",
+        status.message
+    );
+
+    // Patches: a merge patch under Strict is refused on `patch`; server-side apply refuses
+    // an undeclared field whatever the directive.
+    create(&env, "patched", valid()).await.unwrap();
+    let ieps: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), &env.namespace, &resource());
+    let error = ieps
+        .patch(
+            "patched",
+            &PatchParams::default().validation_strict(),
+            &Patch::Merge(json!({"spec": {"azureOpenAi": {"dimensions": 8}}})),
+        )
+        .await
+        .expect_err("strict merge patch with a misspelled field");
+    let kube::Error::Api(status) = error else {
+        panic!("{error}")
+    };
+    assert_eq!(status.code, 422);
+    assert!(
+        status
+            .message
+            .ends_with(r#"strict decoding error: unknown field "spec.azureOpenAi""#),
+        "{}",
+        status.message
+    );
+    let mut applied = valid();
+    applied["azureOpenAi"] = json!({"dimensions": 8});
+    let error = ieps
+        .patch(
+            "patched",
+            &PatchParams::apply("admission-test").validation_ignore(),
+            &Patch::Apply(json!({
+                "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+                "metadata": {"name": "patched", "namespace": env.namespace}, "spec": applied
+            })),
+        )
+        .await
+        .expect_err("apply with a misspelled field");
+    let kube::Error::Api(status) = error else {
+        panic!("{error}")
+    };
+    assert_eq!(status.code, 500);
+    assert!(
+        status
+            .message
+            .ends_with(".spec.azureOpenAi: field not declared in schema"),
+        "{}",
+        status.message
+    );
+}
+
+/// The operator's CRD as JSON, with `edit` applied to the `spec` schema.
+fn crd_with_spec(edit: impl FnOnce(&mut Value)) -> Value {
+    let mut crd = serde_json::to_value(inference_operator::api::crd()).unwrap();
+    edit(&mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]);
+    crd
+}
+
+/// What the previous CRD said for `similarity` (and every `Option` enum): nullable, with null
+/// in the enum. A real apiserver refuses null there anyway (kube-openapi skips nil enum
+/// entries), so `similarity: null` could never be applied.
+#[tokio::test]
+async fn a_nullable_enum_refuses_null_like_a_real_apiserver() {
+    let env = TestEnv::start().await;
+    env.kube.register_crd(crd_with_spec(|spec| {
+        let similarity = &mut spec["properties"]["azureOpenAI"]["properties"]["similarity"];
+        similarity["nullable"] = json!(true);
+        similarity["enum"].as_array_mut().unwrap().push(Value::Null);
+    }));
+    let error = create(
+        &env,
+        "old-shape",
+        set(valid(), "/azureOpenAI/similarity", json!("cosine")),
+    )
+    .await;
+    assert_eq!(error, Ok(()), "a value is still accepted");
+    let mut spec = valid();
+    spec["azureOpenAI"]["similarity"] = Value::Null;
+    let message = create(&env, "old-shape-null", spec).await.unwrap_err();
+    assert!(
+        message.contains(r#"spec.azureOpenAI.similarity: Unsupported value: null: supported values: "cosine", "dot_product", "l2_norm", "null""#),
+        "{message}"
+    );
+}
+
+/// Optional spec fields are not nullable: a null is pruned before validation (Kubernetes docs,
+/// "Defaulting and Nullable"), so `similarity: null` and `separatorGroup: null` mean "unset".
+#[tokio::test]
+async fn null_optional_fields_are_pruned() {
+    let env = TestEnv::start().await;
+    let spec_schema = crd_with_spec(|_| {})["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        ["properties"]["spec"]
+        .to_string();
+    assert!(
+        !spec_schema.contains(r#""nullable":true"#) && !spec_schema.contains(",null]"),
+        "no nullable field or null enum entry left under spec"
+    );
+    let mut spec = valid();
+    spec["azureOpenAI"]["similarity"] = Value::Null;
+    spec["azureOpenAI"]["dimensions"] = Value::Null;
+    spec["chunkingSettings"] = json!({
+        "strategy": "recursive", "maxChunkSize": 100,
+        "separatorGroup": null, "separators": ["\n\n", "\n"]
+    });
+    create(&env, "nulls", spec).await.expect("nulls are pruned");
+    let stored = env
+        .kube
+        .get_object("inferenceendpoints", &env.namespace, "nulls")
+        .unwrap();
+    let azure = stored["spec"]["azureOpenAI"].as_object().unwrap();
+    assert!(
+        !azure.contains_key("similarity") && !azure.contains_key("dimensions"),
+        "{azure:?}"
+    );
+    assert_eq!(
+        stored["spec"]["chunkingSettings"],
+        json!({"strategy": "recursive", "maxChunkSize": 100, "separators": ["\n\n", "\n"]})
+    );
+}
+
 /// Bounds and name patterns (issues 9.1 and 10.3/10.8): every integer has a maximum, every
 /// string, list and map a bound, Secret and ECK names are names, and a connection can carry
 /// neither a password in its URL nor both `insecureSkipTlsVerify` and a CA. Messages are the
@@ -350,173 +520,4 @@ mod bounds_and_names {
             "no Secret read for an invalid spec"
         );
     }
-
-/// A create through the raw API with `?fieldValidation=<directive>` (kube's `PostParams` has no
-/// field validation); `kubectl create` / `kubectl apply` send `Strict`.
-async fn create_validated(
-    env: &TestEnv,
-    directive: &str,
-    body: &Value,
-) -> Result<DynamicObject, kube::Error> {
-    let path = format!(
-        "/apis/esinference.io/v1alpha1/namespaces/{}/inferenceendpoints",
-        env.namespace
-    );
-    let mut request = kube::core::Request::new(path)
-        .create(&PostParams::default(), serde_json::to_vec(body).unwrap())
-        .unwrap();
-    let uri = format!("{}&fieldValidation={directive}", request.uri());
-    *request.uri_mut() = uri.parse().unwrap();
-    env.client.request::<DynamicObject>(request).await
-}
-
-/// A typo in a field name (`azureOpenAi` for `azureOpenAI`) is refused outright under strict
-/// field validation, as kubectl asks for, instead of being pruned into a confusing CEL error.
-#[tokio::test]
-async fn misspelled_fields_are_refused_under_strict_field_validation() {
-    let env = TestEnv::start().await;
-    let mut spec = valid();
-    let block = spec.as_object_mut().unwrap().remove("azureOpenAI").unwrap();
-    spec["azureOpenAi"] = block;
-    let body = json!({
-        "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
-        "metadata": {"name": "typo"}, "spec": spec
-    });
-    let Err(kube::Error::Api(status)) = create_validated(&env, "Strict", &body).await else {
-        panic!("strict create accepted a misspelled field");
-    };
-    assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
-    assert_eq!(
-        status.message,
-        r#"InferenceEndpoint in version "v1alpha1" cannot be handled as a InferenceEndpoint: strict decoding error: unknown field "spec.azureOpenAi""#
-    );
-    // Without strictness the field is pruned and the object fails on the missing block.
-    let Err(kube::Error::Api(status)) = create_validated(&env, "Ignore", &body).await else {
-        panic!("a spec without a service block was accepted");
-    };
-    assert!(
-        status
-            .message
-            .contains(r#"spec: Invalid value: "object": exactly one service block must be set (supported: azureOpenAI)"#),
-        "{}",
-        status.message
-    );
-
-    // Patches: a merge patch under Strict is refused on `patch`; server-side apply refuses
-    // an undeclared field whatever the directive.
-    create(&env, "patched", valid()).await.unwrap();
-    let ieps: Api<DynamicObject> =
-        Api::namespaced_with(env.client.clone(), &env.namespace, &resource());
-    let error = ieps
-        .patch(
-            "patched",
-            &PatchParams::default().validation_strict(),
-            &Patch::Merge(json!({"spec": {"azureOpenAi": {"dimensions": 8}}})),
-        )
-        .await
-        .expect_err("strict merge patch with a misspelled field");
-    let kube::Error::Api(status) = error else {
-        panic!("{error}")
-    };
-    assert_eq!(status.code, 422);
-    assert!(
-        status
-            .message
-            .ends_with(r#"strict decoding error: unknown field "spec.azureOpenAi""#),
-        "{}",
-        status.message
-    );
-    let mut applied = valid();
-    applied["azureOpenAi"] = json!({"dimensions": 8});
-    let error = ieps
-        .patch(
-            "patched",
-            &PatchParams::apply("admission-test").validation_ignore(),
-            &Patch::Apply(json!({
-                "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
-                "metadata": {"name": "patched", "namespace": env.namespace}, "spec": applied
-            })),
-        )
-        .await
-        .expect_err("apply with a misspelled field");
-    let kube::Error::Api(status) = error else {
-        panic!("{error}")
-    };
-    assert_eq!(status.code, 500);
-    assert!(
-        status
-            .message
-            .ends_with(".spec.azureOpenAi: field not declared in schema"),
-        "{}",
-        status.message
-    );
-}
-
-/// The operator's CRD as JSON, with `edit` applied to the `spec` schema.
-fn crd_with_spec(edit: impl FnOnce(&mut Value)) -> Value {
-    let mut crd = serde_json::to_value(inference_operator::api::crd()).unwrap();
-    edit(&mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]);
-    crd
-}
-
-/// What the previous CRD said for `similarity` (and every `Option` enum): nullable, with null
-/// in the enum. A real apiserver refuses null there anyway (kube-openapi skips nil enum
-/// entries), so `similarity: null` could never be applied.
-#[tokio::test]
-async fn a_nullable_enum_refuses_null_like_a_real_apiserver() {
-    let env = TestEnv::start().await;
-    env.kube.register_crd(crd_with_spec(|spec| {
-        let similarity = &mut spec["properties"]["azureOpenAI"]["properties"]["similarity"];
-        similarity["nullable"] = json!(true);
-        similarity["enum"].as_array_mut().unwrap().push(Value::Null);
-    }));
-    let error = create(
-        &env,
-        "old-shape",
-        set(valid(), "/azureOpenAI/similarity", json!("cosine")),
-    )
-    .await;
-    assert_eq!(error, Ok(()), "a value is still accepted");
-    let mut spec = valid();
-    spec["azureOpenAI"]["similarity"] = Value::Null;
-    let message = create(&env, "old-shape-null", spec).await.unwrap_err();
-    assert!(
-        message.contains(r#"spec.azureOpenAI.similarity: Unsupported value: null: supported values: "cosine", "dot_product", "l2_norm", "null""#),
-        "{message}"
-    );
-}
-
-/// Optional spec fields are not nullable: a null is pruned before validation (Kubernetes docs,
-/// "Defaulting and Nullable"), so `similarity: null` and `separatorGroup: null` mean "unset".
-#[tokio::test]
-async fn null_optional_fields_are_pruned() {
-    let env = TestEnv::start().await;
-    let spec_schema = crd_with_spec(|_| {})["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-        ["properties"]["spec"]
-        .to_string();
-    assert!(
-        !spec_schema.contains(r#""nullable":true"#) && !spec_schema.contains(",null]"),
-        "no nullable field or null enum entry left under spec"
-    );
-    let mut spec = valid();
-    spec["azureOpenAI"]["similarity"] = Value::Null;
-    spec["azureOpenAI"]["dimensions"] = Value::Null;
-    spec["chunkingSettings"] = json!({
-        "strategy": "recursive", "maxChunkSize": 100,
-        "separatorGroup": null, "separators": ["\n\n", "\n"]
-    });
-    create(&env, "nulls", spec).await.expect("nulls are pruned");
-    let stored = env
-        .kube
-        .get_object("inferenceendpoints", &env.namespace, "nulls")
-        .unwrap();
-    let azure = stored["spec"]["azureOpenAI"].as_object().unwrap();
-    assert!(
-        !azure.contains_key("similarity") && !azure.contains_key("dimensions"),
-        "{azure:?}"
-    );
-    assert_eq!(
-        stored["spec"]["chunkingSettings"],
-        json!({"strategy": "recursive", "maxChunkSize": 100, "separators": ["\n\n", "\n"]})
-    );
 }
