@@ -353,4 +353,71 @@ mod tests {
         assert!(a.starts_with("hmac-sha256:") && a.len() == "hmac-sha256:".len() + 32);
         assert!(!a.contains("CANARY"));
     }
+
+    #[test]
+    fn only_the_exact_label_value_opts_in() {
+        let labels =
+            |value: &str| BTreeMap::from([(CREDENTIALS_LABEL.to_owned(), value.to_owned())]);
+        assert!(is_opted_in(Some(&labels("true"))));
+        for value in ["True", "yes", "", "false"] {
+            assert!(!is_opted_in(Some(&labels(value))), "{value}");
+        }
+        assert!(!is_opted_in(None));
+        assert!(!is_opted_in(Some(&BTreeMap::new())));
+    }
+
+    #[test]
+    fn names_that_cannot_be_secrets_are_never_put_in_a_selector() {
+        for name in ["azure", "es-creds.v2", "a1"] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in [
+            "",
+            "Azure",
+            "a,metadata.name!=b",
+            "x=y",
+            "-a",
+            "a-",
+            "a..b",
+            "azure#frag",
+            "?limit=1",
+        ] {
+            assert!(!is_secret_name(name), "{name}");
+        }
+        assert!(!is_secret_name(&"a".repeat(254)));
+    }
+
+    #[test]
+    fn failures_name_the_secret_and_what_is_missing_only() {
+        let not_allowed = SecretError::NotAllowed {
+            namespace: "team-a".into(),
+            name: "azure".into(),
+        };
+        assert_eq!(not_allowed.reason(), "SecretNotAllowed");
+        assert!(!not_allowed.is_transient());
+        assert!(not_allowed
+            .to_string()
+            .ends_with("kubectl label secret azure -n team-a esinference.io/credentials=true"));
+        let forbidden = SecretError::Forbidden {
+            namespace: "team-a".into(),
+            name: "azure".into(),
+        };
+        assert_eq!(forbidden.reason(), "SecretForbidden");
+        assert!(!forbidden.is_transient());
+        let status = kube::core::Status::failure(
+            "secrets \"azure\" is forbidden: User \"x\"",
+            "InternalError",
+        )
+        .with_code(500);
+        let api = SecretError::Api {
+            name: "azure".into(),
+            failure: describe_failure(&kube::Error::Api(status.boxed())),
+        };
+        assert_eq!(
+            api.to_string(),
+            r#"reading Secret "azure" failed: the Kubernetes API answered HTTP 500"#
+        );
+        assert!(api.is_transient());
+        assert_eq!(api.reason(), "KubernetesApiError");
+    }
 }

@@ -548,4 +548,47 @@ mod tests {
         assert_ne!(a, cache_key(&config("second-password")));
         assert!(!a.contains("first-password"));
     }
+
+    #[test]
+    fn consent_names_the_namespace_or_everyone() {
+        assert!(consents(Some("team-a"), "team-a"));
+        assert!(consents(Some("team-b, team-a"), "team-a"));
+        assert!(consents(Some("*"), "anything"));
+        assert!(!consents(Some("team-ab,team"), "team-a"));
+        assert!(!consents(Some(""), "team-a"));
+        assert!(!consents(None, "team-a"));
+    }
+
+    fn direct_iep(connection: serde_json::Value) -> InferenceEndpoint {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": "a", "namespace": "ns"},
+            "spec": {
+                "elasticsearch": connection, "taskType": "completion",
+                "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "v", "apiKeySecretRef": {"name": "azure", "key": "k"}}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn plain_http_and_unverified_tls_are_reported() {
+        let reason = |connection| insecure_transport(&direct_iep(connection)).map(|(r, _)| r);
+        assert_eq!(reason(serde_json::json!({"url": "https://es:9200"})), None);
+        assert_eq!(
+            reason(
+                serde_json::json!({"url": "http://es:9200", "credentialsSecretRef": {"name": "c"}})
+            ),
+            Some("PlaintextCredentials")
+        );
+        // The service key travels in the create body even without Elasticsearch credentials.
+        assert_eq!(
+            reason(serde_json::json!({"url": "HTTP://es:9200"})),
+            Some("PlaintextCredentials")
+        );
+        assert_eq!(
+            reason(serde_json::json!({"url": "https://es:9200", "insecureSkipTlsVerify": true})),
+            Some("TlsVerificationDisabled")
+        );
+    }
 }

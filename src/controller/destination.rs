@@ -164,7 +164,8 @@ pub fn host_of(url: &Url) -> Option<String> {
 }
 
 impl DestinationPolicy {
-    /// Checks that need no DNS: ECK-only mode and the host name rules.
+    /// Checks that need no DNS: ECK-only mode, the host name rules, and an IP address given
+    /// in the URL itself.
     pub fn check_host(&self, host: &str) -> Result<HostCheck, Refusal> {
         if self.eck_only {
             return Err(Refusal(
@@ -178,6 +179,10 @@ impl DestinationPolicy {
         }
         if self.allow.iter().any(|r| r.matches_host(host)) {
             return Ok(HostCheck::AllowedByName);
+        }
+        // An address in the URL is decided here, without waiting for a lookup.
+        if let Ok(ip) = IpAddr::from_str(host) {
+            self.check_addresses(host, &HostCheck::NeedsAddresses, &[ip])?;
         }
         Ok(HostCheck::NeedsAddresses)
     }
@@ -293,6 +298,9 @@ mod tests {
             let refusal = allowed(&default, host, &[address]).unwrap_err();
             assert!(refusal.0.contains("--es-deny"), "{refusal:?}");
         }
+        // An address in the URL is refused before any lookup.
+        assert!(default.check_host("169.254.169.254").is_err());
+        assert!(default.check_host("fe80::1").is_err());
         for host in ["metadata.google.internal", "METADATA.goog", "metadata"] {
             assert!(
                 default.check_host(&host.to_ascii_lowercase()).is_err(),
