@@ -181,7 +181,8 @@ pub fn es_requests(env: &TestEnv, method: &str) -> usize {
 }
 
 /// Register a minimal ECK `Elasticsearch` CRD (group `elasticsearch.k8s.elastic.co`, version
-/// `v1`, plural `elasticsearches`, namespaced, as in ECK's config/crds/v1/resources), with a
+/// `v1`, plural `elasticsearches`, namespaced, as in elastic/cloud-on-k8s
+/// config/crds/v1/resources/elasticsearch.k8s.elastic.co_elasticsearches.yaml), with a
 /// schema that keeps any spec: the operator reads only an Elasticsearch's metadata.
 pub fn register_eck_crd(env: &TestEnv) {
     env.kube.register_crd(json!({
