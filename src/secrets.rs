@@ -7,28 +7,44 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
+use kube::api::ListParams;
+use kube::core::{ObjectList, PartialObjectMeta, Request};
+use kube::Resource;
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
 use sha2::Sha256;
 
 /// How long a single Secret read may take inside a reconcile (the kube client has no read
 /// timeout of its own).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The label a Secret carries to say an InferenceEndpoint may use it (`"true"`). Without it the
+/// operator does not read the Secret for an object that names it: a user who may create
+/// InferenceEndpoints but not read Secrets cannot make the operator send them one.
+pub const CREDENTIALS_LABEL: &str = "esinference.io/credentials";
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("Secret {name:?} not found in namespace {namespace:?}")]
     NotFound { namespace: String, name: String },
+    #[error(
+        "Secret {name:?} in namespace {namespace:?} is not labelled for use by InferenceEndpoints, \
+         so the operator did not read it; if this object may use it, run: \
+         kubectl label secret {name} -n {namespace} {CREDENTIALS_LABEL}=true"
+    )]
+    NotAllowed { namespace: String, name: String },
     #[error("Secret {name:?} has no key {key:?}")]
     KeyMissing { name: String, key: String },
     #[error("Secret {name:?} key {key:?} is empty or not valid UTF-8")]
     KeyInvalid { name: String, key: String },
-    #[error("reading Secret {name:?}: {source}")]
-    Api {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(
+        "reading Secret {name:?} in namespace {namespace:?} is forbidden to the operator (RBAC)"
+    )]
+    Forbidden { namespace: String, name: String },
+    /// Only the HTTP status or a short class of failure: the API server's `Status` (and a
+    /// decoding error, which may quote the answer) never reaches a message.
+    #[error("reading Secret {name:?} failed: {failure}")]
+    Api { name: String, failure: String },
     #[error("reading Secret {name:?} timed out after {READ_TIMEOUT:?}")]
     Timeout { name: String },
 }
@@ -38,61 +54,191 @@ impl SecretError {
     pub fn reason(&self) -> &'static str {
         match self {
             SecretError::NotFound { .. } => "SecretNotFound",
+            SecretError::NotAllowed { .. } => "SecretNotAllowed",
             SecretError::KeyMissing { .. } => "SecretKeyMissing",
             SecretError::KeyInvalid { .. } => "SecretKeyInvalid",
-            SecretError::Api { source, .. } if is_forbidden(source) => "SecretForbidden",
+            SecretError::Forbidden { .. } => "SecretForbidden",
             SecretError::Api { .. } | SecretError::Timeout { .. } => "KubernetesApiError",
         }
     }
 
-    /// Missing Secrets and keys wait for the Secret watch; API trouble is retried.
+    /// Missing, unlabelled or forbidden Secrets wait for the Secret watch (or a change of the
+    /// object); API trouble is retried.
     pub fn is_transient(&self) -> bool {
         matches!(self, SecretError::Api { .. } | SecretError::Timeout { .. })
-            && self.reason() != "SecretForbidden"
     }
 }
 
-fn is_forbidden(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.is_forbidden())
+/// A short description of a failed API call: the HTTP status, or what kind of failure it was.
+fn describe_failure(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("the Kubernetes API answered HTTP {}", status.code),
+        kube::Error::SerdeError(_) | kube::Error::FromUtf8(_) => {
+            "the Kubernetes API's answer could not be decoded".to_owned()
+        }
+        _ => "the Kubernetes API could not be reached".to_owned(),
+    }
+}
+
+/// Whether the Secret is marked for use by InferenceEndpoints.
+pub fn is_opted_in(labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    labels
+        .and_then(|labels| labels.get(CREDENTIALS_LABEL))
+        .is_some_and(|value| value == "true")
+}
+
+/// Kubernetes names Secrets with DNS subdomains (RFC 1123, at most 253 characters); a name
+/// that is not one cannot exist, and must not be spliced into a field selector.
+fn is_secret_name(name: &str) -> bool {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    name.len() <= 253 && name.split('.').all(label_ok)
+}
+
+/// Which kind of read: a Secret the object names (opt-in label required unless turned off), or
+/// one of ECK's Secrets behind `elasticsearchRef` (the documented exception).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    OptIn,
+    Any,
 }
 
 /// Secrets of one namespace, read on demand (never cached: only their metadata is watched).
+///
+/// Contents are read with a LIST narrowed to the one name (`fieldSelector=metadata.name=`) and,
+/// for Secrets an object names, to the opt-in label (`labelSelector`): the API server returns an
+/// unlabelled Secret's content to nobody, so it never reaches the operator's memory. Only when
+/// that LIST is empty does a metadata-only LIST tell "not labelled" from "not found". The
+/// apiserver serves a name-only field selector as a single-key read
+/// (k8s.io/apiserver/pkg/registry/generic/registry/store.go, `ListPredicate` with
+/// `MatchesSingle`), so this costs what a GET costs. Answers are decoded here, not by
+/// `kube::Client::request`, which logs the whole body at WARN when decoding fails.
 #[derive(Clone)]
 pub struct SecretReader {
-    api: Api<Secret>,
+    client: kube::Client,
     namespace: String,
+    require_opt_in: bool,
 }
 
 impl SecretReader {
+    /// A reader that requires the opt-in label (see [`SecretReader::require_opt_in`]).
     pub fn new(client: kube::Client, namespace: &str) -> Self {
         SecretReader {
-            api: Api::namespaced(client, namespace),
+            client,
             namespace: namespace.to_owned(),
+            require_opt_in: true,
         }
     }
 
+    /// Whether Secrets an object names must carry [`CREDENTIALS_LABEL`]`=true`
+    /// (`--require-secret-opt-in`).
+    pub fn require_opt_in(mut self, required: bool) -> Self {
+        self.require_opt_in = required;
+        self
+    }
+
+    /// A Secret an InferenceEndpoint names.
     pub async fn get(&self, name: &str) -> Result<Secret, SecretError> {
-        let read = tokio::time::timeout(READ_TIMEOUT, self.api.get_opt(name)).await;
-        match read {
-            Err(_) => Err(SecretError::Timeout {
-                name: name.to_owned(),
-            }),
-            Ok(Err(source)) => Err(SecretError::Api {
-                name: name.to_owned(),
-                source,
-            }),
-            Ok(Ok(None)) => Err(SecretError::NotFound {
-                namespace: self.namespace.clone(),
-                name: name.to_owned(),
-            }),
-            Ok(Ok(Some(secret))) => Ok(secret),
-        }
+        self.read(name, Access::OptIn).await
     }
 
-    /// One key of one Secret, as text.
+    /// One of ECK's conventional Secrets, which `elasticsearchRef` resolves: the user names an
+    /// Elasticsearch, not a Secret, so no label is required.
+    pub async fn get_eck(&self, name: &str) -> Result<Secret, SecretError> {
+        self.read(name, Access::Any).await
+    }
+
+    /// One key of a Secret an InferenceEndpoint names, as text.
     pub async fn key(&self, name: &str, key: &str) -> Result<SecretString, SecretError> {
         let secret = self.get(name).await?;
         text_value(&secret, name, key)
+    }
+
+    async fn read(&self, name: &str, access: Access) -> Result<Secret, SecretError> {
+        if !is_secret_name(name) {
+            return Err(self.not_found(name));
+        }
+        let read = tokio::time::timeout(READ_TIMEOUT, self.read_untimed(name, access)).await;
+        read.unwrap_or_else(|_| {
+            Err(SecretError::Timeout {
+                name: name.to_owned(),
+            })
+        })
+    }
+
+    async fn read_untimed(&self, name: &str, access: Access) -> Result<Secret, SecretError> {
+        let labelled = access == Access::OptIn && self.require_opt_in;
+        let mut params = ListParams::default().fields(&format!("metadata.name={name}"));
+        if labelled {
+            params = params.labels(&format!("{CREDENTIALS_LABEL}=true"));
+        }
+        let found: ObjectList<Secret> = self.list(name, |r| r.list(&params)).await?;
+        if let Some(secret) = found
+            .items
+            .into_iter()
+            .find(|s| s.meta().name.as_deref() == Some(name))
+        {
+            return Ok(secret);
+        }
+        if !labelled {
+            return Err(self.not_found(name));
+        }
+        let params = ListParams::default().fields(&format!("metadata.name={name}"));
+        let metadata: ObjectList<PartialObjectMeta<Secret>> =
+            self.list(name, |r| r.list_metadata(&params)).await?;
+        let exists = metadata
+            .items
+            .iter()
+            .any(|s| s.metadata.name.as_deref() == Some(name));
+        Err(if exists {
+            SecretError::NotAllowed {
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+            }
+        } else {
+            self.not_found(name)
+        })
+    }
+
+    /// One LIST of this namespace's Secrets, decoded without ever quoting the answer.
+    async fn list<T: DeserializeOwned + Clone>(
+        &self,
+        name: &str,
+        build: impl FnOnce(&Request) -> Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+    ) -> Result<ObjectList<T>, SecretError> {
+        let api_error = |failure: String| SecretError::Api {
+            name: name.to_owned(),
+            failure,
+        };
+        let request = Request::new(Secret::url_path(&(), Some(&self.namespace)));
+        let request =
+            build(&request).map_err(|_| api_error("the request could not be built".to_owned()))?;
+        let text = self
+            .client
+            .request_text(request)
+            .await
+            .map_err(|error| match &error {
+                kube::Error::Api(status) if status.is_forbidden() => SecretError::Forbidden {
+                    namespace: self.namespace.clone(),
+                    name: name.to_owned(),
+                },
+                _ => api_error(describe_failure(&error)),
+            })?;
+        serde_json::from_str(&text)
+            .map_err(|_| api_error("the Kubernetes API's answer could not be decoded".to_owned()))
+    }
+
+    fn not_found(&self, name: &str) -> SecretError {
+        SecretError::NotFound {
+            namespace: self.namespace.clone(),
+            name: name.to_owned(),
+        }
     }
 }
 
@@ -206,5 +352,72 @@ mod tests {
         );
         assert!(a.starts_with("hmac-sha256:") && a.len() == "hmac-sha256:".len() + 32);
         assert!(!a.contains("CANARY"));
+    }
+
+    #[test]
+    fn only_the_exact_label_value_opts_in() {
+        let labels =
+            |value: &str| BTreeMap::from([(CREDENTIALS_LABEL.to_owned(), value.to_owned())]);
+        assert!(is_opted_in(Some(&labels("true"))));
+        for value in ["True", "yes", "", "false"] {
+            assert!(!is_opted_in(Some(&labels(value))), "{value}");
+        }
+        assert!(!is_opted_in(None));
+        assert!(!is_opted_in(Some(&BTreeMap::new())));
+    }
+
+    #[test]
+    fn names_that_cannot_be_secrets_are_never_put_in_a_selector() {
+        for name in ["azure", "es-creds.v2", "a1"] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in [
+            "",
+            "Azure",
+            "a,metadata.name!=b",
+            "x=y",
+            "-a",
+            "a-",
+            "a..b",
+            "azure#frag",
+            "?limit=1",
+        ] {
+            assert!(!is_secret_name(name), "{name}");
+        }
+        assert!(!is_secret_name(&"a".repeat(254)));
+    }
+
+    #[test]
+    fn failures_name_the_secret_and_what_is_missing_only() {
+        let not_allowed = SecretError::NotAllowed {
+            namespace: "team-a".into(),
+            name: "azure".into(),
+        };
+        assert_eq!(not_allowed.reason(), "SecretNotAllowed");
+        assert!(!not_allowed.is_transient());
+        assert!(not_allowed
+            .to_string()
+            .ends_with("kubectl label secret azure -n team-a esinference.io/credentials=true"));
+        let forbidden = SecretError::Forbidden {
+            namespace: "team-a".into(),
+            name: "azure".into(),
+        };
+        assert_eq!(forbidden.reason(), "SecretForbidden");
+        assert!(!forbidden.is_transient());
+        let status = kube::core::Status::failure(
+            "secrets \"azure\" is forbidden: User \"x\"",
+            "InternalError",
+        )
+        .with_code(500);
+        let api = SecretError::Api {
+            name: "azure".into(),
+            failure: describe_failure(&kube::Error::Api(status.boxed())),
+        };
+        assert_eq!(
+            api.to_string(),
+            r#"reading Secret "azure" failed: the Kubernetes API answered HTTP 500"#
+        );
+        assert!(api.is_transient());
+        assert_eq!(api.reason(), "KubernetesApiError");
     }
 }

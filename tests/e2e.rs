@@ -156,7 +156,7 @@ impl Target {
     async fn put_secret(&self, name: &str, pairs: &[(&str, &str)]) {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
         let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": {inference_testenv::env::CREDENTIALS_LABEL: "true"}},
             "stringData": pairs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         }))
         .unwrap();

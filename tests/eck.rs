@@ -95,7 +95,7 @@ async fn elasticsearch_ref_uses_eck_secrets_and_ca() {
 }
 
 #[tokio::test]
-async fn cross_namespace_refs_need_the_operator_flag() {
+async fn cross_namespace_refs_need_the_operator_flag_and_consent() {
     let env = eck_env().await;
     eck_secrets(&env, "elastic").await;
     let reference = json!({"name": "quickstart", "namespace": "elastic"});
@@ -109,6 +109,9 @@ async fn cross_namespace_refs_need_the_operator_flag() {
             .contains("\"elastic\""));
         assert_eq!(es_requests(&env, "PUT"), 0);
     }
+    // The flag and the Elasticsearch's consent (docs/security.md).
+    register_eck_crd(&env);
+    create_elasticsearch(&env, "elastic", "quickstart", Some("default")).await;
     let _operator = start_operator(&env, config_for(&env, true));
     create(&env, "allowed", spec(reference)).await;
     wait_ready(&env, "allowed", "True", "Created").await;

@@ -430,7 +430,7 @@ async fn only_the_listed_namespaces_are_watched() {
             ),
         ] {
             let secret =
-                serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data}))
+                serde_json::from_value(json!({"metadata": {"name": name, "labels": {inference_testenv::env::CREDENTIALS_LABEL: "true"}}, "stringData": data}))
                     .unwrap();
             secrets.create(&Default::default(), &secret).await.unwrap();
         }

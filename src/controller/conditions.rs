@@ -85,9 +85,14 @@ impl Outcome {
     /// Permanent failures that something other than this object or its Secrets can resolve
     /// (another object letting go of the endpoint, the original cluster coming back): these are
     /// re-checked at the periodic interval instead of waiting for a change that never comes.
+    /// (Consent on an ECK `Elasticsearch` is not watched either.)
     pub fn resolves_elsewhere(&self) -> bool {
         self.state == State::Permanent
-            && (self.recheck || matches!(self.reason, "Conflict" | "ClusterChanged"))
+            && (self.recheck
+                || matches!(
+                    self.reason,
+                    "Conflict" | "ClusterChanged" | "CrossNamespaceRefNotAllowed"
+                ))
     }
 }
 
@@ -142,6 +147,39 @@ pub fn is_transition(previous: &[Condition], outcome: &Outcome) -> bool {
             was_ready != outcome.is_ready() || c.reason != outcome.reason
         }
     }
+}
+
+/// A Warning about how the operator connects (credentials over `http://`, TLS unverified). It
+/// does not change Ready: the connection works, the user should know it is unsafe.
+pub const INSECURE_TRANSPORT: &str = "InsecureTransport";
+
+/// Add `InsecureTransport=True` (reason, message) while `warning` holds; without a warning the
+/// condition is left out. Returns whether it is new or its reason changed, so the caller
+/// announces it with one Event.
+pub fn set_insecure_transport(
+    conditions: &mut Vec<Condition>,
+    previous: &[Condition],
+    warning: Option<(&'static str, &str)>,
+    generation: Option<i64>,
+    now: &Time,
+) -> bool {
+    let Some((reason, message)) = warning else {
+        return false;
+    };
+    let before = previous
+        .iter()
+        .find(|c| c.type_ == INSECURE_TRANSPORT && c.status == "True");
+    conditions.push(Condition {
+        type_: INSECURE_TRANSPORT.to_owned(),
+        status: "True".to_owned(),
+        reason: reason.to_owned(),
+        message: truncate(message),
+        observed_generation: generation,
+        last_transition_time: before
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone()),
+    });
+    before.is_none_or(|c| c.reason != reason)
 }
 
 #[cfg(test)]
@@ -252,5 +290,42 @@ mod tests {
         assert!(cut.ends_with('…'));
         let short = "é".repeat(MAX_MESSAGE_LEN / 2);
         assert_eq!(truncate(&short), short, "exactly the limit is kept whole");
+    }
+
+    #[test]
+    fn insecure_transport_is_added_kept_and_announced_once() {
+        let base = conditions_for(&[], &Outcome::ready("Created", "ok"), Some(1), &at(1));
+        let mut first = base.clone();
+        assert!(set_insecure_transport(
+            &mut first,
+            &[],
+            Some(("PlaintextCredentials", "http")),
+            Some(1),
+            &at(1)
+        ));
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            ready(&first).unwrap().status,
+            "True",
+            "Ready keeps its meaning"
+        );
+        let mut again = base.clone();
+        assert!(!set_insecure_transport(
+            &mut again,
+            &first,
+            Some(("PlaintextCredentials", "http")),
+            Some(2),
+            &at(9)
+        ));
+        assert_eq!(again[1].last_transition_time, at(1));
+        let mut fixed = base.clone();
+        assert!(!set_insecure_transport(
+            &mut fixed,
+            &again,
+            None,
+            Some(3),
+            &at(10)
+        ));
+        assert_eq!(fixed, base);
     }
 }

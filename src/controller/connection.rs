@@ -13,7 +13,11 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::api::{ElasticsearchConnection, ElasticsearchRef, InferenceEndpoint};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::Api;
+
 use crate::controller::conditions::Outcome;
+use crate::controller::destination::{self, host_of, DestinationPolicy, Refusal};
 use crate::controller::outcomes;
 use crate::elasticsearch::{Auth, ClusterInfo, ConnectionConfig, EsClient};
 use crate::metrics::{EsOperation, Metrics};
@@ -35,6 +39,10 @@ pub struct ConnectionSettings {
     pub allow_cross_namespace_refs: bool,
     /// URL of an ECK cluster's HTTP service, with `{name}` and `{namespace}` placeholders.
     pub eck_url_template: String,
+    /// Whether Secrets an object names must carry the opt-in label (`--require-secret-opt-in`).
+    pub require_secret_opt_in: bool,
+    /// Where `spec.elasticsearch.url` may point (`--es-allow`, `--es-deny`, `--eck-only`).
+    pub destinations: DestinationPolicy,
 }
 
 /// Cached connections, keyed by a hash of everything that identifies one (URL, credentials,
@@ -70,6 +78,7 @@ impl Connections {
         kube: &kube::Client,
     ) -> Result<Arc<Connection>, Outcome> {
         let config = self.resolve(iep, namespace, kube).await?;
+        let direct = iep.spec.elasticsearch.is_some();
         let key = cache_key(&config);
         // One slot per connection: concurrent reconciles of objects sharing a cluster wait for
         // a single client build and `GET /` instead of each making their own. A failed build
@@ -82,6 +91,7 @@ impl Connections {
             cache.entry(key.clone()).or_default().clone()
         };
         slot.get_or_try_init(|| async {
+            let config = self.pin_checked(config, direct).await?;
             let client = EsClient::new(config).map_err(|e| outcomes::from_es(&e))?;
             let started = std::time::Instant::now();
             let info = client.info().await;
@@ -138,7 +148,8 @@ impl Connections {
     ) -> Result<ConnectionConfig, Outcome> {
         match (&iep.spec.elasticsearch, &iep.spec.elasticsearch_ref) {
             (Some(direct), None) => {
-                let secrets = SecretReader::new(kube.clone(), namespace);
+                let secrets = SecretReader::new(kube.clone(), namespace)
+                    .require_opt_in(self.settings.require_secret_opt_in);
                 self.direct(direct, &secrets).await
             }
             (None, Some(eck)) => self.eck(eck, namespace, kube).await,
@@ -160,6 +171,13 @@ impl Connections {
                 format!("spec.elasticsearch.url is not a URL: {e}"),
             )
         })?;
+        // Refused by name before any Secret is read or any address resolved.
+        if let Some(host) = host_of(&url) {
+            self.settings
+                .destinations
+                .check_host(&host)
+                .map_err(not_allowed)?;
+        }
         let auth = match &spec.credentials_secret_ref {
             None => Auth::None,
             Some(reference) => {
@@ -192,6 +210,7 @@ impl Connections {
             ca_pem,
             insecure_skip_tls_verify: spec.insecure_skip_tls_verify,
             request_timeout: self.settings.request_timeout,
+            resolved: Vec::new(),
         })
     }
 
@@ -212,16 +231,21 @@ impl Connections {
                 ),
             ));
         }
+        if target_namespace != namespace {
+            consent(kube, &reference.name, target_namespace, namespace).await?;
+        }
         let secrets = SecretReader::new(kube.clone(), target_namespace);
         let name = &reference.name;
         let user_secret = format!("{name}-es-elastic-user");
-        let password = secrets
-            .key(&user_secret, "elastic")
+        let users = secrets
+            .get_eck(&user_secret)
             .await
             .map_err(|e| outcomes::from_secret(&e))?;
+        let password =
+            text_value(&users, &user_secret, "elastic").map_err(|e| outcomes::from_secret(&e))?;
         let ca_secret = format!("{name}-es-http-certs-public");
         let ca = secrets
-            .get(&ca_secret)
+            .get_eck(&ca_secret)
             .await
             .map_err(|e| outcomes::from_secret(&e))?;
         let ca_pem = optional_value(&ca, "ca.crt").map(<[u8]>::to_vec);
@@ -238,8 +262,145 @@ impl Connections {
             ca_pem,
             insecure_skip_tls_verify: false,
             request_timeout: self.settings.request_timeout,
+            resolved: Vec::new(),
         })
     }
+}
+
+impl Connections {
+    /// For a `spec.elasticsearch` URL: resolve its host, check every address against the
+    /// destination policy, and pin the connection to those addresses. Nothing is connected to
+    /// before this passes.
+    async fn pin_checked(
+        &self,
+        mut config: ConnectionConfig,
+        direct: bool,
+    ) -> Result<ConnectionConfig, Outcome> {
+        let Some(host) = host_of(&config.url).filter(|_| direct) else {
+            return Ok(config);
+        };
+        let policy = &self.settings.destinations;
+        let by_name = policy.check_host(&host).map_err(not_allowed)?;
+        let port = config.url.port_or_known_default().unwrap_or(9200);
+        let addresses = destination::resolve(&host, port)
+            .await
+            .map_err(|message| Outcome::transient("ElasticsearchUnreachable", message))?;
+        let ips: Vec<_> = addresses.iter().map(|a| a.ip()).collect();
+        policy
+            .check_addresses(&host, &by_name, &ips)
+            .map_err(not_allowed)?;
+        config.resolved = addresses;
+        Ok(config)
+    }
+}
+
+fn not_allowed(refusal: Refusal) -> Outcome {
+    Outcome::permanent(
+        "ElasticsearchUrlNotAllowed",
+        format!("spec.elasticsearch.url is not allowed: {}", refusal.0),
+    )
+}
+
+/// The annotation on an ECK `Elasticsearch` naming the other namespaces whose
+/// InferenceEndpoints may use it (comma-separated, or `*` for all).
+pub const ALLOWED_NAMESPACES_ANNOTATION: &str = "esinference.io/allowed-namespaces";
+
+/// Whether the annotation's value lets `namespace` use the Elasticsearch.
+pub fn consents(annotation: Option<&str>, namespace: &str) -> bool {
+    annotation.is_some_and(|value| {
+        value
+            .split(',')
+            .map(str::trim)
+            .any(|allowed| allowed == "*" || allowed == namespace)
+    })
+}
+
+/// A cross-namespace `elasticsearchRef` needs consent from the Elasticsearch it names: its
+/// owners list this object's namespace in [`ALLOWED_NAMESPACES_ANNOTATION`]. Only the
+/// Elasticsearch's metadata is read.
+async fn consent(
+    kube: &kube::Client,
+    name: &str,
+    target_namespace: &str,
+    namespace: &str,
+) -> Result<(), Outcome> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch"),
+        "elasticsearches",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(kube.clone(), target_namespace, &resource);
+    let read = tokio::time::timeout(CONSENT_READ_TIMEOUT, api.get_metadata_opt(name)).await;
+    let missing = |what: String| Outcome::permanent("CrossNamespaceRefNotAllowed", what);
+    let metadata = match read {
+        Err(_) => {
+            return Err(Outcome::transient(
+                "KubernetesApiError",
+                format!("reading Elasticsearch {target_namespace}/{name} timed out"),
+            ))
+        }
+        Ok(Err(kube::Error::Api(status))) if status.is_forbidden() => {
+            return Err(missing(format!(
+                "the operator may not read Elasticsearch {target_namespace}/{name} (RBAC: get elasticsearches.elasticsearch.k8s.elastic.co), so it cannot see whether namespace {namespace:?} may use it"
+            )))
+        }
+        Ok(Err(kube::Error::Api(status))) if status.code != 404 => {
+            return Err(Outcome::transient(
+                "KubernetesApiError",
+                format!(
+                    "reading Elasticsearch {target_namespace}/{name} failed: the Kubernetes API answered HTTP {}",
+                    status.code
+                ),
+            ))
+        }
+        Ok(Err(kube::Error::Api(_))) | Ok(Ok(None)) => {
+            return Err(missing(format!(
+                "spec.elasticsearchRef names Elasticsearch {target_namespace}/{name}, which does not exist (or ECK is not installed)"
+            )))
+        }
+        Ok(Err(_)) => {
+            return Err(Outcome::transient(
+                "KubernetesApiError",
+                format!("reading Elasticsearch {target_namespace}/{name} failed: the Kubernetes API could not be reached"),
+            ))
+        }
+        Ok(Ok(Some(metadata))) => metadata,
+    };
+    let annotation = metadata
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ALLOWED_NAMESPACES_ANNOTATION));
+    if consents(annotation.map(String::as_str), namespace) {
+        return Ok(());
+    }
+    Err(missing(format!(
+        "Elasticsearch {target_namespace}/{name} does not list namespace {namespace:?} in its annotation {ALLOWED_NAMESPACES_ANNOTATION}; \
+         its owners can allow it with: kubectl annotate elasticsearch {name} -n {target_namespace} {ALLOWED_NAMESPACES_ANNOTATION}={namespace}"
+    )))
+}
+
+const CONSENT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection the operator makes but the user should know is unsafe: credentials over plain
+/// HTTP, or TLS without verification. Reported as a Warning, never refused (Ready keeps its
+/// meaning). `(reason, message)`.
+pub fn insecure_transport(iep: &InferenceEndpoint) -> Option<(&'static str, String)> {
+    let direct = iep.spec.elasticsearch.as_ref()?;
+    if direct.insecure_skip_tls_verify {
+        return Some((
+            "TlsVerificationDisabled",
+            "spec.elasticsearch.insecureSkipTlsVerify is true: the operator accepts any certificate, so anyone on the network path can read the Elasticsearch credentials and the service key. Set spec.elasticsearch.caSecretRef instead".to_owned(),
+        ));
+    }
+    // Not only the Elasticsearch credentials: the service key travels in every create and
+    // update body.
+    let plaintext = Url::parse(&direct.url).is_ok_and(|url| url.scheme() == "http");
+    plaintext.then(|| {
+        (
+            "PlaintextCredentials",
+            "spec.elasticsearch.url uses http://: the Elasticsearch credentials and the service key cross the network unencrypted. Use https://".to_owned(),
+        )
+    })
 }
 
 fn eck_url(template: &str, name: &str, namespace: &str) -> String {
@@ -380,10 +541,54 @@ mod tests {
             ca_pem: None,
             insecure_skip_tls_verify: false,
             request_timeout: Duration::from_secs(30),
+            resolved: Vec::new(),
         };
         let a = cache_key(&config("first-password"));
         assert_eq!(a, cache_key(&config("first-password")));
         assert_ne!(a, cache_key(&config("second-password")));
         assert!(!a.contains("first-password"));
+    }
+
+    #[test]
+    fn consent_names_the_namespace_or_everyone() {
+        assert!(consents(Some("team-a"), "team-a"));
+        assert!(consents(Some("team-b, team-a"), "team-a"));
+        assert!(consents(Some("*"), "anything"));
+        assert!(!consents(Some("team-ab,team"), "team-a"));
+        assert!(!consents(Some(""), "team-a"));
+        assert!(!consents(None, "team-a"));
+    }
+
+    fn direct_iep(connection: serde_json::Value) -> InferenceEndpoint {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": "a", "namespace": "ns"},
+            "spec": {
+                "elasticsearch": connection, "taskType": "completion",
+                "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "v", "apiKeySecretRef": {"name": "azure", "key": "k"}}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn plain_http_and_unverified_tls_are_reported() {
+        let reason = |connection| insecure_transport(&direct_iep(connection)).map(|(r, _)| r);
+        assert_eq!(reason(serde_json::json!({"url": "https://es:9200"})), None);
+        assert_eq!(
+            reason(
+                serde_json::json!({"url": "http://es:9200", "credentialsSecretRef": {"name": "c"}})
+            ),
+            Some("PlaintextCredentials")
+        );
+        // The service key travels in the create body even without Elasticsearch credentials.
+        assert_eq!(
+            reason(serde_json::json!({"url": "HTTP://es:9200"})),
+            Some("PlaintextCredentials")
+        );
+        assert_eq!(
+            reason(serde_json::json!({"url": "https://es:9200", "insecureSkipTlsVerify": true})),
+            Some("TlsVerificationDisabled")
+        );
     }
 }

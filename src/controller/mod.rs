@@ -10,6 +10,7 @@
 pub mod conditions;
 pub mod connection;
 pub mod desired;
+pub mod destination;
 pub mod outcomes;
 pub mod ownership;
 pub mod plan;
@@ -36,9 +37,10 @@ use tracing::{info, warn, Instrument};
 use crate::api::{InferenceEndpoint, FINALIZER};
 use crate::controller::conditions::{Outcome, State};
 use crate::controller::connection::{ConnectionSettings, Connections};
-use crate::controller::secret_index::SecretIndex;
+use crate::controller::secret_index::{SecretIndex, SecretRouter};
 use crate::http::Health;
 use crate::metrics::{Metrics, ReconcileResult};
+use crate::secrets::SecretReader;
 
 /// ECK's HTTP service for an `Elasticsearch` named `{name}` in `{namespace}`.
 pub const DEFAULT_ECK_URL_TEMPLATE: &str = "https://{name}-es-http.{namespace}.svc:9200";
@@ -77,6 +79,8 @@ impl Default for Config {
                 request_timeout: Duration::from_secs(30),
                 allow_cross_namespace_refs: false,
                 eck_url_template: DEFAULT_ECK_URL_TEMPLATE.to_owned(),
+                require_secret_opt_in: true,
+                destinations: destination::DestinationPolicy::default(),
             },
         }
     }
@@ -151,6 +155,12 @@ impl Context {
                 Action::await_change()
             }
         }
+    }
+
+    /// Secrets of `namespace` as this operator may read them (opt-in label or not).
+    pub fn secrets(&self, namespace: &str) -> SecretReader {
+        SecretReader::new(self.client.clone(), namespace)
+            .require_opt_in(self.config.connection.require_secret_opt_in)
     }
 
     /// Record one more failure and return how long to wait before the next attempt.
@@ -249,6 +259,7 @@ pub async fn run_all(
     };
     health.expect_synced(scopes.len());
     let shutdown = shutdown.shared();
+    let router = Arc::new(SecretRouter::default());
     let controllers = scopes.into_iter().map(|scope| {
         run(
             client.clone(),
@@ -256,6 +267,7 @@ pub async fn run_all(
             scope,
             metrics.clone(),
             health.clone(),
+            router.clone(),
             shutdown.clone(),
         )
     });
@@ -271,6 +283,7 @@ pub async fn run(
     namespace: Option<String>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    router: Arc<SecretRouter>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (ieps, secrets): (Api<InferenceEndpoint>, Api<PartialObjectMeta<Secret>>) = match &namespace
@@ -286,6 +299,7 @@ pub async fn run(
     // used: with the Controller also waiting on it, only one waiter is woken in kube 5.0.)
     let (ieps_synced, mut ieps_listed) = tokio::sync::watch::channel(false);
     let index = Arc::new(SecretIndex::default());
+    let triggered = router.join(index.clone());
     let iep_stream = watcher(ieps, watcher::Config::default().any_semantic())
         .default_backoff()
         // The cache keeps what reconciles read; managedFields (~40 % of an object) and
@@ -310,10 +324,18 @@ pub async fn run(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(relevant_change, Default::default());
-    // Metadata only: the operator never caches Secret contents (DESIGN.md §4).
+    // Metadata only: the operator never caches Secret contents. Only namespace and name are
+    // used; annotations (kubectl's last-applied copy may hold a key in plain text), labels
+    // and managedFields are dropped at once so nothing downstream can log or keep them.
     let (secrets_synced, mut secrets_listed) = tokio::sync::watch::channel(false);
     let secret_stream = watcher(secrets, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(|secret: &mut PartialObjectMeta<Secret>| {
+            let meta = &mut secret.metadata;
+            meta.annotations = None;
+            meta.labels = None;
+            meta.managed_fields = None;
+        })
         .inspect(move |event| {
             if matches!(event, Ok(watcher::Event::InitDone)) {
                 secrets_synced.send_replace(true);
@@ -350,8 +372,10 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .watches_stream(secret_stream, move |secret| {
             let namespace = secret.namespace().unwrap_or_default();
-            index.referencing(&namespace, &secret.name_any())
+            router.route(&index, &namespace, &secret.name_any())
         })
+        // Secret events of other scopes that concern objects here (cross-namespace ECK refs).
+        .reconcile_on(tokio_stream_of(triggered))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -361,6 +385,12 @@ pub async fn run(
         })
         .await;
     info!("controller stopped");
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
 /// Count objects by their Ready condition, for the `endpoints` gauge.

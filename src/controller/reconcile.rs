@@ -19,7 +19,7 @@ use crate::api::{
     UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FORCE_DELETE_ANNOTATION,
 };
 use crate::controller::conditions::{self, Outcome, State};
-use crate::controller::connection::Connection;
+use crate::controller::connection::{insecure_transport, Connection};
 use crate::controller::desired::{check_supported, desired};
 use crate::controller::plan::{
     chunking_reset_outcome, describe, plan, Plan, PlanInput, CHUNKING_RESET,
@@ -29,7 +29,7 @@ use crate::elasticsearch::{
     update_body, DeleteOptions, DeleteOutcome, Endpoint, EndpointConfig, EsError, ServiceSecret,
 };
 use crate::metrics::EsOperation;
-use crate::secrets::{fingerprint, SecretReader};
+use crate::secrets::fingerprint;
 
 /// Bring Elasticsearch in line with the object, then report.
 pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -77,7 +77,7 @@ async fn converge(
 ) -> Result<Outcome, Outcome> {
     let desired = desired(iep)?;
     let namespace = iep.namespace().unwrap_or_default();
-    let secrets = SecretReader::new(ctx.client.clone(), &namespace);
+    let secrets = ctx.secrets(&namespace);
     let source = &desired.credential;
     // The service credential and the connection's Secrets are independent reads.
     let (credential, connection) = tokio::join!(
@@ -497,11 +497,24 @@ async fn report(
     status.observed_generation = iep.meta().generation;
     status.conditions =
         conditions::conditions_for(&previous.conditions, outcome, iep.meta().generation, &now);
+    let warning = insecure_transport(iep);
+    let warn_now = conditions::set_insecure_transport(
+        &mut status.conditions,
+        &previous.conditions,
+        warning
+            .as_ref()
+            .map(|(reason, message)| (*reason, message.as_str())),
+        iep.meta().generation,
+        &now,
+    );
     if status != previous {
         patch_status(iep, ctx, &status).await?;
     }
     if conditions::is_transition(&previous.conditions, outcome) {
         publish(ctx, iep, outcome, action);
+    }
+    if let (true, Some((reason, message))) = (warn_now, warning) {
+        publish(ctx, iep, &Outcome::permanent(reason, message), action);
     }
     Ok(())
 }

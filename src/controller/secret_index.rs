@@ -6,7 +6,9 @@
 //! index, `InitApply` fills it, `InitDone` swaps it in; `Apply` and `Delete` change it live.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
 
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -114,6 +116,55 @@ impl SecretIndex {
     }
 }
 
+/// Every scope's index, and a way into every scope's controller.
+///
+/// With `--namespace a,b` each namespace has its own controller and watches. A Secret event is
+/// seen only by the scope of the Secret's namespace, yet an `elasticsearchRef` in `a` may read
+/// ECK's Secrets in `b`: the event must reach `a`'s controller too. Each scope registers its
+/// index here and gets a stream of objects to reconcile that other scopes' Secret watches
+/// found.
+#[derive(Default)]
+pub struct SecretRouter {
+    scopes: Mutex<Vec<Scope>>,
+}
+
+struct Scope {
+    index: Arc<SecretIndex>,
+    trigger: mpsc::UnboundedSender<ObjectRef<InferenceEndpoint>>,
+}
+
+impl SecretRouter {
+    /// Register a scope's index; the receiver yields objects of that scope to reconcile.
+    pub fn join(
+        &self,
+        index: Arc<SecretIndex>,
+    ) -> mpsc::UnboundedReceiver<ObjectRef<InferenceEndpoint>> {
+        let (trigger, triggered) = mpsc::unbounded_channel();
+        lock(&self.scopes).push(Scope { index, trigger });
+        triggered
+    }
+
+    /// The objects of scope `own` that read Secret `namespace/name`; objects of other scopes
+    /// that read it are sent to their controllers.
+    pub fn route(
+        &self,
+        own: &Arc<SecretIndex>,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<ObjectRef<InferenceEndpoint>> {
+        for scope in lock(&self.scopes).iter() {
+            if Arc::ptr_eq(&scope.index, own) {
+                continue;
+            }
+            for object in scope.index.referencing(namespace, name) {
+                // A closed receiver means that scope has stopped; nothing to wake.
+                let _ = scope.trigger.send(object);
+            }
+        }
+        own.referencing(namespace, name)
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The index is rebuilt on every re-list; a poisoned lock cannot leave it worse than stale.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
@@ -195,6 +246,35 @@ mod tests {
         index.apply(&watcher::Event::Delete(direct("b", "azure")));
         assert!(index.referencing("ns", "azure").is_empty());
         assert_eq!(names(index.referencing("ns", "es-creds")), ["a"]);
+    }
+
+    #[test]
+    fn secret_events_reach_objects_of_other_scopes() {
+        let router = SecretRouter::default();
+        let (a, b) = (
+            Arc::new(SecretIndex::default()),
+            Arc::new(SecretIndex::default()),
+        );
+        let mut to_a = router.join(a.clone());
+        let mut to_b = router.join(b.clone());
+        let eck = iep(
+            "search",
+            "team-a",
+            json!({
+                "elasticsearchRef": {"name": "quickstart", "namespace": "elastic"},
+                "taskType": "completion",
+                "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "v", "apiKeySecretRef": {"name": "azure", "key": "k"}}
+            }),
+        );
+        a.apply(&watcher::Event::Apply(eck));
+        // Scope b (namespace elastic) sees the rotated password; the object lives in a.
+        let own = router.route(&b, "elastic", "quickstart-es-elastic-user");
+        assert!(own.is_empty());
+        assert_eq!(to_a.try_recv().unwrap().name, "search");
+        assert!(to_a.try_recv().is_err() && to_b.try_recv().is_err());
+        // An event in a's own namespace is returned, not sent.
+        assert_eq!(names(router.route(&a, "team-a", "azure")), ["search"]);
+        assert!(to_a.try_recv().is_err());
     }
 
     #[test]

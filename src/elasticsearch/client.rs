@@ -68,6 +68,9 @@ pub struct ConnectionConfig {
     pub insecure_skip_tls_verify: bool,
     /// Timeout of ordinary calls (GET, DELETE, pre-9.4 `_update`).
     pub request_timeout: Duration,
+    /// Addresses to connect to for the URL's host name instead of resolving it again: the ones
+    /// the destination policy checked (empty: resolve as usual).
+    pub resolved: Vec<std::net::SocketAddr>,
 }
 
 impl ConnectionConfig {
@@ -79,6 +82,7 @@ impl ConnectionConfig {
             ca_pem: None,
             insecure_skip_tls_verify: false,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            resolved: Vec::new(),
         }
     }
 }
@@ -281,6 +285,9 @@ impl EsClient {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(cfg.request_timeout.min(MAX_CONNECT_TIMEOUT))
             .user_agent(concat!("inference-operator/", env!("CARGO_PKG_VERSION")));
+        if let (Some(url::Host::Domain(domain)), false) = (base.host(), cfg.resolved.is_empty()) {
+            builder = builder.resolve_to_addrs(domain, &cfg.resolved);
+        }
         if cfg.insecure_skip_tls_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
         } else if let Some(pem) = &cfg.ca_pem {

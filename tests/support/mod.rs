@@ -179,3 +179,52 @@ pub fn es_requests(env: &TestEnv, method: &str) -> usize {
         .filter(|r| r.method == method && r.path.starts_with("/_inference"))
         .count()
 }
+
+/// Register a minimal ECK `Elasticsearch` CRD (group `elasticsearch.k8s.elastic.co`, version
+/// `v1`, plural `elasticsearches`, namespaced, as in elastic/cloud-on-k8s
+/// config/crds/v1/resources/elasticsearch.k8s.elastic.co_elasticsearches.yaml), with a
+/// schema that keeps any spec: the operator reads only an Elasticsearch's metadata.
+pub fn register_eck_crd(env: &TestEnv) {
+    env.kube.register_crd(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "elasticsearches.elasticsearch.k8s.elastic.co"},
+        "spec": {
+            "group": "elasticsearch.k8s.elastic.co",
+            "scope": "Namespaced",
+            "names": {"plural": "elasticsearches", "singular": "elasticsearch", "kind": "Elasticsearch", "listKind": "ElasticsearchList", "shortNames": ["es"]},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+            }]
+        }
+    }));
+}
+
+/// Create an ECK `Elasticsearch` named `name` in `namespace`, with annotation
+/// `esinference.io/allowed-namespaces: <allowed>` when given.
+pub async fn create_elasticsearch(
+    env: &TestEnv,
+    namespace: &str,
+    name: &str,
+    allowed: Option<&str>,
+) {
+    let mut metadata = json!({"name": name, "namespace": namespace});
+    if let Some(allowed) = allowed {
+        metadata["annotations"] = json!({"esinference.io/allowed-namespaces": allowed});
+    }
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch"),
+        "elasticsearches",
+    );
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(env.client.clone(), namespace, &resource);
+    let object: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "elasticsearch.k8s.elastic.co/v1", "kind": "Elasticsearch",
+        "metadata": metadata, "spec": {"version": "9.1.0"}
+    }))
+    .expect("Elasticsearch");
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("create Elasticsearch");
+}

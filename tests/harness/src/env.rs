@@ -18,6 +18,10 @@ use crate::kube::{EmulatorOptions, KubeEmulator};
 pub const ES_CREDENTIALS_SECRET: &str = "es-credentials";
 pub const ES_USER: &str = "elastic";
 pub const ES_PASSWORD: &str = "es-test-password";
+/// The label by which a Secret opts in to use by InferenceEndpoints (the operator's
+/// `inference_operator::secrets::CREDENTIALS_LABEL`; the harness does not depend on the
+/// operator crate).
+pub const CREDENTIALS_LABEL: &str = "esinference.io/credentials";
 
 /// Options of [`TestEnv::start_with`].
 #[derive(Clone, Debug)]
@@ -116,16 +120,52 @@ impl TestEnv {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// Create or replace an Opaque Secret from string pairs.
+    /// Create or replace an Opaque Secret from string pairs, labelled for use by
+    /// InferenceEndpoints ([`CREDENTIALS_LABEL`]).
     pub async fn put_secret(&self, name: &str, pairs: &[(&str, &str)]) {
+        self.put_secret_labelled(name, pairs, true).await
+    }
+
+    /// Create or replace an Opaque Secret without the opt-in label (as a Secret made before
+    /// the label existed, or one that is not meant for InferenceEndpoints).
+    pub async fn put_unlabelled_secret(&self, name: &str, pairs: &[(&str, &str)]) {
+        self.put_secret_labelled(name, pairs, false).await
+    }
+
+    /// Add or remove the opt-in label of an existing Secret (a merge patch of its labels only).
+    pub async fn label_secret(&self, name: &str, opted_in: bool) {
+        let value = if opted_in { json!("true") } else { Value::Null };
+        let patch = json!({"metadata": {"labels": {CREDENTIALS_LABEL: value}}});
+        self.secrets()
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .expect("label Secret");
+    }
+
+    async fn put_secret_labelled(&self, name: &str, pairs: &[(&str, &str)], opted_in: bool) {
         let data: serde_json::Map<String, Value> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), json!(base64_encode(v.as_bytes()))))
             .collect();
+        let labels = if opted_in {
+            json!({CREDENTIALS_LABEL: "true"})
+        } else {
+            json!({})
+        };
         let secrets = self.secrets();
         match secrets.get_opt(name).await.expect("get Secret") {
             Some(mut existing) => {
                 existing.data = serde_json::from_value(Value::Object(data)).expect("data");
+                let mut all = existing.metadata.labels.take().unwrap_or_default();
+                all.remove(CREDENTIALS_LABEL);
+                if opted_in {
+                    all.insert(CREDENTIALS_LABEL.to_owned(), "true".to_owned());
+                }
+                existing.metadata.labels = Some(all);
                 secrets
                     .replace(name, &PostParams::default(), &existing)
                     .await
@@ -134,7 +174,7 @@ impl TestEnv {
             None => {
                 let secret: Secret = serde_json::from_value(json!({
                     "apiVersion": "v1", "kind": "Secret",
-                    "metadata": {"name": name, "namespace": self.namespace},
+                    "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
                     "type": "Opaque",
                     "data": data,
                 }))

@@ -39,6 +39,7 @@ pub fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// An Opaque Secret carrying the operator's opt-in label (`esinference.io/credentials`).
 pub fn secret(namespace: &str, name: &str, pairs: &[(&str, &[u8])]) -> Secret {
     let data: serde_json::Map<String, Value> = pairs
         .iter()
@@ -46,7 +47,7 @@ pub fn secret(namespace: &str, name: &str, pairs: &[(&str, &[u8])]) -> Secret {
         .collect();
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "labels": {crate::env::CREDENTIALS_LABEL: "true"}},
         "type": "Opaque",
         "data": data,
     }))
