@@ -36,6 +36,7 @@ use tracing::{info, warn, Instrument};
 use crate::api::{InferenceEndpoint, FINALIZER};
 use crate::controller::conditions::{Outcome, State};
 use crate::controller::connection::{ConnectionSettings, Connections};
+use crate::controller::ownership::OwnershipIndex;
 use crate::controller::secret_index::SecretIndex;
 use crate::http::Health;
 use crate::metrics::{Metrics, ReconcileResult};
@@ -101,8 +102,8 @@ pub enum Error {
 /// Shared state of all reconciles.
 pub struct Context {
     pub client: kube::Client,
-    /// Every InferenceEndpoint the controller sees, for ownership checks between objects.
-    pub store: Store<InferenceEndpoint>,
+    /// Ownership facts of every InferenceEndpoint in every watched scope.
+    pub ownership: Arc<OwnershipIndex>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub config: Config,
@@ -116,7 +117,7 @@ impl Context {
         client: kube::Client,
         config: Config,
         metrics: Arc<Metrics>,
-        store: Store<InferenceEndpoint>,
+        ownership: Arc<OwnershipIndex>,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -126,7 +127,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             connections: Connections::new(config.connection.clone(), metrics.clone()),
             metrics,
-            store,
+            ownership,
             client,
             config,
             failures: Mutex::new(HashMap::new()),
@@ -234,7 +235,8 @@ fn relevant_change(iep: &InferenceEndpoint) -> Option<u64> {
 }
 
 /// Run the controller for every watched scope (all namespaces, or one controller per listed
-/// namespace, each with its own watches and store) until `shutdown` resolves.
+/// namespace, each with its own watches and store, sharing one ownership index) until
+/// `shutdown` resolves.
 pub async fn run_all(
     client: kube::Client,
     config: Config,
@@ -249,11 +251,13 @@ pub async fn run_all(
     };
     health.expect_synced(scopes.len());
     let shutdown = shutdown.shared();
+    let ownership = Arc::new(OwnershipIndex::default());
     let controllers = scopes.into_iter().map(|scope| {
         run(
             client.clone(),
             config.clone(),
             scope,
+            ownership.clone(),
             metrics.clone(),
             health.clone(),
             shutdown.clone(),
@@ -264,11 +268,12 @@ pub async fn run_all(
 
 /// Run the controller for one scope (a namespace, or all when `None`) until `shutdown`
 /// resolves; in-flight reconciles finish first. Reports to `health` once both watches have
-/// listed everything once.
+/// listed everything once. `ownership` is shared with the other scopes' controllers.
 pub async fn run(
     client: kube::Client,
     config: Config,
     namespace: Option<String>,
+    ownership: Arc<OwnershipIndex>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -298,9 +303,12 @@ pub async fn run(
         })
         .inspect({
             let index = index.clone();
+            let ownership = ownership.clone();
+            let scope = namespace.clone();
             move |event| {
                 if let Ok(event) = event {
                     index.apply(event);
+                    ownership.apply(&scope, event);
                     if matches!(event, watcher::Event::InitDone) {
                         ieps_synced.send_replace(true);
                     }
@@ -344,7 +352,7 @@ pub async fn run(
         }
     });
     let concurrency = config.concurrency;
-    let ctx = Arc::new(Context::new(client, config, metrics, reader.clone()));
+    let ctx = Arc::new(Context::new(client, config, metrics, ownership));
     info!("starting controller");
     Controller::for_stream(iep_stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))

@@ -21,8 +21,9 @@ use crate::api::{
 use crate::controller::conditions::{self, Outcome, State};
 use crate::controller::connection::Connection;
 use crate::controller::desired::{check_supported, desired};
+use crate::controller::ownership::{self, Claimant, Record};
 use crate::controller::plan::{describe, plan, Plan, PlanInput};
-use crate::controller::{outcomes, ownership, Context, Error, FIELD_MANAGER};
+use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::{
     update_body, DeleteOptions, DeleteOutcome, Endpoint, EndpointConfig, EsError, ServiceSecret,
 };
@@ -112,12 +113,11 @@ async fn converge(
     let recorded_cluster = status.cluster.as_ref().map(|c| c.uuid.clone());
 
     let on_es_error = |e: EsError| es_failure(ctx, &connection, &e);
-    // Ownership is per cluster: an endpoint recorded in another cluster is not ours here.
-    let same_cluster = recorded_cluster
-        .as_deref()
-        .is_none_or(|c| c == cluster_uuid);
-    let owned = status.inference_id.as_deref() == Some(id) && same_cluster;
-    let claimed_by = ownership::claimed_by(iep, &ctx.store.state(), id, cluster_uuid);
+    // Ownership is per cluster: an endpoint recorded in another cluster is not ours here. Other
+    // claims come from every watched scope, not only this object's namespace.
+    let me = Claimant::of(iep);
+    let owned = Record::of(Some(status)).owns(id, cluster_uuid);
+    let claimed_by = ownership::claimed_by(&me, &ctx.ownership.claimants(id), cluster_uuid);
     let accepted_cluster = iep
         .metadata
         .annotations
@@ -293,7 +293,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     }
     let status = iep.status.clone().unwrap_or_default();
     // Only ever delete what this object created or adopted.
-    let Some(id) = status.inference_id else {
+    let Some(id) = status.inference_id.clone() else {
         return Ok(Outcome::ready(
             "Deleted",
             "no inference endpoint was created for this object",
@@ -313,11 +313,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
             ..failure
         })?,
     };
-    if status
-        .cluster
-        .as_ref()
-        .is_some_and(|c| c.uuid != connection.info.cluster_uuid)
-    {
+    if !Record::of(Some(&status)).owns(&id, &connection.info.cluster_uuid) {
         return Ok(Outcome::ready(
             "Deleted",
             format!("inference endpoint {id} lives in a cluster that no longer answers at this address; nothing deleted"),
