@@ -222,6 +222,25 @@ impl KubeEmulator {
         });
     }
 
+    /// Test-only: store `object` (a resource `plural` such as `inferenceendpoints`, in
+    /// `namespace`, `""` for cluster-scoped) exactly as given, skipping admission: no OpenAPI
+    /// schema validation, no CEL, no pruning or defaulting. It stands for an object an older,
+    /// looser CRD version accepted, which the apiserver keeps serving as stored (it validates
+    /// on writes only). A real server prunes unknown fields on read; this hook does not, so pass
+    /// fields the schema knows (with values it would refuse today, e.g. an int32 overflow). uid,
+    /// resourceVersion, `generation: 1` and creationTimestamp are assigned as on create, and
+    /// watchers see an ADDED event. Returns the stored object. Panics on an unknown resource,
+    /// a missing name or namespace, or a name that is taken.
+    pub fn insert_unvalidated(&self, plural: &str, namespace: &str, object: Value) -> Value {
+        self.with_state(|st| {
+            let rd = st
+                .find_def_by_plural(plural)
+                .unwrap_or_else(|| panic!("insert_unvalidated: unknown resource {plural}"));
+            st.insert_unvalidated(&rd, namespace, object)
+                .unwrap_or_else(|e| panic!("insert_unvalidated {plural}: {:?}", e.body))
+        })
+    }
+
     /// A kubeconfig for this emulator: insecure http, namespace `default`.
     pub fn kubeconfig_yaml(&self) -> String {
         format!(

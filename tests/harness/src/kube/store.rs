@@ -625,6 +625,61 @@ impl State {
         ok(201, Self::present(rd, &obj))
     }
 
+    /// Store `obj` as-is, without admission (no pruning, defaulting, schema or CEL checks): the
+    /// form an object written under an older, looser CRD version keeps in etcd. The apiserver
+    /// validates only on writes (apiextensions-apiserver `pkg/registry/customresource/strategy.go`:
+    /// `Validate` / `ValidateUpdate`); a read decodes the stored object through
+    /// `unstructuredSchemaCoercer.apply` (`pkg/apiserver/customresource_handler.go`), which
+    /// prunes unknown fields and non-nullable nulls but checks no value, so an out-of-range
+    /// `format: int32` integer is served as stored. This hook skips that read-side pruning too:
+    /// callers pass fields the schema knows. Server-set metadata (uid, creationTimestamp,
+    /// generation 1, resourceVersion) is assigned as on create, and watchers get the same ADDED
+    /// event. Test-only.
+    pub fn insert_unvalidated(
+        &mut self,
+        rd: &ResDef,
+        ns: &str,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
+        }
+        let name = meta_str(&obj, "name").to_string();
+        if name.is_empty() {
+            return Err(ApiError::bad_request("metadata.name is required"));
+        }
+        if rd.namespaced && self.namespace_state(ns).is_none() {
+            return Err(ApiError::not_found(
+                &GroupResource::new("", "namespaces"),
+                ns,
+            ));
+        }
+        if self.get(rd, ns, &name).is_some() {
+            return Err(ApiError::already_exists(&rd.gr(), &name, false));
+        }
+        {
+            let o = obj.as_object_mut().expect("object");
+            o.insert("apiVersion".into(), json!(rd.gv()));
+            o.insert("kind".into(), json!(rd.kind));
+        }
+        let rv = self.next_rv();
+        let m = meta_mut(&mut obj);
+        if rd.namespaced {
+            m.insert("namespace".into(), json!(ns));
+        } else {
+            m.remove("namespace");
+        }
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        m.insert("generation".into(), json!(1));
+        m.insert("resourceVersion".into(), json!(rv.to_string()));
+        self.store(rd, ns, &name, obj.clone());
+        self.push_event(rd, ns, "ADDED", obj.clone(), None);
+        Ok(Self::present(rd, &obj))
+    }
+
     fn validate_finalizers(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         for (i, f) in finalizers(obj).iter().enumerate() {
