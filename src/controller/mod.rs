@@ -9,6 +9,7 @@
 
 pub mod conditions;
 pub mod connection;
+pub mod decode;
 pub mod desired;
 pub mod outcomes;
 pub mod ownership;
@@ -36,6 +37,7 @@ use tracing::{info, warn, Instrument};
 use crate::api::{InferenceEndpoint, FINALIZER};
 use crate::controller::conditions::{Outcome, State};
 use crate::controller::connection::{ConnectionSettings, Connections};
+use crate::controller::decode::Decoded;
 use crate::controller::ownership::OwnershipIndex;
 use crate::controller::secret_index::SecretIndex;
 use crate::http::Health;
@@ -135,7 +137,7 @@ impl Context {
     }
 
     /// What to do after a reconcile that ended in `outcome`.
-    pub fn next_action(&self, iep: &InferenceEndpoint, outcome: &Outcome) -> Action {
+    pub fn next_action(&self, iep: &impl Resource, outcome: &Outcome) -> Action {
         match outcome.state {
             State::Ready => {
                 self.forget(iep);
@@ -155,7 +157,7 @@ impl Context {
     }
 
     /// Record one more failure and return how long to wait before the next attempt.
-    pub fn backoff_delay(&self, iep: &InferenceEndpoint) -> Duration {
+    pub fn backoff_delay(&self, iep: &impl Resource) -> Duration {
         let uid = iep.uid().unwrap_or_default();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let count = failures.entry(uid).or_insert(0);
@@ -163,7 +165,7 @@ impl Context {
         backoff(self.config.backoff_initial, self.config.backoff_max, *count)
     }
 
-    pub fn forget(&self, iep: &InferenceEndpoint) {
+    pub fn forget(&self, iep: &impl Resource) {
         let uid = iep.uid().unwrap_or_default();
         self.failures
             .lock()
@@ -184,16 +186,25 @@ fn jitter(delay: Duration) -> Duration {
     delay.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
-/// Reconcile entry point: finalizer bookkeeping, then apply or cleanup.
-async fn reconcile(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let api: Api<InferenceEndpoint> =
-        Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
+/// Reconcile entry point: an object that does not match the types is reported (and let go
+/// when deleted); any other goes through finalizer bookkeeping, then apply or cleanup.
+async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let span = tracing::info_span!(
         "reconcile",
-        namespace = %iep.namespace().unwrap_or_default(),
-        name = %iep.name_any(),
-        generation = iep.meta().generation.unwrap_or_default()
+        namespace = %object.namespace().unwrap_or_default(),
+        name = %object.name_any(),
+        generation = object.meta().generation.unwrap_or_default()
     );
+    let iep = match &object.0 {
+        Ok(iep) => Arc::new(iep.clone()),
+        Err(invalid) => {
+            return reconcile::undecodable(&object, invalid, ctx)
+                .instrument(span)
+                .await
+        }
+    };
+    let api: Api<InferenceEndpoint> =
+        Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, iep, |event| async {
         match event {
             FinalizerEvent::Apply(iep) => reconcile::apply(iep, ctx.clone()).await,
@@ -205,16 +216,16 @@ async fn reconcile(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-fn error_policy(iep: Arc<InferenceEndpoint>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(iep: Arc<Decoded>, error: &Error, ctx: Arc<Context>) -> Action {
     use kube::runtime::finalizer::Error as F;
     ctx.metrics
         .reconciled(ReconcileResult::Error, Duration::ZERO);
     let retry = match error {
         Error::Finalizer(inner) => match inner.as_ref() {
             F::CleanupFailed(Error::CleanupBlocked { retry_after, .. }) => *retry_after,
-            _ => ctx.backoff_delay(&iep),
+            _ => ctx.backoff_delay(iep.as_ref()),
         },
-        _ => ctx.backoff_delay(&iep),
+        _ => ctx.backoff_delay(iep.as_ref()),
     };
     warn!(name = %iep.name_any(), namespace = %iep.namespace().unwrap_or_default(), %error, ?retry, "reconcile failed");
     Action::requeue(retry)
@@ -224,7 +235,7 @@ fn error_policy(iep: Arc<InferenceEndpoint>, error: &Error, ctx: Arc<Context>) -
 /// deletion and annotations. Status-only writes (our own) are filtered out, so writing status
 /// does not trigger another Elasticsearch read. Generation alone would swallow finalizer and
 /// delete events (DESIGN.md §7).
-fn relevant_change(iep: &InferenceEndpoint) -> Option<u64> {
+fn relevant_change(iep: &impl Resource) -> Option<u64> {
     let meta = iep.meta();
     let mut hasher = DefaultHasher::new();
     meta.generation.hash(&mut hasher);
@@ -278,8 +289,9 @@ pub async fn run(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (ieps, secrets): (Api<InferenceEndpoint>, Api<PartialObjectMeta<Secret>>) = match &namespace
-    {
+    // Decoded one object at a time, so one object that does not match the types cannot fail
+    // the whole LIST (see `decode`).
+    let (ieps, secrets): (Api<Decoded>, Api<PartialObjectMeta<Secret>>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
@@ -295,9 +307,9 @@ pub async fn run(
         .default_backoff()
         // The cache keeps what reconciles read; managedFields (~40 % of an object) and
         // kubectl's last-applied copy of the spec are never read.
-        .modify(|iep: &mut InferenceEndpoint| {
+        .modify(|iep: &mut Decoded| {
             iep.managed_fields_mut().clear();
-            if let Some(annotations) = iep.metadata.annotations.as_mut() {
+            if let Some(annotations) = iep.meta_mut().annotations.as_mut() {
                 annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
             }
         })
@@ -372,9 +384,14 @@ pub async fn run(
 }
 
 /// Count objects by their Ready condition, for the `endpoints` gauge.
-pub fn readiness_counts(store: &Store<InferenceEndpoint>) -> (i64, i64, i64) {
+pub fn readiness_counts(store: &Store<Decoded>) -> (i64, i64, i64) {
     let (mut ready, mut not_ready, mut unknown) = (0, 0, 0);
-    for iep in store.state() {
+    for object in store.state() {
+        let Some(iep) = object.typed() else {
+            // Reported InvalidSpec: not ready.
+            not_ready += 1;
+            continue;
+        };
         let condition = iep
             .status
             .as_ref()

@@ -26,6 +26,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 
 use crate::api::{InferenceEndpoint, InferenceEndpointStatus};
+use crate::controller::decode::Decoded;
 
 /// What an object's status records about the endpoint it manages.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -103,6 +104,27 @@ impl Claimant {
         }
     }
 
+    /// The claim of a watched object. One whose spec does not decode still claims the
+    /// endpoint its status records (its spec cannot name anything else); without one, nothing.
+    pub fn of_decoded(decoded: &Decoded) -> Option<Self> {
+        let invalid = match &decoded.0 {
+            Ok(iep) => return Some(Claimant::of(iep)),
+            Err(invalid) => invalid,
+        };
+        let record = Record::of(invalid.status.as_ref());
+        let meta = &invalid.metadata;
+        Some(Claimant {
+            uid: meta.uid.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            inference_id: record.inference_id.clone()?,
+            record,
+            target: None,
+            created: meta.creation_timestamp.clone(),
+            deleting: meta.deletion_timestamp.is_some(),
+        })
+    }
+
     fn same_target(&self, other: &Claimant) -> bool {
         self.target.is_some() && self.target == other.target
     }
@@ -145,8 +167,11 @@ struct ScopeClaims {
 }
 
 impl ScopeClaims {
-    fn put(&mut self, claimant: Claimant) {
-        self.remove(&claimant.uid);
+    fn put(&mut self, decoded: &Decoded) {
+        self.remove(&decoded.uid().unwrap_or_default());
+        let Some(claimant) = Claimant::of_decoded(decoded) else {
+            return;
+        };
         self.id_of
             .insert(claimant.uid.clone(), claimant.inference_id.clone());
         self.by_id
@@ -184,14 +209,10 @@ pub struct OwnershipIndex {
 
 impl OwnershipIndex {
     /// Follow one watch event of `scope`.
-    pub fn apply(&self, scope: &Scope, event: &watcher::Event<InferenceEndpoint>) {
+    pub fn apply(&self, scope: &Scope, event: &watcher::Event<Decoded>) {
         let mut scopes = self.lock();
         match event {
-            watcher::Event::Apply(iep) => scopes
-                .live
-                .entry(scope.clone())
-                .or_default()
-                .put(Claimant::of(iep)),
+            watcher::Event::Apply(iep) => scopes.live.entry(scope.clone()).or_default().put(iep),
             watcher::Event::Delete(iep) => {
                 if let Some(claims) = scopes.live.get_mut(scope) {
                     claims.remove(&iep.uid().unwrap_or_default());
@@ -200,11 +221,9 @@ impl OwnershipIndex {
             watcher::Event::Init => {
                 scopes.pending.insert(scope.clone(), ScopeClaims::default());
             }
-            watcher::Event::InitApply(iep) => scopes
-                .pending
-                .entry(scope.clone())
-                .or_default()
-                .put(Claimant::of(iep)),
+            watcher::Event::InitApply(iep) => {
+                scopes.pending.entry(scope.clone()).or_default().put(iep)
+            }
             watcher::Event::InitDone => {
                 let rebuilt = scopes.pending.remove(scope).unwrap_or_default();
                 scopes.live.insert(scope.clone(), rebuilt);
@@ -346,6 +365,10 @@ mod tests {
         iep
     }
 
+    fn typed(iep: &InferenceEndpoint) -> Decoded {
+        Decoded(Ok(iep.clone()))
+    }
+
     #[test]
     fn a_record_owns_its_id_in_its_cluster_only() {
         let record = |id: Option<&str>, cluster: Option<&str>| Record {
@@ -375,8 +398,8 @@ mod tests {
         in_b.status = None;
         let index = OwnershipIndex::default();
         let (a, b) = (Some("a".to_owned()), Some("b".to_owned()));
-        index.apply(&a, &watcher::Event::Apply(in_a.clone()));
-        index.apply(&b, &watcher::Event::Apply(in_b.clone()));
+        index.apply(&a, &watcher::Event::Apply(typed(&in_a)));
+        index.apply(&b, &watcher::Event::Apply(typed(&in_b)));
         let me = Claimant::of(&in_b);
         assert_eq!(
             claimed_by(&me, &index.claimants("shared"), "c1").as_deref(),
@@ -390,7 +413,7 @@ mod tests {
         // A re-list of scope b does not forget scope a; a re-list of a without the owner does.
         for event in [
             watcher::Event::Init,
-            watcher::Event::InitApply(in_b.clone()),
+            watcher::Event::InitApply(typed(&in_b)),
             watcher::Event::InitDone,
         ] {
             index.apply(&b, &event);
@@ -405,8 +428,8 @@ mod tests {
         index.apply(&a, &watcher::Event::InitDone);
         assert_eq!(claimed_by(&me, &index.claimants("shared"), "c1"), None);
 
-        index.apply(&a, &watcher::Event::Apply(in_a.clone()));
-        index.apply(&a, &watcher::Event::Delete(in_a));
+        index.apply(&a, &watcher::Event::Apply(typed(&in_a)));
+        index.apply(&a, &watcher::Event::Delete(typed(&in_a)));
         assert_eq!(claimed_by(&me, &index.claimants("shared"), "c1"), None);
         assert!(index.claimants("other").is_empty());
     }

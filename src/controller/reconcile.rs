@@ -16,10 +16,11 @@ use tracing::{debug, info, warn};
 
 use crate::api::{
     ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointStatus,
-    UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FORCE_DELETE_ANNOTATION,
+    UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FINALIZER, FORCE_DELETE_ANNOTATION,
 };
 use crate::controller::conditions::{self, Outcome, State};
 use crate::controller::connection::Connection;
+use crate::controller::decode::{Decoded, Undecodable};
 use crate::controller::desired::{check_supported, desired};
 use crate::controller::ownership::{self, Claimant, Record};
 use crate::controller::plan::{describe, plan, Plan, PlanInput};
@@ -39,10 +40,10 @@ pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
         .await
         .unwrap_or_else(|failure| failure);
     let outcome = keep_steady_state_wording(&previous, outcome);
-    report(&iep, &ctx, previous, status, &outcome, "Reconcile").await?;
+    report(iep.as_ref(), &ctx, previous, status, &outcome, "Reconcile").await?;
     ctx.metrics
         .reconciled(outcome.state.into(), started.elapsed());
-    Ok(ctx.next_action(&iep, &outcome))
+    Ok(ctx.next_action(iep.as_ref(), &outcome))
 }
 
 /// The object is being deleted: remove the endpoint under policy `Delete`.
@@ -53,19 +54,102 @@ pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<A
     ctx.metrics
         .reconciled(outcome.state.into(), started.elapsed());
     if outcome.is_ready() {
-        ctx.forget(&iep);
+        ctx.forget(iep.as_ref());
         ctx.connections
             .forget_remembered(&iep.uid().unwrap_or_default());
-        publish(&ctx, &iep, &outcome, "Delete");
+        publish(&ctx, iep.as_ref(), &outcome, "Delete");
         return Ok(Action::await_change());
     }
     // Keep the finalizer, say why on the object, and retry with backoff: deletion is not
     // something a change of the object can unblock, so even "permanent" refusals are re-checked.
-    report(&iep, &ctx, previous.clone(), previous, &outcome, "Delete").await?;
+    report(
+        iep.as_ref(),
+        &ctx,
+        previous.clone(),
+        previous,
+        &outcome,
+        "Delete",
+    )
+    .await?;
     Err(Error::CleanupBlocked {
         reason: outcome.reason,
-        retry_after: ctx.backoff_delay(&iep),
+        retry_after: ctx.backoff_delay(iep.as_ref()),
     })
+}
+
+/// An object whose spec does not match the types (stored under a looser schema): say which
+/// field, send nothing to Elasticsearch, and wait for a change of the object. Being deleted, it
+/// is let go without a cleanup: its spec cannot say where the endpoint lives, so whatever it
+/// created is left in Elasticsearch, and the Event says so.
+pub async fn undecodable(
+    object: &Decoded,
+    invalid: &Undecodable,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let previous = invalid.status.clone().unwrap_or_default();
+    let deleting = object.meta().deletion_timestamp.is_some();
+    let outcome = Outcome::permanent(
+        "InvalidSpec",
+        if deleting {
+            format!(
+                "the object does not match the InferenceEndpoint schema ({}); it is let go without deleting anything, \
+                 so inference endpoint {} (if it was created) is left in Elasticsearch",
+                invalid.error,
+                previous.inference_id.as_deref().unwrap_or("<none recorded>")
+            )
+        } else {
+            format!(
+                "the object does not match the InferenceEndpoint schema ({}); nothing is sent to Elasticsearch. \
+                 Correct that field",
+                invalid.error
+            )
+        },
+    );
+    warn!(error = %invalid.error, deleting, "object does not decode");
+    ctx.metrics
+        .reconciled(outcome.state.into(), started.elapsed());
+    if deleting {
+        release(object, &ctx).await?;
+        ctx.forget(object);
+        publish(&ctx, object, &outcome, "Delete");
+        return Ok(Action::await_change());
+    }
+    report(
+        object,
+        &ctx,
+        previous.clone(),
+        previous,
+        &outcome,
+        "Reconcile",
+    )
+    .await?;
+    Ok(ctx.next_action(object, &outcome))
+}
+
+/// Remove this operator's finalizer (if present), guarded by the resourceVersion read.
+async fn release(object: &Decoded, ctx: &Context) -> Result<(), Error> {
+    let finalizers = object.finalizers();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+    let patch =
+        json!({"metadata": {"finalizers": rest, "resourceVersion": object.resource_version()}});
+    let api: Api<Decoded> =
+        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    tokio::time::timeout(
+        ctx.config.kube_timeout,
+        api.patch(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        ),
+    )
+    .await
+    .map_err(|_| Error::KubeTimeout("remove finalizer"))?
+    .map_err(Error::Kube)?;
+    Ok(())
 }
 
 /// The whole apply path; `Err` is a failure outcome, already classified.
@@ -460,9 +544,10 @@ fn static_ready_reason(reason: &str) -> Option<&'static str> {
     READY_REASONS.into_iter().find(|r| *r == reason)
 }
 
-/// Write status if it changed, and publish an Event if Ready changed.
+/// Write status if it changed, and publish an Event if Ready changed. Works from metadata
+/// alone, so an object whose spec does not decode can be reported too.
 async fn report(
-    iep: &InferenceEndpoint,
+    iep: &impl Resource<DynamicType = ()>,
     ctx: &Context,
     previous: InferenceEndpointStatus,
     mut status: InferenceEndpointStatus,
@@ -483,12 +568,13 @@ async fn report(
 }
 
 async fn patch_status(
-    iep: &InferenceEndpoint,
+    iep: &impl Resource,
     ctx: &Context,
     status: &InferenceEndpointStatus,
 ) -> Result<(), Error> {
     let name = iep.name_any();
-    let api: Api<InferenceEndpoint> =
+    // The answer is the whole object; `Decoded` reads it back even when its spec does not.
+    let api: Api<Decoded> =
         Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
     let body = json!({
         "apiVersion": InferenceEndpoint::api_version(&()),
@@ -508,7 +594,7 @@ async fn patch_status(
 
 /// Events are best effort and published off the reconcile path: a slow or failing Event write
 /// neither holds a reconcile slot nor fails the reconcile.
-fn publish(ctx: &Context, iep: &InferenceEndpoint, outcome: &Outcome, action: &str) {
+fn publish(ctx: &Context, iep: &impl Resource<DynamicType = ()>, outcome: &Outcome, action: &str) {
     let event = Event {
         type_: if outcome.is_ready() {
             EventType::Normal
