@@ -124,3 +124,36 @@ async fn an_identical_object_in_another_watched_namespace_is_a_conflict() {
         ("True", "Created")
     );
 }
+
+#[tokio::test]
+async fn the_endpoints_gauge_counts_every_watched_namespace() {
+    let env = TestEnv::start().await;
+    env.es.azure().accept_credential(KEY_A);
+    env.es.azure().accept_credential(KEY_B);
+    namespace_with_secrets(&env, "a", KEY_A).await;
+    namespace_with_secrets(&env, "b", KEY_B).await;
+    let operator = start_operator(
+        &env,
+        Config {
+            namespaces: vec!["a".into(), "b".into()],
+            ..test_config()
+        },
+    );
+    for (namespace, id) in [("a", "emb-a"), ("b", "emb-b")] {
+        let mut spec = embedding_spec(&env, "azure");
+        spec["inferenceId"] = json!(id);
+        let api: Api<InferenceEndpoint> = Api::namespaced(env.client.clone(), namespace);
+        api.create(&Default::default(), &object(namespace, &spec))
+            .await
+            .unwrap();
+        wait_reason(&api, "True", "Created").await;
+    }
+    let text = operator.metrics.encode();
+    for line in [
+        r#"inference_operator_endpoints{ready="true"} 2"#,
+        r#"inference_operator_endpoints{ready="false"} 0"#,
+        r#"inference_operator_endpoints{ready="unknown"} 0"#,
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+}

@@ -263,11 +263,21 @@ pub async fn run_all(
     health.expect_synced(scopes.len());
     let shutdown = shutdown.shared();
     let ownership = Arc::new(OwnershipIndex::default());
-    let controllers = scopes.into_iter().map(|scope| {
+    let stores: Vec<_> = scopes.iter().map(|_| reflector::store()).collect();
+    // The readiness gauge is counted over every scope's store at scrape time.
+    let readers: Vec<Store<Decoded>> = stores.iter().map(|(reader, _)| reader.clone()).collect();
+    metrics.count_endpoints_with(Box::new(move || {
+        readers
+            .iter()
+            .map(readiness_counts)
+            .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+    }));
+    let controllers = scopes.into_iter().zip(stores).map(|(scope, (_, writer))| {
         run(
             client.clone(),
             config.clone(),
             scope,
+            writer,
             ownership.clone(),
             metrics.clone(),
             health.clone(),
@@ -275,15 +285,19 @@ pub async fn run_all(
         )
     });
     futures::future::join_all(controllers).await;
+    metrics.stop_counting_endpoints();
 }
 
 /// Run the controller for one scope (a namespace, or all when `None`) until `shutdown`
 /// resolves; in-flight reconciles finish first. Reports to `health` once both watches have
-/// listed everything once. `ownership` is shared with the other scopes' controllers.
+/// listed everything once. `writer` fills this scope's store; `ownership` is shared with the
+/// other scopes' controllers.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: kube::Client,
     config: Config,
     namespace: Option<String>,
+    writer: reflector::store::Writer<Decoded>,
     ownership: Arc<OwnershipIndex>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -298,7 +312,7 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let (reader, writer) = reflector::store();
+    let reader = writer.as_reader();
     // Readiness is taken from each watch's first InitDone. (Store::wait_until_ready is not
     // used: with the Controller also waiting on it, only one waiter is woken in kube 5.0.)
     let (ieps_synced, mut ieps_listed) = tokio::sync::watch::channel(false);
@@ -347,19 +361,6 @@ pub async fn run(
             if listed {
                 info!("watches synced; ready");
                 health.synced();
-            }
-        }
-    });
-    // The readiness gauge is refreshed from the store rather than on every reconcile.
-    tokio::spawn({
-        let store = reader.clone();
-        let metrics = metrics.clone();
-        async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
-            loop {
-                tick.tick().await;
-                let (ready, not_ready, unknown) = readiness_counts(&store);
-                metrics.set_endpoints(ready, not_ready, unknown);
             }
         }
     });
