@@ -89,29 +89,15 @@ pub async fn undecodable(
     let started = Instant::now();
     let previous = invalid.status.clone().unwrap_or_default();
     let deleting = object.meta().deletion_timestamp.is_some();
-    let outcome = Outcome::permanent(
-        "InvalidSpec",
-        if deleting {
-            format!(
-                "the object does not match the InferenceEndpoint schema ({}); it is let go without deleting anything, \
-                 so inference endpoint {} (if it was created) is left in Elasticsearch",
-                invalid.error,
-                previous.inference_id.as_deref().unwrap_or("<none recorded>")
-            )
-        } else {
-            format!(
-                "the object does not match the InferenceEndpoint schema ({}); nothing is sent to Elasticsearch. \
-                 Correct that field",
-                invalid.error
-            )
-        },
-    );
+    let outcome = undecodable_outcome(invalid, deleting);
     warn!(error = %invalid.error, deleting, "object does not decode");
     ctx.metrics
         .reconciled(outcome.state.into(), started.elapsed());
     if deleting {
         release(object, &ctx).await?;
         ctx.forget(object);
+        ctx.connections
+            .forget_remembered(&object.uid().unwrap_or_default());
         publish(&ctx, object, &outcome, "Delete");
         return Ok(Action::await_change());
     }
@@ -125,6 +111,29 @@ pub async fn undecodable(
     )
     .await?;
     Ok(ctx.next_action(object, &outcome))
+}
+
+/// `InvalidSpec`, naming the field and value serde could not decode, and (when the object is
+/// being deleted) the endpoint left behind.
+fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Outcome {
+    let schema = format!(
+        "the object does not match the InferenceEndpoint schema ({})",
+        invalid.error
+    );
+    let recorded = invalid
+        .status
+        .as_ref()
+        .and_then(|s| s.inference_id.as_deref());
+    let message = match (deleting, recorded) {
+        (false, _) => format!(
+            "{schema}; nothing is sent to Elasticsearch. Correct that field"
+        ),
+        (true, Some(id)) => format!(
+            "{schema}; it is let go without a cleanup, so inference endpoint {id} is left in Elasticsearch"
+        ),
+        (true, None) => format!("{schema}; it is let go (it recorded no inference endpoint)"),
+    };
+    Outcome::permanent("InvalidSpec", message)
 }
 
 /// Remove this operator's finalizer (if present), guarded by the resourceVersion read.
