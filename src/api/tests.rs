@@ -268,3 +268,353 @@ fn inference_id_defaults_to_the_object_name() {
     assert_eq!(iep.inference_id(), "shared-emb");
     assert_eq!(iep.spec.deletion_policy, DeletionPolicy::Delete);
 }
+
+/// Every node of `schema` with its dotted path, depth first.
+fn walk<'a>(schema: &'a Value, path: String, out: &mut Vec<(String, &'a Value)>) {
+    out.push((path.clone(), schema));
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        for (name, child) in properties {
+            walk(child, format!("{path}.{name}"), out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        walk(items, format!("{path}[]"), out);
+    }
+    if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+        walk(values, format!("{path}{{}}"), out);
+    }
+}
+
+fn nodes(schema: &Value) -> Vec<(String, &Value)> {
+    let mut out = vec![];
+    walk(schema, String::new(), &mut out);
+    out
+}
+
+#[test]
+fn every_integer_in_the_crd_has_a_minimum_and_a_maximum() {
+    // The API server does not enforce `format: int32`/`int64`: without a `maximum`, a value
+    // such as 2147483648 is stored and every typed client then fails to decode the whole list.
+    let schema = schema();
+    let unbounded: Vec<_> = nodes(&schema)
+        .into_iter()
+        .filter(|(_, node)| node["type"] == "integer")
+        .filter(|(_, node)| node.get("maximum").is_none() || node.get("minimum").is_none())
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(unbounded, Vec::<String>::new(), "integers without bounds");
+    // And each bound fits the Rust type the operator decodes into.
+    for (path, node) in nodes(&schema) {
+        let (Some(max), Some(format)) = (node["maximum"].as_f64(), node["format"].as_str()) else {
+            continue;
+        };
+        let limit = if format == "int32" {
+            f64::from(i32::MAX)
+        } else {
+            INT64_SAFE_MAX as f64
+        };
+        assert!(max <= limit, "{path}: maximum {max} does not fit {format}");
+    }
+}
+
+#[test]
+fn every_string_list_and_map_in_the_spec_has_a_bound() {
+    let schema = schema();
+    let mut unbounded = vec![];
+    for (path, node) in nodes(&schema["properties"]["spec"]) {
+        let bounded = match node["type"].as_str() {
+            Some("string") => node.get("maxLength").is_some() || node.get("enum").is_some(),
+            Some("array") => node.get("maxItems").is_some(),
+            // Typed objects are bounded by their properties; maps need a count.
+            Some("object") => {
+                node.get("additionalProperties").is_none() || node.get("maxProperties").is_some()
+            }
+            _ => true,
+        };
+        if !bounded {
+            unbounded.push(path);
+        }
+    }
+    assert_eq!(unbounded, Vec::<String>::new(), "unbounded spec fields");
+}
+
+#[test]
+fn every_pattern_compiles_for_the_operator_too() {
+    for (path, node) in nodes(&schema()) {
+        if let Some(pattern) = node["pattern"].as_str() {
+            assert!(regex::Regex::new(pattern).is_ok(), "{path}: {pattern}");
+        }
+    }
+}
+
+mod checks {
+    use super::*;
+    use crate::api::checks::{check_spec, SpecViolation, MAX_SPEC_BYTES};
+
+    fn spec(value: Value) -> InferenceEndpointSpec {
+        serde_json::from_value(value).expect("decodes into the typed spec")
+    }
+
+    /// The field `check_spec` names for `value`, or `None` when it passes.
+    fn refused(value: Value) -> Option<String> {
+        check_spec(&spec(value)).err().map(|v| v.field)
+    }
+
+    #[test]
+    fn a_valid_spec_passes() {
+        assert_eq!(check_spec(&spec(embedding_spec())), Ok(()));
+        let eck = with(
+            without(embedding_spec(), "/elasticsearch"),
+            "/elasticsearchRef",
+            json!({"name": "quickstart", "namespace": "elastic-system"}),
+        );
+        assert_eq!(check_spec(&spec(eck)), Ok(()));
+    }
+
+    #[test]
+    fn what_admission_refuses_the_operator_refuses_naming_the_field() {
+        let url = |u: &str| with(embedding_spec(), "/elasticsearch/url", json!(u));
+        let azure_key = |name: &str| {
+            with(
+                embedding_spec(),
+                "/azureOpenAI/apiKeySecretRef",
+                json!({"name": name, "key": "apiKey"}),
+            )
+        };
+        let headers = |h: Value| {
+            with(
+                embedding_spec(),
+                "/azureOpenAI/taskSettings",
+                json!({"headers": h}),
+            )
+        };
+        let many_headers: serde_json::Map<String, Value> =
+            (0..33).map(|i| (format!("x-{i}"), json!("v"))).collect();
+        let eck = |r: Value| {
+            with(
+                without(embedding_spec(), "/elasticsearch"),
+                "/elasticsearchRef",
+                r,
+            )
+        };
+        let table: Vec<(&str, Value, &str)> = vec![
+            (
+                "userinfo",
+                url("https://elastic:secret@es:9200"),
+                "spec.elasticsearch.url",
+            ),
+            (
+                "user only",
+                url("http://elastic@es:9200/"),
+                "spec.elasticsearch.url",
+            ),
+            (
+                "skip tls with ca",
+                with(
+                    with(
+                        embedding_spec(),
+                        "/elasticsearch/insecureSkipTlsVerify",
+                        json!(true),
+                    ),
+                    "/elasticsearch/caSecretRef",
+                    json!({"name": "ca"}),
+                ),
+                "spec.elasticsearch.insecureSkipTlsVerify",
+            ),
+            (
+                "query in a secret name",
+                azure_key("azure?limit=1"),
+                "spec.azureOpenAI.apiKeySecretRef.name",
+            ),
+            (
+                "fragment in a secret name",
+                azure_key("azure#frag"),
+                "spec.azureOpenAI.apiKeySecretRef.name",
+            ),
+            (
+                "path in a secret name",
+                azure_key("../configmaps/x"),
+                "spec.azureOpenAI.apiKeySecretRef.name",
+            ),
+            (
+                "upper case secret name",
+                azure_key("Azure"),
+                "spec.azureOpenAI.apiKeySecretRef.name",
+            ),
+            (
+                "long secret name",
+                azure_key(&"a".repeat(254)),
+                "spec.azureOpenAI.apiKeySecretRef.name",
+            ),
+            (
+                "credentials secret name",
+                with(
+                    embedding_spec(),
+                    "/elasticsearch/credentialsSecretRef",
+                    json!({"name": "es?watch=1"}),
+                ),
+                "spec.elasticsearch.credentialsSecretRef.name",
+            ),
+            (
+                "eck name",
+                eck(json!({"name": "es/x"})),
+                "spec.elasticsearchRef.name",
+            ),
+            (
+                "eck namespace with a dot",
+                eck(json!({"name": "es", "namespace": "a.b"})),
+                "spec.elasticsearchRef.namespace",
+            ),
+            (
+                "dimensions above dense_vector's limit",
+                with(embedding_spec(), "/azureOpenAI/dimensions", json!(4097)),
+                "spec.azureOpenAI.dimensions",
+            ),
+            (
+                "word overlap above 150",
+                with(
+                    embedding_spec(),
+                    "/chunkingSettings",
+                    json!({"strategy": "word", "maxChunkSize": 300, "overlap": 151}),
+                ),
+                "spec.chunkingSettings.overlap",
+            ),
+            (
+                "long separator",
+                with(
+                    embedding_spec(),
+                    "/chunkingSettings",
+                    json!({"strategy": "recursive", "maxChunkSize": 100, "separators": ["a".repeat(129)]}),
+                ),
+                "spec.chunkingSettings.separators[0]",
+            ),
+            (
+                "too many headers",
+                headers(Value::Object(many_headers)),
+                "spec.azureOpenAI.taskSettings.headers",
+            ),
+            (
+                "long header value",
+                headers(json!({"x-team": "v".repeat(513)})),
+                "spec.azureOpenAI.taskSettings.headers.x-team",
+            ),
+            (
+                "long header name",
+                headers(json!({"x".repeat(129): "v"})),
+                "spec.azureOpenAI.taskSettings.headers",
+            ),
+            (
+                "huge spec",
+                headers(json!({"x-big": "v".repeat(MAX_SPEC_BYTES)})),
+                "spec",
+            ),
+        ];
+        for (case, value, field) in table {
+            assert_eq!(refused(value).as_deref(), Some(field), "{case}");
+        }
+    }
+
+    #[test]
+    fn messages_never_quote_the_url() {
+        let value = with(
+            embedding_spec(),
+            "/elasticsearch/url",
+            json!("https://elastic:hunter2@es:9200"),
+        );
+        let SpecViolation { message, .. } = check_spec(&spec(value)).unwrap_err();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.contains("credentialsSecretRef"), "{message}");
+    }
+
+    #[test]
+    fn the_userinfo_rule_and_the_operator_agree() {
+        for (url, has_userinfo) in [
+            ("https://es:9200", false),
+            ("https://es:9200/prefix/a@b", false),
+            ("https://es-a.example:9200/a@b/c", false),
+            ("https://user@es:9200", true),
+            ("https://user:pass@es:9200/", true),
+            ("http://:pass@es", true),
+        ] {
+            let value = with(embedding_spec(), "/elasticsearch/url", json!(url));
+            let cel = cel_errors(value.clone(), None)
+                .iter()
+                .any(|e| e.contains("must not contain user information"));
+            let operator = check_spec(&spec(value))
+                .is_err_and(|v| v.message.contains("must not contain user information"));
+            assert_eq!((cel, operator), (has_userinfo, has_userinfo), "{url}");
+        }
+        let skip_and_ca = with(
+            with(
+                embedding_spec(),
+                "/elasticsearch/insecureSkipTlsVerify",
+                json!(true),
+            ),
+            "/elasticsearch/caSecretRef",
+            json!({"name": "ca"}),
+        );
+        assert!(cel_errors(skip_and_ca, None)
+            .iter()
+            .any(|e| e.contains("insecureSkipTlsVerify cannot be combined with caSecretRef")));
+        let skip_only = with(
+            embedding_spec(),
+            "/elasticsearch/insecureSkipTlsVerify",
+            json!(true),
+        );
+        assert_eq!(cel_errors(skip_only.clone(), None), Vec::<String>::new());
+        assert_eq!(refused(skip_only), None);
+        let long_header = with(
+            embedding_spec(),
+            "/azureOpenAI/taskSettings",
+            json!({"headers": {"x".repeat(129): "v"}}),
+        );
+        assert!(cel_errors(long_header, None)
+            .iter()
+            .any(|e| e.contains("header names must be at most 128 characters")));
+    }
+
+    /// The largest spec the schema admits, every string at its maximum length and made of a
+    /// character JSON escapes to six bytes, still fits the operator's size limit: the limit
+    /// refuses only objects that bypassed the schema.
+    #[test]
+    fn the_size_limit_never_refuses_a_spec_the_schema_admits() {
+        let fill = |n: usize| "\u{1}".repeat(n);
+        let name = |n: usize| "a".repeat(n);
+        let headers: serde_json::Map<String, Value> = (0..MAX_HEADERS)
+            .map(|i| {
+                let key = format!("{i:0>width$}", width = MAX_HEADER_NAME_LENGTH);
+                (key, json!(fill(MAX_HEADER_VALUE_LENGTH)))
+            })
+            .collect();
+        let largest = json!({
+            "elasticsearchRef": {"name": name(253), "namespace": name(63)},
+            "elasticsearch": {
+                "url": format!("https://{}", "e".repeat(2040)),
+                "credentialsSecretRef": {"name": name(253)},
+                "caSecretRef": {"name": name(253), "key": name(253)},
+            },
+            "inferenceId": name(253),
+            "taskType": "text_embedding",
+            "azureOpenAI": {
+                "resourceName": name(64), "deploymentId": fill(64), "apiVersion": fill(64),
+                "apiKeySecretRef": {"name": name(253), "key": name(253)},
+                "entraIdSecretRef": {"name": name(253), "key": name(253)},
+                "dimensions": MAX_DIMENSIONS, "similarity": "dot_product",
+                "maxInputTokens": INT32_MAX, "rateLimit": {"requestsPerMinute": INT64_SAFE_MAX},
+                "taskSettings": {"user": fill(256), "headers": headers},
+            },
+            "chunkingSettings": {
+                "strategy": "recursive", "maxChunkSize": INT32_MAX, "sentenceOverlap": 1,
+                "overlap": 150, "separatorGroup": "markdown",
+                "separators": vec![fill(MAX_SEPARATOR_LENGTH); 64],
+            },
+            "deletionPolicy": "Retain", "updatePolicy": "Recreate",
+        });
+        let size = largest.to_string().len();
+        assert!(
+            size > MAX_SPEC_BYTES / 2,
+            "the spec is near its worst case ({size})"
+        );
+        assert_eq!(check_spec(&spec(largest)), Ok(()), "{size} bytes");
+    }
+}

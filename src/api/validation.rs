@@ -38,3 +38,14 @@ pub const SEPARATORS_ONLY_RECURSIVE: &str =
     "self.strategy == 'recursive' || (!has(self.separatorGroup) && !has(self.separators))";
 pub const RECURSIVE_ONE_SEPARATOR_SOURCE: &str =
     "self.strategy != 'recursive' || has(self.separatorGroup) != has(self.separators)";
+
+// Connection safety (each mirrored by `checks::check_spec` for objects that bypassed admission).
+/// No `user:password@` before the host: a password in the spec is shown by `kubectl describe`
+/// and logged by clients that fail to decode a list.
+pub const URL_WITHOUT_USERINFO: &str = "!self.url.matches('^[^:/?#]+://[^/?#]*@')";
+/// Skipping verification while naming a CA is a contradiction; refuse it rather than guess.
+pub const SKIP_TLS_VERIFY_WITHOUT_CA: &str =
+    "!has(self.insecureSkipTlsVerify) || !self.insecureSkipTlsVerify || !has(self.caSecretRef)";
+/// Map keys cannot carry `maxLength` in a structural schema, so header names are bounded here
+/// (`size` is constant-cost, which keeps the rule inside the API server's CEL cost budget).
+pub const HEADER_NAME_LENGTH: &str = "self.all(name, size(name) <= 128)";

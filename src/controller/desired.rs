@@ -26,6 +26,8 @@ pub struct CredentialSource {
 /// Build the desired endpoint. Fails only for objects the schema should have rejected (written
 /// before the CRD was installed, or with admission bypassed): those become `InvalidSpec`.
 pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Outcome> {
+    crate::api::checks::check_spec(&iep.spec)
+        .map_err(|violation| Outcome::permanent("InvalidSpec", violation.to_string()))?;
     let azure = iep.spec.azure_open_ai.as_ref().ok_or_else(|| {
         Outcome::permanent(
             "InvalidSpec",

@@ -64,15 +64,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The RBAC rules for InferenceEndpoints, Secrets and Events, shared by the ClusterRole and the namespaced Role. */}}
 {{- define "inference-operator.rules" -}}
+# Exactly what the operator calls (tests/rbac.rs measures it): list/watch for the controller,
+# patch for kube's finalizer() (a JSON patch of metadata.finalizers), status by server-side apply.
 - apiGroups: ["esinference.io"]
   resources: ["inferenceendpoints"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["esinference.io"]
   resources: ["inferenceendpoints/status"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: ["esinference.io"]
-  resources: ["inferenceendpoints/finalizers"]
-  verbs: ["update"]
+  verbs: ["patch"]
 # Credentials, CA certificates and ECK's <name>-es-elastic-user / <name>-es-http-certs-public.
 # list/watch serve a metadata-only watch (rotation detection); contents are read with get.
 - apiGroups: [""]

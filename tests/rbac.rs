@@ -1,0 +1,248 @@
+//! Least privilege, measured: the RBAC the chart grants equals the API calls the operator makes.
+//!
+//! The operator runs end to end against the Kubernetes API emulator, with leader election, through
+//! create, Secret rotation and deletion; every request it sent is taken from the emulator's
+//! request log as (API group, resource[/subresource], verb). Each must be granted by the chart
+//! (`deploy/`, its default rendering, and the leader-election Role of templates/rbac.yaml), and
+//! each granted verb must have been used, or be listed in [`NOT_EXERCISED`] with its reason.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use inference_operator::http::Health;
+use inference_operator::leader::{self, Election};
+use inference_operator::metrics::Metrics;
+use inference_testenv::env::{client_for, eventually, TestEnv};
+use inference_testenv::kube::RequestRecord;
+use kube::api::DeleteParams;
+use serde_json::Value;
+
+/// (API group, resource or resource/subresource, verb), as RBAC names them.
+type Permission = (String, String, String);
+
+/// Granted verbs the end-to-end run does not exercise, each with why the operator needs it.
+/// Another permission (for example reading Namespaces for cross-namespace consent) goes here only
+/// when the run cannot reach it; better, extend the run.
+const NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[(
+    "events.k8s.io",
+    "events",
+    "patch",
+    "kube's Recorder patches an Event it already published when the same one repeats \
+     (kube-runtime events.rs); a short run repeats none",
+)];
+
+/// Marks the test driver's own requests (Secrets, objects, waits) so that only the operator's
+/// remain in the log. The emulator records the `Accept` header.
+const DRIVER_ACCEPT: &str = "application/json;driver=rbac-test";
+
+fn deploy_rules() -> Vec<Value> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/inference-operator.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("deploy/inference-operator.yaml");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("rendered chart parses");
+    let roles: Vec<_> = docs
+        .into_iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("ClusterRole" | "Role")))
+        .collect();
+    assert!(
+        !roles.is_empty(),
+        "deploy/ renders the operator's ClusterRole"
+    );
+    roles
+        .iter()
+        .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The leader-election Role, which the default rendering in deploy/ leaves out: the template's
+/// text with its directives dropped and `{{ ... }}` expressions replaced by a placeholder.
+fn leader_election_rules() -> Vec<Value> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/inference-operator/templates/rbac.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("templates/rbac.yaml");
+    let section = text
+        .split("---")
+        .find(|doc| doc.contains("kind: Role") && doc.contains("-leader-election"))
+        .expect("templates/rbac.yaml has a leader-election Role");
+    let flattened: String = section
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("{{"))
+        .map(|line| {
+            let mut out = String::new();
+            let mut rest = line;
+            while let Some((before, after)) = rest.split_once("{{") {
+                out.push_str(before);
+                out.push_str("templated");
+                rest = after.split_once("}}").map_or("", |(_, tail)| tail);
+            }
+            out.push_str(rest);
+            out + "\n"
+        })
+        .collect();
+    let role: Value = serde_saphyr::from_str(&flattened).expect("flattened Role parses");
+    role["rules"].as_array().cloned().expect("rules")
+}
+
+fn permissions(rules: &[Value]) -> BTreeSet<Permission> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    for rule in rules {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    out.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The RBAC permission a request needs (the API server's request-info rules), or `None` for
+/// discovery and other non-resource requests.
+fn permission(request: &RequestRecord) -> Option<Permission> {
+    let resource = request.resource.as_deref()?;
+    let mut segments = request.path.trim_start_matches('/').split('/');
+    let group = match segments.next()? {
+        "api" => String::new(),
+        "apis" => segments.next()?.to_owned(),
+        _ => return None,
+    };
+    let resource = match &request.subresource {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource.to_owned(),
+    };
+    let verb = match (request.method.as_str(), request.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if request.watch => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => return None,
+    };
+    Some((group, resource, verb.to_owned()))
+}
+
+fn driver_client(env: &TestEnv) -> kube::Client {
+    let mut config = kube::Config::new(env.kube.url().parse().expect("emulator URL"));
+    config.default_namespace = env.namespace.clone();
+    config.headers = vec![(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static(DRIVER_ACCEPT),
+    )];
+    kube::Client::try_from(config).expect("driver client")
+}
+
+/// Run the operator (as leader) through create, rotation and deletion; return the permissions
+/// its requests needed, with how often each was used.
+async fn operator_calls() -> BTreeMap<Permission, usize> {
+    let mut env = TestEnv::start().await;
+    env.client = driver_client(&env);
+    env.es.azure().accept_credential("azure-key-1");
+    env.es.azure().accept_credential("azure-key-2");
+    env.put_secret("azure", &[("apiKey", "azure-key-1")]).await;
+    env.kube.clear_requests();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // run_as_leader is not Send (it is the process's main future): run it beside the driver.
+    let operator = leader::run_as_leader(
+        client_for(&env.kube.url(), &env.namespace),
+        support::test_config(),
+        Arc::new(Metrics::default()),
+        Arc::new(Health::default()),
+        Election {
+            lease_name: "inference-operator".into(),
+            namespace: env.namespace.clone(),
+            identity: "rbac-test".into(),
+            duration: Duration::from_secs(15),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    );
+    let (result, ()) = tokio::join!(operator, drive(&env, stop));
+    result.expect("clean leader shutdown");
+
+    let mut calls = BTreeMap::new();
+    for request in env.kube.requests() {
+        if request.accept.as_deref() == Some(DRIVER_ACCEPT) {
+            continue;
+        }
+        if let Some(permission) = permission(&request) {
+            *calls.entry(permission).or_insert(0) += 1;
+        }
+    }
+    calls
+}
+
+/// Create, rotate the key, delete; then stop the operator.
+async fn drive(env: &TestEnv, stop: tokio::sync::oneshot::Sender<()>) {
+    support::create(env, "emb", support::embedding_spec(env, "azure")).await;
+    let ready = support::wait_ready(env, "emb", "True", "Created").await;
+    let first = ready.status.and_then(|s| s.credential_fingerprint);
+    env.put_secret("azure", &[("apiKey", "azure-key-2")]).await;
+    eventually(support::WAIT, "the rotated key to be applied", || {
+        let api = support::api(env);
+        let first = first.clone();
+        async move {
+            let iep = api.get("emb").await.ok()?;
+            let now = iep.status.and_then(|s| s.credential_fingerprint);
+            (now.is_some() && now != first).then_some(())
+        }
+    })
+    .await;
+    support::api(env)
+        .delete("emb", &DeleteParams::default())
+        .await
+        .expect("delete");
+    support::wait_gone(env, "emb").await;
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn the_chart_grants_exactly_what_the_operator_uses() {
+    let mut granted = permissions(&deploy_rules());
+    granted.extend(permissions(&leader_election_rules()));
+    let calls = operator_calls().await;
+
+    let missing: Vec<_> = calls.keys().filter(|p| !granted.contains(*p)).collect();
+    assert!(
+        missing.is_empty(),
+        "the operator made calls the chart does not grant: {missing:?}\nall calls: {calls:?}"
+    );
+    let justified: BTreeSet<Permission> = NOT_EXERCISED
+        .iter()
+        .map(|(g, r, v, _)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
+        .collect();
+    let unused: Vec<_> = granted
+        .iter()
+        .filter(|p| !calls.contains_key(*p) && !justified.contains(*p))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "the chart grants verbs the operator never used: {unused:?}\nall calls: {calls:?}"
+    );
+    let stale: Vec<_> = justified.iter().filter(|p| !granted.contains(*p)).collect();
+    assert!(
+        stale.is_empty(),
+        "NOT_EXERCISED lists ungranted verbs: {stale:?}"
+    );
+}
