@@ -139,6 +139,14 @@ async fn an_undecodable_object_is_reported_and_the_others_reconcile() {
 #[tokio::test]
 async fn an_undecodable_owner_keeps_its_claim_and_is_let_go_on_deletion() {
     let env = TestEnv::start().await;
+    // Removing the finalizer is an update of an object whose spec breaks today's schema. A real
+    // API server from 1.30 accepts it, ratcheting the unchanged invalid field (KEP-4008,
+    // CRDValidationRatcheting: beta and on by default in 1.30, GA in 1.33); the emulator does
+    // not ratchet, so the cluster keeps the CRD from before the bounds, under which the update
+    // is valid.
+    env.kube.register_crd_yaml(include_str!(
+        "fixtures/inferenceendpoint-crd-before-bounds.yaml"
+    ));
     env.es.azure().accept_credential(KEY);
     env.put_secret("azure", &[("apiKey", KEY)]).await;
     // As an older operator left it: finalizer set, status recording the endpoint it manages.
