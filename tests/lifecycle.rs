@@ -105,7 +105,8 @@ async fn out_of_band_deletion_is_healed_and_announced() {
 
 #[tokio::test]
 async fn out_of_band_task_setting_change_is_restored() {
-    let env = env_on("9.1.0").await;
+    // 9.2.6 keeps chunking on `_update` (issue #139574 fixed); 9.1 would report ChunkingReset.
+    let env = env_on("9.2.6").await;
     let config = inference_operator::controller::Config {
         recheck_interval: Duration::from_millis(300),
         ..test_config()
@@ -411,4 +412,101 @@ async fn a_changed_elasticsearch_password_reconnects_without_writing() {
     assert!(writes.is_empty(), "no Elasticsearch writes: {writes:?}");
     let iep = api(&env).get("reconnect").await.unwrap();
     assert_eq!(condition(&iep, "Ready").unwrap().status, "True");
+}
+
+// ---- issue 9, point 4: Elasticsearch error classes ------------------------------------------
+
+/// PR #137055 (9.3.0): an endpoint deleted out of band while a pipeline still uses its id cannot
+/// be created again. The refusal is reported once (no retry storm), and the periodic re-check
+/// recreates the endpoint as soon as the pipeline lets go.
+#[tokio::test]
+async fn an_id_held_by_a_pipeline_is_reported_then_recreated_once_freed() {
+    let env = env_on("9.3.0").await;
+    let config = inference_operator::controller::Config {
+        recheck_interval: Duration::from_millis(300),
+        ..test_config()
+    };
+    let _operator = start_operator(&env, config);
+    create(&env, "held", embedding_spec(&env, "azure")).await;
+    wait_ready(&env, "held", "True", "Created").await;
+    env.es.add_pipeline_reference("held", "ingest-held");
+    assert!(env.es.delete_out_of_band("held"));
+    let iep = wait_ready(&env, "held", "False", "InferenceIdReferenced").await;
+    let text = message(&iep);
+    assert!(text.contains("[ingest-held]"), "{text}");
+    assert!(text.contains("spec.inferenceId"), "{text}");
+    assert_eq!(condition(&iep, "Stalled").unwrap().status, "True");
+    // Re-checked at the periodic interval, not in a backoff storm.
+    let puts = es_requests(&env, "PUT");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let more = es_requests(&env, "PUT") - puts;
+    assert!(more <= 4, "{more} creates in 0.7 s at a 0.3 s re-check");
+    env.es.remove_pipeline_reference("held", "ingest-held");
+    wait_ready(&env, "held", "True", "Recreated").await;
+    assert!(env.es.endpoint("held").is_some());
+}
+
+/// A mistyped resourceName: Elasticsearch's `Invalid host` 400 is InvalidSettings naming the
+/// host, tried again at the periodic re-check (the name may start resolving).
+#[tokio::test]
+async fn an_unknown_azure_host_is_invalid_settings_and_rechecked() {
+    let env = env_on("9.1.0").await;
+    let config = inference_operator::controller::Config {
+        recheck_interval: Duration::from_millis(300),
+        ..test_config()
+    };
+    let _operator = start_operator(&env, config);
+    let spec = embedding_spec(&env, "azure");
+    let resource = spec["azureOpenAI"]["resourceName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.es.azure().set_resource_outcome(
+        &resource,
+        Some(inference_testenv::es::AzureOutcome::UnknownHost),
+    );
+    create(&env, "typo", spec).await;
+    let iep = wait_ready(&env, "typo", "False", "InvalidSettings").await;
+    let text = message(&iep);
+    assert!(
+        text.contains(&format!("{resource}.openai.azure.com")),
+        "{text}"
+    );
+    assert!(text.contains("resourceName"), "{text}");
+    assert_eq!(condition(&iep, "Stalled").unwrap().status, "True");
+    env.es.azure().set_resource_outcome(&resource, None);
+    wait_ready(&env, "typo", "True", "Created").await;
+}
+
+/// Issue #139574 on 9.1: a rotation makes Elasticsearch rewrite the chunking. That is reported
+/// (Ready stays True, Warning Event) and never turns into a recreate, even under
+/// `updatePolicy: Recreate`.
+#[tokio::test]
+async fn a_rotation_that_resets_chunking_is_reported_and_never_recreates() {
+    let env = env_on("9.1.0").await;
+    let config = inference_operator::controller::Config {
+        recheck_interval: Duration::from_millis(300),
+        ..test_config()
+    };
+    let _operator = start_operator(&env, config);
+    let mut spec = embedding_spec(&env, "azure");
+    spec["updatePolicy"] = json!("Recreate");
+    spec["chunkingSettings"] =
+        json!({"strategy": "sentence", "maxChunkSize": 300, "sentenceOverlap": 0});
+    create(&env, "chunky", spec).await;
+    wait_ready(&env, "chunky", "True", "Created").await;
+    env.es.azure().accept_credential("azure-key-rotated-chunky");
+    env.put_secret("azure", &[("apiKey", "azure-key-rotated-chunky")])
+        .await;
+    let iep = wait_ready(&env, "chunky", "True", "ChunkingReset").await;
+    assert!(message(&iep).contains("#139574"), "{}", message(&iep));
+    wait_event(&env, "chunky", "ChunkingReset", "Warning").await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(es_requests(&env, "DELETE"), 0, "never recreated on its own");
+    assert_eq!(
+        env.es.endpoint("chunky").unwrap()["chunking_settings"]["strategy"],
+        "word"
+    );
+    let iep = wait_ready(&env, "chunky", "True", "ChunkingReset").await;
+    assert!(condition(&iep, "Stalled").is_none());
 }

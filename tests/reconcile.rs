@@ -350,6 +350,9 @@ async fn delete_refused_while_in_use_is_reported_not_forced() {
 #[tokio::test]
 async fn rotated_key_reaches_elasticsearch_through_update_without_delete() {
     let env = env_with_key().await;
+    // Elasticsearch 9.1 also rewrites chunking on `_update` (issue #139574): that report is
+    // covered in lifecycle.rs; here the cluster behaves like a fixed release.
+    env.es.set_update_chunking_bug(false);
     let _operator = start_operator(&env, test_config());
     create(&env, "rot", embedding_spec(&env, "azure")).await;
     let before = wait_ready(&env, "rot", "True", "Created").await;

@@ -410,7 +410,7 @@ impl Similarity {
 /// `sentence` — `maxChunkSize` (≥ 20) and `sentenceOverlap` (0 or 1);
 /// `word` — `maxChunkSize` (10–300) and `overlap` (1 to half of `maxChunkSize`);
 /// `recursive` (Elasticsearch 9.1+) — `maxChunkSize` (10–300) and either `separatorGroup` or `separators`;
-/// `none` (Elasticsearch 9.1+) — no other field.
+/// `none` (Elasticsearch 8.19 and 9.1+) — no other field.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(

@@ -10,12 +10,15 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+/// The operator's one message bound (Events' 1 KiB `note` limit), shared with the Elasticsearch
+/// client's messages so that nothing is cut twice at different lengths.
+pub use crate::elasticsearch::error::{
+    truncate_message as truncate, MAX_MESSAGE_BYTES as MAX_MESSAGE_LEN,
+};
+
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
-
-/// Messages longer than this are cut (conditions and Events have size limits; Events 1 KiB).
-pub const MAX_MESSAGE_LEN: usize = 1000;
 
 /// Where a reconcile left the object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +27,9 @@ pub struct Outcome {
     /// Stable CamelCase reason, shared by conditions, Events and metrics.
     pub reason: &'static str,
     pub message: String,
+    /// A permanent failure whose cause can go away unseen (a host that starts resolving, an id
+    /// whose last reference is removed): re-checked at the periodic interval.
+    pub recheck: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +48,7 @@ impl Outcome {
             state: State::Ready,
             reason,
             message: message.into(),
+            recheck: false,
         }
     }
 
@@ -50,6 +57,7 @@ impl Outcome {
             state: State::Transient,
             reason,
             message: message.into(),
+            recheck: false,
         }
     }
 
@@ -58,6 +66,15 @@ impl Outcome {
             state: State::Permanent,
             reason,
             message: message.into(),
+            recheck: false,
+        }
+    }
+
+    /// Permanent for backoff, but tried again at the periodic re-check.
+    pub fn permanent_rechecked(reason: &'static str, message: impl Into<String>) -> Self {
+        Outcome {
+            recheck: true,
+            ..Outcome::permanent(reason, message)
         }
     }
 
@@ -69,7 +86,8 @@ impl Outcome {
     /// (another object letting go of the endpoint, the original cluster coming back): these are
     /// re-checked at the periodic interval instead of waiting for a change that never comes.
     pub fn resolves_elsewhere(&self) -> bool {
-        self.state == State::Permanent && matches!(self.reason, "Conflict" | "ClusterChanged")
+        self.state == State::Permanent
+            && (self.recheck || matches!(self.reason, "Conflict" | "ClusterChanged"))
     }
 }
 
@@ -124,17 +142,6 @@ pub fn is_transition(previous: &[Condition], outcome: &Outcome) -> bool {
             was_ready != outcome.is_ready() || c.reason != outcome.reason
         }
     }
-}
-
-pub fn truncate(message: &str) -> String {
-    if message.len() <= MAX_MESSAGE_LEN {
-        return message.to_owned();
-    }
-    let mut end = MAX_MESSAGE_LEN;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
 }
 
 #[cfg(test)]
@@ -231,10 +238,19 @@ mod tests {
     }
 
     #[test]
+    fn only_marked_permanent_failures_are_rechecked() {
+        assert!(Outcome::permanent_rechecked("InvalidSettings", "host").resolves_elsewhere());
+        assert!(!Outcome::permanent("InvalidSettings", "x").resolves_elsewhere());
+        assert!(Outcome::permanent("Conflict", "x").resolves_elsewhere());
+    }
+
+    #[test]
     fn long_messages_are_truncated_on_a_char_boundary() {
         let long = "é".repeat(MAX_MESSAGE_LEN);
         let cut = truncate(&long);
-        assert!(cut.len() <= MAX_MESSAGE_LEN + '…'.len_utf8());
+        assert!(cut.len() <= MAX_MESSAGE_LEN, "{}", cut.len());
         assert!(cut.ends_with('…'));
+        let short = "é".repeat(MAX_MESSAGE_LEN / 2);
+        assert_eq!(truncate(&short), short, "exactly the limit is kept whole");
     }
 }

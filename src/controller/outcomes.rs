@@ -2,7 +2,7 @@
 //! a failure is retried with backoff (transient) or waits for a change (permanent).
 
 use crate::controller::conditions::Outcome;
-use crate::elasticsearch::EsError;
+use crate::elasticsearch::{ErrorClass, EsError};
 use crate::secrets::SecretError;
 
 pub fn from_secret(error: &SecretError) -> Outcome {
@@ -17,10 +17,37 @@ pub fn from_secret(error: &SecretError) -> Outcome {
 /// Elasticsearch failures carry Elasticsearch's own reason in the message (never a request
 /// body: the error type does not hold one).
 pub fn from_es(error: &EsError) -> Outcome {
-    let message = error.message();
+    let class = error.class();
+    let message = explain(error, class);
     if error.is_transient() {
         Outcome::transient(error.reason(), message)
+    } else if class.rechecks_periodically() {
+        Outcome::permanent_rechecked(error.reason(), message)
     } else {
         Outcome::permanent(error.reason(), message)
+    }
+}
+
+/// Elasticsearch's own text, preceded by what it means for this object where the text alone
+/// does not say what to do.
+fn explain(error: &EsError, class: ErrorClass) -> String {
+    let es = error.message();
+    match class {
+        ErrorClass::AzureUnknownHost => {
+            let host = error
+                .api()
+                .and_then(|a| a.unknown_host())
+                .unwrap_or_else(|| "of the Azure OpenAI resource".to_owned());
+            format!(
+                "Elasticsearch cannot resolve the Azure OpenAI host {host}: check \
+                 spec.azureOpenAI.resourceName. Tried again at every periodic re-check. {es}"
+            )
+        }
+        ErrorClass::InferenceIdReferenced => format!(
+            "Elasticsearch refuses to create the endpoint while the id is still in use: {es} \
+             Remove or repoint those pipelines and index mappings (or empty the indices), or set \
+             a new spec.inferenceId. The operator tries again at every periodic re-check."
+        ),
+        _ => es,
     }
 }

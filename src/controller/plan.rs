@@ -15,8 +15,10 @@
 //! * a different cluster behind the same URL, or another object already managing the same
 //!   (cluster, id), is reported before anything is written.
 
+use serde_json::{Map, Value};
+
 use crate::controller::conditions::Outcome;
-use crate::elasticsearch::normalize::{compare, Difference};
+use crate::elasticsearch::normalize::{compare, default_chunking, legacy_chunking, Difference};
 use crate::elasticsearch::{Endpoint, EndpointConfig, EsVersion};
 
 /// What the planner needs to know.
@@ -43,7 +45,13 @@ pub struct PlanInput<'a> {
     pub recorded_cluster_uuid: Option<&'a str>,
     /// The accept-cluster annotation's value.
     pub accepted_cluster_uuid: Option<&'a str>,
+    /// The object last reported [`CHUNKING_RESET`]: Elasticsearch rewrote the chunking during
+    /// an `_update` (issue #139574), and that rewrite is kept until the user recreates.
+    pub chunking_reset_seen: bool,
 }
+
+/// Ready reason: an `_update` made Elasticsearch rewrite the endpoint's chunking settings.
+pub const CHUNKING_RESET: &str = "ChunkingReset";
 
 #[derive(Debug, PartialEq)]
 pub enum Plan {
@@ -99,7 +107,12 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             ),
         ));
     }
-    let differences = compare(desired, observed, input.version);
+    let mut differences = compare(desired, observed, input.version);
+    if input.chunking_reset_seen {
+        // The reset chunking is a real change Elasticsearch made, reported already; recreating
+        // is the user's call, so it neither blocks nor triggers anything here.
+        differences.retain(|d| !is_chunking_reset(d, input.version, observed));
+    }
     if !differences.is_empty() {
         let in_place = differences
             .iter()
@@ -153,6 +166,59 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             ),
         )),
     }
+}
+
+fn is_legacy(chunking: Option<&Map<String, Value>>) -> bool {
+    chunking.is_some_and(|c| {
+        serde_json::to_value(c).ok() == serde_json::to_value(legacy_chunking()).ok()
+    })
+}
+
+/// The chunking difference left by issue #139574 (observed word/250/100), when `_update`
+/// cannot put the desired chunking back in place.
+fn is_chunking_reset(d: &Difference, version: &EsVersion, observed: &Endpoint) -> bool {
+    d.path == "chunking_settings"
+        && is_legacy(observed.chunking_settings.as_ref())
+        && !d.updatable_on(version, observed)
+}
+
+/// After an `_update`: the Ready outcome to report when Elasticsearch rewrote the chunking
+/// settings to word/250/100 (issue #139574) — just now (`before` had other chunking, on a version
+/// with the bug), or earlier and still in place (`seen`). `None` when the chunking is untouched.
+pub fn chunking_reset_outcome(
+    desired: &EndpointConfig,
+    before: Option<&Endpoint>,
+    after: &Endpoint,
+    version: &EsVersion,
+    seen: bool,
+) -> Option<Outcome> {
+    if !is_legacy(after.chunking_settings.as_ref()) {
+        return None;
+    }
+    let now = version.update_resets_chunking()
+        && before.is_some_and(|b| !is_legacy(b.chunking_settings.as_ref()));
+    if !(now || seen) {
+        return None;
+    }
+    let wanted = desired
+        .chunking_settings
+        .clone()
+        .unwrap_or_else(default_chunking);
+    Some(Outcome::ready(
+        CHUNKING_RESET,
+        format!(
+            "Elasticsearch {version} rewrote the chunking settings of inference endpoint {} to \
+             {{\"strategy\":\"word\",\"max_chunk_size\":250,\"overlap\":100}} while applying an _update \
+             (elastic/elasticsearch#139574: every version from 8.17 to 9.1, 9.2.0-9.2.5 and 9.3.0; fixed in \
+             9.2.6, 9.3.1 and 9.4.0). Documents ingested from now on are chunked that way instead of {}; \
+             documents already indexed keep their chunks. The endpoint works and is not recreated \
+             automatically: to restore the chunking, recreate it yourself once nothing uses it (delete it \
+             in Elasticsearch and the operator creates it again from the spec, or set a new \
+             spec.inferenceId), preferably after upgrading to a fixed version",
+            desired.inference_id,
+            Value::Object(wanted)
+        ),
+    ))
 }
 
 /// `service_settings.deployment_id (want "a", have "b"), ...` for condition messages. Only
@@ -237,6 +303,7 @@ mod tests {
             cluster_uuid: "uuid-a",
             recorded_cluster_uuid: owned.then_some("uuid-a"),
             accepted_cluster_uuid: None,
+            chunking_reset_seen: false,
         };
         tweak(&mut input);
         plan(&input)
@@ -379,6 +446,111 @@ mod tests {
         match run(Some(&o), false, None, "9.1.0") {
             Plan::Blocked(outcome) => assert_eq!(outcome.reason, "Conflict"),
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn with_chunking(mut e: Endpoint, chunking: Value) -> Endpoint {
+        e.chunking_settings = Some(map(chunking));
+        e
+    }
+
+    #[test]
+    fn a_chunking_reset_is_reported_after_the_update_that_caused_it() {
+        let d = desired();
+        let before = observed();
+        let legacy = json!({"strategy": "word", "max_chunk_size": 250, "overlap": 100});
+        let after = with_chunking(observed(), legacy.clone());
+        let v = |s: &str| EsVersion::parse(s).unwrap();
+        let out = chunking_reset_outcome(&d, Some(&before), &after, &v("9.1.0"), false).unwrap();
+        assert!(out.is_ready());
+        assert_eq!(out.reason, CHUNKING_RESET);
+        for needle in ["#139574", "9.2.6", "chunked", "recreate"] {
+            assert!(out.message.contains(needle), "{needle}: {}", out.message);
+        }
+        // Unchanged chunking, or a version with the fix: nothing to report.
+        assert!(chunking_reset_outcome(&d, Some(&before), &before, &v("9.1.0"), false).is_none());
+        assert!(chunking_reset_outcome(&d, Some(&before), &after, &v("9.2.6"), false).is_none());
+        // Already legacy before (pre-8.16 endpoint): not a reset, unless one was seen.
+        assert!(chunking_reset_outcome(&d, Some(&after), &after, &v("9.1.0"), false).is_none());
+        assert!(chunking_reset_outcome(&d, Some(&after), &after, &v("9.1.0"), true).is_some());
+    }
+
+    #[test]
+    fn a_seen_chunking_reset_neither_blocks_nor_recreates() {
+        let legacy = json!({"strategy": "word", "max_chunk_size": 250, "overlap": 100});
+        let o = with_chunking(observed(), legacy);
+        let explicit = |i: &mut PlanInput<'_>| i.recreate = true;
+        let mut d = desired();
+        d.chunking_settings = Some(map(
+            json!({"strategy": "sentence", "max_chunk_size": 300, "sentence_overlap": 1}),
+        ));
+        let v = EsVersion::parse("9.1.0").unwrap();
+        let mut input = PlanInput {
+            desired: &d,
+            observed: Some(&o),
+            owned: true,
+            fingerprint: "fp-now",
+            applied_fingerprint: Some("fp-now"),
+            version: &v,
+            adopt: false,
+            recreate: false,
+            claimed_by: None,
+            cluster_uuid: "uuid-a",
+            recorded_cluster_uuid: Some("uuid-a"),
+            accepted_cluster_uuid: None,
+            chunking_reset_seen: false,
+        };
+        explicit(&mut input);
+        assert!(
+            matches!(plan(&input), Plan::Recreate { .. }),
+            "unexplained drift"
+        );
+        input.chunking_reset_seen = true;
+        assert_eq!(plan(&input), Plan::Nothing);
+        input.applied_fingerprint = Some("fp-old");
+        assert_eq!(
+            plan(&input),
+            Plan::PushCredential,
+            "rotations still go through"
+        );
+    }
+
+    #[test]
+    fn max_input_tokens_changes_in_place_from_9_5() {
+        let mut o = observed();
+        o.service_settings
+            .insert("max_input_tokens".into(), json!(512));
+        let run_tokens = |version: &str| run_with(Some(&o), true, Some("fp-now"), version, |_| {});
+        // desired() has no max_input_tokens: removing it is never in place.
+        assert_eq!(reason(run_tokens("9.5.0")), "ImmutableFieldChanged");
+        let mut desired = desired();
+        desired
+            .service_settings
+            .insert("max_input_tokens".into(), json!(1024));
+        for (version, in_place) in [("9.4.0", false), ("9.5.0", true)] {
+            let v = EsVersion::parse(version).unwrap();
+            let input = PlanInput {
+                desired: &desired,
+                observed: Some(&o),
+                owned: true,
+                fingerprint: "fp-now",
+                applied_fingerprint: Some("fp-now"),
+                version: &v,
+                adopt: false,
+                recreate: false,
+                claimed_by: None,
+                cluster_uuid: "uuid-a",
+                recorded_cluster_uuid: Some("uuid-a"),
+                accepted_cluster_uuid: None,
+                chunking_reset_seen: false,
+            };
+            match plan(&input) {
+                Plan::Update { differences } if in_place => {
+                    assert_eq!(differences[0].path, "service_settings.max_input_tokens")
+                }
+                Plan::Blocked(o) if !in_place => assert_eq!(o.reason, "ImmutableFieldChanged"),
+                other => panic!("{version}: unexpected {other:?}"),
+            }
         }
     }
 

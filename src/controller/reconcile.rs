@@ -23,7 +23,9 @@ use crate::controller::connection::Connection;
 use crate::controller::decode::{Decoded, Undecodable};
 use crate::controller::desired::{check_supported, desired};
 use crate::controller::ownership::{self, Claimant, Record};
-use crate::controller::plan::{describe, plan, Plan, PlanInput};
+use crate::controller::plan::{
+    chunking_reset_outcome, describe, plan, Plan, PlanInput, CHUNKING_RESET,
+};
 use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::{
     update_body, DeleteOptions, DeleteOutcome, Endpoint, EndpointConfig, EsError, ServiceSecret,
@@ -217,6 +219,8 @@ async fn converge(
         .as_ref()
         .and_then(|a| a.get(ACCEPT_CLUSTER_ANNOTATION))
         .map(String::as_str);
+    let chunking_reset_seen =
+        conditions::ready(&status.conditions).is_some_and(|c| c.reason == CHUNKING_RESET);
     let planned = plan(&PlanInput {
         desired: config,
         observed: observed.as_ref(),
@@ -237,6 +241,7 @@ async fn converge(
             .as_ref()
             .and(recorded_cluster.as_deref()),
         accepted_cluster_uuid: accepted_cluster,
+        chunking_reset_seen,
     });
     debug!(inference_id = id, plan = ?planned, "planned");
 
@@ -290,21 +295,34 @@ async fn converge(
                 inference_id = id,
                 reason, "updated inference endpoint credential"
             );
-            (updated, Outcome::ready(reason, message))
+            let outcome = Outcome::ready(reason, message);
+            let reset = chunking_reset_outcome(
+                config,
+                observed.as_ref(),
+                &updated,
+                &version,
+                chunking_reset_seen,
+            );
+            (updated, reset.unwrap_or(outcome))
         }
         Plan::Update { differences } => {
             let updated = update(ctx, &connection, config, &secret, observed.as_ref()).await?;
             info!(inference_id = id, "updated inference endpoint settings");
-            (
-                updated,
-                Outcome::ready(
-                    "Updated",
-                    format!(
-                        "updated inference endpoint {id}: {}",
-                        describe(&differences)
-                    ),
+            let outcome = Outcome::ready(
+                "Updated",
+                format!(
+                    "updated inference endpoint {id}: {}",
+                    describe(&differences)
                 ),
-            )
+            );
+            let reset = chunking_reset_outcome(
+                config,
+                observed.as_ref(),
+                &updated,
+                &version,
+                chunking_reset_seen,
+            );
+            (updated, reset.unwrap_or(outcome))
         }
         Plan::Recreate { differences } => {
             let in_use = timed(
@@ -535,6 +553,7 @@ fn keep_steady_state_wording(previous: &InferenceEndpointStatus, outcome: Outcom
             state: State::Ready,
             reason: static_ready_reason(&ready.reason).unwrap_or(outcome.reason),
             message: ready.message.clone(),
+            recheck: false,
         },
         _ => outcome,
     }
@@ -542,13 +561,14 @@ fn keep_steady_state_wording(previous: &InferenceEndpointStatus, outcome: Outcom
 
 /// Reasons are `&'static str`; map a stored reason back to its static form.
 fn static_ready_reason(reason: &str) -> Option<&'static str> {
-    const READY_REASONS: [&str; 6] = [
+    const READY_REASONS: [&str; 7] = [
         "Created",
         "Recreated",
         "InSync",
         "Adopted",
         "Updated",
         "CredentialsRotated",
+        CHUNKING_RESET,
     ];
     READY_REASONS.into_iter().find(|r| *r == reason)
 }
@@ -605,7 +625,8 @@ async fn patch_status(
 /// neither holds a reconcile slot nor fails the reconcile.
 fn publish(ctx: &Context, iep: &impl Resource<DynamicType = ()>, outcome: &Outcome, action: &str) {
     let event = Event {
-        type_: if outcome.is_ready() {
+        // A chunking reset leaves the endpoint working but changed: worth a Warning.
+        type_: if outcome.is_ready() && outcome.reason != CHUNKING_RESET {
             EventType::Normal
         } else {
             EventType::Warning

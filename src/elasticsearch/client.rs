@@ -4,8 +4,14 @@
 //!   `_update`, which calls the provider) the server-side timeout plus a margin.
 //! * Ids and task types are percent-escaped as single path segments; the two-segment form
 //!   `_inference/{task_type}/{id}` is always used.
-//! * Credentials are default headers marked sensitive; redirects are not followed. Nothing
-//!   logged contains a body or a header: one debug event per request with method, path, status.
+//! * Credentials are default headers marked sensitive; redirects are not followed but reported
+//!   (`ElasticsearchRedirected`). Nothing logged contains a body or a header: one debug event per
+//!   request with method, path, status.
+//! * Product check, as the official clients do: a 2xx answer without `X-Elastic-Product:
+//!   Elasticsearch` is `NotElasticsearch`, and the caller sends that server nothing more. The
+//!   check runs on every answer, so on the `GET /` every connection starts with, and on the
+//!   `GET` whose answer decides whether a PUT (carrying the provider key) follows. Error answers
+//!   without the header are described, never quoted (see `error.rs`).
 //! * TLS uses rustls with whatever process-wide crypto provider is installed (the binary installs
 //!   ring first). If none is installed, ring is installed here rather than letting reqwest panic.
 
@@ -13,7 +19,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -21,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::body::{create_body, Endpoint, EndpointConfig, RequestBody, ServiceSecret};
-use super::error::{redact_url, ApiError, EsError};
+use super::error::{clean_text, redact_url, ApiError, EsError};
 use super::version::EsVersion;
 use super::TaskType;
 
@@ -320,14 +326,14 @@ impl EsClient {
         Ok(url)
     }
 
-    /// Send one request; `Ok` only for 2xx, with the body bytes.
+    /// Send one request; `Ok` only for a 2xx answer from Elasticsearch, with the body bytes.
     async fn send(
         &self,
         method: Method,
         url: Url,
         body: Option<&RequestBody>,
         timeout: Duration,
-    ) -> Result<(StatusCode, Vec<u8>), EsError> {
+    ) -> Result<Answered, EsError> {
         let started = Instant::now();
         let method_str = method.as_str().to_owned();
         let path = url.path().to_owned();
@@ -339,7 +345,7 @@ impl EsClient {
         }
         let result = async {
             let mut resp = req.send().await?;
-            let status = resp.status();
+            let head = Head::of(&resp);
             let mut buf = Vec::new();
             while let Some(chunk) = resp.chunk().await? {
                 let room = MAX_RESPONSE_BYTES.saturating_sub(buf.len());
@@ -348,27 +354,22 @@ impl EsClient {
                     break;
                 }
             }
-            Ok::<_, reqwest::Error>((status, buf))
+            Ok::<_, reqwest::Error>((head, buf))
         }
         .await;
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
-            Ok((status, bytes)) => {
+            Ok((head, bytes)) => {
                 tracing::debug!(
                     method = %method_str,
                     path = %path,
-                    status = status.as_u16(),
+                    status = head.status.as_u16(),
+                    elastic_product = head.product == Product::Elasticsearch,
+                    bytes = bytes.len(),
                     elapsed_ms,
                     "elasticsearch request"
                 );
-                if status.is_success() {
-                    Ok((status, bytes))
-                } else {
-                    Err(EsError::Api(ApiError::from_response(
-                        status.as_u16(),
-                        &bytes,
-                    )))
-                }
+                judge(&method_str, &url, head, bytes)
             }
             Err(e) => {
                 let err = EsError::from_reqwest(e, &method_str, &url, timeout);
@@ -377,6 +378,7 @@ impl EsClient {
                     path = %path,
                     elapsed_ms,
                     error = %err,
+                    detail = err.log_detail().unwrap_or_default(),
                     "elasticsearch request failed"
                 );
                 Err(err)
@@ -387,31 +389,23 @@ impl EsClient {
     fn decode<T: DeserializeOwned>(
         method: &str,
         url: &Url,
-        status: StatusCode,
-        bytes: &[u8],
+        answer: &Answered,
     ) -> Result<T, EsError> {
-        serde_json::from_slice(bytes).map_err(|e| EsError::UnexpectedResponse {
-            method: method.to_owned(),
-            path: url.path().to_owned(),
-            status: status.as_u16(),
-            detail: e.to_string(),
-        })
+        serde_json::from_slice(&answer.bytes)
+            .map_err(|e| answer.unexpected(method, url, json_problem(&e)))
     }
 
     /// `GET /`: version, cluster UUID and name.
     pub async fn info(&self) -> Result<ClusterInfo, EsError> {
         let url = self.url(&[], &[])?;
-        let (status, bytes) = self
+        let answer = self
             .send(Method::GET, url.clone(), None, self.request_timeout)
             .await?;
-        let root: RootResponse = Self::decode("GET", &url, status, &bytes)?;
-        let version =
-            EsVersion::parse(&root.version.number).map_err(|e| EsError::UnexpectedResponse {
-                method: "GET".into(),
-                path: url.path().to_owned(),
-                status: status.as_u16(),
-                detail: e.to_string(),
-            })?;
+        let root: RootResponse = Self::decode("GET", &url, &answer)?;
+        // The parse error would quote the text: describe it instead.
+        let version = EsVersion::parse(&root.version.number).map_err(|_| {
+            answer.unexpected("GET", &url, "its version.number is not a version number")
+        })?;
         Ok(ClusterInfo {
             version,
             cluster_uuid: root.cluster_uuid,
@@ -433,8 +427,8 @@ impl EsClient {
             .send(Method::GET, url.clone(), None, self.request_timeout)
             .await
         {
-            Ok((status, bytes)) => {
-                let resp: GetResponse = Self::decode("GET", &url, status, &bytes)?;
+            Ok(answer) => {
+                let resp: GetResponse = Self::decode("GET", &url, &answer)?;
                 let mut endpoints = resp.endpoints;
                 let idx = endpoints
                     .iter()
@@ -470,11 +464,11 @@ impl EsClient {
             .request_timeout
             .max(server_timeout + SERVER_TIMEOUT_MARGIN);
         let scrub = |e: EsError| e.scrub(secret.value.expose_secret());
-        let (status, bytes) = self
+        let answer = self
             .send(Method::PUT, url.clone(), Some(&body), timeout)
             .await
             .map_err(scrub)?;
-        Self::decode("PUT", &url, status, &bytes).map_err(scrub)
+        Self::decode("PUT", &url, &answer).map_err(scrub)
     }
 
     /// `PUT _inference/{task}/{id}/_update` with a body from [`super::body::update_body`].
@@ -505,11 +499,11 @@ impl EsClient {
             Some(s) => e.scrub(s),
             None => e,
         };
-        let (status, bytes) = self
+        let answer = self
             .send(Method::PUT, url.clone(), Some(body), timeout)
             .await
             .map_err(scrub)?;
-        Self::decode("PUT", &url, status, &bytes).map_err(scrub)
+        Self::decode("PUT", &url, &answer).map_err(scrub)
     }
 
     /// `DELETE _inference/{task}/{id}`. 404 → [`DeleteOutcome::NotFound`]; refused because the
@@ -533,12 +527,164 @@ impl EsClient {
             .send(Method::DELETE, url.clone(), None, self.request_timeout)
             .await
         {
-            Ok((status, bytes)) => {
-                Self::decode("DELETE", &url, status, &bytes).map(DeleteOutcome::Done)
-            }
+            Ok(answer) => Self::decode("DELETE", &url, &answer).map(DeleteOutcome::Done),
             Err(e) if e.is_not_found() => Ok(DeleteOutcome::NotFound),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A 2xx answer that passed the product check.
+struct Answered {
+    status: StatusCode,
+    media: &'static str,
+    bytes: Vec<u8>,
+}
+
+impl Answered {
+    /// A 2xx answer that is not what the API documents, described without its body.
+    fn unexpected(&self, method: &str, url: &Url, problem: &str) -> EsError {
+        EsError::UnexpectedResponse {
+            method: method.to_owned(),
+            path: url.path().to_owned(),
+            status: self.status.as_u16(),
+            detail: format!(
+                "a {} body of {} bytes: {problem} (not shown)",
+                self.media,
+                self.bytes.len()
+            ),
+        }
+    }
+}
+
+/// What `X-Elastic-Product` said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Product {
+    Elasticsearch,
+    Missing,
+    Other,
+}
+
+/// The parts of an answer's head the client looks at.
+#[derive(Clone, Debug)]
+struct Head {
+    status: StatusCode,
+    product: Product,
+    media: &'static str,
+    location: Option<String>,
+}
+
+impl Head {
+    fn of(resp: &reqwest::Response) -> Self {
+        let headers = resp.headers();
+        // Elasticsearch adds `X-elastic-product: Elasticsearch` to every REST answer since 7.14
+        // (elastic/elasticsearch#73434, `RestController.dispatchRequest` / `dispatchBadRequest`);
+        // the official clients compare the value exactly (elasticsearch-java
+        // `ElasticsearchTransportBase.checkProductHeader`, elasticsearch-py `BaseClient.perform_request`).
+        let product = match headers.get("x-elastic-product") {
+            None => Product::Missing,
+            Some(v) if v.as_bytes() == b"Elasticsearch" => Product::Elasticsearch,
+            Some(_) => Product::Other,
+        };
+        Head {
+            status: resp.status(),
+            product,
+            media: media_kind(headers.get(CONTENT_TYPE)),
+            location: headers
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        }
+    }
+}
+
+/// Decide what one answer means (pure). 3xx: a redirect, never followed. 2xx: usable only with
+/// the product header (the official clients check 2xx answers only: elasticsearch-py
+/// elastic/elasticsearch-py#1807, elasticsearch-java checks status 200). Anything else is an
+/// error answer, quoted only when it says it is from Elasticsearch.
+fn judge(method: &str, url: &Url, head: Head, bytes: Vec<u8>) -> Result<Answered, EsError> {
+    let status = head.status.as_u16();
+    if head.status.is_redirection() {
+        return Err(EsError::Redirected {
+            method: method.to_owned(),
+            path: url.path().to_owned(),
+            status,
+            target: head
+                .location
+                .as_deref()
+                .and_then(|l| redirect_target(url, l)),
+        });
+    }
+    let from_elasticsearch = head.product == Product::Elasticsearch;
+    if head.status.is_success() {
+        if !from_elasticsearch {
+            return Err(EsError::NotElasticsearch {
+                method: method.to_owned(),
+                path: url.path().to_owned(),
+                status,
+                header: match head.product {
+                    Product::Other => "with an X-Elastic-Product header other than Elasticsearch",
+                    _ => "without the X-Elastic-Product: Elasticsearch header",
+                },
+            });
+        }
+        return Ok(Answered {
+            status: head.status,
+            media: head.media,
+            bytes,
+        });
+    }
+    Err(EsError::Api(ApiError::from_answer(
+        status,
+        head.media,
+        from_elasticsearch,
+        &bytes,
+    )))
+}
+
+/// `host[:port]` a `Location` points to (relative locations resolve against the request URL).
+fn redirect_target(request: &Url, location: &str) -> Option<String> {
+    let target = request.join(location).ok()?;
+    let host = target.host_str()?;
+    let shown = match target.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    Some(clean_text(&shown, 260))
+}
+
+/// A fixed name for an answer's content type: the header's own text is never shown.
+fn media_kind(content_type: Option<&HeaderValue>) -> &'static str {
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        return "untyped";
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    const KNOWN: &[&str] = &[
+        "application/json",
+        "application/vnd.elasticsearch+json",
+        "text/html",
+        "text/plain",
+        "text/xml",
+        "application/xml",
+        "application/octet-stream",
+        "application/yaml",
+        "application/cbor",
+        "application/smile",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| essence.eq_ignore_ascii_case(k))
+        .copied()
+        .unwrap_or("other-typed")
+}
+
+/// What was wrong with a 2xx body, in fixed words (serde's text can quote the body).
+fn json_problem(e: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => "not valid JSON",
+        Category::Data => "JSON without the fields Elasticsearch documents",
+        Category::Io => "unreadable",
     }
 }
 
@@ -1168,7 +1314,7 @@ mod tests {
                         "version": {"number": "9.4.0"}})
                     .to_string();
                     let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-elastic-product: Elasticsearch\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = tls.write_all(resp.as_bytes()).await;
@@ -1196,5 +1342,343 @@ mod tests {
         cfg.request_timeout = Duration::from_secs(5);
         let err = EsClient::new(cfg).unwrap().info().await.unwrap_err();
         assert_eq!(err.class(), ErrorClass::ElasticsearchTlsFailed, "{err}");
+        assert!(
+            err.message().contains("not signed by a trusted CA"),
+            "{} / {:?}",
+            err.message(),
+            err.log_detail()
+        );
+    }
+
+    // ---- the far side of the URL: product check, redirects, no reflection ----
+
+    const MARKER: &str = "hostile-MARKER-7f3a";
+
+    type RawReply = Box<dyn Fn(&Seen) -> (u16, Vec<(&'static str, String)>, Vec<u8>) + Send + Sync>;
+
+    struct RawDouble {
+        seen: Mutex<Vec<Seen>>,
+        reply: RawReply,
+    }
+
+    async fn handle_raw(
+        State(d): State<Arc<RawDouble>>,
+        method: AxMethod,
+        uri: Uri,
+        headers: AxHeaders,
+        body: Bytes,
+    ) -> Response {
+        let seen = Seen {
+            method: method.to_string(),
+            path_and_query: uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            headers,
+            body: body.to_vec(),
+        };
+        let (status, headers, body) = (d.reply)(&seen);
+        d.seen.lock().unwrap().push(seen);
+        let mut resp = Response::builder().status(status);
+        for (k, v) in headers {
+            resp = resp.header(k, v);
+        }
+        resp.body(axum::body::Body::from(body)).unwrap()
+    }
+
+    /// A server answering exactly `reply` (status, headers, body): no header is added.
+    async fn serve_raw(
+        reply: impl Fn(&Seen) -> (u16, Vec<(&'static str, String)>, Vec<u8>) + Send + Sync + 'static,
+    ) -> (Url, Arc<RawDouble>) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let double = Arc::new(RawDouble {
+            seen: Mutex::new(Vec::new()),
+            reply: Box::new(reply),
+        });
+        let app = axum::Router::new()
+            .fallback(handle_raw)
+            .with_state(double.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (Url::parse(&format!("http://{addr}")).unwrap(), double)
+    }
+
+    fn json_headers(product: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut h = vec![("content-type", "application/json".to_owned())];
+        if let Some(p) = product {
+            h.push(("x-elastic-product", p.to_owned()));
+        }
+        h
+    }
+
+    fn root_body() -> Vec<u8> {
+        json!({"name": "n", "cluster_name": "c", "cluster_uuid": "u",
+            "version": {"number": "9.1.0"}, "tagline": "You Know, for Search"})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn assert_no_marker(err: &EsError) {
+        for text in [err.to_string(), err.message(), format!("{err:?}")] {
+            assert!(!text.contains(MARKER), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn success_without_the_product_header_is_not_elasticsearch() {
+        let (url, _d) = serve_raw(|s| match s.path_and_query.as_str() {
+            "/" => (200, json_headers(None), root_body()),
+            "/_inference/completion/other" => (
+                200,
+                json_headers(Some("OpenSearch")),
+                b"{\"endpoints\": []}".to_vec(),
+            ),
+            _ => (200, json_headers(None), b"{\"endpoints\": []}".to_vec()),
+        })
+        .await;
+        let c = client(url, Auth::None);
+        let err = c.info().await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::NotElasticsearch, "{err}");
+        assert!(!err.is_transient());
+        assert!(
+            err.message().contains("without the X-Elastic-Product"),
+            "{}",
+            err.message()
+        );
+        let err = c.get_endpoint(TaskType::Completion, "x").await.unwrap_err();
+        assert_eq!(err.reason(), "NotElasticsearch");
+        let err = c
+            .get_endpoint(TaskType::Completion, "other")
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "NotElasticsearch");
+        assert!(
+            err.message().contains("other than Elasticsearch"),
+            "{}",
+            err.message()
+        );
+        assert!(
+            !err.message().contains("OpenSearch"),
+            "the header's value is not shown"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_not_found_without_the_product_header_is_not_absence() {
+        // A 404 is what makes the operator PUT (with the provider key): only Elasticsearch's counts.
+        let body = json!({"error": {"type": "resource_not_found_exception", "reason": MARKER}, "status": 404});
+        let (url, _d) =
+            serve_raw(move |_| (404, json_headers(None), body.to_string().into_bytes())).await;
+        let c = client(url, Auth::None);
+        let err = c.get_endpoint(TaskType::Completion, "x").await.unwrap_err();
+        assert_eq!(err.reason(), "UnexpectedResponse", "{err}");
+        assert_no_marker(&err);
+        let err = c
+            .delete_endpoint(TaskType::Completion, "x", DeleteOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "UnexpectedResponse", "{err}");
+    }
+
+    #[tokio::test]
+    async fn redirects_are_reported_with_their_target_and_not_followed() {
+        let (url, d) = serve_raw(|s| match s.path_and_query.as_str() {
+            "/" => (
+                302,
+                vec![("location", "http://elsewhere.example:9300/steal".to_owned())],
+                Vec::new(),
+            ),
+            "/_inference/completion/rel" => {
+                (307, vec![("location", "/other".to_owned())], Vec::new())
+            }
+            "/_inference/completion/none" => (308, Vec::new(), Vec::new()),
+            _ => (
+                200,
+                json_headers(Some("Elasticsearch")),
+                b"{\"endpoints\": []}".to_vec(),
+            ),
+        })
+        .await;
+        let c = client(url.clone(), Auth::None);
+        let err = c.info().await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::ElasticsearchRedirected, "{err}");
+        assert!(!err.is_transient());
+        assert!(err.message().contains("HTTP 302"), "{}", err.message());
+        assert!(
+            err.message().contains("elsewhere.example:9300"),
+            "{}",
+            err.message()
+        );
+        assert!(!err.message().contains("/steal"), "{}", err.message());
+        let err = c
+            .get_endpoint(TaskType::Completion, "rel")
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "ElasticsearchRedirected");
+        assert!(
+            err.message().contains(url.host_str().unwrap()),
+            "{}",
+            err.message()
+        );
+        let err = c
+            .get_endpoint(TaskType::Completion, "none")
+            .await
+            .unwrap_err();
+        assert!(
+            err.message().contains("no valid location"),
+            "{}",
+            err.message()
+        );
+        let paths: Vec<_> = d
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.path_and_query.clone())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/",
+                "/_inference/completion/rel",
+                "/_inference/completion/none"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_that_are_not_elasticsearch_errors_are_described_not_quoted() {
+        let html = format!("<html><body>{MARKER}</body></html>").into_bytes();
+        let (url, _d) = serve_raw(move |s| {
+            let es = Some("Elasticsearch");
+            match s.path_and_query.as_str() {
+                "/" => (
+                    200,
+                    json_headers(es),
+                    json!({"version": {"number": MARKER}})
+                        .to_string()
+                        .into_bytes(),
+                ),
+                "/_inference/completion/html" => (
+                    502,
+                    vec![("content-type", "text/html; charset=utf-8".into())],
+                    html.clone(),
+                ),
+                "/_inference/completion/typed" => (
+                    500,
+                    vec![("content-type", format!("text/{MARKER}"))],
+                    html.clone(),
+                ),
+                "/_inference/completion/garbage" => {
+                    (200, json_headers(es), format!("{{{MARKER}").into_bytes())
+                }
+                "/_inference/completion/shape" => (
+                    200,
+                    json_headers(es),
+                    json!({"endpoints": MARKER}).to_string().into_bytes(),
+                ),
+                "/_inference/completion/es-html" => (
+                    503,
+                    vec![
+                        ("content-type", "text/html".into()),
+                        ("x-elastic-product", "Elasticsearch".into()),
+                    ],
+                    html.clone(),
+                ),
+                _ => (
+                    400,
+                    json_headers(None),
+                    json!({"error": {"type": "x", "reason": MARKER}})
+                        .to_string()
+                        .into_bytes(),
+                ),
+            }
+        })
+        .await;
+        let c = client(url, Auth::None);
+        let err = c.info().await.unwrap_err();
+        assert_eq!(err.reason(), "UnexpectedResponse");
+        assert_no_marker(&err);
+        let t = TaskType::Completion;
+        let err = c.get_endpoint(t, "html").await.unwrap_err();
+        assert_eq!(
+            (err.reason(), err.is_transient()),
+            ("ElasticsearchUnavailable", true)
+        );
+        assert_no_marker(&err);
+        let m = err.message();
+        assert!(
+            m.contains("HTTP 502")
+                && m.contains("text/html")
+                && m.contains(&format!("{} bytes", 26 + MARKER.len())),
+            "{m}"
+        );
+        assert!(m.contains("without the X-Elastic-Product header"), "{m}");
+        let err = c.get_endpoint(t, "typed").await.unwrap_err();
+        assert_no_marker(&err);
+        assert!(err.message().contains("other-typed"), "{}", err.message());
+        for (id, problem) in [
+            ("garbage", "not valid JSON"),
+            ("shape", "without the fields"),
+        ] {
+            let err = c.get_endpoint(t, id).await.unwrap_err();
+            assert_eq!(err.reason(), "UnexpectedResponse", "{err}");
+            assert!(err.message().contains(problem), "{}", err.message());
+            assert_no_marker(&err);
+        }
+        let err = c.get_endpoint(t, "es-html").await.unwrap_err();
+        assert!(
+            err.message().contains("not an error envelope"),
+            "{}",
+            err.message()
+        );
+        assert_no_marker(&err);
+        // A JSON error envelope without the product header is not quoted either.
+        let err = c.get_endpoint(t, "envelope").await.unwrap_err();
+        assert_eq!(err.reason(), "InvalidSettings");
+        assert_no_marker(&err);
+    }
+
+    #[tokio::test]
+    async fn elasticsearch_reasons_are_quoted_without_control_characters() {
+        let reason = format!("bad \u{1b}[31mred\u{1b}[0m\r\nsecond line\t{MARKER}\u{202e}txt");
+        let body = json!({"error": {"root_cause": [{"type": "x", "reason": reason}], "type": "status_exception\n", "reason": reason,
+            "caused_by": {"type": "y", "reason": format!("inner\n{MARKER}")}}, "status": 400});
+        let (url, _d) = serve_raw(move |_| {
+            (
+                400,
+                json_headers(Some("Elasticsearch")),
+                body.to_string().into_bytes(),
+            )
+        })
+        .await;
+        let c = client(url, Auth::None);
+        let err = c.get_endpoint(TaskType::Completion, "x").await.unwrap_err();
+        for text in [err.message(), err.to_string()] {
+            assert!(
+                text.contains(MARKER),
+                "Elasticsearch's own reason is quoted: {text}"
+            );
+            assert!(
+                !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{text:?}"
+            );
+        }
+        assert!(
+            err.message()
+                .starts_with(&format!("bad [31mred [0m second line {MARKER} txt")),
+            "{}",
+            err.message()
+        );
+        assert!(
+            err.message()
+                .contains(&format!("Caused by: inner {MARKER}")),
+            "{}",
+            err.message()
+        );
+        assert_eq!(err.api().unwrap().kind(), "status_exception");
     }
 }

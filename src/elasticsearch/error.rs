@@ -7,6 +7,13 @@
 //! Secret hygiene: nothing here ever holds a request body or an auth header. URLs in transport
 //! errors have their userinfo stripped, and [`EsError::scrub`] removes a known secret value from
 //! any text Elasticsearch echoed back.
+//!
+//! No reflection (docs/security.md, "What comes back from the far side"): the only text from the
+//! far side of the URL that ever reaches a message is Elasticsearch's own error envelope (`type`
+//! and `reason` of an answer that carried `X-Elastic-Product: Elasticsearch`), with control and
+//! bidirectional-override characters removed and each text bounded. Every other answer is
+//! described (status, kind of content type, size), never quoted; connection failures say
+//! "unreachable" without telling refused, timed out and unresolved apart.
 
 use std::fmt;
 use std::time::Duration;
@@ -14,10 +21,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-/// Longest status-condition message produced by [`EsError::message`].
-const MAX_MESSAGE_CHARS: usize = 1024;
-/// Longest excerpt of a non-JSON error body kept for diagnostics.
-const MAX_RAW_BODY_CHARS: usize = 200;
+/// Longest message, in bytes, the operator puts in a condition or an Event: Kubernetes rejects an
+/// Event whose `note` is longer than 1024 bytes (`NoteLengthLimit`,
+/// kubernetes `pkg/apis/core/validation/events.go`). [`truncate_message`] enforces it.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// Longest `type` or `reason` kept from one node of an error envelope (characters).
+const MAX_QUOTED_CHARS: usize = 1024;
 /// Top-level reason of a failed provider validation call (PUT, and update on 9.4+), reference §4.2.
 const VALIDATION_WRAPPER_MARKER: &str = "validation call to service";
 const REDACTED: &str = "[REDACTED]";
@@ -64,6 +73,35 @@ impl ErrorCause {
         out
     }
 
+    /// Remove control characters and bound every `type` and `reason` (they reach
+    /// `kubectl get`/`describe`, Events and logs). Root causes past the first few are dropped.
+    fn clean(&mut self) {
+        const MAX_ROOT_CAUSES: usize = 8;
+        const MAX_DEPTH: usize = 16;
+        let mut node = Some(self);
+        let mut depth = 0;
+        while let Some(n) = node {
+            n.kind = clean_text(&n.kind, MAX_QUOTED_CHARS);
+            if let Some(r) = n.reason.as_mut() {
+                *r = clean_text(r, MAX_QUOTED_CHARS);
+            }
+            n.root_cause.truncate(MAX_ROOT_CAUSES);
+            for c in &mut n.root_cause {
+                c.caused_by = None;
+                c.root_cause.clear();
+                c.kind = clean_text(&c.kind, MAX_QUOTED_CHARS);
+                if let Some(r) = c.reason.as_mut() {
+                    *r = clean_text(r, MAX_QUOTED_CHARS);
+                }
+            }
+            depth += 1;
+            if depth >= MAX_DEPTH {
+                n.caused_by = None;
+            }
+            node = n.caused_by.as_deref_mut();
+        }
+    }
+
     fn scrub(&mut self, secret: &str) {
         if let Some(r) = self.reason.as_mut() {
             if r.contains(secret) {
@@ -79,13 +117,43 @@ impl ErrorCause {
     }
 }
 
-/// An error answer from Elasticsearch (any non-2xx status).
+/// An error answer (any non-2xx, non-3xx status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// HTTP status.
     pub status: u16,
-    /// The `error` object (for a string `error` or a non-JSON body: `kind` empty, `reason` the text).
+    /// The `error` object of Elasticsearch's envelope, cleaned (for a string `error`: `kind`
+    /// empty, `reason` the text). Empty when the answer was not Elasticsearch's envelope.
     pub error: ErrorCause,
+    /// What the answer was, when it is not quoted (not an envelope, or not from Elasticsearch).
+    pub described: Option<Described>,
+}
+
+/// An answer that is not quoted: what it looked like, without its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Described {
+    /// Whether it carried `X-Elastic-Product: Elasticsearch`.
+    pub from_elasticsearch: bool,
+    /// The kind of its `Content-Type` (a fixed word, never the header's own text).
+    pub media: &'static str,
+    /// Body size in bytes (as read, at most the client's limit).
+    pub bytes: usize,
+}
+
+impl fmt::Display for Described {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.from_elasticsearch {
+            f.write_str("without the X-Elastic-Product header, so not as Elasticsearch: ")?;
+        }
+        if self.bytes == 0 {
+            return f.write_str("an empty body");
+        }
+        write!(f, "a {} body of {} bytes", self.media, self.bytes)?;
+        if self.from_elasticsearch {
+            f.write_str(" that is not an error envelope")?;
+        }
+        f.write_str(" (not shown)")
+    }
 }
 
 #[derive(Deserialize)]
@@ -101,24 +169,52 @@ enum EnvelopeError {
 }
 
 impl ApiError {
-    /// Parse an error answer. Never fails: an unparseable body becomes a short, sanitised excerpt.
+    /// Parse an error answer that carried the product header and a JSON content type.
     pub fn from_response(status: u16, body: &[u8]) -> Self {
-        let error = match serde_json::from_slice::<Envelope>(body) {
-            Ok(Envelope {
-                error: Some(EnvelopeError::Object(e)),
-            }) => e,
-            Ok(Envelope {
-                error: Some(EnvelopeError::Text(t)),
-            }) => ErrorCause {
-                reason: Some(t),
-                ..ErrorCause::default()
-            },
-            _ => ErrorCause {
-                reason: raw_excerpt(body),
-                ..ErrorCause::default()
-            },
+        Self::from_answer(status, "application/json", true, body)
+    }
+
+    /// Parse an error answer. Never fails. Elasticsearch's envelope is kept (cleaned, bounded)
+    /// only when the answer says it is from Elasticsearch; anything else is only described.
+    pub fn from_answer(
+        status: u16,
+        media: &'static str,
+        from_elasticsearch: bool,
+        body: &[u8],
+    ) -> Self {
+        let envelope = if from_elasticsearch {
+            serde_json::from_slice::<Envelope>(body)
+                .ok()
+                .and_then(|e| e.error)
+        } else {
+            None
         };
-        Self { status, error }
+        let (error, described) = match envelope {
+            Some(EnvelopeError::Object(mut e)) => {
+                e.clean();
+                (e, None)
+            }
+            Some(EnvelopeError::Text(t)) => {
+                let cause = ErrorCause {
+                    reason: Some(clean_text(&t, MAX_QUOTED_CHARS)),
+                    ..ErrorCause::default()
+                };
+                (cause, None)
+            }
+            None => {
+                let described = Described {
+                    from_elasticsearch,
+                    media,
+                    bytes: body.len(),
+                };
+                (ErrorCause::default(), Some(described))
+            }
+        };
+        Self {
+            status,
+            error,
+            described,
+        }
     }
 
     /// The top-level `type`.
@@ -170,6 +266,7 @@ impl ApiError {
             500..=599 if kind == "timeout_exception" => ErrorClass::ElasticsearchTimeout,
             500..=599 => ErrorClass::ElasticsearchUnavailable,
             _ if kind == "resource_already_exists_exception" => ErrorClass::AlreadyExists,
+            400 if is_referenced_id_refusal(reason) => ErrorClass::InferenceIdReferenced,
             _ if mismatched_task_type_text(reason) => ErrorClass::TaskTypeMismatch,
             _ if is_unsupported_text(reason) => ErrorClass::UnsupportedByElasticsearch,
             _ if kind == "timeout_exception" => ErrorClass::ElasticsearchTimeout,
@@ -191,6 +288,13 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.described {
+            return match (d.from_elasticsearch, d.bytes) {
+                (true, 0) => write!(f, "{}", self.status_text()),
+                (true, _) => write!(f, "{} with {d}", self.status_text()),
+                (false, _) => write!(f, "{} {d}", self.status_text()),
+            };
+        }
         write!(f, "Elasticsearch returned HTTP {}", self.status)?;
         if !self.error.kind.is_empty() {
             write!(f, " {}", self.error.kind)?;
@@ -205,15 +309,59 @@ impl fmt::Display for ApiError {
     }
 }
 
-fn raw_excerpt(body: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_RAW_BODY_CHARS)
-        .collect();
-    let cleaned = cleaned.trim();
-    (!cleaned.is_empty()).then(|| cleaned.to_owned())
+impl ApiError {
+    /// "Elasticsearch returned HTTP n", or "HTTP n" when the answer did not say it is Elasticsearch.
+    fn status_text(&self) -> String {
+        match self.described {
+            Some(d) if !d.from_elasticsearch => format!("the server answered HTTP {}", self.status),
+            _ => format!("Elasticsearch returned HTTP {}", self.status),
+        }
+    }
+}
+
+/// `text` without control characters (C0, DEL, C1: ESC sequences, newlines) and without the
+/// invisible formatting characters that reorder or hide text in a terminal (bidirectional
+/// overrides and isolates, zero-width characters, BOM); each run of them and of whitespace
+/// becomes one space. At most `max_chars` characters are kept (then `…`).
+pub fn clean_text(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars * 4));
+    let mut kept = 0;
+    let mut pending_space = false;
+    for c in text.chars() {
+        if c.is_control() || c.is_whitespace() || is_invisible_format(c) {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if kept == max_chars {
+            out.push('…');
+            return out;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+        }
+        out.push(c);
+        kept += 1;
+    }
+    out
+}
+
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// The one message bound of the operator: at most [`MAX_MESSAGE_BYTES`] bytes, cut on a
+/// character boundary and ended with `…` when cut. Used for Elasticsearch messages, condition
+/// messages and Event notes alike.
+pub fn truncate_message(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.to_owned();
+    }
+    let mut end = MAX_MESSAGE_BYTES - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
 }
 
 fn is_license_error(e: &ErrorCause) -> bool {
@@ -233,6 +381,14 @@ fn is_unsupported_text(reason: &str) -> bool {
         || reason.contains("no handler found for uri")
         || reason.contains("service does not support task type")
         || reason.starts_with("Unknown service [")
+}
+
+/// CREATE refused because pipelines or `semantic_text` fields of non-empty indices still use the
+/// id (elastic/elasticsearch PR #137055; 8.19.7, 9.1.7, 9.2.1, 9.3.0). Keyed on the parts of the
+/// sentence that name what holds the id [I: the full wording was not found in the sources read].
+fn is_referenced_id_refusal(reason: &str) -> bool {
+    reason.contains("could not be created")
+        && (reason.contains("pipelines") || reason.contains("indices"))
 }
 
 /// Parse the provider status from `... status [401]` (last occurrence).
@@ -257,6 +413,14 @@ fn classify_provider_failure(top: &ErrorCause) -> ErrorClass {
     let has = |needle: &str| texts.iter().any(|t| t.contains(needle));
     let status = texts.iter().find_map(|t| parse_provider_status(t));
 
+    // A host that does not resolve (mistyped resource name): `RetryingHttpSender` answers
+    // `Invalid host [<uri>], please check that the URL is correct.` (400, not retried); older
+    // versions surface the JDK's `UnknownHostException` itself.
+    if has("Invalid host [") || causes.iter().any(|c| c.kind == "unknown_host_exception") {
+        return ErrorClass::AzureUnknownHost;
+    }
+    // 401 and 403 both need a change by the user: another key or token, a role assignment
+    // or the resource's network rules. ES relays 403 as `... status [403]`.
     if has("authentication error status code") || matches!(status, Some(401 | 403)) {
         ErrorClass::AzureRejectedCredentials
     } else if has("Resource not found at") || status == Some(404) {
@@ -286,15 +450,35 @@ fn is_network_failure(c: &ErrorCause) -> bool {
         "connection_closed_exception",
         "i_o_exception",
     ];
-    KINDS.contains(&c.kind.as_str())
-        || c.reason_str().contains("Connection refused")
-        || c.reason_str().contains("UnknownHost")
+    KINDS.contains(&c.kind.as_str()) || c.reason_str().contains("Connection refused")
+}
+
+impl ApiError {
+    /// For [`ErrorClass::AzureUnknownHost`]: the host Elasticsearch could not resolve, from
+    /// `Invalid host [https://host/...]` or the `unknown_host_exception` reason.
+    pub fn unknown_host(&self) -> Option<String> {
+        let causes = self.error.descendants();
+        let from_invalid = causes.iter().find_map(|c| {
+            let r = c.reason_str();
+            let start = r.find("Invalid host [")? + "Invalid host [".len();
+            let uri = &r[start..start + r[start..].find(']')?];
+            let host = uri.split("://").nth(1).unwrap_or(uri);
+            Some(host.split(['/', '?']).next().unwrap_or(host).to_owned())
+        });
+        from_invalid.or_else(|| {
+            causes
+                .iter()
+                .find(|c| c.kind == "unknown_host_exception")
+                .map(|c| c.reason_str().to_owned())
+        })
+    }
 }
 
 /// The category of an [`EsError`]: a stable condition reason and whether to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
-    /// Connection refused, DNS failure, reset before an answer. Transient.
+    /// No HTTP answer: refused, connect timeout, DNS failure, reset, not HTTP (one message for
+    /// all, see [`EsError::Connect`]). Transient.
     ElasticsearchUnreachable,
     /// No answer within the client timeout, HTTP 504, or an ES `timeout_exception`. Transient;
     /// after a timed-out PUT the endpoint may exist: GET before retrying.
@@ -321,8 +505,16 @@ pub enum ErrorClass {
     AzureUnavailable,
     /// The validation call timed out. Transient.
     AzureTimeout,
-    /// Elasticsearch could not reach the provider (DNS, connect). Transient.
+    /// Elasticsearch could not reach the provider (connect refused, reset). Transient.
     AzureUnreachable,
+    /// The provider's host does not resolve (a mistyped `resourceName`). Permanent for backoff,
+    /// reported as `InvalidSettings`, but re-checked at the periodic interval: a DNS blip at
+    /// create time must not stick.
+    AzureUnknownHost,
+    /// CREATE refused: ingest pipelines or `semantic_text` fields of non-empty indices still
+    /// reference the id. Permanent for backoff, re-checked at the periodic interval (freeing
+    /// the id is nothing the operator can watch).
+    InferenceIdReferenced,
     /// Any other failed validation call (e.g. provider 400). Permanent.
     AzureValidationFailed,
     /// 400 validation/parse/status errors: the settings are wrong. Permanent.
@@ -345,6 +537,11 @@ pub enum ErrorClass {
     InvalidConnectionConfig,
     /// Any other 4xx. Permanent.
     ElasticsearchError,
+    /// A successful answer without `X-Elastic-Product: Elasticsearch`: whatever answers at the
+    /// URL is not Elasticsearch, and is sent nothing more. Permanent.
+    NotElasticsearch,
+    /// The server answered with a redirect (3xx). Redirects are never followed. Permanent.
+    ElasticsearchRedirected,
 }
 
 impl ErrorClass {
@@ -365,6 +562,8 @@ impl ErrorClass {
             ErrorClass::AzureUnavailable => "AzureUnavailable",
             ErrorClass::AzureTimeout => "AzureTimeout",
             ErrorClass::AzureUnreachable => "AzureUnreachable",
+            ErrorClass::AzureUnknownHost => "InvalidSettings",
+            ErrorClass::InferenceIdReferenced => "InferenceIdReferenced",
             ErrorClass::AzureValidationFailed => "AzureValidationFailed",
             ErrorClass::InvalidSettings => "InvalidSettings",
             ErrorClass::UnsupportedByElasticsearch => "UnsupportedByElasticsearch",
@@ -375,7 +574,18 @@ impl ErrorClass {
             ErrorClass::UnexpectedResponse => "UnexpectedResponse",
             ErrorClass::InvalidConnectionConfig => "InvalidConnectionConfig",
             ErrorClass::ElasticsearchError => "ElasticsearchError",
+            ErrorClass::NotElasticsearch => "NotElasticsearch",
+            ErrorClass::ElasticsearchRedirected => "ElasticsearchRedirected",
         }
+    }
+
+    /// Permanent failures whose cause can go away without any change the operator sees: wait for
+    /// the periodic re-check instead of a change of the object or its Secrets.
+    pub const fn rechecks_periodically(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::AzureUnknownHost | ErrorClass::InferenceIdReferenced
+        )
     }
 
     /// Whether retrying the same request later can succeed without a spec/Secret change.
@@ -404,39 +614,62 @@ impl fmt::Display for ErrorClass {
     }
 }
 
+/// The one text of every connection failure (see [`EsError::Connect`]).
+const UNREACHABLE: &str =
+    "no answer (connection refused, timed out or closed, or the host name did not resolve)";
+
 /// An error of the Elasticsearch client.
 #[derive(Debug, thiserror::Error)]
 pub enum EsError {
     /// The connection settings are unusable.
     #[error("invalid Elasticsearch connection settings: {0}")]
     Config(String),
-    /// Could not connect (refused, DNS, reset).
-    #[error("cannot connect to Elasticsearch at {url}: {detail}")]
+    /// No HTTP answer: refused, DNS failure, connect timeout, reset, or bytes that are not HTTP.
+    /// One text for all of them, so that the status cannot be used to tell a closed port from a
+    /// filtered one or a non-HTTP service; `detail` is for the operator's debug log only.
+    #[error("Elasticsearch at {url} is unreachable: {UNREACHABLE}")]
     Connect { url: String, detail: String },
-    /// TLS handshake or certificate verification failed.
-    #[error("TLS failure talking to Elasticsearch at {url}: {detail}")]
-    Tls { url: String, detail: String },
-    /// No answer within the client-side timeout.
+    /// TLS handshake or certificate verification failed; `problem` is a fixed phrase, `detail`
+    /// (which may name the certificate's hosts) is for the operator's debug log only.
+    #[error("TLS with Elasticsearch at {url} failed: {problem}")]
+    Tls {
+        url: String,
+        problem: &'static str,
+        detail: String,
+    },
+    /// No answer within the client-side timeout, after the connection was made.
     #[error("Elasticsearch did not answer {method} {path} within {}s", .timeout.as_secs_f64())]
     Timeout {
         method: String,
         path: String,
         timeout: Duration,
     },
-    /// Any other transport failure (body read, protocol error).
-    #[error("transport error on {method} {path}: {detail}")]
-    Transport {
-        method: String,
-        path: String,
-        detail: String,
-    },
-    /// A 2xx answer that does not have the documented shape.
+    /// A 2xx answer that does not have the documented shape (`detail` describes it, never
+    /// quotes it).
     #[error("unexpected answer to {method} {path} (HTTP {status}): {detail}")]
     UnexpectedResponse {
         method: String,
         path: String,
         status: u16,
         detail: String,
+    },
+    /// A successful answer without `X-Elastic-Product: Elasticsearch`.
+    #[error("{method} {path} answered HTTP {status} {header}: the server is not Elasticsearch (Elasticsearch 7.14 and later send it on every answer), so the operator sends it nothing more; check spec.elasticsearch.url, and that no proxy in between drops the header")]
+    NotElasticsearch {
+        method: String,
+        path: String,
+        status: u16,
+        /// Fixed phrase: missing, or another value (never the value itself).
+        header: &'static str,
+    },
+    /// A 3xx answer; redirects are never followed.
+    #[error("Elasticsearch answered {method} {path} with a redirect (HTTP {status}) to {}; the operator does not follow redirects: set spec.elasticsearch.url to the address that serves Elasticsearch", .target.as_deref().unwrap_or("no valid location"))]
+    Redirected {
+        method: String,
+        path: String,
+        status: u16,
+        /// `host[:port]` of the `Location`, when it is a valid URL.
+        target: Option<String>,
     },
     /// Elasticsearch answered with an error.
     #[error("{0}")]
@@ -448,12 +681,12 @@ impl EsError {
     pub fn class(&self) -> ErrorClass {
         match self {
             EsError::Config(_) => ErrorClass::InvalidConnectionConfig,
-            EsError::Connect { .. } | EsError::Transport { .. } => {
-                ErrorClass::ElasticsearchUnreachable
-            }
+            EsError::Connect { .. } => ErrorClass::ElasticsearchUnreachable,
             EsError::Tls { .. } => ErrorClass::ElasticsearchTlsFailed,
             EsError::Timeout { .. } => ErrorClass::ElasticsearchTimeout,
             EsError::UnexpectedResponse { .. } => ErrorClass::UnexpectedResponse,
+            EsError::NotElasticsearch { .. } => ErrorClass::NotElasticsearch,
+            EsError::Redirected { .. } => ErrorClass::ElasticsearchRedirected,
             EsError::Api(e) => e.classify(),
         }
     }
@@ -492,13 +725,15 @@ impl EsError {
     }
 
     /// Human message for a status condition: Elasticsearch's reason, plus the innermost cause's
-    /// reason when wrapped. Never includes request bodies or credentials.
+    /// reason when wrapped (both cleaned when parsed); a description for anything that is not
+    /// Elasticsearch's envelope. Never includes request bodies, credentials, or the body of an
+    /// answer that is not Elasticsearch's error. At most [`MAX_MESSAGE_BYTES`].
     pub fn message(&self) -> String {
         let text = match self {
-            EsError::Api(e) => {
+            EsError::Api(e) if e.described.is_none() => {
                 let mut m = String::from(e.reason());
                 if m.is_empty() {
-                    m = format!("Elasticsearch returned HTTP {}", e.status);
+                    m = e.status_text();
                     if !e.kind().is_empty() {
                         m.push(' ');
                         m.push_str(e.kind());
@@ -512,7 +747,16 @@ impl EsError {
             }
             other => other.to_string(),
         };
-        truncate_chars(text, MAX_MESSAGE_CHARS)
+        truncate_message(&text)
+    }
+
+    /// What the operator's debug log may add to [`EsError::message`] (transport error chains;
+    /// never a body). Not for status or Events.
+    pub fn log_detail(&self) -> Option<&str> {
+        match self {
+            EsError::Connect { detail, .. } | EsError::Tls { detail, .. } => Some(detail),
+            _ => None,
+        }
     }
 
     /// Replace every occurrence of `secret` in texts Elasticsearch echoed back.
@@ -525,13 +769,14 @@ impl EsError {
             EsError::Config(d)
             | EsError::Connect { detail: d, .. }
             | EsError::Tls { detail: d, .. }
-            | EsError::Transport { detail: d, .. }
             | EsError::UnexpectedResponse { detail: d, .. } => {
                 if d.contains(secret) {
                     *d = d.replace(secret, REDACTED);
                 }
             }
-            EsError::Timeout { .. } => {}
+            EsError::Timeout { .. }
+            | EsError::NotElasticsearch { .. }
+            | EsError::Redirected { .. } => {}
         }
         self
     }
@@ -546,28 +791,26 @@ impl EsError {
         let err = err.without_url();
         let path = url.path().to_owned();
         let detail = error_chain_text(&err);
-        if err.is_timeout() {
+        if let Some(problem) = tls_problem(&err) {
+            EsError::Tls {
+                url: redact_url(url),
+                problem,
+                detail,
+            }
+        } else if err.is_builder() {
+            EsError::Config(detail)
+        } else if err.is_timeout() && !err.is_connect() {
+            // The connection was made and the answer did not come in time. A connect timeout is
+            // reported like a refused connection (below): telling them apart would let the status
+            // tell a filtered port from a closed one.
             EsError::Timeout {
                 method: method.to_owned(),
                 path,
                 timeout,
             }
-        } else if is_tls_failure(&err) {
-            EsError::Tls {
-                url: redact_url(url),
-                detail,
-            }
-        } else if err.is_builder() {
-            EsError::Config(detail)
-        } else if err.is_connect() {
+        } else {
             EsError::Connect {
                 url: redact_url(url),
-                detail,
-            }
-        } else {
-            EsError::Transport {
-                method: method.to_owned(),
-                path,
                 detail,
             }
         }
@@ -597,37 +840,46 @@ fn error_chain_text(err: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if e.downcast_ref::<rustls::Error>().is_some() {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                return true;
+/// A fixed phrase for a TLS failure, or `None` when `err` is not one. The phrase never carries
+/// text from the certificate (its names go to the debug log only, with the error chain).
+fn tls_problem(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let chain = || std::iter::successors(Some(err), |e| e.source());
+    let rustls_error = chain().find_map(|e| {
+        // hyper-rustls wraps tokio-rustls's io::Error (which wraps the rustls error) in another
+        // io::Error, and io::Error::source skips the wrapped error: unwrap them by hand.
+        let mut cur: &(dyn std::error::Error + 'static) = e;
+        loop {
+            if let Some(r) = cur.downcast_ref::<rustls::Error>() {
+                return Some(r);
             }
+            cur = cur.downcast_ref::<std::io::Error>()?.get_ref()?;
         }
-        let s = e.to_string().to_ascii_lowercase();
-        if s.contains("certificate") || s.contains("tls handshake") || s.contains("invalid peer") {
-            return true;
-        }
-        cur = e.source();
+    });
+    if let Some(r) = rustls_error {
+        return Some(tls_phrase(r));
     }
-    false
+    chain()
+        .any(|e| {
+            let s = e.to_string().to_ascii_lowercase();
+            s.contains("certificate") || s.contains("tls handshake") || s.contains("invalid peer")
+        })
+        .then_some("the TLS handshake failed")
 }
 
-fn truncate_chars(s: String, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((idx, _)) => {
-            let mut t = s[..idx].to_owned();
-            t.push('…');
-            t
+fn tls_phrase(e: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            "the server's certificate is not signed by a trusted CA (check caSecretRef)"
         }
-        None => s,
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => "the server's certificate is not valid for the host name in the URL",
+        rustls::Error::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+        ) => "the server's certificate is expired or not yet valid",
+        rustls::Error::InvalidCertificate(_) => "the server's certificate was rejected",
+        _ => "the TLS handshake failed (is the server speaking TLS?)",
     }
 }
 
@@ -715,7 +967,8 @@ mod tests {
         // Non-JSON body from a proxy.
         let e = EsError::Api(ApiError::from_response(502, b"<html>\nBad gateway</html>"));
         assert_class(&e, ErrorClass::ElasticsearchUnavailable, true);
-        assert!(e.message().contains("Bad gateway"));
+        assert!(!e.message().contains("Bad gateway"), "{}", e.message());
+        assert!(e.message().contains("HTTP 502"), "{}", e.message());
         // Empty body.
         let e = EsError::Api(ApiError::from_response(503, b""));
         assert_class(&e, ErrorClass::ElasticsearchUnavailable, true);
@@ -794,6 +1047,8 @@ mod tests {
             ("status_exception", "The retrieved embeddings size [1536] does not match the size specified in the settings [256]. Please recreate the [my-id] configuration with the correct dimensions"),
             ("validation_exception", "Validation Failed: 1: [secret_settings] must have either the [api_key] or the [entra_id] key set;"),
             ("validation_exception", "Validation Failed: 1: [secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];"),
+            // 9.4+ names the map the user wrote.
+            ("validation_exception", "Validation Failed: 1: [service_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set;"),
             ("illegal_argument_exception", "Can't generate Chunker without ChunkingStrategy provided"),
         ];
         for (kind, reason) in rows {
@@ -954,8 +1209,57 @@ mod tests {
                 "status": 400}),
         );
         assert_class(&e, ErrorClass::AzureTimeout, true);
-        let e = wrapped("unknown_host_exception", "nope.openai.azure.com");
+        let e = wrapped("connect_exception", "Connection refused");
         assert_class(&e, ErrorClass::AzureUnreachable, true);
+    }
+
+    #[test]
+    fn unknown_azure_host_is_permanent_invalid_settings_rechecked() {
+        // RetryingHttpSender's 400 inside the validation wrapper.
+        let e = api(
+            400,
+            json!({"error": {"root_cause": [{"type": "status_exception",
+                "reason": "Invalid host [https://typo.openai.azure.com/openai/deployments/d/embeddings?api-version=v], please check that the URL is correct."}],
+                "type": "status_exception", "reason": WRAPPER,
+                "caused_by": {"type": "status_exception",
+                    "reason": "Invalid host [https://typo.openai.azure.com/openai/deployments/d/embeddings?api-version=v], please check that the URL is correct.",
+                    "caused_by": {"type": "unknown_host_exception", "reason": "typo.openai.azure.com"}}},
+                "status": 400}),
+        );
+        assert_class(&e, ErrorClass::AzureUnknownHost, false);
+        assert_eq!(e.reason(), "InvalidSettings");
+        assert!(e.class().rechecks_periodically());
+        assert_eq!(
+            e.api().unwrap().unknown_host().as_deref(),
+            Some("typo.openai.azure.com")
+        );
+        // Older versions: the JDK exception itself.
+        let e = wrapped("unknown_host_exception", "nope.openai.azure.com");
+        assert_class(&e, ErrorClass::AzureUnknownHost, false);
+        assert_eq!(
+            e.api().unwrap().unknown_host().as_deref(),
+            Some("nope.openai.azure.com")
+        );
+        assert!(!ErrorClass::InvalidSettings.rechecks_periodically());
+    }
+
+    #[test]
+    fn azure_403_is_permanent() {
+        let e = wrapped("status_exception", "Received a permission denied error status code for request from inference entity id [x] status [403]. Error message: [Access denied due to Virtual Network/Firewall rules.]");
+        assert_class(&e, ErrorClass::AzureRejectedCredentials, false);
+        let e = wrapped(
+            "status_exception",
+            "Received an unsuccessful status code for request from inference entity id [x] status [403]",
+        );
+        assert_class(&e, ErrorClass::AzureRejectedCredentials, false);
+    }
+
+    #[test]
+    fn create_refused_for_a_referenced_id_is_rechecked() {
+        let e = simple(400, "status_exception", "Inference endpoint [emb] could not be created because the inference_id is already referenced by pipelines: [p1] and used in the mappings of non-empty indices: [docs]. Please either use a different inference_id or update the index mappings and pipelines to refer to a new inference_id.");
+        assert_class(&e, ErrorClass::InferenceIdReferenced, false);
+        assert!(e.class().rechecks_periodically());
+        assert!(e.message().contains("[p1]") && e.message().contains("[docs]"));
     }
 
     #[test]
@@ -1027,6 +1331,78 @@ mod tests {
     fn message_is_truncated() {
         let long = "x".repeat(5000);
         let e = simple(400, "status_exception", &long);
-        assert_eq!(e.message().chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert_eq!(e.message().len(), MAX_MESSAGE_BYTES);
+        assert!(e.message().ends_with('…'));
+    }
+
+    // ---- what comes back from the far side: quoted, described, or one fixed text ----
+
+    #[test]
+    fn clean_text_strips_controls_and_invisible_formatting() {
+        let raw = "a\u{1b}[2J\u{1b}]0;title\u{7}b\r\n\tc\u{85}d\u{202e}e\u{200b}f\u{feff}  g ";
+        assert_eq!(clean_text(raw, 100), "a [2J ]0;title b c d e f g");
+        assert_eq!(clean_text("\n\nlead", 100), "lead");
+        assert_eq!(clean_text("éééé", 2), "éé…");
+        assert_eq!(clean_text("", 5), "");
+    }
+
+    #[test]
+    fn one_truncation_bound_in_bytes() {
+        assert_eq!(truncate_message("short"), "short");
+        let exact = "a".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(truncate_message(&exact), exact);
+        let cut = truncate_message(&"€".repeat(MAX_MESSAGE_BYTES));
+        assert!(
+            cut.len() <= MAX_MESSAGE_BYTES && cut.ends_with('…'),
+            "{}",
+            cut.len()
+        );
+    }
+
+    #[test]
+    fn envelopes_are_quoted_only_from_elasticsearch() {
+        let body = br#"{"error": {"type": "status_exception", "reason": "secret-looking text"}, "status": 400}"#;
+        let e = EsError::Api(ApiError::from_answer(400, "application/json", false, body));
+        assert!(!e.message().contains("secret-looking"), "{}", e.message());
+        assert!(!e.to_string().contains("secret-looking"));
+        assert!(
+            e.message()
+                .starts_with("the server answered HTTP 400 without the X-Elastic-Product header"),
+            "{}",
+            e.message()
+        );
+        assert_eq!(
+            e.reason(),
+            "InvalidSettings",
+            "the status still classifies it"
+        );
+        let e = EsError::Api(ApiError::from_answer(400, "application/json", true, body));
+        assert_eq!(e.message(), "secret-looking text");
+        let text = br#"{"error": "no handler found\u001b[0m\nfor uri", "status": 400}"#;
+        let e = EsError::Api(ApiError::from_answer(400, "application/json", true, text));
+        assert_eq!(e.message(), "no handler found [0m for uri");
+    }
+
+    #[test]
+    fn connection_failures_share_one_text() {
+        let refused = EsError::Connect {
+            url: "http://10.0.0.1:22/".into(),
+            detail: "tcp connect error: Connection refused (os error 111)".into(),
+        };
+        let unresolved = EsError::Connect {
+            url: "http://10.0.0.1:22/".into(),
+            detail: "dns error: failed to lookup address information".into(),
+        };
+        assert_eq!(refused.message(), unresolved.message());
+        assert!(
+            !refused.message().contains("os error"),
+            "{}",
+            refused.message()
+        );
+        assert!(refused.message().contains("unreachable"));
+        assert_eq!(
+            refused.log_detail(),
+            Some("tcp connect error: Connection refused (os error 111)")
+        );
     }
 }

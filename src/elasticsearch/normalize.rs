@@ -203,7 +203,9 @@ impl Difference {
             let updatable: &[&str] =
                 profile.map_or(&["rate_limit"], |p| p.updatable_service_settings);
             let oauth2: &[&str] = profile.map_or(&[], |p| p.oauth2_fields);
-            if !updatable.contains(&key) {
+            // A key can be set or changed in place, never removed (`rate_limit` always has a
+            // value: the default is filled into both sides).
+            if !updatable.contains(&key) || self.desired.is_none() {
                 return false;
             }
             if oauth2.contains(&key) {

@@ -16,7 +16,8 @@ pub struct ServiceProfile {
     /// `service_settings` keys Elasticsearch fills in itself when the user did not set them
     /// (learned from the provider's validation response), per task type.
     pub inferred_fields: fn(TaskType) -> &'static [&'static str],
-    /// Non-secret `service_settings` keys (top level) that `_update` can change on 9.5+.
+    /// Non-secret `service_settings` keys (top level) that `_update` can change on 9.5+ (only to
+    /// a value: none of them can be removed in place).
     pub updatable_service_settings: &'static [&'static str],
     /// Of those, keys that can only be updated when the endpoint already uses OAuth2
     /// (i.e. GET shows `client_id`).
@@ -37,7 +38,15 @@ pub const AZURE_OPENAI: ServiceProfile = ServiceProfile {
         TaskType::TextEmbedding => &["dimensions", "similarity"],
         TaskType::Completion | TaskType::ChatCompletion => &[],
     },
-    updatable_service_settings: &["rate_limit", "client_id", "scopes", "tenant_id"],
+    // 9.5: `rate_limit` and the OAuth2 fields (PR #145233), `max_input_tokens` of embeddings
+    // (PR #149628) [I: release 9.5.0].
+    updatable_service_settings: &[
+        "rate_limit",
+        "max_input_tokens",
+        "client_id",
+        "scopes",
+        "tenant_id",
+    ],
     oauth2_fields: &["client_id", "scopes", "tenant_id"],
     min_version: |task| match task {
         TaskType::TextEmbedding => Some((8, 14)),

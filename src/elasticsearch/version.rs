@@ -1,7 +1,8 @@
 //! Elasticsearch version and the feature gates the operator needs.
 //!
-//! Gates follow `shared/reference/elasticsearch-inference-api.md` §5 (version history). Where the
-//! reference marks a version as inferred, the gate takes the conservative (later) version.
+//! Where the version history is inferred, the gate takes the conservative (later) version.
+//! Fixes and features that Elasticsearch backported into patch releases are gated on the full
+//! `major.minor.patch` through the [`Backport`] table below, each row citing its release notes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +30,49 @@ pub struct VersionParseError(pub String);
 const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// 9.5+ default PUT timeout for `completion` / `chat_completion`.
 const COMPLETION_SERVER_TIMEOUT_9_5: Duration = Duration::from_secs(120);
+
+/// A change that reached some release lines in a patch release: on `lines` from the given patch,
+/// and on every release from `from` (major, minor) on.
+struct Backport {
+    lines: &'static [(u32, u32, u32)],
+    from: (u32, u32),
+}
+
+impl Backport {
+    const fn contains(&self, v: &EsVersion) -> bool {
+        if v.at_least(self.from.0, self.from.1) {
+            return true;
+        }
+        let mut i = 0;
+        while i < self.lines.len() {
+            let (major, minor, patch) = self.lines[i];
+            if v.major == major && v.minor == minor && v.patch >= patch {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
+/// CREATE refuses an id still referenced by ingest pipelines or `semantic_text` fields of
+/// non-empty indices (elastic/elasticsearch PR #137055, "Do not create inference endpoint if ID is
+/// used in existing mappings"): `docs/reference/release-notes/8.19.7.asciidoc`,
+/// `docs/release-notes/changelog-bundles/9.1.7.yml` and `9.2.1.yml`; 9.3.0 was cut after the
+/// merge. The 9.0 line got no backport.
+const REFERENCED_ID_REFUSAL: Backport = Backport {
+    lines: &[(8, 19, 7), (9, 1, 7), (9, 2, 1)],
+    from: (9, 3),
+};
+
+/// `_update` keeps `chunking_settings` (fix of issue #139574): PR #140003 in 9.4.0
+/// (`changelog-bundles/9.4.0.yml`), backports PR #141687 (9.2) and PR #141682 (9.3), opened
+/// 2026-02-02, after the 9.2.5 (2026-01-31) and 9.3.0 (2026-01-26) bundles were generated:
+/// first in 9.2.6 and 9.3.1 [I: the backports carry no changelog entry of their own].
+const CHUNKING_KEPT_ON_UPDATE: Backport = Backport {
+    lines: &[(9, 2, 6), (9, 3, 1)],
+    from: (9, 4),
+};
 
 impl EsVersion {
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
@@ -88,14 +132,32 @@ impl EsVersion {
     }
 
     /// Whether a chunking strategy is known to this version. `sentence`/`word` came with
-    /// chunking settings (8.16); `recursive`/`none` with 9.1. The reference is unsure whether
-    /// 8.19 got `recursive`/`none` as a backport, so 8.19 is treated as not supporting them.
+    /// chunking settings (8.16); `recursive` with 9.1 (PR #126866) and no 8.19 backport; `none`
+    /// with 9.1 (PR #129150) and on 8.19 through the backport PR #129324 ("[8.19] Add `none`
+    /// chunking strategy"). 9.0 has neither.
     pub fn supports_chunking_strategy(&self, strategy: &str) -> bool {
         match strategy {
             "sentence" | "word" => self.supports_chunking_settings(),
-            "recursive" | "none" => self.at_least(9, 1),
+            "recursive" => self.at_least(9, 1),
+            "none" => self.at_least(9, 1) || (self.major == 8 && self.minor >= 19),
             _ => false,
         }
+    }
+
+    /// CREATE refuses an id that pipelines or non-empty `semantic_text` indices still use.
+    pub const fn refuses_referenced_id_on_create(&self) -> bool {
+        REFERENCED_ID_REFUSAL.contains(self)
+    }
+
+    /// `_update` rewrites `chunking_settings` to word/250/100 (issue #139574): every version with
+    /// the update API before the fix.
+    pub const fn update_resets_chunking(&self) -> bool {
+        self.supports_update_api() && !CHUNKING_KEPT_ON_UPDATE.contains(self)
+    }
+
+    /// `_update` takes `max_input_tokens` for azureopenai embeddings (9.5, PR #149628 [I: release]).
+    pub const fn update_accepts_max_input_tokens(&self) -> bool {
+        self.at_least(9, 5)
     }
 
     /// `azureopenai` task-type availability: text_embedding 8.14, completion 8.15,
@@ -237,7 +299,8 @@ mod tests {
         assert!(v("8.16.0").supports_chunking_strategy("word"));
         assert!(!v("8.16.0").supports_chunking_strategy("recursive"));
         assert!(!v("8.19.5").supports_chunking_strategy("recursive"));
-        assert!(!v("8.19.5").supports_chunking_strategy("none"));
+        assert!(v("8.19.0").supports_chunking_strategy("none"));
+        assert!(!v("8.18.9").supports_chunking_strategy("none"));
         assert!(!v("9.0.0").supports_chunking_strategy("none"));
         assert!(v("9.1.0").supports_chunking_strategy("recursive"));
         assert!(v("9.1.0").supports_chunking_strategy("none"));
@@ -270,6 +333,38 @@ mod tests {
         assert!(v("9.5.0").update_accepts_service_settings());
         assert!(!v("8.14.0").supports_delete_options());
         assert!(v("8.15.0").supports_delete_options());
+    }
+
+    #[test]
+    fn patch_release_gates() {
+        for (s, on) in [
+            ("8.19.6", false),
+            ("8.19.7", true),
+            ("9.0.8", false),
+            ("9.1.6", false),
+            ("9.1.7", true),
+            ("9.2.0", false),
+            ("9.2.1", true),
+            ("9.3.0", true),
+            ("10.0.0", true),
+        ] {
+            assert_eq!(v(s).refuses_referenced_id_on_create(), on, "{s}");
+        }
+        for (s, on) in [
+            ("8.16.9", false),
+            ("8.17.0", true),
+            ("8.19.12", true),
+            ("9.1.9", true),
+            ("9.2.5", true),
+            ("9.2.6", false),
+            ("9.3.0", true),
+            ("9.3.1", false),
+            ("9.4.0", false),
+        ] {
+            assert_eq!(v(s).update_resets_chunking(), on, "{s}");
+        }
+        assert!(!v("9.4.9").update_accepts_max_input_tokens());
+        assert!(v("9.5.0").update_accepts_max_input_tokens());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod env;
 pub mod es;
+pub mod hostile;
 pub mod kube;
 pub mod sandbox;

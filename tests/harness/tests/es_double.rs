@@ -471,11 +471,11 @@ async fn messages_by_version() {
         .unwrap()
         .remove("api_key");
     let r = call(&es, "PUT", "/_inference/text_embedding/x1", Some(b.clone())).await;
-    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set;");
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [service_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set;");
     b["service_settings"]["api_key"] = json!("a");
     b["service_settings"]["entra_id"] = json!("b");
     let r = call(&es, "PUT", "/_inference/text_embedding/x1", Some(b.clone())).await;
-    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];");
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [service_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];");
     // OAuth2 (9.4+)
     let mut b = emb_body("k");
     b["service_settings"]
@@ -585,12 +585,21 @@ async fn azure_validation_failures_are_wrapped() {
         .as_str()
         .unwrap()
         .starts_with("Received a server busy error status code"));
-    // 8.x does not validate completion endpoints (§4.1)
-    es.set_version("8.18.0");
+    // Completion endpoints are validated from 8.17 (PR #115020); 8.16 stored them unchecked.
+    es.set_version("8.17.0");
     let r = call(
         &es,
         "PUT",
-        "/_inference/completion/my-id",
+        "/_inference/completion/checked",
+        Some(completion_body("whatever")),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.raw);
+    es.set_version("8.16.0");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/completion/unchecked",
         Some(completion_body("whatever")),
     )
     .await;
@@ -1207,7 +1216,7 @@ async fn update_9_4_validates_against_azure() {
         Some(json!({"service_settings": {"api_key": "a", "entra_id": "b"}})),
     )
     .await;
-    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];");
+    assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [service_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];");
 }
 
 #[tokio::test]
@@ -1519,4 +1528,310 @@ async fn tls_serves_https_with_generated_ca() {
     // an untrusting client fails
     let plain = reqwest::Client::new();
     assert!(plain.get(format!("{}/", es.url())).send().await.is_err());
+}
+
+// ---- issue 9, point 4: error classes and exact versions ------------------------------------
+
+/// A mistyped `resource_name`: `RetryingHttpSender` answers `Invalid host [...]` (400, not
+/// retried) inside the usual validation wrapper.
+#[tokio::test]
+async fn unknown_resource_name_is_an_invalid_host_400_tried_once() {
+    let es = start("9.1.0").await;
+    es.azure()
+        .set_resource_outcome("my-res", Some(AzureOutcome::UnknownHost));
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/typo",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.raw);
+    assert_eq!(r.body["error"]["reason"], "Could not complete inference endpoint creation as validation call to service threw an exception.");
+    let inner = &r.body["error"]["caused_by"];
+    assert_eq!(inner["reason"], "Invalid host [https://my-res.openai.azure.com/openai/deployments/my-embed/embeddings?api-version=2024-02-01], please check that the URL is correct.");
+    assert_eq!(inner["caused_by"]["type"], "unknown_host_exception");
+    assert_eq!(es.azure().calls().len(), 1, "a DNS failure is not retried");
+    assert!(es.endpoint_ids().is_empty());
+    // The name resolves again (DNS fixed): the same request succeeds.
+    es.azure().set_resource_outcome("my-res", None);
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/typo",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+}
+
+/// Azure 403 is relayed with its status inside the wrapper (`status [403]`), not retried.
+#[tokio::test]
+async fn azure_403_is_relayed_with_its_status() {
+    let es = start("9.1.0").await;
+    es.azure()
+        .set_credential_outcome("good-key", AzureOutcome::Forbidden403);
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/f",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let inner = r.body["error"]["caused_by"]["reason"].as_str().unwrap();
+    assert!(
+        inner.contains("for request from inference entity id [f] status [403]"),
+        "{inner}"
+    );
+    assert_eq!(es.azure().calls().len(), 1);
+}
+
+/// Elasticsearch retries 429/500/503 towards the provider before it answers
+/// (`OpenAiResponseHandler` marks them retryable; `RetrySettings` 1 s / 5 s / 30 s).
+#[tokio::test]
+async fn retryable_provider_answers_are_tried_three_times_before_the_answer() {
+    let es = start("9.1.0").await;
+    es.azure().set_retry_delay(Duration::from_millis(30));
+    es.azure().set_outcome(Some(AzureOutcome::RateLimited429));
+    let started = Instant::now();
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/r",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        es.azure().calls().len(),
+        inference_testenv::es::ES_PROVIDER_ATTEMPTS
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(60),
+        "two pauses between three tries"
+    );
+    es.azure().clear_calls();
+    es.azure().set_outcome(Some(AzureOutcome::Reject401));
+    call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/r",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(es.azure().calls().len(), 1, "401 is not retried");
+}
+
+/// PR #137055 and its backports: CREATE refuses an id that pipelines or `semantic_text` fields
+/// of non-empty indices still reference — from 8.19.7, 9.1.7, 9.2.1 and 9.3.0 exactly.
+#[tokio::test]
+async fn create_refuses_a_referenced_id_from_the_exact_patch_releases() {
+    for (version, refuses) in [
+        ("8.19.6", false),
+        ("8.19.7", true),
+        ("9.0.8", false),
+        ("9.1.6", false),
+        ("9.1.7", true),
+        ("9.2.0", false),
+        ("9.2.1", true),
+        ("9.3.0", true),
+    ] {
+        let es = start(version).await;
+        es.add_pipeline_reference("held", "ingest-p");
+        es.add_index_reference("held", "docs");
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/held",
+            Some(emb_body("good-key")),
+        )
+        .await;
+        if refuses {
+            assert_eq!(r.status, 400, "{version}: {}", r.raw);
+            let reason = r.body["error"]["reason"].as_str().unwrap();
+            assert!(reason.contains("could not be created"), "{reason}");
+            assert!(
+                reason.contains("[ingest-p]") && reason.contains("[docs]"),
+                "{reason}"
+            );
+            assert!(
+                es.azure().calls().is_empty(),
+                "{version}: refused before the provider call"
+            );
+        } else {
+            assert_eq!(r.status, 200, "{version}: {}", r.raw);
+        }
+    }
+    // An empty index does not hold the id; freeing the pipeline lets the create through.
+    let es = start("9.3.0").await;
+    es.add_pipeline_reference("held", "ingest-p");
+    es.add_index_reference("held", "docs");
+    es.set_index_empty("docs", true);
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/held",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    let reason = r.body["error"]["reason"].as_str().unwrap();
+    assert!(!reason.contains("[docs]"), "{reason}");
+    es.remove_pipeline_reference("held", "ingest-p");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/held",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+}
+
+/// Issue #139574 by default exactly where it is real: up to 9.1.x, 9.2.0–9.2.5, 9.3.0.
+#[tokio::test]
+async fn update_chunking_reset_follows_the_version_by_default() {
+    for (version, resets) in [
+        ("8.17.0", true),
+        ("9.1.9", true),
+        ("9.2.5", true),
+        ("9.2.6", false),
+        ("9.3.0", true),
+        ("9.3.1", false),
+        ("9.4.0", false),
+    ] {
+        let es = start(version).await;
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/c",
+            Some(emb_body("good-key")),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{version}");
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/c/_update",
+            Some(json!({"task_settings": {"user": "me"}})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{version}: {}", r.raw);
+        let expected = if resets {
+            json!({"strategy": "word", "max_chunk_size": 250, "overlap": 100})
+        } else {
+            json!({"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1})
+        };
+        assert_eq!(r.body["chunking_settings"], expected, "{version}");
+        assert_eq!(
+            es.endpoint("c").unwrap()["chunking_settings"],
+            expected,
+            "{version}"
+        );
+    }
+}
+
+/// 9.4+: an `_update` that changes nothing answers the stored endpoint without calling Azure.
+#[tokio::test]
+async fn update_9_4_that_changes_nothing_makes_no_azure_call() {
+    let es = start("9.4.0").await;
+    call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    es.azure().clear_calls();
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service_settings": {"api_key": "good-key"}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert!(es.azure().calls().is_empty());
+    es.azure().accept_credential("other");
+    call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/u/_update",
+        Some(json!({"service_settings": {"api_key": "other"}})),
+    )
+    .await;
+    assert_eq!(es.azure().calls().len(), 1, "a real change is validated");
+}
+
+/// 9.5 `_update` takes `max_input_tokens` for embeddings; 9.4 ignores it (secret-only map).
+#[tokio::test]
+async fn update_9_5_changes_max_input_tokens_in_place() {
+    for (version, applied) in [("9.4.0", false), ("9.5.0", true)] {
+        let es = start(version).await;
+        call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/t",
+            Some(emb_body("good-key")),
+        )
+        .await;
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/t/_update",
+            Some(json!({"service_settings": {"api_key": "good-key", "max_input_tokens": 512}})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{version}: {}", r.raw);
+        let stored = es.endpoint("t").unwrap()["service_settings"]["max_input_tokens"].clone();
+        assert_eq!(stored == json!(512), applied, "{version}: {stored}");
+    }
+}
+
+/// `none` chunking exists on 8.19 (backport PR #129324); `recursive` only from 9.1.
+#[tokio::test]
+async fn none_chunking_on_8_19_recursive_from_9_1() {
+    let es = start("8.19.0").await;
+    let mut b = emb_body("good-key");
+    b["chunking_settings"] = json!({"strategy": "none"});
+    let r = call(&es, "PUT", "/_inference/text_embedding/n", Some(b)).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let mut b = emb_body("good-key");
+    b["chunking_settings"] = json!({"strategy": "recursive", "max_chunk_size": 200});
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/rec",
+        Some(b.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.raw);
+    es.set_version("9.1.0");
+    let r = call(&es, "PUT", "/_inference/text_embedding/rec", Some(b)).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+}
+
+/// 8.15's DELETE refusal (`endpointIsReferencedInPipelines`, @038918c5) is one sentence about
+/// pipelines, and its dry run has no `error_message`.
+#[tokio::test]
+async fn delete_refusal_wording_on_8_15() {
+    let es = start("8.15.0").await;
+    call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/d",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    es.add_pipeline_reference("d", "p1");
+    let r = call(&es, "DELETE", "/_inference/text_embedding/d", None).await;
+    assert_err(&r, 409, "status_exception", "Inference endpoint d is referenced by pipelines and cannot be deleted. Use `force` to delete it anyway, or use `dry_run` to list the pipelines that reference it.");
+    let r = call(
+        &es,
+        "DELETE",
+        "/_inference/text_embedding/d?dry_run=true",
+        None,
+    )
+    .await;
+    assert_eq!(r.body, json!({"acknowledged": false, "pipelines": ["p1"]}));
 }

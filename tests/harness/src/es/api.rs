@@ -27,12 +27,15 @@ pub(crate) struct State {
     pub(crate) show_preconfigured: bool,
     pub(crate) pipelines: BTreeMap<String, BTreeSet<String>>,
     pub(crate) indexes: BTreeMap<String, BTreeSet<String>>,
+    /// Indexes holding no documents (their `semantic_text` references do not block a create).
+    pub(crate) empty_indexes: BTreeSet<String>,
     pub(crate) requests: Vec<RecordedRequest>,
     pub(crate) auth: EsAuth,
     pub(crate) faults: Vec<FaultRule>,
     pub(crate) latency: Duration,
     pub(crate) route_latency: HashMap<Route, Duration>,
-    pub(crate) update_chunking_bug: bool,
+    /// `None`: issue #139574 as the emulated version has it; `Some` forces it on or off.
+    pub(crate) update_chunking_bug: Option<bool>,
     pub(crate) skip_validation: bool,
     /// `cluster_uuid` of `GET /`; changes when the cluster is replaced.
     pub(crate) cluster_uuid: String,
@@ -496,7 +499,13 @@ async fn call_azure(
         input: "how big".into(),
         outcome: azure::AzureOutcome::Accept,
     };
-    let (latency, result) = sh.azure.decide(call, &g("deployment_id"));
+    let (resource, deployment) = (g("resource_name"), g("deployment_id"));
+    let keys = super::provider::CallKeys {
+        resource: &resource,
+        deployment: &deployment,
+        credential: &secret.1,
+    };
+    let (latency, result) = sh.azure.decide(call, keys);
     if latency > timeout.0 {
         tokio::time::sleep(timeout.0).await;
         return Err(azure::validation_timeout(id, &timeout.1));
@@ -586,6 +595,11 @@ async fn create(
         return Err(EsError::bad_request(format!("Unknown service [{service}]")));
     }
     let mut parsed = azure::parse_create(v, tt, &mut config)?;
+    if v.refuses_referenced_id_on_create() {
+        if let Some(refusal) = referenced_id_refusal(&sh.lock(), id) {
+            return Err(refusal);
+        }
+    }
 
     let skip = sh.lock().skip_validation;
     let validate = !skip && (tt == TaskType::TextEmbedding || v.validates_completion());
@@ -659,6 +673,50 @@ async fn create(
     Ok(Resp::ok(body))
 }
 
+/// PR #137055 (8.19.7, 9.1.7, 9.2.1, 9.3.0): an id that ingest pipelines reference, or that
+/// `semantic_text` fields of non-empty indices use, cannot be created (a new endpoint with other
+/// settings would silently break them). Checked in `TransportPutInferenceModelAction` before the
+/// model is parsed and stored. [I] Status 400 `status_exception` and the wording below are
+/// modelled on the DELETE refusal; the exact text was not found in the sources read. The
+/// operator keys on "could not be created" plus the lists, not on the full sentence.
+fn referenced_id_refusal(st: &State, id: &str) -> Option<EsError> {
+    let pipelines: Vec<String> = st
+        .pipelines
+        .get(id)
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    let indexes: Vec<String> = st
+        .indexes
+        .get(id)
+        .map(|s| {
+            s.iter()
+                .filter(|i| !st.empty_indexes.contains(*i))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut uses = Vec::new();
+    if !pipelines.is_empty() {
+        uses.push(format!(
+            "referenced by pipelines: {}",
+            java_list(&pipelines)
+        ));
+    }
+    if !indexes.is_empty() {
+        uses.push(format!(
+            "used in the mappings of non-empty indices: {}",
+            java_list(&indexes)
+        ));
+    }
+    (!uses.is_empty()).then(|| {
+        EsError::bad_request(format!(
+            "Inference endpoint [{id}] could not be created because the inference_id is already {}. \
+             Please either use a different inference_id or update the index mappings and pipelines to refer to a new inference_id.",
+            uses.join(" and ")
+        ))
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Get (§1.3)
 // ---------------------------------------------------------------------------------------------
@@ -721,7 +779,11 @@ fn delete(sh: &Shared, req: &Req, v: EsVersion, tt: TaskType, id: &str) -> Resul
         vec![]
     };
     let mut msg = String::new();
-    if !pipelines.is_empty() {
+    if !pipelines.is_empty() && !v.index_refs() {
+        // 8.15 `TransportDeleteInferenceEndpointAction.endpointIsReferencedInPipelines`
+        // (elastic/elasticsearch @038918c5): one sentence, pipelines only, 409.
+        msg.push_str(&format!("Inference endpoint {id} is referenced by pipelines and cannot be deleted. Use `force` to delete it anyway, or use `dry_run` to list the pipelines that reference it."));
+    } else if !pipelines.is_empty() {
         msg.push_str(&format!("Inference endpoint {id} is referenced by pipelines: {}. Ensure that no pipelines are using this inference endpoint, or use force to ignore this warning and delete the inference endpoint.", java_list(&pipelines)));
     }
     if !indexes.is_empty() {
@@ -736,7 +798,9 @@ fn delete(sh: &Shared, req: &Req, v: EsVersion, tt: TaskType, id: &str) -> Resul
         if v.index_refs() {
             f.push(("indexes".into(), list(i)));
         }
-        if let Some(e) = err {
+        // 8.15's dry run answers `Response(false, pipelineIds)` only (@038918c5); the
+        // `error_message` field came with the 8.16 rework (PR #110399).
+        if let Some(e) = err.filter(|_| v.index_refs()) {
             f.push(("error_message".into(), J::s(e)));
         }
         J::O(f)
@@ -847,6 +911,12 @@ async fn update(
             existing.secret.as_ref().map(|(k, _)| k.as_str()),
             existing.oauth2,
         )?;
+        if let Some(tokens) = upd.max_input_tokens {
+            if existing.task_type == TaskType::TextEmbedding {
+                next.service_settings
+                    .insert("max_input_tokens".into(), json!(tokens));
+            }
+        }
         if let Some(rpm) = upd.rate_limit {
             next.service_settings
                 .insert("rate_limit".into(), json!({ "requests_per_minute": rpm }));
@@ -870,6 +940,10 @@ async fn update(
     }
     next.task_settings = azure::merge_task_settings(v, &existing.task_settings, ts)?;
 
+    if v.update_skips_unchanged() && next == existing {
+        // Nothing to change: answered from the stored model, no provider call.
+        return Ok(Resp::ok(existing.render(v)));
+    }
     if v.v94() && !sh.lock().skip_validation {
         let t = match timeout {
             Some(d) if d.is_zero() => Duration::from_secs(30),
@@ -898,12 +972,12 @@ async fn update(
         .await?;
     }
     let mut st = sh.lock();
-    if st.update_chunking_bug
-        && v.update_api()
-        && !v.v95()
-        && next.task_type == TaskType::TextEmbedding
-    {
-        // Issue #139574 (§1.5): update rewrites chunking to word/250/100.
+    let chunking_bug = st
+        .update_chunking_bug
+        .unwrap_or_else(|| v.update_resets_chunking());
+    if chunking_bug && next.task_type == TaskType::TextEmbedding {
+        // Issue #139574: the updated model is rebuilt without the stored chunking settings, so
+        // they read back as the pre-8.16 default word/250/100.
         next.chunking = Some(old_default_chunking());
     }
     let Some(current) = st.endpoints.get_mut(id) else {

@@ -1,7 +1,7 @@
 //! The `azureopenai` service: request parsing with ES's messages and ordering (reference §2, §3.2),
 //! and the fake Azure OpenAI that ES "calls" to validate an endpoint (§4).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use super::errors::{Cause, EsError};
 use super::json::{java, java_list, java_map};
 use super::model::{default_chunking, TaskType, AZURE};
+use super::provider::{CallKeys, ProviderControl, Scope};
 use super::version::EsVersion;
 
 // ---------------------------------------------------------------------------------------------
@@ -438,9 +439,9 @@ pub(crate) fn parse_secret(
             ));
         }
     } else {
-        let base = format!(
-            "[{scope}] must have exactly one of [api_key], [entra_id], or [client_secret] field set"
-        );
+        // 9.4 `AzureOpenAiSecretSettings` names the map the user wrote, `service_settings`
+        // (issue 9's quote of the 9.4 message; 9.3 and earlier say `secret_settings`).
+        let base = "[service_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set".to_string();
         if found.is_empty() {
             errs.push(base);
         } else if found.len() > 1 {
@@ -471,17 +472,18 @@ pub(crate) fn parse_secret(
 /// What a 9.5 `service_settings` update changes.
 pub(crate) struct ServiceUpdate {
     pub(crate) rate_limit: Option<i64>,
+    /// Embeddings only (the caller checks the task type).
+    pub(crate) max_input_tokens: Option<i64>,
     pub(crate) oauth2: Map<String, Value>,
     pub(crate) secret: Option<(String, String)>,
 }
 
-const IMMUTABLE: [&str; 6] = [
+const IMMUTABLE: [&str; 5] = [
     "resource_name",
     "deployment_id",
     "api_version",
     "dimensions",
     "similarity",
-    "max_input_tokens",
 ];
 
 /// 9.5 semantics (PRs #145233/#149628/#149430, inferred release): `rate_limit` mutable, OAuth2
@@ -495,6 +497,20 @@ pub(crate) fn parse_update_95(
 ) -> Result<ServiceUpdate, EsError> {
     let mut errs = Vec::new();
     let rate_limit = parse_rate_limit(v, &mut ss, &mut errs)?;
+    // 9.5 `AzureOpenAiEmbeddingsServiceSettings.updateServiceSettings` takes `max_input_tokens`
+    // (PR #149628, updatable service settings) [I: release 9.5.0].
+    let max_input_tokens = if v.update_accepts_max_input_tokens() {
+        opt_positive(
+            &mut ss,
+            "max_input_tokens",
+            "service_settings",
+            &mut errs,
+            false,
+        )
+    } else {
+        ss.remove("max_input_tokens");
+        None
+    };
     let oauth2 = parse_oauth2(&mut ss, &mut errs);
     if !oauth2.is_empty() && !stored_oauth2 {
         errs.push("Cannot update OAuth2 fields as the service was not configured with OAuth2 settings. Please create a new Inference Endpoint with the OAuth2 settings instead.".into());
@@ -508,7 +524,7 @@ pub(crate) fn parse_update_95(
     let mut secret = None;
     if found.len() > 1 {
         let names: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
-        errs.push(format!("[secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: {}", java_list(&names)));
+        errs.push(format!("[service_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: {}", java_list(&names)));
     } else if let Some((k, val)) = found.pop() {
         match stored_secret_kind {
             Some(sk) if sk != k => {
@@ -531,6 +547,7 @@ pub(crate) fn parse_update_95(
     }
     Ok(ServiceUpdate {
         rate_limit,
+        max_input_tokens,
         oauth2,
         secret,
     })
@@ -708,7 +725,7 @@ pub(crate) fn parse_chunking(v: EsVersion, raw: Option<Value>) -> Result<Value, 
             };
             json!({"strategy": "recursive", "max_chunk_size": max, "separators": separators})
         }
-        "none" if v.recursive_chunking() => {
+        "none" if v.none_chunking() => {
             let bad = invalid_keys(&m, &["strategy"]);
             if !bad.is_empty() {
                 errs.push(format!(
@@ -743,15 +760,42 @@ pub enum AzureOutcome {
     Accept,
     /// 401 (bad key).
     Reject401,
+    /// 403 (key or token valid, access denied: network rules, missing role).
+    Forbidden403,
     /// 404 (deployment does not exist).
     NotFound404,
-    /// 429 (rate limited). ES would retry with backoff; the double answers after one try.
+    /// 429 (rate limited). Elasticsearch retries it ([`ES_PROVIDER_ATTEMPTS`] tries).
     RateLimited429,
-    /// 500 (server error). ES would retry; the double answers after one try.
+    /// 500 (server error). Elasticsearch retries it.
     ServerError500,
-    /// 503 (server busy).
+    /// 503 (server busy). Elasticsearch retries it.
     ServerBusy503,
+    /// `<resource>.openai.azure.com` does not resolve: a mistyped `resourceName`. Nothing
+    /// answers, so nothing is retried.
+    UnknownHost,
 }
+
+impl AzureOutcome {
+    /// Whether Elasticsearch's `RetryingHttpSender` retries this answer: `OpenAiResponseHandler`
+    /// (which `AzureOpenAiResponseHandler` extends) throws `RetryException(true, ..)` for 429, 500
+    /// and 503 only (x-pack/plugin/inference/.../external/openai/OpenAiResponseHandler.java).
+    pub fn retried_by_elasticsearch(self) -> bool {
+        matches!(
+            self,
+            AzureOutcome::RateLimited429
+                | AzureOutcome::ServerError500
+                | AzureOutcome::ServerBusy503
+        )
+    }
+}
+
+/// How many times Elasticsearch calls the provider for a retryable answer before it gives up.
+/// `RetrySettings` defaults: `xpack.inference.http.retry.initial_delay` 1s,
+/// `max_delay_bound` 5s, `timeout` 30s (x-pack/plugin/inference/.../external/http/retry/
+/// RetrySettings.java); with `RetryableAction`'s randomised exponential backoff that is about
+/// three tries within the 30 s [I: the count depends on the random delays; 3 is what the
+/// operator should expect].
+pub const ES_PROVIDER_ATTEMPTS: usize = 3;
 
 /// The credential ES presented to Azure.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -797,10 +841,9 @@ pub struct AzureCall {
 
 struct AzureState {
     valid: HashSet<String>,
-    per_credential: HashMap<String, AzureOutcome>,
-    per_deployment: HashMap<String, AzureOutcome>,
-    global: Option<AzureOutcome>,
+    control: ProviderControl<AzureOutcome>,
     unknown_credential: AzureOutcome,
+    retry_delay: Duration,
     native_dimensions: i64,
     forced_dimensions: Option<i64>,
     latency: Duration,
@@ -810,7 +853,8 @@ struct AzureState {
 /// Handle to the fake Azure OpenAI behind the double. Cheap to clone.
 ///
 /// Decision for a call, first match wins: global override ([`FakeAzure::set_outcome`]) →
-/// per-deployment outcome → per-credential outcome → `Accept` if the credential was accepted
+/// per-resource-name outcome ([`FakeAzure::set_resource_outcome`]) → per-deployment outcome →
+/// per-credential outcome (see [`ProviderControl`]) → `Accept` if the credential was accepted
 /// with [`FakeAzure::accept_credential`] → the unknown-credential outcome (default `Reject401`).
 #[derive(Clone)]
 pub struct FakeAzure {
@@ -822,10 +866,9 @@ impl Default for FakeAzure {
         FakeAzure {
             inner: Arc::new(Mutex::new(AzureState {
                 valid: HashSet::new(),
-                per_credential: HashMap::new(),
-                per_deployment: HashMap::new(),
-                global: None,
+                control: ProviderControl::default(),
                 unknown_credential: AzureOutcome::Reject401,
+                retry_delay: Duration::ZERO,
                 native_dimensions: 1536,
                 forced_dimensions: None,
                 latency: Duration::ZERO,
@@ -852,21 +895,36 @@ impl FakeAzure {
 
     /// Force an outcome for calls made with this credential.
     pub fn set_credential_outcome(&self, value: &str, outcome: AzureOutcome) {
-        self.lock()
-            .per_credential
-            .insert(value.to_string(), outcome);
+        self.lock().control.set(Scope::Credential, value, outcome);
     }
 
     /// Force an outcome for calls to this deployment (e.g. `NotFound404`).
     pub fn set_deployment_outcome(&self, deployment_id: &str, outcome: AzureOutcome) {
         self.lock()
-            .per_deployment
-            .insert(deployment_id.to_string(), outcome);
+            .control
+            .set(Scope::Deployment, deployment_id, outcome);
+    }
+
+    /// Force an outcome for calls to this Azure resource (`resource_name`), e.g. `UnknownHost`
+    /// for a name that has no `<name>.openai.azure.com`. `None` removes the rule (the name
+    /// resolves again).
+    pub fn set_resource_outcome(&self, resource_name: &str, outcome: Option<AzureOutcome>) {
+        let mut st = self.lock();
+        match outcome {
+            Some(o) => st.control.set(Scope::Resource, resource_name, o),
+            None => st.control.clear(Scope::Resource, resource_name),
+        }
     }
 
     /// Global override for every call (`None` removes it).
     pub fn set_outcome(&self, outcome: Option<AzureOutcome>) {
-        self.lock().global = outcome;
+        self.lock().control.set_global(outcome);
+    }
+
+    /// Pause between Elasticsearch's tries of a retryable answer (default zero; the real
+    /// cluster waits about 1–5 s, see [`ES_PROVIDER_ATTEMPTS`]). Tests use a few milliseconds.
+    pub fn set_retry_delay(&self, d: Duration) {
+        self.lock().retry_delay = d;
     }
 
     /// Outcome for credentials never accepted (default `Reject401`; `Accept` = any key works).
@@ -899,19 +957,19 @@ impl FakeAzure {
         self.lock().calls.clear();
     }
 
-    /// Decide and record one call. Returns (latency, Ok(vector length) | Err(outcome)).
+    /// Decide and record one validation, with the tries Elasticsearch makes for a retryable
+    /// answer (each recorded as a call). Returns (time the tries take, Ok(vector length) |
+    /// Err(outcome)).
     pub(crate) fn decide(
         &self,
         mut call: AzureCall,
-        deployment: &str,
+        keys: CallKeys<'_>,
     ) -> (Duration, Result<i64, AzureOutcome>) {
         let mut st = self.lock();
-        let value = call.credential.value().to_string();
         let outcome = st
-            .global
-            .or_else(|| st.per_deployment.get(deployment).copied())
-            .or_else(|| st.per_credential.get(&value).copied())
-            .unwrap_or(if st.valid.contains(&value) {
+            .control
+            .decide(keys)
+            .unwrap_or(if st.valid.contains(keys.credential) {
                 AzureOutcome::Accept
             } else {
                 st.unknown_credential
@@ -921,13 +979,27 @@ impl FakeAzure {
             .forced_dimensions
             .or(call.dimensions)
             .unwrap_or(st.native_dimensions);
+        let tries = if outcome.retried_by_elasticsearch() {
+            ES_PROVIDER_ATTEMPTS
+        } else {
+            1
+        };
+        for _ in 1..tries {
+            st.calls.push(call.clone());
+        }
         st.calls.push(call);
+        // An unknown host answers nothing: no provider latency (DNS fails at once).
+        let latency = if outcome == AzureOutcome::UnknownHost {
+            Duration::ZERO
+        } else {
+            st.latency * tries as u32 + st.retry_delay * (tries as u32 - 1)
+        };
         let res = if outcome == AzureOutcome::Accept {
             Ok(dims)
         } else {
             Err(outcome)
         };
-        (st.latency, res)
+        (latency, res)
     }
 }
 
@@ -957,13 +1029,21 @@ const VALIDATION_FAILED: &str =
 
 /// The wrapped 400 of §4.2 for a failed validation call.
 pub(crate) fn validation_failure(outcome: AzureOutcome, id: &str, url: &str) -> EsError {
+    if outcome == AzureOutcome::UnknownHost {
+        return unknown_host(url);
+    }
     let (prefix, status, azure_msg) = match outcome {
         AzureOutcome::Reject401 => ("Received an authentication error status code".to_string(), 401, "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."),
+        // [I] `BaseResponseHandler.PERMISSION_DENIED` wording; handlers without a 403 branch
+        // answer "Received an unsuccessful status code" instead. Either way `status [403]`.
+        AzureOutcome::Forbidden403 => ("Received a permission denied error status code".to_string(), 403, "Access denied due to Virtual Network/Firewall rules."),
         AzureOutcome::NotFound404 => (format!("Resource not found at [{url}]"), 404, "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."),
         AzureOutcome::RateLimited429 => ("Received a rate limit status code. Remaining tokens [0]. Remaining requests [0].".to_string(), 429, "Requests to the OpenAI API have exceeded call rate limit of your current pricing tier. Please retry after 1 second."),
         AzureOutcome::ServerError500 => ("Received a server error status code".to_string(), 500, "The server had an error while processing your request. Sorry about that!"),
         AzureOutcome::ServerBusy503 => ("Received a server busy error status code".to_string(), 503, "The service is temporarily unable to process your request. Please try again later."),
-        AzureOutcome::Accept => unreachable!("accepted calls do not fail"),
+        AzureOutcome::Accept | AzureOutcome::UnknownHost => {
+            unreachable!("accepted calls do not fail; unknown hosts are handled above")
+        }
     };
     let inner = format!(
         "{prefix} for request from inference entity id [{id}] status [{status}]. Error message: [{azure_msg}]"
@@ -972,6 +1052,33 @@ pub(crate) fn validation_failure(outcome: AzureOutcome, id: &str, url: &str) -> 
         400,
         Cause::new("status_exception", VALIDATION_FAILED),
         Cause::new("status_exception", inner),
+    )
+}
+
+/// A host that does not resolve: `RetryingHttpSender` turns the `UnknownHostException` into a
+/// 400 `Invalid host [<uri>], please check that the URL is correct.` (not retried), which the
+/// validator wraps like any failed call (x-pack/plugin/inference/.../external/http/retry/
+/// RetryingHttpSender.java; wording as quoted in elastic/elasticsearch's inference code)
+/// [I: the JDK exception below it is rendered as `unknown_host_exception` with the host name].
+fn unknown_host(url: &str) -> EsError {
+    let host = url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut invalid = Cause::new(
+        "status_exception",
+        format!("Invalid host [{url}], please check that the URL is correct."),
+    );
+    invalid.extra.push((
+        "caused_by".into(),
+        json!({"type": "unknown_host_exception", "reason": host}),
+    ));
+    EsError::wrapped(
+        400,
+        Cause::new("status_exception", VALIDATION_FAILED),
+        invalid,
     )
 }
 
@@ -1047,6 +1154,6 @@ mod tests {
             .unwrap()
             .clone();
         let e = parse_secret(v("9.4.0"), &mut ss, false).unwrap_err();
-        assert_eq!(e.reason(), "Validation Failed: 1: [secret_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];");
+        assert_eq!(e.reason(), "Validation Failed: 1: [service_settings] must have exactly one of [api_key], [entra_id], or [client_secret] field set, received: [api_key, entra_id];");
     }
 }

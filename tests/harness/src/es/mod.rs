@@ -24,6 +24,7 @@ mod azure;
 mod errors;
 mod json;
 mod model;
+mod provider;
 mod server;
 mod tls;
 mod version;
@@ -36,7 +37,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-pub use azure::{AzureCall, AzureCredential, AzureOutcome, FakeAzure};
+pub use azure::{AzureCall, AzureCredential, AzureOutcome, FakeAzure, ES_PROVIDER_ATTEMPTS};
+pub use provider::{CallKeys, ProviderControl, Scope};
 pub use version::EsVersion;
 
 use api::{FaultRule, Shared, State};
@@ -216,12 +218,13 @@ impl EsDouble {
                 show_preconfigured: opts.preconfigured_endpoints,
                 pipelines: BTreeMap::new(),
                 indexes: BTreeMap::new(),
+                empty_indexes: Default::default(),
                 requests: Vec::new(),
                 auth: opts.auth.clone(),
                 faults: Vec::new(),
                 latency: Duration::ZERO,
                 route_latency: HashMap::new(),
-                update_chunking_bug: false,
+                update_chunking_bug: None,
                 skip_validation: false,
                 cluster_uuid: format!("esdouble{:016x}", nanos as u64),
             }),
@@ -316,9 +319,10 @@ impl EsDouble {
         self.lock().skip_validation = on;
     }
 
-    /// Emulate issue #139574 (8.17–9.4): `_update` rewrites chunking to word/250/100 (§1.5).
+    /// Force issue #139574 (`_update` rewrites chunking to word/250/100) on or off. By default the
+    /// double shows it exactly on the versions that have it ([`EsVersion::update_resets_chunking`]).
     pub fn set_update_chunking_bug(&self, on: bool) {
-        self.lock().update_chunking_bug = on;
+        self.lock().update_chunking_bug = Some(on);
     }
 
     /// The fake Azure OpenAI behind this double.
@@ -484,6 +488,17 @@ impl EsDouble {
             .entry(inference_id.into())
             .or_default()
             .insert(index.into());
+    }
+
+    /// Whether `index` holds no documents. An empty index's `semantic_text` reference does not
+    /// stop a create (PR #137055 counts documents); DELETE still reports it.
+    pub fn set_index_empty(&self, index: &str, empty: bool) {
+        let mut st = self.lock();
+        if empty {
+            st.empty_indexes.insert(index.into());
+        } else {
+            st.empty_indexes.remove(index);
+        }
     }
 
     pub fn remove_index_reference(&self, inference_id: &str, index: &str) {

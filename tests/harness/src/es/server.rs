@@ -173,6 +173,13 @@ fn injected(status: u16) -> EsError {
     }
 }
 
+/// Every answer carries `X-elastic-product: Elasticsearch`, as every REST answer of Elasticsearch
+/// does since 7.14 (elastic/elasticsearch#73434): `RestController.dispatchRequest` adds it before
+/// any handler runs — so errors, 404s and the 401 of the security layer carry it too — and
+/// `dispatchBadRequest` adds it to answers for malformed requests and failed header validation
+/// (the 8.x authentication path). The one route known to lack it, snapshot create
+/// (elastic/elasticsearch#82358), is not emulated. The operator refuses a 2xx answer without it
+/// (`NotElasticsearch`), as the official clients do.
 fn build(r: Resp, head: bool) -> Response<Full<Bytes>> {
     let mut b = Response::builder()
         .status(r.status)

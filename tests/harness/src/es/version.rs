@@ -68,8 +68,14 @@ impl EsVersion {
     pub fn chunking(self) -> bool {
         self.at_least(8, 16)
     }
-    /// `recursive` / `none` chunking: 9.1, and 8.19 [I: the reference says "9.1 (8.19?)"].
+    /// `recursive` chunking: 9.1 (elastic/elasticsearch PR #126866, documented from 9.1.0 in
+    /// docs-content PR #2119) [I: no 8.19 backport found, unlike `none`].
     pub fn recursive_chunking(self) -> bool {
+        self.at_least(9, 1)
+    }
+    /// `none` chunking: 9.1 (PR #129150) and 8.19 (backport PR #129324, "[8.19] Add `none`
+    /// chunking strategy"); 9.0 never got it.
+    pub fn none_chunking(self) -> bool {
         self.at_least(9, 1) || (self.major == 8 && self.minor >= 19)
     }
     /// Preconfigured (dotted) default endpoints listed by GET: 8.16 [I].
@@ -96,9 +102,52 @@ impl EsVersion {
     pub fn new_unknown_settings_wording(self) -> bool {
         self.at_least(9, 2)
     }
-    /// Completion endpoints are only validated against the provider from ~9.0 (§4.1) [I: cut at 9.0].
+    /// Completion endpoints are validated against the provider on create from 8.17
+    /// (elastic/elasticsearch PR #115020, 8.17; 8.15/8.16 `AzureOpenAiService.checkModelConfig`
+    /// validated embeddings only) [I: the PR text was not re-read here].
     pub fn validates_completion(self) -> bool {
-        self.at_least(9, 0)
+        self.at_least(8, 17)
+    }
+    /// CREATE refuses an id still referenced by ingest pipelines or by `semantic_text` fields of
+    /// non-empty indices: PR #137055, released in 8.19.7, 9.1.7, 9.2.1 and 9.3.0 (release notes
+    /// `docs/reference/release-notes/8.19.7.asciidoc`, `docs/release-notes/changelog-bundles/9.1.7.yml`,
+    /// `9.2.1.yml`; 9.3.0 branched after the merge). The 9.0 line got no backport.
+    pub fn refuses_referenced_id_on_create(self) -> bool {
+        self.at_least_patch(8, 19, 7) && self.major == 8
+            || self.at_least_patch(9, 1, 7) && self.minor == 1 && self.major == 9
+            || self.at_least_patch(9, 2, 1) && self.minor == 2 && self.major == 9
+            || self.at_least(9, 3)
+    }
+    /// `_update` rewrites `chunking_settings` to word/250/100 (issue #139574): every version with
+    /// the update API up to 9.1.x, 9.2.0–9.2.5 and 9.3.0. Fixed by the backports PR #141687 (9.2)
+    /// and PR #141682 (9.3), opened 2026-02-02 — after the 9.2.5 (2026-01-31) and 9.3.0
+    /// (2026-01-26) changelog bundles were generated, so first released in 9.2.6 / 9.3.1
+    /// [I: the backports carry no changelog entry] — and in 9.4.0 by PR #140003.
+    pub fn update_resets_chunking(self) -> bool {
+        self.update_api()
+            && match (self.major, self.minor) {
+                (8, _) => true,
+                (9, 0) | (9, 1) => true,
+                (9, 2) => self.patch < 6,
+                (9, 3) => self.patch < 1,
+                _ => false,
+            }
+    }
+    /// 9.4+ `_update` returns the stored endpoint without calling the provider when the request
+    /// changes nothing (PR #140003 `TransportUpdateInferenceModelAction`: the validation call is
+    /// made only for a changed model [I: early return read from the issue text]).
+    pub fn update_skips_unchanged(self) -> bool {
+        self.v94()
+    }
+    /// 9.5 `_update` accepts `max_input_tokens` for azureopenai embeddings (PR #149628
+    /// "updatable service settings") [I: release 9.5.0].
+    pub fn update_accepts_max_input_tokens(self) -> bool {
+        self.v95()
+    }
+
+    /// `self >= major.minor.patch`.
+    fn at_least_patch(self, major: u32, minor: u32, patch: u32) -> bool {
+        (self.major, self.minor, self.patch) >= (major, minor, patch)
     }
 
     pub(crate) fn lucene_version(self) -> &'static str {
@@ -129,5 +178,37 @@ mod tests {
         assert!(!v("9.2.4").azure_chat_completion());
         assert!(v("8.17.0").update_api() && !v("8.16.9").update_api());
         assert_eq!(v("9.5.0-SNAPSHOT"), EsVersion::new(9, 5, 0));
+    }
+
+    #[test]
+    fn patch_level_gates() {
+        let v = EsVersion::parse;
+        for (s, on) in [
+            ("8.19.6", false),
+            ("8.19.7", true),
+            ("9.0.8", false),
+            ("9.1.6", false),
+            ("9.1.7", true),
+            ("9.2.0", false),
+            ("9.2.1", true),
+            ("9.3.0", true),
+        ] {
+            assert_eq!(v(s).refuses_referenced_id_on_create(), on, "{s}");
+        }
+        for (s, on) in [
+            ("8.16.0", false),
+            ("8.17.0", true),
+            ("9.1.9", true),
+            ("9.2.5", true),
+            ("9.2.6", false),
+            ("9.3.0", true),
+            ("9.3.1", false),
+            ("9.4.0", false),
+        ] {
+            assert_eq!(v(s).update_resets_chunking(), on, "{s}");
+        }
+        assert!(v("8.19.0").none_chunking() && !v("8.19.0").recursive_chunking());
+        assert!(!v("9.0.5").none_chunking());
+        assert!(v("8.17.0").validates_completion() && !v("8.16.3").validates_completion());
     }
 }

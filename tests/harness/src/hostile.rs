@@ -1,0 +1,374 @@
+//! A small hostile HTTP server: what a tenant could put behind `spec.elasticsearch.url`.
+//!
+//! It answers whatever the test scripts (an Elasticsearch look-alike without the product header,
+//! HTML pages, JSON errors carrying ESC sequences and newlines, non-JSON bodies, redirects to
+//! another host) and records every request it receives — method, path, query, headers, body —
+//! so that a test can assert what reached it: no PUT, no Azure key, no Authorization header.
+//! The fault suite reuses it.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use inference_testenv::hostile::{HostileServer, Reply};
+//! let server = HostileServer::start(|_request| Reply::html(502, "<h1>MARKER</h1>")).await;
+//! // point spec.elasticsearch.url at server.url(), then:
+//! assert!(server.requests().iter().all(|r| r.method != "PUT"));
+//! # }
+//! ```
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+/// One request as the hostile server received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Every header, names lower-case, values lossily decoded.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Whether `needle` appears anywhere in what was received (path, query, headers, body).
+    pub fn contains(&self, needle: &str) -> bool {
+        self.path.contains(needle)
+            || self.query.as_deref().is_some_and(|q| q.contains(needle))
+            || self
+                .headers
+                .iter()
+                .any(|(k, v)| k.contains(needle) || v.contains(needle))
+            || self.body_text().contains(needle)
+    }
+}
+
+/// One scripted answer: exactly these status, headers and body (nothing is added, in particular
+/// no `X-Elastic-Product` unless a header says so).
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The header Elasticsearch sends on every REST answer since 7.14 (elastic/elasticsearch#73434,
+/// `RestController.dispatchRequest`).
+pub const PRODUCT_HEADER: (&str, &str) = ("x-elastic-product", "Elasticsearch");
+
+impl Reply {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    pub fn json(status: u16, body: &Value) -> Reply {
+        Reply::new(status, "application/json", body.to_string())
+    }
+
+    /// An HTML page (a proxy's error page, an internal web service).
+    pub fn html(status: u16, body: &str) -> Reply {
+        Reply::new(status, "text/html; charset=utf-8", body)
+    }
+
+    /// A body that is not JSON, with any content type.
+    pub fn text(status: u16, content_type: &str, body: &str) -> Reply {
+        Reply::new(status, content_type, body)
+    }
+
+    /// Elasticsearch's error envelope (`{"error": {"root_cause", "type", "reason"}, "status"}`,
+    /// `ElasticsearchException.generateFailureXContent`) with `reason` as given — control
+    /// characters included — and no product header (add one with [`Reply::with_product_header`]).
+    pub fn es_error(status: u16, kind: &str, reason: &str) -> Reply {
+        Reply::json(
+            status,
+            &json!({
+                "error": {
+                    "root_cause": [{"type": kind, "reason": reason}],
+                    "type": kind,
+                    "reason": reason
+                },
+                "status": status
+            }),
+        )
+    }
+
+    /// The body of Elasticsearch's `GET /` (`RestMainAction`: name, cluster name and UUID,
+    /// version, tagline) for `version`, without the product header.
+    pub fn es_root(version: &str, cluster_uuid: &str) -> Reply {
+        Reply::json(
+            200,
+            &json!({
+                "name": "node-0",
+                "cluster_name": "look-alike",
+                "cluster_uuid": cluster_uuid,
+                "version": {
+                    "number": version,
+                    "build_flavor": "default",
+                    "build_type": "docker",
+                    "lucene_version": "10.2.1",
+                    "minimum_wire_compatibility_version": "8.19.0",
+                    "minimum_index_compatibility_version": "8.0.0"
+                },
+                "tagline": "You Know, for Search"
+            }),
+        )
+    }
+
+    /// A redirect (`Location: location`) with an empty body.
+    pub fn redirect(status: u16, location: &str) -> Reply {
+        Reply {
+            status,
+            headers: vec![("location".into(), location.into())],
+            body: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// The same answer, claiming to be Elasticsearch.
+    pub fn with_product_header(self) -> Reply {
+        self.with_header(PRODUCT_HEADER.0, PRODUCT_HEADER.1)
+    }
+}
+
+/// Behaves like Elasticsearch 9.1 for the operator's first create — `GET /`, a 404 for the
+/// endpoint, a 200 for the PUT — but never sends the product header. An operator without the
+/// product check sends this server its PUT, Azure key included.
+pub fn elasticsearch_without_product_header(request: &Recorded) -> Reply {
+    match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/") => Reply::es_root("9.1.0", "look-alike-uuid"),
+        ("GET", path) if path.starts_with("/_inference/") => {
+            let id = path.rsplit('/').next().unwrap_or_default();
+            Reply::es_error(
+                404,
+                "resource_not_found_exception",
+                &format!("Inference endpoint not found [{id}]"),
+            )
+        }
+        ("PUT", path) if path.starts_with("/_inference/") => {
+            let mut segments = path.trim_start_matches("/_inference/").split('/');
+            let task = segments.next().unwrap_or_default();
+            let id = segments.next().unwrap_or_default();
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+            Reply::json(
+                200,
+                &json!({"inference_id": id, "task_type": task, "service": body["service"],
+                    "service_settings": body["service_settings"], "task_settings": {}}),
+            )
+        }
+        _ => Reply::es_error(400, "illegal_argument_exception", "unexpected request"),
+    }
+}
+
+type Script = Box<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+struct Inner {
+    requests: Mutex<Vec<Recorded>>,
+    script: Mutex<Arc<Script>>,
+}
+
+/// A running hostile server (plain HTTP on 127.0.0.1); stops when dropped.
+pub struct HostileServer {
+    url: String,
+    port: u16,
+    inner: Arc<Inner>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HostileServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HostileServer {
+    /// Start a server answering every request with `script(request)`.
+    pub async fn start(script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        let inner = Arc::new(Inner {
+            requests: Mutex::new(Vec::new()),
+            script: Mutex::new(Arc::new(Box::new(script))),
+        });
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the hostile server");
+        let port = listener.local_addr().expect("local address").port();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        HostileServer {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            inner,
+            task,
+        }
+    }
+
+    /// Start a server giving every request the same answer.
+    pub async fn answering(reply: Reply) -> Self {
+        HostileServer::start(move |_| reply.clone()).await
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The same server under the name `localhost`: a different host in a URL (for redirects
+    /// "to another host") that still reaches this process.
+    pub fn url_as_localhost(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Replace the script (requests already recorded are kept).
+    pub fn set_script(&self, script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) {
+        *lock(&self.inner.script) = Arc::new(Box::new(script));
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.inner.requests).clone()
+    }
+
+    /// Whether any request so far contained `needle` (path, query, headers or body).
+    pub fn received(&self, needle: &str) -> bool {
+        self.requests().iter().any(|r| r.contains(needle))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = Recorded {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    let script = lock(&inner.script).clone();
+    let reply = script(&request);
+    lock(&inner.requests).push(request);
+    let mut response = Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        response = response.header(name.as_str(), value.as_str());
+    }
+    response
+        .body(Body::from(reply.body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_requests_and_answers_the_script_exactly() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let server =
+            HostileServer::start(|r| Reply::redirect(302, &format!("http://other{}", r.path)))
+                .await;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let resp = http
+            .put(format!("{}/a/b?x=1", server.url()))
+            .header("Authorization", "ApiKey c2VjcmV0")
+            .body("payload-MARK")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302);
+        assert_eq!(resp.headers()["location"], "http://other/a/b");
+        assert!(resp.headers().get("x-elastic-product").is_none());
+        let seen = server.requests();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            (seen[0].method.as_str(), seen[0].path.as_str()),
+            ("PUT", "/a/b")
+        );
+        assert_eq!(seen[0].query.as_deref(), Some("x=1"));
+        assert_eq!(seen[0].header("authorization"), Some("ApiKey c2VjcmV0"));
+        assert!(server.received("payload-MARK") && !server.received("absent"));
+
+        server.set_script(|_| Reply::es_error(400, "x", "r\u{1b}[31m\n").with_product_header());
+        let resp = http.get(server.url()).send().await.unwrap();
+        assert_eq!(resp.headers()["x-elastic-product"], "Elasticsearch");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["reason"], "r\u{1b}[31m\n");
+    }
+
+    #[tokio::test]
+    async fn the_look_alike_walks_an_operator_into_a_put() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let server = HostileServer::start(elasticsearch_without_product_header).await;
+        let http = reqwest::Client::new();
+        let root = http.get(server.url()).send().await.unwrap();
+        assert!(root.headers().get("x-elastic-product").is_none());
+        assert_eq!(
+            root.json::<Value>().await.unwrap()["version"]["number"],
+            "9.1.0"
+        );
+        let get = http
+            .get(format!("{}/_inference/text_embedding/e1", server.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(get.status(), 404);
+        let put = http
+            .put(format!("{}/_inference/text_embedding/e1", server.url()))
+            .body(r#"{"service": "azureopenai", "service_settings": {"api_key": "k"}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 200);
+        assert_eq!(put.json::<Value>().await.unwrap()["inference_id"], "e1");
+    }
+}

@@ -1,0 +1,404 @@
+//! The tenant as attacker: `spec.elasticsearch.url` points at a server of their own (the
+//! harness's hostile server) instead of Elasticsearch. The real operator binary runs against the
+//! Kubernetes API emulator; each test asserts what reached the hostile server and what came back
+//! into status, Events and the operator's own log (docs/security.md, "What comes back from the
+//! far side of `spec.elasticsearch.url`").
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use inference_operator::api::InferenceEndpoint;
+use inference_testenv::env::{eventually, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD};
+use inference_testenv::hostile::{elasticsearch_without_product_header, HostileServer, Reply};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(20);
+/// The Azure key each object references: it must never reach a hostile server.
+const AZURE_KEY: &str = "azure-key-never-for-strangers-91c2";
+
+/// The operator binary as a child process, with its log (stderr, trace level) collected.
+struct Operator {
+    _child: Child,
+    log: Arc<Mutex<String>>,
+    _kubeconfig: TempFile,
+}
+
+impl Operator {
+    fn start(env: &TestEnv) -> Operator {
+        let kubeconfig = TempFile::new("kubeconfig");
+        env.kube
+            .write_kubeconfig(&kubeconfig.0)
+            .expect("write kubeconfig");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_inference-operator"))
+            .args(["run", "--namespace", &env.namespace])
+            .args(["--metrics-address", "127.0.0.1:0", "--log-format", "text"])
+            .args(["--backoff-initial", "100ms", "--backoff-max", "1s"])
+            .env("KUBECONFIG", &kubeconfig.0)
+            .env("POD_NAME", "hostile-test-operator")
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start inference-operator");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Operator {
+            _child: child,
+            log,
+            _kubeconfig: kubeconfig,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> TempFile {
+        TempFile(std::env::temp_dir().join(format!(
+            "iep-hostile-{}-{}-{name}",
+            std::process::id(),
+            fastrand::u64(..)
+        )))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn env_with_azure_key() -> TestEnv {
+    let env = TestEnv::start().await;
+    env.put_secret("azure", &[("apiKey", AZURE_KEY)]).await;
+    env
+}
+
+/// An embeddings object whose Elasticsearch is `url`, with the env's ES credentials.
+async fn create(env: &TestEnv, name: &str, url: &str) {
+    let object: InferenceEndpoint = serde_json::from_value(json!({
+        "apiVersion": "esinference.io/v1alpha1",
+        "kind": "InferenceEndpoint",
+        "metadata": {"name": name, "namespace": env.namespace},
+        "spec": {
+            "elasticsearch": {"url": url, "credentialsSecretRef": {"name": ES_CREDENTIALS_SECRET}},
+            "taskType": "text_embedding",
+            "azureOpenAI": {
+                "resourceName": "test-resource",
+                "deploymentId": "embeddings",
+                "apiVersion": "2024-10-21",
+                "apiKeySecretRef": {"name": "azure", "key": "apiKey"}
+            }
+        }
+    }))
+    .expect("valid InferenceEndpoint");
+    Api::<InferenceEndpoint>::namespaced(env.client.clone(), &env.namespace)
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create InferenceEndpoint");
+}
+
+/// Wait for Ready=False with `reason`; returns the object. On timeout, says what it was.
+async fn wait_not_ready(env: &TestEnv, name: &str, reason: &str) -> InferenceEndpoint {
+    let api = Api::<InferenceEndpoint>::namespaced(env.client.clone(), &env.namespace);
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last = String::from("no object");
+    loop {
+        if let Ok(iep) = api.get(name).await {
+            if let Some(ready) = ready_condition(&iep) {
+                if ready.status == "False" && ready.reason == reason {
+                    return iep;
+                }
+                last = format!("{} {}: {}", ready.status, ready.reason, ready.message);
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!("{name}: no Ready=False {reason} within {WAIT:?}; last {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ready_condition(
+    iep: &InferenceEndpoint,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    iep.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+fn ready_message(iep: &InferenceEndpoint) -> String {
+    ready_condition(iep)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// The whole status as text (every condition, every field).
+fn status_text(iep: &InferenceEndpoint) -> String {
+    serde_json::to_string(&iep.status).expect("status serialises")
+}
+
+async fn events_of(env: &TestEnv, name: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(env.client.clone(), &env.namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("list Events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+/// Wait for the Warning Event with `reason` about `name`; returns every Event about it.
+async fn wait_event(env: &TestEnv, name: &str, reason: &str) -> Vec<Event> {
+    eventually(WAIT, &format!("{name}: Event {reason}"), || async move {
+        let events = events_of(env, name).await;
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
+            .then_some(events)
+    })
+    .await
+}
+
+fn assert_nothing_secret_reached(server: &HostileServer) {
+    for request in server.requests() {
+        assert!(
+            !request.contains(AZURE_KEY),
+            "the Azure key reached the hostile server: {} {}",
+            request.method,
+            request.path
+        );
+        assert_ne!(request.method, "PUT", "a PUT reached the hostile server");
+    }
+}
+
+#[tokio::test]
+async fn a_server_without_the_product_header_receives_no_put_and_no_azure_key() {
+    let env = env_with_azure_key().await;
+    let hostile = HostileServer::start(elasticsearch_without_product_header).await;
+    let operator = Operator::start(&env);
+    create(&env, "look-alike", hostile.url()).await;
+
+    let iep = wait_not_ready(&env, "look-alike", "NotElasticsearch").await;
+    let message = ready_message(&iep);
+    assert!(message.contains("X-Elastic-Product"), "{message}");
+    assert!(
+        iep.status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True"),
+        "NotElasticsearch is permanent"
+    );
+    wait_event(&env, "look-alike", "NotElasticsearch").await;
+    // Permanent: nothing is retried; the server only ever saw the first GET /.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let requests = hostile.requests();
+    let seen: Vec<_> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(seen, ["GET /"], "only the product check's GET / reached it");
+    assert_nothing_secret_reached(&hostile);
+    assert!(!operator.log().contains(AZURE_KEY));
+    assert!(!operator.log().contains(ES_PASSWORD));
+}
+
+#[tokio::test]
+async fn no_marker_from_a_hostile_body_reaches_status_events_or_the_log() {
+    const MARKER: &str = "HOSTILE-BODY-MARKER-5e1d";
+    let html = format!("<html><body><h1>internal admin</h1>{MARKER}</body></html>");
+    let envelope = Reply::es_error(400, "status_exception", &format!("reflected {MARKER}"));
+    let cases: Vec<(&str, &str, HostileServer)> = vec![
+        (
+            "html-ok",
+            "NotElasticsearch",
+            HostileServer::answering(Reply::html(200, &html)).await,
+        ),
+        (
+            "html-bad-gateway",
+            "ElasticsearchUnavailable",
+            HostileServer::answering(Reply::html(502, &html)).await,
+        ),
+        (
+            "text-not-found",
+            "UnexpectedResponse",
+            HostileServer::answering(Reply::text(404, "text/plain", &html)).await,
+        ),
+        (
+            "envelope-without-header",
+            "InvalidSettings",
+            HostileServer::answering(envelope).await,
+        ),
+        (
+            "garbage-with-header",
+            "UnexpectedResponse",
+            HostileServer::answering(
+                Reply::text(200, "application/json", &format!("{{\"{MARKER}\": "))
+                    .with_product_header(),
+            )
+            .await,
+        ),
+        (
+            "version-with-header",
+            "UnexpectedResponse",
+            HostileServer::answering(Reply::es_root(MARKER, "u").with_product_header()).await,
+        ),
+        (
+            "endpoint-shape-with-header",
+            "UnexpectedResponse",
+            HostileServer::start(|r| match r.path.as_str() {
+                "/" => Reply::es_root("9.1.0", "u").with_product_header(),
+                _ => Reply::json(200, &json!({"endpoints": MARKER})).with_product_header(),
+            })
+            .await,
+        ),
+    ];
+    let env = env_with_azure_key().await;
+    let operator = Operator::start(&env);
+    for (name, _, server) in &cases {
+        create(&env, name, server.url()).await;
+    }
+    for (name, reason, server) in &cases {
+        let iep = wait_not_ready(&env, name, reason).await;
+        let status = status_text(&iep);
+        assert!(!status.contains(MARKER), "{name}: {status}");
+        for event in wait_event(&env, name, reason).await {
+            let note = event.note.unwrap_or_default();
+            assert!(!note.contains(MARKER), "{name}: Event {note}");
+        }
+        assert_nothing_secret_reached(server);
+    }
+    let html_ok = Api::<InferenceEndpoint>::namespaced(env.client.clone(), &env.namespace)
+        .get("html-bad-gateway")
+        .await
+        .unwrap();
+    let message = ready_message(&html_ok);
+    assert!(
+        message.contains("HTTP 502") && message.contains("text/html"),
+        "described: {message}"
+    );
+    let log = operator.log();
+    assert!(!log.is_empty(), "the operator logged");
+    assert!(
+        !log.contains(MARKER),
+        "a hostile body reached the operator's log"
+    );
+}
+
+#[tokio::test]
+async fn redirects_are_reported_and_nothing_reaches_their_target() {
+    let env = env_with_azure_key().await;
+    // The target would answer like Elasticsearch: following the redirect would create there.
+    let target = HostileServer::start(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/") => Reply::es_root("9.1.0", "target").with_product_header(),
+        _ => Reply::es_error(
+            404,
+            "resource_not_found_exception",
+            "Inference endpoint not found",
+        )
+        .with_product_header(),
+    })
+    .await;
+    let location = format!("{}/", target.url_as_localhost());
+    let mut redirectors = Vec::new();
+    for status in [302, 307, 308] {
+        let server = HostileServer::answering(Reply::redirect(status, &location)).await;
+        let name = format!("redirect-{status}");
+        create(&env, &name, server.url()).await;
+        redirectors.push((name, status, server));
+    }
+    let _operator = Operator::start(&env);
+    for (name, status, server) in &redirectors {
+        let iep = wait_not_ready(&env, name, "ElasticsearchRedirected").await;
+        let message = ready_message(&iep);
+        assert!(message.contains(&format!("HTTP {status}")), "{message}");
+        assert!(
+            message.contains(&format!("localhost:{}", target.port())),
+            "names the target host: {message}"
+        );
+        wait_event(&env, name, "ElasticsearchRedirected").await;
+        assert_nothing_secret_reached(server);
+    }
+    assert!(
+        target.requests().is_empty(),
+        "nothing reached the redirect target: {:?}",
+        target.requests()
+    );
+}
+
+#[tokio::test]
+async fn elasticsearch_reasons_reach_status_without_control_characters() {
+    const MARKER: &str = "QUOTED-REASON-MARKER-0b7e";
+    let reason = format!(
+        "Validation Failed: 1: \u{1b}[2J\u{1b}[31mbad setting\u{1b}[0m\r\nsecond line\u{202e} {MARKER};"
+    );
+    let env = env_with_azure_key().await;
+    // Elasticsearch itself (the product header on every answer), refusing the PUT with a
+    // reason full of terminal escapes.
+    let server = HostileServer::start(move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/") => Reply::es_root("9.1.0", "es").with_product_header(),
+        ("GET", _) => Reply::es_error(
+            404,
+            "resource_not_found_exception",
+            "Inference endpoint not found",
+        )
+        .with_product_header(),
+        _ => Reply::es_error(400, "validation_exception", &reason).with_product_header(),
+    })
+    .await;
+    let operator = Operator::start(&env);
+    create(&env, "escapes", server.url()).await;
+    let iep = wait_not_ready(&env, "escapes", "InvalidSettings").await;
+    let message = ready_message(&iep);
+    assert!(
+        message.contains(MARKER),
+        "Elasticsearch's reason is quoted: {message}"
+    );
+    assert!(
+        message.starts_with("Validation Failed: 1: [2J [31mbad setting [0m second line"),
+        "{message:?}"
+    );
+    let clean = |text: &str| !text.chars().any(|c| c.is_control() || c == '\u{202e}');
+    for condition in &iep.status.as_ref().unwrap().conditions {
+        assert!(clean(&condition.message), "{:?}", condition.message);
+    }
+    for event in wait_event(&env, "escapes", "InvalidSettings").await {
+        let note = event.note.unwrap_or_default();
+        assert!(clean(&note), "{note:?}");
+    }
+    // The text log colours its own fields with ANSI sequences; the far side's must not pass.
+    let log = operator.log();
+    for injected in ["\u{1b}[2J", "\u{1b}[31mbad", "\r", "\u{202e}"] {
+        assert!(
+            !log.contains(injected),
+            "{injected:?} reached the operator's log"
+        );
+    }
+    assert!(
+        !log.lines().any(|l| l.starts_with("second line")),
+        "a newline from the reason split a log line"
+    );
+}
