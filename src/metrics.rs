@@ -2,6 +2,7 @@
 //! reasons' readiness): no object names, namespaces or ids, so cardinality does not grow with
 //! the number of InferenceEndpoints.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -94,7 +95,12 @@ pub struct Metrics {
     es_requests: Family<EsLabels, Counter>,
     es_duration: Family<OperationLabels, Histogram>,
     endpoints: Family<ReadyLabels, Gauge>,
+    /// Counts the `endpoints` gauge at scrape time, while a controller runs.
+    endpoint_counts: Mutex<Option<EndpointCounter>>,
 }
+
+/// `(ready, not ready, unknown)` over every object the running controller knows.
+pub type EndpointCounter = Box<dyn Fn() -> (i64, i64, i64) + Send + Sync>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -138,6 +144,7 @@ impl Default for Metrics {
             es_requests,
             es_duration,
             endpoints,
+            endpoint_counts: Mutex::new(None),
         }
     }
 }
@@ -178,7 +185,7 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Set the per-readiness object counts (computed from the controller's store at scrape time).
+    /// Set the per-readiness object counts.
     pub fn set_endpoints(&self, ready: i64, not_ready: i64, unknown: i64) {
         for (label, value) in [("true", ready), ("false", not_ready), ("unknown", unknown)] {
             self.endpoints
@@ -187,8 +194,31 @@ impl Metrics {
         }
     }
 
+    /// Count the `endpoints` gauge with `counter` at every scrape, so it is exact and covers
+    /// every watched scope at once. Replaces any earlier counter.
+    pub fn count_endpoints_with(&self, counter: EndpointCounter) {
+        *self.lock_counter() = Some(counter);
+    }
+
+    /// The controller stopped (shutdown, or leadership lost): report no objects, so a standby
+    /// does not keep reporting what it last saw as leader (summed over pods, counts stay right).
+    pub fn stop_counting_endpoints(&self) {
+        *self.lock_counter() = None;
+        self.set_endpoints(0, 0, 0);
+    }
+
+    fn lock_counter(&self) -> std::sync::MutexGuard<'_, Option<EndpointCounter>> {
+        self.endpoint_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        if let Some(counter) = self.lock_counter().as_ref() {
+            let (ready, not_ready, unknown) = counter();
+            self.set_endpoints(ready, not_ready, unknown);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -221,5 +251,29 @@ mod tests {
             text.contains("inference_operator_reconcile_duration_seconds_bucket"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_endpoints_gauge_is_counted_at_scrape_time() {
+        let metrics = Metrics::default();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(1));
+        let counter = seen.clone();
+        metrics.count_endpoints_with(Box::new(move || {
+            (counter.load(std::sync::atomic::Ordering::SeqCst), 4, 0)
+        }));
+        assert!(metrics
+            .encode()
+            .contains(r#"inference_operator_endpoints{ready="true"} 1"#));
+        seen.store(3, std::sync::atomic::Ordering::SeqCst);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"inference_operator_endpoints{ready="true"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"inference_operator_endpoints{ready="false"} 4"#));
+        metrics.stop_counting_endpoints();
+        assert!(metrics
+            .encode()
+            .contains(r#"inference_operator_endpoints{ready="true"} 0"#));
     }
 }

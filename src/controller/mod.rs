@@ -9,6 +9,7 @@
 
 pub mod conditions;
 pub mod connection;
+pub mod decode;
 pub mod desired;
 pub mod destination;
 pub mod outcomes;
@@ -37,6 +38,8 @@ use tracing::{info, warn, Instrument};
 use crate::api::{InferenceEndpoint, FINALIZER};
 use crate::controller::conditions::{Outcome, State};
 use crate::controller::connection::{ConnectionSettings, Connections};
+use crate::controller::decode::Decoded;
+use crate::controller::ownership::OwnershipIndex;
 use crate::controller::secret_index::{SecretIndex, SecretRouter};
 use crate::http::Health;
 use crate::metrics::{Metrics, ReconcileResult};
@@ -105,8 +108,8 @@ pub enum Error {
 /// Shared state of all reconciles.
 pub struct Context {
     pub client: kube::Client,
-    /// Every InferenceEndpoint the controller sees, for ownership checks between objects.
-    pub store: Store<InferenceEndpoint>,
+    /// Ownership facts of every InferenceEndpoint in every watched scope.
+    pub ownership: Arc<OwnershipIndex>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub config: Config,
@@ -120,7 +123,7 @@ impl Context {
         client: kube::Client,
         config: Config,
         metrics: Arc<Metrics>,
-        store: Store<InferenceEndpoint>,
+        ownership: Arc<OwnershipIndex>,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -130,7 +133,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             connections: Connections::new(config.connection.clone(), metrics.clone()),
             metrics,
-            store,
+            ownership,
             client,
             config,
             failures: Mutex::new(HashMap::new()),
@@ -138,7 +141,7 @@ impl Context {
     }
 
     /// What to do after a reconcile that ended in `outcome`.
-    pub fn next_action(&self, iep: &InferenceEndpoint, outcome: &Outcome) -> Action {
+    pub fn next_action(&self, iep: &impl Resource, outcome: &Outcome) -> Action {
         match outcome.state {
             State::Ready => {
                 self.forget(iep);
@@ -164,7 +167,7 @@ impl Context {
     }
 
     /// Record one more failure and return how long to wait before the next attempt.
-    pub fn backoff_delay(&self, iep: &InferenceEndpoint) -> Duration {
+    pub fn backoff_delay(&self, iep: &impl Resource) -> Duration {
         let uid = iep.uid().unwrap_or_default();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let count = failures.entry(uid).or_insert(0);
@@ -172,7 +175,7 @@ impl Context {
         backoff(self.config.backoff_initial, self.config.backoff_max, *count)
     }
 
-    pub fn forget(&self, iep: &InferenceEndpoint) {
+    pub fn forget(&self, iep: &impl Resource) {
         let uid = iep.uid().unwrap_or_default();
         self.failures
             .lock()
@@ -193,16 +196,25 @@ fn jitter(delay: Duration) -> Duration {
     delay.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
-/// Reconcile entry point: finalizer bookkeeping, then apply or cleanup.
-async fn reconcile(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let api: Api<InferenceEndpoint> =
-        Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
+/// Reconcile entry point: an object that does not match the types is reported (and let go
+/// when deleted); any other goes through finalizer bookkeeping, then apply or cleanup.
+async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let span = tracing::info_span!(
         "reconcile",
-        namespace = %iep.namespace().unwrap_or_default(),
-        name = %iep.name_any(),
-        generation = iep.meta().generation.unwrap_or_default()
+        namespace = %object.namespace().unwrap_or_default(),
+        name = %object.name_any(),
+        generation = object.meta().generation.unwrap_or_default()
     );
+    let iep = match &object.0 {
+        Ok(iep) => Arc::new(iep.clone()),
+        Err(invalid) => {
+            return reconcile::undecodable(&object, invalid, ctx)
+                .instrument(span)
+                .await
+        }
+    };
+    let api: Api<InferenceEndpoint> =
+        Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, iep, |event| async {
         match event {
             FinalizerEvent::Apply(iep) => reconcile::apply(iep, ctx.clone()).await,
@@ -214,16 +226,16 @@ async fn reconcile(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-fn error_policy(iep: Arc<InferenceEndpoint>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(iep: Arc<Decoded>, error: &Error, ctx: Arc<Context>) -> Action {
     use kube::runtime::finalizer::Error as F;
     ctx.metrics
         .reconciled(ReconcileResult::Error, Duration::ZERO);
     let retry = match error {
         Error::Finalizer(inner) => match inner.as_ref() {
             F::CleanupFailed(Error::CleanupBlocked { retry_after, .. }) => *retry_after,
-            _ => ctx.backoff_delay(&iep),
+            _ => ctx.backoff_delay(iep.as_ref()),
         },
-        _ => ctx.backoff_delay(&iep),
+        _ => ctx.backoff_delay(iep.as_ref()),
     };
     warn!(name = %iep.name_any(), namespace = %iep.namespace().unwrap_or_default(), %error, ?retry, "reconcile failed");
     Action::requeue(retry)
@@ -233,7 +245,7 @@ fn error_policy(iep: Arc<InferenceEndpoint>, error: &Error, ctx: Arc<Context>) -
 /// deletion and annotations. Status-only writes (our own) are filtered out, so writing status
 /// does not trigger another Elasticsearch read. Generation alone would swallow finalizer and
 /// delete events (DESIGN.md §7).
-fn relevant_change(iep: &InferenceEndpoint) -> Option<u64> {
+fn relevant_change(iep: &impl Resource) -> Option<u64> {
     let meta = iep.meta();
     let mut hasher = DefaultHasher::new();
     meta.generation.hash(&mut hasher);
@@ -244,7 +256,8 @@ fn relevant_change(iep: &InferenceEndpoint) -> Option<u64> {
 }
 
 /// Run the controller for every watched scope (all namespaces, or one controller per listed
-/// namespace, each with its own watches and store) until `shutdown` resolves.
+/// namespace, each with its own watches and store, sharing one ownership index) until
+/// `shutdown` resolves.
 pub async fn run_all(
     client: kube::Client,
     config: Config,
@@ -260,11 +273,23 @@ pub async fn run_all(
     health.expect_synced(scopes.len());
     let shutdown = shutdown.shared();
     let router = Arc::new(SecretRouter::default());
-    let controllers = scopes.into_iter().map(|scope| {
+    let ownership = Arc::new(OwnershipIndex::default());
+    let stores: Vec<_> = scopes.iter().map(|_| reflector::store()).collect();
+    // The readiness gauge is counted over every scope's store at scrape time.
+    let readers: Vec<Store<Decoded>> = stores.iter().map(|(reader, _)| reader.clone()).collect();
+    metrics.count_endpoints_with(Box::new(move || {
+        readers
+            .iter()
+            .map(readiness_counts)
+            .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+    }));
+    let controllers = scopes.into_iter().zip(stores).map(|(scope, (_, writer))| {
         run(
             client.clone(),
             config.clone(),
             scope,
+            writer,
+            ownership.clone(),
             metrics.clone(),
             health.clone(),
             router.clone(),
@@ -272,29 +297,35 @@ pub async fn run_all(
         )
     });
     futures::future::join_all(controllers).await;
+    metrics.stop_counting_endpoints();
 }
 
 /// Run the controller for one scope (a namespace, or all when `None`) until `shutdown`
 /// resolves; in-flight reconciles finish first. Reports to `health` once both watches have
-/// listed everything once.
+/// listed everything once. `writer` fills this scope's store; `ownership` is shared with the
+/// other scopes' controllers.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: kube::Client,
     config: Config,
     namespace: Option<String>,
+    writer: reflector::store::Writer<Decoded>,
+    ownership: Arc<OwnershipIndex>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     router: Arc<SecretRouter>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (ieps, secrets): (Api<InferenceEndpoint>, Api<PartialObjectMeta<Secret>>) = match &namespace
-    {
+    // Decoded one object at a time, so one object that does not match the types cannot fail
+    // the whole LIST (see `decode`).
+    let (ieps, secrets): (Api<Decoded>, Api<PartialObjectMeta<Secret>>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let (reader, writer) = reflector::store();
+    let reader = writer.as_reader();
     // Readiness is taken from each watch's first InitDone. (Store::wait_until_ready is not
     // used: with the Controller also waiting on it, only one waiter is woken in kube 5.0.)
     let (ieps_synced, mut ieps_listed) = tokio::sync::watch::channel(false);
@@ -304,17 +335,20 @@ pub async fn run(
         .default_backoff()
         // The cache keeps what reconciles read; managedFields (~40 % of an object) and
         // kubectl's last-applied copy of the spec are never read.
-        .modify(|iep: &mut InferenceEndpoint| {
+        .modify(|iep: &mut Decoded| {
             iep.managed_fields_mut().clear();
-            if let Some(annotations) = iep.metadata.annotations.as_mut() {
+            if let Some(annotations) = iep.meta_mut().annotations.as_mut() {
                 annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
             }
         })
         .inspect({
             let index = index.clone();
+            let ownership = ownership.clone();
+            let scope = namespace.clone();
             move |event| {
                 if let Ok(event) = event {
                     index.apply(event);
+                    ownership.apply(&scope, event);
                     if matches!(event, watcher::Event::InitDone) {
                         ieps_synced.send_replace(true);
                     }
@@ -352,21 +386,8 @@ pub async fn run(
             }
         }
     });
-    // The readiness gauge is refreshed from the store rather than on every reconcile.
-    tokio::spawn({
-        let store = reader.clone();
-        let metrics = metrics.clone();
-        async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
-            loop {
-                tick.tick().await;
-                let (ready, not_ready, unknown) = readiness_counts(&store);
-                metrics.set_endpoints(ready, not_ready, unknown);
-            }
-        }
-    });
     let concurrency = config.concurrency;
-    let ctx = Arc::new(Context::new(client, config, metrics, reader.clone()));
+    let ctx = Arc::new(Context::new(client, config, metrics, ownership));
     info!("starting controller");
     Controller::for_stream(iep_stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -394,9 +415,14 @@ fn tokio_stream_of<T: Send + 'static>(
 }
 
 /// Count objects by their Ready condition, for the `endpoints` gauge.
-pub fn readiness_counts(store: &Store<InferenceEndpoint>) -> (i64, i64, i64) {
+pub fn readiness_counts(store: &Store<Decoded>) -> (i64, i64, i64) {
     let (mut ready, mut not_ready, mut unknown) = (0, 0, 0);
-    for iep in store.state() {
+    for object in store.state() {
+        let Some(iep) = object.typed() else {
+            // Reported InvalidSpec: not ready.
+            not_ready += 1;
+            continue;
+        };
         let condition = iep
             .status
             .as_ref()

@@ -1,100 +1,268 @@
-//! Which object may manage an endpoint when several name the same one. Pure: works on a
-//! snapshot of the controller's store.
+//! Which object may manage an endpoint when several name the same one.
 //!
-//! An endpoint is identified by (cluster, inference id). An object already recorded as managing
-//! it (status `inferenceId` and cluster UUID) keeps it. Among objects that have not created
-//! anything yet and point at the same Elasticsearch (same URL or same ECK reference), the
-//! oldest wins; ties are broken by namespace/name. An owner being deleted keeps its claim until
-//! it is gone (its cleanup may still delete the endpoint); a newcomer being deleted has none.
+//! An endpoint is identified by (cluster UUID, inference id). [`Record::owns`] is the one
+//! definition of "this object manages that endpoint": its status records the id, and the
+//! cluster it recorded (if any) is the one answering now. An object that owns an endpoint keeps
+//! it. Among objects that have not created anything yet and point at the same Elasticsearch
+//! (same URL or same ECK reference), the oldest wins; ties are broken by namespace/name. An
+//! owner being deleted keeps its claim until it is gone (its cleanup may still delete the
+//! endpoint); a newcomer being deleted has none.
+//!
+//! The decision ([`claimed_by`]) is pure. Its input comes from the [`OwnershipIndex`]: the
+//! ownership facts of every object the operator watches, in every scope (`--namespace a,b`
+//! runs one watch per namespace, and a claim in `a` must stop a newcomer in `b`). The index
+//! follows each scope's watch events like the reflector store does: `Init` starts a fresh copy
+//! of that scope, `InitApply` fills it, `InitDone` swaps it in; `Apply` and `Delete` change it
+//! live.
+//!
+//! The index only knows what this operator installation watches: another installation (or
+//! namespaces outside `--namespace`) can still hold the same id in the same cluster unseen.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::watcher;
 use kube::ResourceExt;
 
-use crate::api::InferenceEndpoint;
+use crate::api::{InferenceEndpoint, InferenceEndpointStatus};
+use crate::controller::decode::Decoded;
 
-/// `namespace/name` of another object that manages `inference_id` in cluster `cluster_uuid`
-/// (or will, being older and aimed at the same Elasticsearch), if any.
-pub fn claimed_by(
-    iep: &InferenceEndpoint,
-    others: &[Arc<InferenceEndpoint>],
-    inference_id: &str,
-    cluster_uuid: &str,
-) -> Option<String> {
-    if owns(iep, inference_id, cluster_uuid) {
+/// What an object's status records about the endpoint it manages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    pub inference_id: Option<String>,
+    pub cluster_uuid: Option<String>,
+}
+
+impl Record {
+    pub fn of(status: Option<&InferenceEndpointStatus>) -> Self {
+        Record {
+            inference_id: status.and_then(|s| s.inference_id.clone()),
+            cluster_uuid: status.and_then(|s| s.cluster.as_ref().map(|c| c.uuid.clone())),
+        }
+    }
+
+    /// Whether this object manages `inference_id` in cluster `cluster_uuid`. A recorded id
+    /// without a recorded cluster counts in any cluster (the conservative reading).
+    pub fn owns(&self, inference_id: &str, cluster_uuid: &str) -> bool {
+        self.inference_id.as_deref() == Some(inference_id)
+            && self
+                .cluster_uuid
+                .as_deref()
+                .is_none_or(|recorded| recorded == cluster_uuid)
+    }
+}
+
+/// Which Elasticsearch an object addresses by its spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    /// `spec.elasticsearch.url`, without trailing `/`, lowercased.
+    Url(String),
+    /// `spec.elasticsearchRef` as (namespace, name).
+    Eck(String, String),
+}
+
+/// The ownership facts of one object: all [`claimed_by`] needs, a few strings instead of the
+/// whole object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimant {
+    uid: String,
+    namespace: String,
+    name: String,
+    /// The id the spec names (immutable).
+    pub inference_id: String,
+    pub record: Record,
+    target: Option<Target>,
+    created: Option<Time>,
+    deleting: bool,
+}
+
+impl Claimant {
+    pub fn of(iep: &InferenceEndpoint) -> Self {
+        let namespace = iep.namespace().unwrap_or_default();
+        let spec = &iep.spec;
+        let target = match (&spec.elasticsearch, &spec.elasticsearch_ref) {
+            (Some(connection), _) => Some(Target::Url(
+                connection.url.trim_end_matches('/').to_ascii_lowercase(),
+            )),
+            (None, Some(eck)) => Some(Target::Eck(
+                eck.namespace.clone().unwrap_or_else(|| namespace.clone()),
+                eck.name.clone(),
+            )),
+            (None, None) => None,
+        };
+        Claimant {
+            uid: iep.uid().unwrap_or_default(),
+            name: iep.name_any(),
+            inference_id: iep.inference_id().to_owned(),
+            record: Record::of(iep.status.as_ref()),
+            target,
+            created: iep.metadata.creation_timestamp.clone(),
+            deleting: iep.metadata.deletion_timestamp.is_some(),
+            namespace,
+        }
+    }
+
+    /// The claim of a watched object. One whose spec does not decode still claims the
+    /// endpoint its status records (its spec cannot name anything else); without one, nothing.
+    pub fn of_decoded(decoded: &Decoded) -> Option<Self> {
+        let invalid = match &decoded.0 {
+            Ok(iep) => return Some(Claimant::of(iep)),
+            Err(invalid) => invalid,
+        };
+        let record = Record::of(invalid.status.as_ref());
+        let meta = &invalid.metadata;
+        Some(Claimant {
+            uid: meta.uid.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            inference_id: record.inference_id.clone()?,
+            record,
+            target: None,
+            created: meta.creation_timestamp.clone(),
+            deleting: meta.deletion_timestamp.is_some(),
+        })
+    }
+
+    fn same_target(&self, other: &Claimant) -> bool {
+        self.target.is_some() && self.target == other.target
+    }
+
+    fn is_older_than(&self, other: &Claimant) -> bool {
+        let key = |c: &Claimant| (c.created.clone(), c.namespace.clone(), c.name.clone());
+        key(self) < key(other)
+    }
+}
+
+/// `namespace/name` of another object that manages `me`'s inference id in cluster
+/// `cluster_uuid` (or will, being older and aimed at the same Elasticsearch), if any.
+pub fn claimed_by(me: &Claimant, others: &[Claimant], cluster_uuid: &str) -> Option<String> {
+    let id = me.inference_id.as_str();
+    if me.record.owns(id, cluster_uuid) {
         return None;
     }
     others
         .iter()
-        .filter(|other| other.uid() != iep.uid())
-        .filter(|other| other.inference_id() == inference_id)
+        .filter(|other| other.uid != me.uid && other.inference_id == id)
         .find(|other| {
-            let status = other.status.as_ref();
-            let owns = status.and_then(|s| s.inference_id.as_deref()) == Some(inference_id)
-                && status
-                    .and_then(|s| s.cluster.as_ref())
-                    .map(|c| c.uuid.as_str())
-                    == Some(cluster_uuid);
-            let unclaimed_elder = other.metadata.deletion_timestamp.is_none()
-                && status.and_then(|s| s.inference_id.as_ref()).is_none()
-                && same_target(iep, other)
-                && is_older(other, iep);
-            owns || unclaimed_elder
+            let unclaimed_elder = !other.deleting
+                && other.record.inference_id.is_none()
+                && me.same_target(other)
+                && other.is_older_than(me);
+            other.record.owns(id, cluster_uuid) || unclaimed_elder
         })
-        .map(|other| {
-            format!(
-                "{}/{}",
-                other.namespace().unwrap_or_default(),
-                other.name_any()
-            )
-        })
+        .map(|other| format!("{}/{}", other.namespace, other.name))
 }
 
-/// Whether status records `iep` as managing `inference_id` in cluster `cluster_uuid`.
-fn owns(iep: &InferenceEndpoint, inference_id: &str, cluster_uuid: &str) -> bool {
-    let status = iep.status.as_ref();
-    status.and_then(|s| s.inference_id.as_deref()) == Some(inference_id)
-        && status
-            .and_then(|s| s.cluster.as_ref())
-            .map(|c| c.uuid.as_str())
-            == Some(cluster_uuid)
+/// A watch scope: one namespace, or all (`None`).
+pub type Scope = Option<String>;
+
+/// One scope's claimants, by inference id and uid.
+#[derive(Default)]
+struct ScopeClaims {
+    by_id: HashMap<String, HashMap<String, Claimant>>,
+    /// uid → inference id, to remove an object whose spec can no longer be read.
+    id_of: HashMap<String, String>,
 }
 
-/// Whether two objects address the same Elasticsearch by their specs.
-fn same_target(a: &InferenceEndpoint, b: &InferenceEndpoint) -> bool {
-    let url = |iep: &InferenceEndpoint| {
-        iep.spec
-            .elasticsearch
-            .as_ref()
-            .map(|c| c.url.trim_end_matches('/').to_ascii_lowercase())
-    };
-    let eck = |iep: &InferenceEndpoint| {
-        iep.spec.elasticsearch_ref.as_ref().map(|r| {
-            let namespace = r
-                .namespace
-                .clone()
-                .unwrap_or_else(|| iep.namespace().unwrap_or_default());
-            (namespace, r.name.clone())
-        })
-    };
-    (url(a).is_some() && url(a) == url(b)) || (eck(a).is_some() && eck(a) == eck(b))
+impl ScopeClaims {
+    fn put(&mut self, decoded: &Decoded) {
+        self.remove(&decoded.uid().unwrap_or_default());
+        let Some(claimant) = Claimant::of_decoded(decoded) else {
+            return;
+        };
+        self.id_of
+            .insert(claimant.uid.clone(), claimant.inference_id.clone());
+        self.by_id
+            .entry(claimant.inference_id.clone())
+            .or_default()
+            .insert(claimant.uid.clone(), claimant);
+    }
+
+    fn remove(&mut self, uid: &str) {
+        let Some(id) = self.id_of.remove(uid) else {
+            return;
+        };
+        if let Some(claimants) = self.by_id.get_mut(&id) {
+            claimants.remove(uid);
+            if claimants.is_empty() {
+                self.by_id.remove(&id);
+            }
+        }
+    }
 }
 
-fn is_older(a: &InferenceEndpoint, b: &InferenceEndpoint) -> bool {
-    let key = |iep: &InferenceEndpoint| {
-        (
-            iep.metadata.creation_timestamp.clone(),
-            iep.namespace().unwrap_or_default(),
-            iep.name_any(),
-        )
-    };
-    key(a) < key(b)
+#[derive(Default)]
+struct Scopes {
+    live: HashMap<Scope, ScopeClaims>,
+    /// Scopes being rebuilt by a (re-)list.
+    pending: HashMap<Scope, ScopeClaims>,
+}
+
+/// The ownership facts of every object in every watched scope, shared by all scopes'
+/// controllers.
+#[derive(Default)]
+pub struct OwnershipIndex {
+    scopes: Mutex<Scopes>,
+}
+
+impl OwnershipIndex {
+    /// Follow one watch event of `scope`.
+    pub fn apply(&self, scope: &Scope, event: &watcher::Event<Decoded>) {
+        let mut scopes = self.lock();
+        match event {
+            watcher::Event::Apply(iep) => scopes.live.entry(scope.clone()).or_default().put(iep),
+            watcher::Event::Delete(iep) => {
+                if let Some(claims) = scopes.live.get_mut(scope) {
+                    claims.remove(&iep.uid().unwrap_or_default());
+                }
+            }
+            watcher::Event::Init => {
+                scopes.pending.insert(scope.clone(), ScopeClaims::default());
+            }
+            watcher::Event::InitApply(iep) => {
+                scopes.pending.entry(scope.clone()).or_default().put(iep)
+            }
+            watcher::Event::InitDone => {
+                let rebuilt = scopes.pending.remove(scope).unwrap_or_default();
+                scopes.live.insert(scope.clone(), rebuilt);
+            }
+        }
+    }
+
+    /// Every known object, in any scope, whose spec names `inference_id`.
+    pub fn claimants(&self, inference_id: &str) -> Vec<Claimant> {
+        self.lock()
+            .live
+            .values()
+            .filter_map(|claims| claims.by_id.get(inference_id))
+            .flat_map(|claimants| claimants.values().cloned())
+            .collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Scopes> {
+        // Rebuilt on every re-list; a poisoned lock cannot leave it worse than stale.
+        self.scopes.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use serde_json::{json, Value};
+
+    /// `claimed_by` for `me` among `all` (which may include `me`), the way the reconcile asks.
+    fn claim(
+        me: &InferenceEndpoint,
+        all: &[Arc<InferenceEndpoint>],
+        cluster: &str,
+    ) -> Option<String> {
+        let others: Vec<Claimant> = all.iter().map(|o| Claimant::of(o)).collect();
+        claimed_by(&Claimant::of(me), &others, cluster)
+    }
 
     fn iep(name: &str, created: &str, url: &str, status: Value) -> Arc<InferenceEndpoint> {
         Arc::new(
@@ -127,13 +295,10 @@ mod tests {
             json!({}),
         );
         let all = vec![owner.clone(), newcomer.clone()];
-        assert_eq!(
-            claimed_by(&newcomer, &all, "shared", "c1").as_deref(),
-            Some("ns/b-owner")
-        );
-        assert_eq!(claimed_by(&owner, &all, "shared", "c1"), None);
+        assert_eq!(claim(&newcomer, &all, "c1").as_deref(), Some("ns/b-owner"));
+        assert_eq!(claim(&owner, &all, "c1"), None);
         // In another cluster the recorded ownership does not count.
-        assert_eq!(claimed_by(&newcomer, &all, "shared", "c2"), None);
+        assert_eq!(claim(&newcomer, &all, "c2"), None);
     }
 
     #[test]
@@ -151,11 +316,8 @@ mod tests {
             json!({}),
         );
         let all = vec![first.clone(), second.clone()];
-        assert_eq!(
-            claimed_by(&second, &all, "shared", "c1").as_deref(),
-            Some("ns/first")
-        );
-        assert_eq!(claimed_by(&first, &all, "shared", "c1"), None);
+        assert_eq!(claim(&second, &all, "c1").as_deref(), Some("ns/first"));
+        assert_eq!(claim(&first, &all, "c1"), None);
     }
 
     #[test]
@@ -167,10 +329,7 @@ mod tests {
             json!({}),
         );
         let me = iep("me", "2026-01-02T00:00:00Z", "https://es:9200", json!({}));
-        assert_eq!(
-            claimed_by(&me, &[elsewhere, me.clone()], "shared", "c1"),
-            None
-        );
+        assert_eq!(claim(&me, &[elsewhere, me.clone()], "c1"), None);
         let mut leaving = (*iep(
             "leaving",
             "2026-01-01T00:00:00Z",
@@ -179,10 +338,7 @@ mod tests {
         ))
         .clone();
         leaving.metadata.deletion_timestamp = me.metadata.creation_timestamp.clone();
-        assert_eq!(
-            claimed_by(&me, &[Arc::new(leaving), me.clone()], "shared", "c1"),
-            None
-        );
+        assert_eq!(claim(&me, &[Arc::new(leaving), me.clone()], "c1"), None);
     }
 
     #[test]
@@ -197,8 +353,84 @@ mod tests {
         .clone();
         owner.metadata.deletion_timestamp = me.metadata.creation_timestamp.clone();
         assert_eq!(
-            claimed_by(&me, &[Arc::new(owner), me.clone()], "shared", "c1").as_deref(),
+            claim(&me, &[Arc::new(owner), me.clone()], "c1").as_deref(),
             Some("ns/owner")
         );
+    }
+
+    fn in_namespace(iep: &InferenceEndpoint, namespace: &str) -> InferenceEndpoint {
+        let mut iep = iep.clone();
+        iep.metadata.namespace = Some(namespace.into());
+        iep.metadata.uid = Some(format!("{namespace}-{}", iep.name_any()));
+        iep
+    }
+
+    fn typed(iep: &InferenceEndpoint) -> Decoded {
+        Decoded(Ok(iep.clone()))
+    }
+
+    #[test]
+    fn a_record_owns_its_id_in_its_cluster_only() {
+        let record = |id: Option<&str>, cluster: Option<&str>| Record {
+            inference_id: id.map(str::to_owned),
+            cluster_uuid: cluster.map(str::to_owned),
+        };
+        assert!(record(Some("x"), Some("c1")).owns("x", "c1"));
+        assert!(!record(Some("x"), Some("c1")).owns("x", "c2"));
+        assert!(!record(Some("x"), Some("c1")).owns("y", "c1"));
+        assert!(!record(None, Some("c1")).owns("x", "c1"));
+        assert!(
+            record(Some("x"), None).owns("x", "c2"),
+            "no recorded cluster: counts anywhere"
+        );
+    }
+
+    #[test]
+    fn the_index_sees_an_owner_in_another_scope() {
+        let owner = iep(
+            "emb",
+            "2026-01-01T00:00:00Z",
+            "https://es:9200",
+            json!({"inferenceId": "shared", "cluster": {"uuid": "c1", "version": "9.1.0"}}),
+        );
+        let (in_a, in_b) = (in_namespace(&owner, "a"), in_namespace(&owner, "b"));
+        let mut in_b = in_b;
+        in_b.status = None;
+        let index = OwnershipIndex::default();
+        let (a, b) = (Some("a".to_owned()), Some("b".to_owned()));
+        index.apply(&a, &watcher::Event::Apply(typed(&in_a)));
+        index.apply(&b, &watcher::Event::Apply(typed(&in_b)));
+        let me = Claimant::of(&in_b);
+        assert_eq!(
+            claimed_by(&me, &index.claimants("shared"), "c1").as_deref(),
+            Some("a/emb")
+        );
+        assert_eq!(
+            claimed_by(&Claimant::of(&in_a), &index.claimants("shared"), "c1"),
+            None
+        );
+
+        // A re-list of scope b does not forget scope a; a re-list of a without the owner does.
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(typed(&in_b)),
+            watcher::Event::InitDone,
+        ] {
+            index.apply(&b, &event);
+        }
+        assert_eq!(index.claimants("shared").len(), 2);
+        index.apply(&a, &watcher::Event::Init);
+        assert_eq!(
+            index.claimants("shared").len(),
+            2,
+            "the old copy serves until InitDone"
+        );
+        index.apply(&a, &watcher::Event::InitDone);
+        assert_eq!(claimed_by(&me, &index.claimants("shared"), "c1"), None);
+
+        index.apply(&a, &watcher::Event::Apply(typed(&in_a)));
+        index.apply(&a, &watcher::Event::Delete(typed(&in_a)));
+        assert_eq!(claimed_by(&me, &index.claimants("shared"), "c1"), None);
+        assert!(index.claimants("other").is_empty());
     }
 }

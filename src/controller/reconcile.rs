@@ -16,15 +16,17 @@ use tracing::{debug, info, warn};
 
 use crate::api::{
     ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointStatus,
-    UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FORCE_DELETE_ANNOTATION,
+    UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FINALIZER, FORCE_DELETE_ANNOTATION,
 };
 use crate::controller::conditions::{self, Outcome, State};
 use crate::controller::connection::{insecure_transport, Connection};
+use crate::controller::decode::{Decoded, Undecodable};
 use crate::controller::desired::{check_supported, desired};
+use crate::controller::ownership::{self, Claimant, Record};
 use crate::controller::plan::{
     chunking_reset_outcome, describe, plan, Plan, PlanInput, CHUNKING_RESET,
 };
-use crate::controller::{outcomes, ownership, Context, Error, FIELD_MANAGER};
+use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::{
     update_body, DeleteOptions, DeleteOutcome, Endpoint, EndpointConfig, EsError, ServiceSecret,
 };
@@ -40,10 +42,10 @@ pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
         .await
         .unwrap_or_else(|failure| failure);
     let outcome = keep_steady_state_wording(&previous, outcome);
-    report(&iep, &ctx, previous, status, &outcome, "Reconcile").await?;
+    report(iep.as_ref(), &ctx, previous, status, &outcome, "Reconcile").await?;
     ctx.metrics
         .reconciled(outcome.state.into(), started.elapsed());
-    Ok(ctx.next_action(&iep, &outcome))
+    Ok(ctx.next_action(iep.as_ref(), &outcome))
 }
 
 /// The object is being deleted: remove the endpoint under policy `Delete`.
@@ -54,19 +56,111 @@ pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<A
     ctx.metrics
         .reconciled(outcome.state.into(), started.elapsed());
     if outcome.is_ready() {
-        ctx.forget(&iep);
+        ctx.forget(iep.as_ref());
         ctx.connections
             .forget_remembered(&iep.uid().unwrap_or_default());
-        publish(&ctx, &iep, &outcome, "Delete");
+        publish(&ctx, iep.as_ref(), &outcome, "Delete");
         return Ok(Action::await_change());
     }
     // Keep the finalizer, say why on the object, and retry with backoff: deletion is not
     // something a change of the object can unblock, so even "permanent" refusals are re-checked.
-    report(&iep, &ctx, previous.clone(), previous, &outcome, "Delete").await?;
+    report(
+        iep.as_ref(),
+        &ctx,
+        previous.clone(),
+        previous,
+        &outcome,
+        "Delete",
+    )
+    .await?;
     Err(Error::CleanupBlocked {
         reason: outcome.reason,
-        retry_after: ctx.backoff_delay(&iep),
+        retry_after: ctx.backoff_delay(iep.as_ref()),
     })
+}
+
+/// An object whose spec does not match the types (stored under a looser schema): say which
+/// field, send nothing to Elasticsearch, and wait for a change of the object. Being deleted, it
+/// is let go without a cleanup: its spec cannot say where the endpoint lives, so whatever it
+/// created is left in Elasticsearch, and the Event says so.
+pub async fn undecodable(
+    object: &Decoded,
+    invalid: &Undecodable,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let previous = invalid.status.clone().unwrap_or_default();
+    let deleting = object.meta().deletion_timestamp.is_some();
+    let outcome = undecodable_outcome(invalid, deleting);
+    warn!(error = %invalid.error, deleting, "object does not decode");
+    ctx.metrics
+        .reconciled(outcome.state.into(), started.elapsed());
+    if deleting {
+        release(object, &ctx).await?;
+        ctx.forget(object);
+        ctx.connections
+            .forget_remembered(&object.uid().unwrap_or_default());
+        publish(&ctx, object, &outcome, "Delete");
+        return Ok(Action::await_change());
+    }
+    report(
+        object,
+        &ctx,
+        previous.clone(),
+        previous,
+        &outcome,
+        "Reconcile",
+    )
+    .await?;
+    Ok(ctx.next_action(object, &outcome))
+}
+
+/// `InvalidSpec`, naming the field and value serde could not decode, and (when the object is
+/// being deleted) the endpoint left behind.
+fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Outcome {
+    let schema = format!(
+        "the object does not match the InferenceEndpoint schema ({})",
+        invalid.error
+    );
+    let recorded = invalid
+        .status
+        .as_ref()
+        .and_then(|s| s.inference_id.as_deref());
+    let message = match (deleting, recorded) {
+        (false, _) => format!(
+            "{schema}; nothing is sent to Elasticsearch. Correct that field"
+        ),
+        (true, Some(id)) => format!(
+            "{schema}; it is let go without a cleanup, so inference endpoint {id} is left in Elasticsearch"
+        ),
+        (true, None) => format!("{schema}; it is let go (it recorded no inference endpoint)"),
+    };
+    Outcome::permanent("InvalidSpec", message)
+}
+
+/// Remove this operator's finalizer (if present), guarded by the resourceVersion read.
+async fn release(object: &Decoded, ctx: &Context) -> Result<(), Error> {
+    let finalizers = object.finalizers();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+    let patch =
+        json!({"metadata": {"finalizers": rest, "resourceVersion": object.resource_version()}});
+    let api: Api<Decoded> =
+        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    tokio::time::timeout(
+        ctx.config.kube_timeout,
+        api.patch(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        ),
+    )
+    .await
+    .map_err(|_| Error::KubeTimeout("remove finalizer"))?
+    .map_err(Error::Kube)?;
+    Ok(())
 }
 
 /// The whole apply path; `Err` is a failure outcome, already classified.
@@ -114,12 +208,11 @@ async fn converge(
     let recorded_cluster = status.cluster.as_ref().map(|c| c.uuid.clone());
 
     let on_es_error = |e: EsError| es_failure(ctx, &connection, &e);
-    // Ownership is per cluster: an endpoint recorded in another cluster is not ours here.
-    let same_cluster = recorded_cluster
-        .as_deref()
-        .is_none_or(|c| c == cluster_uuid);
-    let owned = status.inference_id.as_deref() == Some(id) && same_cluster;
-    let claimed_by = ownership::claimed_by(iep, &ctx.store.state(), id, cluster_uuid);
+    // Ownership is per cluster: an endpoint recorded in another cluster is not ours here. Other
+    // claims come from every watched scope, not only this object's namespace.
+    let me = Claimant::of(iep);
+    let owned = Record::of(Some(status)).owns(id, cluster_uuid);
+    let claimed_by = ownership::claimed_by(&me, &ctx.ownership.claimants(id), cluster_uuid);
     let accepted_cluster = iep
         .metadata
         .annotations
@@ -311,7 +404,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     }
     let status = iep.status.clone().unwrap_or_default();
     // Only ever delete what this object created or adopted.
-    let Some(id) = status.inference_id else {
+    let Some(id) = status.inference_id.clone() else {
         return Ok(Outcome::ready(
             "Deleted",
             "no inference endpoint was created for this object",
@@ -331,11 +424,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
             ..failure
         })?,
     };
-    if status
-        .cluster
-        .as_ref()
-        .is_some_and(|c| c.uuid != connection.info.cluster_uuid)
-    {
+    if !Record::of(Some(&status)).owns(&id, &connection.info.cluster_uuid) {
         return Ok(Outcome::ready(
             "Deleted",
             format!("inference endpoint {id} lives in a cluster that no longer answers at this address; nothing deleted"),
@@ -484,9 +573,10 @@ fn static_ready_reason(reason: &str) -> Option<&'static str> {
     READY_REASONS.into_iter().find(|r| *r == reason)
 }
 
-/// Write status if it changed, and publish an Event if Ready changed.
+/// Write status if it changed, and publish an Event if Ready changed. Works from metadata
+/// alone, so an object whose spec does not decode can be reported too.
 async fn report(
-    iep: &InferenceEndpoint,
+    iep: &impl Resource<DynamicType = ()>,
     ctx: &Context,
     previous: InferenceEndpointStatus,
     mut status: InferenceEndpointStatus,
@@ -520,12 +610,13 @@ async fn report(
 }
 
 async fn patch_status(
-    iep: &InferenceEndpoint,
+    iep: &impl Resource,
     ctx: &Context,
     status: &InferenceEndpointStatus,
 ) -> Result<(), Error> {
     let name = iep.name_any();
-    let api: Api<InferenceEndpoint> =
+    // The answer is the whole object; `Decoded` reads it back even when its spec does not.
+    let api: Api<Decoded> =
         Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
     let body = json!({
         "apiVersion": InferenceEndpoint::api_version(&()),
@@ -545,7 +636,7 @@ async fn patch_status(
 
 /// Events are best effort and published off the reconcile path: a slow or failing Event write
 /// neither holds a reconcile slot nor fails the reconcile.
-fn publish(ctx: &Context, iep: &InferenceEndpoint, outcome: &Outcome, action: &str) {
+fn publish(ctx: &Context, iep: &impl Resource<DynamicType = ()>, outcome: &Outcome, action: &str) {
     let event = Event {
         // A chunking reset leaves the endpoint working but changed: worth a Warning.
         type_: if outcome.is_ready() && outcome.reason != CHUNKING_RESET {

@@ -15,6 +15,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 
 use crate::api::InferenceEndpoint;
+use crate::controller::decode::Decoded;
 
 /// A Secret, by namespace and name.
 pub type SecretKey = (String, String);
@@ -53,15 +54,16 @@ pub fn secrets_of(iep: &InferenceEndpoint) -> Vec<SecretKey> {
 
 #[derive(Default)]
 struct Index {
-    by_secret: HashMap<SecretKey, HashSet<ObjectRef<InferenceEndpoint>>>,
-    by_object: HashMap<ObjectRef<InferenceEndpoint>, Vec<SecretKey>>,
+    by_secret: HashMap<SecretKey, HashSet<ObjectRef<Decoded>>>,
+    by_object: HashMap<ObjectRef<Decoded>, Vec<SecretKey>>,
 }
 
 impl Index {
-    fn put(&mut self, iep: &InferenceEndpoint) {
-        let object = ObjectRef::from_obj(iep);
+    /// An object that does not decode references nothing the operator would read.
+    fn put(&mut self, decoded: &Decoded) {
+        let object = ObjectRef::from_obj(decoded);
         self.remove(&object);
-        let secrets = secrets_of(iep);
+        let secrets = decoded.typed().map(secrets_of).unwrap_or_default();
         for secret in &secrets {
             self.by_secret
                 .entry(secret.clone())
@@ -71,7 +73,7 @@ impl Index {
         self.by_object.insert(object, secrets);
     }
 
-    fn remove(&mut self, object: &ObjectRef<InferenceEndpoint>) {
+    fn remove(&mut self, object: &ObjectRef<Decoded>) {
         for secret in self.by_object.remove(object).unwrap_or_default() {
             if let Some(objects) = self.by_secret.get_mut(&secret) {
                 objects.remove(object);
@@ -91,7 +93,7 @@ pub struct SecretIndex {
 }
 
 impl SecretIndex {
-    pub fn apply(&self, event: &watcher::Event<InferenceEndpoint>) {
+    pub fn apply(&self, event: &watcher::Event<Decoded>) {
         match event {
             watcher::Event::Apply(iep) => lock(&self.live).put(iep),
             watcher::Event::Delete(iep) => lock(&self.live).remove(&ObjectRef::from_obj(iep)),
@@ -107,7 +109,7 @@ impl SecretIndex {
     }
 
     /// The objects that read Secret `namespace/name`.
-    pub fn referencing(&self, namespace: &str, name: &str) -> Vec<ObjectRef<InferenceEndpoint>> {
+    pub fn referencing(&self, namespace: &str, name: &str) -> Vec<ObjectRef<Decoded>> {
         lock(&self.live)
             .by_secret
             .get(&(namespace.to_owned(), name.to_owned()))
@@ -175,7 +177,7 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    fn iep(name: &str, namespace: &str, spec: Value) -> InferenceEndpoint {
+    fn iep(name: &str, namespace: &str, spec: Value) -> Decoded {
         serde_json::from_value(json!({
             "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
             "metadata": {"name": name, "namespace": namespace}, "spec": spec
@@ -183,7 +185,7 @@ mod tests {
         .unwrap()
     }
 
-    fn direct(name: &str, azure_secret: &str) -> InferenceEndpoint {
+    fn direct(name: &str, azure_secret: &str) -> Decoded {
         iep(
             name,
             "ns",
@@ -195,7 +197,7 @@ mod tests {
         )
     }
 
-    fn names(refs: Vec<ObjectRef<InferenceEndpoint>>) -> Vec<String> {
+    fn names(refs: Vec<ObjectRef<Decoded>>) -> Vec<String> {
         let mut names: Vec<_> = refs.into_iter().map(|r| r.name).collect();
         names.sort();
         names
