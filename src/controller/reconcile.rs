@@ -42,7 +42,17 @@ pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
         .await
         .unwrap_or_else(|failure| failure);
     let outcome = keep_steady_state_wording(&previous, outcome);
-    report(iep.as_ref(), &ctx, previous, status, &outcome, "Reconcile").await?;
+    let insecure = insecure_transport(&iep);
+    report(
+        iep.as_ref(),
+        &ctx,
+        previous,
+        status,
+        &outcome,
+        insecure,
+        "Reconcile",
+    )
+    .await?;
     ctx.metrics
         .reconciled(outcome.state.into(), started.elapsed());
     Ok(ctx.next_action(iep.as_ref(), &outcome))
@@ -70,6 +80,7 @@ pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<A
         previous.clone(),
         previous,
         &outcome,
+        insecure_transport(&iep),
         "Delete",
     )
     .await?;
@@ -109,6 +120,7 @@ pub async fn undecodable(
         previous.clone(),
         previous,
         &outcome,
+        None,
         "Reconcile",
     )
     .await?;
@@ -574,24 +586,25 @@ fn static_ready_reason(reason: &str) -> Option<&'static str> {
 }
 
 /// Write status if it changed, and publish an Event if Ready changed. Works from metadata
-/// alone, so an object whose spec does not decode can be reported too.
+/// alone, so an object whose spec does not decode can be reported too; `insecure` is the
+/// transport warning of a decoded spec (`connection::insecure_transport`).
 async fn report(
     iep: &impl Resource<DynamicType = ()>,
     ctx: &Context,
     previous: InferenceEndpointStatus,
     mut status: InferenceEndpointStatus,
     outcome: &Outcome,
+    insecure: Option<(&'static str, String)>,
     action: &str,
 ) -> Result<(), Error> {
     let now = Time(Timestamp::now());
     status.observed_generation = iep.meta().generation;
     status.conditions =
         conditions::conditions_for(&previous.conditions, outcome, iep.meta().generation, &now);
-    let warning = insecure_transport(iep);
     let warn_now = conditions::set_insecure_transport(
         &mut status.conditions,
         &previous.conditions,
-        warning
+        insecure
             .as_ref()
             .map(|(reason, message)| (*reason, message.as_str())),
         iep.meta().generation,
@@ -603,7 +616,7 @@ async fn report(
     if conditions::is_transition(&previous.conditions, outcome) {
         publish(ctx, iep, outcome, action);
     }
-    if let (true, Some((reason, message))) = (warn_now, warning) {
+    if let (true, Some((reason, message))) = (warn_now, insecure) {
         publish(ctx, iep, &Outcome::permanent(reason, message), action);
     }
     Ok(())

@@ -132,15 +132,12 @@ pub struct SecretRouter {
 
 struct Scope {
     index: Arc<SecretIndex>,
-    trigger: mpsc::UnboundedSender<ObjectRef<InferenceEndpoint>>,
+    trigger: mpsc::UnboundedSender<ObjectRef<Decoded>>,
 }
 
 impl SecretRouter {
     /// Register a scope's index; the receiver yields objects of that scope to reconcile.
-    pub fn join(
-        &self,
-        index: Arc<SecretIndex>,
-    ) -> mpsc::UnboundedReceiver<ObjectRef<InferenceEndpoint>> {
+    pub fn join(&self, index: Arc<SecretIndex>) -> mpsc::UnboundedReceiver<ObjectRef<Decoded>> {
         let (trigger, triggered) = mpsc::unbounded_channel();
         lock(&self.scopes).push(Scope { index, trigger });
         triggered
@@ -153,7 +150,7 @@ impl SecretRouter {
         own: &Arc<SecretIndex>,
         namespace: &str,
         name: &str,
-    ) -> Vec<ObjectRef<InferenceEndpoint>> {
+    ) -> Vec<ObjectRef<Decoded>> {
         for scope in lock(&self.scopes).iter() {
             if Arc::ptr_eq(&scope.index, own) {
                 continue;
