@@ -7,7 +7,9 @@ mod support;
 
 use inference_operator::api::InferenceEndpoint;
 use inference_operator::controller::Config;
-use inference_testenv::env::{eventually, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD, ES_USER};
+use inference_testenv::env::{
+    eventually, TestEnv, CREDENTIALS_LABEL, ES_CREDENTIALS_SECRET, ES_PASSWORD, ES_USER,
+};
 use kube::api::{Api, DeleteParams};
 use serde_json::{json, Value};
 use support::*;
@@ -27,9 +29,11 @@ async fn namespace_with_secrets(env: &TestEnv, namespace: &str, key: &str) {
             json!({"username": ES_USER, "password": ES_PASSWORD}),
         ),
     ] {
-        let secret =
-            serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data}))
-                .unwrap();
+        let secret = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {CREDENTIALS_LABEL: "true"}},
+            "stringData": data
+        }))
+        .unwrap();
         secrets.create(&Default::default(), &secret).await.unwrap();
     }
 }
