@@ -73,10 +73,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["inferenceendpoints/status"]
   verbs: ["patch"]
 # Credentials, CA certificates and ECK's <name>-es-elastic-user / <name>-es-http-certs-public.
-# list/watch serve a metadata-only watch (rotation detection); contents are read with get.
+# watch: a metadata-only watch (rotation detection); list: contents are read one Secret at a
+# time with a LIST narrowed by name and the opt-in label, so an unlabelled Secret's content
+# never leaves the API server (no get: a GET cannot be narrowed by label).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
