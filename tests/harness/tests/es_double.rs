@@ -585,8 +585,9 @@ async fn azure_validation_failures_are_wrapped() {
         .as_str()
         .unwrap()
         .starts_with("Received a server busy error status code"));
-    // Completion endpoints are validated from 8.17 (PR #115020); 8.16 stored them unchecked.
-    es.set_version("8.17.0");
+    // Completion endpoints are validated from 8.18.0 / 9.0.0 (PR #115020, listed in the 8.18.0
+    // and 9.0.0 release notes, not in 8.17.0); 8.17 stored them unchecked.
+    es.set_version("8.18.0");
     let r = call(
         &es,
         "PUT",
@@ -595,7 +596,7 @@ async fn azure_validation_failures_are_wrapped() {
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.raw);
-    es.set_version("8.16.0");
+    es.set_version("8.17.0");
     let r = call(
         &es,
         "PUT",

@@ -102,11 +102,13 @@ impl EsVersion {
     pub fn new_unknown_settings_wording(self) -> bool {
         self.at_least(9, 2)
     }
-    /// Completion endpoints are validated against the provider on create from 8.17
-    /// (elastic/elasticsearch PR #115020, 8.17; 8.15/8.16 `AzureOpenAiService.checkModelConfig`
-    /// validated embeddings only) [I: the PR text was not re-read here].
+    /// Completion endpoints are validated against the provider on create from 8.18.0 / 9.0.0:
+    /// elastic/elasticsearch PR #115020 is listed in the 8.18.0 release notes
+    /// (`docs/reference/release-notes/8.18.0.asciidoc`) and in 9.0.0 (`docs/release-notes/index.md`),
+    /// not in 8.17.0; before it `AzureOpenAiService.checkModelConfig` validated embeddings only
+    /// (docs/reference/elasticsearch-inference-api.md#completion-validated-from-818).
     pub fn validates_completion(self) -> bool {
-        self.at_least(8, 17)
+        self.at_least(8, 18)
     }
     /// CREATE refuses an id still referenced by ingest pipelines or by `semantic_text` fields of
     /// non-empty indices: PR #137055, released in 8.19.7, 9.1.7, 9.2.1 and 9.3.0 (release notes
@@ -209,6 +211,6 @@ mod tests {
         }
         assert!(v("8.19.0").none_chunking() && !v("8.19.0").recursive_chunking());
         assert!(!v("9.0.5").none_chunking());
-        assert!(v("8.17.0").validates_completion() && !v("8.16.3").validates_completion());
+        assert!(v("8.18.0").validates_completion() && !v("8.17.9").validates_completion());
     }
 }
