@@ -114,6 +114,11 @@ pub struct ClusterInfo {
     pub build_flavor: Option<String>,
 }
 
+/// Elasticsearch's cluster UUID is 22 URL-safe base64 characters (`_na_` before the first
+/// election); the cluster name is a setting. Room to spare, but bounded.
+const MAX_CLUSTER_UUID_CHARS: usize = 64;
+const MAX_CLUSTER_NAME_CHARS: usize = 256;
+
 /// Query options of DELETE (8.15+).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeleteOptions {
@@ -413,10 +418,11 @@ impl EsClient {
         let version = EsVersion::parse(&root.version.number).map_err(|_| {
             answer.unexpected("GET", &url, "its version.number is not a version number")
         })?;
+        // Both go into status: cleaned like any text from the far side of the URL.
         Ok(ClusterInfo {
             version,
-            cluster_uuid: root.cluster_uuid,
-            cluster_name: root.cluster_name,
+            cluster_uuid: clean_text(&root.cluster_uuid, MAX_CLUSTER_UUID_CHARS),
+            cluster_name: clean_text(&root.cluster_name, MAX_CLUSTER_NAME_CHARS),
             build_flavor: root.version.build_flavor,
         })
     }
@@ -832,6 +838,25 @@ mod tests {
             task_settings: Map::new(),
             chunking_settings: None,
         }
+    }
+
+    /// The cluster's name and UUID are copied into status, where `kubectl get -o yaml` prints
+    /// them: whatever answers at the URL must not smuggle ESC sequences or lines in there.
+    #[tokio::test]
+    async fn cluster_identity_is_cleaned_and_bounded() {
+        let (url, _d) = serve(|_| {
+            ok(json!({"name": "n0", "cluster_name": format!("prod\u{1b}[31m\nFAKE{}", "x".repeat(400)),
+                "cluster_uuid": "u-1\r\nInjected: yes",
+                "version": {"number": "9.1.2"}}))
+        })
+        .await;
+        let info = client(url, Auth::None).info().await.unwrap();
+        assert_eq!(info.cluster_uuid, "u-1 Injected: yes");
+        assert!(info.cluster_name.starts_with("prod [31m FAKExxx"), "{}", info.cluster_name);
+        assert!(!info.cluster_name.chars().any(char::is_control));
+        // Cut after MAX_CLUSTER_NAME_CHARS visible characters (collapsed spaces come on top).
+        assert!(info.cluster_name.ends_with('…'), "{}", info.cluster_name);
+        assert!(info.cluster_name.chars().count() < 2 * MAX_CLUSTER_NAME_CHARS);
     }
 
     #[tokio::test]
