@@ -511,7 +511,13 @@ mod bounds_and_names {
             .kube
             .requests()
             .into_iter()
-            .filter(|r| r.resource.as_deref() == Some("secrets") && r.name.is_some())
+            // A read of one Secret: a GET by name, or a LIST narrowed to one name (how the
+            // operator reads Secret content); the metadata watch's own LIST names none.
+            .filter(|r| {
+                r.resource.as_deref() == Some("secrets")
+                    && !r.watch
+                    && (r.name.is_some() || r.query.contains("fieldSelector"))
+            })
             .map(|r| r.path)
             .collect();
         assert_eq!(
