@@ -359,7 +359,7 @@ mod bounds_and_names {
     use super::{create, set, valid};
     use inference_operator::api::{InferenceEndpoint, FINALIZER};
     use inference_testenv::env::TestEnv;
-    use kube::api::PostParams;
+    use kube::api::{Patch, PatchParams, PostParams};
     use serde_json::{json, Value};
 
     #[tokio::test]
@@ -524,6 +524,77 @@ mod bounds_and_names {
             secret_reads,
             Vec::<String>::new(),
             "no Secret read for an invalid spec"
+        );
+    }
+
+    /// An object that owns an endpoint and whose spec breaks a rule made after it was stored
+    /// (here a password in the URL) is deleted: the operator does not connect with that spec.
+    /// The deletion waits, saying what to do; once the field is fixed, the endpoint is deleted.
+    #[tokio::test]
+    async fn deleting_an_object_stored_before_the_rules_waits_for_the_fix() {
+        let env = TestEnv::start().await;
+        env.kube.register_crd_yaml(include_str!(
+            "fixtures/inferenceendpoint-crd-before-bounds.yaml"
+        ));
+        env.es.azure().accept_credential("azure-key-0123456789");
+        env.put_secret("azure", &[("apiKey", "azure-key-0123456789")])
+            .await;
+        let _operator = support::start_operator(&env, support::test_config());
+        support::create(&env, "leaving", support::embedding_spec(&env, "azure")).await;
+        support::wait_ready(&env, "leaving", "True", "Created").await;
+        let with_password = env.es.url().replacen("://", "://elastic:hunter2@", 1);
+        let api = support::api(&env);
+        let to_url = |url: &str| json!({"spec": {"elasticsearch": {"url": url}}});
+        api.patch(
+            "leaving",
+            &PatchParams::default(),
+            &Patch::Merge(&to_url(&with_password)),
+        )
+        .await
+        .expect("the previous CRD accepts a password in the URL");
+        support::wait_ready(&env, "leaving", "False", "InvalidSpec").await;
+        env.kube
+            .register_crd_file(inference_testenv::env::crds_dir().join("inferenceendpoint.yaml"));
+        let deletes_before = support::es_requests(&env, "DELETE");
+        api.delete("leaving", &Default::default())
+            .await
+            .expect("delete");
+        let message = inference_testenv::env::eventually(
+            std::time::Duration::from_secs(10),
+            "the deletion to be reported",
+            || async {
+                let iep = api.get("leaving").await.ok()?;
+                let ready = support::condition(&iep, "Ready")?;
+                (ready.reason == "InvalidSpec" && ready.message.starts_with("cannot delete"))
+                    .then(|| ready.message.clone())
+            },
+        )
+        .await;
+        assert!(
+            message.starts_with("cannot delete inference endpoint leaving")
+                && message.contains("spec.elasticsearch.url")
+                && message.contains("deletionPolicy: Retain"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(
+            support::es_requests(&env, "DELETE"),
+            deletes_before,
+            "no DELETE sent with the invalid spec"
+        );
+        assert!(env.es.endpoint("leaving").is_some(), "endpoint kept");
+        api.patch(
+            "leaving",
+            &PatchParams::default(),
+            &Patch::Merge(&to_url(&env.es.url())),
+        )
+        .await
+        .expect("fixing the field is allowed while the object is being deleted");
+        support::wait_gone(&env, "leaving").await;
+        assert!(
+            env.es.endpoint("leaving").is_none(),
+            "endpoint deleted after the fix"
         );
     }
 }

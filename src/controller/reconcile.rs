@@ -422,6 +422,16 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
             "no inference endpoint was created for this object",
         ));
     };
+    // A spec that breaks a rule made after it was stored is never used to connect, not even
+    // to delete; the endpoint is not silently orphaned either: the deletion waits for the fix.
+    if let Err(violation) = crate::api::checks::check_spec(&iep.spec) {
+        return Err(Outcome::permanent(
+            "InvalidSpec",
+            format!(
+                "cannot delete inference endpoint {id}: {violation}. Correct that field, or set spec.deletionPolicy: Retain to let the object go without deleting the endpoint"
+            ),
+        ));
+    }
     let namespace = iep.namespace().unwrap_or_default();
     let uid = iep.uid().unwrap_or_default();
     // When the namespace is being torn down its Secrets may already be gone: fall back to the

@@ -852,7 +852,11 @@ mod tests {
         .await;
         let info = client(url, Auth::None).info().await.unwrap();
         assert_eq!(info.cluster_uuid, "u-1 Injected: yes");
-        assert!(info.cluster_name.starts_with("prod [31m FAKExxx"), "{}", info.cluster_name);
+        assert!(
+            info.cluster_name.starts_with("prod [31m FAKExxx"),
+            "{}",
+            info.cluster_name
+        );
         assert!(!info.cluster_name.chars().any(char::is_control));
         // Cut after MAX_CLUSTER_NAME_CHARS visible characters (collapsed spaces come on top).
         assert!(info.cluster_name.ends_with('…'), "{}", info.cluster_name);
