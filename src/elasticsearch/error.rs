@@ -29,8 +29,8 @@ use url::Url;
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 /// Longest `type` or `reason` kept from one node of an error envelope (characters).
 const MAX_QUOTED_CHARS: usize = 1024;
-/// Top-level reason of a failed provider validation call (PUT, and update on 9.4+):
-/// docs/reference/elasticsearch-inference-api.md#provider-errors.
+/// Top-level reason of a failed provider validation call (PUT, and update on 9.4+, where the same
+/// wrapper is inferred): docs/reference/elasticsearch-inference-api.md#provider-errors.
 const VALIDATION_WRAPPER_MARKER: &str = "validation call to service";
 const REDACTED: &str = "[REDACTED]";
 
