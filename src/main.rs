@@ -115,7 +115,8 @@ enum LogFormat {
 }
 
 fn main() -> std::process::ExitCode {
-    // One TLS provider for kube and reqwest, before any client exists (shared/TOOLS.md).
+    // One TLS provider for kube and reqwest, before any client exists
+    // (docs/reference/design.md#one-tls-provider).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {

@@ -1,18 +1,21 @@
 //! CEL rules (`x-kubernetes-validations`) that the derive attaches to the schema.
 //!
 //! Each rule mirrors a check Elasticsearch would otherwise make after the request left the
-//! cluster (reference `elasticsearch-inference-api.md` §2.2 and §2.5), so `kubectl apply` fails
+//! cluster (docs/reference/elasticsearch-inference-api.md#azure-service-settings and
+//! docs/reference/elasticsearch-inference-api.md#chunking-settings), so `kubectl apply` fails
 //! fast with a field-level message instead. They are constants so tests can name them.
 
 /// `inferenceId` can neither change nor be added/removed (that would move the endpoint).
 pub const INFERENCE_ID_IMMUTABLE: &str = "has(self.inferenceId) == has(oldSelf.inferenceId) \
      && (!has(self.inferenceId) || self.inferenceId == oldSelf.inferenceId)";
 
-/// Chunking is parsed only for text_embedding; elsewhere ES rejects it as an unknown setting (§2.5).
+/// Chunking is parsed only for text_embedding; elsewhere ES rejects it as an unknown setting
+/// (docs/reference/elasticsearch-inference-api.md#chunking-settings).
 pub const CHUNKING_ONLY_FOR_EMBEDDINGS: &str =
     "self.taskType == 'text_embedding' || !has(self.chunkingSettings)";
 
-/// Completion settings accept only resource, deployment, version, rate limit and auth (§2.2).
+/// Completion settings accept only resource, deployment, version, rate limit and auth
+/// (docs/reference/elasticsearch-inference-api.md#azure-service-settings).
 pub const DIMENSIONS_ONLY_FOR_EMBEDDINGS: &str = "self.taskType == 'text_embedding' \
      || !has(self.azureOpenAI) || !has(self.azureOpenAI.dimensions)";
 pub const SIMILARITY_ONLY_FOR_EMBEDDINGS: &str = "self.taskType == 'text_embedding' \
@@ -20,7 +23,8 @@ pub const SIMILARITY_ONLY_FOR_EMBEDDINGS: &str = "self.taskType == 'text_embeddi
 pub const MAX_INPUT_TOKENS_ONLY_FOR_EMBEDDINGS: &str = "self.taskType == 'text_embedding' \
      || !has(self.azureOpenAI) || !has(self.azureOpenAI.maxInputTokens)";
 
-// Chunking strategies and their bounds (§2.5, ChunkingSettingsBuilder and friends).
+// Chunking strategies and their bounds (`ChunkingSettingsBuilder` and friends,
+// docs/reference/elasticsearch-inference-api.md#chunking-settings).
 pub const CHUNK_SIZE_REQUIRED: &str = "self.strategy == 'none' || has(self.maxChunkSize)";
 pub const CHUNK_SIZE_NOT_FOR_NONE: &str = "self.strategy != 'none' || (!has(self.maxChunkSize) \
      && !has(self.sentenceOverlap) && !has(self.overlap) && !has(self.separatorGroup) \

@@ -134,7 +134,8 @@ fn chunking_map(chunking: &ChunkingSettings) -> Map<String, Value> {
 }
 
 /// Refuse what the cluster's version cannot hold, with a message naming the version needed,
-/// instead of letting Elasticsearch answer with an opaque 400 (reference §5).
+/// instead of letting Elasticsearch answer with an opaque 400
+/// (docs/reference/elasticsearch-inference-api.md#version-history).
 pub fn check_supported(desired: &Desired, version: &EsVersion) -> Result<(), Outcome> {
     let missing = unsupported_features(&desired.config, Some(desired.credential.field), version);
     if missing.is_empty() {

@@ -244,7 +244,7 @@ fn error_policy(iep: Arc<Decoded>, error: &Error, ctx: Arc<Context>) -> Action {
 /// Which changes of an InferenceEndpoint deserve a reconcile: spec (generation), finalizers,
 /// deletion and annotations. Status-only writes (our own) are filtered out, so writing status
 /// does not trigger another Elasticsearch read. Generation alone would swallow finalizer and
-/// delete events (DESIGN.md §7).
+/// delete events (docs/reference/design.md#reconcile-triggers).
 fn relevant_change(iep: &impl Resource) -> Option<u64> {
     let meta = iep.meta();
     let mut hasher = DefaultHasher::new();

@@ -1,7 +1,8 @@
 //! The pure decision at the heart of a reconcile: given what the object wants and what
 //! Elasticsearch holds, which single action to take.
 //!
-//! Rules (DESIGN.md §4, reference §6):
+//! Rules (docs/reference/design.md#lifecycle-rules,
+//! docs/reference/elasticsearch-inference-api.md#idempotency):
 //! * absent → create (PUT is create-only and costs an Azure call, so it happens only after a GET
 //!   said 404);
 //! * present and equal after normalisation, same credential → nothing;

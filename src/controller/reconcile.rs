@@ -500,7 +500,7 @@ async fn get(
 }
 
 /// `_update` carrying the credential and the desired task settings; the body's shape depends on
-/// the cluster's version (reference §1.5).
+/// the cluster's version (docs/reference/elasticsearch-inference-api.md#update-by-version).
 async fn update(
     ctx: &Context,
     connection: &Connection,

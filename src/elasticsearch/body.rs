@@ -200,7 +200,8 @@ pub fn create_body(cfg: &EndpointConfig, secret: &ServiceSecret) -> RequestBody 
     }
 }
 
-/// Body of `PUT _inference/{task_type}/{inference_id}/_update`, by version (reference §1.5, §2.7):
+/// Body of `PUT _inference/{task_type}/{inference_id}/_update`, by version
+/// (docs/reference/elasticsearch-inference-api.md#update-by-version):
 ///
 /// * always `task_settings` = the full desired task settings (ES merges them). On 9.4+ keys that
 ///   `observed` has but the desired spec dropped are sent as `null` (clears them); before 9.4 a

@@ -1,8 +1,10 @@
 //! Typed errors of the Elasticsearch client.
 //!
-//! An [`EsError`] is built either from the Elasticsearch error envelope (reference §3.1) or from a
-//! transport failure. [`EsError::class`] maps it onto an [`ErrorClass`]: a stable CamelCase
-//! condition reason plus a transient/permanent split (reference §3.2, §4.2).
+//! An [`EsError`] is built either from the Elasticsearch error envelope
+//! (docs/reference/elasticsearch-inference-api.md#error-envelope) or from a transport failure.
+//! [`EsError::class`] maps it onto an [`ErrorClass`]: a stable CamelCase condition reason plus a
+//! transient/permanent split (docs/reference/elasticsearch-inference-api.md#error-table,
+//! docs/reference/elasticsearch-inference-api.md#provider-errors).
 //!
 //! Secret hygiene: nothing here ever holds a request body or an auth header. URLs in transport
 //! errors have their userinfo stripped, and [`EsError::scrub`] removes a known secret value from
@@ -27,7 +29,8 @@ use url::Url;
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 /// Longest `type` or `reason` kept from one node of an error envelope (characters).
 const MAX_QUOTED_CHARS: usize = 1024;
-/// Top-level reason of a failed provider validation call (PUT, and update on 9.4+), reference §4.2.
+/// Top-level reason of a failed provider validation call (PUT, and update on 9.4+, where the same
+/// wrapper is inferred): docs/reference/elasticsearch-inference-api.md#provider-errors.
 const VALIDATION_WRAPPER_MARKER: &str = "validation call to service";
 const REDACTED: &str = "[REDACTED]";
 
@@ -399,7 +402,9 @@ fn parse_provider_status(text: &str) -> Option<u16> {
     text[start..end].trim().parse().ok()
 }
 
-/// Classify a failed provider validation call from the causes it wraps (reference §4.2).
+/// Classify a failed provider validation call from the causes it wraps
+/// (docs/reference/elasticsearch-inference-api.md#provider-errors,
+/// docs/reference/elasticsearch-inference-api.md#unknown-host).
 fn classify_provider_failure(top: &ErrorCause) -> ErrorClass {
     let causes = top.descendants();
     if causes.iter().any(|c| c.kind == "timeout_exception") {
@@ -895,7 +900,8 @@ mod tests {
         ))
     }
 
-    /// The standard envelope of reference §3.1 with no wrapped cause.
+    /// The standard envelope (docs/reference/elasticsearch-inference-api.md#error-envelope), no
+    /// wrapped cause.
     fn simple(status: u16, kind: &str, reason: &str) -> EsError {
         api(
             status,
@@ -913,7 +919,8 @@ mod tests {
     const WRAPPER: &str =
         "Could not complete inference endpoint creation as validation call to service threw an exception.";
 
-    /// A failed validation call (reference §4.2): top-level 400 wrapping the provider error.
+    /// A failed validation call (docs/reference/elasticsearch-inference-api.md#provider-errors):
+    /// top-level 400 wrapping the provider error.
     fn wrapped(inner_kind: &str, inner_reason: &str) -> EsError {
         api(
             400,
@@ -975,7 +982,7 @@ mod tests {
         assert_eq!(e.message(), "Elasticsearch returned HTTP 503");
     }
 
-    // ---- reference §3.2 table, row by row ----
+    // ---- docs/reference/elasticsearch-inference-api.md#error-table, row by row ----
 
     #[test]
     fn table_invalid_id() {
@@ -1154,7 +1161,7 @@ mod tests {
         );
     }
 
-    // ---- reference §4.2: wrapped provider failures ----
+    // ---- docs/reference/elasticsearch-inference-api.md#provider-errors: wrapped failures ----
 
     #[test]
     fn azure_401() {

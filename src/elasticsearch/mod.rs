@@ -12,7 +12,8 @@
 //! * [`client`]: the HTTP client ([`EsClient`]).
 //!
 //! The module never depends on `crate::api`; the CRD module re-uses [`TaskType`] from here.
-//! Facts come from `shared/reference/elasticsearch-inference-api.md`.
+//! Facts come from docs/reference/elasticsearch-inference-api.md (cited by section anchor)
+//! and docs/reference/elasticsearch-services.md.
 
 pub mod body;
 pub mod client;

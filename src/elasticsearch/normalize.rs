@@ -1,4 +1,6 @@
-//! Pure comparison of the desired endpoint with what Elasticsearch reports (reference §2.6, §6.6).
+//! Pure comparison of the desired endpoint with what Elasticsearch reports
+//! (docs/reference/elasticsearch-inference-api.md#azure-responses,
+//! docs/reference/elasticsearch-inference-api.md#idempotency rule 6).
 //!
 //! Desired and observed differ by design: Elasticsearch fills in defaults (`rate_limit`,
 //! chunking), infers `dimensions`/`similarity` from the provider, omits empty task settings and
@@ -250,7 +252,8 @@ fn union_keys(a: &Map<String, Value>, b: &Map<String, Value>) -> BTreeSet<String
 
 /// Chunking equality with per-strategy defaults: `sentence_overlap` defaults to 1; a user-given
 /// `separator_group` is shown expanded as `separators` by Elasticsearch, so it matches any
-/// `separators` (the expansion table is not in the reference).
+/// `separators` (the expansion table is not on
+/// docs/reference/elasticsearch-inference-api.md#chunking-settings).
 fn chunking_eq(desired: &Map<String, Value>, observed: &Map<String, Value>) -> bool {
     let mut d = desired.clone();
     let mut o = observed.clone();
@@ -331,7 +334,7 @@ mod tests {
         }
     }
 
-    /// The PUT/GET example of reference §1.6.
+    /// The PUT/GET example of docs/reference/elasticsearch-inference-api.md#response-shape.
     fn observed_embedding() -> Endpoint {
         serde_json::from_value(json!({
             "inference_id": "azure-emb",

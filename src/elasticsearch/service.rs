@@ -1,6 +1,7 @@
-//! Per-service facts the generic code needs: secret field names, defaults Elasticsearch fills
-//! in, fields it infers, and what `_update` can change. Only `azureopenai` is described today
-//! (reference §2); other services fall back to a lenient, service-agnostic behaviour.
+//! Per-service facts the generic code needs: secret field names, defaults Elasticsearch fills in,
+//! fields it infers, and what `_update` can change. Only `azureopenai` is described today (the
+//! "Azure" sections of docs/reference/elasticsearch-inference-api.md); other services fall back to
+//! a lenient, service-agnostic behaviour.
 
 use super::TaskType;
 
@@ -26,7 +27,8 @@ pub struct ServiceProfile {
     pub min_version: fn(TaskType) -> Option<(u32, u32)>,
 }
 
-/// Azure OpenAI (`azureopenai`), reference §2.
+/// Azure OpenAI (`azureopenai`): docs/reference/elasticsearch-inference-api.md#azure-task-types,
+/// docs/reference/elasticsearch-inference-api.md#azure-service-settings.
 pub const AZURE_OPENAI: ServiceProfile = ServiceProfile {
     service: "azureopenai",
     secret_fields: &["api_key", "entra_id", "client_secret"],
@@ -57,8 +59,9 @@ pub const AZURE_OPENAI: ServiceProfile = ServiceProfile {
 
 const KNOWN: &[ServiceProfile] = &[AZURE_OPENAI];
 
-/// Secret keys used by services without a profile (reference: services catalogue §1). Used
-/// only to keep such keys out of comparisons and logs.
+/// Secret keys used by services without a profile
+/// (docs/reference/elasticsearch-services.md#catalogue). Used only to keep such keys out of
+/// comparisons and logs.
 const GENERIC_SECRET_FIELDS: &[&str] = &[
     "api_key",
     "entra_id",

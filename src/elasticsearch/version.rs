@@ -1,8 +1,11 @@
 //! Elasticsearch version and the feature gates the operator needs.
 //!
-//! Where the version history is inferred, the gate takes the conservative (later) version.
-//! Fixes and features that Elasticsearch backported into patch releases are gated on the full
-//! `major.minor.patch` through the [`Backport`] table below, each row citing its release notes.
+//! Facts: docs/reference/elasticsearch-inference-api.md#version-history. Where that history is
+//! inferred, the gate takes the conservative (later) version, except `CHUNKING_KEPT_ON_UPDATE`,
+//! which takes the earliest release that can hold the fix (see there). Fixes and features that
+//! Elasticsearch backported into patch releases are gated on the full `major.minor.patch` through
+//! the [`Backport`] table below, each row citing its release notes
+//! (docs/reference/elasticsearch-inference-api.md#patch-releases).
 
 use std::fmt;
 use std::str::FromStr;
@@ -68,7 +71,9 @@ const REFERENCED_ID_REFUSAL: Backport = Backport {
 /// `_update` keeps `chunking_settings` (fix of issue #139574): PR #140003 in 9.4.0
 /// (`changelog-bundles/9.4.0.yml`), backports PR #141687 (9.2) and PR #141682 (9.3), opened
 /// 2026-02-02, after the 9.2.5 (2026-01-31) and 9.3.0 (2026-01-26) bundles were generated:
-/// first in 9.2.6 and 9.3.1 [I: the backports carry no changelog entry of their own].
+/// first in 9.2.6 and 9.3.1 at the earliest, which is what this gate takes (inferred: the
+/// backports carry no changelog entry of their own;
+/// docs/reference/elasticsearch-inference-api.md#update-chunking-reset).
 const CHUNKING_KEPT_ON_UPDATE: Backport = Backport {
     lines: &[(9, 2, 6), (9, 3, 1)],
     from: (9, 4),
@@ -155,7 +160,8 @@ impl EsVersion {
         self.supports_update_api() && !CHUNKING_KEPT_ON_UPDATE.contains(self)
     }
 
-    /// `_update` takes `max_input_tokens` for azureopenai embeddings (9.5, PR #149628 [I: release]).
+    /// `_update` takes `max_input_tokens` for azureopenai embeddings (9.5, inferred from PR #145233
+    /// and its siblings: docs/reference/elasticsearch-inference-api.md#update-by-version).
     pub const fn update_accepts_max_input_tokens(&self) -> bool {
         self.at_least(9, 5)
     }
@@ -193,12 +199,14 @@ impl EsVersion {
     }
 
     /// `_update` accepts mutable service settings (`rate_limit`, OAuth2 non-secret fields) and
-    /// makes the secret optional (9.5; the reference marks the release as inferred).
+    /// makes the secret optional (9.5, inferred:
+    /// docs/reference/elasticsearch-inference-api.md#update-by-version).
     pub const fn update_accepts_service_settings(&self) -> bool {
         self.at_least(9, 5)
     }
 
-    /// `_update` accepts `chunking_settings` with replace semantics (9.5, inferred).
+    /// `_update` accepts `chunking_settings` with replace semantics (9.5, inferred:
+    /// docs/reference/elasticsearch-inference-api.md#update-by-version).
     pub const fn update_accepts_chunking_settings(&self) -> bool {
         self.at_least(9, 5)
     }

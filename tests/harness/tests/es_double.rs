@@ -1,4 +1,4 @@
-//! Pins the Elasticsearch double to the reference (`shared/reference/elasticsearch-inference-api.md`).
+//! Pins the Elasticsearch double to docs/reference/elasticsearch-inference-api.md.
 
 use std::time::{Duration, Instant};
 
@@ -75,7 +75,8 @@ fn completion_body(key: &str) -> Value {
     })
 }
 
-/// Asserts the §3.1 envelope: status, top-level type/reason and root_cause = same (unwrapped).
+/// Asserts the envelope of docs/reference/elasticsearch-inference-api.md#error-envelope: status,
+/// top-level type/reason and root_cause = same (unwrapped).
 fn assert_err(r: &Res, status: u16, kind: &str, reason: &str) {
     assert_eq!(r.status, status, "{}", r.raw);
     assert_eq!(r.body["status"], json!(status), "{}", r.raw);
@@ -137,7 +138,7 @@ async fn put_text_embedding_fills_defaults_and_strips_secrets() {
         "chunking_settings": {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}
     });
     assert_eq!(r.body, expected);
-    // key order of §1.6
+    // key order of docs/reference/elasticsearch-inference-api.md#response-shape
     assert!(r.raw.starts_with(r#"{"inference_id":"azure-emb","task_type":"text_embedding","service":"azureopenai","service_settings":{"resource_name":"my-res","deployment_id":"my-embed","api_version":"2024-02-01","rate_limit""#), "{}", r.raw);
     assert!(
         !r.raw.contains("good-key")

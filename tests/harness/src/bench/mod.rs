@@ -103,7 +103,9 @@ impl BenchOptions {
             recheck_interval: Duration::from_secs(10),
             recheck_rounds: 3,
             harness_operations: 2000,
-            // 9.4: `_update` validates with Azure too (§5), so both writes cost L.
+            // 9.4: `_update` validates with Azure too
+            // (docs/reference/elasticsearch-inference-api.md#update-by-version), so both writes
+            // cost L.
             es_version: "9.4.0".into(),
             quick: false,
             progress: true,

@@ -1,4 +1,5 @@
-//! The ES REST actions: routing (§1.1), create (§1.2), get (§1.3), delete (§1.4), update (§1.5).
+//! The ES REST actions: routing, create, get, delete and update, as described in the sections
+//! "Routing" to "Update API" of docs/reference/elasticsearch-inference-api.md.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -77,7 +78,7 @@ impl Shared {
 }
 
 /// Preconfigured default endpoints [I: shapes approximated] so operators exercise filtering of
-/// dotted ids (§1.3).
+/// dotted ids (docs/reference/elasticsearch-services.md#preconfigured-endpoints).
 pub(crate) fn preconfigured() -> BTreeMap<String, Stored> {
     let mk = |id: &str, tt: TaskType, model: &str| {
         Stored {
@@ -341,7 +342,8 @@ fn root_info(sh: &Shared, v: EsVersion) -> J {
 
 const GLOBAL_PARAMS: [&str; 4] = ["pretty", "human", "error_trace", "filter_path"];
 
-/// `BaseRestHandler` unconsumed-parameter check (§1.2 [I]).
+/// `BaseRestHandler` unconsumed-parameter check (inferred:
+/// docs/reference/elasticsearch-inference-api.md#create-api).
 fn check_params(req: &Req, allowed: &[&str]) -> Result<(), EsError> {
     let mut unknown: Vec<&str> = Vec::new();
     for (k, _) in &req.query {
@@ -412,7 +414,9 @@ fn parse_bool(v: Option<&str>) -> Result<bool, EsError> {
     }
 }
 
-/// `Invalid inference_id` request validation (§3.2): `^[a-z0-9](?:[a-z0-9_\-\.]*[a-z0-9])?$`, not `_all`.
+/// `Invalid inference_id` request validation
+/// (docs/reference/elasticsearch-inference-api.md#id-rules):
+/// `^[a-z0-9](?:[a-z0-9_\-\.]*[a-z0-9])?$`, not `_all`.
 fn valid_id(id: &str) -> bool {
     let b = id.as_bytes();
     let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
@@ -456,7 +460,9 @@ fn fmt_timeout(d: Duration, raw: Option<&str>) -> String {
     }
 }
 
-/// ES's validation call to the fake Azure (§4.1), bounded by `timeout` (§4.3).
+/// ES's validation call to the fake Azure
+/// (docs/reference/elasticsearch-inference-api.md#validation-call), bounded by `timeout`
+/// (docs/reference/elasticsearch-inference-api.md#timeout).
 #[allow(clippy::too_many_arguments)]
 async fn call_azure(
     sh: &Shared,
@@ -518,7 +524,8 @@ async fn call_azure(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Create (§1.2, order per §3.2)
+// Create (docs/reference/elasticsearch-inference-api.md#create-api), in the order of
+// docs/reference/elasticsearch-inference-api.md#validation-order
 // ---------------------------------------------------------------------------------------------
 
 async fn create(
@@ -547,7 +554,8 @@ async fn create(
     {
         let st = sh.lock();
         if !matches!(st.license.as_str(), "enterprise" | "trial") {
-            // [I] `LicenseUtils.newComplianceException` (§1.2).
+            // [I] 403 from `LicenseUtils.newComplianceException`
+            // (docs/reference/elasticsearch-inference-api.md#license).
             return Err(EsError::new(
                 403,
                 "security_exception",
@@ -559,7 +567,8 @@ async fn create(
             return Err(EsError::bad_request(format!("[{id}] is a reserved inference ID. Cannot create a new inference endpoint with a reserved ID.")));
         }
     }
-    // Task type resolution (`ServiceUtils.resolveTaskType`, §1.2).
+    // Task type resolution (`ServiceUtils.resolveTaskType`,
+    // docs/reference/elasticsearch-inference-api.md#create-api).
     let tt = match config.remove("task_type") {
         None | Some(Value::Null) => {
             if path_tt == TaskType::Any {
@@ -675,10 +684,13 @@ async fn create(
 
 /// PR #137055 (8.19.7, 9.1.7, 9.2.1, 9.3.0): an id that ingest pipelines reference, or that
 /// `semantic_text` fields of non-empty indices use, cannot be created (a new endpoint with other
-/// settings would silently break them). Checked in `TransportPutInferenceModelAction` before the
-/// model is parsed and stored. [I] Status 400 `status_exception` and the wording below are
-/// modelled on the DELETE refusal; the exact text was not found in the sources read. The
-/// operator keys on "could not be created" plus the lists, not on the full sentence.
+/// settings would silently break them). Checked in `TransportPutInferenceModelAction` after the
+/// request is parsed and before the provider validation call, as on releases before PR #150150 (the
+/// reversed order of #150150, release inferred 9.5, is not emulated):
+/// docs/reference/elasticsearch-inference-api.md#create-refused-while-referenced. [I] Status 400
+/// `status_exception` and the wording below are modelled on the DELETE refusal; the exact text was
+/// not found in the sources read. The operator keys on "could not be created" plus the lists, not
+/// on the full sentence.
 fn referenced_id_refusal(st: &State, id: &str) -> Option<EsError> {
     let pipelines: Vec<String> = st
         .pipelines
@@ -718,7 +730,7 @@ fn referenced_id_refusal(st: &State, id: &str) -> Option<EsError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Get (§1.3)
+// Get (docs/reference/elasticsearch-inference-api.md#get-api)
 // ---------------------------------------------------------------------------------------------
 
 fn get(sh: &Shared, v: EsVersion, tt: TaskType, id: &str) -> Result<Resp, EsError> {
@@ -740,7 +752,7 @@ fn get(sh: &Shared, v: EsVersion, tt: TaskType, id: &str) -> Result<Resp, EsErro
 }
 
 // ---------------------------------------------------------------------------------------------
-// Delete (§1.4)
+// Delete (docs/reference/elasticsearch-inference-api.md#delete-api)
 // ---------------------------------------------------------------------------------------------
 
 fn delete(sh: &Shared, req: &Req, v: EsVersion, tt: TaskType, id: &str) -> Result<Resp, EsError> {
@@ -759,7 +771,8 @@ fn delete(sh: &Shared, req: &Req, v: EsVersion, tt: TaskType, id: &str) -> Resul
     }
     let is_default = !st.endpoints.contains_key(id);
     if is_default && !force {
-        // [I] message recalled from TransportDeleteInferenceEndpointAction (not in the reference).
+        // [I] message recalled from TransportDeleteInferenceEndpointAction (not on
+        // docs/reference/elasticsearch-inference-api.md#delete-api).
         return Err(EsError::bad_request(format!("[{id}] is a reserved inference endpoint. Use the force=true query parameter to delete the inference endpoint.")));
     }
     let pipelines: Vec<String> = if v.delete_flags() {
@@ -817,7 +830,8 @@ fn delete(sh: &Shared, req: &Req, v: EsVersion, tt: TaskType, id: &str) -> Resul
 }
 
 // ---------------------------------------------------------------------------------------------
-// Update (§1.5, §2.7)
+// Update (docs/reference/elasticsearch-inference-api.md#update-api,
+// docs/reference/elasticsearch-inference-api.md#update-by-version)
 // ---------------------------------------------------------------------------------------------
 
 async fn update(
@@ -829,8 +843,8 @@ async fn update(
     one_segment: bool,
 ) -> Result<Resp, EsError> {
     if one_segment && !v.v95() {
-        // §1.5 caution: the one-segment form hit the handler's `else` branch in the versions
-        // read; we assume it was fixed by 9.5 [I].
+        // The one-segment form hit the handler's `else` branch in the versions read; we assume
+        // it was fixed by 9.5 [I] (docs/reference/elasticsearch-inference-api.md#update-api).
         return Err(EsError::bad_request(
             "Inference ID must be provided in the path",
         ));
@@ -934,7 +948,8 @@ async fn update(
             next.chunking = Some(azure::parse_chunking(v, Some(c))?);
         }
     } else if !ss.is_empty() {
-        // ≤9.4: any non-empty service_settings is parsed as a fresh secret; other keys ignored (§2.7).
+        // ≤9.4: any non-empty service_settings is parsed as a fresh secret; other keys ignored
+        // (docs/reference/elasticsearch-inference-api.md#update-by-version).
         let mut ss = ss;
         next.secret = Some(azure::parse_secret(v, &mut ss, existing.oauth2)?);
     }

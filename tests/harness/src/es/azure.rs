@@ -1,5 +1,8 @@
-//! The `azureopenai` service: request parsing with ES's messages and ordering (reference §2, §3.2),
-//! and the fake Azure OpenAI that ES "calls" to validate an endpoint (§4).
+//! The `azureopenai` service: request parsing with ES's messages and ordering
+//! (docs/reference/elasticsearch-inference-api.md#azure-service-settings,
+//! docs/reference/elasticsearch-inference-api.md#validation-order), and the fake Azure OpenAI that
+//! ES "calls" to validate an endpoint
+//! (docs/reference/elasticsearch-inference-api.md#validation-call).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -100,7 +103,8 @@ fn opt_positive(
     Some(n)
 }
 
-/// `ServiceUtils.unknownSettingsError` (§3.2): wording by version.
+/// `ServiceUtils.unknownSettingsError` (docs/reference/elasticsearch-inference-api.md#error-table):
+/// wording by version.
 pub(crate) fn unknown_settings(v: EsVersion, m: &Map<String, Value>) -> EsError {
     let prefix = if v.new_unknown_settings_wording() {
         "Configuration"
@@ -144,7 +148,8 @@ pub(crate) fn default_rate_limit(tt: TaskType) -> i64 {
     }
 }
 
-/// `AzureOpenAiService.parseRequestConfig` order (§3.2 "Ordering facts"): `service_settings`
+/// `AzureOpenAiService.parseRequestConfig` order
+/// (docs/reference/elasticsearch-inference-api.md#validation-order): `service_settings`
 /// required → task settings → chunking (text_embedding, 8.16+) → task type supported →
 /// service settings (errors collected; a bad `rate_limit` key throws at once) → task settings →
 /// secrets → leftover keys (top level, then service_settings, then task_settings).
@@ -208,7 +213,8 @@ struct ServiceParse {
     oauth2: bool,
 }
 
-/// Parses `rate_limit` (`RateLimitSettings.of`): unknown keys inside throw immediately (§2.2).
+/// Parses `rate_limit` (`RateLimitSettings.of`): unknown keys inside throw immediately
+/// (docs/reference/elasticsearch-inference-api.md#azure-service-settings).
 fn parse_rate_limit(
     v: EsVersion,
     ss: &mut Map<String, Value>,
@@ -232,7 +238,8 @@ fn parse_rate_limit(
 
 const OAUTH2_FIELDS: [&str; 3] = ["client_id", "scopes", "tenant_id"];
 
-/// OAuth2 non-secret fields (9.4+, §2.3). Returns the fields found (possibly partial).
+/// OAuth2 non-secret fields (9.4+, docs/reference/elasticsearch-inference-api.md#azure-secrets).
+/// Returns the fields found (possibly partial).
 fn parse_oauth2(ss: &mut Map<String, Value>, errs: &mut Vec<String>) -> Map<String, Value> {
     let mut out = Map::new();
     if let Some(c) = opt_string(ss, "client_id", "service_settings", errs) {
@@ -324,7 +331,8 @@ fn parse_service_settings(
     })
 }
 
-/// `headers` (9.4+, §2.4): string→string; `null` values dropped; empty ≙ not set.
+/// `headers` (9.4+, docs/reference/elasticsearch-inference-api.md#azure-task-settings):
+/// string→string; `null` values dropped; empty ≙ not set.
 fn parse_headers(v: Value, errs: &mut Vec<String>) -> Option<Map<String, Value>> {
     match v {
         Value::Null => None,
@@ -371,8 +379,10 @@ fn parse_task_settings_create(
     Ok(out)
 }
 
-/// Update-time task settings merge (§2.4): provided keys replace stored ones; on 9.4+ `null`
-/// clears and unknown keys are rejected; before 9.4 unknown keys are ignored [I].
+/// Update-time task settings merge
+/// (docs/reference/elasticsearch-inference-api.md#azure-task-settings): provided keys replace
+/// stored ones; on 9.4+ `null` clears and unknown keys are rejected; before 9.4 unknown keys are
+/// ignored [I].
 pub(crate) fn merge_task_settings(
     v: EsVersion,
     stored: &Map<String, Value>,
@@ -409,7 +419,8 @@ pub(crate) fn merge_task_settings(
     Ok(out)
 }
 
-/// Secrets from `service_settings` (§2.3), messages by version.
+/// Secrets from `service_settings` (docs/reference/elasticsearch-inference-api.md#azure-secrets),
+/// messages by version.
 pub(crate) fn parse_secret(
     v: EsVersion,
     ss: &mut Map<String, Value>,
@@ -452,7 +463,8 @@ pub(crate) fn parse_secret(
                 "OAuth2 requires the fields [client_id, scopes, tenant_id], to be set.".into(),
             );
         } else if found[0].0 != "client_secret" && oauth2 {
-            // [I] `OAuth2Settings.clientSecretRequiredError` wording was not verified (§2.3).
+            // [I] `OAuth2Settings.clientSecretRequiredError` wording was not verified
+            // (docs/reference/elasticsearch-inference-api.md#azure-secrets).
             errs.push(format!(
                 "OAuth2 requires the [client_secret] field to be set, received: [{}]",
                 found[0].0
@@ -466,7 +478,8 @@ pub(crate) fn parse_secret(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Update (§1.5, §2.7)
+// Update (docs/reference/elasticsearch-inference-api.md#update-api,
+// docs/reference/elasticsearch-inference-api.md#update-by-version)
 // ---------------------------------------------------------------------------------------------
 
 /// What a 9.5 `service_settings` update changes.
@@ -488,7 +501,9 @@ const IMMUTABLE: [&str; 5] = [
 
 /// 9.5 semantics (PRs #145233/#149628/#149430, inferred release): `rate_limit` mutable, OAuth2
 /// non-secret fields mutable only on OAuth2 endpoints, secrets optional but only the same kind,
-/// immutable fields ignored [I: §8 open point], other keys rejected as unknown.
+/// immutable fields ignored [I: #145233 makes them immutable; whether they are ignored or rejected
+/// was not read, docs/reference/elasticsearch-inference-api.md#update-by-version], other keys
+/// rejected as unknown.
 pub(crate) fn parse_update_95(
     v: EsVersion,
     mut ss: Map<String, Value>,
@@ -528,7 +543,8 @@ pub(crate) fn parse_update_95(
     } else if let Some((k, val)) = found.pop() {
         match stored_secret_kind {
             Some(sk) if sk != k => {
-                // [I] final wording unverified (§2.7, §8).
+                // [I] wording not read (#149628,
+                // docs/reference/elasticsearch-inference-api.md#update-by-version).
                 errs.push(format!(
                     "only [{sk}] can be updated for this secret, received: [{k}]"
                 ))
@@ -554,7 +570,7 @@ pub(crate) fn parse_update_95(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Chunking settings (§2.5)
+// Chunking settings (docs/reference/elasticsearch-inference-api.md#chunking-settings)
 // ---------------------------------------------------------------------------------------------
 
 fn invalid_keys(m: &Map<String, Value>, valid: &[&str]) -> Vec<String> {
@@ -613,7 +629,9 @@ fn separator_group(name: &str) -> Option<Value> {
     }
 }
 
-/// `ChunkingSettingsBuilder.fromMap` (§2.5). Returns the normalised stored object.
+/// `ChunkingSettingsBuilder.fromMap`
+/// (docs/reference/elasticsearch-inference-api.md#chunking-settings). Returns the normalised stored
+/// object.
 pub(crate) fn parse_chunking(v: EsVersion, raw: Option<Value>) -> Result<Value, EsError> {
     let mut m = match raw {
         None | Some(Value::Null) => return Ok(default_chunking()),
@@ -750,7 +768,7 @@ pub(crate) fn parse_chunking(v: EsVersion, raw: Option<Value>) -> Result<Value, 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fake Azure OpenAI (§4)
+// Fake Azure OpenAI (docs/reference/elasticsearch-inference-api.md#validation-call)
 // ---------------------------------------------------------------------------------------------
 
 /// What the fake Azure answers to ES's validation call.
@@ -834,7 +852,8 @@ pub struct AzureCall {
     pub dimensions: Option<i64>,
     pub user: Option<String>,
     pub headers: Map<String, Value>,
-    /// ES validates with the input `"how big"` (§4.1).
+    /// ES validates with the input `"how big"`
+    /// (docs/reference/elasticsearch-inference-api.md#validation-call).
     pub input: String,
     pub outcome: AzureOutcome,
 }
@@ -938,12 +957,14 @@ impl FakeAzure {
     }
 
     /// Always return vectors of this length, even if the user asked for other `dimensions`
-    /// (provokes ES's dims-mismatch error, §3.2). `None` = honour the request.
+    /// (provokes ES's dims-mismatch error,
+    /// docs/reference/elasticsearch-inference-api.md#error-table). `None` = honour the request.
     pub fn force_returned_dimensions(&self, n: Option<i64>) {
         self.lock().forced_dimensions = n;
     }
 
-    /// How long each validation call takes (bounded by ES's `timeout`, §4.3).
+    /// How long each validation call takes (bounded by ES's `timeout`,
+    /// docs/reference/elasticsearch-inference-api.md#timeout).
     pub fn set_latency(&self, d: Duration) {
         self.lock().latency = d;
     }
@@ -1003,7 +1024,8 @@ impl FakeAzure {
     }
 }
 
-/// Azure URL ES would call (`AzureOpenAiModel#buildUri`, §2.2).
+/// Azure URL ES would call (`AzureOpenAiModel#buildUri`,
+/// docs/reference/elasticsearch-inference-api.md#azure-service-settings).
 pub(crate) fn azure_url(ss: &Map<String, Value>, tt: TaskType) -> String {
     let g = |k: &str| {
         ss.get(k)
@@ -1027,7 +1049,8 @@ pub(crate) fn azure_url(ss: &Map<String, Value>, tt: TaskType) -> String {
 const VALIDATION_FAILED: &str =
     "Could not complete inference endpoint creation as validation call to service threw an exception.";
 
-/// The wrapped 400 of §4.2 for a failed validation call.
+/// The wrapped 400 for a failed validation call
+/// (docs/reference/elasticsearch-inference-api.md#provider-errors).
 pub(crate) fn validation_failure(outcome: AzureOutcome, id: &str, url: &str) -> EsError {
     if outcome == AzureOutcome::UnknownHost {
         return unknown_host(url);
@@ -1082,7 +1105,9 @@ fn unknown_host(url: &str) -> EsError {
     )
 }
 
-/// Validation call that outlived ES's `timeout` (§4.2/§4.3) [I: shape taken from the 9.5 update example].
+/// Validation call that outlived ES's `timeout`
+/// (docs/reference/elasticsearch-inference-api.md#validation-timeout) [I: shape taken from the 9.5
+/// update example].
 pub(crate) fn validation_timeout(id: &str, timeout: &str) -> EsError {
     EsError::wrapped(
         400,

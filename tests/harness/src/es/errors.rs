@@ -1,4 +1,5 @@
-//! ES error envelopes (reference §3.1) and the generic REST-layer errors.
+//! ES error envelopes (docs/reference/elasticsearch-inference-api.md#error-envelope) and the
+//! generic REST-layer errors.
 
 use serde_json::{json, Value};
 
@@ -43,7 +44,8 @@ pub(crate) struct EsError {
 
 #[derive(Clone, Debug)]
 pub(crate) enum ErrBody {
-    /// `{"error":{root_cause,type,reason,caused_by?},"status":N}` (§3.1).
+    /// `{"error":{root_cause,type,reason,caused_by?},"status":N}`
+    /// (docs/reference/elasticsearch-inference-api.md#error-envelope).
     Structured {
         top: Cause,
         caused_by: Option<Cause>,
@@ -73,12 +75,15 @@ impl EsError {
         Self::status(400, reason)
     }
 
-    /// `validation_exception`: `Validation Failed: 1: a;2: b;` (§2.3, §3.2).
+    /// `validation_exception`: `Validation Failed: 1: a;2: b;`
+    /// (docs/reference/elasticsearch-inference-api.md#azure-secrets,
+    /// docs/reference/elasticsearch-inference-api.md#error-table).
     pub(crate) fn validation(errors: &[String]) -> Self {
         Self::new(400, "validation_exception", numbered(errors))
     }
 
-    /// `action_request_validation_exception` (request validation, e.g. the id regex, §3.2).
+    /// `action_request_validation_exception` (request validation, e.g. the id regex:
+    /// docs/reference/elasticsearch-inference-api.md#error-table).
     pub(crate) fn action_validation(errors: &[String]) -> Self {
         Self::new(400, "action_request_validation_exception", numbered(errors))
     }

@@ -1,6 +1,8 @@
-//! Small JSON helpers: key-ordered rendering (ES emits keys in a fixed order, §1.6) without
-//! enabling `serde_json/preserve_order` for the whole workspace, and Java-style `Map.toString()`
-//! formatting used inside several ES error messages (§3.2 unknown-settings, update extra keys).
+//! Small JSON helpers: key-ordered rendering (ES emits keys in a fixed order,
+//! docs/reference/elasticsearch-inference-api.md#response-shape) without enabling
+//! `serde_json/preserve_order` for the whole workspace, and Java-style `Map.toString()`
+//! formatting used inside several ES error messages (unknown settings, update extra keys:
+//! docs/reference/elasticsearch-inference-api.md#error-table).
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};

@@ -1,9 +1,9 @@
 //! An Elasticsearch test double for the inference-endpoint API with the `azureopenai` service.
 //!
-//! It emulates what `shared/reference/elasticsearch-inference-api.md` (cited below as §N)
-//! describes: routes (§1.1–1.5), validation order and exact messages (§2, §3.2), error envelopes
-//! (§3.1), defaults filled and secrets stripped in responses (§1.6, §2.6), version differences
-//! (§5), and the Azure validation call (§4) against a switchable fake Azure ([`FakeAzure`]).
+//! It emulates what docs/reference/elasticsearch-inference-api.md describes (each item below cites
+//! its section): routes, validation order and exact messages, error envelopes, defaults filled
+//! and secrets stripped in responses, version differences, and the Azure validation call
+//! against a switchable fake Azure ([`FakeAzure`]).
 //! On top of that it offers test controls: request recording, out-of-band changes (drift),
 //! pipeline/index references, fault injection (latency, statuses, resets, hangs), ES security
 //! (basic / API key / bearer), license level, and optional TLS.
@@ -17,7 +17,8 @@
 //! # }
 //! ```
 //!
-//! Behaviour marked [I] in comments is inferred (the reference was silent or unverified).
+//! Behaviour marked [I] in comments is inferred (docs/reference/ does not state it, or marks it
+//! inferred).
 
 mod api;
 mod azure;
@@ -53,7 +54,8 @@ pub struct EsOptions {
     pub tls: bool,
     /// Security realm; [`EsAuth::none`] (default) disables authentication.
     pub auth: EsAuth,
-    /// License type: `"trial"` (default), `"enterprise"`, `"basic"`, ... Only enterprise/trial may PUT (§1.2).
+    /// License type: `"trial"` (default), `"enterprise"`, `"basic"`, ... Only enterprise/trial
+    /// may PUT (docs/reference/elasticsearch-inference-api.md#license).
     pub license: String,
     /// List preconfigured dotted endpoints (`.elser-2-elasticsearch`, ...) on 8.16+ (default true).
     pub preconfigured_endpoints: bool,
@@ -285,7 +287,8 @@ impl EsDouble {
         self.lock().version = EsVersion::parse(v);
     }
 
-    /// License type (`"basic"` makes PUT answer 403, §1.2).
+    /// License type (`"basic"` makes PUT answer 403, the status inferred:
+    /// docs/reference/elasticsearch-inference-api.md#license).
     /// The cluster was replaced behind the same address: a new `cluster_uuid`, and no
     /// endpoints, pipelines or index references (a rebuilt cluster starts empty).
     pub fn replace_cluster(&self) {
@@ -314,7 +317,9 @@ impl EsDouble {
         self.lock().show_preconfigured = on;
     }
 
-    /// Cluster setting `xpack.inference.skip_validate_and_start` (§4.1): no Azure call on PUT/update.
+    /// Cluster setting `xpack.inference.skip_validate_and_start`
+    /// (docs/reference/elasticsearch-inference-api.md#validation-call): no Azure call on
+    /// PUT/update.
     pub fn set_skip_validation(&self, on: bool) {
         self.lock().skip_validation = on;
     }
@@ -466,7 +471,8 @@ impl EsDouble {
         }
     }
 
-    /// An ingest pipeline uses this endpoint (DELETE refuses with 409 unless `force`, §1.4).
+    /// An ingest pipeline uses this endpoint (DELETE refuses with 409 unless `force`:
+    /// docs/reference/elasticsearch-inference-api.md#delete-api).
     pub fn add_pipeline_reference(&self, inference_id: &str, pipeline: &str) {
         self.lock()
             .pipelines
@@ -481,7 +487,8 @@ impl EsDouble {
         }
     }
 
-    /// A `semantic_text` mapping of this index uses the endpoint (checked from 8.16, §1.4).
+    /// A `semantic_text` mapping of this index uses the endpoint (checked from 8.16:
+    /// docs/reference/elasticsearch-inference-api.md#delete-api).
     pub fn add_index_reference(&self, inference_id: &str, index: &str) {
         self.lock()
             .indexes

@@ -1,4 +1,6 @@
-//! Task types and the stored endpoint with its filtered rendering (reference §1.6, §2.6).
+//! Task types and the stored endpoint with its filtered rendering
+//! (docs/reference/elasticsearch-inference-api.md#response-shape,
+//! docs/reference/elasticsearch-inference-api.md#azure-responses).
 
 use serde_json::{json, Map, Value};
 
@@ -32,7 +34,8 @@ impl TaskType {
         }
     }
 
-    /// `TaskType.fromStringOrStatusException`: case-insensitive; unknown → 400 `Unknown task_type [x]` (§1.1).
+    /// `TaskType.fromStringOrStatusException`: case-insensitive; unknown → 400
+    /// `Unknown task_type [x]` (docs/reference/elasticsearch-inference-api.md#routing).
     pub(crate) fn parse(s: &str, v: EsVersion) -> Result<TaskType, EsError> {
         let t = match s.trim().to_ascii_lowercase().as_str() {
             "text_embedding" => Some(TaskType::TextEmbedding),
@@ -48,12 +51,13 @@ impl TaskType {
     }
 }
 
-/// Chunking defaults (§2.5).
+/// Chunking defaults (docs/reference/elasticsearch-inference-api.md#chunking-settings).
 pub(crate) fn default_chunking() -> Value {
     json!({"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1})
 }
 
-/// What endpoints created before 8.16 read back as (`OLD_DEFAULT_SETTINGS`, §2.5).
+/// What endpoints created before 8.16 read back as (`OLD_DEFAULT_SETTINGS`,
+/// docs/reference/elasticsearch-inference-api.md#chunking-settings).
 pub(crate) fn old_default_chunking() -> Value {
     json!({"strategy": "word", "max_chunk_size": 250, "overlap": 100})
 }
@@ -97,7 +101,8 @@ const CHUNKING_ORDER: &[&str] = &[
 ];
 
 impl Stored {
-    /// The filtered form returned by PUT/GET/update (`toFilteredXContent`, §1.6): keys in order
+    /// The filtered form returned by PUT/GET/update (`toFilteredXContent`,
+    /// docs/reference/elasticsearch-inference-api.md#response-shape): keys in order
     /// `inference_id`, `task_type`, `service`, `service_settings`, `task_settings` (only if
     /// non-empty), `chunking_settings` (only if non-null). Secrets are never included.
     pub(crate) fn render(&self, v: EsVersion) -> J {

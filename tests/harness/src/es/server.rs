@@ -1,5 +1,6 @@
 //! HTTP plumbing: accept loop (plain or TLS), request recording, latency, fault injection,
-//! authentication, and ES's mandatory response headers (§7).
+//! authentication, and ES's mandatory response headers
+//! (docs/reference/elasticsearch-inference-api.md#product-header).
 
 use std::future::pending;
 use std::sync::Arc;
@@ -90,7 +91,7 @@ const WWW_AUTHENTICATE: [&str; 3] = [
 ];
 
 /// Security realm check. Failure: 401 `security_exception` with `WWW-Authenticate` headers
-/// [I: general ES behaviour, not part of the inference reference].
+/// [I: general ES behaviour, not on the docs/reference/ pages].
 fn check_auth(st: &State, header: Option<&str>, uri: &str) -> Result<(), EsError> {
     if !st.auth.enabled() {
         return Ok(());
@@ -245,8 +246,9 @@ async fn handle(
     };
     if fault.is_none() {
         // Elasticsearch finishes what it started even when the client goes away (a closed
-        // connection does not cancel a create: reference §4.3), so the work runs in its own
-        // task that a dropped connection does not cancel.
+        // connection does not cancel a create, inferred:
+        // docs/reference/elasticsearch-inference-api.md#timeout), so the work runs in its own task
+        // that a dropped connection does not cancel.
         let work = tokio::spawn(async move {
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;

@@ -1,4 +1,5 @@
-//! Emulated Elasticsearch version and the feature gates derived from it (reference §5).
+//! Emulated Elasticsearch version and the feature gates derived from it
+//! (docs/reference/elasticsearch-inference-api.md#version-history).
 
 use std::fmt;
 
@@ -40,7 +41,8 @@ impl EsVersion {
         (self.major, self.minor) >= (major, minor)
     }
 
-    /// `completion` task for azureopenai: 8.15 (§2.1, [I]).
+    /// `completion` task for azureopenai: 8.15 (inferred:
+    /// docs/reference/elasticsearch-inference-api.md#azure-task-types).
     pub fn azure_completion(self) -> bool {
         self.at_least(8, 15)
     }
@@ -48,23 +50,26 @@ impl EsVersion {
     pub fn knows_chat_completion(self) -> bool {
         self.at_least(8, 18)
     }
-    /// `chat_completion` supported by azureopenai: 9.3.0 (§2.1).
+    /// `chat_completion` supported by azureopenai: 9.3.0
+    /// (docs/reference/elasticsearch-inference-api.md#azure-task-types).
     pub fn azure_chat_completion(self) -> bool {
         self.at_least(9, 3)
     }
-    /// `embedding` task type string: 9.3 (§1.1).
+    /// `embedding` task type string: 9.3 (docs/reference/elasticsearch-inference-api.md#routing).
     pub fn knows_embedding(self) -> bool {
         self.at_least(9, 3)
     }
-    /// DELETE `dry_run` / `force` and the pipelines check: 8.15 (§1.4).
+    /// DELETE `dry_run` / `force` and the pipelines check: 8.15
+    /// (docs/reference/elasticsearch-inference-api.md#delete-api).
     pub fn delete_flags(self) -> bool {
         self.at_least(8, 15)
     }
-    /// semantic_text reference check and the `indexes` response field: 8.16 (§1.4).
+    /// semantic_text reference check and the `indexes` response field: 8.16
+    /// (docs/reference/elasticsearch-inference-api.md#delete-api).
     pub fn index_refs(self) -> bool {
         self.at_least(8, 16)
     }
-    /// `chunking_settings`: 8.16 (§2.5).
+    /// `chunking_settings`: 8.16 (docs/reference/elasticsearch-inference-api.md#chunking-settings).
     pub fn chunking(self) -> bool {
         self.at_least(8, 16)
     }
@@ -82,38 +87,45 @@ impl EsVersion {
     pub fn preconfigured(self) -> bool {
         self.at_least(8, 16)
     }
-    /// `_update` API: 8.17 (§1.5).
+    /// `_update` API: 8.17 (docs/reference/elasticsearch-inference-api.md#update-api).
     pub fn update_api(self) -> bool {
         self.at_least(8, 17)
     }
-    /// PUT `?timeout=`: 8.19 and 9.1+ (not 9.0) (§1.2, §4.3).
+    /// PUT `?timeout=`: 8.19 and 9.1+ (not 9.0)
+    /// (docs/reference/elasticsearch-inference-api.md#timeout).
     pub fn put_timeout(self) -> bool {
         (self.major == 8 && self.minor >= 19) || self.at_least(9, 1)
     }
-    /// 9.4: new secret messages, OAuth2, task_settings `headers`, update validation call (§2.3, §2.4, §1.5).
+    /// 9.4: new secret messages, OAuth2, task_settings `headers`, update validation call
+    /// (docs/reference/elasticsearch-inference-api.md#version-history,
+    /// docs/reference/elasticsearch-inference-api.md#azure-secrets).
     pub fn v94(self) -> bool {
         self.at_least(9, 4)
     }
-    /// 9.5: update timeout param, mutable rate_limit / OAuth2 fields, optional secrets, updatable chunking (§1.5, §2.7).
+    /// 9.5: update timeout param, mutable rate_limit / OAuth2 fields, optional secrets, updatable
+    /// chunking (docs/reference/elasticsearch-inference-api.md#update-by-version).
     pub fn v95(self) -> bool {
         self.at_least(9, 5)
     }
-    /// The unknown-settings message dropped its `Model ` prefix "≈9.2/9.3" (§3.2); we switch at 9.2 [I].
+    /// The unknown-settings message dropped its `Model ` prefix "≈9.2/9.3"
+    /// (docs/reference/elasticsearch-inference-api.md#error-table); we switch at 9.2 [I].
     pub fn new_unknown_settings_wording(self) -> bool {
         self.at_least(9, 2)
     }
     /// Completion endpoints are validated against the provider on create from 8.18.0 / 9.0.0:
     /// elastic/elasticsearch PR #115020 is listed in the 8.18.0 release notes
-    /// (`docs/reference/release-notes/8.18.0.asciidoc`) and in 9.0.0 (`docs/release-notes/index.md`),
-    /// not in 8.17.0; before it `AzureOpenAiService.checkModelConfig` validated embeddings only
+    /// (`docs/reference/release-notes/8.18.0.asciidoc`) and in 9.0.0
+    /// (`docs/release-notes/index.md`), not in 8.17.0; before it
+    /// `AzureOpenAiService.checkModelConfig` validated embeddings only
     /// (docs/reference/elasticsearch-inference-api.md#completion-validated-from-818).
     pub fn validates_completion(self) -> bool {
         self.at_least(8, 18)
     }
     /// CREATE refuses an id still referenced by ingest pipelines or by `semantic_text` fields of
     /// non-empty indices: PR #137055, released in 8.19.7, 9.1.7, 9.2.1 and 9.3.0 (release notes
-    /// `docs/reference/release-notes/8.19.7.asciidoc`, `docs/release-notes/changelog-bundles/9.1.7.yml`,
-    /// `9.2.1.yml`; 9.3.0 branched after the merge). The 9.0 line got no backport.
+    /// `docs/reference/release-notes/8.19.7.asciidoc`,
+    /// `docs/release-notes/changelog-bundles/9.1.7.yml`, `9.2.1.yml`; 9.3.0 branched after the
+    /// merge). The 9.0 line got no backport.
     pub fn refuses_referenced_id_on_create(self) -> bool {
         self.at_least_patch(8, 19, 7) && self.major == 8
             || self.at_least_patch(9, 1, 7) && self.minor == 1 && self.major == 9
@@ -136,13 +148,14 @@ impl EsVersion {
             }
     }
     /// 9.4+ `_update` returns the stored endpoint without calling the provider when the request
-    /// changes nothing (PR #140003 `TransportUpdateInferenceModelAction`: the validation call is
-    /// made only for a changed model [I: early return read from the issue text]).
+    /// changes nothing [I: stated in issue 9; the early return itself was not found in
+    /// PR #140003's code: docs/reference/elasticsearch-inference-api.md#update-by-version].
     pub fn update_skips_unchanged(self) -> bool {
         self.v94()
     }
-    /// 9.5 `_update` accepts `max_input_tokens` for azureopenai embeddings (PR #149628
-    /// "updatable service settings") [I: release 9.5.0].
+    /// 9.5 `_update` accepts `max_input_tokens` for azureopenai embeddings [I: from PR #145233 and
+    /// its siblings for other services, release 9.5:
+    /// docs/reference/elasticsearch-inference-api.md#update-by-version].
     pub fn update_accepts_max_input_tokens(self) -> bool {
         self.v95()
     }

@@ -1,4 +1,5 @@
-//! Discovery documents (reference §1), including aggregated discovery v2.
+//! Discovery documents (docs/reference/kubernetes-api.md#urls-and-discovery), including aggregated
+//! discovery v2.
 
 use super::store::{Class, ResDef, State};
 use super::KubeVersion;

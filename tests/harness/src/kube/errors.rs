@@ -1,4 +1,5 @@
-//! `Status` error bodies and field errors, shaped like the apiserver's (reference §9).
+//! `Status` error bodies and field errors, shaped like the apiserver's
+//! (docs/reference/kubernetes-api.md#status-errors).
 
 use serde_json::{json, Map, Value};
 

@@ -1,4 +1,6 @@
-//! Approximate managedFields and server-side-apply ownership (reference §4, §8).
+//! Approximate managedFields and server-side-apply ownership
+//! (docs/reference/kubernetes-api.md#object-metadata,
+//! docs/reference/kubernetes-api.md#server-side-apply).
 //!
 //! Ownership is tracked per leaf path. Objects are granular, lists are atomic except
 //! `metadata.finalizers` (a set) and lists whose schema says `x-kubernetes-list-type: set`

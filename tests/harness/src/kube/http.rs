@@ -776,7 +776,8 @@ fn encode_token(rv: u64, ns: &str, name: &str) -> String {
         .encode(json!({"rv": rv, "ns": ns, "name": name}).to_string())
 }
 
-/// Turn a stored change into what a watcher with these selectors sees (reference §3).
+/// Turn a stored change into what a watcher with these selectors sees
+/// (docs/reference/kubernetes-api.md#watch-wire-format).
 fn transform(
     e: &EventRec,
     ls: &LabelSelector,

@@ -1,6 +1,6 @@
 //! An in-memory Kubernetes API server emulator for testing kube-rs clients without a cluster.
 //!
-//! It serves plain HTTP on 127.0.0.1 and follows `shared/reference/kubernetes-api-semantics.md`:
+//! It serves plain HTTP on 127.0.0.1 and follows docs/reference/kubernetes-api.md:
 //! discovery, CRUD, list/watch with resourceVersions, status subresource, generation,
 //! finalizers, JSON/merge/apply patches, optimistic concurrency, CRD admission (pruning,
 //! defaulting, OpenAPI schema and CEL), `fieldValidation` (`fieldvalidation.rs`) and fault hooks.

@@ -1,7 +1,8 @@
 //! JSON patch with the apiserver's (evanphx/json-patch v4) semantics and RFC 7386 merge patch.
 //!
 //! Unlike the `json-patch` crate, `test` with `"value": null` on a missing key whose parent exists
-//! succeeds (reference §0.2), which kube-rs's `finalizer()` relies on.
+//! succeeds (docs/reference/kubernetes-api.md#kube-rs-pitfalls, item 2), which kube-rs's
+//! `finalizer()` relies on.
 
 use serde_json::Value;
 

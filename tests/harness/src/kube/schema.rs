@@ -1,5 +1,7 @@
 //! CRD admission: pruning, defaulting, OpenAPI v3 schema validation with the apiserver's message
-//! formats, then CEL `x-kubernetes-validations` through kube-cel (reference §10).
+//! formats, then CEL `x-kubernetes-validations` through kube-cel
+//! (docs/reference/kubernetes-api.md#schema-validation,
+//! docs/reference/kubernetes-api.md#cel-validation).
 
 use super::errors::{fmt_f64, BadValue, ErrType, FieldError};
 use serde_json::{Map, Value};
@@ -507,7 +509,7 @@ fn type_err(path: &str, expected: &str, v: &Value) -> FieldError {
     )
 }
 
-/// Errors after which CEL is not run (reference §10).
+/// Errors after which CEL is not run (docs/reference/kubernetes-api.md#cel-validation).
 fn blocks_cel(e: &FieldError) -> bool {
     matches!(
         e.etype,

@@ -1,4 +1,4 @@
-//! Label and field selectors (reference §11).
+//! Label and field selectors (docs/reference/kubernetes-api.md#selectors-and-pagination).
 
 use serde_json::Value;
 
