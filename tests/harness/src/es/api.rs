@@ -77,7 +77,7 @@ impl Shared {
     }
 }
 
-/// Preconfigured default endpoints [I: shapes approximated] so operators exercise filtering of
+/// Preconfigured default endpoints (inferred: shapes approximated) so operators exercise filtering of
 /// dotted ids (docs/reference/elasticsearch-services.md#preconfigured-endpoints).
 pub(crate) fn preconfigured() -> BTreeMap<String, Stored> {
     let mk = |id: &str, tt: TaskType, model: &str| {
@@ -204,7 +204,7 @@ pub(crate) fn classify(method: &str, segs: &[String]) -> Route {
     }
 }
 
-/// ES's RestController answer for an unknown path [I: generic ES behaviour].
+/// ES's RestController answer for an unknown path (inferred: generic ES behaviour).
 fn no_handler(req: &Req) -> EsError {
     EsError::plain(
         400,
@@ -215,7 +215,7 @@ fn no_handler(req: &Req) -> EsError {
     )
 }
 
-/// ES's RestController answer for a known path with a wrong method [I: generic ES behaviour].
+/// ES's RestController answer for a known path with a wrong method (inferred: generic ES behaviour).
 fn wrong_method(req: &Req, allowed: &[&str]) -> EsError {
     EsError::plain(
         405,
@@ -435,7 +435,7 @@ fn body_object(req: &Req) -> Result<Map<String, Value>, EsError> {
         .ok_or_else(|| EsError::parse("request body is required"))?;
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        // [I] ES fails `XContentHelper.convertToMap` with a parse exception.
+        // (inferred) ES fails `XContentHelper.convertToMap` with a parse exception.
         _ => Err(EsError::parse("Failed to parse content to map")),
     }
 }
@@ -554,7 +554,7 @@ async fn create(
     {
         let st = sh.lock();
         if !matches!(st.license.as_str(), "enterprise" | "trial") {
-            // [I] 403 from `LicenseUtils.newComplianceException`
+            // (inferred) 403 from `LicenseUtils.newComplianceException`
             // (docs/reference/elasticsearch-inference-api.md#license).
             return Err(EsError::new(
                 403,
@@ -687,7 +687,7 @@ async fn create(
 /// settings would silently break them). Checked in `TransportPutInferenceModelAction` after the
 /// request is parsed and before the provider validation call, as on releases before PR #150150 (the
 /// reversed order of #150150, release inferred 9.5, is not emulated):
-/// docs/reference/elasticsearch-inference-api.md#create-refused-while-referenced. [I] Status 400
+/// docs/reference/elasticsearch-inference-api.md#create-refused-while-referenced. (inferred) Status 400
 /// `status_exception` and the wording below are modelled on the DELETE refusal; the exact text was
 /// not found in the sources read. The operator keys on "could not be created" plus the lists, not
 /// on the full sentence.
@@ -771,7 +771,7 @@ fn delete(sh: &Shared, req: &Req, v: EsVersion, tt: TaskType, id: &str) -> Resul
     }
     let is_default = !st.endpoints.contains_key(id);
     if is_default && !force {
-        // [I] message recalled from TransportDeleteInferenceEndpointAction (not on
+        // (inferred) message recalled from TransportDeleteInferenceEndpointAction (not on
         // docs/reference/elasticsearch-inference-api.md#delete-api).
         return Err(EsError::bad_request(format!("[{id}] is a reserved inference endpoint. Use the force=true query parameter to delete the inference endpoint.")));
     }
@@ -844,7 +844,7 @@ async fn update(
 ) -> Result<Resp, EsError> {
     if one_segment && !v.v95() {
         // The one-segment form hit the handler's `else` branch in the versions read; we assume
-        // it was fixed by 9.5 [I] (docs/reference/elasticsearch-inference-api.md#update-api).
+        // it was fixed by 9.5 (inferred) (docs/reference/elasticsearch-inference-api.md#update-api).
         return Err(EsError::bad_request(
             "Inference ID must be provided in the path",
         ));

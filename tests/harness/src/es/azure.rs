@@ -382,7 +382,7 @@ fn parse_task_settings_create(
 /// Update-time task settings merge
 /// (docs/reference/elasticsearch-inference-api.md#azure-task-settings): provided keys replace
 /// stored ones; on 9.4+ `null` clears and unknown keys are rejected; before 9.4 unknown keys are
-/// ignored [I].
+/// ignored (inferred).
 pub(crate) fn merge_task_settings(
     v: EsVersion,
     stored: &Map<String, Value>,
@@ -463,7 +463,7 @@ pub(crate) fn parse_secret(
                 "OAuth2 requires the fields [client_id, scopes, tenant_id], to be set.".into(),
             );
         } else if found[0].0 != "client_secret" && oauth2 {
-            // [I] `OAuth2Settings.clientSecretRequiredError` wording was not verified
+            // (inferred) `OAuth2Settings.clientSecretRequiredError` wording was not verified
             // (docs/reference/elasticsearch-inference-api.md#azure-secrets).
             errs.push(format!(
                 "OAuth2 requires the [client_secret] field to be set, received: [{}]",
@@ -501,8 +501,8 @@ const IMMUTABLE: [&str; 5] = [
 
 /// 9.5 semantics (PRs #145233/#149628/#149430, inferred release): `rate_limit` mutable, OAuth2
 /// non-secret fields mutable only on OAuth2 endpoints, secrets optional but only the same kind,
-/// immutable fields ignored [I: #145233 makes them immutable; whether they are ignored or rejected
-/// was not read, docs/reference/elasticsearch-inference-api.md#update-by-version], other keys
+/// immutable fields ignored (inferred: #145233 makes them immutable; whether they are ignored or rejected
+/// was not read, docs/reference/elasticsearch-inference-api.md#update-by-version), other keys
 /// rejected as unknown.
 pub(crate) fn parse_update_95(
     v: EsVersion,
@@ -513,7 +513,7 @@ pub(crate) fn parse_update_95(
     let mut errs = Vec::new();
     let rate_limit = parse_rate_limit(v, &mut ss, &mut errs)?;
     // 9.5 `AzureOpenAiEmbeddingsServiceSettings.updateServiceSettings` takes `max_input_tokens`
-    // (PR #149628, updatable service settings) [I: release 9.5.0].
+    // (PR #149628, updatable service settings) (inferred: release 9.5.0).
     let max_input_tokens = if v.update_accepts_max_input_tokens() {
         opt_positive(
             &mut ss,
@@ -543,7 +543,7 @@ pub(crate) fn parse_update_95(
     } else if let Some((k, val)) = found.pop() {
         match stored_secret_kind {
             Some(sk) if sk != k => {
-                // [I] wording not read (#149628,
+                // (inferred) wording not read (#149628,
                 // docs/reference/elasticsearch-inference-api.md#update-by-version).
                 errs.push(format!(
                     "only [{sk}] can be updated for this secret, received: [{k}]"
@@ -611,7 +611,7 @@ fn bounds(n: i64, key: &str, min: i64, max: Option<i64>, errs: &mut Vec<String>)
     true
 }
 
-/// Separator lists for `separator_group` [I: copied from memory of `SeparatorGroup`].
+/// Separator lists for `separator_group` (inferred: copied from memory of `SeparatorGroup`).
 fn separator_group(name: &str) -> Option<Value> {
     match name {
         "plaintext" => Some(json!(["(?<!\\n)\\n\\n(?!\\n)", "(?<!\\n)\\n(?!\\n)"])),
@@ -754,7 +754,7 @@ pub(crate) fn parse_chunking(v: EsVersion, raw: Option<Value>) -> Result<Value, 
             json!({"strategy": "none"})
         }
         _ => {
-            // [I] `ChunkingStrategy.fromString` message.
+            // (inferred) `ChunkingStrategy.fromString` message.
             return Err(EsError::illegal_argument(format!(
                 "Invalid chunkingStrategy {}",
                 java(&m["strategy"])
@@ -811,8 +811,8 @@ impl AzureOutcome {
 /// `RetrySettings` defaults: `xpack.inference.http.retry.initial_delay` 1s,
 /// `max_delay_bound` 5s, `timeout` 30s (x-pack/plugin/inference/.../external/http/retry/
 /// RetrySettings.java); with `RetryableAction`'s randomised exponential backoff that is about
-/// three tries within the 30 s [I: the count depends on the random delays; 3 is what the
-/// operator should expect].
+/// three tries within the 30 s (inferred: the count depends on the random delays; 3 is what the
+/// operator should expect).
 pub const ES_PROVIDER_ATTEMPTS: usize = 3;
 
 /// The credential ES presented to Azure.
@@ -1057,7 +1057,7 @@ pub(crate) fn validation_failure(outcome: AzureOutcome, id: &str, url: &str) -> 
     }
     let (prefix, status, azure_msg) = match outcome {
         AzureOutcome::Reject401 => ("Received an authentication error status code".to_string(), 401, "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."),
-        // [I] `BaseResponseHandler.PERMISSION_DENIED` wording; handlers without a 403 branch
+        // (inferred) `BaseResponseHandler.PERMISSION_DENIED` wording; handlers without a 403 branch
         // answer "Received an unsuccessful status code" instead. Either way `status [403]`.
         AzureOutcome::Forbidden403 => ("Received a permission denied error status code".to_string(), 403, "Access denied due to Virtual Network/Firewall rules."),
         AzureOutcome::NotFound404 => (format!("Resource not found at [{url}]"), 404, "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."),
@@ -1082,7 +1082,7 @@ pub(crate) fn validation_failure(outcome: AzureOutcome, id: &str, url: &str) -> 
 /// 400 `Invalid host [<uri>], please check that the URL is correct.` (not retried), which the
 /// validator wraps like any failed call (x-pack/plugin/inference/.../external/http/retry/
 /// RetryingHttpSender.java; wording as quoted in elastic/elasticsearch's inference code)
-/// [I: the JDK exception below it is rendered as `unknown_host_exception` with the host name].
+/// (inferred: the JDK exception below it is rendered as `unknown_host_exception` with the host name).
 fn unknown_host(url: &str) -> EsError {
     let host = url
         .trim_start_matches("https://")
@@ -1106,8 +1106,8 @@ fn unknown_host(url: &str) -> EsError {
 }
 
 /// Validation call that outlived ES's `timeout`
-/// (docs/reference/elasticsearch-inference-api.md#validation-timeout) [I: shape taken from the 9.5
-/// update example].
+/// (docs/reference/elasticsearch-inference-api.md#validation-timeout) (inferred: shape taken from the 9.5
+/// update example).
 pub(crate) fn validation_timeout(id: &str, timeout: &str) -> EsError {
     EsError::wrapped(
         400,

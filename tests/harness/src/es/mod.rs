@@ -17,7 +17,7 @@
 //! # }
 //! ```
 //!
-//! Behaviour marked [I] in comments is inferred (docs/reference/ does not state it, or marks it
+//! Behaviour marked (inferred) in comments is not stated by a real source (docs/reference/ lacks it, or marks it
 //! inferred).
 
 mod api;

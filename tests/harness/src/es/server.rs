@@ -91,7 +91,7 @@ const WWW_AUTHENTICATE: [&str; 3] = [
 ];
 
 /// Security realm check. Failure: 401 `security_exception` with `WWW-Authenticate` headers
-/// [I: general ES behaviour, not on the docs/reference/ pages].
+/// (inferred: general ES behaviour, not on the docs/reference/ pages).
 fn check_auth(st: &State, header: Option<&str>, uri: &str) -> Result<(), EsError> {
     if !st.auth.enabled() {
         return Ok(());
@@ -157,7 +157,7 @@ fn take_fault(st: &mut State, route: Route) -> Option<Fault> {
     Some(fault)
 }
 
-/// Body for an injected status [I: typical ES errors for these statuses].
+/// Body for an injected status (inferred: typical ES errors for these statuses).
 fn injected(status: u16) -> EsError {
     match status {
         429 => EsError::new(

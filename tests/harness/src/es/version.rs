@@ -46,7 +46,7 @@ impl EsVersion {
     pub fn azure_completion(self) -> bool {
         self.at_least(8, 15)
     }
-    /// `chat_completion` as a *known task type string*: 8.18 [I: unified chat API arrived in 8.18].
+    /// `chat_completion` as a *known task type string*: 8.18 (inferred: unified chat API arrived in 8.18).
     pub fn knows_chat_completion(self) -> bool {
         self.at_least(8, 18)
     }
@@ -74,7 +74,7 @@ impl EsVersion {
         self.at_least(8, 16)
     }
     /// `recursive` chunking: 9.1 (elastic/elasticsearch PR #126866, documented from 9.1.0 in
-    /// docs-content PR #2119) [I: no 8.19 backport found, unlike `none`].
+    /// docs-content PR #2119) (inferred: no 8.19 backport found, unlike `none`).
     pub fn recursive_chunking(self) -> bool {
         self.at_least(9, 1)
     }
@@ -83,7 +83,7 @@ impl EsVersion {
     pub fn none_chunking(self) -> bool {
         self.at_least(9, 1) || (self.major == 8 && self.minor >= 19)
     }
-    /// Preconfigured (dotted) default endpoints listed by GET: 8.16 [I].
+    /// Preconfigured (dotted) default endpoints listed by GET: 8.16 (inferred).
     pub fn preconfigured(self) -> bool {
         self.at_least(8, 16)
     }
@@ -108,7 +108,7 @@ impl EsVersion {
         self.at_least(9, 5)
     }
     /// The unknown-settings message dropped its `Model ` prefix "≈9.2/9.3"
-    /// (docs/reference/elasticsearch-inference-api.md#error-table); we switch at 9.2 [I].
+    /// (docs/reference/elasticsearch-inference-api.md#error-table); we switch at 9.2 (inferred).
     pub fn new_unknown_settings_wording(self) -> bool {
         self.at_least(9, 2)
     }
@@ -136,7 +136,7 @@ impl EsVersion {
     /// the update API up to 9.1.x, 9.2.0–9.2.5 and 9.3.0. Fixed by the backports PR #141687 (9.2)
     /// and PR #141682 (9.3), opened 2026-02-02 — after the 9.2.5 (2026-01-31) and 9.3.0
     /// (2026-01-26) changelog bundles were generated, so first released in 9.2.6 / 9.3.1
-    /// [I: the backports carry no changelog entry] — and in 9.4.0 by PR #140003.
+    /// (inferred: the backports carry no changelog entry) — and in 9.4.0 by PR #140003.
     pub fn update_resets_chunking(self) -> bool {
         self.update_api()
             && match (self.major, self.minor) {
@@ -148,14 +148,14 @@ impl EsVersion {
             }
     }
     /// 9.4+ `_update` returns the stored endpoint without calling the provider when the request
-    /// changes nothing [I: stated in issue 9; the early return itself was not found in
-    /// PR #140003's code: docs/reference/elasticsearch-inference-api.md#update-by-version].
+    /// changes nothing (inferred: stated in issue 9; the early return itself was not found in
+    /// PR #140003's code: docs/reference/elasticsearch-inference-api.md#update-by-version).
     pub fn update_skips_unchanged(self) -> bool {
         self.v94()
     }
-    /// 9.5 `_update` accepts `max_input_tokens` for azureopenai embeddings [I: from PR #145233 and
+    /// 9.5 `_update` accepts `max_input_tokens` for azureopenai embeddings (inferred: from PR #145233 and
     /// its siblings for other services, release 9.5:
-    /// docs/reference/elasticsearch-inference-api.md#update-by-version].
+    /// docs/reference/elasticsearch-inference-api.md#update-by-version).
     pub fn update_accepts_max_input_tokens(self) -> bool {
         self.v95()
     }
@@ -166,7 +166,7 @@ impl EsVersion {
     }
 
     pub(crate) fn lucene_version(self) -> &'static str {
-        // [I] approximate mapping; only informational in `GET /`.
+        // (inferred) approximate mapping; only informational in `GET /`.
         match (self.major, self.minor) {
             (8, m) if m <= 15 => "9.11.1",
             (8, 16) | (8, 17) => "9.12.0",
