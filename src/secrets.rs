@@ -33,6 +33,17 @@ pub enum SecretError {
          kubectl label secret {name} -n {namespace} {CREDENTIALS_LABEL}=true"
     )]
     NotAllowed { namespace: String, name: String },
+    #[error(
+        "Secret {name:?} in namespace {namespace:?} does not carry ECK's label \
+         {ECK_CLUSTER_LABEL}={cluster}, so it is not a Secret ECK made for Elasticsearch {cluster:?} \
+         and the operator did not read it; check spec.elasticsearchRef.name, or that ECK manages \
+         that Elasticsearch"
+    )]
+    NotEcks {
+        namespace: String,
+        name: String,
+        cluster: String,
+    },
     #[error("Secret {name:?} has no key {key:?}")]
     KeyMissing { name: String, key: String },
     #[error("Secret {name:?} key {key:?} is empty or not valid UTF-8")]
@@ -54,7 +65,7 @@ impl SecretError {
     pub fn reason(&self) -> &'static str {
         match self {
             SecretError::NotFound { .. } => "SecretNotFound",
-            SecretError::NotAllowed { .. } => "SecretNotAllowed",
+            SecretError::NotAllowed { .. } | SecretError::NotEcks { .. } => "SecretNotAllowed",
             SecretError::KeyMissing { .. } => "SecretKeyMissing",
             SecretError::KeyInvalid { .. } => "SecretKeyInvalid",
             SecretError::Forbidden { .. } => "SecretForbidden",
@@ -101,12 +112,32 @@ fn is_secret_name(name: &str) -> bool {
     name.len() <= 253 && name.split('.').all(label_ok)
 }
 
+/// A valid label value (at most 63 characters of alphanumerics, `-`, `_`, `.`, starting and
+/// ending with an alphanumeric; apimachinery `validation.IsValidLabelValue`), so it can be put
+/// in a label selector as is.
+fn is_label_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !value.is_empty()
+        && value.len() <= 63
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The label ECK puts on the Secrets it makes for an `Elasticsearch` (its name as value):
+/// `ClusterNameLabelName` in ECK's `pkg/controller/elasticsearch/label/label.go`, set by
+/// `NewLabels` on the `-es-elastic-user` and `-es-http-certs-public` Secrets.
+pub const ECK_CLUSTER_LABEL: &str = "elasticsearch.k8s.elastic.co/cluster-name";
+
 /// Which kind of read: a Secret the object names (opt-in label required unless turned off), or
-/// one of ECK's Secrets behind `elasticsearchRef` (the documented exception).
+/// one of ECK's Secrets behind `elasticsearchRef` (no opt-in label, but ECK's own label for that
+/// cluster: a Secret that only has ECK's naming pattern is not ECK's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Access {
+enum Access<'a> {
     OptIn,
-    Any,
+    Eck { cluster: &'a str },
 }
 
 /// Secrets of one namespace, read on demand (never cached: only their metadata is watched).
@@ -148,10 +179,11 @@ impl SecretReader {
         self.read(name, Access::OptIn).await
     }
 
-    /// One of ECK's conventional Secrets, which `elasticsearchRef` resolves: the user names an
-    /// Elasticsearch, not a Secret, so no label is required.
-    pub async fn get_eck(&self, name: &str) -> Result<Secret, SecretError> {
-        self.read(name, Access::Any).await
+    /// One of ECK's conventional Secrets for Elasticsearch `cluster`, which `elasticsearchRef`
+    /// resolves: the user names an Elasticsearch, not a Secret, so the opt-in label is not
+    /// required — ECK's own label for that cluster is.
+    pub async fn get_eck(&self, name: &str, cluster: &str) -> Result<Secret, SecretError> {
+        self.read(name, Access::Eck { cluster }).await
     }
 
     /// One key of a Secret an InferenceEndpoint names, as text.
@@ -160,7 +192,7 @@ impl SecretReader {
         text_value(&secret, name, key)
     }
 
-    async fn read(&self, name: &str, access: Access) -> Result<Secret, SecretError> {
+    async fn read(&self, name: &str, access: Access<'_>) -> Result<Secret, SecretError> {
         if !is_secret_name(name) {
             return Err(self.not_found(name));
         }
@@ -172,11 +204,20 @@ impl SecretReader {
         })
     }
 
-    async fn read_untimed(&self, name: &str, access: Access) -> Result<Secret, SecretError> {
-        let labelled = access == Access::OptIn && self.require_opt_in;
+    async fn read_untimed(&self, name: &str, access: Access<'_>) -> Result<Secret, SecretError> {
+        let selector = match access {
+            Access::OptIn if self.require_opt_in => Some(format!("{CREDENTIALS_LABEL}=true")),
+            Access::OptIn => None,
+            Access::Eck { cluster } if is_label_value(cluster) => {
+                Some(format!("{ECK_CLUSTER_LABEL}={cluster}"))
+            }
+            // Not a possible label value, so no Secret can carry it: nothing to read.
+            Access::Eck { .. } => return Err(self.not_ecks(name, access)),
+        };
+        let labelled = selector.is_some();
         let mut params = ListParams::default().fields(&format!("metadata.name={name}"));
-        if labelled {
-            params = params.labels(&format!("{CREDENTIALS_LABEL}=true"));
+        if let Some(selector) = &selector {
+            params = params.labels(selector);
         }
         let found: ObjectList<Secret> = self.list(name, |r| r.list(&params)).await?;
         if let Some(secret) = found
@@ -197,9 +238,12 @@ impl SecretReader {
             .iter()
             .any(|s| s.metadata.name.as_deref() == Some(name));
         Err(if exists {
-            SecretError::NotAllowed {
-                namespace: self.namespace.clone(),
-                name: name.to_owned(),
+            match access {
+                Access::OptIn => SecretError::NotAllowed {
+                    namespace: self.namespace.clone(),
+                    name: name.to_owned(),
+                },
+                Access::Eck { .. } => self.not_ecks(name, access),
             }
         } else {
             self.not_found(name)
@@ -232,6 +276,18 @@ impl SecretReader {
             })?;
         serde_json::from_str(&text)
             .map_err(|_| api_error("the Kubernetes API's answer could not be decoded".to_owned()))
+    }
+
+    fn not_ecks(&self, name: &str, access: Access<'_>) -> SecretError {
+        let cluster = match access {
+            Access::Eck { cluster } => cluster,
+            Access::OptIn => "",
+        };
+        SecretError::NotEcks {
+            namespace: self.namespace.clone(),
+            name: name.to_owned(),
+            cluster: cluster.to_owned(),
+        }
     }
 
     fn not_found(&self, name: &str) -> SecretError {

@@ -46,8 +46,12 @@ async fn eck_secrets(env: &TestEnv, namespace: &str) {
         ),
         ("quickstart-es-http-certs-public", "ca.crt", ca),
     ] {
+        // ECK's own labels (`label.NewLabels`, ECK pkg/controller/elasticsearch/label/label.go).
         let secret = serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": {"name": name, "namespace": namespace, "labels": {
+                "common.k8s.elastic.co/type": "elasticsearch",
+                "elasticsearch.k8s.elastic.co/cluster-name": "quickstart"
+            }},
             "stringData": {key: value}
         }))
         .unwrap();
@@ -134,7 +138,9 @@ async fn a_wrong_ca_is_a_tls_failure_not_a_silent_downgrade() {
         .await
         .unwrap();
     let secret = serde_json::from_value(json!({
-        "metadata": {"name": "quickstart-es-http-certs-public"},
+        "metadata": {"name": "quickstart-es-http-certs-public", "labels": {
+            "elasticsearch.k8s.elastic.co/cluster-name": "quickstart"
+        }},
         "stringData": {"ca.crt": other.ca_pem().unwrap()}
     }))
     .unwrap();

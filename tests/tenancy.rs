@@ -69,7 +69,9 @@ fn content_reads(requests: &[RequestRecord], name: &str) -> Vec<RequestRecord> {
             let by_name = r.name.as_deref() == Some(name);
             let labelled = r
                 .query
-                .contains("labelSelector=esinference.io%2Fcredentials%3Dtrue");
+                .contains("labelSelector=esinference.io%2Fcredentials%3Dtrue")
+                || r.query
+                    .contains("labelSelector=elasticsearch.k8s.elastic.co%2Fcluster-name%3D");
             by_name || (r.name.is_none() && !metadata_only && !labelled)
         })
         .cloned()
@@ -349,7 +351,8 @@ async fn eck_env(namespaces: &[&str]) -> TestEnv {
     env
 }
 
-/// ECK's Secrets for `quickstart` in `namespace`, as ECK makes them (no opt-in label).
+/// ECK's Secrets for `quickstart` in `namespace`, as ECK makes them: no opt-in label, ECK's own
+/// labels (`label.NewLabels` in ECK's pkg/controller/elasticsearch/label/label.go).
 async fn eck_secrets(env: &TestEnv, namespace: &str, password: &str) {
     let secrets: kube::Api<Secret> = kube::Api::namespaced(env.client.clone(), namespace);
     for (name, key, value) in [
@@ -360,7 +363,11 @@ async fn eck_secrets(env: &TestEnv, namespace: &str, password: &str) {
             env.es.ca_pem().unwrap(),
         ),
     ] {
-        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}, "stringData": {key: value}});
+        let labels = json!({
+            "common.k8s.elastic.co/type": "elasticsearch",
+            "elasticsearch.k8s.elastic.co/cluster-name": "quickstart"
+        });
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace, "labels": labels}, "stringData": {key: value}});
         secrets
             .patch(
                 name,
@@ -459,4 +466,57 @@ async fn a_rotated_eck_password_in_another_watched_namespace_retriggers() {
     .await;
     let iep = wait_ready(&env, "eck", "True", "Created").await;
     assert!(condition(&iep, "Reconciling").is_none());
+}
+
+/// A Secret that only has ECK's naming pattern (`<name>-es-elastic-user`) is not ECK's: an
+/// `elasticsearchRef` to a name nobody's ECK manages must not pull it into the operator and
+/// send it to the ECK service URL. Found against a real API server: the exception for ECK's
+/// Secrets read any Secret with a matching name.
+#[tokio::test]
+async fn a_secret_with_ecks_name_but_not_its_label_is_not_read() {
+    let env = eck_env(&[]).await;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(env.client.clone(), "default");
+    for (name, key) in [
+        ("shadow-es-elastic-user", "elastic"),
+        ("shadow-es-http-certs-public", "ca.crt"),
+    ] {
+        let secret = serde_json::from_value(json!({
+            "metadata": {"name": name}, "stringData": {key: VICTIM_KEY}
+        }))
+        .unwrap();
+        secrets.create(&Default::default(), &secret).await.unwrap();
+    }
+    let _operator = start_operator(&env, eck_config(&env, &[]));
+    let mut spec = eck_spec();
+    spec["elasticsearchRef"] = json!({"name": "shadow"});
+    create(&env, "shadow", spec).await;
+    let message = wait_message(&env, "shadow", "SecretNotAllowed").await;
+    assert!(
+        message.contains(
+            "does not carry ECK's label elasticsearch.k8s.elastic.co/cluster-name=shadow"
+        ),
+        "{message}"
+    );
+    let reads = content_reads(&env.kube.requests(), "shadow-es-elastic-user");
+    assert!(reads.is_empty(), "read without ECK's label: {reads:#?}");
+    let unnarrowed: Vec<_> = env
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource.as_deref() == Some("secrets") && r.query.contains("shadow-es"))
+        .filter(|r| {
+            !r.accept
+                .as_deref()
+                .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+        })
+        .filter(|r| !r.query.contains("labelSelector="))
+        .collect();
+    assert!(
+        unnarrowed.is_empty(),
+        "content LIST without a label: {unnarrowed:#?}"
+    );
+    assert!(
+        env.es.requests().is_empty(),
+        "nothing reached Elasticsearch"
+    );
 }

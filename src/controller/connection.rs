@@ -238,14 +238,14 @@ impl Connections {
         let name = &reference.name;
         let user_secret = format!("{name}-es-elastic-user");
         let users = secrets
-            .get_eck(&user_secret)
+            .get_eck(&user_secret, name)
             .await
             .map_err(|e| outcomes::from_secret(&e))?;
         let password =
             text_value(&users, &user_secret, "elastic").map_err(|e| outcomes::from_secret(&e))?;
         let ca_secret = format!("{name}-es-http-certs-public");
         let ca = secrets
-            .get_eck(&ca_secret)
+            .get_eck(&ca_secret, name)
             .await
             .map_err(|e| outcomes::from_secret(&e))?;
         let ca_pem = optional_value(&ca, "ca.crt").map(<[u8]>::to_vec);
