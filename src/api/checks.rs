@@ -172,7 +172,7 @@ fn bound(schema: &Value, key: &str) -> Option<f64> {
 fn check_schema(schema: &Value, value: &Value, path: &str) -> Result<(), SpecViolation> {
     match value {
         Value::String(s) => check_string(schema, s, path),
-        Value::Number(n) => check_number(schema, n.as_f64().unwrap_or_default(), path),
+        Value::Number(n) => check_number(schema, n, path),
         Value::Array(items) => {
             if bound(schema, "maxItems").is_some_and(|max| items.len() as f64 > max)
                 || bound(schema, "minItems").is_some_and(|min| (items.len() as f64) < min)
@@ -228,9 +228,30 @@ fn check_string(schema: &Value, s: &str, path: &str) -> Result<(), SpecViolation
     }
 }
 
-fn check_number(schema: &Value, n: f64, path: &str) -> Result<(), SpecViolation> {
-    let above = bound(schema, "maximum").is_some_and(|max| n > max);
-    let below = bound(schema, "minimum").is_some_and(|min| n < min);
+/// Integers are compared exactly (an f64 rounds above 2^53, so 2^53 + 1 would read as 2^53) and
+/// quoted as given.
+fn check_number(schema: &Value, n: &serde_json::Number, path: &str) -> Result<(), SpecViolation> {
+    let outside = |bound_value: f64, above: bool| match n.as_i64() {
+        // Schema bounds are integers well inside ±2^53 here, so `as i64` is exact.
+        Some(i) if bound_value.fract() == 0.0 && bound_value.abs() < 9.0e15 => {
+            let b = bound_value as i64;
+            if above {
+                i > b
+            } else {
+                i < b
+            }
+        }
+        _ => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if above {
+                f > bound_value
+            } else {
+                f < bound_value
+            }
+        }
+    };
+    let above = bound(schema, "maximum").is_some_and(|max| outside(max, true));
+    let below = bound(schema, "minimum").is_some_and(|min| outside(min, false));
     if above || below {
         let min = bound(schema, "minimum").map_or("-∞".to_owned(), |m| m.to_string());
         let max = bound(schema, "maximum").map_or("∞".to_owned(), |m| m.to_string());

@@ -371,6 +371,32 @@ mod checks {
         assert_eq!(check_spec(&spec(eck)), Ok(()));
     }
 
+    /// Above 2^53 an f64 rounds: the value must be compared and quoted as stored (found on a
+    /// real API server, which stores 9007199254740993 under a CRD without the bound).
+    #[test]
+    fn integers_past_2_pow_53_are_compared_and_quoted_exactly() {
+        let rpm = |n: i64| {
+            with(
+                embedding_spec(),
+                "/azureOpenAI/rateLimit",
+                json!({"requestsPerMinute": n}),
+            )
+        };
+        let max = 9_007_199_254_740_991_i64;
+        assert_eq!(check_spec(&spec(rpm(max))), Ok(()));
+        let violation = check_spec(&spec(rpm(max + 2))).unwrap_err();
+        assert!(
+            violation
+                .to_string()
+                .contains("9007199254740993 is out of range"),
+            "{violation}"
+        );
+        assert!(
+            check_spec(&spec(rpm(max + 1))).is_err(),
+            "2^53 is past the maximum"
+        );
+    }
+
     #[test]
     fn what_admission_refuses_the_operator_refuses_naming_the_field() {
         let url = |u: &str| with(embedding_spec(), "/elasticsearch/url", json!(u));
