@@ -203,8 +203,15 @@ fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
+        // The apiserver decodes request bodies with apimachinery's `util/json` (`convertNumber`):
+        // a number that parses as int64 becomes an int64, anything else a float64 — which
+        // kube-openapi's type validator (pkg/validation/validate/type.go) reports as "number",
+        // even when it is whole. So 2^63 (or `1.0`) in an integer field is a type error
+        // (`in body must be of type integer: "number"`, seen on a real 1.34 apiserver), not a
+        // stored value. (The real server then also runs the field's other validators and adds
+        // "some validation rules were not checked"; the emulator stops at the type error.)
         Value::Number(n) => {
-            if n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0) {
+            if n.is_i64() {
                 "integer"
             } else {
                 "number"
@@ -891,6 +898,11 @@ mod tests {
             "spec.taskType: Unsupported value: \"foo\": supported values: \"text_embedding\", \"completion\"");
         assert_eq!(msgs(json!({"spec": {"taskType": "completion", "replicas": "x"}}))[0],
             "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"");
+        // Past int64 (and any non-int64 literal) the apiserver holds a float64: "number".
+        for n in [json!(9_223_372_036_854_775_808_u64), json!(2.0)] {
+            assert_eq!(msgs(json!({"spec": {"taskType": "completion", "replicas": n}}))[0],
+                "spec.replicas: Invalid value: \"number\": spec.replicas in body must be of type integer: \"number\"");
+        }
         assert_eq!(msgs(json!({"spec": {"taskType": "completion", "replicas": 0}})),
             vec!["spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"]);
         assert_eq!(msgs(json!({"spec": {"taskType": "completion", "replicas": 9}}))[0],
