@@ -1854,3 +1854,128 @@ async fn nulls_are_pruned_refused_by_enums_and_absent_for_cel() {
         "Gadget.example.test \"opt\" is invalid: [spec: Invalid value: \"object\": opt.x must be positive, spec: Invalid value: \"object\": nullableStr must not be empty]"
     );
 }
+
+/// A CRD whose second revision tightens `size` (maximum 10 → 5) and adds an object-level CEL
+/// rule on `conn`, for the ratcheting test.
+fn gauge_crd(tightened: bool) -> serde_json::Value {
+    let size = if tightened {
+        json!({"type": "integer", "maximum": 5})
+    } else {
+        json!({"type": "integer", "maximum": 10})
+    };
+    let mut conn = json!({
+        "type": "object",
+        "properties": {"url": {"type": "string"}, "insecure": {"type": "boolean"}}
+    });
+    if tightened {
+        conn["x-kubernetes-validations"] = json!([{"rule": "!self.url.contains('@')", "message": "no userinfo", "fieldPath": ".url"}]);
+    }
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gauges.example.test"},
+        "spec": {
+            "group": "example.test", "scope": "Namespaced",
+            "names": {"kind": "Gauge", "plural": "gauges", "singular": "gauge", "listKind": "GaugeList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {
+                    "type": "object",
+                    "properties": {"size": size, "other": {"type": "integer"}, "conn": conn}
+                }}
+            }}}]
+        }
+    })
+}
+
+/// Validation ratcheting (KEP-4008; on by default from 1.30, GA in 1.33): after a CRD is
+/// tightened, an update may keep a field the new schema refuses as long as that field is
+/// unchanged — schema errors on unchanged nodes are dropped (`schema/validation/ratcheting.go`),
+/// CEL errors on unchanged nodes become warnings (`schema/cel/validation.go`) — while changing
+/// the offending node to another invalid value is refused. Each step below was seen the same
+/// way on a real 1.34.9 apiserver.
+#[tokio::test]
+async fn updates_ratchet_unchanged_invalid_fields() {
+    let (emu, _client) = setup().await;
+    emu.register_crd(gauge_crd(false));
+    const GAUGES: &str = "/apis/example.test/v1/namespaces/default/gauges";
+    let (code, _, body) = raw(
+        &emu,
+        "POST",
+        GAUGES,
+        "application/json",
+        r#"{"apiVersion": "example.test/v1", "kind": "Gauge", "metadata": {"name": "g"},
+            "spec": {"size": 9, "other": 1, "conn": {"url": "https://u:p@es", "insecure": false}}}"#,
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    emu.register_crd(gauge_crd(true));
+    let merge = |patch: &'static str| {
+        let emu = &emu;
+        async move {
+            raw(
+                emu,
+                "PATCH",
+                &format!("{GAUGES}/g"),
+                "application/merge-patch+json",
+                patch,
+            )
+            .await
+        }
+    };
+    let cel_warning =
+        r#"299 - "spec.conn.url: Invalid value: \"object\": no userinfo""#.to_string();
+
+    // Metadata only, and another spec field: both unchanged invalid nodes ratchet.
+    let (code, warnings, body) = merge(r#"{"metadata": {"finalizers": ["example.test/f"]}}"#).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        warnings,
+        vec![cel_warning.clone()],
+        "CEL: a warning, not an error"
+    );
+    let (code, warnings, body) = merge(r#"{"spec": {"other": 2}}"#).await;
+    assert_eq!((code, warnings), (200, vec![cel_warning.clone()]), "{body}");
+
+    // Changing the refused field to another refused value: the maximum applies.
+    let (code, _, body) = merge(r#"{"spec": {"size": 8}}"#).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["message"],
+        "Gauge.example.test \"g\" is invalid: spec.size: Invalid value: 8: spec.size in body should be less than or equal to 5"
+    );
+    // Any change inside the node the CEL rule sits on: the rule applies again.
+    let (code, _, body) = merge(r#"{"spec": {"conn": {"insecure": true}}}"#).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["message"],
+        "Gauge.example.test \"g\" is invalid: spec.conn.url: Invalid value: \"object\": no userinfo"
+    );
+    // Fixing both fields is accepted without a warning.
+    let (code, warnings, body) =
+        merge(r#"{"spec": {"size": 5, "conn": {"url": "https://es"}}}"#).await;
+    assert_eq!((code, warnings.len()), (200, 0), "{body}");
+}
+
+/// Metadata and schema errors are reported together, as the customresource strategy aggregates
+/// them (seen on a real 1.34.9 apiserver).
+#[tokio::test]
+async fn name_and_schema_errors_are_reported_together() {
+    let (emu, _client) = setup().await;
+    emu.register_crd(gauge_crd(true));
+    let (code, _, body) = raw(
+        &emu,
+        "POST",
+        "/apis/example.test/v1/namespaces/default/gauges",
+        "application/json",
+        r#"{"apiVersion": "example.test/v1", "kind": "Gauge", "metadata": {"name": "Bad_Name"},
+            "spec": {"size": 9}}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("metadata.name: Invalid value: \"Bad_Name\"")
+            && message.contains("spec.size: Invalid value: 9"),
+        "{message}"
+    );
+}

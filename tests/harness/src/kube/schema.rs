@@ -719,14 +719,15 @@ pub fn validate_cel(
     obj: &Value,
     old: Option<&Value>,
     style: CelValues,
-) -> Vec<FieldError> {
+) -> (Vec<FieldError>, Vec<String>) {
     let mut out = Vec::new();
+    let mut ratcheted = Vec::new();
     let (obj_cel, old_cel) = (
         without_null_properties(schema, obj),
         old.map(|o| without_null_properties(schema, o)),
     );
     let Err(errs) = kube_cel::validate(schema, &obj_cel, old_cel.as_ref()) else {
-        return out;
+        return (out, ratcheted);
     };
     let mut fps = Vec::new();
     rule_field_paths(schema, &mut fps);
@@ -779,9 +780,32 @@ pub fn validate_cel(
             ),
             _ => FieldError::new(ErrType::Invalid, field.clone(), shown, detail),
         };
-        out.push(fe);
+        // Ratcheting (KEP-4008; `cel/validation.go`: `!compiled.UsesOldSelf &&
+        // correlation.shouldRatchetError()` → `warning.AddWarning(ctx, "", e.Error())`): a rule
+        // without `oldSelf` that fails on a node equal to its old value is a warning, not an error.
+        if old.is_some_and(|old| unchanged(old, obj, &node)) && !e.rule.contains("oldSelf") {
+            ratcheted.push(fe.to_string());
+        } else {
+            out.push(fe);
+        }
     }
-    out
+    (out, ratcheted)
+}
+
+/// Whether the value at `path` is the same in `old` and `new` (both present), judged at the
+/// nearest correlatable node: list items are compared through their list, since the emulator
+/// correlates no list items (the real server correlates items of map lists and sets by key,
+/// `common.CorrelatedObject`; this simplification is inferred to be enough for our schemas, which
+/// have no such lists under `spec`).
+fn unchanged(old: &Value, new: &Value, path: &str) -> bool {
+    let node = match path.find('[') {
+        Some(i) => path[..i].trim_end_matches('.'),
+        None => path,
+    };
+    match (value_at(old, node), value_at(new, node)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// 1.35 style: scalars shown, objects and arrays omitted.
@@ -803,7 +827,7 @@ pub fn validate_object(
     old: Option<&Value>,
     only: Option<&str>,
     style: CelValues,
-) -> Vec<FieldError> {
+) -> (Vec<FieldError>, Vec<String>) {
     let mut errs = Vec::new();
     let empty = Map::new();
     let props = schema
@@ -831,8 +855,15 @@ pub fn validate_object(
             validate(s, v, k, &mut errs);
         }
     }
+    // Ratcheting of schema validation (KEP-4008, on by default from 1.30, GA 1.33;
+    // `pkg/apiserver/schema/validation/ratcheting.go`): on update, an error at a node equal to its
+    // old value is dropped silently — so a field a tightened CRD refuses may stay while other
+    // fields change. (Seen on a real 1.34.9 apiserver for `maximum` and `pattern`.)
+    if let Some(old) = old {
+        errs.retain(|e| e.field.is_empty() || !unchanged(old, obj, &e.field));
+    }
     if !has_cel_rules(schema) {
-        return errs;
+        return (errs, Vec::new());
     }
     if errs.iter().any(blocks_cel) {
         errs.push(FieldError::invalid(
@@ -840,17 +871,18 @@ pub fn validate_object(
             Value::Null,
             "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
         ));
-        return errs;
+        return (errs, Vec::new());
     }
-    let cel = validate_cel(schema, obj, old, style);
-    errs.extend(cel.into_iter().filter(|e| {
+    let in_scope = |e: &FieldError| {
         only.is_none_or(|o| {
             e.field == o
                 || e.field.starts_with(&format!("{o}."))
                 || e.field.starts_with(&format!("{o}["))
         })
-    }));
-    errs
+    };
+    let (cel, ratcheted) = validate_cel(schema, obj, old, style);
+    errs.extend(cel.into_iter().filter(in_scope));
+    (errs, ratcheted)
 }
 
 #[cfg(test)]
@@ -883,6 +915,7 @@ mod tests {
         prune_root(&schema(), &mut o);
         apply_defaults(&schema(), &mut o);
         validate_object(&schema(), &o, None, None, CelValues::SchemaType)
+            .0
             .iter()
             .map(|e| e.to_string())
             .collect()

@@ -740,7 +740,7 @@ impl State {
         }
         let mut errs = validate_name(name, rd.class == Class::Namespace);
         errs.extend(self.validate_finalizers(&obj));
-        self.admit(rd, None, &mut obj, "", &mut errs)?;
+        self.admit(rd, None, &mut obj, "", &mut errs, &mut Vec::new())?;
         if !errs.is_empty() {
             return Err(ApiError::invalid(&rd.gk(), name, &errs));
         }
@@ -834,25 +834,31 @@ impl State {
         obj: &mut Value,
         sub: &str,
         errs: &mut Vec<FieldError>,
+        warnings: &mut Vec<String>,
     ) -> Result<(), ApiError> {
         match rd.class {
             Class::Custom => {
                 if let Some(s) = &rd.schema {
                     schema::prune_root(s, obj);
                     schema::apply_defaults(s, obj);
-                    if errs.is_empty() {
+                    // Metadata errors (name, finalizers) and the schema's are reported together
+                    // (customresource strategy `Validate` aggregates them; seen on a real 1.34
+                    // apiserver: an invalid name plus a schema error lists both).
+                    {
                         let only = if sub == "status" {
                             Some("status")
                         } else {
                             None
                         };
-                        errs.extend(schema::validate_object(
+                        let (found, ratcheted) = schema::validate_object(
                             s,
                             obj,
                             old,
                             only,
                             schema::CelValues::of(self.version),
-                        ));
+                        );
+                        errs.extend(found);
+                        warnings.extend(ratcheted);
                     }
                 } else {
                     schema::prune_metadata(obj);
@@ -1107,7 +1113,9 @@ impl State {
             }
         }
         errs.extend(self.validate_finalizers(&new));
-        self.admit(rd, Some(&old), &mut new, sub, &mut errs)?;
+        let mut ratcheted = Vec::new();
+        self.admit(rd, Some(&old), &mut new, sub, &mut errs, &mut ratcheted)?;
+        opts.warnings.borrow_mut().extend(ratcheted);
         if !errs.is_empty() {
             return Err(ApiError::invalid(&rd.gk(), name, &errs));
         }
