@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use inference_operator::api::InferenceEndpoint;
-use inference_testenv::env::{eventually, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD};
+use inference_testenv::env::{eventually, poll, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD};
 use inference_testenv::hostile::{elasticsearch_without_product_header, HostileServer, Reply};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
@@ -119,22 +119,26 @@ async fn create(env: &TestEnv, name: &str, url: &str) {
 /// Wait for Ready=False with `reason`; returns the object. On timeout, says what it was.
 async fn wait_not_ready(env: &TestEnv, name: &str, reason: &str) -> InferenceEndpoint {
     let api = Api::<InferenceEndpoint>::namespaced(env.client.clone(), &env.namespace);
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut last = String::from("no object");
-    loop {
-        if let Ok(iep) = api.get(name).await {
-            if let Some(ready) = ready_condition(&iep) {
-                if ready.status == "False" && ready.reason == reason {
-                    return iep;
-                }
-                last = format!("{} {}: {}", ready.status, ready.reason, ready.message);
-            }
+    let seen = poll(WAIT, Duration::from_millis(50), || async {
+        let iep = api
+            .get(name)
+            .await
+            .map_err(|e| format!("no object ({e})"))?;
+        let Some(ready) = ready_condition(&iep) else {
+            return Err("no Ready condition".into());
+        };
+        if ready.status == "False" && ready.reason == reason {
+            return Ok(iep.clone());
         }
-        if std::time::Instant::now() >= deadline {
-            panic!("{name}: no Ready=False {reason} within {WAIT:?}; last {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(format!(
+            "{} {}: {}",
+            ready.status, ready.reason, ready.message
+        ))
+    })
+    .await;
+    seen.unwrap_or_else(|last| {
+        panic!("{name}: no Ready=False {reason} within {WAIT:?}; last {last}")
+    })
 }
 
 fn ready_condition(

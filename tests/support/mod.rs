@@ -9,7 +9,7 @@ use inference_operator::api::InferenceEndpoint;
 use inference_operator::controller::{self, Config};
 use inference_operator::http::Health;
 use inference_operator::metrics::Metrics;
-use inference_testenv::env::{eventually, TestEnv};
+use inference_testenv::env::{eventually, poll, TestEnv, POLL_INTERVAL};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, PostParams};
@@ -110,24 +110,26 @@ pub async fn wait_ready(
     reason: &str,
 ) -> InferenceEndpoint {
     let api = api(env);
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut last = String::from("no object");
-    loop {
-        if let Ok(iep) = api.get(name).await {
-            if let Some(ready) = condition(&iep, "Ready") {
-                if ready.status == status && ready.reason == reason {
-                    return iep;
-                }
-                last = format!("Ready={} {}: {}", ready.status, ready.reason, ready.message);
-            } else {
-                last = "no Ready condition".into();
-            }
+    let seen = poll(WAIT, POLL_INTERVAL, || async {
+        let iep = api
+            .get(name)
+            .await
+            .map_err(|e| format!("no object ({e})"))?;
+        let Some(ready) = condition(&iep, "Ready") else {
+            return Err("no Ready condition".into());
+        };
+        if ready.status == status && ready.reason == reason {
+            return Ok(iep.clone());
         }
-        if std::time::Instant::now() >= deadline {
-            panic!("{name}: waited {WAIT:?} for Ready={status} reason={reason}; last seen {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        Err(format!(
+            "Ready={} {}: {}",
+            ready.status, ready.reason, ready.message
+        ))
+    })
+    .await;
+    seen.unwrap_or_else(|last| {
+        panic!("{name}: waited {WAIT:?} for Ready={status} reason={reason}; last seen {last}")
+    })
 }
 
 pub async fn wait_gone(env: &TestEnv, name: &str) {
@@ -154,21 +156,21 @@ pub async fn events(env: &TestEnv, name: &str) -> Vec<Event> {
 /// Wait for an Event about `name` with `reason` and `type_` (Events are published off the
 /// reconcile path, so they may trail the status by a moment).
 pub async fn wait_event(env: &TestEnv, name: &str, reason: &str, type_: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    let seen = poll(WAIT, POLL_INTERVAL, || async {
         let seen = events(env, name).await;
         if seen
             .iter()
             .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
         {
-            return;
+            return Ok(());
         }
-        if std::time::Instant::now() >= deadline {
-            let reasons: Vec<_> = seen.iter().map(|e| e.reason.clone()).collect();
-            panic!("{name}: no {type_} Event {reason} after {WAIT:?}; saw {reasons:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        let reasons: Vec<_> = seen.iter().map(|e| e.reason.clone()).collect();
+        Err(format!("{reasons:?}"))
+    })
+    .await;
+    seen.unwrap_or_else(|reasons| {
+        panic!("{name}: no {type_} Event {reason} after {WAIT:?}; saw {reasons}")
+    })
 }
 
 /// Elasticsearch requests to `_inference/...` with `method`, excluding GETs of `/`.

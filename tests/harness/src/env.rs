@@ -197,22 +197,42 @@ fn base64_encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// How often [`eventually`] (and the tests' wait helpers built on [`poll`]) look again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+/// The one polling loop of the test suites: call `check` every `every` until it returns `Ok`;
+/// once `timeout` has passed, return the last `Err` — what `check` saw, for the caller's
+/// timeout message. `check` runs at least once, and once more at the deadline.
+pub async fn poll<T, F, Fut>(timeout: Duration, every: Duration, mut check: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = match check().await {
+            Ok(value) => return Ok(value),
+            Err(seen) => seen,
+        };
+        if Instant::now() >= deadline {
+            return Err(seen);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Poll `check` every 25 ms until it returns `Some`, or panic with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let found = poll(timeout, POLL_INTERVAL, || {
+        let probe = check();
+        async move { probe.await.ok_or_else(String::new) }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// Build the operator binary with cargo (`release` or the debug profile the tests use) and
@@ -243,4 +263,52 @@ pub fn build_operator(release: bool) -> Result<PathBuf, String> {
         .filter(|message| message["target"]["name"] == "inference-operator")
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
         .ok_or_else(|| "cargo did not report the inference-operator executable".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn poll_returns_the_first_ok() {
+        let mut calls = 0;
+        let found = poll(Duration::from_secs(5), Duration::from_millis(1), || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n == 3 {
+                    Ok(n)
+                } else {
+                    Err(format!("call {n}"))
+                }
+            }
+        })
+        .await;
+        assert_eq!(found, Ok(3));
+    }
+
+    #[tokio::test]
+    async fn poll_gives_up_after_the_timeout_with_what_it_last_saw() {
+        let mut calls = 0;
+        let started = Instant::now();
+        let found: Result<(), String> =
+            poll(Duration::from_millis(60), Duration::from_millis(5), || {
+                calls += 1;
+                let n = calls;
+                async move { Err(format!("call {n}")) }
+            })
+            .await;
+        assert!(started.elapsed() >= Duration::from_millis(60));
+        assert_eq!(found, Err(format!("call {calls}")));
+        assert!(calls > 1, "polled more than once");
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "waiting for the thing")]
+    async fn eventually_panics_with_what_it_waited_for() {
+        eventually(Duration::from_millis(30), "the thing", || async {
+            None::<()>
+        })
+        .await;
+    }
 }
