@@ -5,6 +5,7 @@
 //! the schema type of the rule's node; 1.35 shows the value instead), the emulator's default.
 
 use inference_testenv::env::TestEnv;
+use inference_testenv::fixtures::Iep;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
@@ -53,15 +54,14 @@ async fn every_example_is_accepted() {
     );
 }
 
+/// A valid spec; the table below breaks one field of it at a time.
 fn valid() -> Value {
-    json!({
-        "elasticsearch": {"url": "https://es:9200", "credentialsSecretRef": {"name": "es"}},
-        "taskType": "text_embedding",
-        "azureOpenAI": {
-            "resourceName": "res", "deploymentId": "dep", "apiVersion": "2024-10-21",
-            "apiKeySecretRef": {"name": "azure", "key": "apiKey"}
-        }
-    })
+    Iep::embedding("valid")
+        .resource("res")
+        .deployment("dep")
+        .secret("azure")
+        .es_url("https://es:9200", "es")
+        .spec()
 }
 
 fn set(mut spec: Value, pointer: &str, value: Value) -> Value {
@@ -463,7 +463,12 @@ mod bounds_and_names {
         env.kube.register_crd_yaml(include_str!(
             "fixtures/inferenceendpoint-crd-before-bounds.yaml"
         ));
-        let spec = || support::embedding_spec(&env, "azure");
+        let spec = || {
+            support::Iep::embedding("old")
+                .secret("azure")
+                .es(&env)
+                .spec()
+        };
         let with_password = env.es.url().replacen("://", "://elastic:hunter2@", 1);
         let cases = [
             ("userinfo", set(spec(), "/elasticsearch/url", json!(with_password)),
@@ -540,7 +545,11 @@ mod bounds_and_names {
         env.put_secret("azure", &[("apiKey", "azure-key-0123456789")])
             .await;
         let _operator = support::start_operator(&env, support::test_config());
-        support::create(&env, "leaving", support::embedding_spec(&env, "azure")).await;
+        support::create(
+            &env,
+            support::Iep::embedding("leaving").secret("azure").es(&env),
+        )
+        .await;
         support::wait_ready(&env, "leaving", "True", "Created").await;
         let with_password = env.es.url().replacen("://", "://elastic:hunter2@", 1);
         let api = support::api(&env);

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use inference_operator::api::InferenceEndpoint;
 use inference_testenv::env::{eventually, poll, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD};
+use inference_testenv::fixtures::Iep;
 use inference_testenv::hostile::{elasticsearch_without_product_header, HostileServer, Reply};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
@@ -94,22 +95,11 @@ async fn env_with_azure_key() -> TestEnv {
 
 /// An embeddings object whose Elasticsearch is `url`, with the env's ES credentials.
 async fn create(env: &TestEnv, name: &str, url: &str) {
-    let object: InferenceEndpoint = serde_json::from_value(json!({
-        "apiVersion": "esinference.io/v1alpha1",
-        "kind": "InferenceEndpoint",
-        "metadata": {"name": name, "namespace": env.namespace},
-        "spec": {
-            "elasticsearch": {"url": url, "credentialsSecretRef": {"name": ES_CREDENTIALS_SECRET}},
-            "taskType": "text_embedding",
-            "azureOpenAI": {
-                "resourceName": "test-resource",
-                "deploymentId": "embeddings",
-                "apiVersion": "2024-10-21",
-                "apiKeySecretRef": {"name": "azure", "key": "apiKey"}
-            }
-        }
-    }))
-    .expect("valid InferenceEndpoint");
+    let object: InferenceEndpoint = Iep::embedding(name)
+        .namespace(&env.namespace)
+        .secret("azure")
+        .es_url(url, ES_CREDENTIALS_SECRET)
+        .build();
     Api::<InferenceEndpoint>::namespaced(env.client.clone(), &env.namespace)
         .create(&PostParams::default(), &object)
         .await

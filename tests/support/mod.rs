@@ -10,10 +10,12 @@ use inference_operator::controller::{self, Config};
 use inference_operator::http::Health;
 use inference_operator::metrics::Metrics;
 use inference_testenv::env::{eventually, poll, TestEnv, POLL_INTERVAL};
+#[allow(unused_imports)]
+pub use inference_testenv::fixtures::{Iep, OpaqueSecret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, PostParams};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::watch;
 
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -66,30 +68,12 @@ pub fn api(env: &TestEnv) -> Api<InferenceEndpoint> {
     Api::namespaced(env.client.clone(), &env.namespace)
 }
 
-/// A text_embedding spec against the double, with the Azure key in Secret `secret`/`apiKey`.
-pub fn embedding_spec(env: &TestEnv, secret: &str) -> Value {
-    json!({
-        "elasticsearch": env.es_connection(),
-        "taskType": "text_embedding",
-        "azureOpenAI": {
-            "resourceName": "test-resource",
-            "deploymentId": "embeddings",
-            "apiVersion": "2024-10-21",
-            "apiKeySecretRef": {"name": secret, "key": "apiKey"}
-        }
-    })
-}
-
-pub async fn create(env: &TestEnv, name: &str, spec: Value) -> InferenceEndpoint {
-    let object: InferenceEndpoint = serde_json::from_value(json!({
-        "apiVersion": "esinference.io/v1alpha1",
-        "kind": "InferenceEndpoint",
-        "metadata": {"name": name, "namespace": env.namespace},
-        "spec": spec,
-    }))
-    .expect("valid InferenceEndpoint");
-    api(env)
-        .create(&PostParams::default(), &object)
+/// Create the object `iep` builds, in the environment's namespace unless it names one.
+pub async fn create(env: &TestEnv, iep: Iep) -> InferenceEndpoint {
+    let iep = iep.namespace_or(&env.namespace);
+    let namespace = iep.namespace_name().unwrap_or(&env.namespace);
+    let api: Api<InferenceEndpoint> = Api::namespaced(env.client.clone(), namespace);
+    api.create(&PostParams::default(), &iep.build())
         .await
         .expect("create InferenceEndpoint")
 }

@@ -12,6 +12,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{json, Value};
 
 use crate::es::{EsAuth, EsDouble, EsOptions};
+use crate::fixtures::OpaqueSecret;
 use crate::kube::{EmulatorOptions, KubeEmulator};
 
 /// Name of the Secret holding the Elasticsearch double's credentials.
@@ -147,24 +148,19 @@ impl TestEnv {
     }
 
     async fn put_secret_labelled(&self, name: &str, pairs: &[(&str, &str)], opted_in: bool) {
-        let data: serde_json::Map<String, Value> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), json!(base64_encode(v.as_bytes()))))
-            .collect();
-        let labels = if opted_in {
-            json!({CREDENTIALS_LABEL: "true"})
+        let built = if opted_in {
+            OpaqueSecret::labelled(name)
         } else {
-            json!({})
+            OpaqueSecret::new(name)
         };
+        let built = built.namespace(&self.namespace).pairs(pairs).build();
         let secrets = self.secrets();
         match secrets.get_opt(name).await.expect("get Secret") {
             Some(mut existing) => {
-                existing.data = serde_json::from_value(Value::Object(data)).expect("data");
+                existing.data = built.data;
                 let mut all = existing.metadata.labels.take().unwrap_or_default();
                 all.remove(CREDENTIALS_LABEL);
-                if opted_in {
-                    all.insert(CREDENTIALS_LABEL.to_owned(), "true".to_owned());
-                }
+                all.extend(built.metadata.labels.unwrap_or_default());
                 existing.metadata.labels = Some(all);
                 secrets
                     .replace(name, &PostParams::default(), &existing)
@@ -172,15 +168,8 @@ impl TestEnv {
                     .expect("replace Secret");
             }
             None => {
-                let secret: Secret = serde_json::from_value(json!({
-                    "apiVersion": "v1", "kind": "Secret",
-                    "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
-                    "type": "Opaque",
-                    "data": data,
-                }))
-                .expect("Secret");
                 secrets
-                    .create(&PostParams::default(), &secret)
+                    .create(&PostParams::default(), &built)
                     .await
                     .expect("create Secret");
             }
@@ -190,11 +179,6 @@ impl TestEnv {
     pub async fn delete_secret(&self, name: &str) {
         let _ = self.secrets().delete(name, &DeleteParams::default()).await;
     }
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// How often [`eventually`] (and the tests' wait helpers built on [`poll`]) look again.
