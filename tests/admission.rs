@@ -4,8 +4,8 @@
 //! CEL failures are quoted as Kubernetes 1.30–1.34 print them (`Invalid value: "object": ...`,
 //! the schema type of the rule's node; 1.35 shows the value instead), the emulator's default.
 
-use inference_testenv::env::TestEnv;
 use inference_testenv::fixtures::Iep;
+use inference_testenv::TestEnv;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
@@ -358,7 +358,7 @@ mod bounds_and_names {
 
     use super::{create, set, valid};
     use inference_operator::api::{InferenceEndpoint, FINALIZER};
-    use inference_testenv::env::TestEnv;
+    use inference_testenv::TestEnv;
     use kube::api::{Patch, PatchParams, PostParams};
     use serde_json::{json, Value};
 
@@ -498,7 +498,7 @@ mod bounds_and_names {
                 .expect("stored under the previous CRD");
         }
         env.kube
-            .register_crd_file(inference_testenv::env::crds_dir().join("inferenceendpoint.yaml"));
+            .register_crd_file(inference_testenv::crds_dir().join("inferenceendpoint.yaml"));
         env.kube.clear_requests();
         let _operator = support::start_operator(&env, support::test_config());
         for (name, _, expected) in &cases {
@@ -563,12 +563,12 @@ mod bounds_and_names {
         .expect("the previous CRD accepts a password in the URL");
         support::wait_ready(&env, "leaving", "False", "InvalidSpec").await;
         env.kube
-            .register_crd_file(inference_testenv::env::crds_dir().join("inferenceendpoint.yaml"));
+            .register_crd_file(inference_testenv::crds_dir().join("inferenceendpoint.yaml"));
         let deletes_before = support::es_requests(&env, "DELETE");
         api.delete("leaving", &Default::default())
             .await
             .expect("delete");
-        let message = inference_testenv::env::eventually(
+        let message = inference_testenv::eventually(
             std::time::Duration::from_secs(10),
             "the deletion to be reported",
             || async {

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use inference_testenv::env::{TestEnv, ES_PASSWORD};
+use inference_testenv::{TestEnv, ES_PASSWORD};
 use kube::api::{DeleteParams, ListParams};
 use support::*;
 use tracing_subscriber::fmt::MakeWriter;

@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use inference_operator::api::InferenceEndpoint;
-use inference_testenv::env::{eventually, TestEnv};
 use inference_testenv::es::{EsDouble, Route};
 use inference_testenv::fixtures::{Iep, OpaqueSecret};
+use inference_testenv::{eventually, TestEnv};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{json, Value};
@@ -74,8 +74,8 @@ impl Target {
             kubeconfig,
             namespace: env.namespace.clone(),
             es_url: env.es.url(),
-            es_user: inference_testenv::env::ES_USER.into(),
-            es_password: inference_testenv::env::ES_PASSWORD.into(),
+            es_user: inference_testenv::ES_USER.into(),
+            es_password: inference_testenv::ES_PASSWORD.into(),
             es_insecure: false,
             azure: Azure {
                 resource: "e2e-resource".into(),

@@ -7,7 +7,7 @@
 mod support;
 
 use inference_operator::controller::Config;
-use inference_testenv::env::{EnvOptions, TestEnv, ES_PASSWORD};
+use inference_testenv::{EnvOptions, TestEnv, ES_PASSWORD};
 use serde_json::json;
 use support::*;
 

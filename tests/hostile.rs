@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use inference_operator::api::InferenceEndpoint;
-use inference_testenv::env::{eventually, poll, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD};
 use inference_testenv::fixtures::Iep;
 use inference_testenv::hostile::{elasticsearch_without_product_header, HostileServer, Reply};
+use inference_testenv::{eventually, poll, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use inference_testenv::env::{eventually, EnvOptions, TestEnv};
+use inference_testenv::{eventually, EnvOptions, TestEnv};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::*;
@@ -167,7 +167,7 @@ async fn deletion_after_the_secrets_are_gone_still_cleans_up() {
     let _operator = start_operator(&env, test_config());
     create(&env, Iep::embedding("teardown").secret("azure").es(&env)).await;
     wait_ready(&env, "teardown", "True", "Created").await;
-    env.delete_secret(inference_testenv::env::ES_CREDENTIALS_SECRET)
+    env.delete_secret(inference_testenv::ES_CREDENTIALS_SECRET)
         .await;
     env.delete_secret("azure").await;
     api(&env)
@@ -419,13 +419,13 @@ async fn a_changed_elasticsearch_password_reconnects_without_writing() {
 
     // The Elasticsearch password is rotated: the cluster first, then the Secret.
     env.es.set_auth(inference_testenv::es::EsAuth::basic(
-        inference_testenv::env::ES_USER,
+        inference_testenv::ES_USER,
         "rotated-es-password",
     ));
     env.put_secret(
-        inference_testenv::env::ES_CREDENTIALS_SECRET,
+        inference_testenv::ES_CREDENTIALS_SECRET,
         &[
-            ("username", inference_testenv::env::ES_USER),
+            ("username", inference_testenv::ES_USER),
             ("password", "rotated-es-password"),
         ],
     )

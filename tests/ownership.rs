@@ -7,7 +7,7 @@ mod support;
 
 use inference_operator::api::InferenceEndpoint;
 use inference_operator::controller::Config;
-use inference_testenv::env::{eventually, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD, ES_USER};
+use inference_testenv::{eventually, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD, ES_USER};
 use kube::api::{Api, DeleteParams};
 use support::*;
 

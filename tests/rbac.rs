@@ -16,8 +16,8 @@ use std::time::Duration;
 use inference_operator::http::Health;
 use inference_operator::leader::{self, Election};
 use inference_operator::metrics::Metrics;
-use inference_testenv::env::{client_for, eventually, TestEnv};
 use inference_testenv::kube::RequestRecord;
+use inference_testenv::{client_for, eventually, TestEnv};
 use kube::api::DeleteParams;
 use serde_json::Value;
 

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use inference_testenv::env::{eventually, TestEnv};
 use inference_testenv::es::{Fault, Route};
+use inference_testenv::{eventually, TestEnv};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::*;
@@ -425,9 +425,9 @@ async fn only_the_listed_namespaces_are_watched() {
             kube::Api::namespaced(env.client.clone(), namespace);
         for secret in [
             OpaqueSecret::labelled("azure").data("apiKey", KEY),
-            OpaqueSecret::labelled(inference_testenv::env::ES_CREDENTIALS_SECRET)
-                .data("username", inference_testenv::env::ES_USER)
-                .data("password", inference_testenv::env::ES_PASSWORD),
+            OpaqueSecret::labelled(inference_testenv::ES_CREDENTIALS_SECRET)
+                .data("username", inference_testenv::ES_USER)
+                .data("password", inference_testenv::ES_PASSWORD),
         ] {
             secrets
                 .create(&Default::default(), &secret.build())

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use inference_operator::controller::destination::parse_rules;
 use inference_operator::controller::Config;
-use inference_testenv::env::{eventually, EnvOptions, TestEnv, ES_PASSWORD, ES_USER};
 use inference_testenv::es::EsAuth;
 use inference_testenv::kube::RequestRecord;
+use inference_testenv::{eventually, EnvOptions, TestEnv, ES_PASSWORD, ES_USER};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;

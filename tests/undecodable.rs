@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use inference_operator::controller::decode::Decoded;
-use inference_testenv::env::{eventually, TestEnv};
+use inference_testenv::{eventually, TestEnv};
 use serde_json::{json, Value};
 use support::*;
 

@@ -9,9 +9,9 @@ use inference_operator::api::InferenceEndpoint;
 use inference_operator::controller::{self, Config};
 use inference_operator::http::Health;
 use inference_operator::metrics::Metrics;
-use inference_testenv::env::{eventually, poll, TestEnv, POLL_INTERVAL};
 #[allow(unused_imports)]
 pub use inference_testenv::fixtures::{Iep, OpaqueSecret};
+use inference_testenv::{eventually, poll, TestEnv, POLL_INTERVAL};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, PostParams};

@@ -2,8 +2,8 @@
 //! against the in-memory emulator.
 
 use futures::StreamExt;
-use inference_testenv::env::poll;
 use inference_testenv::kube::{EmulatorOptions, KubeEmulator};
+use inference_testenv::poll;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{

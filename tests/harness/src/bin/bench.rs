@@ -163,7 +163,7 @@ fn main() -> ExitCode {
 /// `cargo build --release --bin inference-operator`, returning the executable.
 fn build_operator() -> Result<PathBuf, String> {
     eprintln!("[bench] cargo build --release --bin inference-operator");
-    inference_testenv::env::build_operator(true)
+    inference_testenv::build_operator(true)
 }
 
 /// `git rev-parse --short HEAD`, marked when the operator's sources have uncommitted changes.

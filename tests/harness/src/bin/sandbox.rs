@@ -55,5 +55,5 @@ fn main() -> ExitCode {
 
 /// `cargo build --bin inference-operator` (the debug build the tests use).
 fn build_operator() -> Result<PathBuf, String> {
-    inference_testenv::env::build_operator(false)
+    inference_testenv::build_operator(false)
 }
