@@ -90,10 +90,7 @@ async fn rotation_reaches_elasticsearch_within_two_seconds() {
 #[tokio::test]
 async fn out_of_band_deletion_is_healed_and_announced() {
     let env = env_on("9.1.0").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
     create(&env, Iep::embedding("healed").secret("azure").es(&env)).await;
     wait_ready(&env, "healed", "True", "Created").await;
@@ -107,10 +104,7 @@ async fn out_of_band_deletion_is_healed_and_announced() {
 async fn out_of_band_task_setting_change_is_restored() {
     // 9.2.6 keeps chunking on `_update` (issue #139574 fixed); 9.1 would report ChunkingReset.
     let env = env_on("9.2.6").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
     create(
         &env,
@@ -303,10 +297,7 @@ async fn immutable_change_is_reported_or_recreated_only_when_unused() {
 #[tokio::test]
 async fn a_replaced_cluster_is_reported_not_written_until_accepted() {
     let env = env_on("9.1.0").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
     create(&env, Iep::embedding("rebuilt").secret("azure").es(&env)).await;
     let before = wait_ready(&env, "rebuilt", "True", "Created").await;
@@ -462,10 +453,7 @@ async fn a_changed_elasticsearch_password_reconnects_without_writing() {
 #[tokio::test]
 async fn an_id_held_by_a_pipeline_is_reported_then_recreated_once_freed() {
     let env = env_on("9.3.0").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
     create(&env, Iep::embedding("held").secret("azure").es(&env)).await;
     wait_ready(&env, "held", "True", "Created").await;
@@ -491,10 +479,7 @@ async fn an_id_held_by_a_pipeline_is_reported_then_recreated_once_freed() {
 #[tokio::test]
 async fn an_unknown_azure_host_is_invalid_settings_and_rechecked() {
     let env = env_on("9.1.0").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
     let typo = Iep::embedding("typo").secret("azure").es(&env);
     let resource = typo.spec()["azureOpenAI"]["resourceName"]
@@ -524,10 +509,7 @@ async fn an_unknown_azure_host_is_invalid_settings_and_rechecked() {
 #[tokio::test]
 async fn a_rotation_that_resets_chunking_is_reported_and_never_recreates() {
     let env = env_on("9.1.0").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
     create(
         &env,

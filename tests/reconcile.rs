@@ -109,10 +109,7 @@ async fn completion_endpoint_with_entra_id_token() {
 #[tokio::test]
 async fn nothing_changed_means_no_elasticsearch_or_status_writes() {
     let env = env_with_key().await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
     create(&env, Iep::embedding("steady").secret("azure").es(&env)).await;
     wait_ready(&env, "steady", "True", "Created").await;

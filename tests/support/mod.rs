@@ -44,6 +44,14 @@ pub fn test_config() -> Config {
     }
 }
 
+/// [`test_config`] with a short re-check interval, for tests of what the periodic re-check finds.
+pub fn recheck_every(interval: Duration) -> Config {
+    Config {
+        recheck_interval: interval,
+        ..test_config()
+    }
+}
+
 pub fn start_operator(env: &TestEnv, config: Config) -> Operator {
     let (stop, mut stopped) = watch::channel(());
     let metrics = Arc::new(Metrics::default());
