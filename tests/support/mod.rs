@@ -101,8 +101,19 @@ pub async fn wait_ready(
     status: &str,
     reason: &str,
 ) -> InferenceEndpoint {
+    wait_ready_within(env, name, (status, reason), WAIT, POLL_INTERVAL).await
+}
+
+/// [`wait_ready`] with its own timeout and polling interval.
+pub async fn wait_ready_within(
+    env: &TestEnv,
+    name: &str,
+    (status, reason): (&str, &str),
+    timeout: Duration,
+    every: Duration,
+) -> InferenceEndpoint {
     let api = api(env);
-    let seen = poll(WAIT, POLL_INTERVAL, || async {
+    let seen = poll(timeout, every, || async {
         let iep = api
             .get(name)
             .await
@@ -120,7 +131,7 @@ pub async fn wait_ready(
     })
     .await;
     seen.unwrap_or_else(|last| {
-        panic!("{name}: waited {WAIT:?} for Ready={status} reason={reason}; last seen {last}")
+        panic!("{name}: waited {timeout:?} for Ready={status} reason={reason}; last seen {last}")
     })
 }
 
