@@ -4,7 +4,8 @@
 //! CEL failures are quoted as Kubernetes 1.30–1.34 print them (`Invalid value: "object": ...`,
 //! the schema type of the rule's node; 1.35 shows the value instead), the emulator's default.
 
-use inference_testenv::env::TestEnv;
+use inference_testenv::fixtures::Iep;
+use inference_testenv::TestEnv;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
@@ -53,15 +54,14 @@ async fn every_example_is_accepted() {
     );
 }
 
+/// A valid spec; the table below breaks one field of it at a time.
 fn valid() -> Value {
-    json!({
-        "elasticsearch": {"url": "https://es:9200", "credentialsSecretRef": {"name": "es"}},
-        "taskType": "text_embedding",
-        "azureOpenAI": {
-            "resourceName": "res", "deploymentId": "dep", "apiVersion": "2024-10-21",
-            "apiKeySecretRef": {"name": "azure", "key": "apiKey"}
-        }
-    })
+    Iep::embedding("valid")
+        .resource("res")
+        .deployment("dep")
+        .secret("azure")
+        .es_url("https://es:9200", "es")
+        .spec()
 }
 
 fn set(mut spec: Value, pointer: &str, value: Value) -> Value {
@@ -358,7 +358,7 @@ mod bounds_and_names {
 
     use super::{create, set, valid};
     use inference_operator::api::{InferenceEndpoint, FINALIZER};
-    use inference_testenv::env::TestEnv;
+    use inference_testenv::TestEnv;
     use kube::api::{Patch, PatchParams, PostParams};
     use serde_json::{json, Value};
 
@@ -465,7 +465,12 @@ mod bounds_and_names {
         env.kube.register_crd_yaml(include_str!(
             "fixtures/inferenceendpoint-crd-before-bounds.yaml"
         ));
-        let spec = || support::embedding_spec(&env, "azure");
+        let spec = || {
+            support::Iep::embedding("old")
+                .secret("azure")
+                .es(&env)
+                .spec()
+        };
         let with_password = env.es.url().replacen("://", "://elastic:hunter2@", 1);
         let cases = [
             ("userinfo", set(spec(), "/elasticsearch/url", json!(with_password)),
@@ -495,7 +500,7 @@ mod bounds_and_names {
                 .expect("stored under the previous CRD");
         }
         env.kube
-            .register_crd_file(inference_testenv::env::crds_dir().join("inferenceendpoint.yaml"));
+            .register_crd_file(inference_testenv::crds_dir().join("inferenceendpoint.yaml"));
         env.kube.clear_requests();
         let _operator = support::start_operator(&env, support::test_config());
         for (name, _, expected) in &cases {
@@ -542,7 +547,11 @@ mod bounds_and_names {
         env.put_secret("azure", &[("apiKey", "azure-key-0123456789")])
             .await;
         let _operator = support::start_operator(&env, support::test_config());
-        support::create(&env, "leaving", support::embedding_spec(&env, "azure")).await;
+        support::create(
+            &env,
+            support::Iep::embedding("leaving").secret("azure").es(&env),
+        )
+        .await;
         support::wait_ready(&env, "leaving", "True", "Created").await;
         let with_password = env.es.url().replacen("://", "://elastic:hunter2@", 1);
         let api = support::api(&env);
@@ -556,12 +565,12 @@ mod bounds_and_names {
         .expect("the previous CRD accepts a password in the URL");
         support::wait_ready(&env, "leaving", "False", "InvalidSpec").await;
         env.kube
-            .register_crd_file(inference_testenv::env::crds_dir().join("inferenceendpoint.yaml"));
+            .register_crd_file(inference_testenv::crds_dir().join("inferenceendpoint.yaml"));
         let deletes_before = support::es_requests(&env, "DELETE");
         api.delete("leaving", &Default::default())
             .await
             .expect("delete");
-        let message = inference_testenv::env::eventually(
+        let message = inference_testenv::eventually(
             std::time::Duration::from_secs(10),
             "the deletion to be reported",
             || async {

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use inference_testenv::bench::{run, BenchOptions};
+use inference_testenv::tools::bench::{run, BenchOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_benchmark_shows_no_gross_regression() {

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use inference_testenv::env::{TestEnv, ES_PASSWORD};
+use inference_testenv::{TestEnv, ES_PASSWORD};
 use kube::api::{DeleteParams, ListParams};
 use support::*;
 use tracing_subscriber::fmt::MakeWriter;
@@ -84,11 +84,15 @@ async fn credentials_never_reach_logs_events_status_or_errors() {
     // Create, then rotate to a key Azure rejects (9.1: the update is not validated, so use a
     // fresh object for the rejection path), then rotate to a valid one, then delete.
     env.put_secret("azure", &[("apiKey", FIRST)]).await;
-    create(&env, "canary", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("canary").secret("azure").es(&env)).await;
     wait_ready(&env, "canary", "True", "Created").await;
 
     env.put_secret("azure-bad", &[("apiKey", REJECTED)]).await;
-    create(&env, "canary-bad", embedding_spec(&env, "azure-bad")).await;
+    create(
+        &env,
+        Iep::embedding("canary-bad").secret("azure-bad").es(&env),
+    )
+    .await;
     wait_ready(&env, "canary-bad", "False", "AzureRejectedCredentials").await;
 
     env.put_secret("azure", &[("apiKey", ROTATED)]).await;

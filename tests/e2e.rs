@@ -24,8 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use inference_operator::api::InferenceEndpoint;
-use inference_testenv::env::{eventually, TestEnv};
 use inference_testenv::es::{EsDouble, Route};
+use inference_testenv::fixtures::{Iep, OpaqueSecret};
+use inference_testenv::{eventually, TestEnv};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{json, Value};
@@ -73,8 +74,8 @@ impl Target {
             kubeconfig,
             namespace: env.namespace.clone(),
             es_url: env.es.url(),
-            es_user: inference_testenv::env::ES_USER.into(),
-            es_password: inference_testenv::env::ES_PASSWORD.into(),
+            es_user: inference_testenv::ES_USER.into(),
+            es_password: inference_testenv::ES_PASSWORD.into(),
             es_insecure: false,
             azure: Azure {
                 resource: "e2e-resource".into(),
@@ -155,11 +156,7 @@ impl Target {
 
     async fn put_secret(&self, name: &str, pairs: &[(&str, &str)]) {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": {inference_testenv::env::CREDENTIALS_LABEL: "true"}},
-            "stringData": pairs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-        }))
-        .unwrap();
+        let secret = OpaqueSecret::labelled(name).pairs(pairs).build();
         let _ = secrets.delete(name, &DeleteParams::default()).await;
         secrets
             .create(&PostParams::default(), &secret)
@@ -176,21 +173,21 @@ impl Target {
         connection
     }
 
-    fn spec(&self, task: &str, secret: &str) -> Value {
+    /// Object `name` of `task` (on this target's Azure deployment for it), its key in Secret
+    /// `secret`, on this target's Elasticsearch.
+    fn iep(&self, name: &str, task: &str, secret: &str) -> Iep {
         let deployment = match task {
             "text_embedding" => &self.azure.embedding_deployment,
             _ => &self.azure.completion_deployment,
         };
-        json!({
-            "elasticsearch": self.es_connection(),
-            "taskType": task,
-            "azureOpenAI": {
-                "resourceName": self.azure.resource,
-                "deploymentId": deployment,
-                "apiVersion": self.azure.api_version,
-                "apiKeySecretRef": {"name": secret, "key": "apiKey"}
-            }
-        })
+        Iep::embedding(name)
+            .namespace(&self.namespace)
+            .task(task)
+            .resource(&self.azure.resource)
+            .deployment(deployment)
+            .api_version(&self.azure.api_version)
+            .secret(secret)
+            .elasticsearch(self.es_connection())
     }
 
     /// A unique inference id per run, so real clusters are not polluted across runs.
@@ -198,15 +195,12 @@ impl Target {
         format!("{base}-{}", self.namespace)
     }
 
-    async fn create(&self, name: &str, inference_id: &str, mut spec: Value) -> InferenceEndpoint {
-        spec["inferenceId"] = json!(inference_id);
-        let object: InferenceEndpoint = serde_json::from_value(json!({
-            "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
-            "metadata": {"name": name, "namespace": self.namespace}, "spec": spec
-        }))
-        .unwrap();
+    async fn create(&self, iep: Iep, inference_id: &str) -> InferenceEndpoint {
         self.api()
-            .create(&PostParams::default(), &object)
+            .create(
+                &PostParams::default(),
+                &iep.inference_id(inference_id).build(),
+            )
             .await
             .expect("create InferenceEndpoint")
     }
@@ -410,7 +404,7 @@ async fn create_becomes_ready(t: Target) {
         ("completion", "completion"),
     ] {
         let id = t.id(name);
-        t.create(name, &id, t.spec(task, "azure")).await;
+        t.create(t.iep(name, task, "azure"), &id).await;
         let iep = t.wait_ready(name, "True", &["Created"]).await;
         assert_eq!(
             iep.status.as_ref().unwrap().inference_id.as_deref(),
@@ -452,7 +446,7 @@ async fn bad_key_is_reported_without_retry_storm(t: Target) {
     let _operator = t.operator();
     t.put_secret("azure", &[("apiKey", &t.azure.bad_key)]).await;
     let id = t.id("badkey");
-    t.create("badkey", &id, t.spec("text_embedding", "azure"))
+    t.create(t.iep("badkey", "text_embedding", "azure"), &id)
         .await;
     let iep = t
         .wait_ready("badkey", "False", &["AzureRejectedCredentials"])
@@ -494,7 +488,7 @@ async fn missing_secret_then_created(t: Target) {
     let _operator = t.operator();
     let id = t.id("late");
     let created = t
-        .create("late", &id, t.spec("completion", "azure-late"))
+        .create(t.iep("late", "completion", "azure-late"), &id)
         .await;
     t.wait_ready("late", "False", &["SecretNotFound"]).await;
     t.put_secret("azure-late", &[("apiKey", &t.azure.good_key)])
@@ -514,11 +508,12 @@ async fn delete_and_retain(t: Target) {
     t.put_secret("azure", &[("apiKey", &t.azure.good_key)])
         .await;
     let (deleted, retained) = (t.id("deleted"), t.id("retained"));
-    t.create("deleted", &deleted, t.spec("completion", "azure"))
+    t.create(t.iep("deleted", "completion", "azure"), &deleted)
         .await;
-    let mut spec = t.spec("completion", "azure");
-    spec["deletionPolicy"] = json!("Retain");
-    t.create("retained", &retained, spec).await;
+    let retained_iep = t
+        .iep("retained", "completion", "azure")
+        .set("/deletionPolicy", json!("Retain"));
+    t.create(retained_iep, &retained).await;
     t.wait_ready("deleted", "True", &["Created"]).await;
     t.wait_ready("retained", "True", &["Created"]).await;
 
@@ -573,7 +568,7 @@ async fn elasticsearch_down_then_back(t: Target) {
     t.put_secret("azure", &[("apiKey", &t.azure.good_key)])
         .await;
     let id = t.id("outage");
-    t.create("outage", &id, t.spec("text_embedding", "azure"))
+    t.create(t.iep("outage", "text_embedding", "azure"), &id)
         .await;
     t.wait_ready("outage", "False", &["ElasticsearchUnavailable"])
         .await;
@@ -600,7 +595,7 @@ async fn killed_mid_create_then_restarted(t: Target) {
         .await;
     let id = t.id("killed");
     let put = format!("/_inference/text_embedding/{id}");
-    t.create("killed", &id, t.spec("text_embedding", "azure"))
+    t.create(t.iep("killed", "text_embedding", "azure"), &id)
         .await;
     eventually(WAIT, "the PUT to start", || async {
         (count(double, "PUT", &put) == 1).then_some(())
@@ -637,13 +632,11 @@ async fn killed_mid_create_then_restarted(t: Target) {
 }
 
 async fn invalid_object_rejected_at_admission(t: Target) {
-    let mut spec = t.spec("completion", "azure");
-    spec["azureOpenAI"]["dimensions"] = json!(256);
-    let object: InferenceEndpoint = serde_json::from_value(json!({
-        "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
-        "metadata": {"name": "invalid", "namespace": t.namespace}, "spec": spec
-    }))
-    .unwrap();
+    // Dimensions on a completion endpoint: the CRD's CEL rule refuses it.
+    let object: InferenceEndpoint = t
+        .iep("invalid", "completion", "azure")
+        .set("/azureOpenAI/dimensions", json!(256))
+        .build();
     let error = t
         .api()
         .create(&PostParams::default(), &object)
@@ -678,7 +671,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over(t: Target) {
     .await;
 
     let before = t.id("before");
-    t.create("before", &before, t.spec("completion", "azure"))
+    t.create(t.iep("before", "completion", "azure"), &before)
         .await;
     t.wait_ready("before", "True", &["Created"]).await;
     assert!(first.log().contains("created inference endpoint"));
@@ -706,7 +699,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over(t: Target) {
     );
 
     let after = t.id("after");
-    t.create("after", &after, t.spec("completion", "azure"))
+    t.create(t.iep("after", "completion", "azure"), &after)
         .await;
     t.wait_ready("after", "True", &["Created"]).await;
     assert!(second.log().contains("created inference endpoint"));

@@ -7,7 +7,7 @@
 mod support;
 
 use inference_operator::controller::Config;
-use inference_testenv::env::{EnvOptions, TestEnv, ES_PASSWORD};
+use inference_testenv::{EnvOptions, TestEnv, ES_PASSWORD};
 use serde_json::json;
 use support::*;
 
@@ -46,31 +46,22 @@ async fn eck_secrets(env: &TestEnv, namespace: &str) {
         ),
         ("quickstart-es-http-certs-public", "ca.crt", ca),
     ] {
-        // ECK's own labels (`label.NewLabels`, ECK pkg/controller/elasticsearch/label/label.go).
-        let secret = serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": namespace, "labels": {
-                "common.k8s.elastic.co/type": "elasticsearch",
-                "elasticsearch.k8s.elastic.co/cluster-name": "quickstart"
-            }},
-            "stringData": {key: value}
-        }))
-        .unwrap();
+        let secret = OpaqueSecret::eck(name, "quickstart")
+            .namespace(namespace)
+            .data(key, &value);
         secrets
-            .create(&Default::default(), &secret)
+            .create(&Default::default(), &secret.build())
             .await
             .expect("create ECK Secret");
     }
 }
 
-fn spec(reference: serde_json::Value) -> serde_json::Value {
-    json!({
-        "elasticsearchRef": reference,
-        "taskType": "completion",
-        "azureOpenAI": {
-            "resourceName": "r", "deploymentId": "gpt-4o", "apiVersion": "2024-10-21",
-            "apiKeySecretRef": {"name": "azure", "key": "apiKey"}
-        }
-    })
+/// A completion endpoint on ECK `Elasticsearch` `reference`.
+fn on_eck(name: &str, reference: serde_json::Value) -> Iep {
+    Iep::completion(name)
+        .resource("r")
+        .secret("azure")
+        .eck(reference)
 }
 
 #[tokio::test]
@@ -78,7 +69,7 @@ async fn elasticsearch_ref_uses_eck_secrets_and_ca() {
     let env = eck_env().await;
     eck_secrets(&env, "default").await;
     let _operator = start_operator(&env, config_for(&env, false));
-    create(&env, "eck", spec(json!({"name": "quickstart"}))).await;
+    create(&env, on_eck("eck", json!({"name": "quickstart"}))).await;
     let iep = wait_ready(&env, "eck", "True", "Created").await;
     assert!(iep.status.unwrap().cluster.is_some());
     let put = env
@@ -105,7 +96,7 @@ async fn cross_namespace_refs_need_the_operator_flag_and_consent() {
     let reference = json!({"name": "quickstart", "namespace": "elastic"});
     {
         let _operator = start_operator(&env, config_for(&env, false));
-        create(&env, "denied", spec(reference.clone())).await;
+        create(&env, on_eck("denied", reference.clone())).await;
         let iep = wait_ready(&env, "denied", "False", "CrossNamespaceRefDenied").await;
         assert!(condition(&iep, "Ready")
             .unwrap()
@@ -117,7 +108,7 @@ async fn cross_namespace_refs_need_the_operator_flag_and_consent() {
     register_eck_crd(&env);
     create_elasticsearch(&env, "elastic", "quickstart", Some("default")).await;
     let _operator = start_operator(&env, config_for(&env, true));
-    create(&env, "allowed", spec(reference)).await;
+    create(&env, on_eck("allowed", reference)).await;
     wait_ready(&env, "allowed", "True", "Created").await;
 }
 
@@ -137,16 +128,12 @@ async fn a_wrong_ca_is_a_tls_failure_not_a_silent_downgrade() {
         .delete("quickstart-es-http-certs-public", &Default::default())
         .await
         .unwrap();
-    let secret = serde_json::from_value(json!({
-        "metadata": {"name": "quickstart-es-http-certs-public", "labels": {
-            "elasticsearch.k8s.elastic.co/cluster-name": "quickstart"
-        }},
-        "stringData": {"ca.crt": other.ca_pem().unwrap()}
-    }))
-    .unwrap();
+    let secret = OpaqueSecret::eck("quickstart-es-http-certs-public", "quickstart")
+        .data("ca.crt", &other.ca_pem().unwrap())
+        .build();
     secrets.create(&Default::default(), &secret).await.unwrap();
     let _operator = start_operator(&env, config_for(&env, false));
-    create(&env, "untrusted", spec(json!({"name": "quickstart"}))).await;
+    create(&env, on_eck("untrusted", json!({"name": "quickstart"}))).await;
     wait_ready(&env, "untrusted", "False", "ElasticsearchTLSFailed").await;
     assert_eq!(es_requests(&env, "PUT"), 0);
 }

@@ -4,15 +4,18 @@
 //! into status, Events and the operator's own log (docs/security.md, "What comes back from the
 //! far side of `spec.elasticsearch.url`").
 
+mod support;
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use inference_operator::api::InferenceEndpoint;
-use inference_testenv::env::{eventually, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD};
+use inference_testenv::fixtures::Iep;
 use inference_testenv::hostile::{elasticsearch_without_product_header, HostileServer, Reply};
+use inference_testenv::{eventually, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, PostParams};
+
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -94,61 +97,20 @@ async fn env_with_azure_key() -> TestEnv {
 
 /// An embeddings object whose Elasticsearch is `url`, with the env's ES credentials.
 async fn create(env: &TestEnv, name: &str, url: &str) {
-    let object: InferenceEndpoint = serde_json::from_value(json!({
-        "apiVersion": "esinference.io/v1alpha1",
-        "kind": "InferenceEndpoint",
-        "metadata": {"name": name, "namespace": env.namespace},
-        "spec": {
-            "elasticsearch": {"url": url, "credentialsSecretRef": {"name": ES_CREDENTIALS_SECRET}},
-            "taskType": "text_embedding",
-            "azureOpenAI": {
-                "resourceName": "test-resource",
-                "deploymentId": "embeddings",
-                "apiVersion": "2024-10-21",
-                "apiKeySecretRef": {"name": "azure", "key": "apiKey"}
-            }
-        }
-    }))
-    .expect("valid InferenceEndpoint");
-    Api::<InferenceEndpoint>::namespaced(env.client.clone(), &env.namespace)
-        .create(&PostParams::default(), &object)
-        .await
-        .expect("create InferenceEndpoint");
+    let iep = Iep::embedding(name)
+        .secret("azure")
+        .es_url(url, ES_CREDENTIALS_SECRET);
+    support::create(env, iep).await;
 }
 
 /// Wait for Ready=False with `reason`; returns the object. On timeout, says what it was.
 async fn wait_not_ready(env: &TestEnv, name: &str, reason: &str) -> InferenceEndpoint {
-    let api = Api::<InferenceEndpoint>::namespaced(env.client.clone(), &env.namespace);
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut last = String::from("no object");
-    loop {
-        if let Ok(iep) = api.get(name).await {
-            if let Some(ready) = ready_condition(&iep) {
-                if ready.status == "False" && ready.reason == reason {
-                    return iep;
-                }
-                last = format!("{} {}: {}", ready.status, ready.reason, ready.message);
-            }
-        }
-        if std::time::Instant::now() >= deadline {
-            panic!("{name}: no Ready=False {reason} within {WAIT:?}; last {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn ready_condition(
-    iep: &InferenceEndpoint,
-) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    iep.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
+    let every = Duration::from_millis(50);
+    support::wait_ready_within(env, name, ("False", reason), WAIT, every).await
 }
 
 fn ready_message(iep: &InferenceEndpoint) -> String {
-    ready_condition(iep)
+    support::condition(iep, "Ready")
         .map(|c| c.message.clone())
         .unwrap_or_default()
 }
@@ -158,21 +120,10 @@ fn status_text(iep: &InferenceEndpoint) -> String {
     serde_json::to_string(&iep.status).expect("status serialises")
 }
 
-async fn events_of(env: &TestEnv, name: &str) -> Vec<Event> {
-    Api::<Event>::namespaced(env.client.clone(), &env.namespace)
-        .list(&ListParams::default())
-        .await
-        .expect("list Events")
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
-}
-
 /// Wait for the Warning Event with `reason` about `name`; returns every Event about it.
 async fn wait_event(env: &TestEnv, name: &str, reason: &str) -> Vec<Event> {
     eventually(WAIT, &format!("{name}: Event {reason}"), || async move {
-        let events = events_of(env, name).await;
+        let events = support::events(env, name).await;
         events
             .iter()
             .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
@@ -291,10 +242,7 @@ async fn no_marker_from_a_hostile_body_reaches_status_events_or_the_log() {
         }
         assert_nothing_secret_reached(server);
     }
-    let html_ok = Api::<InferenceEndpoint>::namespaced(env.client.clone(), &env.namespace)
-        .get("html-bad-gateway")
-        .await
-        .unwrap();
+    let html_ok = support::api(&env).get("html-bad-gateway").await.unwrap();
     let message = ready_message(&html_ok);
     assert!(
         message.contains("HTTP 502") && message.contains("text/html"),

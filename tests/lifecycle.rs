@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use inference_testenv::env::{eventually, EnvOptions, TestEnv};
+use inference_testenv::{eventually, EnvOptions, TestEnv};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::*;
@@ -52,7 +52,7 @@ fn message(iep: &inference_operator::api::InferenceEndpoint) -> String {
 async fn rotation_reaches_elasticsearch_within_two_seconds() {
     let env = env_on("9.1.0").await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "rotating", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("rotating").secret("azure").es(&env)).await;
     wait_ready(&env, "rotating", "True", "Created").await;
 
     let mut latencies = vec![];
@@ -90,12 +90,9 @@ async fn rotation_reaches_elasticsearch_within_two_seconds() {
 #[tokio::test]
 async fn out_of_band_deletion_is_healed_and_announced() {
     let env = env_on("9.1.0").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
-    create(&env, "healed", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("healed").secret("azure").es(&env)).await;
     wait_ready(&env, "healed", "True", "Created").await;
     assert!(env.es.delete_out_of_band("healed"));
     wait_ready(&env, "healed", "True", "Recreated").await;
@@ -107,14 +104,16 @@ async fn out_of_band_deletion_is_healed_and_announced() {
 async fn out_of_band_task_setting_change_is_restored() {
     // 9.2.6 keeps chunking on `_update` (issue #139574 fixed); 9.1 would report ChunkingReset.
     let env = env_on("9.2.6").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
-    let mut spec = embedding_spec(&env, "azure");
-    spec["azureOpenAI"]["taskSettings"] = json!({"user": "search"});
-    create(&env, "drifting", spec).await;
+    create(
+        &env,
+        Iep::embedding("drifting")
+            .secret("azure")
+            .es(&env)
+            .set("/azureOpenAI/taskSettings", json!({"user": "search"})),
+    )
+    .await;
     wait_ready(&env, "drifting", "True", "Created").await;
     env.es.modify_out_of_band("drifting", |endpoint| {
         endpoint["task_settings"]["user"] = json!("someone-else");
@@ -130,7 +129,7 @@ async fn out_of_band_task_setting_change_is_restored() {
 async fn deletion_is_blocked_while_in_use_then_forced_by_annotation() {
     let env = env_on("9.1.0").await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "blocked", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("blocked").secret("azure").es(&env)).await;
     wait_ready(&env, "blocked", "True", "Created").await;
     env.es.add_index_reference("blocked", "articles");
 
@@ -160,9 +159,9 @@ async fn deletion_after_the_secrets_are_gone_still_cleans_up() {
     // A namespace deletion removes Secrets and InferenceEndpoints in parallel.
     let env = env_on("9.1.0").await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "teardown", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("teardown").secret("azure").es(&env)).await;
     wait_ready(&env, "teardown", "True", "Created").await;
-    env.delete_secret(inference_testenv::env::ES_CREDENTIALS_SECRET)
+    env.delete_secret(inference_testenv::ES_CREDENTIALS_SECRET)
         .await;
     env.delete_secret("azure").await;
     api(&env)
@@ -180,14 +179,24 @@ async fn two_objects_claiming_one_endpoint_the_later_one_never_writes() {
         .await;
     env.es.azure().accept_credential("azure-key-other");
     let _operator = start_operator(&env, test_config());
-    let mut first = embedding_spec(&env, "azure");
-    first["inferenceId"] = json!("shared-embeddings");
-    create(&env, "first", first).await;
+    create(
+        &env,
+        Iep::embedding("first")
+            .secret("azure")
+            .es(&env)
+            .inference_id("shared-embeddings"),
+    )
+    .await;
     wait_ready(&env, "first", "True", "Created").await;
 
-    let mut second = embedding_spec(&env, "azure-other");
-    second["inferenceId"] = json!("shared-embeddings");
-    create(&env, "second", second).await;
+    create(
+        &env,
+        Iep::embedding("second")
+            .secret("azure-other")
+            .es(&env)
+            .inference_id("shared-embeddings"),
+    )
+    .await;
     let iep = wait_ready(&env, "second", "False", "Conflict").await;
     assert!(message(&iep).contains("default/first"), "{}", message(&iep));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -209,10 +218,15 @@ async fn an_existing_endpoint_is_adopted_only_when_it_matches_or_when_annotated(
         "task_settings": {"user": "legacy"}
     }));
     let _operator = start_operator(&env, test_config());
-    let mut spec = embedding_spec(&env, "azure");
-    spec["inferenceId"] = json!("preexisting");
-    spec["azureOpenAI"]["taskSettings"] = json!({"user": "search"});
-    create(&env, "adopter", spec).await;
+    create(
+        &env,
+        Iep::embedding("adopter")
+            .secret("azure")
+            .es(&env)
+            .inference_id("preexisting")
+            .set("/azureOpenAI/taskSettings", json!({"user": "search"})),
+    )
+    .await;
     let iep = wait_ready(&env, "adopter", "False", "Conflict").await;
     assert!(message(&iep).contains("task_settings"), "{}", message(&iep));
     assert!(message(&iep).contains("esinference.io/adopt=true"));
@@ -236,7 +250,7 @@ async fn an_existing_endpoint_is_adopted_only_when_it_matches_or_when_annotated(
 async fn immutable_change_is_reported_or_recreated_only_when_unused() {
     let env = env_on("9.1.0").await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "moving", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("moving").secret("azure").es(&env)).await;
     wait_ready(&env, "moving", "True", "Created").await;
 
     patch_spec(
@@ -283,12 +297,9 @@ async fn immutable_change_is_reported_or_recreated_only_when_unused() {
 #[tokio::test]
 async fn a_replaced_cluster_is_reported_not_written_until_accepted() {
     let env = env_on("9.1.0").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
-    create(&env, "rebuilt", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("rebuilt").secret("azure").es(&env)).await;
     let before = wait_ready(&env, "rebuilt", "True", "Created").await;
     let old_uuid = before.status.unwrap().cluster.unwrap().uuid;
 
@@ -320,11 +331,16 @@ async fn version_gates_on_8_15_8_18_and_9_3() {
     // 8.15: no chunking settings, no update API (rotation reported, not attempted).
     let env = env_on("8.15.0").await;
     let _operator = start_operator(&env, test_config());
-    let mut chunked = embedding_spec(&env, "azure");
-    chunked["chunkingSettings"] = json!({"strategy": "sentence", "maxChunkSize": 250});
-    create(&env, "chunked", chunked).await;
+    create(
+        &env,
+        Iep::embedding("chunked").secret("azure").es(&env).set(
+            "/chunkingSettings",
+            json!({"strategy": "sentence", "maxChunkSize": 250}),
+        ),
+    )
+    .await;
     wait_ready(&env, "chunked", "False", "UnsupportedByCluster").await;
-    create(&env, "plain", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("plain").secret("azure").es(&env)).await;
     wait_ready(&env, "plain", "True", "Created").await;
     env.es.azure().accept_credential("azure-key-new");
     env.put_secret("azure", &[("apiKey", "azure-key-new")])
@@ -341,13 +357,23 @@ async fn version_gates_on_8_15_8_18_and_9_3() {
     // 8.18: chunking and the update API; chat_completion not yet.
     let env = env_on("8.18.0").await;
     let _operator = start_operator(&env, test_config());
-    let mut chunked = embedding_spec(&env, "azure");
-    chunked["chunkingSettings"] = json!({"strategy": "word", "maxChunkSize": 100, "overlap": 10});
-    create(&env, "chunked", chunked).await;
+    create(
+        &env,
+        Iep::embedding("chunked").secret("azure").es(&env).set(
+            "/chunkingSettings",
+            json!({"strategy": "word", "maxChunkSize": 100, "overlap": 10}),
+        ),
+    )
+    .await;
     wait_ready(&env, "chunked", "True", "Created").await;
-    let mut chat = embedding_spec(&env, "azure");
-    chat["taskType"] = json!("chat_completion");
-    create(&env, "chat", chat).await;
+    create(
+        &env,
+        Iep::embedding("chat")
+            .secret("azure")
+            .es(&env)
+            .task("chat_completion"),
+    )
+    .await;
     let iep = wait_ready(&env, "chat", "False", "UnsupportedByCluster").await;
     assert!(message(&iep).contains("9.3"), "{}", message(&iep));
     drop(_operator);
@@ -355,9 +381,14 @@ async fn version_gates_on_8_15_8_18_and_9_3() {
     // 9.3: chat_completion works; PUT carries the timeout parameter.
     let env = env_on("9.3.0").await;
     let _operator = start_operator(&env, test_config());
-    let mut chat = embedding_spec(&env, "azure");
-    chat["taskType"] = json!("chat_completion");
-    create(&env, "chat", chat).await;
+    create(
+        &env,
+        Iep::embedding("chat")
+            .secret("azure")
+            .es(&env)
+            .task("chat_completion"),
+    )
+    .await;
     wait_ready(&env, "chat", "True", "Created").await;
     let put = env
         .es
@@ -373,19 +404,19 @@ async fn version_gates_on_8_15_8_18_and_9_3() {
 async fn a_changed_elasticsearch_password_reconnects_without_writing() {
     let env = env_on("9.1.0").await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "reconnect", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("reconnect").secret("azure").es(&env)).await;
     wait_ready(&env, "reconnect", "True", "Created").await;
     env.es.clear_requests();
 
     // The Elasticsearch password is rotated: the cluster first, then the Secret.
     env.es.set_auth(inference_testenv::es::EsAuth::basic(
-        inference_testenv::env::ES_USER,
+        inference_testenv::ES_USER,
         "rotated-es-password",
     ));
     env.put_secret(
-        inference_testenv::env::ES_CREDENTIALS_SECRET,
+        inference_testenv::ES_CREDENTIALS_SECRET,
         &[
-            ("username", inference_testenv::env::ES_USER),
+            ("username", inference_testenv::ES_USER),
             ("password", "rotated-es-password"),
         ],
     )
@@ -422,12 +453,9 @@ async fn a_changed_elasticsearch_password_reconnects_without_writing() {
 #[tokio::test]
 async fn an_id_held_by_a_pipeline_is_reported_then_recreated_once_freed() {
     let env = env_on("9.3.0").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
-    create(&env, "held", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("held").secret("azure").es(&env)).await;
     wait_ready(&env, "held", "True", "Created").await;
     env.es.add_pipeline_reference("held", "ingest-held");
     assert!(env.es.delete_out_of_band("held"));
@@ -451,13 +479,10 @@ async fn an_id_held_by_a_pipeline_is_reported_then_recreated_once_freed() {
 #[tokio::test]
 async fn an_unknown_azure_host_is_invalid_settings_and_rechecked() {
     let env = env_on("9.1.0").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
-    let spec = embedding_spec(&env, "azure");
-    let resource = spec["azureOpenAI"]["resourceName"]
+    let typo = Iep::embedding("typo").secret("azure").es(&env);
+    let resource = typo.spec()["azureOpenAI"]["resourceName"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -465,7 +490,7 @@ async fn an_unknown_azure_host_is_invalid_settings_and_rechecked() {
         &resource,
         Some(inference_testenv::es::AzureOutcome::UnknownHost),
     );
-    create(&env, "typo", spec).await;
+    create(&env, typo).await;
     let iep = wait_ready(&env, "typo", "False", "InvalidSettings").await;
     let text = message(&iep);
     assert!(
@@ -484,16 +509,20 @@ async fn an_unknown_azure_host_is_invalid_settings_and_rechecked() {
 #[tokio::test]
 async fn a_rotation_that_resets_chunking_is_reported_and_never_recreates() {
     let env = env_on("9.1.0").await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
-    let mut spec = embedding_spec(&env, "azure");
-    spec["updatePolicy"] = json!("Recreate");
-    spec["chunkingSettings"] =
-        json!({"strategy": "sentence", "maxChunkSize": 300, "sentenceOverlap": 0});
-    create(&env, "chunky", spec).await;
+    create(
+        &env,
+        Iep::embedding("chunky")
+            .secret("azure")
+            .es(&env)
+            .set("/updatePolicy", json!("Recreate"))
+            .set(
+                "/chunkingSettings",
+                json!({"strategy": "sentence", "maxChunkSize": 300, "sentenceOverlap": 0}),
+            ),
+    )
+    .await;
     wait_ready(&env, "chunky", "True", "Created").await;
     env.es.azure().accept_credential("azure-key-rotated-chunky");
     env.put_secret("azure", &[("apiKey", "azure-key-rotated-chunky")])

@@ -7,11 +7,8 @@ mod support;
 
 use inference_operator::api::InferenceEndpoint;
 use inference_operator::controller::Config;
-use inference_testenv::env::{
-    eventually, TestEnv, CREDENTIALS_LABEL, ES_CREDENTIALS_SECRET, ES_PASSWORD, ES_USER,
-};
+use inference_testenv::{eventually, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD, ES_USER};
 use kube::api::{Api, DeleteParams};
-use serde_json::{json, Value};
 use support::*;
 
 const KEY_A: &str = "azure-key-of-team-a-0123456789";
@@ -22,28 +19,25 @@ async fn namespace_with_secrets(env: &TestEnv, namespace: &str, key: &str) {
     env.kube.create_namespace(namespace);
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(env.client.clone(), namespace);
-    for (name, data) in [
-        ("azure", json!({"apiKey": key})),
-        (
-            ES_CREDENTIALS_SECRET,
-            json!({"username": ES_USER, "password": ES_PASSWORD}),
-        ),
+    for secret in [
+        OpaqueSecret::labelled("azure").data("apiKey", key),
+        OpaqueSecret::labelled(ES_CREDENTIALS_SECRET)
+            .data("username", ES_USER)
+            .data("password", ES_PASSWORD),
     ] {
-        let secret = serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": {CREDENTIALS_LABEL: "true"}},
-            "stringData": data
-        }))
-        .unwrap();
-        secrets.create(&Default::default(), &secret).await.unwrap();
+        secrets
+            .create(&Default::default(), &secret.build())
+            .await
+            .unwrap();
     }
 }
 
-fn object(namespace: &str, spec: &Value) -> InferenceEndpoint {
-    serde_json::from_value(json!({
-        "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
-        "metadata": {"name": "emb", "namespace": namespace}, "spec": spec
-    }))
-    .unwrap()
+/// Object `emb` in `namespace`.
+fn emb(env: &TestEnv, namespace: &str) -> Iep {
+    Iep::embedding("emb")
+        .namespace(namespace)
+        .secret("azure")
+        .es(env)
 }
 
 async fn wait_reason(
@@ -83,21 +77,25 @@ async fn an_identical_object_in_another_watched_namespace_is_a_conflict() {
             ..test_config()
         },
     );
-    let mut spec = embedding_spec(&env, "azure");
-    spec["inferenceId"] = json!("shared");
     let in_a: Api<InferenceEndpoint> = Api::namespaced(env.client.clone(), "a");
     let in_b: Api<InferenceEndpoint> = Api::namespaced(env.client.clone(), "b");
 
-    in_a.create(&Default::default(), &object("a", &spec))
-        .await
-        .unwrap();
+    in_a.create(
+        &Default::default(),
+        &emb(&env, "a").inference_id("shared").build(),
+    )
+    .await
+    .unwrap();
     wait_reason(&in_a, "True", "Created").await;
     let before_b = writes(&env);
     assert_eq!(before_b.len(), 1, "a's one PUT: {before_b:?}");
 
-    in_b.create(&Default::default(), &object("b", &spec))
-        .await
-        .unwrap();
+    in_b.create(
+        &Default::default(),
+        &emb(&env, "b").inference_id("shared").build(),
+    )
+    .await
+    .unwrap();
     let b = wait_reason(&in_b, "False", "Conflict").await;
     let message = &condition(&b, "Ready").unwrap().message;
     assert!(message.contains("a/emb"), "names the owner: {message}");
@@ -144,12 +142,13 @@ async fn the_endpoints_gauge_counts_every_watched_namespace() {
         },
     );
     for (namespace, id) in [("a", "emb-a"), ("b", "emb-b")] {
-        let mut spec = embedding_spec(&env, "azure");
-        spec["inferenceId"] = json!(id);
         let api: Api<InferenceEndpoint> = Api::namespaced(env.client.clone(), namespace);
-        api.create(&Default::default(), &object(namespace, &spec))
-            .await
-            .unwrap();
+        api.create(
+            &Default::default(),
+            &emb(&env, namespace).inference_id(id).build(),
+        )
+        .await
+        .unwrap();
         wait_reason(&api, "True", "Created").await;
     }
     let text = operator.metrics.encode();

@@ -16,8 +16,8 @@ use std::time::Duration;
 use inference_operator::http::Health;
 use inference_operator::leader::{self, Election};
 use inference_operator::metrics::Metrics;
-use inference_testenv::env::{client_for, eventually, TestEnv};
 use inference_testenv::kube::RequestRecord;
+use inference_testenv::{client_for, eventually, TestEnv};
 use kube::api::DeleteParams;
 use serde_json::Value;
 
@@ -195,7 +195,7 @@ async fn operator_calls() -> BTreeMap<Permission, usize> {
 
 /// Create, rotate the key, delete; then stop the operator.
 async fn drive(env: &TestEnv, stop: tokio::sync::oneshot::Sender<()>) {
-    support::create(env, "emb", support::embedding_spec(env, "azure")).await;
+    support::create(env, support::Iep::embedding("emb").secret("azure").es(env)).await;
     let ready = support::wait_ready(env, "emb", "True", "Created").await;
     let first = ready.status.and_then(|s| s.credential_fingerprint);
     env.put_secret("azure", &[("apiKey", "azure-key-2")]).await;

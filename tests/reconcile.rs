@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use inference_testenv::env::{eventually, TestEnv};
 use inference_testenv::es::{Fault, Route};
+use inference_testenv::{eventually, TestEnv};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::*;
@@ -25,7 +25,7 @@ async fn env_with_key() -> TestEnv {
 async fn text_embedding_endpoint_is_created_and_reported_ready() {
     let env = env_with_key().await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "emb", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("emb").secret("azure").es(&env)).await;
 
     let iep = wait_ready(&env, "emb", "True", "Created").await;
     let status = iep.status.as_ref().unwrap();
@@ -82,21 +82,12 @@ async fn completion_endpoint_with_entra_id_token() {
     env.put_secret("entra", &[("token", "entra-token-xyz")])
         .await;
     let _operator = start_operator(&env, test_config());
-    create(
-        &env,
-        "chat",
-        json!({
-            "elasticsearch": env.es_connection(),
-            "inferenceId": "gpt-completion",
-            "taskType": "completion",
-            "azureOpenAI": {
-                "resourceName": "test-resource", "deploymentId": "gpt-4o", "apiVersion": "2024-10-21",
-                "entraIdSecretRef": {"name": "entra", "key": "token"},
-                "taskSettings": {"user": "search"}
-            }
-        }),
-    )
-    .await;
+    let chat = Iep::completion("chat")
+        .es(&env)
+        .inference_id("gpt-completion")
+        .entra_id("entra", "token")
+        .set("/azureOpenAI/taskSettings", json!({"user": "search"}));
+    create(&env, chat).await;
     let iep = wait_ready(&env, "chat", "True", "Created").await;
     assert_eq!(
         iep.status.unwrap().inference_id.as_deref(),
@@ -118,12 +109,9 @@ async fn completion_endpoint_with_entra_id_token() {
 #[tokio::test]
 async fn nothing_changed_means_no_elasticsearch_or_status_writes() {
     let env = env_with_key().await;
-    let config = inference_operator::controller::Config {
-        recheck_interval: Duration::from_millis(300),
-        ..test_config()
-    };
+    let config = recheck_every(Duration::from_millis(300));
     let _operator = start_operator(&env, config);
-    create(&env, "steady", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("steady").secret("azure").es(&env)).await;
     wait_ready(&env, "steady", "True", "Created").await;
 
     env.es.clear_requests();
@@ -160,7 +148,7 @@ async fn missing_secret_is_reported_then_picked_up_when_created() {
     let env = TestEnv::start().await;
     env.es.azure().accept_credential(KEY);
     let _operator = start_operator(&env, test_config());
-    let created = create(&env, "late", embedding_spec(&env, "azure-late")).await;
+    let created = create(&env, Iep::embedding("late").secret("azure-late").es(&env)).await;
 
     let iep = wait_ready(&env, "late", "False", "SecretNotFound").await;
     let ready = condition(&iep, "Ready").unwrap();
@@ -186,7 +174,7 @@ async fn missing_key_in_secret_is_reported() {
     let env = TestEnv::start().await;
     env.put_secret("azure", &[("wrongKey", KEY)]).await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "nokey", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("nokey").secret("azure").es(&env)).await;
     let iep = wait_ready(&env, "nokey", "False", "SecretKeyMissing").await;
     let message = &condition(&iep, "Ready").unwrap().message;
     assert_eq!(message, r#"Secret "azure" has no key "apiKey""#);
@@ -198,7 +186,7 @@ async fn rejected_azure_key_is_reported_with_elasticsearch_reason_and_not_retrie
     let env = TestEnv::start().await;
     env.put_secret("azure", &[("apiKey", "revoked-key")]).await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "badkey", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("badkey").secret("azure").es(&env)).await;
 
     let iep = wait_ready(&env, "badkey", "False", "AzureRejectedCredentials").await;
     let message = &condition(&iep, "Ready").unwrap().message;
@@ -232,7 +220,7 @@ async fn unreachable_elasticsearch_backs_off_then_converges() {
     let env = env_with_key().await;
     env.es.inject_fault(Route::Any, Fault::Reset, Some(4));
     let _operator = start_operator(&env, test_config());
-    create(&env, "flaky", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("flaky").secret("azure").es(&env)).await;
 
     let iep = wait_ready(&env, "flaky", "True", "Created").await;
     assert!(condition(&iep, "Reconciling").is_none());
@@ -246,7 +234,7 @@ async fn transient_failure_sets_reconciling_until_elasticsearch_returns() {
     let env = env_with_key().await;
     env.es.inject_fault(Route::Any, Fault::Status(503), None);
     let _operator = start_operator(&env, test_config());
-    create(&env, "down", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("down").secret("azure").es(&env)).await;
     let iep = wait_ready(&env, "down", "False", "ElasticsearchUnavailable").await;
     assert_eq!(condition(&iep, "Reconciling").unwrap().status, "True");
     assert!(condition(&iep, "Stalled").is_none());
@@ -269,7 +257,7 @@ async fn transient_failure_sets_reconciling_until_elasticsearch_returns() {
 async fn delete_policy_removes_the_endpoint_and_releases_the_finalizer() {
     let env = env_with_key().await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "gone", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("gone").secret("azure").es(&env)).await;
     wait_ready(&env, "gone", "True", "Created").await;
 
     api(&env)
@@ -285,9 +273,14 @@ async fn delete_policy_removes_the_endpoint_and_releases_the_finalizer() {
 async fn retain_policy_leaves_the_endpoint() {
     let env = env_with_key().await;
     let _operator = start_operator(&env, test_config());
-    let mut spec = embedding_spec(&env, "azure");
-    spec["deletionPolicy"] = json!("Retain");
-    create(&env, "kept", spec).await;
+    create(
+        &env,
+        Iep::embedding("kept")
+            .secret("azure")
+            .es(&env)
+            .set("/deletionPolicy", json!("Retain")),
+    )
+    .await;
     wait_ready(&env, "kept", "True", "Created").await;
 
     api(&env)
@@ -303,7 +296,7 @@ async fn retain_policy_leaves_the_endpoint() {
 async fn delete_when_elasticsearch_already_lost_the_endpoint() {
     let env = env_with_key().await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "lost", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("lost").secret("azure").es(&env)).await;
     wait_ready(&env, "lost", "True", "Created").await;
     assert!(env.es.delete_out_of_band("lost"));
 
@@ -319,7 +312,7 @@ async fn delete_when_elasticsearch_already_lost_the_endpoint() {
 async fn delete_refused_while_in_use_is_reported_not_forced() {
     let env = env_with_key().await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "used", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("used").secret("azure").es(&env)).await;
     wait_ready(&env, "used", "True", "Created").await;
     env.es.add_pipeline_reference("used", "ingest-docs");
 
@@ -354,7 +347,7 @@ async fn rotated_key_reaches_elasticsearch_through_update_without_delete() {
     // covered in lifecycle.rs; here the cluster behaves like a fixed release.
     env.es.set_update_chunking_bug(false);
     let _operator = start_operator(&env, test_config());
-    create(&env, "rot", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("rot").secret("azure").es(&env)).await;
     let before = wait_ready(&env, "rot", "True", "Created").await;
 
     env.es.azure().accept_credential("azure-key-rotated");
@@ -386,9 +379,14 @@ async fn settings_the_cluster_version_lacks_are_refused_before_any_request() {
     // The schema allows chunking settings; an 8.15 cluster does not know them. The operator
     // says so instead of sending a request Elasticsearch would answer with an opaque 400.
     env.es.set_version("8.15.0");
-    let mut spec = embedding_spec(&env, "azure");
-    spec["chunkingSettings"] = json!({"strategy": "sentence", "maxChunkSize": 100});
-    create(&env, "old", spec).await;
+    create(
+        &env,
+        Iep::embedding("old").secret("azure").es(&env).set(
+            "/chunkingSettings",
+            json!({"strategy": "sentence", "maxChunkSize": 100}),
+        ),
+    )
+    .await;
     let iep = wait_ready(&env, "old", "False", "UnsupportedByCluster").await;
     assert!(condition(&iep, "Ready").unwrap().message.contains("8.16"));
     assert_eq!(
@@ -422,17 +420,16 @@ async fn only_the_listed_namespaces_are_watched() {
         env.kube.create_namespace(namespace);
         let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
             kube::Api::namespaced(env.client.clone(), namespace);
-        for (name, data) in [
-            ("azure", json!({"apiKey": KEY})),
-            (
-                inference_testenv::env::ES_CREDENTIALS_SECRET,
-                json!({"username": inference_testenv::env::ES_USER, "password": inference_testenv::env::ES_PASSWORD}),
-            ),
+        for secret in [
+            OpaqueSecret::labelled("azure").data("apiKey", KEY),
+            OpaqueSecret::labelled(inference_testenv::ES_CREDENTIALS_SECRET)
+                .data("username", inference_testenv::ES_USER)
+                .data("password", inference_testenv::ES_PASSWORD),
         ] {
-            let secret =
-                serde_json::from_value(json!({"metadata": {"name": name, "labels": {inference_testenv::env::CREDENTIALS_LABEL: "true"}}, "stringData": data}))
-                    .unwrap();
-            secrets.create(&Default::default(), &secret).await.unwrap();
+            secrets
+                .create(&Default::default(), &secret.build())
+                .await
+                .unwrap();
         }
     }
     let config = inference_operator::controller::Config {
@@ -446,14 +443,14 @@ async fn only_the_listed_namespaces_are_watched() {
             .map(|ns| kube::Api::namespaced(env.client.clone(), ns))
             .collect();
     for (api, ns) in apis.iter().zip(["team-a", "team-b", "team-c"]) {
-        let mut spec = embedding_spec(&env, "azure");
-        spec["inferenceId"] = json!(format!("emb-{ns}"));
-        let object = serde_json::from_value(json!({
-            "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
-            "metadata": {"name": "emb", "namespace": ns}, "spec": spec
-        }))
-        .unwrap();
-        api.create(&Default::default(), &object).await.unwrap();
+        let object = Iep::embedding("emb")
+            .namespace(ns)
+            .secret("azure")
+            .es(&env)
+            .inference_id(&format!("emb-{ns}"));
+        api.create(&Default::default(), &object.build())
+            .await
+            .unwrap();
     }
     for ns in ["team-a", "team-b"] {
         let id = format!("emb-{ns}");

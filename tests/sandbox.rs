@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use inference_testenv::sandbox::{run, SandboxOptions};
+use inference_testenv::tools::sandbox::{run, SandboxOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_brings_every_example_to_ready() {

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use inference_operator::controller::destination::parse_rules;
 use inference_operator::controller::Config;
-use inference_testenv::env::{eventually, EnvOptions, TestEnv, ES_PASSWORD, ES_USER};
 use inference_testenv::es::EsAuth;
 use inference_testenv::kube::RequestRecord;
+use inference_testenv::{eventually, EnvOptions, TestEnv, ES_PASSWORD, ES_USER};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -42,17 +42,6 @@ async fn listener() -> Listener {
         }
     });
     Listener { port, accepted }
-}
-
-fn spec_to(url: &str, credentials: &str, azure: &str) -> serde_json::Value {
-    json!({
-        "elasticsearch": {"url": url, "credentialsSecretRef": {"name": credentials}},
-        "taskType": "text_embedding",
-        "azureOpenAI": {
-            "resourceName": "test-resource", "deploymentId": "embeddings", "apiVersion": "2024-10-21",
-            "apiKeySecretRef": {"name": azure, "key": "apiKey"}
-        }
-    })
 }
 
 /// Every request for Secret `name` that could have returned its content: a GET by name, or a
@@ -100,7 +89,13 @@ async fn a_secret_without_the_label_is_never_read_nor_sent() {
     let _operator = start_operator(&env, test_config());
     env.kube.clear_requests();
     let url = format!("http://127.0.0.1:{}", attacker.port);
-    create(&env, "steal", spec_to(&url, "victim", "victim")).await;
+    create(
+        &env,
+        Iep::embedding("steal")
+            .secret("victim")
+            .es_url(&url, "victim"),
+    )
+    .await;
 
     let message = wait_message(&env, "steal", "SecretNotAllowed").await;
     assert!(
@@ -144,7 +139,7 @@ async fn labelling_the_secret_makes_the_object_ready_without_touching_it() {
     env.es.azure().accept_credential(KEY);
     env.put_unlabelled_secret("azure", &[("apiKey", KEY)]).await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "emb", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("emb").secret("azure").es(&env)).await;
     wait_message(&env, "emb", "SecretNotAllowed").await;
     assert_eq!(es_requests(&env, "PUT"), 0);
     let before = api(&env).get("emb").await.unwrap();
@@ -176,7 +171,7 @@ async fn with_the_opt_in_turned_off_unlabelled_secrets_are_used() {
         ..test_config()
     };
     let _operator = start_operator(&env, config);
-    create(&env, "emb", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("emb").secret("azure").es(&env)).await;
     wait_ready(&env, "emb", "True", "Created").await;
 }
 
@@ -193,7 +188,7 @@ async fn an_object_made_before_the_opt_in_says_what_to_do() {
         let mut old = test_config();
         old.connection.require_secret_opt_in = false;
         let _operator = start_operator(&env, old);
-        create(&env, "emb", embedding_spec(&env, "azure")).await;
+        create(&env, Iep::embedding("emb").secret("azure").es(&env)).await;
         wait_ready(&env, "emb", "True", "Created").await;
     }
     let _operator = start_operator(&env, test_config());
@@ -228,7 +223,13 @@ async fn the_cloud_metadata_address_is_refused_before_any_connection() {
         ("imds-v6", "http://[fd00:ec2::254]/"),
         ("gcp", "http://metadata.google.internal/"),
     ] {
-        create(&env, name, spec_to(url, "es-credentials", "azure")).await;
+        create(
+            &env,
+            Iep::embedding(name)
+                .secret("azure")
+                .es_url(url, "es-credentials"),
+        )
+        .await;
         let message = wait_message(&env, name, "ElasticsearchUrlNotAllowed").await;
         assert!(message.contains("--es-deny"), "{name}: {message}");
         let iep = api(&env).get(name).await.unwrap();
@@ -248,7 +249,13 @@ async fn a_name_resolving_to_a_denied_address_is_refused_before_any_connection()
     // `localhost` resolves to loopback; deny loopback as a metadata range would be denied.
     let _operator = start_operator(&env, with_destinations("", "127.0.0.0/8,::1/128", false));
     let url = format!("http://localhost:{}", attacker.port);
-    create(&env, "rebind", spec_to(&url, "es-credentials", "azure")).await;
+    create(
+        &env,
+        Iep::embedding("rebind")
+            .secret("azure")
+            .es_url(&url, "es-credentials"),
+    )
+    .await;
     let message = wait_message(&env, "rebind", "ElasticsearchUrlNotAllowed").await;
     assert!(
         message.contains("resolves to") && message.contains("--es-deny"),
@@ -269,8 +276,9 @@ async fn only_allowed_destinations_are_reached() {
     let outside = format!("http://127.0.0.1:{}", attacker.port);
     create(
         &env,
-        "outside",
-        spec_to(&outside, "es-credentials", "azure"),
+        Iep::embedding("outside")
+            .secret("azure")
+            .es_url(&outside, "es-credentials"),
     )
     .await;
     let message = wait_message(&env, "outside", "ElasticsearchUrlNotAllowed").await;
@@ -278,9 +286,14 @@ async fn only_allowed_destinations_are_reached() {
         message.contains("--es-allow list (localhost, 10.0.0.0/8)"),
         "{message}"
     );
-    let mut inside = embedding_spec(&env, "azure");
-    inside["elasticsearch"]["url"] = json!(env.es.url_localhost());
-    create(&env, "inside", inside).await;
+    create(
+        &env,
+        Iep::embedding("inside")
+            .secret("azure")
+            .es(&env)
+            .set("/elasticsearch/url", json!(env.es.url_localhost())),
+    )
+    .await;
     wait_ready(&env, "inside", "True", "Created").await;
     assert_eq!(attacker.accepted.load(Ordering::SeqCst), 0);
 }
@@ -290,7 +303,7 @@ async fn eck_only_refuses_every_direct_url() {
     let env = TestEnv::start().await;
     env.put_secret("azure", &[("apiKey", KEY)]).await;
     let _operator = start_operator(&env, with_destinations("", "", true));
-    create(&env, "direct", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("direct").secret("azure").es(&env)).await;
     let message = wait_message(&env, "direct", "ElasticsearchUrlNotAllowed").await;
     assert!(message.contains("--eck-only"), "{message}");
     assert!(
@@ -305,7 +318,7 @@ async fn plain_http_is_reported_once_and_ready_keeps_its_meaning() {
     env.es.azure().accept_credential(KEY);
     env.put_secret("azure", &[("apiKey", KEY)]).await;
     let _operator = start_operator(&env, test_config());
-    create(&env, "emb", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("emb").secret("azure").es(&env)).await;
     let iep = wait_ready(&env, "emb", "True", "Created").await;
     let warning = condition(&iep, "InsecureTransport").expect("InsecureTransport condition");
     assert_eq!(
@@ -363,11 +376,10 @@ async fn eck_secrets(env: &TestEnv, namespace: &str, password: &str) {
             env.es.ca_pem().unwrap(),
         ),
     ] {
-        let labels = json!({
-            "common.k8s.elastic.co/type": "elasticsearch",
-            "elasticsearch.k8s.elastic.co/cluster-name": "quickstart"
-        });
-        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace, "labels": labels}, "stringData": {key: value}});
+        let secret = OpaqueSecret::eck(name, "quickstart")
+            .namespace(namespace)
+            .data(key, &value)
+            .build();
         secrets
             .patch(
                 name,
@@ -387,15 +399,12 @@ fn eck_config(env: &TestEnv, namespaces: &[&str]) -> Config {
     config
 }
 
-fn eck_spec() -> serde_json::Value {
-    json!({
-        "elasticsearchRef": {"name": "quickstart", "namespace": "elastic"},
-        "taskType": "completion",
-        "azureOpenAI": {
-            "resourceName": "r", "deploymentId": "gpt-4o", "apiVersion": "2024-10-21",
-            "apiKeySecretRef": {"name": "azure", "key": "apiKey"}
-        }
-    })
+/// A completion endpoint on ECK `Elasticsearch` `elastic/quickstart`.
+fn on_eck(name: &str) -> Iep {
+    Iep::completion(name)
+        .resource("r")
+        .secret("azure")
+        .eck(json!({"name": "quickstart", "namespace": "elastic"}))
 }
 
 #[tokio::test]
@@ -407,7 +416,7 @@ async fn a_cross_namespace_ref_needs_the_elasticsearchs_consent() {
     // Consent is not watched: it is re-checked at the periodic interval.
     config.recheck_interval = Duration::from_millis(300);
     let _operator = start_operator(&env, config);
-    create(&env, "eck", eck_spec()).await;
+    create(&env, on_eck("eck")).await;
     let message = wait_message(&env, "eck", "CrossNamespaceRefNotAllowed").await;
     assert!(
         message.contains("kubectl annotate elasticsearch quickstart -n elastic esinference.io/allowed-namespaces=default"),
@@ -448,7 +457,7 @@ async fn a_rotated_eck_password_in_another_watched_namespace_retriggers() {
     create_elasticsearch(&env, "elastic", "quickstart", Some("*")).await;
     // One controller per namespace: the ECK Secrets' events arrive at `elastic`'s.
     let _operator = start_operator(&env, eck_config(&env, &["default", "elastic"]));
-    create(&env, "eck", eck_spec()).await;
+    create(&env, on_eck("eck")).await;
     wait_ready(&env, "eck", "True", "Created").await;
 
     env.es.set_auth(EsAuth::basic(ES_USER, "rotated-password"));
@@ -487,9 +496,7 @@ async fn a_secret_with_ecks_name_but_not_its_label_is_not_read() {
         secrets.create(&Default::default(), &secret).await.unwrap();
     }
     let _operator = start_operator(&env, eck_config(&env, &[]));
-    let mut spec = eck_spec();
-    spec["elasticsearchRef"] = json!({"name": "shadow"});
-    create(&env, "shadow", spec).await;
+    create(&env, on_eck("shadow").eck(json!({"name": "shadow"}))).await;
     let message = wait_message(&env, "shadow", "SecretNotAllowed").await;
     assert!(
         message.contains(

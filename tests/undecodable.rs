@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use inference_operator::controller::decode::Decoded;
-use inference_testenv::env::{eventually, TestEnv};
+use inference_testenv::{eventually, TestEnv};
 use serde_json::{json, Value};
 use support::*;
 
@@ -18,17 +18,13 @@ const KEY: &str = "azure-key-0123456789abcdef";
 
 /// Store `bad`: a text_embedding object whose `dimensions` overflows i32.
 fn insert_bad(env: &TestEnv) {
-    let mut spec = embedding_spec(env, "azure");
-    spec["azureOpenAI"]["dimensions"] = json!(2147483648_i64);
-    env.kube.insert_unvalidated(
-        "inferenceendpoints",
-        &env.namespace,
-        json!({
-            "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
-            "metadata": {"name": "bad", "namespace": env.namespace},
-            "spec": spec,
-        }),
-    );
+    let bad = Iep::embedding("bad")
+        .namespace(&env.namespace)
+        .secret("azure")
+        .es(env)
+        .set("/azureOpenAI/dimensions", json!(2147483648_i64));
+    env.kube
+        .insert_unvalidated("inferenceendpoints", &env.namespace, bad.object());
 }
 
 /// Elasticsearch requests that name `id` in their path.
@@ -70,12 +66,12 @@ async fn an_undecodable_object_is_reported_and_the_others_reconcile() {
     let env = TestEnv::start().await;
     env.es.azure().accept_credential(KEY);
     env.put_secret("azure", &[("apiKey", KEY)]).await;
-    create(&env, "good-1", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("good-1").secret("azure").es(&env)).await;
     insert_bad(&env);
 
     // Present at the first LIST, and another good object arriving by watch afterwards.
     let operator = start_operator(&env, test_config());
-    create(&env, "good-2", embedding_spec(&env, "azure")).await;
+    create(&env, Iep::embedding("good-2").secret("azure").es(&env)).await;
     wait_ready(&env, "good-1", "True", "Created").await;
     wait_ready(&env, "good-2", "True", "Created").await;
     wait_healthy(&operator).await;
@@ -150,26 +146,28 @@ async fn an_undecodable_owner_keeps_its_claim_and_is_let_go_on_deletion() {
     env.es.azure().accept_credential(KEY);
     env.put_secret("azure", &[("apiKey", KEY)]).await;
     // As an older operator left it: finalizer set, status recording the endpoint it manages.
-    let mut spec = embedding_spec(&env, "azure");
-    spec["inferenceId"] = json!("shared");
-    spec["azureOpenAI"]["dimensions"] = json!(2147483648_i64);
-    env.kube.insert_unvalidated(
-        "inferenceendpoints",
-        &env.namespace,
-        json!({
-            "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
-            "metadata": {"name": "bad", "namespace": env.namespace,
-                         "finalizers": ["esinference.io/cleanup"]},
-            "spec": spec,
-            "status": {"inferenceId": "shared"},
-        }),
-    );
+    let mut bad = Iep::embedding("bad")
+        .namespace(&env.namespace)
+        .secret("azure")
+        .es(&env)
+        .inference_id("shared")
+        .set("/azureOpenAI/dimensions", json!(2147483648_i64))
+        .object();
+    bad["metadata"]["finalizers"] = json!(["esinference.io/cleanup"]);
+    bad["status"] = json!({"inferenceId": "shared"});
+    env.kube
+        .insert_unvalidated("inferenceendpoints", &env.namespace, bad);
     let _operator = start_operator(&env, test_config());
     wait_bad(&env, "False", "InvalidSpec").await;
 
-    let mut twin = embedding_spec(&env, "azure");
-    twin["inferenceId"] = json!("shared");
-    create(&env, "twin", twin).await;
+    create(
+        &env,
+        Iep::embedding("twin")
+            .secret("azure")
+            .es(&env)
+            .inference_id("shared"),
+    )
+    .await;
     let conflict = wait_ready(&env, "twin", "False", "Conflict").await;
     let message = &condition(&conflict, "Ready").unwrap().message;
     assert!(message.contains("default/bad"), "{message}");

@@ -9,11 +9,13 @@ use inference_operator::api::InferenceEndpoint;
 use inference_operator::controller::{self, Config};
 use inference_operator::http::Health;
 use inference_operator::metrics::Metrics;
-use inference_testenv::env::{eventually, TestEnv};
+#[allow(unused_imports)]
+pub use inference_testenv::fixtures::{Iep, OpaqueSecret};
+use inference_testenv::{eventually, poll, TestEnv, POLL_INTERVAL};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, PostParams};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::watch;
 
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -42,6 +44,14 @@ pub fn test_config() -> Config {
     }
 }
 
+/// [`test_config`] with a short re-check interval, for tests of what the periodic re-check finds.
+pub fn recheck_every(interval: Duration) -> Config {
+    Config {
+        recheck_interval: interval,
+        ..test_config()
+    }
+}
+
 pub fn start_operator(env: &TestEnv, config: Config) -> Operator {
     let (stop, mut stopped) = watch::channel(());
     let metrics = Arc::new(Metrics::default());
@@ -66,30 +76,12 @@ pub fn api(env: &TestEnv) -> Api<InferenceEndpoint> {
     Api::namespaced(env.client.clone(), &env.namespace)
 }
 
-/// A text_embedding spec against the double, with the Azure key in Secret `secret`/`apiKey`.
-pub fn embedding_spec(env: &TestEnv, secret: &str) -> Value {
-    json!({
-        "elasticsearch": env.es_connection(),
-        "taskType": "text_embedding",
-        "azureOpenAI": {
-            "resourceName": "test-resource",
-            "deploymentId": "embeddings",
-            "apiVersion": "2024-10-21",
-            "apiKeySecretRef": {"name": secret, "key": "apiKey"}
-        }
-    })
-}
-
-pub async fn create(env: &TestEnv, name: &str, spec: Value) -> InferenceEndpoint {
-    let object: InferenceEndpoint = serde_json::from_value(json!({
-        "apiVersion": "esinference.io/v1alpha1",
-        "kind": "InferenceEndpoint",
-        "metadata": {"name": name, "namespace": env.namespace},
-        "spec": spec,
-    }))
-    .expect("valid InferenceEndpoint");
-    api(env)
-        .create(&PostParams::default(), &object)
+/// Create the object `iep` builds, in the environment's namespace unless it names one.
+pub async fn create(env: &TestEnv, iep: Iep) -> InferenceEndpoint {
+    let iep = iep.namespace_or(&env.namespace);
+    let namespace = iep.namespace_name().unwrap_or(&env.namespace);
+    let api: Api<InferenceEndpoint> = Api::namespaced(env.client.clone(), namespace);
+    api.create(&PostParams::default(), &iep.build())
         .await
         .expect("create InferenceEndpoint")
 }
@@ -109,25 +101,38 @@ pub async fn wait_ready(
     status: &str,
     reason: &str,
 ) -> InferenceEndpoint {
+    wait_ready_within(env, name, (status, reason), WAIT, POLL_INTERVAL).await
+}
+
+/// [`wait_ready`] with its own timeout and polling interval.
+pub async fn wait_ready_within(
+    env: &TestEnv,
+    name: &str,
+    (status, reason): (&str, &str),
+    timeout: Duration,
+    every: Duration,
+) -> InferenceEndpoint {
     let api = api(env);
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut last = String::from("no object");
-    loop {
-        if let Ok(iep) = api.get(name).await {
-            if let Some(ready) = condition(&iep, "Ready") {
-                if ready.status == status && ready.reason == reason {
-                    return iep;
-                }
-                last = format!("Ready={} {}: {}", ready.status, ready.reason, ready.message);
-            } else {
-                last = "no Ready condition".into();
-            }
+    let seen = poll(timeout, every, || async {
+        let iep = api
+            .get(name)
+            .await
+            .map_err(|e| format!("no object ({e})"))?;
+        let Some(ready) = condition(&iep, "Ready") else {
+            return Err("no Ready condition".into());
+        };
+        if ready.status == status && ready.reason == reason {
+            return Ok(iep.clone());
         }
-        if std::time::Instant::now() >= deadline {
-            panic!("{name}: waited {WAIT:?} for Ready={status} reason={reason}; last seen {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        Err(format!(
+            "Ready={} {}: {}",
+            ready.status, ready.reason, ready.message
+        ))
+    })
+    .await;
+    seen.unwrap_or_else(|last| {
+        panic!("{name}: waited {timeout:?} for Ready={status} reason={reason}; last seen {last}")
+    })
 }
 
 pub async fn wait_gone(env: &TestEnv, name: &str) {
@@ -154,21 +159,21 @@ pub async fn events(env: &TestEnv, name: &str) -> Vec<Event> {
 /// Wait for an Event about `name` with `reason` and `type_` (Events are published off the
 /// reconcile path, so they may trail the status by a moment).
 pub async fn wait_event(env: &TestEnv, name: &str, reason: &str, type_: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    let seen = poll(WAIT, POLL_INTERVAL, || async {
         let seen = events(env, name).await;
         if seen
             .iter()
             .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
         {
-            return;
+            return Ok(());
         }
-        if std::time::Instant::now() >= deadline {
-            let reasons: Vec<_> = seen.iter().map(|e| e.reason.clone()).collect();
-            panic!("{name}: no {type_} Event {reason} after {WAIT:?}; saw {reasons:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        let reasons: Vec<_> = seen.iter().map(|e| e.reason.clone()).collect();
+        Err(format!("{reasons:?}"))
+    })
+    .await;
+    seen.unwrap_or_else(|reasons| {
+        panic!("{name}: no {type_} Event {reason} after {WAIT:?}; saw {reasons}")
+    })
 }
 
 /// Elasticsearch requests to `_inference/...` with `method`, excluding GETs of `/`.

@@ -12,6 +12,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{json, Value};
 
 use crate::es::{EsAuth, EsDouble, EsOptions};
+use crate::fixtures::OpaqueSecret;
 use crate::kube::{EmulatorOptions, KubeEmulator};
 
 /// Name of the Secret holding the Elasticsearch double's credentials.
@@ -147,24 +148,19 @@ impl TestEnv {
     }
 
     async fn put_secret_labelled(&self, name: &str, pairs: &[(&str, &str)], opted_in: bool) {
-        let data: serde_json::Map<String, Value> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), json!(base64_encode(v.as_bytes()))))
-            .collect();
-        let labels = if opted_in {
-            json!({CREDENTIALS_LABEL: "true"})
+        let built = if opted_in {
+            OpaqueSecret::labelled(name)
         } else {
-            json!({})
+            OpaqueSecret::new(name)
         };
+        let built = built.namespace(&self.namespace).pairs(pairs).build();
         let secrets = self.secrets();
         match secrets.get_opt(name).await.expect("get Secret") {
             Some(mut existing) => {
-                existing.data = serde_json::from_value(Value::Object(data)).expect("data");
+                existing.data = built.data;
                 let mut all = existing.metadata.labels.take().unwrap_or_default();
                 all.remove(CREDENTIALS_LABEL);
-                if opted_in {
-                    all.insert(CREDENTIALS_LABEL.to_owned(), "true".to_owned());
-                }
+                all.extend(built.metadata.labels.unwrap_or_default());
                 existing.metadata.labels = Some(all);
                 secrets
                     .replace(name, &PostParams::default(), &existing)
@@ -172,15 +168,8 @@ impl TestEnv {
                     .expect("replace Secret");
             }
             None => {
-                let secret: Secret = serde_json::from_value(json!({
-                    "apiVersion": "v1", "kind": "Secret",
-                    "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
-                    "type": "Opaque",
-                    "data": data,
-                }))
-                .expect("Secret");
                 secrets
-                    .create(&PostParams::default(), &secret)
+                    .create(&PostParams::default(), &built)
                     .await
                     .expect("create Secret");
             }
@@ -192,9 +181,28 @@ impl TestEnv {
     }
 }
 
-fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+/// How often [`eventually`] (and the tests' wait helpers built on [`poll`]) look again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+/// The one polling loop of the test suites: call `check` every `every` until it returns `Ok`;
+/// once `timeout` has passed, return the last `Err` — what `check` saw, for the caller's
+/// timeout message. `check` runs at least once, and once more at the deadline.
+pub async fn poll<T, F, Fut>(timeout: Duration, every: Duration, mut check: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = match check().await {
+            Ok(value) => return Ok(value),
+            Err(seen) => seen,
+        };
+        if Instant::now() >= deadline {
+            return Err(seen);
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Poll `check` every 25 ms until it returns `Some`, or panic with `what` after `timeout`.
@@ -203,44 +211,58 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let found = poll(timeout, POLL_INTERVAL, || {
+        let probe = check();
+        async move { probe.await.ok_or_else(String::new) }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
-/// Build the operator binary with cargo (`release` or the debug profile the tests use) and
-/// return the executable cargo reports. For the sandbox and the benchmark, which run it as a
-/// child process; tests get it from `CARGO_BIN_EXE_inference-operator` instead.
-pub fn build_operator(release: bool) -> Result<PathBuf, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-    let mut command = std::process::Command::new(cargo);
-    command.args(["build", "--quiet", "--bin", "inference-operator"]);
-    if release {
-        command.arg("--release");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn poll_returns_the_first_ok() {
+        let mut calls = 0;
+        let found = poll(Duration::from_secs(5), Duration::from_millis(1), || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n == 3 {
+                    Ok(n)
+                } else {
+                    Err(format!("call {n}"))
+                }
+            }
+        })
+        .await;
+        assert_eq!(found, Ok(3));
     }
-    let output = command
-        .args(["--message-format", "json", "--manifest-path"])
-        .arg(&manifest)
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "building inference-operator failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+
+    #[tokio::test]
+    async fn poll_gives_up_after_the_timeout_with_what_it_last_saw() {
+        let mut calls = 0;
+        let started = Instant::now();
+        let found: Result<(), String> =
+            poll(Duration::from_millis(60), Duration::from_millis(5), || {
+                calls += 1;
+                let n = calls;
+                async move { Err(format!("call {n}")) }
+            })
+            .await;
+        assert!(started.elapsed() >= Duration::from_millis(60));
+        assert_eq!(found, Err(format!("call {calls}")));
+        assert!(calls > 1, "polled more than once");
     }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|message| message["target"]["name"] == "inference-operator")
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| "cargo did not report the inference-operator executable".to_owned())
+
+    #[tokio::test]
+    #[should_panic(expected = "waiting for the thing")]
+    async fn eventually_panics_with_what_it_waited_for() {
+        eventually(Duration::from_millis(30), "the thing", || async {
+            None::<()>
+        })
+        .await;
+    }
 }

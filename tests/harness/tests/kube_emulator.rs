@@ -3,6 +3,7 @@
 
 use futures::StreamExt;
 use inference_testenv::kube::{EmulatorOptions, KubeEmulator};
+use inference_testenv::poll;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{
@@ -75,6 +76,21 @@ fn api_err(e: kube::Error) -> Box<kube::core::Status> {
         kube::Error::Api(s) => s,
         other => panic!("expected an API error, got {other:?}"),
     }
+}
+
+/// Poll (50 ms) until the controller has reconciled widget `a` at `generation`.
+async fn reconciled(api: &Api<Widget>, generation: i64) -> Widget {
+    let what = format!("the controller to reconcile generation {generation}");
+    let found = poll(T, Duration::from_millis(50), || async {
+        let w = api.get("a").await.unwrap();
+        let observed = w.status.as_ref().and_then(|s| s.observed_generation);
+        if observed == Some(generation) {
+            return Ok(w);
+        }
+        Err(format!("observedGeneration {observed:?}"))
+    })
+    .await;
+    found.unwrap_or_else(|seen| panic!("timed out after {T:?} waiting for {what}; {seen}"))
 }
 
 async fn next<S, T, E>(s: &mut S) -> Result<T, E>
@@ -1046,18 +1062,7 @@ async fn controller_status_writes_settle_without_a_hot_loop() {
     api.create(&PostParams::default(), &widget("a"))
         .await
         .unwrap();
-    let ready = async {
-        loop {
-            let w = api.get("a").await.unwrap();
-            if w.status.as_ref().and_then(|s| s.observed_generation) == Some(1) {
-                return w;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let w = tokio::time::timeout(T, ready)
-        .await
-        .expect("controller reconciled");
+    let w = reconciled(&api, 1).await;
     assert_eq!(w.status.unwrap().phase.as_deref(), Some("Ready"));
     // A spec change is reconciled too.
     api.patch(
@@ -1067,18 +1072,7 @@ async fn controller_status_writes_settle_without_a_hot_loop() {
     )
     .await
     .unwrap();
-    let second = async {
-        loop {
-            let w = api.get("a").await.unwrap();
-            if w.status.as_ref().and_then(|s| s.observed_generation) == Some(2) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(T, second)
-        .await
-        .expect("second reconcile");
+    reconciled(&api, 2).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let writes = emu.write_count("widgets", Some("status"));
     tokio::time::sleep(Duration::from_millis(800)).await;

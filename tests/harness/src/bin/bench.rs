@@ -2,13 +2,13 @@
 //!
 //! Builds the operator in release (or takes `--operator-bin PATH`), then runs the benchmark of
 //! issue 6 against the Kubernetes API emulator and the Elasticsearch double and prints the
-//! report (`--json` for JSON). See `inference_testenv::bench`.
+//! report (`--json` for JSON). See `inference_testenv::tools::bench`.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use inference_testenv::bench::{run, BenchOptions};
+use inference_testenv::tools::bench::{run, BenchOptions};
 
 const USAGE: &str = "usage: bench [--quick] [--endpoints N] [--es-latency 200ms] [--concurrency C]
              [--baseline-sample K] [--footprint-max M] [--unrelated-secrets S]
@@ -163,7 +163,7 @@ fn main() -> ExitCode {
 /// `cargo build --release --bin inference-operator`, returning the executable.
 fn build_operator() -> Result<PathBuf, String> {
     eprintln!("[bench] cargo build --release --bin inference-operator");
-    inference_testenv::env::build_operator(true)
+    inference_testenv::tools::build_operator(true)
 }
 
 /// `git rev-parse --short HEAD`, marked when the operator's sources have uncommitted changes.

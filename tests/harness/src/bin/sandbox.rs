@@ -1,13 +1,13 @@
 //! `cargo run -p inference-testenv --bin sandbox [-- --es-version 9.1.0] [--exit-when-ready]`
 //!
 //! Builds the operator (debug profile, the same build the tests use), then runs it against an
-//! emulated cluster and Elasticsearch with `examples/` applied. See `inference_testenv::sandbox`.
+//! emulated cluster and Elasticsearch with `examples/` applied. See `inference_testenv::tools::sandbox`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use inference_testenv::sandbox::{run, SandboxOptions};
+use inference_testenv::tools::sandbox::{run, SandboxOptions};
 
 fn main() -> ExitCode {
     let mut es_version = "9.1.0".to_owned();
@@ -55,5 +55,5 @@ fn main() -> ExitCode {
 
 /// `cargo build --bin inference-operator` (the debug build the tests use).
 fn build_operator() -> Result<PathBuf, String> {
-    inference_testenv::env::build_operator(false)
+    inference_testenv::tools::build_operator(false)
 }
