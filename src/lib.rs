@@ -7,4 +7,5 @@ pub mod elasticsearch;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod reason;
 pub mod secrets;

@@ -10,6 +10,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+pub use crate::reason::Reason;
+
 /// The operator's one message bound (Events' 1 KiB `note` limit), shared with the Elasticsearch
 /// client's messages so that nothing is cut twice at different lengths.
 pub use crate::elasticsearch::error::{
@@ -24,8 +26,8 @@ pub const STALLED: &str = "Stalled";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub state: State,
-    /// Stable CamelCase reason, shared by conditions, Events and metrics.
-    pub reason: &'static str,
+    /// Shared by conditions, Events and metrics (as [`Reason::as_str`]).
+    pub reason: Reason,
     pub message: String,
     /// A permanent failure whose cause can go away unseen (a host that starts resolving, an id
     /// whose last reference is removed): re-checked at the periodic interval.
@@ -43,7 +45,7 @@ pub enum State {
 }
 
 impl Outcome {
-    pub fn ready(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn ready(reason: Reason, message: impl Into<String>) -> Self {
         Outcome {
             state: State::Ready,
             reason,
@@ -52,7 +54,7 @@ impl Outcome {
         }
     }
 
-    pub fn transient(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn transient(reason: Reason, message: impl Into<String>) -> Self {
         Outcome {
             state: State::Transient,
             reason,
@@ -61,7 +63,7 @@ impl Outcome {
         }
     }
 
-    pub fn permanent(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn permanent(reason: Reason, message: impl Into<String>) -> Self {
         Outcome {
             state: State::Permanent,
             reason,
@@ -71,7 +73,7 @@ impl Outcome {
     }
 
     /// Permanent for backoff, but tried again at the periodic re-check.
-    pub fn permanent_rechecked(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn permanent_rechecked(reason: Reason, message: impl Into<String>) -> Self {
         Outcome {
             recheck: true,
             ..Outcome::permanent(reason, message)
@@ -82,17 +84,10 @@ impl Outcome {
         self.state == State::Ready
     }
 
-    /// Permanent failures that something other than this object or its Secrets can resolve
-    /// (another object letting go of the endpoint, the original cluster coming back): these are
-    /// re-checked at the periodic interval instead of waiting for a change that never comes.
-    /// (Consent on an ECK `Elasticsearch` is not watched either.)
+    /// Permanent failures re-checked at the periodic interval: those whose reason says so
+    /// ([`Reason::resolves_elsewhere`]) and those marked by [`Outcome::permanent_rechecked`].
     pub fn resolves_elsewhere(&self) -> bool {
-        self.state == State::Permanent
-            && (self.recheck
-                || matches!(
-                    self.reason,
-                    "Conflict" | "ClusterChanged" | "CrossNamespaceRefNotAllowed"
-                ))
+        self.state == State::Permanent && (self.recheck || self.reason.resolves_elsewhere())
     }
 }
 
@@ -123,7 +118,7 @@ pub fn conditions_for(
             Condition {
                 type_: type_.to_owned(),
                 status: status.to_owned(),
-                reason: outcome.reason.to_owned(),
+                reason: outcome.reason.as_str().to_owned(),
                 message: message.clone(),
                 observed_generation: generation,
                 last_transition_time,
@@ -144,7 +139,7 @@ pub fn is_transition(previous: &[Condition], outcome: &Outcome) -> bool {
         None => true,
         Some(c) => {
             let was_ready = c.status == "True";
-            was_ready != outcome.is_ready() || c.reason != outcome.reason
+            was_ready != outcome.is_ready() || c.reason != outcome.reason.as_str()
         }
     }
 }
@@ -159,7 +154,7 @@ pub const INSECURE_TRANSPORT: &str = "InsecureTransport";
 pub fn set_insecure_transport(
     conditions: &mut Vec<Condition>,
     previous: &[Condition],
-    warning: Option<(&'static str, &str)>,
+    warning: Option<(Reason, &str)>,
     generation: Option<i64>,
     now: &Time,
 ) -> bool {
@@ -172,14 +167,14 @@ pub fn set_insecure_transport(
     conditions.push(Condition {
         type_: INSECURE_TRANSPORT.to_owned(),
         status: "True".to_owned(),
-        reason: reason.to_owned(),
+        reason: reason.as_str().to_owned(),
         message: truncate(message),
         observed_generation: generation,
         last_transition_time: before
             .map(|c| c.last_transition_time.clone())
             .unwrap_or_else(|| now.clone()),
     });
-    before.is_none_or(|c| c.reason != reason)
+    before.is_none_or(|c| c.reason != reason.as_str())
 }
 
 #[cfg(test)]
@@ -193,7 +188,12 @@ mod tests {
 
     #[test]
     fn ready_outcome_has_only_ready_true() {
-        let c = conditions_for(&[], &Outcome::ready("Created", "created"), Some(1), &at(10));
+        let c = conditions_for(
+            &[],
+            &Outcome::ready(Reason::Created, "created"),
+            Some(1),
+            &at(10),
+        );
         assert_eq!(c.len(), 1);
         assert_eq!((c[0].type_.as_str(), c[0].status.as_str()), (READY, "True"));
         assert_eq!(c[0].reason, "Created");
@@ -204,7 +204,7 @@ mod tests {
     fn failures_add_the_kstatus_condition_matching_their_kind() {
         let t = conditions_for(
             &[],
-            &Outcome::transient("ElasticsearchUnreachable", "x"),
+            &Outcome::transient(Reason::ElasticsearchUnreachable, "x"),
             None,
             &at(1),
         );
@@ -215,7 +215,7 @@ mod tests {
         assert_eq!(types, [(READY, "False"), (RECONCILING, "True")]);
         let p = conditions_for(
             &[],
-            &Outcome::permanent("InvalidSettings", "x"),
+            &Outcome::permanent(Reason::InvalidSettings, "x"),
             None,
             &at(1),
         );
@@ -230,25 +230,35 @@ mod tests {
     fn last_transition_time_is_kept_while_status_is_unchanged() {
         let first = conditions_for(
             &[],
-            &Outcome::permanent("SecretNotFound", "a"),
+            &Outcome::permanent(Reason::SecretNotFound, "a"),
             Some(1),
             &at(10),
         );
         let again = conditions_for(
             &first,
-            &Outcome::permanent("SecretKeyMissing", "b"),
+            &Outcome::permanent(Reason::SecretKeyMissing, "b"),
             Some(2),
             &at(20),
         );
         assert_eq!(again[0].last_transition_time, at(10), "Ready stayed False");
         assert_eq!(again[0].reason, "SecretKeyMissing");
-        let healed = conditions_for(&again, &Outcome::ready("Created", "ok"), Some(2), &at(30));
+        let healed = conditions_for(
+            &again,
+            &Outcome::ready(Reason::Created, "ok"),
+            Some(2),
+            &at(30),
+        );
         assert_eq!(
             healed[0].last_transition_time,
             at(30),
             "Ready flipped to True"
         );
-        let same = conditions_for(&healed, &Outcome::ready("InSync", "ok"), Some(2), &at(40));
+        let same = conditions_for(
+            &healed,
+            &Outcome::ready(Reason::InSync, "ok"),
+            Some(2),
+            &at(40),
+        );
         assert_eq!(same[0].last_transition_time, at(30));
     }
 
@@ -256,30 +266,33 @@ mod tests {
     fn transitions_are_status_or_reason_changes() {
         let failing = conditions_for(
             &[],
-            &Outcome::permanent("SecretNotFound", "a"),
+            &Outcome::permanent(Reason::SecretNotFound, "a"),
             None,
             &at(1),
         );
         assert!(is_transition(
             &[],
-            &Outcome::permanent("SecretNotFound", "a")
+            &Outcome::permanent(Reason::SecretNotFound, "a")
         ));
         assert!(!is_transition(
             &failing,
-            &Outcome::permanent("SecretNotFound", "other text")
+            &Outcome::permanent(Reason::SecretNotFound, "other text")
         ));
         assert!(is_transition(
             &failing,
-            &Outcome::permanent("SecretKeyMissing", "a")
+            &Outcome::permanent(Reason::SecretKeyMissing, "a")
         ));
-        assert!(is_transition(&failing, &Outcome::ready("Created", "")));
+        assert!(is_transition(
+            &failing,
+            &Outcome::ready(Reason::Created, "")
+        ));
     }
 
     #[test]
     fn only_marked_permanent_failures_are_rechecked() {
-        assert!(Outcome::permanent_rechecked("InvalidSettings", "host").resolves_elsewhere());
-        assert!(!Outcome::permanent("InvalidSettings", "x").resolves_elsewhere());
-        assert!(Outcome::permanent("Conflict", "x").resolves_elsewhere());
+        assert!(Outcome::permanent_rechecked(Reason::InvalidSettings, "host").resolves_elsewhere());
+        assert!(!Outcome::permanent(Reason::InvalidSettings, "x").resolves_elsewhere());
+        assert!(Outcome::permanent(Reason::Conflict, "x").resolves_elsewhere());
     }
 
     #[test]
@@ -294,12 +307,12 @@ mod tests {
 
     #[test]
     fn insecure_transport_is_added_kept_and_announced_once() {
-        let base = conditions_for(&[], &Outcome::ready("Created", "ok"), Some(1), &at(1));
+        let base = conditions_for(&[], &Outcome::ready(Reason::Created, "ok"), Some(1), &at(1));
         let mut first = base.clone();
         assert!(set_insecure_transport(
             &mut first,
             &[],
-            Some(("PlaintextCredentials", "http")),
+            Some((Reason::PlaintextCredentials, "http")),
             Some(1),
             &at(1)
         ));
@@ -313,7 +326,7 @@ mod tests {
         assert!(!set_insecure_transport(
             &mut again,
             &first,
-            Some(("PlaintextCredentials", "http")),
+            Some((Reason::PlaintextCredentials, "http")),
             Some(2),
             &at(9)
         ));

@@ -16,7 +16,7 @@ use crate::api::{ElasticsearchConnection, ElasticsearchRef, InferenceEndpoint};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::Api;
 
-use crate::controller::conditions::Outcome;
+use crate::controller::conditions::{Outcome, Reason};
 use crate::controller::destination::{self, host_of, DestinationPolicy, Refusal};
 use crate::controller::outcomes;
 use crate::elasticsearch::{Auth, ClusterInfo, ConnectionConfig, EsClient};
@@ -154,7 +154,7 @@ impl Connections {
             }
             (None, Some(eck)) => self.eck(eck, namespace, kube).await,
             _ => Err(Outcome::permanent(
-                "InvalidSpec",
+                Reason::InvalidSpec,
                 "exactly one of spec.elasticsearchRef or spec.elasticsearch must be set",
             )),
         }
@@ -167,7 +167,7 @@ impl Connections {
     ) -> Result<ConnectionConfig, Outcome> {
         let url = Url::parse(&spec.url).map_err(|e| {
             Outcome::permanent(
-                "InvalidSpec",
+                Reason::InvalidSpec,
                 format!("spec.elasticsearch.url is not a URL: {e}"),
             )
         })?;
@@ -197,7 +197,7 @@ impl Connections {
                     .map_err(|e| outcomes::from_secret(&e))?;
                 let pem = optional_value(&secret, &reference.key).ok_or_else(|| {
                     Outcome::permanent(
-                        "SecretKeyMissing",
+                        Reason::SecretKeyMissing,
                         format!("Secret {:?} has no key {:?}", reference.name, reference.key),
                     )
                 })?;
@@ -225,7 +225,7 @@ impl Connections {
         let target_namespace = reference.namespace.as_deref().unwrap_or(namespace);
         if target_namespace != namespace && !self.settings.allow_cross_namespace_refs {
             return Err(Outcome::permanent(
-                "CrossNamespaceRefDenied",
+                Reason::CrossNamespaceRefDenied,
                 format!(
                     "spec.elasticsearchRef points to namespace {target_namespace:?}; the operator is not configured to allow cross-namespace references"
                 ),
@@ -251,7 +251,10 @@ impl Connections {
         let ca_pem = optional_value(&ca, "ca.crt").map(<[u8]>::to_vec);
         let url = eck_url(&self.settings.eck_url_template, name, target_namespace);
         let url = Url::parse(&url).map_err(|e| {
-            Outcome::permanent("InvalidSpec", format!("cannot build ECK service URL: {e}"))
+            Outcome::permanent(
+                Reason::InvalidSpec,
+                format!("cannot build ECK service URL: {e}"),
+            )
         })?;
         Ok(ConnectionConfig {
             url,
@@ -284,7 +287,7 @@ impl Connections {
         let port = config.url.port_or_known_default().unwrap_or(9200);
         let addresses = destination::resolve(&host, port)
             .await
-            .map_err(|message| Outcome::transient("ElasticsearchUnreachable", message))?;
+            .map_err(|message| Outcome::transient(Reason::ElasticsearchUnreachable, message))?;
         let ips: Vec<_> = addresses.iter().map(|a| a.ip()).collect();
         policy
             .check_addresses(&host, &by_name, &ips)
@@ -296,7 +299,7 @@ impl Connections {
 
 fn not_allowed(refusal: Refusal) -> Outcome {
     Outcome::permanent(
-        "ElasticsearchUrlNotAllowed",
+        Reason::ElasticsearchUrlNotAllowed,
         format!("spec.elasticsearch.url is not allowed: {}", refusal.0),
     )
 }
@@ -330,11 +333,11 @@ async fn consent(
     );
     let api: Api<DynamicObject> = Api::namespaced_with(kube.clone(), target_namespace, &resource);
     let read = tokio::time::timeout(CONSENT_READ_TIMEOUT, api.get_metadata_opt(name)).await;
-    let missing = |what: String| Outcome::permanent("CrossNamespaceRefNotAllowed", what);
+    let missing = |what: String| Outcome::permanent(Reason::CrossNamespaceRefNotAllowed, what);
     let metadata = match read {
         Err(_) => {
             return Err(Outcome::transient(
-                "KubernetesApiError",
+                Reason::KubernetesApiError,
                 format!("reading Elasticsearch {target_namespace}/{name} timed out"),
             ))
         }
@@ -345,7 +348,7 @@ async fn consent(
         }
         Ok(Err(kube::Error::Api(status))) if status.code != 404 => {
             return Err(Outcome::transient(
-                "KubernetesApiError",
+                Reason::KubernetesApiError,
                 format!(
                     "reading Elasticsearch {target_namespace}/{name} failed: the Kubernetes API answered HTTP {}",
                     status.code
@@ -359,7 +362,7 @@ async fn consent(
         }
         Ok(Err(_)) => {
             return Err(Outcome::transient(
-                "KubernetesApiError",
+                Reason::KubernetesApiError,
                 format!("reading Elasticsearch {target_namespace}/{name} failed: the Kubernetes API could not be reached"),
             ))
         }
@@ -384,11 +387,11 @@ const CONSENT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection the operator makes but the user should know is unsafe: credentials over plain
 /// HTTP, or TLS without verification. Reported as a Warning, never refused (Ready keeps its
 /// meaning). `(reason, message)`.
-pub fn insecure_transport(iep: &InferenceEndpoint) -> Option<(&'static str, String)> {
+pub fn insecure_transport(iep: &InferenceEndpoint) -> Option<(Reason, String)> {
     let direct = iep.spec.elasticsearch.as_ref()?;
     if direct.insecure_skip_tls_verify {
         return Some((
-            "TlsVerificationDisabled",
+            Reason::TlsVerificationDisabled,
             "spec.elasticsearch.insecureSkipTlsVerify is true: the operator accepts any certificate, so anyone on the network path can read the Elasticsearch credentials and the service key. Set spec.elasticsearch.caSecretRef instead".to_owned(),
         ));
     }
@@ -397,7 +400,7 @@ pub fn insecure_transport(iep: &InferenceEndpoint) -> Option<(&'static str, Stri
     let plaintext = Url::parse(&direct.url).is_ok_and(|url| url.scheme() == "http");
     plaintext.then(|| {
         (
-            "PlaintextCredentials",
+            Reason::PlaintextCredentials,
             "spec.elasticsearch.url uses http://: the Elasticsearch credentials and the service key cross the network unencrypted. Use https://".to_owned(),
         )
     })
@@ -427,11 +430,11 @@ fn credentials_from(secret: &Secret, name: &str) -> Result<Auth, Outcome> {
             text_value(secret, name, "apiKey").map_err(|e| outcomes::from_secret(&e))?,
         )),
         (true, true) => Err(Outcome::permanent(
-            "InvalidCredentialsSecret",
+            Reason::InvalidCredentialsSecret,
             format!("Secret {name:?} must hold either username and password or apiKey, not both"),
         )),
         (false, false) => Err(Outcome::permanent(
-            "SecretKeyMissing",
+            Reason::SecretKeyMissing,
             format!("Secret {name:?} must hold keys username and password, or apiKey"),
         )),
     }
@@ -503,11 +506,11 @@ mod tests {
             &secret(&[("apiKey", "abc"), ("username", "u"), ("password", "p")]),
             "es",
         );
-        assert_eq!(both.unwrap_err().reason, "InvalidCredentialsSecret");
+        assert_eq!(both.unwrap_err().reason, Reason::InvalidCredentialsSecret);
         let neither = credentials_from(&secret(&[("other", "x")]), "es");
-        assert_eq!(neither.unwrap_err().reason, "SecretKeyMissing");
+        assert_eq!(neither.unwrap_err().reason, Reason::SecretKeyMissing);
         let half = credentials_from(&secret(&[("username", "u")]), "es");
-        assert_eq!(half.unwrap_err().reason, "SecretKeyMissing");
+        assert_eq!(half.unwrap_err().reason, Reason::SecretKeyMissing);
     }
 
     #[test]
@@ -579,16 +582,16 @@ mod tests {
             reason(
                 serde_json::json!({"url": "http://es:9200", "credentialsSecretRef": {"name": "c"}})
             ),
-            Some("PlaintextCredentials")
+            Some(Reason::PlaintextCredentials)
         );
         // The service key travels in the create body even without Elasticsearch credentials.
         assert_eq!(
             reason(serde_json::json!({"url": "HTTP://es:9200"})),
-            Some("PlaintextCredentials")
+            Some(Reason::PlaintextCredentials)
         );
         assert_eq!(
             reason(serde_json::json!({"url": "https://es:9200", "insecureSkipTlsVerify": true})),
-            Some("TlsVerificationDisabled")
+            Some(Reason::TlsVerificationDisabled)
         );
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::api::{AzureOpenAi, ChunkingSettings, InferenceEndpoint, SecretKeyRef};
-use crate::controller::conditions::Outcome;
+use crate::controller::conditions::{Outcome, Reason};
 use crate::elasticsearch::body::unsupported_features;
 use crate::elasticsearch::{EndpointConfig, EsVersion, TaskType};
 
@@ -27,10 +27,10 @@ pub struct CredentialSource {
 /// before the CRD was installed, or with admission bypassed): those become `InvalidSpec`.
 pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Outcome> {
     crate::api::checks::check_spec(&iep.spec)
-        .map_err(|violation| Outcome::permanent("InvalidSpec", violation.to_string()))?;
+        .map_err(|violation| Outcome::permanent(Reason::InvalidSpec, violation.to_string()))?;
     let azure = iep.spec.azure_open_ai.as_ref().ok_or_else(|| {
         Outcome::permanent(
-            "InvalidSpec",
+            Reason::InvalidSpec,
             "spec.azureOpenAI is required (no other service is supported yet)",
         )
     })?;
@@ -40,7 +40,7 @@ pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Outcome> {
         (Some(chunking), TaskType::TextEmbedding) => Some(chunking_map(chunking)),
         (Some(_), _) => {
             return Err(Outcome::permanent(
-                "InvalidSpec",
+                Reason::InvalidSpec,
                 "spec.chunkingSettings applies only to taskType text_embedding",
             ))
         }
@@ -69,7 +69,7 @@ fn azure_credential(azure: &AzureOpenAi) -> Result<CredentialSource, Outcome> {
             field: "entra_id",
         }),
         _ => Err(Outcome::permanent(
-            "InvalidSpec",
+            Reason::InvalidSpec,
             "exactly one of spec.azureOpenAI.apiKeySecretRef or entraIdSecretRef must be set",
         )),
     }
@@ -142,7 +142,7 @@ pub fn check_supported(desired: &Desired, version: &EsVersion) -> Result<(), Out
         Ok(())
     } else {
         Err(Outcome::permanent(
-            "UnsupportedByCluster",
+            Reason::UnsupportedByCluster,
             missing.join("; "),
         ))
     }
@@ -220,10 +220,10 @@ mod tests {
     fn objects_that_bypassed_admission_are_reported_not_sent() {
         let mut spec = embedding();
         spec["azureOpenAI"]["entraIdSecretRef"] = json!({"name": "entra", "key": "token"});
-        assert_eq!(desired(&iep(spec)).unwrap_err().reason, "InvalidSpec");
+        assert_eq!(desired(&iep(spec)).unwrap_err().reason, Reason::InvalidSpec);
         let mut spec = embedding();
         spec["taskType"] = json!("completion");
-        assert_eq!(desired(&iep(spec)).unwrap_err().reason, "InvalidSpec");
+        assert_eq!(desired(&iep(spec)).unwrap_err().reason, Reason::InvalidSpec);
     }
 
     #[test]
@@ -232,7 +232,7 @@ mod tests {
         let d = desired(&iep(embedding())).unwrap();
         assert!(check_supported(&d, &v("8.18.0")).is_ok());
         let err = check_supported(&d, &v("8.15.0")).unwrap_err();
-        assert_eq!(err.reason, "UnsupportedByCluster");
+        assert_eq!(err.reason, Reason::UnsupportedByCluster);
         assert!(
             err.message
                 .contains("chunking_settings needs Elasticsearch 8.16+"),

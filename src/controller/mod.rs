@@ -98,7 +98,7 @@ pub enum Error {
     KubeTimeout(&'static str),
     #[error("deletion blocked: {reason}")]
     CleanupBlocked {
-        reason: &'static str,
+        reason: crate::reason::Reason,
         retry_after: Duration,
     },
     #[error(transparent)]

@@ -18,7 +18,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::controller::conditions::Outcome;
+use crate::controller::conditions::{Outcome, Reason};
 use crate::elasticsearch::normalize::{compare, default_chunking, legacy_chunking, Difference};
 use crate::elasticsearch::{Endpoint, EndpointConfig, EsVersion};
 
@@ -46,13 +46,10 @@ pub struct PlanInput<'a> {
     pub recorded_cluster_uuid: Option<&'a str>,
     /// The accept-cluster annotation's value.
     pub accepted_cluster_uuid: Option<&'a str>,
-    /// The object last reported [`CHUNKING_RESET`]: Elasticsearch rewrote the chunking during
+    /// The object last reported [`Reason::ChunkingReset`]: Elasticsearch rewrote the chunking during
     /// an `_update` (issue #139574), and that rewrite is kept until the user recreates.
     pub chunking_reset_seen: bool,
 }
-
-/// Ready reason: an `_update` made Elasticsearch rewrite the endpoint's chunking settings.
-pub const CHUNKING_RESET: &str = "ChunkingReset";
 
 #[derive(Debug, PartialEq)]
 pub enum Plan {
@@ -78,7 +75,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         if recorded != input.cluster_uuid && input.accepted_cluster_uuid != Some(input.cluster_uuid)
         {
             return Plan::Blocked(Outcome::permanent(
-                "ClusterChanged",
+                Reason::ClusterChanged,
                 format!(
                     "the Elasticsearch answering now is cluster {}, but inference endpoint {} was created in cluster {recorded}; \
                      nothing is written. If the cluster was replaced on purpose, annotate the object with {}={} to create the endpoint there",
@@ -89,7 +86,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
     if let Some(owner) = input.claimed_by {
         return Plan::Blocked(Outcome::permanent(
-            "Conflict",
+            Reason::Conflict,
             format!(
                 "inference endpoint {} in this cluster is managed by InferenceEndpoint {owner}; this object writes nothing",
                 desired.inference_id
@@ -101,7 +98,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     };
     if observed.service != desired.service {
         return Plan::Blocked(Outcome::permanent(
-            "Conflict",
+            Reason::Conflict,
             format!(
                 "inference endpoint {} already exists in Elasticsearch with service {:?}, not {:?}; it is left alone",
                 desired.inference_id, observed.service, desired.service
@@ -128,7 +125,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         let listed = describe(&differences);
         return Plan::Blocked(if ours {
             Outcome::permanent(
-                "ImmutableFieldChanged",
+                Reason::ImmutableFieldChanged,
                 format!(
                     "Elasticsearch {} cannot change these settings of inference endpoint {} in place: {listed}. \
                      Set spec.updatePolicy: Recreate to delete and recreate it while nothing uses it, \
@@ -138,7 +135,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             )
         } else {
             Outcome::permanent(
-                "Conflict",
+                Reason::Conflict,
                 format!(
                     "inference endpoint {} already exists in Elasticsearch with different settings ({listed}); \
                      it was not created by this object and is left alone (annotate {}=true to take it over)",
@@ -159,7 +156,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         // The key cannot be pushed before 8.17; record it so a later rotation is noticed.
         None => Plan::Nothing,
         Some(_) => Plan::Blocked(Outcome::permanent(
-            "RotationUnsupported",
+            Reason::RotationUnsupported,
             format!(
                 "the credential Secret changed, but Elasticsearch {} has no update API (8.17 or later); \
                  the endpoint keeps the previous credential",
@@ -206,7 +203,7 @@ pub fn chunking_reset_outcome(
         .clone()
         .unwrap_or_else(default_chunking);
     Some(Outcome::ready(
-        CHUNKING_RESET,
+        Reason::ChunkingReset,
         format!(
             "Elasticsearch {version} rewrote the chunking settings of inference endpoint {} to \
              {{\"strategy\":\"word\",\"max_chunk_size\":250,\"overlap\":100}} while applying an _update \
@@ -310,7 +307,7 @@ mod tests {
         plan(&input)
     }
 
-    fn reason(plan: Plan) -> &'static str {
+    fn reason(plan: Plan) -> Reason {
         match plan {
             Plan::Blocked(outcome) => outcome.reason,
             other => panic!("expected Blocked, got {other:?}"),
@@ -333,7 +330,7 @@ mod tests {
         // Not ours and not adopted: never recreated, whatever the policy.
         assert_eq!(
             reason(run_with(Some(&o), false, None, "9.1.0", |i| i.recreate = true)),
-            "Conflict"
+            Reason::Conflict
         );
     }
 
@@ -341,7 +338,10 @@ mod tests {
     fn adopt_annotation_takes_over_a_differing_endpoint() {
         let mut o = observed();
         o.task_settings = map(json!({"user": "someone-else"}));
-        assert_eq!(reason(run(Some(&o), false, None, "8.18.0")), "Conflict");
+        assert_eq!(
+            reason(run(Some(&o), false, None, "8.18.0")),
+            Reason::Conflict
+        );
         match run_with(Some(&o), false, None, "8.18.0", |i| i.adopt = true) {
             Plan::Update { .. } => {}
             other => panic!("unexpected {other:?}"),
@@ -355,7 +355,7 @@ mod tests {
         });
         match plan {
             Plan::Blocked(outcome) => {
-                assert_eq!(outcome.reason, "Conflict");
+                assert_eq!(outcome.reason, Reason::Conflict);
                 assert!(
                     outcome.message.contains("InferenceEndpoint ns/first"),
                     "{}",
@@ -372,7 +372,7 @@ mod tests {
         let changed = run_with(Some(&o), true, Some("fp-now"), "9.1.0", |i| {
             i.cluster_uuid = "uuid-b"
         });
-        assert_eq!(reason(changed), "ClusterChanged");
+        assert_eq!(reason(changed), Reason::ClusterChanged);
         let accepted = run_with(None, true, Some("fp-now"), "9.1.0", |i| {
             i.cluster_uuid = "uuid-b";
             i.accepted_cluster_uuid = Some("uuid-b");
@@ -411,7 +411,7 @@ mod tests {
         let o = observed();
         assert_eq!(run(Some(&o), false, None, "8.16.0"), Plan::Nothing);
         match run(Some(&o), true, Some("fp-old"), "8.16.0") {
-            Plan::Blocked(outcome) => assert_eq!(outcome.reason, "RotationUnsupported"),
+            Plan::Blocked(outcome) => assert_eq!(outcome.reason, Reason::RotationUnsupported),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -433,7 +433,7 @@ mod tests {
             .insert("deployment_id".into(), json!("other"));
         match run(Some(&o), true, Some("fp-now"), "9.1.0") {
             Plan::Blocked(outcome) => {
-                assert_eq!(outcome.reason, "ImmutableFieldChanged");
+                assert_eq!(outcome.reason, Reason::ImmutableFieldChanged);
                 assert!(
                     outcome
                         .message
@@ -445,7 +445,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         match run(Some(&o), false, None, "9.1.0") {
-            Plan::Blocked(outcome) => assert_eq!(outcome.reason, "Conflict"),
+            Plan::Blocked(outcome) => assert_eq!(outcome.reason, Reason::Conflict),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -464,7 +464,7 @@ mod tests {
         let v = |s: &str| EsVersion::parse(s).unwrap();
         let out = chunking_reset_outcome(&d, Some(&before), &after, &v("9.1.0"), false).unwrap();
         assert!(out.is_ready());
-        assert_eq!(out.reason, CHUNKING_RESET);
+        assert_eq!(out.reason, Reason::ChunkingReset);
         for needle in ["#139574", "9.2.6", "chunked", "recreate"] {
             assert!(out.message.contains(needle), "{needle}: {}", out.message);
         }
@@ -523,7 +523,7 @@ mod tests {
             .insert("max_input_tokens".into(), json!(512));
         let run_tokens = |version: &str| run_with(Some(&o), true, Some("fp-now"), version, |_| {});
         // desired() has no max_input_tokens: removing it is never in place.
-        assert_eq!(reason(run_tokens("9.5.0")), "ImmutableFieldChanged");
+        assert_eq!(reason(run_tokens("9.5.0")), Reason::ImmutableFieldChanged);
         let mut desired = desired();
         desired
             .service_settings
@@ -549,7 +549,9 @@ mod tests {
                 Plan::Update { differences } if in_place => {
                     assert_eq!(differences[0].path, "service_settings.max_input_tokens")
                 }
-                Plan::Blocked(o) if !in_place => assert_eq!(o.reason, "ImmutableFieldChanged"),
+                Plan::Blocked(o) if !in_place => {
+                    assert_eq!(o.reason, Reason::ImmutableFieldChanged)
+                }
                 other => panic!("{version}: unexpected {other:?}"),
             }
         }
@@ -560,7 +562,7 @@ mod tests {
         let mut o = observed();
         o.service = "openai".into();
         match run(Some(&o), false, None, "9.1.0") {
-            Plan::Blocked(outcome) => assert_eq!(outcome.reason, "Conflict"),
+            Plan::Blocked(outcome) => assert_eq!(outcome.reason, Reason::Conflict),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -18,14 +18,12 @@ use crate::api::{
     ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointStatus,
     UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FINALIZER, FORCE_DELETE_ANNOTATION,
 };
-use crate::controller::conditions::{self, Outcome, State};
+use crate::controller::conditions::{self, Outcome, Reason, State};
 use crate::controller::connection::{insecure_transport, Connection};
 use crate::controller::decode::{Decoded, Undecodable};
 use crate::controller::desired::{check_supported, desired};
 use crate::controller::ownership::{self, Claimant, Record};
-use crate::controller::plan::{
-    chunking_reset_outcome, describe, plan, Plan, PlanInput, CHUNKING_RESET,
-};
+use crate::controller::plan::{chunking_reset_outcome, describe, plan, Plan, PlanInput};
 use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::{
     update_body, DeleteOptions, DeleteOutcome, Endpoint, EndpointConfig, EsError, ServiceSecret,
@@ -147,7 +145,7 @@ fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Outcome {
         ),
         (true, None) => format!("{schema}; it is let go (it recorded no inference endpoint)"),
     };
-    Outcome::permanent("InvalidSpec", message)
+    Outcome::permanent(Reason::InvalidSpec, message)
 }
 
 /// Remove this operator's finalizer (if present), guarded by the resourceVersion read.
@@ -231,8 +229,9 @@ async fn converge(
         .as_ref()
         .and_then(|a| a.get(ACCEPT_CLUSTER_ANNOTATION))
         .map(String::as_str);
-    let chunking_reset_seen =
-        conditions::ready(&status.conditions).is_some_and(|c| c.reason == CHUNKING_RESET);
+    let chunking_reset_seen = conditions::ready(&status.conditions)
+        .and_then(|c| Reason::parse(&c.reason))
+        == Some(Reason::ChunkingReset);
     let planned = plan(&PlanInput {
         desired: config,
         observed: observed.as_ref(),
@@ -268,7 +267,11 @@ async fn converge(
             .await
             .map_err(on_es_error)?;
             info!(inference_id = id, "created inference endpoint");
-            let reason = if owned { "Recreated" } else { "Created" };
+            let reason = if owned {
+                Reason::Recreated
+            } else {
+                Reason::Created
+            };
             let message = if owned {
                 format!("inference endpoint {id} was missing from {cluster} and has been recreated")
             } else {
@@ -281,14 +284,14 @@ async fn converge(
         Plan::Nothing => {
             let Some(observed) = observed else {
                 return Err(Outcome::transient(
-                    "InternalError",
+                    Reason::InternalError,
                     "planner found nothing to do for an absent endpoint",
                 ));
             };
             (
                 observed,
                 Outcome::ready(
-                    "InSync",
+                    Reason::InSync,
                     format!("inference endpoint {id} in {cluster} matches the spec"),
                 ),
             )
@@ -297,15 +300,15 @@ async fn converge(
             let updated = update(ctx, &connection, config, &secret, observed.as_ref()).await?;
             let (reason, message) = if status.credential_fingerprint.is_some() {
                 (
-                    "CredentialsRotated",
+                    Reason::CredentialsRotated,
                     format!("applied the rotated credential to inference endpoint {id}"),
                 )
             } else {
-                ("Adopted", format!("inference endpoint {id} in {cluster} matches the spec and now uses the referenced credential"))
+                (Reason::Adopted, format!("inference endpoint {id} in {cluster} matches the spec and now uses the referenced credential"))
             };
             info!(
                 inference_id = id,
-                reason, "updated inference endpoint credential"
+                %reason, "updated inference endpoint credential"
             );
             let outcome = Outcome::ready(reason, message);
             let reset = chunking_reset_outcome(
@@ -321,7 +324,7 @@ async fn converge(
             let updated = update(ctx, &connection, config, &secret, observed.as_ref()).await?;
             info!(inference_id = id, "updated inference endpoint settings");
             let outcome = Outcome::ready(
-                "Updated",
+                Reason::Updated,
                 format!(
                     "updated inference endpoint {id}: {}",
                     describe(&differences)
@@ -354,7 +357,7 @@ async fn converge(
             if let DeleteOutcome::Done(report) = &in_use {
                 if !report.pipelines.is_empty() || !report.indexes.is_empty() {
                     return Err(Outcome::permanent(
-                        "RecreateBlocked",
+                        Reason::RecreateBlocked,
                         format!(
                             "inference endpoint {id} must be recreated to apply {}, but Elasticsearch reports it is used by pipelines {:?} and indexes {:?}; \
                              nothing was changed. Move those users to a new endpoint, or remove them",
@@ -381,7 +384,7 @@ async fn converge(
             (
                 created,
                 Outcome::ready(
-                    "Recreated",
+                    Reason::Recreated,
                     format!(
                         "recreated inference endpoint {id} to apply {}",
                         describe(&differences)
@@ -407,7 +410,7 @@ async fn converge(
 async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outcome> {
     if iep.spec.deletion_policy == DeletionPolicy::Retain {
         return Ok(Outcome::ready(
-            "Retained",
+            Reason::Retained,
             format!(
                 "deletionPolicy Retain: inference endpoint {} left in Elasticsearch",
                 iep.inference_id()
@@ -418,7 +421,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     // Only ever delete what this object created or adopted.
     let Some(id) = status.inference_id.clone() else {
         return Ok(Outcome::ready(
-            "Deleted",
+            Reason::Deleted,
             "no inference endpoint was created for this object",
         ));
     };
@@ -426,7 +429,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     // to delete; the endpoint is not silently orphaned either: the deletion waits for the fix.
     if let Err(violation) = crate::api::checks::check_spec(&iep.spec) {
         return Err(Outcome::permanent(
-            "InvalidSpec",
+            Reason::InvalidSpec,
             format!(
                 "cannot delete inference endpoint {id}: {violation}. Correct that field, or set spec.deletionPolicy: Retain to let the object go without deleting the endpoint"
             ),
@@ -448,7 +451,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     };
     if !Record::of(Some(&status)).owns(&id, &connection.info.cluster_uuid) {
         return Ok(Outcome::ready(
-            "Deleted",
+            Reason::Deleted,
             format!("inference endpoint {id} lives in a cluster that no longer answers at this address; nothing deleted"),
         ));
     }
@@ -463,9 +466,9 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     );
     let outcome = timed(ctx, EsOperation::Delete, deletion).await.map_err(|e| {
         let failure = es_failure(ctx, &connection, &e);
-        if failure.reason == "InUse" {
+        if failure.reason == Reason::InUse {
             Outcome::transient(
-                "DeletionBlocked",
+                Reason::DeletionBlocked,
                 format!(
                     "Elasticsearch refuses to delete inference endpoint {id}: {} Remove those references, \
                      or annotate the object with {FORCE_DELETE_ANNOTATION}=true to delete it anyway (breaking them)",
@@ -482,7 +485,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
         (DeleteOutcome::NotFound, _) => format!("inference endpoint {id} was already gone"),
     };
     info!(inference_id = %id, "{message}");
-    Ok(Outcome::ready("Deleted", message))
+    Ok(Outcome::ready(Reason::Deleted, message))
 }
 
 /// GET the endpoint; a transient failure drops the cached connection.
@@ -510,7 +513,7 @@ async fn update(
 ) -> Result<Endpoint, Outcome> {
     let version = &connection.info.version;
     let body = update_body(config, Some(secret), observed, version)
-        .map_err(|e| Outcome::permanent("InvalidSettings", e.to_string()))?;
+        .map_err(|e| Outcome::permanent(Reason::InvalidSettings, e.to_string()))?;
     let call =
         connection
             .client
@@ -567,32 +570,21 @@ fn endpoint_status(endpoint: &Endpoint) -> EndpointStatus {
 /// A periodic re-check that finds nothing to do keeps the reason and message of the last
 /// transition (`Created`, `CredentialsRotated`, ...), so it writes no status and emits no Event.
 fn keep_steady_state_wording(previous: &InferenceEndpointStatus, outcome: Outcome) -> Outcome {
-    if outcome.reason != "InSync" {
+    if outcome.reason != Reason::InSync {
         return outcome;
     }
     match conditions::ready(&previous.conditions) {
         Some(ready) if ready.status == "True" => Outcome {
             state: State::Ready,
-            reason: static_ready_reason(&ready.reason).unwrap_or(outcome.reason),
+            // Any ready reason is kept; one this version does not know reads as InSync.
+            reason: Reason::parse(&ready.reason)
+                .filter(|r| r.is_ready())
+                .unwrap_or(outcome.reason),
             message: ready.message.clone(),
             recheck: false,
         },
         _ => outcome,
     }
-}
-
-/// Reasons are `&'static str`; map a stored reason back to its static form.
-fn static_ready_reason(reason: &str) -> Option<&'static str> {
-    const READY_REASONS: [&str; 7] = [
-        "Created",
-        "Recreated",
-        "InSync",
-        "Adopted",
-        "Updated",
-        "CredentialsRotated",
-        CHUNKING_RESET,
-    ];
-    READY_REASONS.into_iter().find(|r| *r == reason)
 }
 
 /// Write status if it changed, and publish an Event if Ready changed. Works from metadata
@@ -604,7 +596,7 @@ async fn report(
     previous: InferenceEndpointStatus,
     mut status: InferenceEndpointStatus,
     outcome: &Outcome,
-    insecure: Option<(&'static str, String)>,
+    insecure: Option<(Reason, String)>,
     action: &str,
 ) -> Result<(), Error> {
     let now = Time(Timestamp::now());
@@ -662,12 +654,12 @@ async fn patch_status(
 fn publish(ctx: &Context, iep: &impl Resource<DynamicType = ()>, outcome: &Outcome, action: &str) {
     let event = Event {
         // A chunking reset leaves the endpoint working but changed: worth a Warning.
-        type_: if outcome.is_ready() && outcome.reason != CHUNKING_RESET {
-            EventType::Normal
-        } else {
+        type_: if outcome.reason.warns() {
             EventType::Warning
+        } else {
+            EventType::Normal
         },
-        reason: outcome.reason.to_owned(),
+        reason: outcome.reason.as_str().to_owned(),
         note: Some(conditions::truncate(&outcome.message)),
         action: action.to_owned(),
         secondary: None,
@@ -675,7 +667,7 @@ fn publish(ctx: &Context, iep: &impl Resource<DynamicType = ()>, outcome: &Outco
     let reference = iep.object_ref(&());
     let recorder = ctx.recorder.clone();
     let timeout = ctx.config.kube_timeout;
-    let reason = outcome.reason;
+    let reason = outcome.reason.as_str();
     tokio::spawn(async move {
         match tokio::time::timeout(timeout, recorder.publish(&event, &reference)).await {
             Ok(Ok(())) => {}
