@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
 
-use crate::reason::Reason;
+use crate::reason::{Kind, Reason};
 
 /// How long a single Secret read may take inside a reconcile (the kube client has no read
 /// timeout of its own).
@@ -67,7 +67,7 @@ impl SecretError {
     /// Missing, unlabelled or forbidden Secrets wait for the Secret watch (or a change of the
     /// object); API trouble is retried.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SecretError::Api { .. } | SecretError::Timeout { .. })
+        self.reason().kind() == Kind::Transient
     }
 }
 

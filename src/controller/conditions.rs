@@ -10,7 +10,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-pub use crate::reason::Reason;
+pub use crate::reason::{Kind, Reason};
 
 /// The operator's one message bound (Events' 1 KiB `note` limit), shared with the Elasticsearch
 /// client's messages so that nothing is cut twice at different lengths.
@@ -22,16 +22,75 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
-/// Where a reconcile left the object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    pub state: State,
-    /// Shared by conditions, Events and metrics (as [`Reason::as_str`]).
+/// A reconcile that reached what the object wants: the ready reason and message, and what was
+/// applied (`T`: what the status records of the endpoint, or nothing at deletion).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied<T = ()> {
     pub reason: Reason,
     pub message: String,
-    /// A permanent failure whose cause can go away unseen (a host that starts resolving, an id
-    /// whose last reference is removed): re-checked at the periodic interval.
+    pub applied: T,
+}
+
+impl Applied {
+    /// `reason` must be a ready reason.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        debug_assert!(reason.is_ready(), "{reason} is not a ready reason");
+        Applied {
+            reason,
+            message: message.into(),
+            applied: (),
+        }
+    }
+
+    pub fn with<T>(self, applied: T) -> Applied<T> {
+        Applied {
+            reason: self.reason,
+            message: self.message,
+            applied,
+        }
+    }
+}
+
+/// A reconcile that did not: the reason (whose kind says whether it is retried with backoff or
+/// waits for a change) and the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+    /// A permanent failure whose cause can go away unseen (a host that starts resolving): also
+    /// re-checked at the periodic interval, like the reasons that always are.
     pub recheck: bool,
+}
+
+impl Failure {
+    /// `reason` must be a transient or permanent reason.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        debug_assert!(
+            matches!(reason.kind(), Kind::Transient | Kind::Permanent),
+            "{reason} is not a failure reason"
+        );
+        Failure {
+            reason,
+            message: message.into(),
+            recheck: false,
+        }
+    }
+
+    /// Permanent for backoff, but tried again at the periodic re-check.
+    pub fn rechecked(reason: Reason, message: impl Into<String>) -> Self {
+        Failure {
+            recheck: true,
+            ..Failure::new(reason, message)
+        }
+    }
+}
+
+/// Where a reconcile left the object, as conditions, Events and metrics report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub reason: Reason,
+    pub message: String,
+    recheck: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,50 +103,49 @@ pub enum State {
     Permanent,
 }
 
+impl<T> From<&Applied<T>> for Outcome {
+    fn from(applied: &Applied<T>) -> Self {
+        Outcome::new(applied.reason, applied.message.clone())
+    }
+}
+
+impl From<Failure> for Outcome {
+    fn from(failure: Failure) -> Self {
+        Outcome {
+            reason: failure.reason,
+            message: failure.message,
+            recheck: failure.recheck,
+        }
+    }
+}
+
 impl Outcome {
-    pub fn ready(reason: Reason, message: impl Into<String>) -> Self {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         Outcome {
-            state: State::Ready,
             reason,
             message: message.into(),
             recheck: false,
         }
     }
 
-    pub fn transient(reason: Reason, message: impl Into<String>) -> Self {
-        Outcome {
-            state: State::Transient,
-            reason,
-            message: message.into(),
-            recheck: false,
-        }
-    }
-
-    pub fn permanent(reason: Reason, message: impl Into<String>) -> Self {
-        Outcome {
-            state: State::Permanent,
-            reason,
-            message: message.into(),
-            recheck: false,
-        }
-    }
-
-    /// Permanent for backoff, but tried again at the periodic re-check.
-    pub fn permanent_rechecked(reason: Reason, message: impl Into<String>) -> Self {
-        Outcome {
-            recheck: true,
-            ..Outcome::permanent(reason, message)
+    /// Read off the reason: its kind is the state (a warning reason is not an outcome of a
+    /// reconcile; it would read as permanent).
+    pub fn state(&self) -> State {
+        match self.reason.kind() {
+            Kind::Ready => State::Ready,
+            Kind::Transient => State::Transient,
+            Kind::Permanent | Kind::Warning => State::Permanent,
         }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.state == State::Ready
+        self.state() == State::Ready
     }
 
     /// Permanent failures re-checked at the periodic interval: those whose reason says so
-    /// ([`Reason::resolves_elsewhere`]) and those marked by [`Outcome::permanent_rechecked`].
+    /// ([`Reason::resolves_elsewhere`]) and those marked by [`Failure::rechecked`].
     pub fn resolves_elsewhere(&self) -> bool {
-        self.state == State::Permanent && (self.recheck || self.reason.resolves_elsewhere())
+        self.state() == State::Permanent && (self.recheck || self.reason.resolves_elsewhere())
     }
 }
 
@@ -102,7 +160,7 @@ pub fn conditions_for(
     let message = truncate(&outcome.message);
     let ready_status = if outcome.is_ready() { "True" } else { "False" };
     let mut wanted = vec![(READY, ready_status)];
-    match outcome.state {
+    match outcome.state() {
         State::Ready => {}
         State::Transient => wanted.push((RECONCILING, "True")),
         State::Permanent => wanted.push((STALLED, "True")),
@@ -190,7 +248,7 @@ mod tests {
     fn ready_outcome_has_only_ready_true() {
         let c = conditions_for(
             &[],
-            &Outcome::ready(Reason::Created, "created"),
+            &Outcome::new(Reason::Created, "created"),
             Some(1),
             &at(10),
         );
@@ -204,7 +262,7 @@ mod tests {
     fn failures_add_the_kstatus_condition_matching_their_kind() {
         let t = conditions_for(
             &[],
-            &Outcome::transient(Reason::ElasticsearchUnreachable, "x"),
+            &Outcome::new(Reason::ElasticsearchUnreachable, "x"),
             None,
             &at(1),
         );
@@ -215,7 +273,7 @@ mod tests {
         assert_eq!(types, [(READY, "False"), (RECONCILING, "True")]);
         let p = conditions_for(
             &[],
-            &Outcome::permanent(Reason::InvalidSettings, "x"),
+            &Outcome::new(Reason::InvalidSettings, "x"),
             None,
             &at(1),
         );
@@ -230,13 +288,13 @@ mod tests {
     fn last_transition_time_is_kept_while_status_is_unchanged() {
         let first = conditions_for(
             &[],
-            &Outcome::permanent(Reason::SecretNotFound, "a"),
+            &Outcome::new(Reason::SecretNotFound, "a"),
             Some(1),
             &at(10),
         );
         let again = conditions_for(
             &first,
-            &Outcome::permanent(Reason::SecretKeyMissing, "b"),
+            &Outcome::new(Reason::SecretKeyMissing, "b"),
             Some(2),
             &at(20),
         );
@@ -244,7 +302,7 @@ mod tests {
         assert_eq!(again[0].reason, "SecretKeyMissing");
         let healed = conditions_for(
             &again,
-            &Outcome::ready(Reason::Created, "ok"),
+            &Outcome::new(Reason::Created, "ok"),
             Some(2),
             &at(30),
         );
@@ -255,7 +313,7 @@ mod tests {
         );
         let same = conditions_for(
             &healed,
-            &Outcome::ready(Reason::InSync, "ok"),
+            &Outcome::new(Reason::InSync, "ok"),
             Some(2),
             &at(40),
         );
@@ -266,33 +324,32 @@ mod tests {
     fn transitions_are_status_or_reason_changes() {
         let failing = conditions_for(
             &[],
-            &Outcome::permanent(Reason::SecretNotFound, "a"),
+            &Outcome::new(Reason::SecretNotFound, "a"),
             None,
             &at(1),
         );
         assert!(is_transition(
             &[],
-            &Outcome::permanent(Reason::SecretNotFound, "a")
+            &Outcome::new(Reason::SecretNotFound, "a")
         ));
         assert!(!is_transition(
             &failing,
-            &Outcome::permanent(Reason::SecretNotFound, "other text")
+            &Outcome::new(Reason::SecretNotFound, "other text")
         ));
         assert!(is_transition(
             &failing,
-            &Outcome::permanent(Reason::SecretKeyMissing, "a")
+            &Outcome::new(Reason::SecretKeyMissing, "a")
         ));
-        assert!(is_transition(
-            &failing,
-            &Outcome::ready(Reason::Created, "")
-        ));
+        assert!(is_transition(&failing, &Outcome::new(Reason::Created, "")));
     }
 
     #[test]
     fn only_marked_permanent_failures_are_rechecked() {
-        assert!(Outcome::permanent_rechecked(Reason::InvalidSettings, "host").resolves_elsewhere());
-        assert!(!Outcome::permanent(Reason::InvalidSettings, "x").resolves_elsewhere());
-        assert!(Outcome::permanent(Reason::Conflict, "x").resolves_elsewhere());
+        assert!(
+            Outcome::from(Failure::rechecked(Reason::InvalidSettings, "host")).resolves_elsewhere()
+        );
+        assert!(!Outcome::new(Reason::InvalidSettings, "x").resolves_elsewhere());
+        assert!(Outcome::new(Reason::Conflict, "x").resolves_elsewhere());
     }
 
     #[test]
@@ -307,7 +364,7 @@ mod tests {
 
     #[test]
     fn insecure_transport_is_added_kept_and_announced_once() {
-        let base = conditions_for(&[], &Outcome::ready(Reason::Created, "ok"), Some(1), &at(1));
+        let base = conditions_for(&[], &Outcome::new(Reason::Created, "ok"), Some(1), &at(1));
         let mut first = base.clone();
         assert!(set_insecure_transport(
             &mut first,

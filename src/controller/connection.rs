@@ -16,7 +16,7 @@ use crate::api::{ElasticsearchConnection, ElasticsearchRef, InferenceEndpoint};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::Api;
 
-use crate::controller::conditions::{Outcome, Reason};
+use crate::controller::conditions::{Failure, Reason};
 use crate::controller::destination::{self, host_of, DestinationPolicy, Refusal};
 use crate::controller::outcomes;
 use crate::elasticsearch::{Auth, ClusterInfo, ConnectionConfig, EsClient};
@@ -76,7 +76,7 @@ impl Connections {
         iep: &InferenceEndpoint,
         namespace: &str,
         kube: &kube::Client,
-    ) -> Result<Arc<Connection>, Outcome> {
+    ) -> Result<Arc<Connection>, Failure> {
         let config = self.resolve(iep, namespace, kube).await?;
         let direct = iep.spec.elasticsearch.is_some();
         let key = cache_key(&config);
@@ -145,7 +145,7 @@ impl Connections {
         iep: &InferenceEndpoint,
         namespace: &str,
         kube: &kube::Client,
-    ) -> Result<ConnectionConfig, Outcome> {
+    ) -> Result<ConnectionConfig, Failure> {
         match (&iep.spec.elasticsearch, &iep.spec.elasticsearch_ref) {
             (Some(direct), None) => {
                 let secrets = SecretReader::new(kube.clone(), namespace)
@@ -153,7 +153,7 @@ impl Connections {
                 self.direct(direct, &secrets).await
             }
             (None, Some(eck)) => self.eck(eck, namespace, kube).await,
-            _ => Err(Outcome::permanent(
+            _ => Err(Failure::new(
                 Reason::InvalidSpec,
                 "exactly one of spec.elasticsearchRef or spec.elasticsearch must be set",
             )),
@@ -164,9 +164,9 @@ impl Connections {
         &self,
         spec: &ElasticsearchConnection,
         secrets: &SecretReader,
-    ) -> Result<ConnectionConfig, Outcome> {
+    ) -> Result<ConnectionConfig, Failure> {
         let url = Url::parse(&spec.url).map_err(|e| {
-            Outcome::permanent(
+            Failure::new(
                 Reason::InvalidSpec,
                 format!("spec.elasticsearch.url is not a URL: {e}"),
             )
@@ -196,7 +196,7 @@ impl Connections {
                     .await
                     .map_err(|e| outcomes::from_secret(&e))?;
                 let pem = optional_value(&secret, &reference.key).ok_or_else(|| {
-                    Outcome::permanent(
+                    Failure::new(
                         Reason::SecretKeyMissing,
                         format!("Secret {:?} has no key {:?}", reference.name, reference.key),
                     )
@@ -221,10 +221,10 @@ impl Connections {
         reference: &ElasticsearchRef,
         namespace: &str,
         kube: &kube::Client,
-    ) -> Result<ConnectionConfig, Outcome> {
+    ) -> Result<ConnectionConfig, Failure> {
         let target_namespace = reference.namespace.as_deref().unwrap_or(namespace);
         if target_namespace != namespace && !self.settings.allow_cross_namespace_refs {
-            return Err(Outcome::permanent(
+            return Err(Failure::new(
                 Reason::CrossNamespaceRefDenied,
                 format!(
                     "spec.elasticsearchRef points to namespace {target_namespace:?}; the operator is not configured to allow cross-namespace references"
@@ -251,7 +251,7 @@ impl Connections {
         let ca_pem = optional_value(&ca, "ca.crt").map(<[u8]>::to_vec);
         let url = eck_url(&self.settings.eck_url_template, name, target_namespace);
         let url = Url::parse(&url).map_err(|e| {
-            Outcome::permanent(
+            Failure::new(
                 Reason::InvalidSpec,
                 format!("cannot build ECK service URL: {e}"),
             )
@@ -278,7 +278,7 @@ impl Connections {
         &self,
         mut config: ConnectionConfig,
         direct: bool,
-    ) -> Result<ConnectionConfig, Outcome> {
+    ) -> Result<ConnectionConfig, Failure> {
         let Some(host) = host_of(&config.url).filter(|_| direct) else {
             return Ok(config);
         };
@@ -287,7 +287,7 @@ impl Connections {
         let port = config.url.port_or_known_default().unwrap_or(9200);
         let addresses = destination::resolve(&host, port)
             .await
-            .map_err(|message| Outcome::transient(Reason::ElasticsearchUnreachable, message))?;
+            .map_err(|message| Failure::new(Reason::ElasticsearchUnreachable, message))?;
         let ips: Vec<_> = addresses.iter().map(|a| a.ip()).collect();
         policy
             .check_addresses(&host, &by_name, &ips)
@@ -297,8 +297,8 @@ impl Connections {
     }
 }
 
-fn not_allowed(refusal: Refusal) -> Outcome {
-    Outcome::permanent(
+fn not_allowed(refusal: Refusal) -> Failure {
+    Failure::new(
         Reason::ElasticsearchUrlNotAllowed,
         format!("spec.elasticsearch.url is not allowed: {}", refusal.0),
     )
@@ -326,17 +326,17 @@ async fn consent(
     name: &str,
     target_namespace: &str,
     namespace: &str,
-) -> Result<(), Outcome> {
+) -> Result<(), Failure> {
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch"),
         "elasticsearches",
     );
     let api: Api<DynamicObject> = Api::namespaced_with(kube.clone(), target_namespace, &resource);
     let read = tokio::time::timeout(CONSENT_READ_TIMEOUT, api.get_metadata_opt(name)).await;
-    let missing = |what: String| Outcome::permanent(Reason::CrossNamespaceRefNotAllowed, what);
+    let missing = |what: String| Failure::new(Reason::CrossNamespaceRefNotAllowed, what);
     let metadata = match read {
         Err(_) => {
-            return Err(Outcome::transient(
+            return Err(Failure::new(
                 Reason::KubernetesApiError,
                 format!("reading Elasticsearch {target_namespace}/{name} timed out"),
             ))
@@ -347,7 +347,7 @@ async fn consent(
             )))
         }
         Ok(Err(kube::Error::Api(status))) if status.code != 404 => {
-            return Err(Outcome::transient(
+            return Err(Failure::new(
                 Reason::KubernetesApiError,
                 format!(
                     "reading Elasticsearch {target_namespace}/{name} failed: the Kubernetes API answered HTTP {}",
@@ -361,7 +361,7 @@ async fn consent(
             )))
         }
         Ok(Err(_)) => {
-            return Err(Outcome::transient(
+            return Err(Failure::new(
                 Reason::KubernetesApiError,
                 format!("reading Elasticsearch {target_namespace}/{name} failed: the Kubernetes API could not be reached"),
             ))
@@ -413,7 +413,7 @@ fn eck_url(template: &str, name: &str, namespace: &str) -> String {
 }
 
 /// Basic credentials (`username` + `password`) or an API key (`apiKey`), never both.
-fn credentials_from(secret: &Secret, name: &str) -> Result<Auth, Outcome> {
+fn credentials_from(secret: &Secret, name: &str) -> Result<Auth, Failure> {
     let has = |key: &str| optional_value(secret, key).is_some();
     match (has("username") || has("password"), has("apiKey")) {
         (true, false) => {
@@ -429,11 +429,11 @@ fn credentials_from(secret: &Secret, name: &str) -> Result<Auth, Outcome> {
         (false, true) => Ok(Auth::ApiKey(
             text_value(secret, name, "apiKey").map_err(|e| outcomes::from_secret(&e))?,
         )),
-        (true, true) => Err(Outcome::permanent(
+        (true, true) => Err(Failure::new(
             Reason::InvalidCredentialsSecret,
             format!("Secret {name:?} must hold either username and password or apiKey, not both"),
         )),
-        (false, false) => Err(Outcome::permanent(
+        (false, false) => Err(Failure::new(
             Reason::SecretKeyMissing,
             format!("Secret {name:?} must hold keys username and password, or apiKey"),
         )),

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::api::{AzureOpenAi, ChunkingSettings, InferenceEndpoint, SecretKeyRef};
-use crate::controller::conditions::{Outcome, Reason};
+use crate::controller::conditions::{Failure, Reason};
 use crate::elasticsearch::body::unsupported_features;
 use crate::elasticsearch::{EndpointConfig, EsVersion, TaskType};
 
@@ -25,11 +25,11 @@ pub struct CredentialSource {
 
 /// Build the desired endpoint. Fails only for objects the schema should have rejected (written
 /// before the CRD was installed, or with admission bypassed): those become `InvalidSpec`.
-pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Outcome> {
+pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Failure> {
     crate::api::checks::check_spec(&iep.spec)
-        .map_err(|violation| Outcome::permanent(Reason::InvalidSpec, violation.to_string()))?;
+        .map_err(|violation| Failure::new(Reason::InvalidSpec, violation.to_string()))?;
     let azure = iep.spec.azure_open_ai.as_ref().ok_or_else(|| {
-        Outcome::permanent(
+        Failure::new(
             Reason::InvalidSpec,
             "spec.azureOpenAI is required (no other service is supported yet)",
         )
@@ -39,7 +39,7 @@ pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Outcome> {
         (None, _) => None,
         (Some(chunking), TaskType::TextEmbedding) => Some(chunking_map(chunking)),
         (Some(_), _) => {
-            return Err(Outcome::permanent(
+            return Err(Failure::new(
                 Reason::InvalidSpec,
                 "spec.chunkingSettings applies only to taskType text_embedding",
             ))
@@ -58,7 +58,7 @@ pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Outcome> {
     })
 }
 
-fn azure_credential(azure: &AzureOpenAi) -> Result<CredentialSource, Outcome> {
+fn azure_credential(azure: &AzureOpenAi) -> Result<CredentialSource, Failure> {
     match (&azure.api_key_secret_ref, &azure.entra_id_secret_ref) {
         (Some(secret), None) => Ok(CredentialSource {
             secret: secret.clone(),
@@ -68,7 +68,7 @@ fn azure_credential(azure: &AzureOpenAi) -> Result<CredentialSource, Outcome> {
             secret: secret.clone(),
             field: "entra_id",
         }),
-        _ => Err(Outcome::permanent(
+        _ => Err(Failure::new(
             Reason::InvalidSpec,
             "exactly one of spec.azureOpenAI.apiKeySecretRef or entraIdSecretRef must be set",
         )),
@@ -136,12 +136,12 @@ fn chunking_map(chunking: &ChunkingSettings) -> Map<String, Value> {
 /// Refuse what the cluster's version cannot hold, with a message naming the version needed,
 /// instead of letting Elasticsearch answer with an opaque 400
 /// (docs/reference/elasticsearch-inference-api.md#version-history).
-pub fn check_supported(desired: &Desired, version: &EsVersion) -> Result<(), Outcome> {
+pub fn check_supported(desired: &Desired, version: &EsVersion) -> Result<(), Failure> {
     let missing = unsupported_features(&desired.config, Some(desired.credential.field), version);
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(Outcome::permanent(
+        Err(Failure::new(
             Reason::UnsupportedByCluster,
             missing.join("; "),
         ))

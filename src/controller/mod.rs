@@ -142,7 +142,7 @@ impl Context {
 
     /// What to do after a reconcile that ended in `outcome`.
     pub fn next_action(&self, iep: &impl Resource, outcome: &Outcome) -> Action {
-        match outcome.state {
+        match outcome.state() {
             State::Ready => {
                 self.forget(iep);
                 Action::requeue(jitter(self.config.recheck_interval))

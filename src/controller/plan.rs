@@ -18,7 +18,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::controller::conditions::{Outcome, Reason};
+use crate::controller::conditions::{Applied, Failure, Reason};
 use crate::elasticsearch::normalize::{compare, default_chunking, legacy_chunking, Difference};
 use crate::elasticsearch::{Endpoint, EndpointConfig, EsVersion};
 
@@ -66,7 +66,7 @@ pub enum Plan {
     /// Delete and create again (`updatePolicy: Recreate`), if nothing uses the endpoint.
     Recreate { differences: Vec<Difference> },
     /// Report and wait for a change of the object or its Secrets.
-    Blocked(Outcome),
+    Blocked(Failure),
 }
 
 pub fn plan(input: &PlanInput<'_>) -> Plan {
@@ -74,7 +74,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     if let Some(recorded) = input.recorded_cluster_uuid {
         if recorded != input.cluster_uuid && input.accepted_cluster_uuid != Some(input.cluster_uuid)
         {
-            return Plan::Blocked(Outcome::permanent(
+            return Plan::Blocked(Failure::new(
                 Reason::ClusterChanged,
                 format!(
                     "the Elasticsearch answering now is cluster {}, but inference endpoint {} was created in cluster {recorded}; \
@@ -85,7 +85,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
     }
     if let Some(owner) = input.claimed_by {
-        return Plan::Blocked(Outcome::permanent(
+        return Plan::Blocked(Failure::new(
             Reason::Conflict,
             format!(
                 "inference endpoint {} in this cluster is managed by InferenceEndpoint {owner}; this object writes nothing",
@@ -97,7 +97,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         return Plan::Create;
     };
     if observed.service != desired.service {
-        return Plan::Blocked(Outcome::permanent(
+        return Plan::Blocked(Failure::new(
             Reason::Conflict,
             format!(
                 "inference endpoint {} already exists in Elasticsearch with service {:?}, not {:?}; it is left alone",
@@ -124,7 +124,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
         let listed = describe(&differences);
         return Plan::Blocked(if ours {
-            Outcome::permanent(
+            Failure::new(
                 Reason::ImmutableFieldChanged,
                 format!(
                     "Elasticsearch {} cannot change these settings of inference endpoint {} in place: {listed}. \
@@ -134,7 +134,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 ),
             )
         } else {
-            Outcome::permanent(
+            Failure::new(
                 Reason::Conflict,
                 format!(
                     "inference endpoint {} already exists in Elasticsearch with different settings ({listed}); \
@@ -155,7 +155,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         // Equal settings, nothing recorded yet: a restart after our own PUT or an adoption.
         // The key cannot be pushed before 8.17; record it so a later rotation is noticed.
         None => Plan::Nothing,
-        Some(_) => Plan::Blocked(Outcome::permanent(
+        Some(_) => Plan::Blocked(Failure::new(
             Reason::RotationUnsupported,
             format!(
                 "the credential Secret changed, but Elasticsearch {} has no update API (8.17 or later); \
@@ -189,7 +189,7 @@ pub fn chunking_reset_outcome(
     after: &Endpoint,
     version: &EsVersion,
     seen: bool,
-) -> Option<Outcome> {
+) -> Option<Applied> {
     if !is_legacy(after.chunking_settings.as_ref()) {
         return None;
     }
@@ -202,7 +202,7 @@ pub fn chunking_reset_outcome(
         .chunking_settings
         .clone()
         .unwrap_or_else(default_chunking);
-    Some(Outcome::ready(
+    Some(Applied::new(
         Reason::ChunkingReset,
         format!(
             "Elasticsearch {version} rewrote the chunking settings of inference endpoint {} to \
@@ -463,7 +463,7 @@ mod tests {
         let after = with_chunking(observed(), legacy.clone());
         let v = |s: &str| EsVersion::parse(s).unwrap();
         let out = chunking_reset_outcome(&d, Some(&before), &after, &v("9.1.0"), false).unwrap();
-        assert!(out.is_ready());
+        assert!(out.reason.is_ready());
         assert_eq!(out.reason, Reason::ChunkingReset);
         for needle in ["#139574", "9.2.6", "chunked", "recreate"] {
             assert!(out.message.contains(needle), "{needle}: {}", out.message);

@@ -18,7 +18,7 @@ use crate::api::{
     ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointStatus,
     UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FINALIZER, FORCE_DELETE_ANNOTATION,
 };
-use crate::controller::conditions::{self, Outcome, Reason, State};
+use crate::controller::conditions::{self, Applied, Failure, Outcome, Reason};
 use crate::controller::connection::{insecure_transport, Connection};
 use crate::controller::decode::{Decoded, Undecodable};
 use crate::controller::desired::{check_supported, desired};
@@ -36,10 +36,10 @@ pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
     let started = Instant::now();
     let previous = iep.status.clone().unwrap_or_default();
     let mut status = previous.clone();
-    let outcome = converge(&iep, &ctx, &mut status)
-        .await
-        .unwrap_or_else(|failure| failure);
-    let outcome = keep_steady_state_wording(&previous, outcome);
+    let outcome = match converge(&iep, &ctx, &mut status).await {
+        Ok(applied) => Outcome::from(&keep_steady_state_wording(&previous, applied)),
+        Err(failure) => Outcome::from(failure),
+    };
     let insecure = insecure_transport(&iep);
     report(
         iep.as_ref(),
@@ -52,7 +52,7 @@ pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
     )
     .await?;
     ctx.metrics
-        .reconciled(outcome.state.into(), started.elapsed());
+        .reconciled(outcome.state().into(), started.elapsed());
     Ok(ctx.next_action(iep.as_ref(), &outcome))
 }
 
@@ -60,9 +60,12 @@ pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
 pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let previous = iep.status.clone().unwrap_or_default();
-    let outcome = remove(&iep, &ctx).await.unwrap_or_else(|failure| failure);
+    let outcome = match remove(&iep, &ctx).await {
+        Ok(applied) => Outcome::from(&applied),
+        Err(failure) => Outcome::from(failure),
+    };
     ctx.metrics
-        .reconciled(outcome.state.into(), started.elapsed());
+        .reconciled(outcome.state().into(), started.elapsed());
     if outcome.is_ready() {
         ctx.forget(iep.as_ref());
         ctx.connections
@@ -100,10 +103,10 @@ pub async fn undecodable(
     let started = Instant::now();
     let previous = invalid.status.clone().unwrap_or_default();
     let deleting = object.meta().deletion_timestamp.is_some();
-    let outcome = undecodable_outcome(invalid, deleting);
+    let outcome = Outcome::from(undecodable_outcome(invalid, deleting));
     warn!(error = %invalid.error, deleting, "object does not decode");
     ctx.metrics
-        .reconciled(outcome.state.into(), started.elapsed());
+        .reconciled(outcome.state().into(), started.elapsed());
     if deleting {
         release(object, &ctx).await?;
         ctx.forget(object);
@@ -127,7 +130,7 @@ pub async fn undecodable(
 
 /// `InvalidSpec`, naming the field and value serde could not decode, and (when the object is
 /// being deleted) the endpoint left behind.
-fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Outcome {
+fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Failure {
     let schema = format!(
         "the object does not match the InferenceEndpoint schema ({})",
         invalid.error
@@ -145,7 +148,7 @@ fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Outcome {
         ),
         (true, None) => format!("{schema}; it is let go (it recorded no inference endpoint)"),
     };
-    Outcome::permanent(Reason::InvalidSpec, message)
+    Failure::new(Reason::InvalidSpec, message)
 }
 
 /// Remove this operator's finalizer (if present), guarded by the resourceVersion read.
@@ -178,7 +181,7 @@ async fn converge(
     iep: &InferenceEndpoint,
     ctx: &Context,
     status: &mut InferenceEndpointStatus,
-) -> Result<Outcome, Outcome> {
+) -> Result<Applied, Failure> {
     let desired = desired(iep)?;
     let namespace = iep.namespace().unwrap_or_default();
     let secrets = ctx.secrets(&namespace);
@@ -277,20 +280,20 @@ async fn converge(
             } else {
                 format!("created inference endpoint {id} in {cluster}")
             };
-            (created, Outcome::ready(reason, message))
+            (created, Applied::new(reason, message))
         }
         // Whether or not the planner asked to record the credential, recording the current
         // fingerprint below is right: it equals the applied one, or is being adopted.
         Plan::Nothing => {
             let Some(observed) = observed else {
-                return Err(Outcome::transient(
+                return Err(Failure::new(
                     Reason::InternalError,
                     "planner found nothing to do for an absent endpoint",
                 ));
             };
             (
                 observed,
-                Outcome::ready(
+                Applied::new(
                     Reason::InSync,
                     format!("inference endpoint {id} in {cluster} matches the spec"),
                 ),
@@ -310,7 +313,7 @@ async fn converge(
                 inference_id = id,
                 %reason, "updated inference endpoint credential"
             );
-            let outcome = Outcome::ready(reason, message);
+            let outcome = Applied::new(reason, message);
             let reset = chunking_reset_outcome(
                 config,
                 observed.as_ref(),
@@ -323,7 +326,7 @@ async fn converge(
         Plan::Update { differences } => {
             let updated = update(ctx, &connection, config, &secret, observed.as_ref()).await?;
             info!(inference_id = id, "updated inference endpoint settings");
-            let outcome = Outcome::ready(
+            let outcome = Applied::new(
                 Reason::Updated,
                 format!(
                     "updated inference endpoint {id}: {}",
@@ -356,7 +359,7 @@ async fn converge(
             .map_err(on_es_error)?;
             if let DeleteOutcome::Done(report) = &in_use {
                 if !report.pipelines.is_empty() || !report.indexes.is_empty() {
-                    return Err(Outcome::permanent(
+                    return Err(Failure::new(
                         Reason::RecreateBlocked,
                         format!(
                             "inference endpoint {id} must be recreated to apply {}, but Elasticsearch reports it is used by pipelines {:?} and indexes {:?}; \
@@ -383,7 +386,7 @@ async fn converge(
             info!(inference_id = id, "recreated inference endpoint");
             (
                 created,
-                Outcome::ready(
+                Applied::new(
                     Reason::Recreated,
                     format!(
                         "recreated inference endpoint {id} to apply {}",
@@ -407,9 +410,9 @@ async fn converge(
 
 /// Delete the endpoint this object owns, unless the policy retains it. Never forced unless the
 /// force-delete annotation says so.
-async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outcome> {
+async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Applied, Failure> {
     if iep.spec.deletion_policy == DeletionPolicy::Retain {
-        return Ok(Outcome::ready(
+        return Ok(Applied::new(
             Reason::Retained,
             format!(
                 "deletionPolicy Retain: inference endpoint {} left in Elasticsearch",
@@ -420,7 +423,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     let status = iep.status.clone().unwrap_or_default();
     // Only ever delete what this object created or adopted.
     let Some(id) = status.inference_id.clone() else {
-        return Ok(Outcome::ready(
+        return Ok(Applied::new(
             Reason::Deleted,
             "no inference endpoint was created for this object",
         ));
@@ -428,7 +431,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     // A spec that breaks a rule made after it was stored is never used to connect, not even
     // to delete; the endpoint is not silently orphaned either: the deletion waits for the fix.
     if let Err(violation) = crate::api::checks::check_spec(&iep.spec) {
-        return Err(Outcome::permanent(
+        return Err(Failure::new(
             Reason::InvalidSpec,
             format!(
                 "cannot delete inference endpoint {id}: {violation}. Correct that field, or set spec.deletionPolicy: Retain to let the object go without deleting the endpoint"
@@ -441,7 +444,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     // connection this object last used, so deletion does not hang on a missing Secret.
     let connection = match ctx.connections.connect(iep, &namespace, &ctx.client).await {
         Ok(connection) => connection,
-        Err(failure) => ctx.connections.remembered(&uid).ok_or_else(|| Outcome {
+        Err(failure) => ctx.connections.remembered(&uid).ok_or_else(|| Failure {
             message: format!(
                 "cannot delete inference endpoint {id}: {}. Restore it, or set spec.deletionPolicy: Retain to let the object go without deleting the endpoint",
                 failure.message
@@ -450,7 +453,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
         })?,
     };
     if !Record::of(Some(&status)).owns(&id, &connection.info.cluster_uuid) {
-        return Ok(Outcome::ready(
+        return Ok(Applied::new(
             Reason::Deleted,
             format!("inference endpoint {id} lives in a cluster that no longer answers at this address; nothing deleted"),
         ));
@@ -467,7 +470,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     let outcome = timed(ctx, EsOperation::Delete, deletion).await.map_err(|e| {
         let failure = es_failure(ctx, &connection, &e);
         if failure.reason == Reason::InUse {
-            Outcome::transient(
+            Failure::new(
                 Reason::DeletionBlocked,
                 format!(
                     "Elasticsearch refuses to delete inference endpoint {id}: {} Remove those references, \
@@ -485,7 +488,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
         (DeleteOutcome::NotFound, _) => format!("inference endpoint {id} was already gone"),
     };
     info!(inference_id = %id, "{message}");
-    Ok(Outcome::ready(Reason::Deleted, message))
+    Ok(Applied::new(Reason::Deleted, message))
 }
 
 /// GET the endpoint; a transient failure drops the cached connection.
@@ -493,7 +496,7 @@ async fn get(
     ctx: &Context,
     connection: &Connection,
     config: &EndpointConfig,
-) -> Result<Option<Endpoint>, Outcome> {
+) -> Result<Option<Endpoint>, Failure> {
     let call = connection
         .client
         .get_endpoint(config.task_type, &config.inference_id);
@@ -510,10 +513,10 @@ async fn update(
     config: &EndpointConfig,
     secret: &ServiceSecret,
     observed: Option<&Endpoint>,
-) -> Result<Endpoint, Outcome> {
+) -> Result<Endpoint, Failure> {
     let version = &connection.info.version;
     let body = update_body(config, Some(secret), observed, version)
-        .map_err(|e| Outcome::permanent(Reason::InvalidSettings, e.to_string()))?;
+        .map_err(|e| Failure::new(Reason::InvalidSettings, e.to_string()))?;
     let call =
         connection
             .client
@@ -525,7 +528,7 @@ async fn update(
 
 /// Classify an Elasticsearch failure; a transient one also drops the cached connection, so the
 /// next attempt reconnects and re-reads the cluster's version and identity.
-fn es_failure(ctx: &Context, connection: &Connection, error: &EsError) -> Outcome {
+fn es_failure(ctx: &Context, connection: &Connection, error: &EsError) -> Failure {
     if error.is_transient() {
         ctx.connections.forget(&connection.key);
     }
@@ -569,21 +572,20 @@ fn endpoint_status(endpoint: &Endpoint) -> EndpointStatus {
 
 /// A periodic re-check that finds nothing to do keeps the reason and message of the last
 /// transition (`Created`, `CredentialsRotated`, ...), so it writes no status and emits no Event.
-fn keep_steady_state_wording(previous: &InferenceEndpointStatus, outcome: Outcome) -> Outcome {
-    if outcome.reason != Reason::InSync {
-        return outcome;
+fn keep_steady_state_wording(previous: &InferenceEndpointStatus, applied: Applied) -> Applied {
+    if applied.reason != Reason::InSync {
+        return applied;
     }
     match conditions::ready(&previous.conditions) {
-        Some(ready) if ready.status == "True" => Outcome {
-            state: State::Ready,
+        Some(ready) if ready.status == "True" => Applied {
             // Any ready reason is kept; one this version does not know reads as InSync.
             reason: Reason::parse(&ready.reason)
                 .filter(|r| r.is_ready())
-                .unwrap_or(outcome.reason),
+                .unwrap_or(applied.reason),
             message: ready.message.clone(),
-            recheck: false,
+            applied: (),
         },
-        _ => outcome,
+        _ => applied,
     }
 }
 
@@ -619,7 +621,7 @@ async fn report(
         publish(ctx, iep, outcome, action);
     }
     if let (true, Some((reason, message))) = (warn_now, insecure) {
-        publish(ctx, iep, &Outcome::permanent(reason, message), action);
+        publish(ctx, iep, &Outcome::new(reason, message), action);
     }
     Ok(())
 }

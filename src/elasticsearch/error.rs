@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::reason::Reason;
+use crate::reason::{Kind, Reason};
 
 /// Longest message, in bytes, the operator puts in a condition or an Event: Kubernetes rejects an
 /// Event whose `note` is longer than 1024 bytes (`NoteLengthLimit`,
@@ -595,23 +595,10 @@ impl ErrorClass {
         )
     }
 
-    /// Whether retrying the same request later can succeed without a spec/Secret change.
+    /// Whether retrying the same request later can succeed without a spec/Secret change (the
+    /// kind of its reason).
     pub const fn is_transient(self) -> bool {
-        matches!(
-            self,
-            ErrorClass::ElasticsearchUnreachable
-                | ErrorClass::ElasticsearchTimeout
-                | ErrorClass::ElasticsearchTlsFailed
-                | ErrorClass::ElasticsearchUnavailable
-                | ErrorClass::RateLimited
-                | ErrorClass::AzureRateLimited
-                | ErrorClass::AzureUnavailable
-                | ErrorClass::AzureTimeout
-                | ErrorClass::AzureUnreachable
-                | ErrorClass::AlreadyExists
-                | ErrorClass::InUse
-                | ErrorClass::UnexpectedResponse
-        )
+        matches!(self.reason().kind(), Kind::Transient)
     }
 }
 
