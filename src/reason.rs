@@ -87,8 +87,6 @@ reasons! {
     InUse => "InUse", Transient;
     UnexpectedResponse => "UnexpectedResponse", Transient;
     KubernetesApiError => "KubernetesApiError", Transient;
-    /// A state the operator does not expect; retried.
-    InternalError => "InternalError", Transient;
     /// The deletion waits for the endpoint's users to go (or the force-delete annotation).
     DeletionBlocked => "DeletionBlocked", Transient;
 

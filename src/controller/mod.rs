@@ -1,7 +1,7 @@
 //! The controller: watches wiring, shared context, and the retry policy.
 //!
 //! * [`desired`], [`plan`] and [`conditions`] are pure and carry most of the logic;
-//! * [`reconcile`] drives one object through observe → plan → act → report;
+//! * [`reconcile`] drives one object through observe → decide → act → status → Event;
 //! * [`connection`] resolves and caches Elasticsearch clients;
 //! * this module wires the kube `Controller`: the InferenceEndpoint watch (status-only changes
 //!   filtered out), a metadata-only Secret watch mapped to the objects that reference each Secret,

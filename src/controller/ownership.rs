@@ -43,10 +43,20 @@ impl Record {
         }
     }
 
+    /// Whether the status records `inference_id`, in whatever cluster.
+    pub fn names(&self, inference_id: &str) -> bool {
+        self.inference_id.as_deref() == Some(inference_id)
+    }
+
+    /// The cluster recorded for the endpoint this object owns (none without a recorded id).
+    pub fn recorded_cluster(&self) -> Option<&str> {
+        self.inference_id.as_ref().and(self.cluster_uuid.as_deref())
+    }
+
     /// Whether this object manages `inference_id` in cluster `cluster_uuid`. A recorded id
     /// without a recorded cluster counts in any cluster (the conservative reading).
     pub fn owns(&self, inference_id: &str, cluster_uuid: &str) -> bool {
-        self.inference_id.as_deref() == Some(inference_id)
+        self.names(inference_id)
             && self
                 .cluster_uuid
                 .as_deref()

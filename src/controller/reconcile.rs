@@ -1,5 +1,7 @@
-//! The reconcile driver: observe (Secrets, Elasticsearch GET) → plan (pure) → act (one
-//! Elasticsearch call) → status (one patch, only if it changed) → Event (only on a transition).
+//! The reconcile, in phases: `observe` (Secrets, connection, Elasticsearch GET, the ownership
+//! index) → `decide` (pure: ownership, [`plan`], and the wording of the outcome) → `act` (the
+//! Elasticsearch calls the plan names) → status (built from what was applied, one patch, only if
+//! it changed) → Event (only on a transition). [`apply`] drives them.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,24 +23,31 @@ use crate::api::{
 use crate::controller::conditions::{self, Applied, Failure, Outcome, Reason};
 use crate::controller::connection::{insecure_transport, Connection};
 use crate::controller::decode::{Decoded, Undecodable};
-use crate::controller::desired::{check_supported, desired};
+use crate::controller::desired::{check_supported, desired, Desired};
 use crate::controller::ownership::{self, Claimant, Record};
-use crate::controller::plan::{chunking_reset_outcome, describe, plan, Plan, PlanInput};
+use crate::controller::plan::{
+    chunking_reset_outcome, plan, unused_before_recreate, Change, Plan, PlanInput,
+};
 use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::{
-    update_body, DeleteOptions, DeleteOutcome, Endpoint, EndpointConfig, EsError, ServiceSecret,
+    update_body, DeleteOptions, DeleteOutcome, Difference, Endpoint, EndpointConfig, EsError,
+    ServiceSecret,
 };
 use crate::metrics::EsOperation;
 use crate::secrets::fingerprint;
 
-/// Bring Elasticsearch in line with the object, then report.
+/// Bring Elasticsearch in line with the object, then report: the driver of the phases
+/// observe → decide → act (`reconcile_endpoint`) → status → Event (`report`).
 pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let previous = iep.status.clone().unwrap_or_default();
-    let mut status = previous.clone();
-    let outcome = match converge(&iep, &ctx, &mut status).await {
-        Ok(applied) => Outcome::from(&keep_steady_state_wording(&previous, applied)),
-        Err(failure) => Outcome::from(failure),
+    let (status, outcome) = match reconcile_endpoint(&iep, &ctx, &previous).await {
+        Ok(applied) => (
+            recorded_status(&previous, &applied.applied),
+            Outcome::from(&keep_steady_state_wording(&previous, applied)),
+        ),
+        // A failure changes nothing the status records about the endpoint.
+        Err(failure) => (previous.clone(), Outcome::from(failure)),
     };
     let insecure = insecure_transport(&iep);
     report(
@@ -54,6 +63,26 @@ pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
     ctx.metrics
         .reconciled(outcome.state().into(), started.elapsed());
     Ok(ctx.next_action(iep.as_ref(), &outcome))
+}
+
+/// Observe, decide, act: what was applied, or why not.
+async fn reconcile_endpoint(
+    iep: &InferenceEndpoint,
+    ctx: &Context,
+    previous: &InferenceEndpointStatus,
+) -> Result<Applied<Recorded>, Failure> {
+    let desired = desired(iep)?;
+    let observed = observe(iep, ctx, &desired, previous).await?;
+    let plan = decide(iep, &desired.config, &observed, previous);
+    debug!(inference_id = desired.config.inference_id, ?plan, "planned");
+    act(
+        ctx,
+        &desired.config,
+        &observed,
+        plan,
+        chunking_reset_seen(previous),
+    )
+    .await
 }
 
 /// The object is being deleted: remove the endpoint under policy `Delete`.
@@ -176,33 +205,41 @@ async fn release(object: &Decoded, ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
-/// The whole apply path; `Err` is a failure outcome, already classified.
-async fn converge(
+/// What a reconcile reads before deciding.
+struct Observed {
+    /// The connection, and through it the cluster's identity and version.
+    connection: Arc<Connection>,
+    /// The service credential and its fingerprint.
+    secret: ServiceSecret,
+    fingerprint: String,
+    /// What Elasticsearch holds under the id (`None`: GET answered 404).
+    endpoint: Option<Endpoint>,
+    /// Another object (`namespace/name`) that manages the id in this cluster, from the
+    /// ownership facts of every watched scope.
+    claimed_by: Option<String>,
+}
+
+/// Read the service credential, connect, and GET the endpoint. What the cluster's version
+/// cannot hold is refused before any endpoint request.
+async fn observe(
     iep: &InferenceEndpoint,
     ctx: &Context,
-    status: &mut InferenceEndpointStatus,
-) -> Result<Applied, Failure> {
-    let desired = desired(iep)?;
+    desired: &Desired,
+    previous: &InferenceEndpointStatus,
+) -> Result<Observed, Failure> {
     let namespace = iep.namespace().unwrap_or_default();
-    let secrets = ctx.secrets(&namespace);
     let source = &desired.credential;
     // The service credential and the connection's Secrets are independent reads.
+    let secrets = ctx.secrets(&namespace);
     let (credential, connection) = tokio::join!(
         secrets.key(&source.secret.name, &source.secret.key),
         ctx.connections.connect(iep, &namespace, &ctx.client),
     );
     let credential = credential.map_err(|e| outcomes::from_secret(&e))?;
     let mut connection = connection?;
-    let uid = iep.uid().unwrap_or_default();
-    let current_fingerprint = fingerprint(&uid, source.field, &credential);
-    let secret = ServiceSecret::new(source.field, credential);
-
-    let config = &desired.config;
-    let id = config.inference_id.as_str();
-    // What the cluster's version cannot hold is refused before any endpoint request.
-    check_supported(&desired, &connection.info.version)?;
-    let mut observed = get(ctx, &connection, config).await?;
-    if observed.is_none() && status.inference_id.as_deref() == Some(id) {
+    check_supported(desired, &connection.info.version)?;
+    let mut endpoint = get(ctx, &connection, &desired.config).await?;
+    if endpoint.is_none() && Record::of(Some(previous)).names(&desired.config.inference_id) {
         // Our endpoint is gone. Before recreating it, make sure the same cluster still answers
         // at this address (a rebuilt cluster is reported, not silently written to): the
         // cached connection read the cluster's identity when it was built.
@@ -211,201 +248,196 @@ async fn converge(
             .connections
             .connect(iep, &namespace, &ctx.client)
             .await?;
-        check_supported(&desired, &connection.info.version)?;
-        observed = get(ctx, &connection, config).await?;
+        check_supported(desired, &connection.info.version)?;
+        endpoint = get(ctx, &connection, &desired.config).await?;
     }
+    let uid = iep.uid().unwrap_or_default();
     ctx.connections.remember(&uid, &connection);
-    let es = &connection.client;
-    let version = connection.info.version;
-    let cluster_uuid = connection.info.cluster_uuid.as_str();
-    let recorded_cluster = status.cluster.as_ref().map(|c| c.uuid.clone());
-
-    let on_es_error = |e: EsError| es_failure(ctx, &connection, &e);
-    // Ownership is per cluster: an endpoint recorded in another cluster is not ours here. Other
-    // claims come from every watched scope, not only this object's namespace.
+    let id = &desired.config.inference_id;
     let me = Claimant::of(iep);
-    let owned = Record::of(Some(status)).owns(id, cluster_uuid);
-    let claimed_by = ownership::claimed_by(&me, &ctx.ownership.claimants(id), cluster_uuid);
-    let accepted_cluster = iep
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ACCEPT_CLUSTER_ANNOTATION))
-        .map(String::as_str);
-    let chunking_reset_seen = conditions::ready(&status.conditions)
-        .and_then(|c| Reason::parse(&c.reason))
-        == Some(Reason::ChunkingReset);
-    let planned = plan(&PlanInput {
-        desired: config,
-        observed: observed.as_ref(),
+    let claimed_by = ownership::claimed_by(
+        &me,
+        &ctx.ownership.claimants(id),
+        &connection.info.cluster_uuid,
+    );
+    Ok(Observed {
+        fingerprint: fingerprint(&uid, source.field, &credential),
+        secret: ServiceSecret::new(source.field, credential),
+        connection,
+        endpoint,
+        claimed_by,
+    })
+}
+
+/// The pure decision: ownership (per cluster: an endpoint recorded in another cluster is not
+/// ours here), then the plan and the wording of its success.
+fn decide<'e>(
+    iep: &InferenceEndpoint,
+    desired: &EndpointConfig,
+    observed: &'e Observed,
+    previous: &InferenceEndpointStatus,
+) -> Plan<'e> {
+    let info = &observed.connection.info;
+    let record = Record::of(Some(previous));
+    let owned = record.owns(&desired.inference_id, &info.cluster_uuid);
+    plan(&PlanInput {
+        desired,
+        observed: observed.endpoint.as_ref(),
         owned,
-        fingerprint: &current_fingerprint,
-        applied_fingerprint: if owned {
-            status.credential_fingerprint.as_deref()
-        } else {
-            None
-        },
-        version: &version,
+        fingerprint: &observed.fingerprint,
+        applied_fingerprint: previous.credential_fingerprint.as_deref().filter(|_| owned),
+        version: &info.version,
         adopt: iep.annotated(ADOPT_ANNOTATION, "true"),
         recreate: iep.spec.update_policy == UpdatePolicy::Recreate,
-        claimed_by: claimed_by.as_deref(),
-        cluster_uuid,
-        recorded_cluster_uuid: status
-            .inference_id
+        claimed_by: observed.claimed_by.as_deref(),
+        cluster_uuid: &info.cluster_uuid,
+        recorded_cluster_uuid: record.recorded_cluster(),
+        accepted_cluster_uuid: iep
+            .metadata
+            .annotations
             .as_ref()
-            .and(recorded_cluster.as_deref()),
-        accepted_cluster_uuid: accepted_cluster,
-        chunking_reset_seen,
-    });
-    debug!(inference_id = id, plan = ?planned, "planned");
+            .and_then(|a| a.get(ACCEPT_CLUSTER_ANNOTATION))
+            .map(String::as_str),
+        chunking_reset_seen: chunking_reset_seen(previous),
+        cluster_name: &info.cluster_name,
+        credential_recorded: previous.credential_fingerprint.is_some(),
+    })
+}
 
-    let cluster = format!("cluster {} ({version})", connection.info.cluster_name);
-    let (endpoint, outcome) = match planned {
-        Plan::Create => {
-            let created = timed(
-                ctx,
-                EsOperation::Create,
-                es.create_endpoint(config, &secret, &version),
-            )
-            .await
-            .map_err(on_es_error)?;
-            info!(inference_id = id, "created inference endpoint");
-            let reason = if owned {
-                Reason::Recreated
-            } else {
-                Reason::Created
-            };
-            let message = if owned {
-                format!("inference endpoint {id} was missing from {cluster} and has been recreated")
-            } else {
-                format!("created inference endpoint {id} in {cluster}")
-            };
-            (created, Applied::new(reason, message))
-        }
-        // Whether or not the planner asked to record the credential, recording the current
-        // fingerprint below is right: it equals the applied one, or is being adopted.
-        Plan::Nothing => {
-            let Some(observed) = observed else {
-                return Err(Failure::new(
-                    Reason::InternalError,
-                    "planner found nothing to do for an absent endpoint",
-                ));
-            };
-            (
-                observed,
-                Applied::new(
-                    Reason::InSync,
-                    format!("inference endpoint {id} in {cluster} matches the spec"),
-                ),
-            )
-        }
-        Plan::PushCredential => {
-            let updated = update(ctx, &connection, config, &secret, observed.as_ref()).await?;
-            let (reason, message) = if status.credential_fingerprint.is_some() {
-                (
-                    Reason::CredentialsRotated,
-                    format!("applied the rotated credential to inference endpoint {id}"),
-                )
-            } else {
-                (Reason::Adopted, format!("inference endpoint {id} in {cluster} matches the spec and now uses the referenced credential"))
-            };
-            info!(
-                inference_id = id,
-                %reason, "updated inference endpoint credential"
-            );
-            let outcome = Applied::new(reason, message);
-            let reset = chunking_reset_outcome(
-                config,
-                observed.as_ref(),
-                &updated,
-                &version,
-                chunking_reset_seen,
-            );
-            (updated, reset.unwrap_or(outcome))
-        }
-        Plan::Update { differences } => {
-            let updated = update(ctx, &connection, config, &secret, observed.as_ref()).await?;
-            info!(inference_id = id, "updated inference endpoint settings");
-            let outcome = Applied::new(
-                Reason::Updated,
-                format!(
-                    "updated inference endpoint {id}: {}",
-                    describe(&differences)
-                ),
-            );
-            let reset = chunking_reset_outcome(
-                config,
-                observed.as_ref(),
-                &updated,
-                &version,
-                chunking_reset_seen,
-            );
-            (updated, reset.unwrap_or(outcome))
-        }
-        Plan::Recreate { differences } => {
-            let in_use = timed(
-                ctx,
-                EsOperation::Delete,
-                es.delete_endpoint(
-                    config.task_type,
-                    id,
-                    DeleteOptions {
-                        dry_run: true,
-                        force: false,
-                    },
-                ),
-            )
-            .await
-            .map_err(on_es_error)?;
-            if let DeleteOutcome::Done(report) = &in_use {
-                if !report.pipelines.is_empty() || !report.indexes.is_empty() {
-                    return Err(Failure::new(
-                        Reason::RecreateBlocked,
-                        format!(
-                            "inference endpoint {id} must be recreated to apply {}, but Elasticsearch reports it is used by pipelines {:?} and indexes {:?}; \
-                             nothing was changed. Move those users to a new endpoint, or remove them",
-                            describe(&differences), report.pipelines, report.indexes
-                        ),
-                    ));
-                }
-            }
-            timed(
-                ctx,
-                EsOperation::Delete,
-                es.delete_endpoint(config.task_type, id, DeleteOptions::default()),
-            )
-            .await
-            .map_err(on_es_error)?;
-            let created = timed(
-                ctx,
-                EsOperation::Create,
-                es.create_endpoint(config, &secret, &version),
-            )
-            .await
-            .map_err(on_es_error)?;
+/// The object last reported `ChunkingReset` (see [`chunking_reset_outcome`]).
+fn chunking_reset_seen(previous: &InferenceEndpointStatus) -> bool {
+    conditions::ready(&previous.conditions).and_then(|c| Reason::parse(&c.reason))
+        == Some(Reason::ChunkingReset)
+}
+
+/// Make the Elasticsearch calls the plan names; what was applied, for the status.
+async fn act(
+    ctx: &Context,
+    config: &EndpointConfig,
+    observed: &Observed,
+    plan: Plan<'_>,
+    chunking_reset_seen: bool,
+) -> Result<Applied<Recorded>, Failure> {
+    let connection = &observed.connection;
+    let version = &connection.info.version;
+    let id = config.inference_id.as_str();
+    let (endpoint, done) = match plan {
+        Plan::Blocked(failure) => return Err(failure),
+        Plan::Create(done) => (
+            create(ctx, connection, config, &observed.secret).await?,
+            done,
+        ),
+        Plan::Change {
+            endpoint,
+            change: Change::Nothing,
+            done,
+        } => (endpoint.clone(), done),
+        Plan::Change {
+            change: Change::Recreate { differences },
+            done,
+            ..
+        } => {
+            delete_unused(ctx, connection, config, &differences).await?;
+            let created = create(ctx, connection, config, &observed.secret).await?;
             info!(inference_id = id, "recreated inference endpoint");
-            (
-                created,
-                Applied::new(
-                    Reason::Recreated,
-                    format!(
-                        "recreated inference endpoint {id} to apply {}",
-                        describe(&differences)
-                    ),
-                ),
-            )
+            (created, done)
         }
-        Plan::Blocked(outcome) => return Err(outcome),
+        Plan::Change { endpoint, done, .. } => {
+            let updated = update(ctx, connection, config, &observed.secret, Some(endpoint)).await?;
+            info!(inference_id = id, reason = %done.reason, "updated inference endpoint");
+            let reset = chunking_reset_outcome(
+                config,
+                Some(endpoint),
+                &updated,
+                version,
+                chunking_reset_seen,
+            );
+            (updated, reset.unwrap_or(done))
+        }
     };
-    status.cluster = Some(ClusterStatus {
-        uuid: connection.info.cluster_uuid.clone(),
-        name: connection.info.cluster_name.clone(),
-        version: version.to_string(),
-    });
-    status.inference_id = Some(id.to_owned());
-    status.endpoint = Some(endpoint_status(&endpoint));
-    status.credential_fingerprint = Some(current_fingerprint);
-    Ok(outcome)
+    Ok(done.with(Recorded {
+        cluster: ClusterStatus {
+            uuid: connection.info.cluster_uuid.clone(),
+            name: connection.info.cluster_name.clone(),
+            version: version.to_string(),
+        },
+        inference_id: id.to_owned(),
+        endpoint: endpoint_status(&endpoint),
+        credential_fingerprint: observed.fingerprint.clone(),
+    }))
+}
+
+/// What the status records of the endpoint a reconcile applied.
+#[derive(Clone, Debug, PartialEq)]
+struct Recorded {
+    cluster: ClusterStatus,
+    inference_id: String,
+    endpoint: EndpointStatus,
+    credential_fingerprint: String,
+}
+
+/// `previous` with what was applied.
+fn recorded_status(
+    previous: &InferenceEndpointStatus,
+    recorded: &Recorded,
+) -> InferenceEndpointStatus {
+    InferenceEndpointStatus {
+        cluster: Some(recorded.cluster.clone()),
+        inference_id: Some(recorded.inference_id.clone()),
+        endpoint: Some(recorded.endpoint.clone()),
+        credential_fingerprint: Some(recorded.credential_fingerprint.clone()),
+        ..previous.clone()
+    }
+}
+
+/// `PUT` the endpoint.
+async fn create(
+    ctx: &Context,
+    connection: &Connection,
+    config: &EndpointConfig,
+    secret: &ServiceSecret,
+) -> Result<Endpoint, Failure> {
+    let version = &connection.info.version;
+    let call = connection.client.create_endpoint(config, secret, version);
+    let created = timed(ctx, EsOperation::Create, call)
+        .await
+        .map_err(|e| es_failure(ctx, connection, &e))?;
+    info!(
+        inference_id = config.inference_id,
+        "created inference endpoint"
+    );
+    Ok(created)
+}
+
+/// Delete the endpoint to recreate it, unless Elasticsearch's dry run reports users.
+async fn delete_unused(
+    ctx: &Context,
+    connection: &Connection,
+    config: &EndpointConfig,
+    differences: &[Difference],
+) -> Result<(), Failure> {
+    let id = config.inference_id.as_str();
+    let es = &connection.client;
+    let on_es_error = |e: EsError| es_failure(ctx, connection, &e);
+    let dry_run = DeleteOptions {
+        dry_run: true,
+        force: false,
+    };
+    let in_use = timed(
+        ctx,
+        EsOperation::Delete,
+        es.delete_endpoint(config.task_type, id, dry_run),
+    )
+    .await
+    .map_err(on_es_error)?;
+    if let DeleteOutcome::Done(report) = &in_use {
+        unused_before_recreate(id, differences, report)?;
+    }
+    let delete = es.delete_endpoint(config.task_type, id, DeleteOptions::default());
+    timed(ctx, EsOperation::Delete, delete)
+        .await
+        .map_err(on_es_error)?;
+    Ok(())
 }
 
 /// Delete the endpoint this object owns, unless the policy retains it. Never forced unless the
@@ -572,7 +604,10 @@ fn endpoint_status(endpoint: &Endpoint) -> EndpointStatus {
 
 /// A periodic re-check that finds nothing to do keeps the reason and message of the last
 /// transition (`Created`, `CredentialsRotated`, ...), so it writes no status and emits no Event.
-fn keep_steady_state_wording(previous: &InferenceEndpointStatus, applied: Applied) -> Applied {
+fn keep_steady_state_wording<T>(
+    previous: &InferenceEndpointStatus,
+    applied: Applied<T>,
+) -> Applied<T> {
     if applied.reason != Reason::InSync {
         return applied;
     }
@@ -583,7 +618,7 @@ fn keep_steady_state_wording(previous: &InferenceEndpointStatus, applied: Applie
                 .filter(|r| r.is_ready())
                 .unwrap_or(applied.reason),
             message: ready.message.clone(),
-            applied: (),
+            applied: applied.applied,
         },
         _ => applied,
     }
