@@ -19,6 +19,7 @@ use kube::Api;
 use crate::controller::conditions::{Failure, Reason};
 use crate::controller::destination::{self, host_of, DestinationPolicy, Refusal};
 use crate::controller::outcomes;
+use crate::controller::DEFAULT_ECK_URL_TEMPLATE;
 use crate::elasticsearch::{Auth, ClusterInfo, ConnectionConfig, EsClient};
 use crate::metrics::{EsOperation, Metrics};
 use crate::secrets::{optional_value, text_value, SecretReader};
@@ -31,18 +32,34 @@ pub struct Connection {
     pub key: String,
 }
 
-/// Settings that shape every connection.
-#[derive(Clone, Debug)]
+/// Settings that shape every connection: part of the command line
+/// ([`crate::controller::Config`]), where their defaults are written.
+#[derive(Clone, Debug, clap::Args)]
 pub struct ConnectionSettings {
+    /// Timeout of Elasticsearch reads and deletes (creates wait for Elasticsearch's own timeout).
+    #[arg(long = "es-request-timeout", env = "ES_REQUEST_TIMEOUT", value_name = "ES_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
-    /// Whether `elasticsearchRef.namespace` may name another namespace.
+    /// Allow `elasticsearchRef.namespace` to name another namespace (the Elasticsearch must
+    /// also consent, with annotation `esinference.io/allowed-namespaces`).
+    #[arg(long, env = "ALLOW_CROSS_NAMESPACE_REFS")]
     pub allow_cross_namespace_refs: bool,
-    /// URL of an ECK cluster's HTTP service, with `{name}` and `{namespace}` placeholders.
+    /// URL of an ECK cluster's HTTP service (placeholders `{name}`, `{namespace}`); change it
+    /// for a non-default cluster domain or when running outside the cluster.
+    #[arg(long, env = "ECK_URL_TEMPLATE", default_value = DEFAULT_ECK_URL_TEMPLATE)]
     pub eck_url_template: String,
-    /// Whether Secrets an object names must carry the opt-in label (`--require-secret-opt-in`).
+    /// Read a Secret an InferenceEndpoint names only when it carries the label
+    /// `esinference.io/credentials=true`; `false` reads any Secret of the object's namespace
+    /// (see docs/security.md before turning it off).
+    #[arg(long, env = "REQUIRE_SECRET_OPT_IN", default_value_t = true, action = clap::ArgAction::Set)]
     pub require_secret_opt_in: bool,
-    /// Where `spec.elasticsearch.url` may point (`--es-allow`, `--es-deny`, `--eck-only`).
+    #[command(flatten)]
     pub destinations: DestinationPolicy,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        crate::controller::defaults()
+    }
 }
 
 /// Cached connections, keyed by a hash of everything that identifies one (URL, credentials,

@@ -51,42 +51,61 @@ pub const DEFAULT_ECK_URL_TEMPLATE: &str = "https://{name}-es-http.{namespace}.s
 /// Field manager for status writes and the Event reporter name.
 pub const FIELD_MANAGER: &str = "inference-operator";
 
-/// Runtime settings (from the command line).
-#[derive(Clone, Debug)]
+/// The controller's settings: the command line (`inference-operator run`, each flag with an
+/// environment twin), where every default is written once. [`Config::default`] is those
+/// defaults, the environment left out.
+#[derive(Clone, Debug, clap::Args)]
 pub struct Config {
-    /// Watch these namespaces, or all when empty.
+    /// Watch only these namespaces, comma-separated (default: all namespaces).
+    #[arg(
+        long = "namespace",
+        env = "WATCH_NAMESPACE",
+        value_delimiter = ',',
+        value_name = "NAMESPACE"
+    )]
     pub namespaces: Vec<String>,
-    /// How often a Ready endpoint is re-checked against Elasticsearch.
+    /// How often Ready endpoints are re-checked against Elasticsearch.
+    #[arg(long, env = "RECHECK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub recheck_interval: Duration,
-    /// First retry delay after a transient failure; doubles per failure.
+    /// First retry delay after a transient failure; it doubles per failure.
+    #[arg(long, env = "BACKOFF_INITIAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub backoff_initial: Duration,
-    /// Longest retry delay.
+    /// Longest retry delay after transient failures.
+    #[arg(long, env = "BACKOFF_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
     pub backoff_max: Duration,
     /// Objects reconciled in parallel.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
-    /// Timeout of each Kubernetes call made inside a reconcile.
+    /// Timeout of each Kubernetes call made inside a reconcile (not a flag).
+    #[arg(skip = Duration::from_secs(15))]
     pub kube_timeout: Duration,
+    #[command(flatten)]
     pub connection: ConnectionSettings,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            namespaces: Vec::new(),
-            recheck_interval: Duration::from_secs(300),
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
-            concurrency: 32,
-            kube_timeout: Duration::from_secs(15),
-            connection: ConnectionSettings {
-                request_timeout: Duration::from_secs(30),
-                allow_cross_namespace_refs: false,
-                eck_url_template: DEFAULT_ECK_URL_TEMPLATE.to_owned(),
-                require_secret_opt_in: true,
-                destinations: destination::DestinationPolicy::default(),
-            },
-        }
+        defaults()
     }
+}
+
+impl Config {
+    /// An empty `WATCH_NAMESPACE` (or `--namespace ''`) means all namespaces.
+    pub fn normalized(mut self) -> Self {
+        self.namespaces.retain(|n| !n.is_empty());
+        self
+    }
+}
+
+/// The defaults of a part of the command line: parsed from no arguments, with the environment
+/// twins switched off so that a variable set in the environment (a test's, a shell's) cannot
+/// leak in.
+pub fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None));
+    command
+        .try_get_matches_from(["defaults"])
+        .and_then(|matches| T::from_arg_matches(&matches))
+        .expect("the command line's defaults parse")
 }
 
 /// Failures that escape a reconcile (domain failures are reported on the object instead).
@@ -482,5 +501,56 @@ mod tests {
         let mut d = a.clone();
         d.metadata.generation = Some(2);
         assert_ne!(relevant_change(&a), relevant_change(&d));
+    }
+
+    #[test]
+    fn the_defaults_are_the_command_lines() {
+        let config = Config::default();
+        assert!(config.namespaces.is_empty());
+        assert_eq!(config.recheck_interval, Duration::from_secs(300));
+        assert_eq!(config.backoff_initial, Duration::from_secs(1));
+        assert_eq!(config.backoff_max, Duration::from_secs(300));
+        assert_eq!(config.concurrency, 32);
+        assert_eq!(config.kube_timeout, Duration::from_secs(15));
+        let connection = &config.connection;
+        assert_eq!(connection.request_timeout, Duration::from_secs(30));
+        assert!(!connection.allow_cross_namespace_refs);
+        assert_eq!(connection.eck_url_template, DEFAULT_ECK_URL_TEMPLATE);
+        assert!(connection.require_secret_opt_in);
+        let destinations = &connection.destinations;
+        assert!(destinations.allow.is_empty() && !destinations.eck_only);
+        assert_eq!(
+            destinations.deny,
+            destination::parse_rules(destination::DEFAULT_DENY).unwrap()
+        );
+    }
+
+    #[test]
+    fn flags_fill_the_same_struct() {
+        use clap::{Args, FromArgMatches};
+        let command = Config::augment_args(clap::Command::new("run")).mut_args(|a| a.env(None));
+        let matches = command
+            .try_get_matches_from([
+                "run",
+                "--namespace",
+                "a,b",
+                "--require-secret-opt-in",
+                "false",
+                "--es-deny",
+                "10.0.0.0/8,*.internal",
+                "--es-request-timeout",
+                "5s",
+            ])
+            .unwrap();
+        let config = Config::from_arg_matches(&matches).unwrap().normalized();
+        assert_eq!(config.namespaces, ["a", "b"]);
+        assert!(!config.connection.require_secret_opt_in);
+        assert_eq!(config.connection.destinations.deny.len(), 2);
+        assert_eq!(config.connection.request_timeout, Duration::from_secs(5));
+        let empty = Config {
+            namespaces: vec![String::new()],
+            ..Config::default()
+        };
+        assert!(empty.normalized().namespaces.is_empty(), "'' means all");
     }
 }
