@@ -29,13 +29,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn, Instrument};
 
-use crate::api::{InferenceEndpoint, FINALIZER};
+use crate::api::FINALIZER;
 use crate::controller::conditions::{Outcome, State};
 use crate::controller::connection::{ConnectionSettings, Connections};
 use crate::controller::decode::Decoded;
@@ -115,13 +114,6 @@ pub enum Error {
     Kube(#[source] kube::Error),
     #[error("Kubernetes API call timed out: {0}")]
     KubeTimeout(&'static str),
-    #[error("deletion blocked: {reason}")]
-    CleanupBlocked {
-        reason: crate::reason::Reason,
-        retry_after: Duration,
-    },
-    #[error(transparent)]
-    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 /// Shared state of all reconciles.
@@ -216,7 +208,8 @@ fn jitter(delay: Duration) -> Duration {
 }
 
 /// Reconcile entry point: an object that does not match the types is reported (and let go
-/// when deleted); any other goes through finalizer bookkeeping, then apply or cleanup.
+/// when deleted); any other is held by the finalizer first, then applied, and cleaned up when
+/// deleted (the finalizer goes only once the cleanup is done; a blocked one requeues itself).
 async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let span = tracing::info_span!(
         "reconcile",
@@ -232,30 +225,21 @@ async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Er
                 .await
         }
     };
-    let api: Api<InferenceEndpoint> =
-        Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
-    finalizer(&api, FINALIZER, iep, |event| async {
-        match event {
-            FinalizerEvent::Apply(iep) => reconcile::apply(iep, ctx.clone()).await,
-            FinalizerEvent::Cleanup(iep) => reconcile::cleanup(iep, ctx.clone()).await,
-        }
-    })
-    .instrument(span)
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    let held = iep.finalizers().iter().any(|f| f == FINALIZER);
+    let deleting = iep.meta().deletion_timestamp.is_some();
+    match (deleting, held) {
+        (false, false) => reconcile::hold(&iep, &ctx).instrument(span).await,
+        (false, true) => reconcile::apply(iep, ctx).instrument(span).await,
+        (true, true) => reconcile::cleanup(iep, ctx).instrument(span).await,
+        // Deleted before it was ever held: nothing was created.
+        (true, false) => Ok(Action::await_change()),
+    }
 }
 
 fn error_policy(iep: Arc<Decoded>, error: &Error, ctx: Arc<Context>) -> Action {
-    use kube::runtime::finalizer::Error as F;
     ctx.metrics
         .reconciled(ReconcileResult::Error, Duration::ZERO);
-    let retry = match error {
-        Error::Finalizer(inner) => match inner.as_ref() {
-            F::CleanupFailed(Error::CleanupBlocked { retry_after, .. }) => *retry_after,
-            _ => ctx.backoff_delay(iep.as_ref()),
-        },
-        _ => ctx.backoff_delay(iep.as_ref()),
-    };
+    let retry = ctx.backoff_delay(iep.as_ref());
     warn!(name = %iep.name_any(), namespace = %iep.namespace().unwrap_or_default(), %error, ?retry, "reconcile failed");
     Action::requeue(retry)
 }
@@ -458,6 +442,7 @@ pub fn readiness_counts(store: &Store<Decoded>) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::InferenceEndpoint;
     use serde_json::json;
 
     fn iep(name: &str, namespace: &str, spec: serde_json::Value) -> InferenceEndpoint {

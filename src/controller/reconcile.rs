@@ -88,36 +88,46 @@ async fn reconcile_endpoint(
 /// The object is being deleted: remove the endpoint under policy `Delete`.
 pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let previous = iep.status.clone().unwrap_or_default();
     let outcome = match remove(&iep, &ctx).await {
         Ok(applied) => Outcome::from(&applied),
         Err(failure) => Outcome::from(failure),
     };
-    ctx.metrics
-        .reconciled(outcome.state().into(), started.elapsed());
-    if outcome.is_ready() {
+    let action = if outcome.is_ready() {
+        release(iep.as_ref(), &ctx).await?;
         ctx.forget(iep.as_ref());
         ctx.connections
             .forget_remembered(&iep.uid().unwrap_or_default());
         publish(&ctx, iep.as_ref(), &outcome, "Delete");
-        return Ok(Action::await_change());
-    }
-    // Keep the finalizer, say why on the object, and retry with backoff: deletion is not
-    // something a change of the object can unblock, so even "permanent" refusals are re-checked.
-    report(
-        iep.as_ref(),
-        &ctx,
-        previous.clone(),
-        previous,
-        &outcome,
-        insecure_transport(&iep),
-        "Delete",
-    )
-    .await?;
-    Err(Error::CleanupBlocked {
-        reason: outcome.reason,
-        retry_after: ctx.backoff_delay(iep.as_ref()),
-    })
+        Action::await_change()
+    } else {
+        // Keep the finalizer, say why on the object, and retry with backoff: deletion is not
+        // something a change of the object can unblock, so even "permanent" refusals are
+        // re-checked. Not an error: the reconcile did its work, Elasticsearch said no.
+        let previous = iep.status.clone().unwrap_or_default();
+        report(
+            iep.as_ref(),
+            &ctx,
+            previous.clone(),
+            previous,
+            &outcome,
+            insecure_transport(&iep),
+            "Delete",
+        )
+        .await?;
+        Action::requeue(ctx.backoff_delay(iep.as_ref()))
+    };
+    ctx.metrics
+        .reconciled(outcome.state().into(), started.elapsed());
+    Ok(action)
+}
+
+/// Add this operator's finalizer before anything is created in Elasticsearch; the change of
+/// the object brings it back for the apply.
+pub async fn hold(iep: &InferenceEndpoint, ctx: &Context) -> Result<Action, Error> {
+    let mut finalizers = iep.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_owned());
+    patch_finalizers(iep, ctx, &finalizers, "add finalizer").await?;
+    Ok(Action::await_change())
 }
 
 /// An object whose spec does not match the types (stored under a looser schema): say which
@@ -180,15 +190,29 @@ fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Failure {
     Failure::new(Reason::InvalidSpec, message)
 }
 
-/// Remove this operator's finalizer (if present), guarded by the resourceVersion read.
-async fn release(object: &Decoded, ctx: &Context) -> Result<(), Error> {
+/// Remove this operator's finalizer (if present).
+async fn release(object: &impl Resource, ctx: &Context) -> Result<(), Error> {
     let finalizers = object.finalizers();
     if !finalizers.iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
-    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
-    let patch =
-        json!({"metadata": {"finalizers": rest, "resourceVersion": object.resource_version()}});
+    let rest: Vec<String> = finalizers
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    patch_finalizers(object, ctx, &rest, "remove finalizer").await
+}
+
+/// Set the finalizers, guarded by the resourceVersion read: a concurrent change (another
+/// controller's finalizer) fails the patch instead of being overwritten, and is retried.
+async fn patch_finalizers(
+    object: &impl Resource,
+    ctx: &Context,
+    finalizers: &[String],
+    what: &'static str,
+) -> Result<(), Error> {
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
     let api: Api<Decoded> =
         Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
     tokio::time::timeout(
@@ -200,7 +224,7 @@ async fn release(object: &Decoded, ctx: &Context) -> Result<(), Error> {
         ),
     )
     .await
-    .map_err(|_| Error::KubeTimeout("remove finalizer"))?
+    .map_err(|_| Error::KubeTimeout(what))?
     .map_err(Error::Kube)?;
     Ok(())
 }
