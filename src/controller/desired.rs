@@ -6,7 +6,8 @@ use serde_json::{json, Map, Value};
 use crate::api::{AzureOpenAi, ChunkingSettings, InferenceEndpoint, SecretKeyRef};
 use crate::controller::conditions::{Failure, Reason};
 use crate::elasticsearch::body::unsupported_features;
-use crate::elasticsearch::{EndpointConfig, EsVersion, TaskType};
+use crate::elasticsearch::EsVersion;
+use crate::endpoint::{EndpointConfig, TaskType};
 
 /// The endpoint configuration (without secrets) plus where its credential comes from.
 #[derive(Clone, Debug, PartialEq)]

@@ -20,7 +20,8 @@ use serde_json::{Map, Value};
 
 use crate::controller::conditions::{Applied, Failure, Reason};
 use crate::elasticsearch::normalize::{compare, default_chunking, legacy_chunking, Difference};
-use crate::elasticsearch::{DeleteResponse, Endpoint, EndpointConfig, EsVersion};
+use crate::elasticsearch::{DeleteResponse, Endpoint, EsVersion};
+use crate::endpoint::EndpointConfig;
 
 /// What the planner needs to know (`'e`: the observed endpoint, which the plan refers to).
 pub struct PlanInput<'a, 'e> {
@@ -355,7 +356,7 @@ pub fn describe(differences: &[Difference]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elasticsearch::TaskType;
+    use crate::endpoint::TaskType;
     use serde_json::{json, Map, Value};
 
     fn map(v: Value) -> Map<String, Value> {

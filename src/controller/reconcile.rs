@@ -30,9 +30,9 @@ use crate::controller::plan::{
 };
 use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::{
-    update_body, DeleteOptions, DeleteOutcome, Difference, Endpoint, EndpointConfig, EsError,
-    ServiceSecret,
+    update_body, DeleteOptions, DeleteOutcome, Difference, Endpoint, EsError,
 };
+use crate::endpoint::{EndpointConfig, ServiceSecret};
 use crate::metrics::EsOperation;
 use crate::secrets::fingerprint;
 
