@@ -10,6 +10,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::metrics::ReconcileResult;
 pub use crate::reason::{Kind, Reason};
 
 /// The operator's one message bound (Events' 1 KiB `note` limit), shared with the Elasticsearch
@@ -101,6 +102,17 @@ pub enum State {
     Transient,
     /// Not ready; waits for a change of the object or of a referenced Secret.
     Permanent,
+}
+
+/// Metrics know results, not the controller's types.
+impl From<State> for ReconcileResult {
+    fn from(state: State) -> Self {
+        match state {
+            State::Ready => ReconcileResult::Ready,
+            State::Transient => ReconcileResult::Transient,
+            State::Permanent => ReconcileResult::Permanent,
+        }
+    }
 }
 
 impl<T> From<&Applied<T>> for Outcome {
