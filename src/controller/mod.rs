@@ -12,6 +12,7 @@ pub mod connection;
 pub mod decode;
 pub mod desired;
 pub mod destination;
+pub mod identity;
 pub mod outcomes;
 pub mod ownership;
 pub mod plan;
@@ -38,6 +39,7 @@ use crate::api::FINALIZER;
 use crate::controller::conditions::{Outcome, State};
 use crate::controller::connection::{ConnectionSettings, Connections};
 use crate::controller::decode::Decoded;
+use crate::controller::identity::Identity;
 use crate::controller::ownership::OwnershipIndex;
 use crate::controller::secret_index::{SecretIndex, SecretRouter};
 use crate::http::Health;
@@ -114,6 +116,8 @@ pub enum Error {
     Kube(#[source] kube::Error),
     #[error("Kubernetes API call timed out: {0}")]
     KubeTimeout(&'static str),
+    #[error(transparent)]
+    Unidentified(#[from] identity::Unidentified),
 }
 
 /// Shared state of all reconciles.
@@ -152,20 +156,20 @@ impl Context {
     }
 
     /// What to do after a reconcile that ended in `outcome`.
-    pub fn next_action(&self, iep: &impl Resource, outcome: &Outcome) -> Action {
+    pub fn next_action(&self, who: &Identity, outcome: &Outcome) -> Action {
         match outcome.state() {
             State::Ready => {
-                self.forget(iep);
+                self.forget(who);
                 Action::requeue(jitter(self.config.recheck_interval))
             }
-            State::Transient => Action::requeue(self.backoff_delay(iep)),
+            State::Transient => Action::requeue(self.backoff_delay(who)),
             State::Permanent if outcome.resolves_elsewhere() => {
-                self.forget(iep);
+                self.forget(who);
                 Action::requeue(jitter(self.config.recheck_interval))
             }
             // The Secret watch and the object watch bring it back when something changes.
             State::Permanent => {
-                self.forget(iep);
+                self.forget(who);
                 Action::await_change()
             }
         }
@@ -178,20 +182,18 @@ impl Context {
     }
 
     /// Record one more failure and return how long to wait before the next attempt.
-    pub fn backoff_delay(&self, iep: &impl Resource) -> Duration {
-        let uid = iep.uid().unwrap_or_default();
+    pub fn backoff_delay(&self, who: &Identity) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let count = failures.entry(uid).or_insert(0);
+        let count = failures.entry(who.uid.clone()).or_insert(0);
         *count = count.saturating_add(1);
         backoff(self.config.backoff_initial, self.config.backoff_max, *count)
     }
 
-    pub fn forget(&self, iep: &impl Resource) {
-        let uid = iep.uid().unwrap_or_default();
+    pub fn forget(&self, who: &Identity) {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&uid);
+            .remove(&who.uid);
     }
 }
 
@@ -211,16 +213,17 @@ fn jitter(delay: Duration) -> Duration {
 /// when deleted); any other is held by the finalizer first, then applied, and cleaned up when
 /// deleted (the finalizer goes only once the cleanup is done; a blocked one requeues itself).
 async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let who = Identity::of(object.as_ref())?;
     let span = tracing::info_span!(
         "reconcile",
-        namespace = %object.namespace().unwrap_or_default(),
-        name = %object.name_any(),
+        namespace = %who.namespace,
+        name = %who.name,
         generation = object.meta().generation.unwrap_or_default()
     );
     let iep = match &object.0 {
         Ok(iep) => Arc::new(iep.clone()),
         Err(invalid) => {
-            return reconcile::undecodable(&object, invalid, ctx)
+            return reconcile::undecodable(&object, &who, invalid, ctx)
                 .instrument(span)
                 .await
         }
@@ -228,9 +231,9 @@ async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Er
     let held = iep.finalizers().iter().any(|f| f == FINALIZER);
     let deleting = iep.meta().deletion_timestamp.is_some();
     match (deleting, held) {
-        (false, false) => reconcile::hold(&iep, &ctx).instrument(span).await,
-        (false, true) => reconcile::apply(iep, ctx).instrument(span).await,
-        (true, true) => reconcile::cleanup(iep, ctx).instrument(span).await,
+        (false, false) => reconcile::hold(&iep, &who, &ctx).instrument(span).await,
+        (false, true) => reconcile::apply(iep, &who, ctx).instrument(span).await,
+        (true, true) => reconcile::cleanup(iep, &who, ctx).instrument(span).await,
         // Deleted before it was ever held: nothing was created.
         (true, false) => Ok(Action::await_change()),
     }
@@ -239,8 +242,13 @@ async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Er
 fn error_policy(iep: Arc<Decoded>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconciled(ReconcileResult::Error, Duration::ZERO);
-    let retry = ctx.backoff_delay(iep.as_ref());
-    warn!(name = %iep.name_any(), namespace = %iep.namespace().unwrap_or_default(), %error, ?retry, "reconcile failed");
+    // An object without an identity has been said so (the error); it waits the longest delay.
+    let retry = match Identity::of(iep.as_ref()) {
+        Ok(who) => ctx.backoff_delay(&who),
+        Err(_) => ctx.config.backoff_max,
+    };
+    let object = reflector::ObjectRef::from_obj(iep.as_ref());
+    warn!(%object, %error, ?retry, "reconcile failed");
     Action::requeue(retry)
 }
 
@@ -395,8 +403,11 @@ pub async fn run(
     Controller::for_stream(iep_stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .watches_stream(secret_stream, move |secret| {
-            let namespace = secret.namespace().unwrap_or_default();
-            router.route(&index, &namespace, &secret.name_any())
+            // Secrets are namespaced: the API server gives every one a namespace.
+            match secret.namespace() {
+                Some(namespace) => router.route(&index, &namespace, &secret.name_any()),
+                None => Vec::new(),
+            }
         })
         // Secret events of other scopes that concern objects here (cross-namespace ECK refs).
         .reconcile_on(tokio_stream_of(triggered))

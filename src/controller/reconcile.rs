@@ -24,6 +24,7 @@ use crate::controller::conditions::{self, Applied, Failure, Outcome, Reason};
 use crate::controller::connection::{insecure_transport, Connection};
 use crate::controller::decode::{Decoded, Undecodable};
 use crate::controller::desired::{check_supported, desired, Desired};
+use crate::controller::identity::Identity;
 use crate::controller::ownership::{self, Claimant, Record};
 use crate::controller::plan::{
     chunking_reset_outcome, plan, unused_before_recreate, Change, Plan, PlanInput,
@@ -38,10 +39,14 @@ use crate::secrets::fingerprint;
 
 /// Bring Elasticsearch in line with the object, then report: the driver of the phases
 /// observe → decide → act (`reconcile_endpoint`) → status → Event (`report`).
-pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn apply(
+    iep: Arc<InferenceEndpoint>,
+    who: &Identity,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     let previous = iep.status.clone().unwrap_or_default();
-    let (status, outcome) = match reconcile_endpoint(&iep, &ctx, &previous).await {
+    let (status, outcome) = match reconcile_endpoint(&iep, who, &ctx, &previous).await {
         Ok(applied) => (
             recorded_status(&previous, &applied.applied),
             Outcome::from(&keep_steady_state_wording(&previous, applied)),
@@ -52,6 +57,7 @@ pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
     let insecure = insecure_transport(&iep);
     report(
         iep.as_ref(),
+        who,
         &ctx,
         previous,
         status,
@@ -62,17 +68,18 @@ pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
     .await?;
     ctx.metrics
         .reconciled(outcome.state().into(), started.elapsed());
-    Ok(ctx.next_action(iep.as_ref(), &outcome))
+    Ok(ctx.next_action(who, &outcome))
 }
 
 /// Observe, decide, act: what was applied, or why not.
 async fn reconcile_endpoint(
     iep: &InferenceEndpoint,
+    who: &Identity,
     ctx: &Context,
     previous: &InferenceEndpointStatus,
 ) -> Result<Applied<Recorded>, Failure> {
     let desired = desired(iep)?;
-    let observed = observe(iep, ctx, &desired, previous).await?;
+    let observed = observe(iep, who, ctx, &desired, previous).await?;
     let plan = decide(iep, &desired.config, &observed, previous);
     debug!(inference_id = desired.config.inference_id, ?plan, "planned");
     act(
@@ -86,17 +93,20 @@ async fn reconcile_endpoint(
 }
 
 /// The object is being deleted: remove the endpoint under policy `Delete`.
-pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn cleanup(
+    iep: Arc<InferenceEndpoint>,
+    who: &Identity,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
-    let outcome = match remove(&iep, &ctx).await {
+    let outcome = match remove(&iep, who, &ctx).await {
         Ok(applied) => Outcome::from(&applied),
         Err(failure) => Outcome::from(failure),
     };
     let action = if outcome.is_ready() {
-        release(iep.as_ref(), &ctx).await?;
-        ctx.forget(iep.as_ref());
-        ctx.connections
-            .forget_remembered(&iep.uid().unwrap_or_default());
+        release(iep.as_ref(), who, &ctx).await?;
+        ctx.forget(who);
+        ctx.connections.forget_remembered(&who.uid);
         publish(&ctx, iep.as_ref(), &outcome, "Delete");
         Action::await_change()
     } else {
@@ -106,6 +116,7 @@ pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<A
         let previous = iep.status.clone().unwrap_or_default();
         report(
             iep.as_ref(),
+            who,
             &ctx,
             previous.clone(),
             previous,
@@ -114,7 +125,7 @@ pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<A
             "Delete",
         )
         .await?;
-        Action::requeue(ctx.backoff_delay(iep.as_ref()))
+        Action::requeue(ctx.backoff_delay(who))
     };
     ctx.metrics
         .reconciled(outcome.state().into(), started.elapsed());
@@ -123,10 +134,10 @@ pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<A
 
 /// Add this operator's finalizer before anything is created in Elasticsearch; the change of
 /// the object brings it back for the apply.
-pub async fn hold(iep: &InferenceEndpoint, ctx: &Context) -> Result<Action, Error> {
+pub async fn hold(iep: &InferenceEndpoint, who: &Identity, ctx: &Context) -> Result<Action, Error> {
     let mut finalizers = iep.finalizers().to_vec();
     finalizers.push(FINALIZER.to_owned());
-    patch_finalizers(iep, ctx, &finalizers, "add finalizer").await?;
+    patch_finalizers(iep, who, ctx, &finalizers, "add finalizer").await?;
     Ok(Action::await_change())
 }
 
@@ -136,6 +147,7 @@ pub async fn hold(iep: &InferenceEndpoint, ctx: &Context) -> Result<Action, Erro
 /// created is left in Elasticsearch, and the Event says so.
 pub async fn undecodable(
     object: &Decoded,
+    who: &Identity,
     invalid: &Undecodable,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
@@ -147,15 +159,15 @@ pub async fn undecodable(
     ctx.metrics
         .reconciled(outcome.state().into(), started.elapsed());
     if deleting {
-        release(object, &ctx).await?;
-        ctx.forget(object);
-        ctx.connections
-            .forget_remembered(&object.uid().unwrap_or_default());
+        release(object, who, &ctx).await?;
+        ctx.forget(who);
+        ctx.connections.forget_remembered(&who.uid);
         publish(&ctx, object, &outcome, "Delete");
         return Ok(Action::await_change());
     }
     report(
         object,
+        who,
         &ctx,
         previous.clone(),
         previous,
@@ -164,7 +176,7 @@ pub async fn undecodable(
         "Reconcile",
     )
     .await?;
-    Ok(ctx.next_action(object, &outcome))
+    Ok(ctx.next_action(who, &outcome))
 }
 
 /// `InvalidSpec`, naming the field and value serde could not decode, and (when the object is
@@ -191,7 +203,7 @@ fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Failure {
 }
 
 /// Remove this operator's finalizer (if present).
-async fn release(object: &impl Resource, ctx: &Context) -> Result<(), Error> {
+async fn release(object: &impl Resource, who: &Identity, ctx: &Context) -> Result<(), Error> {
     let finalizers = object.finalizers();
     if !finalizers.iter().any(|f| f == FINALIZER) {
         return Ok(());
@@ -201,27 +213,23 @@ async fn release(object: &impl Resource, ctx: &Context) -> Result<(), Error> {
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
-    patch_finalizers(object, ctx, &rest, "remove finalizer").await
+    patch_finalizers(object, who, ctx, &rest, "remove finalizer").await
 }
 
 /// Set the finalizers, guarded by the resourceVersion read: a concurrent change (another
 /// controller's finalizer) fails the patch instead of being overwritten, and is retried.
 async fn patch_finalizers(
     object: &impl Resource,
+    who: &Identity,
     ctx: &Context,
     finalizers: &[String],
     what: &'static str,
 ) -> Result<(), Error> {
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
-    let api: Api<Decoded> =
-        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
     tokio::time::timeout(
         ctx.config.kube_timeout,
-        api.patch(
-            &object.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        ),
+        api.patch(&who.name, &PatchParams::default(), &Patch::Merge(&patch)),
     )
     .await
     .map_err(|_| Error::KubeTimeout(what))?
@@ -247,17 +255,18 @@ struct Observed {
 /// cannot hold is refused before any endpoint request.
 async fn observe(
     iep: &InferenceEndpoint,
+    who: &Identity,
     ctx: &Context,
     desired: &Desired,
     previous: &InferenceEndpointStatus,
 ) -> Result<Observed, Failure> {
-    let namespace = iep.namespace().unwrap_or_default();
+    let namespace = &who.namespace;
     let source = &desired.credential;
     // The service credential and the connection's Secrets are independent reads.
-    let secrets = ctx.secrets(&namespace);
+    let secrets = ctx.secrets(namespace);
     let (credential, connection) = tokio::join!(
         secrets.key(&source.secret.name, &source.secret.key),
-        ctx.connections.connect(iep, &namespace, &ctx.client),
+        ctx.connections.connect(iep, namespace, &ctx.client),
     );
     let credential = credential.map_err(|e| outcomes::from_secret(&e))?;
     let mut connection = connection?;
@@ -268,24 +277,21 @@ async fn observe(
         // at this address (a rebuilt cluster is reported, not silently written to): the
         // cached connection read the cluster's identity when it was built.
         ctx.connections.forget(&connection.key);
-        connection = ctx
-            .connections
-            .connect(iep, &namespace, &ctx.client)
-            .await?;
+        connection = ctx.connections.connect(iep, namespace, &ctx.client).await?;
         check_supported(desired, &connection.info.version)?;
         endpoint = get(ctx, &connection, &desired.config).await?;
     }
-    let uid = iep.uid().unwrap_or_default();
-    ctx.connections.remember(&uid, &connection);
+    let uid = &who.uid;
+    ctx.connections.remember(uid, &connection);
     let id = &desired.config.inference_id;
-    let me = Claimant::of(iep);
+    let me = Claimant::of(who, iep);
     let claimed_by = ownership::claimed_by(
         &me,
         &ctx.ownership.claimants(id),
         &connection.info.cluster_uuid,
     );
     Ok(Observed {
-        fingerprint: fingerprint(&uid, source.field, &credential),
+        fingerprint: fingerprint(uid, source.field, &credential),
         secret: ServiceSecret::new(source.field, credential),
         connection,
         endpoint,
@@ -466,7 +472,11 @@ async fn delete_unused(
 
 /// Delete the endpoint this object owns, unless the policy retains it. Never forced unless the
 /// force-delete annotation says so.
-async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Applied, Failure> {
+async fn remove(
+    iep: &InferenceEndpoint,
+    who: &Identity,
+    ctx: &Context,
+) -> Result<Applied, Failure> {
     if iep.spec.deletion_policy == DeletionPolicy::Retain {
         return Ok(Applied::new(
             Reason::Retained,
@@ -494,13 +504,12 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Applied, Failu
             ),
         ));
     }
-    let namespace = iep.namespace().unwrap_or_default();
-    let uid = iep.uid().unwrap_or_default();
+    let (namespace, uid) = (&who.namespace, &who.uid);
     // When the namespace is being torn down its Secrets may already be gone: fall back to the
     // connection this object last used, so deletion does not hang on a missing Secret.
-    let connection = match ctx.connections.connect(iep, &namespace, &ctx.client).await {
+    let connection = match ctx.connections.connect(iep, namespace, &ctx.client).await {
         Ok(connection) => connection,
-        Err(failure) => ctx.connections.remembered(&uid).ok_or_else(|| Failure {
+        Err(failure) => ctx.connections.remembered(uid).ok_or_else(|| Failure {
             message: format!(
                 "cannot delete inference endpoint {id}: {}. Restore it, or set spec.deletionPolicy: Retain to let the object go without deleting the endpoint",
                 failure.message
@@ -651,8 +660,10 @@ fn keep_steady_state_wording<T>(
 /// Write status if it changed, and publish an Event if Ready changed. Works from metadata
 /// alone, so an object whose spec does not decode can be reported too; `insecure` is the
 /// transport warning of a decoded spec (`connection::insecure_transport`).
+#[allow(clippy::too_many_arguments)]
 async fn report(
     iep: &impl Resource<DynamicType = ()>,
+    who: &Identity,
     ctx: &Context,
     previous: InferenceEndpointStatus,
     mut status: InferenceEndpointStatus,
@@ -674,7 +685,7 @@ async fn report(
         &now,
     );
     if status != previous {
-        patch_status(iep, ctx, &status).await?;
+        patch_status(who, ctx, &status).await?;
     }
     if conditions::is_transition(&previous.conditions, outcome) {
         publish(ctx, iep, outcome, action);
@@ -686,14 +697,13 @@ async fn report(
 }
 
 async fn patch_status(
-    iep: &impl Resource,
+    who: &Identity,
     ctx: &Context,
     status: &InferenceEndpointStatus,
 ) -> Result<(), Error> {
-    let name = iep.name_any();
+    let name = &who.name;
     // The answer is the whole object; `Decoded` reads it back even when its spec does not.
-    let api: Api<Decoded> =
-        Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
+    let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
     let body = json!({
         "apiVersion": InferenceEndpoint::api_version(&()),
         "kind": InferenceEndpoint::kind(&()),
@@ -702,7 +712,7 @@ async fn patch_status(
     let params = PatchParams::apply(FIELD_MANAGER).force();
     tokio::time::timeout(
         ctx.config.kube_timeout,
-        api.patch_status(&name, &params, &Patch::Apply(&body)),
+        api.patch_status(name, &params, &Patch::Apply(&body)),
     )
     .await
     .map_err(|_| Error::KubeTimeout("patch status"))?
