@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use inference_operator::controller::{self, connection::ConnectionSettings, destination};
+use inference_operator::controller;
 use inference_operator::http::{self, Health};
 use inference_operator::leader;
 use inference_operator::metrics::Metrics;
@@ -35,48 +35,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Watch only these namespaces, comma-separated (default: all namespaces).
-    #[arg(long, env = "WATCH_NAMESPACE", value_delimiter = ',')]
-    namespace: Vec<String>,
-    /// How often Ready endpoints are re-checked against Elasticsearch.
-    #[arg(long, env = "RECHECK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
-    recheck_interval: Duration,
-    /// Timeout of Elasticsearch reads and deletes (creates wait for Elasticsearch's own timeout).
-    #[arg(long, env = "ES_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    es_request_timeout: Duration,
-    /// First retry delay after a transient failure; it doubles per failure.
-    #[arg(long, env = "BACKOFF_INITIAL", default_value = "1s", value_parser = humantime::parse_duration)]
-    backoff_initial: Duration,
-    /// Longest retry delay after transient failures.
-    #[arg(long, env = "BACKOFF_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
-    backoff_max: Duration,
-    /// Objects reconciled in parallel.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
-    concurrency: u16,
-    /// URL of an ECK cluster's HTTP service (placeholders `{name}`, `{namespace}`); change it
-    /// for a non-default cluster domain or when running outside the cluster.
-    #[arg(long, env = "ECK_URL_TEMPLATE", default_value = controller::DEFAULT_ECK_URL_TEMPLATE)]
-    eck_url_template: String,
-    /// Allow `elasticsearchRef.namespace` to name another namespace (the Elasticsearch must
-    /// also consent, with annotation `esinference.io/allowed-namespaces`).
-    #[arg(long, env = "ALLOW_CROSS_NAMESPACE_REFS")]
-    allow_cross_namespace_refs: bool,
-    /// Read a Secret an InferenceEndpoint names only when it carries the label
-    /// `esinference.io/credentials=true`; `false` reads any Secret of the object's namespace
-    /// (see docs/security.md before turning it off).
-    #[arg(long, env = "REQUIRE_SECRET_OPT_IN", default_value_t = true, action = clap::ArgAction::Set)]
-    require_secret_opt_in: bool,
-    /// Where `spec.elasticsearch.url` may point: comma-separated IPs, CIDRs, host names and
-    /// `*.domain` patterns (default: anywhere not denied).
-    #[arg(long, env = "ES_ALLOW", default_value = "", value_parser = parse_rules)]
-    es_allow: Rules,
-    /// Destinations `spec.elasticsearch.url` may never reach, same syntax as --es-allow; checked
-    /// against every address the host resolves to. Default: link-local and cloud metadata.
-    #[arg(long, env = "ES_DENY", default_value = destination::DEFAULT_DENY, value_parser = parse_rules)]
-    es_deny: Rules,
-    /// Refuse every `spec.elasticsearch`: only `elasticsearchRef` (ECK) connections.
-    #[arg(long, env = "ECK_ONLY")]
-    eck_only: bool,
+    #[command(flatten)]
+    config: controller::Config,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -98,14 +58,6 @@ struct RunArgs {
     /// How long a Lease is valid without renewal: the longest a failed leader blocks a standby.
     #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     lease_duration: Duration,
-}
-
-/// A parsed rule list (one flag value, comma-separated).
-#[derive(Clone)]
-struct Rules(Vec<destination::Rule>);
-
-fn parse_rules(text: &str) -> Result<Rules, String> {
-    destination::parse_rules(text).map(Rules)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -149,26 +101,7 @@ fn run(args: RunArgs) -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        let config = controller::Config {
-            // An empty WATCH_NAMESPACE means all namespaces.
-            namespaces: args.namespace.into_iter().filter(|n| !n.is_empty()).collect(),
-            recheck_interval: args.recheck_interval,
-            backoff_initial: args.backoff_initial,
-            backoff_max: args.backoff_max,
-            concurrency: args.concurrency,
-            connection: ConnectionSettings {
-                request_timeout: args.es_request_timeout,
-                allow_cross_namespace_refs: args.allow_cross_namespace_refs,
-                eck_url_template: args.eck_url_template,
-                require_secret_opt_in: args.require_secret_opt_in,
-                destinations: destination::DestinationPolicy {
-                    allow: args.es_allow.0,
-                    deny: args.es_deny.0,
-                    eck_only: args.eck_only,
-                },
-            },
-            ..controller::Config::default()
-        };
+        let config = args.config.normalized();
         // One shutdown source: the signal handler drops the sender, every waiter wakes up.
         let (stop, stopped) = watch::channel(());
         tokio::spawn(async move {

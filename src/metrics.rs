@@ -12,7 +12,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::controller::conditions::State;
 use crate::elasticsearch::EsError;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -21,16 +20,6 @@ pub enum ReconcileResult {
     Transient,
     Permanent,
     Error,
-}
-
-impl From<State> for ReconcileResult {
-    fn from(state: State) -> Self {
-        match state {
-            State::Ready => ReconcileResult::Ready,
-            State::Transient => ReconcileResult::Transient,
-            State::Permanent => ReconcileResult::Permanent,
-        }
-    }
 }
 
 impl ReconcileResult {

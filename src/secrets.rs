@@ -14,6 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
 
+use crate::reason::{Kind, Reason};
+
 /// How long a single Secret read may take inside a reconcile (the kube client has no read
 /// timeout of its own).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,22 +63,24 @@ pub enum SecretError {
 }
 
 impl SecretError {
-    /// Stable condition reason.
-    pub fn reason(&self) -> &'static str {
+    /// The condition reason.
+    pub fn reason(&self) -> Reason {
         match self {
-            SecretError::NotFound { .. } => "SecretNotFound",
-            SecretError::NotAllowed { .. } | SecretError::NotEcks { .. } => "SecretNotAllowed",
-            SecretError::KeyMissing { .. } => "SecretKeyMissing",
-            SecretError::KeyInvalid { .. } => "SecretKeyInvalid",
-            SecretError::Forbidden { .. } => "SecretForbidden",
-            SecretError::Api { .. } | SecretError::Timeout { .. } => "KubernetesApiError",
+            SecretError::NotFound { .. } => Reason::SecretNotFound,
+            SecretError::NotAllowed { .. } | SecretError::NotEcks { .. } => {
+                Reason::SecretNotAllowed
+            }
+            SecretError::KeyMissing { .. } => Reason::SecretKeyMissing,
+            SecretError::KeyInvalid { .. } => Reason::SecretKeyInvalid,
+            SecretError::Forbidden { .. } => Reason::SecretForbidden,
+            SecretError::Api { .. } | SecretError::Timeout { .. } => Reason::KubernetesApiError,
         }
     }
 
     /// Missing, unlabelled or forbidden Secrets wait for the Secret watch (or a change of the
     /// object); API trouble is retried.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SecretError::Api { .. } | SecretError::Timeout { .. })
+        self.reason().kind() == Kind::Transient
     }
 }
 
@@ -377,12 +381,12 @@ mod tests {
     fn missing_empty_and_binary_keys_are_named_errors_without_values() {
         let s = secret("apiKey", b"  \n");
         let missing = text_value(&s, "azure", "other").unwrap_err();
-        assert_eq!(missing.reason(), "SecretKeyMissing");
+        assert_eq!(missing.reason().as_str(), "SecretKeyMissing");
         assert_eq!(missing.to_string(), r#"Secret "azure" has no key "other""#);
         let empty = text_value(&s, "azure", "apiKey").unwrap_err();
-        assert_eq!(empty.reason(), "SecretKeyInvalid");
+        assert_eq!(empty.reason().as_str(), "SecretKeyInvalid");
         let binary = text_value(&secret("apiKey", &[0xff, 0xfe]), "azure", "apiKey").unwrap_err();
-        assert_eq!(binary.reason(), "SecretKeyInvalid");
+        assert_eq!(binary.reason().as_str(), "SecretKeyInvalid");
         assert!(!missing.is_transient() && !empty.is_transient());
     }
 
@@ -449,7 +453,7 @@ mod tests {
             namespace: "team-a".into(),
             name: "azure".into(),
         };
-        assert_eq!(not_allowed.reason(), "SecretNotAllowed");
+        assert_eq!(not_allowed.reason().as_str(), "SecretNotAllowed");
         assert!(!not_allowed.is_transient());
         assert!(not_allowed
             .to_string()
@@ -458,7 +462,7 @@ mod tests {
             namespace: "team-a".into(),
             name: "azure".into(),
         };
-        assert_eq!(forbidden.reason(), "SecretForbidden");
+        assert_eq!(forbidden.reason().as_str(), "SecretForbidden");
         assert!(!forbidden.is_transient());
         let status = kube::core::Status::failure(
             "secrets \"azure\" is forbidden: User \"x\"",
@@ -474,6 +478,6 @@ mod tests {
             r#"reading Secret "azure" failed: the Kubernetes API answered HTTP 500"#
         );
         assert!(api.is_transient());
-        assert_eq!(api.reason(), "KubernetesApiError");
+        assert_eq!(api.reason().as_str(), "KubernetesApiError");
     }
 }

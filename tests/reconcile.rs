@@ -311,7 +311,7 @@ async fn delete_when_elasticsearch_already_lost_the_endpoint() {
 #[tokio::test]
 async fn delete_refused_while_in_use_is_reported_not_forced() {
     let env = env_with_key().await;
-    let _operator = start_operator(&env, test_config());
+    let operator = start_operator(&env, test_config());
     create(&env, Iep::embedding("used").secret("azure").es(&env)).await;
     wait_ready(&env, "used", "True", "Created").await;
     env.es.add_pipeline_reference("used", "ingest-docs");
@@ -338,6 +338,25 @@ async fn delete_refused_while_in_use_is_reported_not_forced() {
     env.es.remove_pipeline_reference("used", "ingest-docs");
     wait_gone(&env, "used").await;
     assert!(env.es.endpoint("used").is_none());
+
+    // Each blocked attempt is one transient reconcile, not also an error with no duration.
+    let text = operator.metrics.encode();
+    assert!(
+        !text.contains(r#"result="error""#),
+        "a blocked deletion is not an error:\n{text}"
+    );
+    let value = |prefix: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(value(r#"inference_operator_reconciliations_total{result="transient"}"#) >= 1);
+    assert_eq!(
+        value("inference_operator_reconciliations_total"),
+        value("inference_operator_reconcile_duration_seconds_count"),
+        "every reconcile counted once, with its duration:\n{text}"
+    );
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use crate::elasticsearch::TaskType;
+pub use crate::endpoint::TaskType;
 
 /// API group of every kind this operator serves.
 pub const GROUP: &str = "esinference.io";

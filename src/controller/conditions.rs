@@ -10,6 +10,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::metrics::ReconcileResult;
+pub use crate::reason::{Kind, Reason};
+
 /// The operator's one message bound (Events' 1 KiB `note` limit), shared with the Elasticsearch
 /// client's messages so that nothing is cut twice at different lengths.
 pub use crate::elasticsearch::error::{
@@ -20,16 +23,75 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
-/// Where a reconcile left the object.
+/// A reconcile that reached what the object wants: the ready reason and message, and what was
+/// applied (`T`: what the status records of the endpoint, or nothing at deletion).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied<T = ()> {
+    pub reason: Reason,
+    pub message: String,
+    pub applied: T,
+}
+
+impl Applied {
+    /// `reason` must be a ready reason.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        debug_assert!(reason.is_ready(), "{reason} is not a ready reason");
+        Applied {
+            reason,
+            message: message.into(),
+            applied: (),
+        }
+    }
+
+    pub fn with<T>(self, applied: T) -> Applied<T> {
+        Applied {
+            reason: self.reason,
+            message: self.message,
+            applied,
+        }
+    }
+}
+
+/// A reconcile that did not: the reason (whose kind says whether it is retried with backoff or
+/// waits for a change) and the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+    /// A permanent failure whose cause can go away unseen (a host that starts resolving): also
+    /// re-checked at the periodic interval, like the reasons that always are.
+    pub recheck: bool,
+}
+
+impl Failure {
+    /// `reason` must be a transient or permanent reason.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        debug_assert!(
+            matches!(reason.kind(), Kind::Transient | Kind::Permanent),
+            "{reason} is not a failure reason"
+        );
+        Failure {
+            reason,
+            message: message.into(),
+            recheck: false,
+        }
+    }
+
+    /// Permanent for backoff, but tried again at the periodic re-check.
+    pub fn rechecked(reason: Reason, message: impl Into<String>) -> Self {
+        Failure {
+            recheck: true,
+            ..Failure::new(reason, message)
+        }
+    }
+}
+
+/// Where a reconcile left the object, as conditions, Events and metrics report it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    pub state: State,
-    /// Stable CamelCase reason, shared by conditions, Events and metrics.
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
-    /// A permanent failure whose cause can go away unseen (a host that starts resolving, an id
-    /// whose last reference is removed): re-checked at the periodic interval.
-    pub recheck: bool,
+    recheck: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,57 +104,60 @@ pub enum State {
     Permanent,
 }
 
+/// Metrics know results, not the controller's types.
+impl From<State> for ReconcileResult {
+    fn from(state: State) -> Self {
+        match state {
+            State::Ready => ReconcileResult::Ready,
+            State::Transient => ReconcileResult::Transient,
+            State::Permanent => ReconcileResult::Permanent,
+        }
+    }
+}
+
+impl<T> From<&Applied<T>> for Outcome {
+    fn from(applied: &Applied<T>) -> Self {
+        Outcome::new(applied.reason, applied.message.clone())
+    }
+}
+
+impl From<Failure> for Outcome {
+    fn from(failure: Failure) -> Self {
+        Outcome {
+            reason: failure.reason,
+            message: failure.message,
+            recheck: failure.recheck,
+        }
+    }
+}
+
 impl Outcome {
-    pub fn ready(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         Outcome {
-            state: State::Ready,
             reason,
             message: message.into(),
             recheck: false,
         }
     }
 
-    pub fn transient(reason: &'static str, message: impl Into<String>) -> Self {
-        Outcome {
-            state: State::Transient,
-            reason,
-            message: message.into(),
-            recheck: false,
-        }
-    }
-
-    pub fn permanent(reason: &'static str, message: impl Into<String>) -> Self {
-        Outcome {
-            state: State::Permanent,
-            reason,
-            message: message.into(),
-            recheck: false,
-        }
-    }
-
-    /// Permanent for backoff, but tried again at the periodic re-check.
-    pub fn permanent_rechecked(reason: &'static str, message: impl Into<String>) -> Self {
-        Outcome {
-            recheck: true,
-            ..Outcome::permanent(reason, message)
+    /// Read off the reason: its kind is the state (a warning reason is not an outcome of a
+    /// reconcile; it would read as permanent).
+    pub fn state(&self) -> State {
+        match self.reason.kind() {
+            Kind::Ready => State::Ready,
+            Kind::Transient => State::Transient,
+            Kind::Permanent | Kind::Warning => State::Permanent,
         }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.state == State::Ready
+        self.state() == State::Ready
     }
 
-    /// Permanent failures that something other than this object or its Secrets can resolve
-    /// (another object letting go of the endpoint, the original cluster coming back): these are
-    /// re-checked at the periodic interval instead of waiting for a change that never comes.
-    /// (Consent on an ECK `Elasticsearch` is not watched either.)
+    /// Permanent failures re-checked at the periodic interval: those whose reason says so
+    /// ([`Reason::resolves_elsewhere`]) and those marked by [`Failure::rechecked`].
     pub fn resolves_elsewhere(&self) -> bool {
-        self.state == State::Permanent
-            && (self.recheck
-                || matches!(
-                    self.reason,
-                    "Conflict" | "ClusterChanged" | "CrossNamespaceRefNotAllowed"
-                ))
+        self.state() == State::Permanent && (self.recheck || self.reason.resolves_elsewhere())
     }
 }
 
@@ -107,7 +172,7 @@ pub fn conditions_for(
     let message = truncate(&outcome.message);
     let ready_status = if outcome.is_ready() { "True" } else { "False" };
     let mut wanted = vec![(READY, ready_status)];
-    match outcome.state {
+    match outcome.state() {
         State::Ready => {}
         State::Transient => wanted.push((RECONCILING, "True")),
         State::Permanent => wanted.push((STALLED, "True")),
@@ -123,7 +188,7 @@ pub fn conditions_for(
             Condition {
                 type_: type_.to_owned(),
                 status: status.to_owned(),
-                reason: outcome.reason.to_owned(),
+                reason: outcome.reason.as_str().to_owned(),
                 message: message.clone(),
                 observed_generation: generation,
                 last_transition_time,
@@ -144,7 +209,7 @@ pub fn is_transition(previous: &[Condition], outcome: &Outcome) -> bool {
         None => true,
         Some(c) => {
             let was_ready = c.status == "True";
-            was_ready != outcome.is_ready() || c.reason != outcome.reason
+            was_ready != outcome.is_ready() || c.reason != outcome.reason.as_str()
         }
     }
 }
@@ -159,7 +224,7 @@ pub const INSECURE_TRANSPORT: &str = "InsecureTransport";
 pub fn set_insecure_transport(
     conditions: &mut Vec<Condition>,
     previous: &[Condition],
-    warning: Option<(&'static str, &str)>,
+    warning: Option<(Reason, &str)>,
     generation: Option<i64>,
     now: &Time,
 ) -> bool {
@@ -172,14 +237,14 @@ pub fn set_insecure_transport(
     conditions.push(Condition {
         type_: INSECURE_TRANSPORT.to_owned(),
         status: "True".to_owned(),
-        reason: reason.to_owned(),
+        reason: reason.as_str().to_owned(),
         message: truncate(message),
         observed_generation: generation,
         last_transition_time: before
             .map(|c| c.last_transition_time.clone())
             .unwrap_or_else(|| now.clone()),
     });
-    before.is_none_or(|c| c.reason != reason)
+    before.is_none_or(|c| c.reason != reason.as_str())
 }
 
 #[cfg(test)]
@@ -193,7 +258,12 @@ mod tests {
 
     #[test]
     fn ready_outcome_has_only_ready_true() {
-        let c = conditions_for(&[], &Outcome::ready("Created", "created"), Some(1), &at(10));
+        let c = conditions_for(
+            &[],
+            &Outcome::new(Reason::Created, "created"),
+            Some(1),
+            &at(10),
+        );
         assert_eq!(c.len(), 1);
         assert_eq!((c[0].type_.as_str(), c[0].status.as_str()), (READY, "True"));
         assert_eq!(c[0].reason, "Created");
@@ -204,7 +274,7 @@ mod tests {
     fn failures_add_the_kstatus_condition_matching_their_kind() {
         let t = conditions_for(
             &[],
-            &Outcome::transient("ElasticsearchUnreachable", "x"),
+            &Outcome::new(Reason::ElasticsearchUnreachable, "x"),
             None,
             &at(1),
         );
@@ -215,7 +285,7 @@ mod tests {
         assert_eq!(types, [(READY, "False"), (RECONCILING, "True")]);
         let p = conditions_for(
             &[],
-            &Outcome::permanent("InvalidSettings", "x"),
+            &Outcome::new(Reason::InvalidSettings, "x"),
             None,
             &at(1),
         );
@@ -230,25 +300,35 @@ mod tests {
     fn last_transition_time_is_kept_while_status_is_unchanged() {
         let first = conditions_for(
             &[],
-            &Outcome::permanent("SecretNotFound", "a"),
+            &Outcome::new(Reason::SecretNotFound, "a"),
             Some(1),
             &at(10),
         );
         let again = conditions_for(
             &first,
-            &Outcome::permanent("SecretKeyMissing", "b"),
+            &Outcome::new(Reason::SecretKeyMissing, "b"),
             Some(2),
             &at(20),
         );
         assert_eq!(again[0].last_transition_time, at(10), "Ready stayed False");
         assert_eq!(again[0].reason, "SecretKeyMissing");
-        let healed = conditions_for(&again, &Outcome::ready("Created", "ok"), Some(2), &at(30));
+        let healed = conditions_for(
+            &again,
+            &Outcome::new(Reason::Created, "ok"),
+            Some(2),
+            &at(30),
+        );
         assert_eq!(
             healed[0].last_transition_time,
             at(30),
             "Ready flipped to True"
         );
-        let same = conditions_for(&healed, &Outcome::ready("InSync", "ok"), Some(2), &at(40));
+        let same = conditions_for(
+            &healed,
+            &Outcome::new(Reason::InSync, "ok"),
+            Some(2),
+            &at(40),
+        );
         assert_eq!(same[0].last_transition_time, at(30));
     }
 
@@ -256,30 +336,32 @@ mod tests {
     fn transitions_are_status_or_reason_changes() {
         let failing = conditions_for(
             &[],
-            &Outcome::permanent("SecretNotFound", "a"),
+            &Outcome::new(Reason::SecretNotFound, "a"),
             None,
             &at(1),
         );
         assert!(is_transition(
             &[],
-            &Outcome::permanent("SecretNotFound", "a")
+            &Outcome::new(Reason::SecretNotFound, "a")
         ));
         assert!(!is_transition(
             &failing,
-            &Outcome::permanent("SecretNotFound", "other text")
+            &Outcome::new(Reason::SecretNotFound, "other text")
         ));
         assert!(is_transition(
             &failing,
-            &Outcome::permanent("SecretKeyMissing", "a")
+            &Outcome::new(Reason::SecretKeyMissing, "a")
         ));
-        assert!(is_transition(&failing, &Outcome::ready("Created", "")));
+        assert!(is_transition(&failing, &Outcome::new(Reason::Created, "")));
     }
 
     #[test]
     fn only_marked_permanent_failures_are_rechecked() {
-        assert!(Outcome::permanent_rechecked("InvalidSettings", "host").resolves_elsewhere());
-        assert!(!Outcome::permanent("InvalidSettings", "x").resolves_elsewhere());
-        assert!(Outcome::permanent("Conflict", "x").resolves_elsewhere());
+        assert!(
+            Outcome::from(Failure::rechecked(Reason::InvalidSettings, "host")).resolves_elsewhere()
+        );
+        assert!(!Outcome::new(Reason::InvalidSettings, "x").resolves_elsewhere());
+        assert!(Outcome::new(Reason::Conflict, "x").resolves_elsewhere());
     }
 
     #[test]
@@ -294,12 +376,12 @@ mod tests {
 
     #[test]
     fn insecure_transport_is_added_kept_and_announced_once() {
-        let base = conditions_for(&[], &Outcome::ready("Created", "ok"), Some(1), &at(1));
+        let base = conditions_for(&[], &Outcome::new(Reason::Created, "ok"), Some(1), &at(1));
         let mut first = base.clone();
         assert!(set_insecure_transport(
             &mut first,
             &[],
-            Some(("PlaintextCredentials", "http")),
+            Some((Reason::PlaintextCredentials, "http")),
             Some(1),
             &at(1)
         ));
@@ -313,7 +395,7 @@ mod tests {
         assert!(!set_insecure_transport(
             &mut again,
             &first,
-            Some(("PlaintextCredentials", "http")),
+            Some((Reason::PlaintextCredentials, "http")),
             Some(2),
             &at(9)
         ));

@@ -16,9 +16,10 @@ use crate::api::{ElasticsearchConnection, ElasticsearchRef, InferenceEndpoint};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::Api;
 
-use crate::controller::conditions::Outcome;
+use crate::controller::conditions::{Failure, Reason};
 use crate::controller::destination::{self, host_of, DestinationPolicy, Refusal};
 use crate::controller::outcomes;
+use crate::controller::DEFAULT_ECK_URL_TEMPLATE;
 use crate::elasticsearch::{Auth, ClusterInfo, ConnectionConfig, EsClient};
 use crate::metrics::{EsOperation, Metrics};
 use crate::secrets::{optional_value, text_value, SecretReader};
@@ -31,18 +32,34 @@ pub struct Connection {
     pub key: String,
 }
 
-/// Settings that shape every connection.
-#[derive(Clone, Debug)]
+/// Settings that shape every connection: part of the command line
+/// ([`crate::controller::Config`]), where their defaults are written.
+#[derive(Clone, Debug, clap::Args)]
 pub struct ConnectionSettings {
+    /// Timeout of Elasticsearch reads and deletes (creates wait for Elasticsearch's own timeout).
+    #[arg(long = "es-request-timeout", env = "ES_REQUEST_TIMEOUT", value_name = "ES_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
-    /// Whether `elasticsearchRef.namespace` may name another namespace.
+    /// Allow `elasticsearchRef.namespace` to name another namespace (the Elasticsearch must
+    /// also consent, with annotation `esinference.io/allowed-namespaces`).
+    #[arg(long, env = "ALLOW_CROSS_NAMESPACE_REFS")]
     pub allow_cross_namespace_refs: bool,
-    /// URL of an ECK cluster's HTTP service, with `{name}` and `{namespace}` placeholders.
+    /// URL of an ECK cluster's HTTP service (placeholders `{name}`, `{namespace}`); change it
+    /// for a non-default cluster domain or when running outside the cluster.
+    #[arg(long, env = "ECK_URL_TEMPLATE", default_value = DEFAULT_ECK_URL_TEMPLATE)]
     pub eck_url_template: String,
-    /// Whether Secrets an object names must carry the opt-in label (`--require-secret-opt-in`).
+    /// Read a Secret an InferenceEndpoint names only when it carries the label
+    /// `esinference.io/credentials=true`; `false` reads any Secret of the object's namespace
+    /// (see docs/security.md before turning it off).
+    #[arg(long, env = "REQUIRE_SECRET_OPT_IN", default_value_t = true, action = clap::ArgAction::Set)]
     pub require_secret_opt_in: bool,
-    /// Where `spec.elasticsearch.url` may point (`--es-allow`, `--es-deny`, `--eck-only`).
+    #[command(flatten)]
     pub destinations: DestinationPolicy,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        crate::controller::defaults()
+    }
 }
 
 /// Cached connections, keyed by a hash of everything that identifies one (URL, credentials,
@@ -76,7 +93,7 @@ impl Connections {
         iep: &InferenceEndpoint,
         namespace: &str,
         kube: &kube::Client,
-    ) -> Result<Arc<Connection>, Outcome> {
+    ) -> Result<Arc<Connection>, Failure> {
         let config = self.resolve(iep, namespace, kube).await?;
         let direct = iep.spec.elasticsearch.is_some();
         let key = cache_key(&config);
@@ -145,7 +162,7 @@ impl Connections {
         iep: &InferenceEndpoint,
         namespace: &str,
         kube: &kube::Client,
-    ) -> Result<ConnectionConfig, Outcome> {
+    ) -> Result<ConnectionConfig, Failure> {
         match (&iep.spec.elasticsearch, &iep.spec.elasticsearch_ref) {
             (Some(direct), None) => {
                 let secrets = SecretReader::new(kube.clone(), namespace)
@@ -153,8 +170,8 @@ impl Connections {
                 self.direct(direct, &secrets).await
             }
             (None, Some(eck)) => self.eck(eck, namespace, kube).await,
-            _ => Err(Outcome::permanent(
-                "InvalidSpec",
+            _ => Err(Failure::new(
+                Reason::InvalidSpec,
                 "exactly one of spec.elasticsearchRef or spec.elasticsearch must be set",
             )),
         }
@@ -164,10 +181,10 @@ impl Connections {
         &self,
         spec: &ElasticsearchConnection,
         secrets: &SecretReader,
-    ) -> Result<ConnectionConfig, Outcome> {
+    ) -> Result<ConnectionConfig, Failure> {
         let url = Url::parse(&spec.url).map_err(|e| {
-            Outcome::permanent(
-                "InvalidSpec",
+            Failure::new(
+                Reason::InvalidSpec,
                 format!("spec.elasticsearch.url is not a URL: {e}"),
             )
         })?;
@@ -196,8 +213,8 @@ impl Connections {
                     .await
                     .map_err(|e| outcomes::from_secret(&e))?;
                 let pem = optional_value(&secret, &reference.key).ok_or_else(|| {
-                    Outcome::permanent(
-                        "SecretKeyMissing",
+                    Failure::new(
+                        Reason::SecretKeyMissing,
                         format!("Secret {:?} has no key {:?}", reference.name, reference.key),
                     )
                 })?;
@@ -221,11 +238,11 @@ impl Connections {
         reference: &ElasticsearchRef,
         namespace: &str,
         kube: &kube::Client,
-    ) -> Result<ConnectionConfig, Outcome> {
+    ) -> Result<ConnectionConfig, Failure> {
         let target_namespace = reference.namespace.as_deref().unwrap_or(namespace);
         if target_namespace != namespace && !self.settings.allow_cross_namespace_refs {
-            return Err(Outcome::permanent(
-                "CrossNamespaceRefDenied",
+            return Err(Failure::new(
+                Reason::CrossNamespaceRefDenied,
                 format!(
                     "spec.elasticsearchRef points to namespace {target_namespace:?}; the operator is not configured to allow cross-namespace references"
                 ),
@@ -251,7 +268,10 @@ impl Connections {
         let ca_pem = optional_value(&ca, "ca.crt").map(<[u8]>::to_vec);
         let url = eck_url(&self.settings.eck_url_template, name, target_namespace);
         let url = Url::parse(&url).map_err(|e| {
-            Outcome::permanent("InvalidSpec", format!("cannot build ECK service URL: {e}"))
+            Failure::new(
+                Reason::InvalidSpec,
+                format!("cannot build ECK service URL: {e}"),
+            )
         })?;
         Ok(ConnectionConfig {
             url,
@@ -275,7 +295,7 @@ impl Connections {
         &self,
         mut config: ConnectionConfig,
         direct: bool,
-    ) -> Result<ConnectionConfig, Outcome> {
+    ) -> Result<ConnectionConfig, Failure> {
         let Some(host) = host_of(&config.url).filter(|_| direct) else {
             return Ok(config);
         };
@@ -284,7 +304,7 @@ impl Connections {
         let port = config.url.port_or_known_default().unwrap_or(9200);
         let addresses = destination::resolve(&host, port)
             .await
-            .map_err(|message| Outcome::transient("ElasticsearchUnreachable", message))?;
+            .map_err(|message| Failure::new(Reason::ElasticsearchUnreachable, message))?;
         let ips: Vec<_> = addresses.iter().map(|a| a.ip()).collect();
         policy
             .check_addresses(&host, &by_name, &ips)
@@ -294,9 +314,9 @@ impl Connections {
     }
 }
 
-fn not_allowed(refusal: Refusal) -> Outcome {
-    Outcome::permanent(
-        "ElasticsearchUrlNotAllowed",
+fn not_allowed(refusal: Refusal) -> Failure {
+    Failure::new(
+        Reason::ElasticsearchUrlNotAllowed,
         format!("spec.elasticsearch.url is not allowed: {}", refusal.0),
     )
 }
@@ -323,18 +343,18 @@ async fn consent(
     name: &str,
     target_namespace: &str,
     namespace: &str,
-) -> Result<(), Outcome> {
+) -> Result<(), Failure> {
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch"),
         "elasticsearches",
     );
     let api: Api<DynamicObject> = Api::namespaced_with(kube.clone(), target_namespace, &resource);
     let read = tokio::time::timeout(CONSENT_READ_TIMEOUT, api.get_metadata_opt(name)).await;
-    let missing = |what: String| Outcome::permanent("CrossNamespaceRefNotAllowed", what);
+    let missing = |what: String| Failure::new(Reason::CrossNamespaceRefNotAllowed, what);
     let metadata = match read {
         Err(_) => {
-            return Err(Outcome::transient(
-                "KubernetesApiError",
+            return Err(Failure::new(
+                Reason::KubernetesApiError,
                 format!("reading Elasticsearch {target_namespace}/{name} timed out"),
             ))
         }
@@ -344,8 +364,8 @@ async fn consent(
             )))
         }
         Ok(Err(kube::Error::Api(status))) if status.code != 404 => {
-            return Err(Outcome::transient(
-                "KubernetesApiError",
+            return Err(Failure::new(
+                Reason::KubernetesApiError,
                 format!(
                     "reading Elasticsearch {target_namespace}/{name} failed: the Kubernetes API answered HTTP {}",
                     status.code
@@ -358,8 +378,8 @@ async fn consent(
             )))
         }
         Ok(Err(_)) => {
-            return Err(Outcome::transient(
-                "KubernetesApiError",
+            return Err(Failure::new(
+                Reason::KubernetesApiError,
                 format!("reading Elasticsearch {target_namespace}/{name} failed: the Kubernetes API could not be reached"),
             ))
         }
@@ -384,11 +404,11 @@ const CONSENT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection the operator makes but the user should know is unsafe: credentials over plain
 /// HTTP, or TLS without verification. Reported as a Warning, never refused (Ready keeps its
 /// meaning). `(reason, message)`.
-pub fn insecure_transport(iep: &InferenceEndpoint) -> Option<(&'static str, String)> {
+pub fn insecure_transport(iep: &InferenceEndpoint) -> Option<(Reason, String)> {
     let direct = iep.spec.elasticsearch.as_ref()?;
     if direct.insecure_skip_tls_verify {
         return Some((
-            "TlsVerificationDisabled",
+            Reason::TlsVerificationDisabled,
             "spec.elasticsearch.insecureSkipTlsVerify is true: the operator accepts any certificate, so anyone on the network path can read the Elasticsearch credentials and the service key. Set spec.elasticsearch.caSecretRef instead".to_owned(),
         ));
     }
@@ -397,7 +417,7 @@ pub fn insecure_transport(iep: &InferenceEndpoint) -> Option<(&'static str, Stri
     let plaintext = Url::parse(&direct.url).is_ok_and(|url| url.scheme() == "http");
     plaintext.then(|| {
         (
-            "PlaintextCredentials",
+            Reason::PlaintextCredentials,
             "spec.elasticsearch.url uses http://: the Elasticsearch credentials and the service key cross the network unencrypted. Use https://".to_owned(),
         )
     })
@@ -410,7 +430,7 @@ fn eck_url(template: &str, name: &str, namespace: &str) -> String {
 }
 
 /// Basic credentials (`username` + `password`) or an API key (`apiKey`), never both.
-fn credentials_from(secret: &Secret, name: &str) -> Result<Auth, Outcome> {
+fn credentials_from(secret: &Secret, name: &str) -> Result<Auth, Failure> {
     let has = |key: &str| optional_value(secret, key).is_some();
     match (has("username") || has("password"), has("apiKey")) {
         (true, false) => {
@@ -426,12 +446,12 @@ fn credentials_from(secret: &Secret, name: &str) -> Result<Auth, Outcome> {
         (false, true) => Ok(Auth::ApiKey(
             text_value(secret, name, "apiKey").map_err(|e| outcomes::from_secret(&e))?,
         )),
-        (true, true) => Err(Outcome::permanent(
-            "InvalidCredentialsSecret",
+        (true, true) => Err(Failure::new(
+            Reason::InvalidCredentialsSecret,
             format!("Secret {name:?} must hold either username and password or apiKey, not both"),
         )),
-        (false, false) => Err(Outcome::permanent(
-            "SecretKeyMissing",
+        (false, false) => Err(Failure::new(
+            Reason::SecretKeyMissing,
             format!("Secret {name:?} must hold keys username and password, or apiKey"),
         )),
     }
@@ -503,11 +523,11 @@ mod tests {
             &secret(&[("apiKey", "abc"), ("username", "u"), ("password", "p")]),
             "es",
         );
-        assert_eq!(both.unwrap_err().reason, "InvalidCredentialsSecret");
+        assert_eq!(both.unwrap_err().reason, Reason::InvalidCredentialsSecret);
         let neither = credentials_from(&secret(&[("other", "x")]), "es");
-        assert_eq!(neither.unwrap_err().reason, "SecretKeyMissing");
+        assert_eq!(neither.unwrap_err().reason, Reason::SecretKeyMissing);
         let half = credentials_from(&secret(&[("username", "u")]), "es");
-        assert_eq!(half.unwrap_err().reason, "SecretKeyMissing");
+        assert_eq!(half.unwrap_err().reason, Reason::SecretKeyMissing);
     }
 
     #[test]
@@ -579,16 +599,16 @@ mod tests {
             reason(
                 serde_json::json!({"url": "http://es:9200", "credentialsSecretRef": {"name": "c"}})
             ),
-            Some("PlaintextCredentials")
+            Some(Reason::PlaintextCredentials)
         );
         // The service key travels in the create body even without Elasticsearch credentials.
         assert_eq!(
             reason(serde_json::json!({"url": "HTTP://es:9200"})),
-            Some("PlaintextCredentials")
+            Some(Reason::PlaintextCredentials)
         );
         assert_eq!(
             reason(serde_json::json!({"url": "https://es:9200", "insecureSkipTlsVerify": true})),
-            Some("TlsVerificationDisabled")
+            Some(Reason::TlsVerificationDisabled)
         );
     }
 }

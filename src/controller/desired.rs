@@ -4,9 +4,10 @@
 use serde_json::{json, Map, Value};
 
 use crate::api::{AzureOpenAi, ChunkingSettings, InferenceEndpoint, SecretKeyRef};
-use crate::controller::conditions::Outcome;
+use crate::controller::conditions::{Failure, Reason};
 use crate::elasticsearch::body::unsupported_features;
-use crate::elasticsearch::{EndpointConfig, EsVersion, TaskType};
+use crate::elasticsearch::EsVersion;
+use crate::endpoint::{EndpointConfig, TaskType};
 
 /// The endpoint configuration (without secrets) plus where its credential comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,12 +26,12 @@ pub struct CredentialSource {
 
 /// Build the desired endpoint. Fails only for objects the schema should have rejected (written
 /// before the CRD was installed, or with admission bypassed): those become `InvalidSpec`.
-pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Outcome> {
+pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Failure> {
     crate::api::checks::check_spec(&iep.spec)
-        .map_err(|violation| Outcome::permanent("InvalidSpec", violation.to_string()))?;
+        .map_err(|violation| Failure::new(Reason::InvalidSpec, violation.to_string()))?;
     let azure = iep.spec.azure_open_ai.as_ref().ok_or_else(|| {
-        Outcome::permanent(
-            "InvalidSpec",
+        Failure::new(
+            Reason::InvalidSpec,
             "spec.azureOpenAI is required (no other service is supported yet)",
         )
     })?;
@@ -39,8 +40,8 @@ pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Outcome> {
         (None, _) => None,
         (Some(chunking), TaskType::TextEmbedding) => Some(chunking_map(chunking)),
         (Some(_), _) => {
-            return Err(Outcome::permanent(
-                "InvalidSpec",
+            return Err(Failure::new(
+                Reason::InvalidSpec,
                 "spec.chunkingSettings applies only to taskType text_embedding",
             ))
         }
@@ -58,7 +59,7 @@ pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Outcome> {
     })
 }
 
-fn azure_credential(azure: &AzureOpenAi) -> Result<CredentialSource, Outcome> {
+fn azure_credential(azure: &AzureOpenAi) -> Result<CredentialSource, Failure> {
     match (&azure.api_key_secret_ref, &azure.entra_id_secret_ref) {
         (Some(secret), None) => Ok(CredentialSource {
             secret: secret.clone(),
@@ -68,8 +69,8 @@ fn azure_credential(azure: &AzureOpenAi) -> Result<CredentialSource, Outcome> {
             secret: secret.clone(),
             field: "entra_id",
         }),
-        _ => Err(Outcome::permanent(
-            "InvalidSpec",
+        _ => Err(Failure::new(
+            Reason::InvalidSpec,
             "exactly one of spec.azureOpenAI.apiKeySecretRef or entraIdSecretRef must be set",
         )),
     }
@@ -136,13 +137,13 @@ fn chunking_map(chunking: &ChunkingSettings) -> Map<String, Value> {
 /// Refuse what the cluster's version cannot hold, with a message naming the version needed,
 /// instead of letting Elasticsearch answer with an opaque 400
 /// (docs/reference/elasticsearch-inference-api.md#version-history).
-pub fn check_supported(desired: &Desired, version: &EsVersion) -> Result<(), Outcome> {
+pub fn check_supported(desired: &Desired, version: &EsVersion) -> Result<(), Failure> {
     let missing = unsupported_features(&desired.config, Some(desired.credential.field), version);
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(Outcome::permanent(
-            "UnsupportedByCluster",
+        Err(Failure::new(
+            Reason::UnsupportedByCluster,
             missing.join("; "),
         ))
     }
@@ -220,10 +221,10 @@ mod tests {
     fn objects_that_bypassed_admission_are_reported_not_sent() {
         let mut spec = embedding();
         spec["azureOpenAI"]["entraIdSecretRef"] = json!({"name": "entra", "key": "token"});
-        assert_eq!(desired(&iep(spec)).unwrap_err().reason, "InvalidSpec");
+        assert_eq!(desired(&iep(spec)).unwrap_err().reason, Reason::InvalidSpec);
         let mut spec = embedding();
         spec["taskType"] = json!("completion");
-        assert_eq!(desired(&iep(spec)).unwrap_err().reason, "InvalidSpec");
+        assert_eq!(desired(&iep(spec)).unwrap_err().reason, Reason::InvalidSpec);
     }
 
     #[test]
@@ -232,7 +233,7 @@ mod tests {
         let d = desired(&iep(embedding())).unwrap();
         assert!(check_supported(&d, &v("8.18.0")).is_ok());
         let err = check_supported(&d, &v("8.15.0")).unwrap_err();
-        assert_eq!(err.reason, "UnsupportedByCluster");
+        assert_eq!(err.reason, Reason::UnsupportedByCluster);
         assert!(
             err.message
                 .contains("chunking_settings needs Elasticsearch 8.16+"),

@@ -121,23 +121,28 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, String> {
         .collect()
 }
 
-/// The operator's policy for `spec.elasticsearch.url`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The operator's policy for `spec.elasticsearch.url`: part of the command line
+/// ([`crate::controller::Config`]), where its defaults are written.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct DestinationPolicy {
-    /// Empty: any destination not denied.
-    pub allow: Vec<Rule>,
-    pub deny: Vec<Rule>,
-    /// Only `elasticsearchRef` (ECK) connections; every `spec.elasticsearch` is refused.
+    /// Where `spec.elasticsearch.url` may point: comma-separated IPs, CIDRs, host names and
+    /// `*.domain` patterns (default: anywhere not denied).
+    // `::std::vec::Vec`: one flag value holds the whole list (clap would otherwise take one
+    // rule per value).
+    #[arg(long = "es-allow", env = "ES_ALLOW", value_name = "ES_ALLOW", default_value = "", value_parser = parse_rules)]
+    pub allow: ::std::vec::Vec<Rule>,
+    /// Destinations `spec.elasticsearch.url` may never reach, same syntax as --es-allow; checked
+    /// against every address the host resolves to. Default: link-local and cloud metadata.
+    #[arg(long = "es-deny", env = "ES_DENY", value_name = "ES_DENY", default_value = DEFAULT_DENY, value_parser = parse_rules)]
+    pub deny: ::std::vec::Vec<Rule>,
+    /// Refuse every `spec.elasticsearch`: only `elasticsearchRef` (ECK) connections.
+    #[arg(long = "eck-only", env = "ECK_ONLY")]
     pub eck_only: bool,
 }
 
 impl Default for DestinationPolicy {
     fn default() -> Self {
-        DestinationPolicy {
-            allow: Vec::new(),
-            deny: parse_rules(DEFAULT_DENY).expect("the default deny list parses"),
-            eck_only: false,
-        }
+        crate::controller::defaults()
     }
 }
 

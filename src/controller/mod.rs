@@ -1,7 +1,7 @@
 //! The controller: watches wiring, shared context, and the retry policy.
 //!
 //! * [`desired`], [`plan`] and [`conditions`] are pure and carry most of the logic;
-//! * [`reconcile`] drives one object through observe → plan → act → report;
+//! * [`reconcile`] drives one object through observe → decide → act → status → Event;
 //! * [`connection`] resolves and caches Elasticsearch clients;
 //! * this module wires the kube `Controller`: the InferenceEndpoint watch (status-only changes
 //!   filtered out), a metadata-only Secret watch mapped to the objects that reference each Secret,
@@ -12,6 +12,7 @@ pub mod connection;
 pub mod decode;
 pub mod desired;
 pub mod destination;
+pub mod identity;
 pub mod outcomes;
 pub mod ownership;
 pub mod plan;
@@ -29,16 +30,16 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn, Instrument};
 
-use crate::api::{InferenceEndpoint, FINALIZER};
+use crate::api::FINALIZER;
 use crate::controller::conditions::{Outcome, State};
 use crate::controller::connection::{ConnectionSettings, Connections};
 use crate::controller::decode::Decoded;
+use crate::controller::identity::Identity;
 use crate::controller::ownership::OwnershipIndex;
 use crate::controller::secret_index::{SecretIndex, SecretRouter};
 use crate::http::Health;
@@ -51,42 +52,61 @@ pub const DEFAULT_ECK_URL_TEMPLATE: &str = "https://{name}-es-http.{namespace}.s
 /// Field manager for status writes and the Event reporter name.
 pub const FIELD_MANAGER: &str = "inference-operator";
 
-/// Runtime settings (from the command line).
-#[derive(Clone, Debug)]
+/// The controller's settings: the command line (`inference-operator run`, each flag with an
+/// environment twin), where every default is written once. [`Config::default`] is those
+/// defaults, the environment left out.
+#[derive(Clone, Debug, clap::Args)]
 pub struct Config {
-    /// Watch these namespaces, or all when empty.
+    /// Watch only these namespaces, comma-separated (default: all namespaces).
+    #[arg(
+        long = "namespace",
+        env = "WATCH_NAMESPACE",
+        value_delimiter = ',',
+        value_name = "NAMESPACE"
+    )]
     pub namespaces: Vec<String>,
-    /// How often a Ready endpoint is re-checked against Elasticsearch.
+    /// How often Ready endpoints are re-checked against Elasticsearch.
+    #[arg(long, env = "RECHECK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub recheck_interval: Duration,
-    /// First retry delay after a transient failure; doubles per failure.
+    /// First retry delay after a transient failure; it doubles per failure.
+    #[arg(long, env = "BACKOFF_INITIAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub backoff_initial: Duration,
-    /// Longest retry delay.
+    /// Longest retry delay after transient failures.
+    #[arg(long, env = "BACKOFF_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
     pub backoff_max: Duration,
     /// Objects reconciled in parallel.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
-    /// Timeout of each Kubernetes call made inside a reconcile.
+    /// Timeout of each Kubernetes call made inside a reconcile (not a flag).
+    #[arg(skip = Duration::from_secs(15))]
     pub kube_timeout: Duration,
+    #[command(flatten)]
     pub connection: ConnectionSettings,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            namespaces: Vec::new(),
-            recheck_interval: Duration::from_secs(300),
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
-            concurrency: 32,
-            kube_timeout: Duration::from_secs(15),
-            connection: ConnectionSettings {
-                request_timeout: Duration::from_secs(30),
-                allow_cross_namespace_refs: false,
-                eck_url_template: DEFAULT_ECK_URL_TEMPLATE.to_owned(),
-                require_secret_opt_in: true,
-                destinations: destination::DestinationPolicy::default(),
-            },
-        }
+        defaults()
     }
+}
+
+impl Config {
+    /// An empty `WATCH_NAMESPACE` (or `--namespace ''`) means all namespaces.
+    pub fn normalized(mut self) -> Self {
+        self.namespaces.retain(|n| !n.is_empty());
+        self
+    }
+}
+
+/// The defaults of a part of the command line: parsed from no arguments, with the environment
+/// twins switched off so that a variable set in the environment (a test's, a shell's) cannot
+/// leak in.
+pub fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None));
+    command
+        .try_get_matches_from(["defaults"])
+        .and_then(|matches| T::from_arg_matches(&matches))
+        .expect("the command line's defaults parse")
 }
 
 /// Failures that escape a reconcile (domain failures are reported on the object instead).
@@ -96,13 +116,8 @@ pub enum Error {
     Kube(#[source] kube::Error),
     #[error("Kubernetes API call timed out: {0}")]
     KubeTimeout(&'static str),
-    #[error("deletion blocked: {reason}")]
-    CleanupBlocked {
-        reason: &'static str,
-        retry_after: Duration,
-    },
     #[error(transparent)]
-    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+    Unidentified(#[from] identity::Unidentified),
 }
 
 /// Shared state of all reconciles.
@@ -141,20 +156,20 @@ impl Context {
     }
 
     /// What to do after a reconcile that ended in `outcome`.
-    pub fn next_action(&self, iep: &impl Resource, outcome: &Outcome) -> Action {
-        match outcome.state {
+    pub fn next_action(&self, who: &Identity, outcome: &Outcome) -> Action {
+        match outcome.state() {
             State::Ready => {
-                self.forget(iep);
+                self.forget(who);
                 Action::requeue(jitter(self.config.recheck_interval))
             }
-            State::Transient => Action::requeue(self.backoff_delay(iep)),
+            State::Transient => Action::requeue(self.backoff_delay(who)),
             State::Permanent if outcome.resolves_elsewhere() => {
-                self.forget(iep);
+                self.forget(who);
                 Action::requeue(jitter(self.config.recheck_interval))
             }
             // The Secret watch and the object watch bring it back when something changes.
             State::Permanent => {
-                self.forget(iep);
+                self.forget(who);
                 Action::await_change()
             }
         }
@@ -167,20 +182,18 @@ impl Context {
     }
 
     /// Record one more failure and return how long to wait before the next attempt.
-    pub fn backoff_delay(&self, iep: &impl Resource) -> Duration {
-        let uid = iep.uid().unwrap_or_default();
+    pub fn backoff_delay(&self, who: &Identity) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let count = failures.entry(uid).or_insert(0);
+        let count = failures.entry(who.uid.clone()).or_insert(0);
         *count = count.saturating_add(1);
         backoff(self.config.backoff_initial, self.config.backoff_max, *count)
     }
 
-    pub fn forget(&self, iep: &impl Resource) {
-        let uid = iep.uid().unwrap_or_default();
+    pub fn forget(&self, who: &Identity) {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&uid);
+            .remove(&who.uid);
     }
 }
 
@@ -197,47 +210,45 @@ fn jitter(delay: Duration) -> Duration {
 }
 
 /// Reconcile entry point: an object that does not match the types is reported (and let go
-/// when deleted); any other goes through finalizer bookkeeping, then apply or cleanup.
+/// when deleted); any other is held by the finalizer first, then applied, and cleaned up when
+/// deleted (the finalizer goes only once the cleanup is done; a blocked one requeues itself).
 async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let who = Identity::of(object.as_ref())?;
     let span = tracing::info_span!(
         "reconcile",
-        namespace = %object.namespace().unwrap_or_default(),
-        name = %object.name_any(),
+        namespace = %who.namespace,
+        name = %who.name,
         generation = object.meta().generation.unwrap_or_default()
     );
     let iep = match &object.0 {
         Ok(iep) => Arc::new(iep.clone()),
         Err(invalid) => {
-            return reconcile::undecodable(&object, invalid, ctx)
+            return reconcile::undecodable(&object, &who, invalid, ctx)
                 .instrument(span)
                 .await
         }
     };
-    let api: Api<InferenceEndpoint> =
-        Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
-    finalizer(&api, FINALIZER, iep, |event| async {
-        match event {
-            FinalizerEvent::Apply(iep) => reconcile::apply(iep, ctx.clone()).await,
-            FinalizerEvent::Cleanup(iep) => reconcile::cleanup(iep, ctx.clone()).await,
-        }
-    })
-    .instrument(span)
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    let held = iep.finalizers().iter().any(|f| f == FINALIZER);
+    let deleting = iep.meta().deletion_timestamp.is_some();
+    match (deleting, held) {
+        (false, false) => reconcile::hold(&iep, &who, &ctx).instrument(span).await,
+        (false, true) => reconcile::apply(iep, &who, ctx).instrument(span).await,
+        (true, true) => reconcile::cleanup(iep, &who, ctx).instrument(span).await,
+        // Deleted before it was ever held: nothing was created.
+        (true, false) => Ok(Action::await_change()),
+    }
 }
 
 fn error_policy(iep: Arc<Decoded>, error: &Error, ctx: Arc<Context>) -> Action {
-    use kube::runtime::finalizer::Error as F;
     ctx.metrics
         .reconciled(ReconcileResult::Error, Duration::ZERO);
-    let retry = match error {
-        Error::Finalizer(inner) => match inner.as_ref() {
-            F::CleanupFailed(Error::CleanupBlocked { retry_after, .. }) => *retry_after,
-            _ => ctx.backoff_delay(iep.as_ref()),
-        },
-        _ => ctx.backoff_delay(iep.as_ref()),
+    // An object without an identity has been said so (the error); it waits the longest delay.
+    let retry = match Identity::of(iep.as_ref()) {
+        Ok(who) => ctx.backoff_delay(&who),
+        Err(_) => ctx.config.backoff_max,
     };
-    warn!(name = %iep.name_any(), namespace = %iep.namespace().unwrap_or_default(), %error, ?retry, "reconcile failed");
+    let object = reflector::ObjectRef::from_obj(iep.as_ref());
+    warn!(%object, %error, ?retry, "reconcile failed");
     Action::requeue(retry)
 }
 
@@ -392,8 +403,11 @@ pub async fn run(
     Controller::for_stream(iep_stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .watches_stream(secret_stream, move |secret| {
-            let namespace = secret.namespace().unwrap_or_default();
-            router.route(&index, &namespace, &secret.name_any())
+            // Secrets are namespaced: the API server gives every one a namespace.
+            match secret.namespace() {
+                Some(namespace) => router.route(&index, &namespace, &secret.name_any()),
+                None => Vec::new(),
+            }
         })
         // Secret events of other scopes that concern objects here (cross-namespace ECK refs).
         .reconcile_on(tokio_stream_of(triggered))
@@ -439,6 +453,7 @@ pub fn readiness_counts(store: &Store<Decoded>) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::InferenceEndpoint;
     use serde_json::json;
 
     fn iep(name: &str, namespace: &str, spec: serde_json::Value) -> InferenceEndpoint {
@@ -482,5 +497,56 @@ mod tests {
         let mut d = a.clone();
         d.metadata.generation = Some(2);
         assert_ne!(relevant_change(&a), relevant_change(&d));
+    }
+
+    #[test]
+    fn the_defaults_are_the_command_lines() {
+        let config = Config::default();
+        assert!(config.namespaces.is_empty());
+        assert_eq!(config.recheck_interval, Duration::from_secs(300));
+        assert_eq!(config.backoff_initial, Duration::from_secs(1));
+        assert_eq!(config.backoff_max, Duration::from_secs(300));
+        assert_eq!(config.concurrency, 32);
+        assert_eq!(config.kube_timeout, Duration::from_secs(15));
+        let connection = &config.connection;
+        assert_eq!(connection.request_timeout, Duration::from_secs(30));
+        assert!(!connection.allow_cross_namespace_refs);
+        assert_eq!(connection.eck_url_template, DEFAULT_ECK_URL_TEMPLATE);
+        assert!(connection.require_secret_opt_in);
+        let destinations = &connection.destinations;
+        assert!(destinations.allow.is_empty() && !destinations.eck_only);
+        assert_eq!(
+            destinations.deny,
+            destination::parse_rules(destination::DEFAULT_DENY).unwrap()
+        );
+    }
+
+    #[test]
+    fn flags_fill_the_same_struct() {
+        use clap::{Args, FromArgMatches};
+        let command = Config::augment_args(clap::Command::new("run")).mut_args(|a| a.env(None));
+        let matches = command
+            .try_get_matches_from([
+                "run",
+                "--namespace",
+                "a,b",
+                "--require-secret-opt-in",
+                "false",
+                "--es-deny",
+                "10.0.0.0/8,*.internal",
+                "--es-request-timeout",
+                "5s",
+            ])
+            .unwrap();
+        let config = Config::from_arg_matches(&matches).unwrap().normalized();
+        assert_eq!(config.namespaces, ["a", "b"]);
+        assert!(!config.connection.require_secret_opt_in);
+        assert_eq!(config.connection.destinations.deny.len(), 2);
+        assert_eq!(config.connection.request_timeout, Duration::from_secs(5));
+        let empty = Config {
+            namespaces: vec![String::new()],
+            ..Config::default()
+        };
+        assert!(empty.normalized().namespaces.is_empty(), "'' means all");
     }
 }

@@ -1,30 +1,23 @@
 //! Turning typed errors into condition outcomes: one place decides reason, message and whether
 //! a failure is retried with backoff (transient) or waits for a change (permanent).
 
-use crate::controller::conditions::Outcome;
+use crate::controller::conditions::Failure;
 use crate::elasticsearch::{ErrorClass, EsError};
 use crate::secrets::SecretError;
 
-pub fn from_secret(error: &SecretError) -> Outcome {
-    let message = error.to_string();
-    if error.is_transient() {
-        Outcome::transient(error.reason(), message)
-    } else {
-        Outcome::permanent(error.reason(), message)
-    }
+pub fn from_secret(error: &SecretError) -> Failure {
+    Failure::new(error.reason(), error.to_string())
 }
 
 /// Elasticsearch failures carry Elasticsearch's own reason in the message (never a request
 /// body: the error type does not hold one).
-pub fn from_es(error: &EsError) -> Outcome {
+pub fn from_es(error: &EsError) -> Failure {
     let class = error.class();
     let message = explain(error, class);
-    if error.is_transient() {
-        Outcome::transient(error.reason(), message)
-    } else if class.rechecks_periodically() {
-        Outcome::permanent_rechecked(error.reason(), message)
+    if class.rechecks_periodically() {
+        Failure::rechecked(error.reason(), message)
     } else {
-        Outcome::permanent(error.reason(), message)
+        Failure::new(error.reason(), message)
     }
 }
 

@@ -27,6 +27,7 @@ use kube::ResourceExt;
 
 use crate::api::{InferenceEndpoint, InferenceEndpointStatus};
 use crate::controller::decode::Decoded;
+use crate::controller::identity::Identity;
 
 /// What an object's status records about the endpoint it manages.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,10 +44,20 @@ impl Record {
         }
     }
 
+    /// Whether the status records `inference_id`, in whatever cluster.
+    pub fn names(&self, inference_id: &str) -> bool {
+        self.inference_id.as_deref() == Some(inference_id)
+    }
+
+    /// The cluster recorded for the endpoint this object owns (none without a recorded id).
+    pub fn recorded_cluster(&self) -> Option<&str> {
+        self.inference_id.as_ref().and(self.cluster_uuid.as_deref())
+    }
+
     /// Whether this object manages `inference_id` in cluster `cluster_uuid`. A recorded id
     /// without a recorded cluster counts in any cluster (the conservative reading).
     pub fn owns(&self, inference_id: &str, cluster_uuid: &str) -> bool {
-        self.inference_id.as_deref() == Some(inference_id)
+        self.names(inference_id)
             && self
                 .cluster_uuid
                 .as_deref()
@@ -79,8 +90,8 @@ pub struct Claimant {
 }
 
 impl Claimant {
-    pub fn of(iep: &InferenceEndpoint) -> Self {
-        let namespace = iep.namespace().unwrap_or_default();
+    pub fn of(who: &Identity, iep: &InferenceEndpoint) -> Self {
+        let namespace = who.namespace.clone();
         let spec = &iep.spec;
         let target = match (&spec.elasticsearch, &spec.elasticsearch_ref) {
             (Some(connection), _) => Some(Target::Url(
@@ -93,8 +104,8 @@ impl Claimant {
             (None, None) => None,
         };
         Claimant {
-            uid: iep.uid().unwrap_or_default(),
-            name: iep.name_any(),
+            uid: who.uid.clone(),
+            name: who.name.clone(),
             inference_id: iep.inference_id().to_owned(),
             record: Record::of(iep.status.as_ref()),
             target,
@@ -106,17 +117,19 @@ impl Claimant {
 
     /// The claim of a watched object. One whose spec does not decode still claims the
     /// endpoint its status records (its spec cannot name anything else); without one, nothing.
+    /// Nor does an object without an identity (its reconcile reports the error).
     pub fn of_decoded(decoded: &Decoded) -> Option<Self> {
+        let who = Identity::of(decoded).ok()?;
         let invalid = match &decoded.0 {
-            Ok(iep) => return Some(Claimant::of(iep)),
+            Ok(iep) => return Some(Claimant::of(&who, iep)),
             Err(invalid) => invalid,
         };
         let record = Record::of(invalid.status.as_ref());
         let meta = &invalid.metadata;
         Some(Claimant {
-            uid: meta.uid.clone().unwrap_or_default(),
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
+            uid: who.uid,
+            namespace: who.namespace,
+            name: who.name,
             inference_id: record.inference_id.clone()?,
             record,
             target: None,
@@ -168,7 +181,9 @@ struct ScopeClaims {
 
 impl ScopeClaims {
     fn put(&mut self, decoded: &Decoded) {
-        self.remove(&decoded.uid().unwrap_or_default());
+        if let Some(uid) = decoded.uid() {
+            self.remove(&uid);
+        }
         let Some(claimant) = Claimant::of_decoded(decoded) else {
             return;
         };
@@ -215,7 +230,9 @@ impl OwnershipIndex {
             watcher::Event::Apply(iep) => scopes.live.entry(scope.clone()).or_default().put(iep),
             watcher::Event::Delete(iep) => {
                 if let Some(claims) = scopes.live.get_mut(scope) {
-                    claims.remove(&iep.uid().unwrap_or_default());
+                    if let Some(uid) = iep.uid() {
+                        claims.remove(&uid);
+                    }
                 }
             }
             watcher::Event::Init => {
@@ -250,6 +267,10 @@ impl OwnershipIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn claimant(iep: &InferenceEndpoint) -> Claimant {
+        Claimant::of(&Identity::of(iep).unwrap(), iep)
+    }
     use std::sync::Arc;
 
     use serde_json::{json, Value};
@@ -260,8 +281,8 @@ mod tests {
         all: &[Arc<InferenceEndpoint>],
         cluster: &str,
     ) -> Option<String> {
-        let others: Vec<Claimant> = all.iter().map(|o| Claimant::of(o)).collect();
-        claimed_by(&Claimant::of(me), &others, cluster)
+        let others: Vec<Claimant> = all.iter().map(|o| claimant(o)).collect();
+        claimed_by(&claimant(me), &others, cluster)
     }
 
     fn iep(name: &str, created: &str, url: &str, status: Value) -> Arc<InferenceEndpoint> {
@@ -400,13 +421,13 @@ mod tests {
         let (a, b) = (Some("a".to_owned()), Some("b".to_owned()));
         index.apply(&a, &watcher::Event::Apply(typed(&in_a)));
         index.apply(&b, &watcher::Event::Apply(typed(&in_b)));
-        let me = Claimant::of(&in_b);
+        let me = claimant(&in_b);
         assert_eq!(
             claimed_by(&me, &index.claimants("shared"), "c1").as_deref(),
             Some("a/emb")
         );
         assert_eq!(
-            claimed_by(&Claimant::of(&in_a), &index.claimants("shared"), "c1"),
+            claimed_by(&claimant(&in_a), &index.claimants("shared"), "c1"),
             None
         );
 

@@ -18,16 +18,19 @@
 
 use serde_json::{Map, Value};
 
-use crate::controller::conditions::Outcome;
+use crate::controller::conditions::{Applied, Failure, Reason};
 use crate::elasticsearch::normalize::{compare, default_chunking, legacy_chunking, Difference};
-use crate::elasticsearch::{Endpoint, EndpointConfig, EsVersion};
+use crate::elasticsearch::{DeleteResponse, Endpoint, EsVersion};
+use crate::endpoint::EndpointConfig;
 
-/// What the planner needs to know.
-pub struct PlanInput<'a> {
+/// What the planner needs to know (`'e`: the observed endpoint, which the plan refers to).
+pub struct PlanInput<'a, 'e> {
     pub desired: &'a EndpointConfig,
     /// `None` when GET answered 404.
-    pub observed: Option<&'a Endpoint>,
-    /// This object created or adopted the endpoint before (status records the id).
+    pub observed: Option<&'e Endpoint>,
+    /// This object created or adopted the endpoint before ([`Record::owns`]).
+    ///
+    /// [`Record::owns`]: crate::controller::ownership::Record::owns
     pub owned: bool,
     /// Fingerprint of the credential in the referenced Secret now.
     pub fingerprint: &'a str,
@@ -46,18 +49,35 @@ pub struct PlanInput<'a> {
     pub recorded_cluster_uuid: Option<&'a str>,
     /// The accept-cluster annotation's value.
     pub accepted_cluster_uuid: Option<&'a str>,
-    /// The object last reported [`CHUNKING_RESET`]: Elasticsearch rewrote the chunking during
+    /// The object last reported `ChunkingReset`: Elasticsearch rewrote the chunking during
     /// an `_update` (issue #139574), and that rewrite is kept until the user recreates.
     pub chunking_reset_seen: bool,
+    /// The name of the cluster answering now, for messages.
+    pub cluster_name: &'a str,
+    /// Status records a credential fingerprint: a pushed credential is a rotation, not an
+    /// adoption.
+    pub credential_recorded: bool,
 }
 
-/// Ready reason: an `_update` made Elasticsearch rewrite the endpoint's chunking settings.
-pub const CHUNKING_RESET: &str = "ChunkingReset";
-
+/// The single action to take, and how its success is worded. The plan for an absent endpoint
+/// is a different variant than for a present one, so an action on the endpoint always has one.
 #[derive(Debug, PartialEq)]
-pub enum Plan {
-    /// `PUT _inference/{task}/{id}`.
-    Create,
+pub enum Plan<'a> {
+    /// GET answered 404: `PUT _inference/{task}/{id}`.
+    Create(Applied),
+    /// Elasticsearch holds `endpoint`; `change` says what to do with it.
+    Change {
+        endpoint: &'a Endpoint,
+        change: Change,
+        done: Applied,
+    },
+    /// Report and wait for a change of the object or its Secrets.
+    Blocked(Failure),
+}
+
+/// What to do with an endpoint Elasticsearch holds.
+#[derive(Debug, PartialEq)]
+pub enum Change {
     /// Already as desired. The driver records the current credential fingerprint: it equals
     /// the applied one, or (before 8.17, where the key cannot be pushed) an equal endpoint is
     /// being adopted and a later rotation must be noticed.
@@ -66,42 +86,102 @@ pub enum Plan {
     PushCredential,
     /// `_update` for differences Elasticsearch changes in place.
     Update { differences: Vec<Difference> },
-    /// Delete and create again (`updatePolicy: Recreate`), if nothing uses the endpoint.
+    /// Delete and create again (`updatePolicy: Recreate`), if nothing uses the endpoint
+    /// ([`unused_before_recreate`]).
     Recreate { differences: Vec<Difference> },
-    /// Report and wait for a change of the object or its Secrets.
-    Blocked(Outcome),
 }
 
-pub fn plan(input: &PlanInput<'_>) -> Plan {
-    let desired = input.desired;
+pub fn plan<'e>(input: &PlanInput<'_, 'e>) -> Plan<'e> {
+    if let Err(failure) = check_identity(input) {
+        return Plan::Blocked(failure);
+    }
+    let id = &input.desired.inference_id;
+    let cluster = format!("cluster {} ({})", input.cluster_name, input.version);
+    let Some(observed) = input.observed else {
+        return Plan::Create(if input.owned {
+            Applied::new(
+                Reason::Recreated,
+                format!(
+                    "inference endpoint {id} was missing from {cluster} and has been recreated"
+                ),
+            )
+        } else {
+            Applied::new(
+                Reason::Created,
+                format!("created inference endpoint {id} in {cluster}"),
+            )
+        });
+    };
+    let change = match change(input, observed) {
+        Ok(change) => change,
+        Err(failure) => return Plan::Blocked(failure),
+    };
+    let done = match &change {
+        Change::Nothing => Applied::new(
+            Reason::InSync,
+            format!("inference endpoint {id} in {cluster} matches the spec"),
+        ),
+        Change::PushCredential if input.credential_recorded => Applied::new(
+            Reason::CredentialsRotated,
+            format!("applied the rotated credential to inference endpoint {id}"),
+        ),
+        Change::PushCredential => Applied::new(
+            Reason::Adopted,
+            format!("inference endpoint {id} in {cluster} matches the spec and now uses the referenced credential"),
+        ),
+        Change::Update { differences } => Applied::new(
+            Reason::Updated,
+            format!("updated inference endpoint {id}: {}", describe(differences)),
+        ),
+        Change::Recreate { differences } => Applied::new(
+            Reason::Recreated,
+            format!(
+                "recreated inference endpoint {id} to apply {}",
+                describe(differences)
+            ),
+        ),
+    };
+    Plan::Change {
+        endpoint: observed,
+        change,
+        done,
+    }
+}
+
+/// A different cluster behind the same URL, or another object managing the same (cluster,
+/// id): reported before anything is written.
+fn check_identity(input: &PlanInput<'_, '_>) -> Result<(), Failure> {
+    let id = &input.desired.inference_id;
     if let Some(recorded) = input.recorded_cluster_uuid {
         if recorded != input.cluster_uuid && input.accepted_cluster_uuid != Some(input.cluster_uuid)
         {
-            return Plan::Blocked(Outcome::permanent(
-                "ClusterChanged",
+            return Err(Failure::new(
+                Reason::ClusterChanged,
                 format!(
-                    "the Elasticsearch answering now is cluster {}, but inference endpoint {} was created in cluster {recorded}; \
+                    "the Elasticsearch answering now is cluster {}, but inference endpoint {id} was created in cluster {recorded}; \
                      nothing is written. If the cluster was replaced on purpose, annotate the object with {}={} to create the endpoint there",
-                    input.cluster_uuid, desired.inference_id, crate::api::ACCEPT_CLUSTER_ANNOTATION, input.cluster_uuid
+                    input.cluster_uuid, crate::api::ACCEPT_CLUSTER_ANNOTATION, input.cluster_uuid
                 ),
             ));
         }
     }
     if let Some(owner) = input.claimed_by {
-        return Plan::Blocked(Outcome::permanent(
-            "Conflict",
+        return Err(Failure::new(
+            Reason::Conflict,
             format!(
-                "inference endpoint {} in this cluster is managed by InferenceEndpoint {owner}; this object writes nothing",
-                desired.inference_id
+                "inference endpoint {id} in this cluster is managed by InferenceEndpoint {owner}; this object writes nothing"
             ),
         ));
     }
-    let Some(observed) = input.observed else {
-        return Plan::Create;
-    };
+    Ok(())
+}
+
+/// What to do with the endpoint Elasticsearch holds.
+fn change(input: &PlanInput<'_, '_>, observed: &Endpoint) -> Result<Change, Failure> {
+    let desired = input.desired;
     if observed.service != desired.service {
-        return Plan::Blocked(Outcome::permanent(
-            "Conflict",
+        return Err(Failure::new(
+            Reason::Conflict,
             format!(
                 "inference endpoint {} already exists in Elasticsearch with service {:?}, not {:?}; it is left alone",
                 desired.inference_id, observed.service, desired.service
@@ -115,51 +195,20 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         differences.retain(|d| !is_chunking_reset(d, input.version, observed));
     }
     if !differences.is_empty() {
-        let in_place = differences
-            .iter()
-            .all(|d| d.updatable_on(input.version, observed));
-        let ours = input.owned || input.adopt;
-        if in_place && ours {
-            return Plan::Update { differences };
-        }
-        if ours && input.recreate {
-            return Plan::Recreate { differences };
-        }
-        let listed = describe(&differences);
-        return Plan::Blocked(if ours {
-            Outcome::permanent(
-                "ImmutableFieldChanged",
-                format!(
-                    "Elasticsearch {} cannot change these settings of inference endpoint {} in place: {listed}. \
-                     Set spec.updatePolicy: Recreate to delete and recreate it while nothing uses it, \
-                     or create a new InferenceEndpoint with a new inferenceId",
-                    input.version, desired.inference_id
-                ),
-            )
-        } else {
-            Outcome::permanent(
-                "Conflict",
-                format!(
-                    "inference endpoint {} already exists in Elasticsearch with different settings ({listed}); \
-                     it was not created by this object and is left alone (annotate {}=true to take it over)",
-                    desired.inference_id,
-                    crate::api::ADOPT_ANNOTATION
-                ),
-            )
-        });
+        return change_settings(input, observed, differences);
     }
     if input.applied_fingerprint == Some(input.fingerprint) {
-        return Plan::Nothing;
+        return Ok(Change::Nothing);
     }
     if input.version.supports_update_api() {
-        return Plan::PushCredential;
+        return Ok(Change::PushCredential);
     }
     match input.applied_fingerprint {
         // Equal settings, nothing recorded yet: a restart after our own PUT or an adoption.
         // The key cannot be pushed before 8.17; record it so a later rotation is noticed.
-        None => Plan::Nothing,
-        Some(_) => Plan::Blocked(Outcome::permanent(
-            "RotationUnsupported",
+        None => Ok(Change::Nothing),
+        Some(_) => Err(Failure::new(
+            Reason::RotationUnsupported,
             format!(
                 "the credential Secret changed, but Elasticsearch {} has no update API (8.17 or later); \
                  the endpoint keeps the previous credential",
@@ -167,6 +216,67 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             ),
         )),
     }
+}
+
+/// Settings differ: in place, by recreating, or not at all.
+fn change_settings(
+    input: &PlanInput<'_, '_>,
+    observed: &Endpoint,
+    differences: Vec<Difference>,
+) -> Result<Change, Failure> {
+    let desired = input.desired;
+    let in_place = differences
+        .iter()
+        .all(|d| d.updatable_on(input.version, observed));
+    let ours = input.owned || input.adopt;
+    if in_place && ours {
+        return Ok(Change::Update { differences });
+    }
+    if ours && input.recreate {
+        return Ok(Change::Recreate { differences });
+    }
+    let listed = describe(&differences);
+    Err(if ours {
+        Failure::new(
+            Reason::ImmutableFieldChanged,
+            format!(
+                "Elasticsearch {} cannot change these settings of inference endpoint {} in place: {listed}. \
+                 Set spec.updatePolicy: Recreate to delete and recreate it while nothing uses it, \
+                 or create a new InferenceEndpoint with a new inferenceId",
+                input.version, desired.inference_id
+            ),
+        )
+    } else {
+        Failure::new(
+            Reason::Conflict,
+            format!(
+                "inference endpoint {} already exists in Elasticsearch with different settings ({listed}); \
+                 it was not created by this object and is left alone (annotate {}=true to take it over)",
+                desired.inference_id,
+                crate::api::ADOPT_ANNOTATION
+            ),
+        )
+    })
+}
+
+/// Before a recreate: Elasticsearch's dry-run DELETE `report` lists the endpoint's users; while
+/// there are any, nothing is deleted.
+pub fn unused_before_recreate(
+    id: &str,
+    differences: &[Difference],
+    report: &DeleteResponse,
+) -> Result<(), Failure> {
+    if report.pipelines.is_empty() && report.indexes.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Reason::RecreateBlocked,
+        format!(
+            "inference endpoint {id} must be recreated to apply {}, but Elasticsearch reports it is used by pipelines {:?} and indexes {:?}; \
+             nothing was changed. Move those users to a new endpoint, or remove them",
+            describe(differences), report.pipelines, report.indexes
+        ),
+    ))
 }
 
 fn is_legacy(chunking: Option<&Map<String, Value>>) -> bool {
@@ -192,7 +302,7 @@ pub fn chunking_reset_outcome(
     after: &Endpoint,
     version: &EsVersion,
     seen: bool,
-) -> Option<Outcome> {
+) -> Option<Applied> {
     if !is_legacy(after.chunking_settings.as_ref()) {
         return None;
     }
@@ -205,8 +315,8 @@ pub fn chunking_reset_outcome(
         .chunking_settings
         .clone()
         .unwrap_or_else(default_chunking);
-    Some(Outcome::ready(
-        CHUNKING_RESET,
+    Some(Applied::new(
+        Reason::ChunkingReset,
         format!(
             "Elasticsearch {version} rewrote the chunking settings of inference endpoint {} to \
              {{\"strategy\":\"word\",\"max_chunk_size\":250,\"overlap\":100}} while applying an _update \
@@ -246,7 +356,7 @@ pub fn describe(differences: &[Difference]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elasticsearch::TaskType;
+    use crate::endpoint::TaskType;
     use serde_json::{json, Map, Value};
 
     fn map(v: Value) -> Map<String, Value> {
@@ -278,7 +388,31 @@ mod tests {
         .unwrap()
     }
 
-    fn run(observed: Option<&Endpoint>, owned: bool, applied: Option<&str>, version: &str) -> Plan {
+    /// The action a plan names, its wording left out (tested on its own).
+    #[derive(Debug, PartialEq)]
+    enum Step {
+        Create,
+        Nothing,
+        PushCredential,
+        Update { differences: Vec<Difference> },
+        Recreate { differences: Vec<Difference> },
+        Blocked(Failure),
+    }
+
+    fn step(plan: Plan<'_>) -> Step {
+        match plan {
+            Plan::Create(_) => Step::Create,
+            Plan::Change { change, .. } => match change {
+                Change::Nothing => Step::Nothing,
+                Change::PushCredential => Step::PushCredential,
+                Change::Update { differences } => Step::Update { differences },
+                Change::Recreate { differences } => Step::Recreate { differences },
+            },
+            Plan::Blocked(failure) => Step::Blocked(failure),
+        }
+    }
+
+    fn run(observed: Option<&Endpoint>, owned: bool, applied: Option<&str>, version: &str) -> Step {
         run_with(observed, owned, applied, version, |_| {})
     }
 
@@ -287,8 +421,8 @@ mod tests {
         owned: bool,
         applied: Option<&str>,
         version: &str,
-        tweak: impl FnOnce(&mut PlanInput<'_>),
-    ) -> Plan {
+        tweak: impl FnOnce(&mut PlanInput<'_, '_>),
+    ) -> Step {
         let desired = desired();
         let version = EsVersion::parse(version).unwrap();
         let mut input = PlanInput {
@@ -305,14 +439,16 @@ mod tests {
             recorded_cluster_uuid: owned.then_some("uuid-a"),
             accepted_cluster_uuid: None,
             chunking_reset_seen: false,
+            cluster_name: "es",
+            credential_recorded: false,
         };
         tweak(&mut input);
-        plan(&input)
+        step(plan(&input))
     }
 
-    fn reason(plan: Plan) -> &'static str {
+    fn reason(plan: Step) -> Reason {
         match plan {
-            Plan::Blocked(outcome) => outcome.reason,
+            Step::Blocked(outcome) => outcome.reason,
             other => panic!("expected Blocked, got {other:?}"),
         }
     }
@@ -325,7 +461,7 @@ mod tests {
         match run_with(Some(&o), true, Some("fp-now"), "9.1.0", |i| {
             i.recreate = true
         }) {
-            Plan::Recreate { differences } => {
+            Step::Recreate { differences } => {
                 assert_eq!(differences[0].path, "service_settings.deployment_id")
             }
             other => panic!("unexpected {other:?}"),
@@ -333,7 +469,7 @@ mod tests {
         // Not ours and not adopted: never recreated, whatever the policy.
         assert_eq!(
             reason(run_with(Some(&o), false, None, "9.1.0", |i| i.recreate = true)),
-            "Conflict"
+            Reason::Conflict
         );
     }
 
@@ -341,9 +477,12 @@ mod tests {
     fn adopt_annotation_takes_over_a_differing_endpoint() {
         let mut o = observed();
         o.task_settings = map(json!({"user": "someone-else"}));
-        assert_eq!(reason(run(Some(&o), false, None, "8.18.0")), "Conflict");
+        assert_eq!(
+            reason(run(Some(&o), false, None, "8.18.0")),
+            Reason::Conflict
+        );
         match run_with(Some(&o), false, None, "8.18.0", |i| i.adopt = true) {
-            Plan::Update { .. } => {}
+            Step::Update { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -354,8 +493,8 @@ mod tests {
             i.claimed_by = Some("ns/first")
         });
         match plan {
-            Plan::Blocked(outcome) => {
-                assert_eq!(outcome.reason, "Conflict");
+            Step::Blocked(outcome) => {
+                assert_eq!(outcome.reason, Reason::Conflict);
                 assert!(
                     outcome.message.contains("InferenceEndpoint ns/first"),
                     "{}",
@@ -372,20 +511,20 @@ mod tests {
         let changed = run_with(Some(&o), true, Some("fp-now"), "9.1.0", |i| {
             i.cluster_uuid = "uuid-b"
         });
-        assert_eq!(reason(changed), "ClusterChanged");
+        assert_eq!(reason(changed), Reason::ClusterChanged);
         let accepted = run_with(None, true, Some("fp-now"), "9.1.0", |i| {
             i.cluster_uuid = "uuid-b";
             i.accepted_cluster_uuid = Some("uuid-b");
         });
-        assert_eq!(accepted, Plan::Create);
+        assert_eq!(accepted, Step::Create);
     }
 
     #[test]
     fn absent_endpoint_is_created() {
-        assert_eq!(run(None, false, None, "8.18.0"), Plan::Create);
+        assert_eq!(run(None, false, None, "8.18.0"), Step::Create);
         assert_eq!(
             run(None, true, Some("fp-now"), "8.18.0"),
-            Plan::Create,
+            Step::Create,
             "deleted out of band"
         );
     }
@@ -393,7 +532,7 @@ mod tests {
     #[test]
     fn equal_endpoint_with_same_credential_needs_nothing() {
         let o = observed();
-        assert_eq!(run(Some(&o), true, Some("fp-now"), "8.18.0"), Plan::Nothing);
+        assert_eq!(run(Some(&o), true, Some("fp-now"), "8.18.0"), Step::Nothing);
     }
 
     #[test]
@@ -401,17 +540,17 @@ mod tests {
         let o = observed();
         assert_eq!(
             run(Some(&o), true, Some("fp-old"), "8.17.0"),
-            Plan::PushCredential
+            Step::PushCredential
         );
-        assert_eq!(run(Some(&o), false, None, "9.1.0"), Plan::PushCredential);
+        assert_eq!(run(Some(&o), false, None, "9.1.0"), Step::PushCredential);
     }
 
     #[test]
     fn clusters_without_update_api_record_or_report() {
         let o = observed();
-        assert_eq!(run(Some(&o), false, None, "8.16.0"), Plan::Nothing);
+        assert_eq!(run(Some(&o), false, None, "8.16.0"), Step::Nothing);
         match run(Some(&o), true, Some("fp-old"), "8.16.0") {
-            Plan::Blocked(outcome) => assert_eq!(outcome.reason, "RotationUnsupported"),
+            Step::Blocked(outcome) => assert_eq!(outcome.reason, Reason::RotationUnsupported),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -421,7 +560,7 @@ mod tests {
         let mut o = observed();
         o.task_settings = map(json!({"user": "b"}));
         match run(Some(&o), true, Some("fp-now"), "8.18.0") {
-            Plan::Update { differences } => assert_eq!(differences[0].path, "task_settings.user"),
+            Step::Update { differences } => assert_eq!(differences[0].path, "task_settings.user"),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -432,8 +571,8 @@ mod tests {
         o.service_settings
             .insert("deployment_id".into(), json!("other"));
         match run(Some(&o), true, Some("fp-now"), "9.1.0") {
-            Plan::Blocked(outcome) => {
-                assert_eq!(outcome.reason, "ImmutableFieldChanged");
+            Step::Blocked(outcome) => {
+                assert_eq!(outcome.reason, Reason::ImmutableFieldChanged);
                 assert!(
                     outcome
                         .message
@@ -445,7 +584,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         match run(Some(&o), false, None, "9.1.0") {
-            Plan::Blocked(outcome) => assert_eq!(outcome.reason, "Conflict"),
+            Step::Blocked(outcome) => assert_eq!(outcome.reason, Reason::Conflict),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -463,8 +602,8 @@ mod tests {
         let after = with_chunking(observed(), legacy.clone());
         let v = |s: &str| EsVersion::parse(s).unwrap();
         let out = chunking_reset_outcome(&d, Some(&before), &after, &v("9.1.0"), false).unwrap();
-        assert!(out.is_ready());
-        assert_eq!(out.reason, CHUNKING_RESET);
+        assert!(out.reason.is_ready());
+        assert_eq!(out.reason, Reason::ChunkingReset);
         for needle in ["#139574", "9.2.6", "chunked", "recreate"] {
             assert!(out.message.contains(needle), "{needle}: {}", out.message);
         }
@@ -480,7 +619,7 @@ mod tests {
     fn a_seen_chunking_reset_neither_blocks_nor_recreates() {
         let legacy = json!({"strategy": "word", "max_chunk_size": 250, "overlap": 100});
         let o = with_chunking(observed(), legacy);
-        let explicit = |i: &mut PlanInput<'_>| i.recreate = true;
+        let explicit = |i: &mut PlanInput<'_, '_>| i.recreate = true;
         let mut d = desired();
         d.chunking_settings = Some(map(
             json!({"strategy": "sentence", "max_chunk_size": 300, "sentence_overlap": 1}),
@@ -500,18 +639,20 @@ mod tests {
             recorded_cluster_uuid: Some("uuid-a"),
             accepted_cluster_uuid: None,
             chunking_reset_seen: false,
+            cluster_name: "es",
+            credential_recorded: false,
         };
         explicit(&mut input);
         assert!(
-            matches!(plan(&input), Plan::Recreate { .. }),
+            matches!(step(plan(&input)), Step::Recreate { .. }),
             "unexplained drift"
         );
         input.chunking_reset_seen = true;
-        assert_eq!(plan(&input), Plan::Nothing);
+        assert_eq!(step(plan(&input)), Step::Nothing);
         input.applied_fingerprint = Some("fp-old");
         assert_eq!(
-            plan(&input),
-            Plan::PushCredential,
+            step(plan(&input)),
+            Step::PushCredential,
             "rotations still go through"
         );
     }
@@ -523,7 +664,7 @@ mod tests {
             .insert("max_input_tokens".into(), json!(512));
         let run_tokens = |version: &str| run_with(Some(&o), true, Some("fp-now"), version, |_| {});
         // desired() has no max_input_tokens: removing it is never in place.
-        assert_eq!(reason(run_tokens("9.5.0")), "ImmutableFieldChanged");
+        assert_eq!(reason(run_tokens("9.5.0")), Reason::ImmutableFieldChanged);
         let mut desired = desired();
         desired
             .service_settings
@@ -544,12 +685,16 @@ mod tests {
                 recorded_cluster_uuid: Some("uuid-a"),
                 accepted_cluster_uuid: None,
                 chunking_reset_seen: false,
+                cluster_name: "es",
+                credential_recorded: false,
             };
-            match plan(&input) {
-                Plan::Update { differences } if in_place => {
+            match step(plan(&input)) {
+                Step::Update { differences } if in_place => {
                     assert_eq!(differences[0].path, "service_settings.max_input_tokens")
                 }
-                Plan::Blocked(o) if !in_place => assert_eq!(o.reason, "ImmutableFieldChanged"),
+                Step::Blocked(o) if !in_place => {
+                    assert_eq!(o.reason, Reason::ImmutableFieldChanged)
+                }
                 other => panic!("{version}: unexpected {other:?}"),
             }
         }
@@ -560,8 +705,121 @@ mod tests {
         let mut o = observed();
         o.service = "openai".into();
         match run(Some(&o), false, None, "9.1.0") {
-            Plan::Blocked(outcome) => assert_eq!(outcome.reason, "Conflict"),
+            Step::Blocked(outcome) => assert_eq!(outcome.reason, Reason::Conflict),
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn done(plan: Plan<'_>) -> Applied {
+        match plan {
+            Plan::Create(done) | Plan::Change { done, .. } => done,
+            Plan::Blocked(failure) => panic!("unexpected {failure:?}"),
+        }
+    }
+
+    fn worded(
+        observed: Option<&Endpoint>,
+        owned: bool,
+        tweak: impl FnOnce(&mut PlanInput<'_, '_>),
+    ) -> Applied {
+        let desired = desired();
+        let version = EsVersion::parse("9.1.0").unwrap();
+        let mut input = PlanInput {
+            desired: &desired,
+            observed,
+            owned,
+            fingerprint: "fp-now",
+            applied_fingerprint: owned.then_some("fp-now"),
+            version: &version,
+            adopt: false,
+            recreate: false,
+            claimed_by: None,
+            cluster_uuid: "uuid-a",
+            recorded_cluster_uuid: owned.then_some("uuid-a"),
+            accepted_cluster_uuid: None,
+            chunking_reset_seen: false,
+            cluster_name: "prod",
+            credential_recorded: owned,
+        };
+        tweak(&mut input);
+        done(plan(&input))
+    }
+
+    #[test]
+    fn a_missing_endpoint_is_created_or_recreated_as_ownership_says() {
+        let created = worded(None, false, |_| {});
+        assert_eq!(created.reason, Reason::Created);
+        assert_eq!(
+            created.message,
+            "created inference endpoint emb in cluster prod (9.1.0)"
+        );
+        let recreated = worded(None, true, |_| {});
+        assert_eq!(recreated.reason, Reason::Recreated);
+        assert!(recreated
+            .message
+            .contains("was missing from cluster prod (9.1.0)"));
+    }
+
+    #[test]
+    fn a_pushed_credential_is_a_rotation_once_one_was_recorded() {
+        let o = observed();
+        let rotated = worded(Some(&o), true, |i| i.applied_fingerprint = Some("fp-old"));
+        assert_eq!(rotated.reason, Reason::CredentialsRotated);
+        let adopted = worded(Some(&o), false, |_| {});
+        assert_eq!(adopted.reason, Reason::Adopted);
+        assert!(adopted
+            .message
+            .contains("now uses the referenced credential"));
+        assert_eq!(worded(Some(&o), true, |_| {}).reason, Reason::InSync);
+    }
+
+    #[test]
+    fn changes_are_worded_with_their_differences() {
+        let mut o = observed();
+        o.task_settings = map(json!({"user": "b"}));
+        let updated = worded(Some(&o), true, |_| {});
+        assert_eq!(updated.reason, Reason::Updated);
+        assert!(
+            updated
+                .message
+                .contains(r#"task_settings.user (want "a", have "b")"#),
+            "{}",
+            updated.message
+        );
+        o.service_settings
+            .insert("deployment_id".into(), json!("other"));
+        let recreated = worded(Some(&o), true, |i| i.recreate = true);
+        assert_eq!(recreated.reason, Reason::Recreated);
+        assert!(recreated
+            .message
+            .starts_with("recreated inference endpoint emb to apply"));
+    }
+
+    #[test]
+    fn a_recreate_waits_while_elasticsearch_reports_users() {
+        let differences = [Difference {
+            path: "service_settings.deployment_id".into(),
+            desired: Some(json!("dep")),
+            observed: Some(json!("other")),
+        }];
+        let unused = DeleteResponse::default();
+        assert_eq!(unused_before_recreate("emb", &differences, &unused), Ok(()));
+        for (pipelines, indexes) in [
+            (vec!["p".to_owned()], vec![]),
+            (vec![], vec!["i".to_owned()]),
+        ] {
+            let used = DeleteResponse {
+                pipelines,
+                indexes,
+                ..DeleteResponse::default()
+            };
+            let failure = unused_before_recreate("emb", &differences, &used).unwrap_err();
+            assert_eq!(failure.reason, Reason::RecreateBlocked);
+            assert!(
+                failure.message.contains("nothing was changed"),
+                "{}",
+                failure.message
+            );
         }
     }
 }

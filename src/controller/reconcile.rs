@@ -1,5 +1,7 @@
-//! The reconcile driver: observe (Secrets, Elasticsearch GET) → plan (pure) → act (one
-//! Elasticsearch call) → status (one patch, only if it changed) → Event (only on a transition).
+//! The reconcile, in phases: `observe` (Secrets, connection, Elasticsearch GET, the ownership
+//! index) → `decide` (pure: ownership, [`plan`], and the wording of the outcome) → `act` (the
+//! Elasticsearch calls the plan names) → status (built from what was applied, one patch, only if
+//! it changed) → Event (only on a transition). [`apply`] drives them.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,33 +20,44 @@ use crate::api::{
     ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointStatus,
     UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FINALIZER, FORCE_DELETE_ANNOTATION,
 };
-use crate::controller::conditions::{self, Outcome, State};
+use crate::controller::conditions::{self, Applied, Failure, Outcome, Reason};
 use crate::controller::connection::{insecure_transport, Connection};
 use crate::controller::decode::{Decoded, Undecodable};
-use crate::controller::desired::{check_supported, desired};
+use crate::controller::desired::{check_supported, desired, Desired};
+use crate::controller::identity::Identity;
 use crate::controller::ownership::{self, Claimant, Record};
 use crate::controller::plan::{
-    chunking_reset_outcome, describe, plan, Plan, PlanInput, CHUNKING_RESET,
+    chunking_reset_outcome, plan, unused_before_recreate, Change, Plan, PlanInput,
 };
 use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::{
-    update_body, DeleteOptions, DeleteOutcome, Endpoint, EndpointConfig, EsError, ServiceSecret,
+    update_body, DeleteOptions, DeleteOutcome, Difference, Endpoint, EsError,
 };
+use crate::endpoint::{EndpointConfig, ServiceSecret};
 use crate::metrics::EsOperation;
 use crate::secrets::fingerprint;
 
-/// Bring Elasticsearch in line with the object, then report.
-pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Bring Elasticsearch in line with the object, then report: the driver of the phases
+/// observe → decide → act (`reconcile_endpoint`) → status → Event (`report`).
+pub async fn apply(
+    iep: Arc<InferenceEndpoint>,
+    who: &Identity,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     let previous = iep.status.clone().unwrap_or_default();
-    let mut status = previous.clone();
-    let outcome = converge(&iep, &ctx, &mut status)
-        .await
-        .unwrap_or_else(|failure| failure);
-    let outcome = keep_steady_state_wording(&previous, outcome);
+    let (status, outcome) = match reconcile_endpoint(&iep, who, &ctx, &previous).await {
+        Ok(applied) => (
+            recorded_status(&previous, &applied.applied),
+            Outcome::from(&keep_steady_state_wording(&previous, applied)),
+        ),
+        // A failure changes nothing the status records about the endpoint.
+        Err(failure) => (previous.clone(), Outcome::from(failure)),
+    };
     let insecure = insecure_transport(&iep);
     report(
         iep.as_ref(),
+        who,
         &ctx,
         previous,
         status,
@@ -54,40 +67,78 @@ pub async fn apply(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Act
     )
     .await?;
     ctx.metrics
-        .reconciled(outcome.state.into(), started.elapsed());
-    Ok(ctx.next_action(iep.as_ref(), &outcome))
+        .reconciled(outcome.state().into(), started.elapsed());
+    Ok(ctx.next_action(who, &outcome))
+}
+
+/// Observe, decide, act: what was applied, or why not.
+async fn reconcile_endpoint(
+    iep: &InferenceEndpoint,
+    who: &Identity,
+    ctx: &Context,
+    previous: &InferenceEndpointStatus,
+) -> Result<Applied<Recorded>, Failure> {
+    let desired = desired(iep)?;
+    let observed = observe(iep, who, ctx, &desired, previous).await?;
+    let plan = decide(iep, &desired.config, &observed, previous);
+    debug!(inference_id = desired.config.inference_id, ?plan, "planned");
+    act(
+        ctx,
+        &desired.config,
+        &observed,
+        plan,
+        chunking_reset_seen(previous),
+    )
+    .await
 }
 
 /// The object is being deleted: remove the endpoint under policy `Delete`.
-pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn cleanup(
+    iep: Arc<InferenceEndpoint>,
+    who: &Identity,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
-    let previous = iep.status.clone().unwrap_or_default();
-    let outcome = remove(&iep, &ctx).await.unwrap_or_else(|failure| failure);
-    ctx.metrics
-        .reconciled(outcome.state.into(), started.elapsed());
-    if outcome.is_ready() {
-        ctx.forget(iep.as_ref());
-        ctx.connections
-            .forget_remembered(&iep.uid().unwrap_or_default());
+    let outcome = match remove(&iep, who, &ctx).await {
+        Ok(applied) => Outcome::from(&applied),
+        Err(failure) => Outcome::from(failure),
+    };
+    let action = if outcome.is_ready() {
+        release(iep.as_ref(), who, &ctx).await?;
+        ctx.forget(who);
+        ctx.connections.forget_remembered(&who.uid);
         publish(&ctx, iep.as_ref(), &outcome, "Delete");
-        return Ok(Action::await_change());
-    }
-    // Keep the finalizer, say why on the object, and retry with backoff: deletion is not
-    // something a change of the object can unblock, so even "permanent" refusals are re-checked.
-    report(
-        iep.as_ref(),
-        &ctx,
-        previous.clone(),
-        previous,
-        &outcome,
-        insecure_transport(&iep),
-        "Delete",
-    )
-    .await?;
-    Err(Error::CleanupBlocked {
-        reason: outcome.reason,
-        retry_after: ctx.backoff_delay(iep.as_ref()),
-    })
+        Action::await_change()
+    } else {
+        // Keep the finalizer, say why on the object, and retry with backoff: deletion is not
+        // something a change of the object can unblock, so even "permanent" refusals are
+        // re-checked. Not an error: the reconcile did its work, Elasticsearch said no.
+        let previous = iep.status.clone().unwrap_or_default();
+        report(
+            iep.as_ref(),
+            who,
+            &ctx,
+            previous.clone(),
+            previous,
+            &outcome,
+            insecure_transport(&iep),
+            "Delete",
+        )
+        .await?;
+        Action::requeue(ctx.backoff_delay(who))
+    };
+    ctx.metrics
+        .reconciled(outcome.state().into(), started.elapsed());
+    Ok(action)
+}
+
+/// Add this operator's finalizer before anything is created in Elasticsearch; the change of
+/// the object brings it back for the apply.
+pub async fn hold(iep: &InferenceEndpoint, who: &Identity, ctx: &Context) -> Result<Action, Error> {
+    let mut finalizers = iep.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_owned());
+    patch_finalizers(iep, who, ctx, &finalizers, "add finalizer").await?;
+    Ok(Action::await_change())
 }
 
 /// An object whose spec does not match the types (stored under a looser schema): say which
@@ -96,26 +147,27 @@ pub async fn cleanup(iep: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<A
 /// created is left in Elasticsearch, and the Event says so.
 pub async fn undecodable(
     object: &Decoded,
+    who: &Identity,
     invalid: &Undecodable,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let previous = invalid.status.clone().unwrap_or_default();
     let deleting = object.meta().deletion_timestamp.is_some();
-    let outcome = undecodable_outcome(invalid, deleting);
+    let outcome = Outcome::from(undecodable_outcome(invalid, deleting));
     warn!(error = %invalid.error, deleting, "object does not decode");
     ctx.metrics
-        .reconciled(outcome.state.into(), started.elapsed());
+        .reconciled(outcome.state().into(), started.elapsed());
     if deleting {
-        release(object, &ctx).await?;
-        ctx.forget(object);
-        ctx.connections
-            .forget_remembered(&object.uid().unwrap_or_default());
+        release(object, who, &ctx).await?;
+        ctx.forget(who);
+        ctx.connections.forget_remembered(&who.uid);
         publish(&ctx, object, &outcome, "Delete");
         return Ok(Action::await_change());
     }
     report(
         object,
+        who,
         &ctx,
         previous.clone(),
         previous,
@@ -124,12 +176,12 @@ pub async fn undecodable(
         "Reconcile",
     )
     .await?;
-    Ok(ctx.next_action(object, &outcome))
+    Ok(ctx.next_action(who, &outcome))
 }
 
 /// `InvalidSpec`, naming the field and value serde could not decode, and (when the object is
 /// being deleted) the endpoint left behind.
-fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Outcome {
+fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Failure {
     let schema = format!(
         "the object does not match the InferenceEndpoint schema ({})",
         invalid.error
@@ -147,267 +199,287 @@ fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Outcome {
         ),
         (true, None) => format!("{schema}; it is let go (it recorded no inference endpoint)"),
     };
-    Outcome::permanent("InvalidSpec", message)
+    Failure::new(Reason::InvalidSpec, message)
 }
 
-/// Remove this operator's finalizer (if present), guarded by the resourceVersion read.
-async fn release(object: &Decoded, ctx: &Context) -> Result<(), Error> {
+/// Remove this operator's finalizer (if present).
+async fn release(object: &impl Resource, who: &Identity, ctx: &Context) -> Result<(), Error> {
     let finalizers = object.finalizers();
     if !finalizers.iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
-    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
-    let patch =
-        json!({"metadata": {"finalizers": rest, "resourceVersion": object.resource_version()}});
-    let api: Api<Decoded> =
-        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let rest: Vec<String> = finalizers
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    patch_finalizers(object, who, ctx, &rest, "remove finalizer").await
+}
+
+/// Set the finalizers, guarded by the resourceVersion read: a concurrent change (another
+/// controller's finalizer) fails the patch instead of being overwritten, and is retried.
+async fn patch_finalizers(
+    object: &impl Resource,
+    who: &Identity,
+    ctx: &Context,
+    finalizers: &[String],
+    what: &'static str,
+) -> Result<(), Error> {
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
+    let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
     tokio::time::timeout(
         ctx.config.kube_timeout,
-        api.patch(
-            &object.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        ),
+        api.patch(&who.name, &PatchParams::default(), &Patch::Merge(&patch)),
     )
     .await
-    .map_err(|_| Error::KubeTimeout("remove finalizer"))?
+    .map_err(|_| Error::KubeTimeout(what))?
     .map_err(Error::Kube)?;
     Ok(())
 }
 
-/// The whole apply path; `Err` is a failure outcome, already classified.
-async fn converge(
+/// What a reconcile reads before deciding.
+struct Observed {
+    /// The connection, and through it the cluster's identity and version.
+    connection: Arc<Connection>,
+    /// The service credential and its fingerprint.
+    secret: ServiceSecret,
+    fingerprint: String,
+    /// What Elasticsearch holds under the id (`None`: GET answered 404).
+    endpoint: Option<Endpoint>,
+    /// Another object (`namespace/name`) that manages the id in this cluster, from the
+    /// ownership facts of every watched scope.
+    claimed_by: Option<String>,
+}
+
+/// Read the service credential, connect, and GET the endpoint. What the cluster's version
+/// cannot hold is refused before any endpoint request.
+async fn observe(
     iep: &InferenceEndpoint,
+    who: &Identity,
     ctx: &Context,
-    status: &mut InferenceEndpointStatus,
-) -> Result<Outcome, Outcome> {
-    let desired = desired(iep)?;
-    let namespace = iep.namespace().unwrap_or_default();
-    let secrets = ctx.secrets(&namespace);
+    desired: &Desired,
+    previous: &InferenceEndpointStatus,
+) -> Result<Observed, Failure> {
+    let namespace = &who.namespace;
     let source = &desired.credential;
     // The service credential and the connection's Secrets are independent reads.
+    let secrets = ctx.secrets(namespace);
     let (credential, connection) = tokio::join!(
         secrets.key(&source.secret.name, &source.secret.key),
-        ctx.connections.connect(iep, &namespace, &ctx.client),
+        ctx.connections.connect(iep, namespace, &ctx.client),
     );
     let credential = credential.map_err(|e| outcomes::from_secret(&e))?;
     let mut connection = connection?;
-    let uid = iep.uid().unwrap_or_default();
-    let current_fingerprint = fingerprint(&uid, source.field, &credential);
-    let secret = ServiceSecret::new(source.field, credential);
-
-    let config = &desired.config;
-    let id = config.inference_id.as_str();
-    // What the cluster's version cannot hold is refused before any endpoint request.
-    check_supported(&desired, &connection.info.version)?;
-    let mut observed = get(ctx, &connection, config).await?;
-    if observed.is_none() && status.inference_id.as_deref() == Some(id) {
+    check_supported(desired, &connection.info.version)?;
+    let mut endpoint = get(ctx, &connection, &desired.config).await?;
+    if endpoint.is_none() && Record::of(Some(previous)).names(&desired.config.inference_id) {
         // Our endpoint is gone. Before recreating it, make sure the same cluster still answers
         // at this address (a rebuilt cluster is reported, not silently written to): the
         // cached connection read the cluster's identity when it was built.
         ctx.connections.forget(&connection.key);
-        connection = ctx
-            .connections
-            .connect(iep, &namespace, &ctx.client)
-            .await?;
-        check_supported(&desired, &connection.info.version)?;
-        observed = get(ctx, &connection, config).await?;
+        connection = ctx.connections.connect(iep, namespace, &ctx.client).await?;
+        check_supported(desired, &connection.info.version)?;
+        endpoint = get(ctx, &connection, &desired.config).await?;
     }
-    ctx.connections.remember(&uid, &connection);
-    let es = &connection.client;
-    let version = connection.info.version;
-    let cluster_uuid = connection.info.cluster_uuid.as_str();
-    let recorded_cluster = status.cluster.as_ref().map(|c| c.uuid.clone());
+    let uid = &who.uid;
+    ctx.connections.remember(uid, &connection);
+    let id = &desired.config.inference_id;
+    let me = Claimant::of(who, iep);
+    let claimed_by = ownership::claimed_by(
+        &me,
+        &ctx.ownership.claimants(id),
+        &connection.info.cluster_uuid,
+    );
+    Ok(Observed {
+        fingerprint: fingerprint(uid, source.field, &credential),
+        secret: ServiceSecret::new(source.field, credential),
+        connection,
+        endpoint,
+        claimed_by,
+    })
+}
 
-    let on_es_error = |e: EsError| es_failure(ctx, &connection, &e);
-    // Ownership is per cluster: an endpoint recorded in another cluster is not ours here. Other
-    // claims come from every watched scope, not only this object's namespace.
-    let me = Claimant::of(iep);
-    let owned = Record::of(Some(status)).owns(id, cluster_uuid);
-    let claimed_by = ownership::claimed_by(&me, &ctx.ownership.claimants(id), cluster_uuid);
-    let accepted_cluster = iep
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ACCEPT_CLUSTER_ANNOTATION))
-        .map(String::as_str);
-    let chunking_reset_seen =
-        conditions::ready(&status.conditions).is_some_and(|c| c.reason == CHUNKING_RESET);
-    let planned = plan(&PlanInput {
-        desired: config,
-        observed: observed.as_ref(),
+/// The pure decision: ownership (per cluster: an endpoint recorded in another cluster is not
+/// ours here), then the plan and the wording of its success.
+fn decide<'e>(
+    iep: &InferenceEndpoint,
+    desired: &EndpointConfig,
+    observed: &'e Observed,
+    previous: &InferenceEndpointStatus,
+) -> Plan<'e> {
+    let info = &observed.connection.info;
+    let record = Record::of(Some(previous));
+    let owned = record.owns(&desired.inference_id, &info.cluster_uuid);
+    plan(&PlanInput {
+        desired,
+        observed: observed.endpoint.as_ref(),
         owned,
-        fingerprint: &current_fingerprint,
-        applied_fingerprint: if owned {
-            status.credential_fingerprint.as_deref()
-        } else {
-            None
-        },
-        version: &version,
+        fingerprint: &observed.fingerprint,
+        applied_fingerprint: previous.credential_fingerprint.as_deref().filter(|_| owned),
+        version: &info.version,
         adopt: iep.annotated(ADOPT_ANNOTATION, "true"),
         recreate: iep.spec.update_policy == UpdatePolicy::Recreate,
-        claimed_by: claimed_by.as_deref(),
-        cluster_uuid,
-        recorded_cluster_uuid: status
-            .inference_id
+        claimed_by: observed.claimed_by.as_deref(),
+        cluster_uuid: &info.cluster_uuid,
+        recorded_cluster_uuid: record.recorded_cluster(),
+        accepted_cluster_uuid: iep
+            .metadata
+            .annotations
             .as_ref()
-            .and(recorded_cluster.as_deref()),
-        accepted_cluster_uuid: accepted_cluster,
-        chunking_reset_seen,
-    });
-    debug!(inference_id = id, plan = ?planned, "planned");
+            .and_then(|a| a.get(ACCEPT_CLUSTER_ANNOTATION))
+            .map(String::as_str),
+        chunking_reset_seen: chunking_reset_seen(previous),
+        cluster_name: &info.cluster_name,
+        credential_recorded: previous.credential_fingerprint.is_some(),
+    })
+}
 
-    let cluster = format!("cluster {} ({version})", connection.info.cluster_name);
-    let (endpoint, outcome) = match planned {
-        Plan::Create => {
-            let created = timed(
-                ctx,
-                EsOperation::Create,
-                es.create_endpoint(config, &secret, &version),
-            )
-            .await
-            .map_err(on_es_error)?;
-            info!(inference_id = id, "created inference endpoint");
-            let reason = if owned { "Recreated" } else { "Created" };
-            let message = if owned {
-                format!("inference endpoint {id} was missing from {cluster} and has been recreated")
-            } else {
-                format!("created inference endpoint {id} in {cluster}")
-            };
-            (created, Outcome::ready(reason, message))
-        }
-        // Whether or not the planner asked to record the credential, recording the current
-        // fingerprint below is right: it equals the applied one, or is being adopted.
-        Plan::Nothing => {
-            let Some(observed) = observed else {
-                return Err(Outcome::transient(
-                    "InternalError",
-                    "planner found nothing to do for an absent endpoint",
-                ));
-            };
-            (
-                observed,
-                Outcome::ready(
-                    "InSync",
-                    format!("inference endpoint {id} in {cluster} matches the spec"),
-                ),
-            )
-        }
-        Plan::PushCredential => {
-            let updated = update(ctx, &connection, config, &secret, observed.as_ref()).await?;
-            let (reason, message) = if status.credential_fingerprint.is_some() {
-                (
-                    "CredentialsRotated",
-                    format!("applied the rotated credential to inference endpoint {id}"),
-                )
-            } else {
-                ("Adopted", format!("inference endpoint {id} in {cluster} matches the spec and now uses the referenced credential"))
-            };
-            info!(
-                inference_id = id,
-                reason, "updated inference endpoint credential"
-            );
-            let outcome = Outcome::ready(reason, message);
-            let reset = chunking_reset_outcome(
-                config,
-                observed.as_ref(),
-                &updated,
-                &version,
-                chunking_reset_seen,
-            );
-            (updated, reset.unwrap_or(outcome))
-        }
-        Plan::Update { differences } => {
-            let updated = update(ctx, &connection, config, &secret, observed.as_ref()).await?;
-            info!(inference_id = id, "updated inference endpoint settings");
-            let outcome = Outcome::ready(
-                "Updated",
-                format!(
-                    "updated inference endpoint {id}: {}",
-                    describe(&differences)
-                ),
-            );
-            let reset = chunking_reset_outcome(
-                config,
-                observed.as_ref(),
-                &updated,
-                &version,
-                chunking_reset_seen,
-            );
-            (updated, reset.unwrap_or(outcome))
-        }
-        Plan::Recreate { differences } => {
-            let in_use = timed(
-                ctx,
-                EsOperation::Delete,
-                es.delete_endpoint(
-                    config.task_type,
-                    id,
-                    DeleteOptions {
-                        dry_run: true,
-                        force: false,
-                    },
-                ),
-            )
-            .await
-            .map_err(on_es_error)?;
-            if let DeleteOutcome::Done(report) = &in_use {
-                if !report.pipelines.is_empty() || !report.indexes.is_empty() {
-                    return Err(Outcome::permanent(
-                        "RecreateBlocked",
-                        format!(
-                            "inference endpoint {id} must be recreated to apply {}, but Elasticsearch reports it is used by pipelines {:?} and indexes {:?}; \
-                             nothing was changed. Move those users to a new endpoint, or remove them",
-                            describe(&differences), report.pipelines, report.indexes
-                        ),
-                    ));
-                }
-            }
-            timed(
-                ctx,
-                EsOperation::Delete,
-                es.delete_endpoint(config.task_type, id, DeleteOptions::default()),
-            )
-            .await
-            .map_err(on_es_error)?;
-            let created = timed(
-                ctx,
-                EsOperation::Create,
-                es.create_endpoint(config, &secret, &version),
-            )
-            .await
-            .map_err(on_es_error)?;
+/// The object last reported `ChunkingReset` (see [`chunking_reset_outcome`]).
+fn chunking_reset_seen(previous: &InferenceEndpointStatus) -> bool {
+    conditions::ready(&previous.conditions).and_then(|c| Reason::parse(&c.reason))
+        == Some(Reason::ChunkingReset)
+}
+
+/// Make the Elasticsearch calls the plan names; what was applied, for the status.
+async fn act(
+    ctx: &Context,
+    config: &EndpointConfig,
+    observed: &Observed,
+    plan: Plan<'_>,
+    chunking_reset_seen: bool,
+) -> Result<Applied<Recorded>, Failure> {
+    let connection = &observed.connection;
+    let version = &connection.info.version;
+    let id = config.inference_id.as_str();
+    let (endpoint, done) = match plan {
+        Plan::Blocked(failure) => return Err(failure),
+        Plan::Create(done) => (
+            create(ctx, connection, config, &observed.secret).await?,
+            done,
+        ),
+        Plan::Change {
+            endpoint,
+            change: Change::Nothing,
+            done,
+        } => (endpoint.clone(), done),
+        Plan::Change {
+            change: Change::Recreate { differences },
+            done,
+            ..
+        } => {
+            delete_unused(ctx, connection, config, &differences).await?;
+            let created = create(ctx, connection, config, &observed.secret).await?;
             info!(inference_id = id, "recreated inference endpoint");
-            (
-                created,
-                Outcome::ready(
-                    "Recreated",
-                    format!(
-                        "recreated inference endpoint {id} to apply {}",
-                        describe(&differences)
-                    ),
-                ),
-            )
+            (created, done)
         }
-        Plan::Blocked(outcome) => return Err(outcome),
+        Plan::Change { endpoint, done, .. } => {
+            let updated = update(ctx, connection, config, &observed.secret, Some(endpoint)).await?;
+            info!(inference_id = id, reason = %done.reason, "updated inference endpoint");
+            let reset = chunking_reset_outcome(
+                config,
+                Some(endpoint),
+                &updated,
+                version,
+                chunking_reset_seen,
+            );
+            (updated, reset.unwrap_or(done))
+        }
     };
-    status.cluster = Some(ClusterStatus {
-        uuid: connection.info.cluster_uuid.clone(),
-        name: connection.info.cluster_name.clone(),
-        version: version.to_string(),
-    });
-    status.inference_id = Some(id.to_owned());
-    status.endpoint = Some(endpoint_status(&endpoint));
-    status.credential_fingerprint = Some(current_fingerprint);
-    Ok(outcome)
+    Ok(done.with(Recorded {
+        cluster: ClusterStatus {
+            uuid: connection.info.cluster_uuid.clone(),
+            name: connection.info.cluster_name.clone(),
+            version: version.to_string(),
+        },
+        inference_id: id.to_owned(),
+        endpoint: endpoint_status(&endpoint),
+        credential_fingerprint: observed.fingerprint.clone(),
+    }))
+}
+
+/// What the status records of the endpoint a reconcile applied.
+#[derive(Clone, Debug, PartialEq)]
+struct Recorded {
+    cluster: ClusterStatus,
+    inference_id: String,
+    endpoint: EndpointStatus,
+    credential_fingerprint: String,
+}
+
+/// `previous` with what was applied.
+fn recorded_status(
+    previous: &InferenceEndpointStatus,
+    recorded: &Recorded,
+) -> InferenceEndpointStatus {
+    InferenceEndpointStatus {
+        cluster: Some(recorded.cluster.clone()),
+        inference_id: Some(recorded.inference_id.clone()),
+        endpoint: Some(recorded.endpoint.clone()),
+        credential_fingerprint: Some(recorded.credential_fingerprint.clone()),
+        ..previous.clone()
+    }
+}
+
+/// `PUT` the endpoint.
+async fn create(
+    ctx: &Context,
+    connection: &Connection,
+    config: &EndpointConfig,
+    secret: &ServiceSecret,
+) -> Result<Endpoint, Failure> {
+    let version = &connection.info.version;
+    let call = connection.client.create_endpoint(config, secret, version);
+    let created = timed(ctx, EsOperation::Create, call)
+        .await
+        .map_err(|e| es_failure(ctx, connection, &e))?;
+    info!(
+        inference_id = config.inference_id,
+        "created inference endpoint"
+    );
+    Ok(created)
+}
+
+/// Delete the endpoint to recreate it, unless Elasticsearch's dry run reports users.
+async fn delete_unused(
+    ctx: &Context,
+    connection: &Connection,
+    config: &EndpointConfig,
+    differences: &[Difference],
+) -> Result<(), Failure> {
+    let id = config.inference_id.as_str();
+    let es = &connection.client;
+    let on_es_error = |e: EsError| es_failure(ctx, connection, &e);
+    let dry_run = DeleteOptions {
+        dry_run: true,
+        force: false,
+    };
+    let in_use = timed(
+        ctx,
+        EsOperation::Delete,
+        es.delete_endpoint(config.task_type, id, dry_run),
+    )
+    .await
+    .map_err(on_es_error)?;
+    if let DeleteOutcome::Done(report) = &in_use {
+        unused_before_recreate(id, differences, report)?;
+    }
+    let delete = es.delete_endpoint(config.task_type, id, DeleteOptions::default());
+    timed(ctx, EsOperation::Delete, delete)
+        .await
+        .map_err(on_es_error)?;
+    Ok(())
 }
 
 /// Delete the endpoint this object owns, unless the policy retains it. Never forced unless the
 /// force-delete annotation says so.
-async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outcome> {
+async fn remove(
+    iep: &InferenceEndpoint,
+    who: &Identity,
+    ctx: &Context,
+) -> Result<Applied, Failure> {
     if iep.spec.deletion_policy == DeletionPolicy::Retain {
-        return Ok(Outcome::ready(
-            "Retained",
+        return Ok(Applied::new(
+            Reason::Retained,
             format!(
                 "deletionPolicy Retain: inference endpoint {} left in Elasticsearch",
                 iep.inference_id()
@@ -417,28 +489,27 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     let status = iep.status.clone().unwrap_or_default();
     // Only ever delete what this object created or adopted.
     let Some(id) = status.inference_id.clone() else {
-        return Ok(Outcome::ready(
-            "Deleted",
+        return Ok(Applied::new(
+            Reason::Deleted,
             "no inference endpoint was created for this object",
         ));
     };
     // A spec that breaks a rule made after it was stored is never used to connect, not even
     // to delete; the endpoint is not silently orphaned either: the deletion waits for the fix.
     if let Err(violation) = crate::api::checks::check_spec(&iep.spec) {
-        return Err(Outcome::permanent(
-            "InvalidSpec",
+        return Err(Failure::new(
+            Reason::InvalidSpec,
             format!(
                 "cannot delete inference endpoint {id}: {violation}. Correct that field, or set spec.deletionPolicy: Retain to let the object go without deleting the endpoint"
             ),
         ));
     }
-    let namespace = iep.namespace().unwrap_or_default();
-    let uid = iep.uid().unwrap_or_default();
+    let (namespace, uid) = (&who.namespace, &who.uid);
     // When the namespace is being torn down its Secrets may already be gone: fall back to the
     // connection this object last used, so deletion does not hang on a missing Secret.
-    let connection = match ctx.connections.connect(iep, &namespace, &ctx.client).await {
+    let connection = match ctx.connections.connect(iep, namespace, &ctx.client).await {
         Ok(connection) => connection,
-        Err(failure) => ctx.connections.remembered(&uid).ok_or_else(|| Outcome {
+        Err(failure) => ctx.connections.remembered(uid).ok_or_else(|| Failure {
             message: format!(
                 "cannot delete inference endpoint {id}: {}. Restore it, or set spec.deletionPolicy: Retain to let the object go without deleting the endpoint",
                 failure.message
@@ -447,8 +518,8 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
         })?,
     };
     if !Record::of(Some(&status)).owns(&id, &connection.info.cluster_uuid) {
-        return Ok(Outcome::ready(
-            "Deleted",
+        return Ok(Applied::new(
+            Reason::Deleted,
             format!("inference endpoint {id} lives in a cluster that no longer answers at this address; nothing deleted"),
         ));
     }
@@ -463,9 +534,9 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
     );
     let outcome = timed(ctx, EsOperation::Delete, deletion).await.map_err(|e| {
         let failure = es_failure(ctx, &connection, &e);
-        if failure.reason == "InUse" {
-            Outcome::transient(
-                "DeletionBlocked",
+        if failure.reason == Reason::InUse {
+            Failure::new(
+                Reason::DeletionBlocked,
                 format!(
                     "Elasticsearch refuses to delete inference endpoint {id}: {} Remove those references, \
                      or annotate the object with {FORCE_DELETE_ANNOTATION}=true to delete it anyway (breaking them)",
@@ -482,7 +553,7 @@ async fn remove(iep: &InferenceEndpoint, ctx: &Context) -> Result<Outcome, Outco
         (DeleteOutcome::NotFound, _) => format!("inference endpoint {id} was already gone"),
     };
     info!(inference_id = %id, "{message}");
-    Ok(Outcome::ready("Deleted", message))
+    Ok(Applied::new(Reason::Deleted, message))
 }
 
 /// GET the endpoint; a transient failure drops the cached connection.
@@ -490,7 +561,7 @@ async fn get(
     ctx: &Context,
     connection: &Connection,
     config: &EndpointConfig,
-) -> Result<Option<Endpoint>, Outcome> {
+) -> Result<Option<Endpoint>, Failure> {
     let call = connection
         .client
         .get_endpoint(config.task_type, &config.inference_id);
@@ -507,10 +578,10 @@ async fn update(
     config: &EndpointConfig,
     secret: &ServiceSecret,
     observed: Option<&Endpoint>,
-) -> Result<Endpoint, Outcome> {
+) -> Result<Endpoint, Failure> {
     let version = &connection.info.version;
     let body = update_body(config, Some(secret), observed, version)
-        .map_err(|e| Outcome::permanent("InvalidSettings", e.to_string()))?;
+        .map_err(|e| Failure::new(Reason::InvalidSettings, e.to_string()))?;
     let call =
         connection
             .client
@@ -522,7 +593,7 @@ async fn update(
 
 /// Classify an Elasticsearch failure; a transient one also drops the cached connection, so the
 /// next attempt reconnects and re-reads the cluster's version and identity.
-fn es_failure(ctx: &Context, connection: &Connection, error: &EsError) -> Outcome {
+fn es_failure(ctx: &Context, connection: &Connection, error: &EsError) -> Failure {
     if error.is_transient() {
         ctx.connections.forget(&connection.key);
     }
@@ -566,45 +637,38 @@ fn endpoint_status(endpoint: &Endpoint) -> EndpointStatus {
 
 /// A periodic re-check that finds nothing to do keeps the reason and message of the last
 /// transition (`Created`, `CredentialsRotated`, ...), so it writes no status and emits no Event.
-fn keep_steady_state_wording(previous: &InferenceEndpointStatus, outcome: Outcome) -> Outcome {
-    if outcome.reason != "InSync" {
-        return outcome;
+fn keep_steady_state_wording<T>(
+    previous: &InferenceEndpointStatus,
+    applied: Applied<T>,
+) -> Applied<T> {
+    if applied.reason != Reason::InSync {
+        return applied;
     }
     match conditions::ready(&previous.conditions) {
-        Some(ready) if ready.status == "True" => Outcome {
-            state: State::Ready,
-            reason: static_ready_reason(&ready.reason).unwrap_or(outcome.reason),
+        Some(ready) if ready.status == "True" => Applied {
+            // Any ready reason is kept; one this version does not know reads as InSync.
+            reason: Reason::parse(&ready.reason)
+                .filter(|r| r.is_ready())
+                .unwrap_or(applied.reason),
             message: ready.message.clone(),
-            recheck: false,
+            applied: applied.applied,
         },
-        _ => outcome,
+        _ => applied,
     }
-}
-
-/// Reasons are `&'static str`; map a stored reason back to its static form.
-fn static_ready_reason(reason: &str) -> Option<&'static str> {
-    const READY_REASONS: [&str; 7] = [
-        "Created",
-        "Recreated",
-        "InSync",
-        "Adopted",
-        "Updated",
-        "CredentialsRotated",
-        CHUNKING_RESET,
-    ];
-    READY_REASONS.into_iter().find(|r| *r == reason)
 }
 
 /// Write status if it changed, and publish an Event if Ready changed. Works from metadata
 /// alone, so an object whose spec does not decode can be reported too; `insecure` is the
 /// transport warning of a decoded spec (`connection::insecure_transport`).
+#[allow(clippy::too_many_arguments)]
 async fn report(
     iep: &impl Resource<DynamicType = ()>,
+    who: &Identity,
     ctx: &Context,
     previous: InferenceEndpointStatus,
     mut status: InferenceEndpointStatus,
     outcome: &Outcome,
-    insecure: Option<(&'static str, String)>,
+    insecure: Option<(Reason, String)>,
     action: &str,
 ) -> Result<(), Error> {
     let now = Time(Timestamp::now());
@@ -621,26 +685,25 @@ async fn report(
         &now,
     );
     if status != previous {
-        patch_status(iep, ctx, &status).await?;
+        patch_status(who, ctx, &status).await?;
     }
     if conditions::is_transition(&previous.conditions, outcome) {
         publish(ctx, iep, outcome, action);
     }
     if let (true, Some((reason, message))) = (warn_now, insecure) {
-        publish(ctx, iep, &Outcome::permanent(reason, message), action);
+        publish(ctx, iep, &Outcome::new(reason, message), action);
     }
     Ok(())
 }
 
 async fn patch_status(
-    iep: &impl Resource,
+    who: &Identity,
     ctx: &Context,
     status: &InferenceEndpointStatus,
 ) -> Result<(), Error> {
-    let name = iep.name_any();
+    let name = &who.name;
     // The answer is the whole object; `Decoded` reads it back even when its spec does not.
-    let api: Api<Decoded> =
-        Api::namespaced(ctx.client.clone(), &iep.namespace().unwrap_or_default());
+    let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
     let body = json!({
         "apiVersion": InferenceEndpoint::api_version(&()),
         "kind": InferenceEndpoint::kind(&()),
@@ -649,7 +712,7 @@ async fn patch_status(
     let params = PatchParams::apply(FIELD_MANAGER).force();
     tokio::time::timeout(
         ctx.config.kube_timeout,
-        api.patch_status(&name, &params, &Patch::Apply(&body)),
+        api.patch_status(name, &params, &Patch::Apply(&body)),
     )
     .await
     .map_err(|_| Error::KubeTimeout("patch status"))?
@@ -662,12 +725,12 @@ async fn patch_status(
 fn publish(ctx: &Context, iep: &impl Resource<DynamicType = ()>, outcome: &Outcome, action: &str) {
     let event = Event {
         // A chunking reset leaves the endpoint working but changed: worth a Warning.
-        type_: if outcome.is_ready() && outcome.reason != CHUNKING_RESET {
-            EventType::Normal
-        } else {
+        type_: if outcome.reason.warns() {
             EventType::Warning
+        } else {
+            EventType::Normal
         },
-        reason: outcome.reason.to_owned(),
+        reason: outcome.reason.as_str().to_owned(),
         note: Some(conditions::truncate(&outcome.message)),
         action: action.to_owned(),
         secondary: None,
@@ -675,7 +738,7 @@ fn publish(ctx: &Context, iep: &impl Resource<DynamicType = ()>, outcome: &Outco
     let reference = iep.object_ref(&());
     let recorder = ctx.recorder.clone();
     let timeout = ctx.config.kube_timeout;
-    let reason = outcome.reason;
+    let reason = outcome.reason.as_str();
     tokio::spawn(async move {
         match tokio::time::timeout(timeout, recorder.publish(&event, &reference)).await {
             Ok(Ok(())) => {}

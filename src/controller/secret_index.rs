@@ -23,7 +23,10 @@ pub type SecretKey = (String, String);
 /// Every Secret `iep` reads: the service credential, the Elasticsearch credentials and CA, or
 /// ECK's conventional Secrets for `elasticsearchRef` (possibly in another namespace).
 pub fn secrets_of(iep: &InferenceEndpoint) -> Vec<SecretKey> {
-    let own = iep.namespace().unwrap_or_default();
+    // Without a namespace it reads nothing (its reconcile reports the missing identity).
+    let Some(own) = iep.namespace() else {
+        return Vec::new();
+    };
     let local = |name: &str| (own.clone(), name.to_owned());
     let spec = &iep.spec;
     let mut keys = Vec::new();

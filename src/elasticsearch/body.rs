@@ -1,68 +1,23 @@
-//! The desired endpoint, the observed endpoint, and request bodies for create and `_update`.
+//! The observed endpoint, and request bodies for create and `_update` built from the desired one
+//! ([`EndpointConfig`], in [`crate::endpoint`]).
 //!
-//! Secrets live only in [`ServiceSecret`] (a [`SecretString`]) and in [`RequestBody`], whose
+//! Secrets live only in [`ServiceSecret`] (a `SecretString`) and in [`RequestBody`], whose
 //! `Debug` prints the JSON with the secret value replaced. Neither type implements `Display` or
 //! `Serialize`, so a body cannot be logged or serialised by accident.
 
 use std::fmt;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::normalize::{chunking_acceptable_when_unset, default_chunking};
 use super::service::{is_secret_field, ServiceProfile};
 use super::version::EsVersion;
-use super::TaskType;
+use crate::endpoint::TaskType;
+pub use crate::endpoint::{EndpointConfig, ServiceSecret};
 
 const REDACTED: &str = "<redacted>";
-
-/// The endpoint the operator wants, in Elasticsearch field names, without secrets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EndpointConfig {
-    pub inference_id: String,
-    pub task_type: TaskType,
-    /// Elasticsearch `service` (e.g. `azureopenai`).
-    pub service: String,
-    /// Non-secret `service_settings` (e.g. `resource_name`, `deployment_id`, `api_version`,
-    /// `rate_limit: {requests_per_minute}`, `dimensions`, `similarity`). Only user-set keys.
-    #[serde(default)]
-    pub service_settings: Map<String, Value>,
-    /// `task_settings` (e.g. `user`, `headers`); empty = none.
-    #[serde(default)]
-    pub task_settings: Map<String, Value>,
-    /// `chunking_settings`; `None` = Elasticsearch's default (text_embedding only).
-    #[serde(default)]
-    pub chunking_settings: Option<Map<String, Value>>,
-}
-
-/// The one secret `service_settings` field of an endpoint (`api_key`, `entra_id`,
-/// `client_secret`, ...). `Debug` is redacted by [`SecretString`].
-#[derive(Debug, Clone)]
-pub struct ServiceSecret {
-    /// Elasticsearch field name inside `service_settings`.
-    pub field: String,
-    pub value: SecretString,
-}
-
-impl ServiceSecret {
-    pub fn new(field: impl Into<String>, value: impl Into<SecretString>) -> Self {
-        Self {
-            field: field.into(),
-            value: value.into(),
-        }
-    }
-
-    /// `api_key`.
-    pub fn api_key(value: impl Into<SecretString>) -> Self {
-        Self::new("api_key", value)
-    }
-
-    /// `entra_id` (a static bearer token; Elasticsearch never refreshes it).
-    pub fn entra_id(value: impl Into<SecretString>) -> Self {
-        Self::new("entra_id", value)
-    }
-}
 
 /// An endpoint as returned by GET / PUT / `_update` (secrets filtered out by Elasticsearch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -961,7 +961,7 @@ mod tests {
             .get_endpoint(TaskType::Completion, "wrong-type")
             .await
             .unwrap_err();
-        assert_eq!(err.reason(), "TaskTypeMismatch");
+        assert_eq!(err.reason().as_str(), "TaskTypeMismatch");
         assert_eq!(err.stored_task_type(), Some("text_embedding"));
         // Escaping: a hostile id stays one path segment.
         assert!(c
@@ -1131,7 +1131,7 @@ mod tests {
             .delete_endpoint(t, "busy", DeleteOptions::default())
             .await
             .unwrap_err();
-        assert_eq!(err.reason(), "InUse");
+        assert_eq!(err.reason().as_str(), "InUse");
         assert_eq!(err.message(), in_use);
         let dry = c
             .delete_endpoint(
@@ -1210,23 +1210,29 @@ mod tests {
         })
         .await;
         let c = client(url, Auth::None);
-        assert_eq!(c.info().await.unwrap_err().reason(), "UnexpectedResponse");
+        assert_eq!(
+            c.info().await.unwrap_err().reason().as_str(),
+            "UnexpectedResponse"
+        );
         let e = c
             .get_endpoint(TaskType::Completion, "busy")
             .await
             .unwrap_err();
-        assert_eq!((e.reason(), e.is_transient()), ("RateLimited", true));
+        assert_eq!(
+            (e.reason().as_str(), e.is_transient()),
+            ("RateLimited", true)
+        );
         let e = c
             .get_endpoint(TaskType::Completion, "weird")
             .await
             .unwrap_err();
-        assert_eq!(e.reason(), "UnexpectedResponse");
+        assert_eq!(e.reason().as_str(), "UnexpectedResponse");
         let e = c
             .get_endpoint(TaskType::Completion, "other")
             .await
             .unwrap_err();
         assert_eq!(
-            (e.reason(), e.is_transient()),
+            (e.reason().as_str(), e.is_transient()),
             ("ElasticsearchUnavailable", true)
         );
         assert_eq!(e.message(), "blocked");
@@ -1271,10 +1277,10 @@ mod tests {
         let e = bad(ConnectionConfig::new(
             Url::parse("ftp://es.example").unwrap(),
         ));
-        assert_eq!(e.reason(), "InvalidConnectionConfig");
+        assert_eq!(e.reason().as_str(), "InvalidConnectionConfig");
         let mut cfg = ConnectionConfig::new(url.clone());
         cfg.ca_pem = Some(b"not a pem".to_vec());
-        assert_eq!(bad(cfg).reason(), "InvalidConnectionConfig");
+        assert_eq!(bad(cfg).reason().as_str(), "InvalidConnectionConfig");
         let mut cfg = ConnectionConfig::new(url.clone());
         cfg.auth = Auth::ApiKey("bad\nkey".into());
         let e = bad(cfg);
@@ -1485,12 +1491,12 @@ mod tests {
             err.message()
         );
         let err = c.get_endpoint(TaskType::Completion, "x").await.unwrap_err();
-        assert_eq!(err.reason(), "NotElasticsearch");
+        assert_eq!(err.reason().as_str(), "NotElasticsearch");
         let err = c
             .get_endpoint(TaskType::Completion, "other")
             .await
             .unwrap_err();
-        assert_eq!(err.reason(), "NotElasticsearch");
+        assert_eq!(err.reason().as_str(), "NotElasticsearch");
         assert!(
             err.message().contains("other than Elasticsearch"),
             "{}",
@@ -1510,13 +1516,13 @@ mod tests {
             serve_raw(move |_| (404, json_headers(None), body.to_string().into_bytes())).await;
         let c = client(url, Auth::None);
         let err = c.get_endpoint(TaskType::Completion, "x").await.unwrap_err();
-        assert_eq!(err.reason(), "UnexpectedResponse", "{err}");
+        assert_eq!(err.reason().as_str(), "UnexpectedResponse", "{err}");
         assert_no_marker(&err);
         let err = c
             .delete_endpoint(TaskType::Completion, "x", DeleteOptions::default())
             .await
             .unwrap_err();
-        assert_eq!(err.reason(), "UnexpectedResponse", "{err}");
+        assert_eq!(err.reason().as_str(), "UnexpectedResponse", "{err}");
     }
 
     #[tokio::test]
@@ -1553,7 +1559,7 @@ mod tests {
             .get_endpoint(TaskType::Completion, "rel")
             .await
             .unwrap_err();
-        assert_eq!(err.reason(), "ElasticsearchRedirected");
+        assert_eq!(err.reason().as_str(), "ElasticsearchRedirected");
         assert!(
             err.message().contains(url.host_str().unwrap()),
             "{}",
@@ -1636,12 +1642,12 @@ mod tests {
         .await;
         let c = client(url, Auth::None);
         let err = c.info().await.unwrap_err();
-        assert_eq!(err.reason(), "UnexpectedResponse");
+        assert_eq!(err.reason().as_str(), "UnexpectedResponse");
         assert_no_marker(&err);
         let t = TaskType::Completion;
         let err = c.get_endpoint(t, "html").await.unwrap_err();
         assert_eq!(
-            (err.reason(), err.is_transient()),
+            (err.reason().as_str(), err.is_transient()),
             ("ElasticsearchUnavailable", true)
         );
         assert_no_marker(&err);
@@ -1661,7 +1667,7 @@ mod tests {
             ("shape", "without the fields"),
         ] {
             let err = c.get_endpoint(t, id).await.unwrap_err();
-            assert_eq!(err.reason(), "UnexpectedResponse", "{err}");
+            assert_eq!(err.reason().as_str(), "UnexpectedResponse", "{err}");
             assert!(err.message().contains(problem), "{}", err.message());
             assert_no_marker(&err);
         }
@@ -1674,7 +1680,7 @@ mod tests {
         assert_no_marker(&err);
         // A JSON error envelope without the product header is not quoted either.
         let err = c.get_endpoint(t, "envelope").await.unwrap_err();
-        assert_eq!(err.reason(), "InvalidSettings");
+        assert_eq!(err.reason().as_str(), "InvalidSettings");
         assert_no_marker(&err);
     }
 

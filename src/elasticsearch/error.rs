@@ -23,6 +23,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::reason::{Kind, Reason};
+
 /// Longest message, in bytes, the operator puts in a condition or an Event: Kubernetes rejects an
 /// Event whose `note` is longer than 1024 bytes (`NoteLengthLimit`,
 /// kubernetes `pkg/apis/core/validation/events.go`). [`truncate_message`] enforces it.
@@ -550,37 +552,37 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    /// Stable CamelCase reason for status conditions, metrics and Events.
-    pub const fn as_str(self) -> &'static str {
+    /// The condition reason (for status conditions, metrics and Events).
+    pub const fn reason(self) -> Reason {
         match self {
-            ErrorClass::ElasticsearchUnreachable => "ElasticsearchUnreachable",
-            ErrorClass::ElasticsearchTimeout => "ElasticsearchTimeout",
-            ErrorClass::ElasticsearchTlsFailed => "ElasticsearchTLSFailed",
-            ErrorClass::ElasticsearchUnavailable => "ElasticsearchUnavailable",
-            ErrorClass::RateLimited => "RateLimited",
-            ErrorClass::ElasticsearchAuthFailed => "ElasticsearchAuthFailed",
-            ErrorClass::ElasticsearchForbidden => "ElasticsearchForbidden",
-            ErrorClass::LicenseRequired => "LicenseRequired",
-            ErrorClass::AzureRejectedCredentials => "AzureRejectedCredentials",
-            ErrorClass::AzureDeploymentNotFound => "AzureDeploymentNotFound",
-            ErrorClass::AzureRateLimited => "AzureRateLimited",
-            ErrorClass::AzureUnavailable => "AzureUnavailable",
-            ErrorClass::AzureTimeout => "AzureTimeout",
-            ErrorClass::AzureUnreachable => "AzureUnreachable",
-            ErrorClass::AzureUnknownHost => "InvalidSettings",
-            ErrorClass::InferenceIdReferenced => "InferenceIdReferenced",
-            ErrorClass::AzureValidationFailed => "AzureValidationFailed",
-            ErrorClass::InvalidSettings => "InvalidSettings",
-            ErrorClass::UnsupportedByElasticsearch => "UnsupportedByElasticsearch",
-            ErrorClass::TaskTypeMismatch => "TaskTypeMismatch",
-            ErrorClass::AlreadyExists => "AlreadyExists",
-            ErrorClass::InUse => "InUse",
-            ErrorClass::NotFound => "NotFound",
-            ErrorClass::UnexpectedResponse => "UnexpectedResponse",
-            ErrorClass::InvalidConnectionConfig => "InvalidConnectionConfig",
-            ErrorClass::ElasticsearchError => "ElasticsearchError",
-            ErrorClass::NotElasticsearch => "NotElasticsearch",
-            ErrorClass::ElasticsearchRedirected => "ElasticsearchRedirected",
+            ErrorClass::ElasticsearchUnreachable => Reason::ElasticsearchUnreachable,
+            ErrorClass::ElasticsearchTimeout => Reason::ElasticsearchTimeout,
+            ErrorClass::ElasticsearchTlsFailed => Reason::ElasticsearchTlsFailed,
+            ErrorClass::ElasticsearchUnavailable => Reason::ElasticsearchUnavailable,
+            ErrorClass::RateLimited => Reason::RateLimited,
+            ErrorClass::ElasticsearchAuthFailed => Reason::ElasticsearchAuthFailed,
+            ErrorClass::ElasticsearchForbidden => Reason::ElasticsearchForbidden,
+            ErrorClass::LicenseRequired => Reason::LicenseRequired,
+            ErrorClass::AzureRejectedCredentials => Reason::AzureRejectedCredentials,
+            ErrorClass::AzureDeploymentNotFound => Reason::AzureDeploymentNotFound,
+            ErrorClass::AzureRateLimited => Reason::AzureRateLimited,
+            ErrorClass::AzureUnavailable => Reason::AzureUnavailable,
+            ErrorClass::AzureTimeout => Reason::AzureTimeout,
+            ErrorClass::AzureUnreachable => Reason::AzureUnreachable,
+            ErrorClass::AzureUnknownHost => Reason::InvalidSettings,
+            ErrorClass::InferenceIdReferenced => Reason::InferenceIdReferenced,
+            ErrorClass::AzureValidationFailed => Reason::AzureValidationFailed,
+            ErrorClass::InvalidSettings => Reason::InvalidSettings,
+            ErrorClass::UnsupportedByElasticsearch => Reason::UnsupportedByElasticsearch,
+            ErrorClass::TaskTypeMismatch => Reason::TaskTypeMismatch,
+            ErrorClass::AlreadyExists => Reason::AlreadyExists,
+            ErrorClass::InUse => Reason::InUse,
+            ErrorClass::NotFound => Reason::NotFound,
+            ErrorClass::UnexpectedResponse => Reason::UnexpectedResponse,
+            ErrorClass::InvalidConnectionConfig => Reason::InvalidConnectionConfig,
+            ErrorClass::ElasticsearchError => Reason::ElasticsearchError,
+            ErrorClass::NotElasticsearch => Reason::NotElasticsearch,
+            ErrorClass::ElasticsearchRedirected => Reason::ElasticsearchRedirected,
         }
     }
 
@@ -593,29 +595,10 @@ impl ErrorClass {
         )
     }
 
-    /// Whether retrying the same request later can succeed without a spec/Secret change.
+    /// Whether retrying the same request later can succeed without a spec/Secret change (the
+    /// kind of its reason).
     pub const fn is_transient(self) -> bool {
-        matches!(
-            self,
-            ErrorClass::ElasticsearchUnreachable
-                | ErrorClass::ElasticsearchTimeout
-                | ErrorClass::ElasticsearchTlsFailed
-                | ErrorClass::ElasticsearchUnavailable
-                | ErrorClass::RateLimited
-                | ErrorClass::AzureRateLimited
-                | ErrorClass::AzureUnavailable
-                | ErrorClass::AzureTimeout
-                | ErrorClass::AzureUnreachable
-                | ErrorClass::AlreadyExists
-                | ErrorClass::InUse
-                | ErrorClass::UnexpectedResponse
-        )
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        matches!(self.reason().kind(), Kind::Transient)
     }
 }
 
@@ -696,9 +679,9 @@ impl EsError {
         }
     }
 
-    /// Stable CamelCase condition reason.
-    pub fn reason(&self) -> &'static str {
-        self.class().as_str()
+    /// The condition reason.
+    pub fn reason(&self) -> Reason {
+        self.class().reason()
     }
 
     /// Whether the operator should retry with backoff (vs. wait for a spec/Secret change).
@@ -938,7 +921,7 @@ mod tests {
 
     fn assert_class(e: &EsError, class: ErrorClass, transient: bool) {
         assert_eq!(e.class(), class, "{e}");
-        assert_eq!(e.reason(), class.as_str());
+        assert_eq!(e.reason(), class.reason());
         assert_eq!(e.is_transient(), transient, "{e}");
     }
 
@@ -1234,7 +1217,7 @@ mod tests {
                 "status": 400}),
         );
         assert_class(&e, ErrorClass::AzureUnknownHost, false);
-        assert_eq!(e.reason(), "InvalidSettings");
+        assert_eq!(e.reason().as_str(), "InvalidSettings");
         assert!(e.class().rechecks_periodically());
         assert_eq!(
             e.api().unwrap().unknown_host().as_deref(),
@@ -1379,7 +1362,7 @@ mod tests {
             e.message()
         );
         assert_eq!(
-            e.reason(),
+            e.reason().as_str(),
             "InvalidSettings",
             "the status still classifies it"
         );
