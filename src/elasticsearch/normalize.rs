@@ -123,7 +123,7 @@ pub fn compare(
     let mut o_ss = without_secrets(&desired.service, &observed.service_settings);
     if let Some(rpm) = profile.and_then(|p| p.default_rpm(task)) {
         // 8.14 did not show rate_limit in GET: nothing to compare against.
-        if !o_ss.contains_key("rate_limit") && !version.at_least(8, 15) {
+        if !o_ss.contains_key("rate_limit") && !version.shows_rate_limit() {
             d_ss.remove("rate_limit");
         } else {
             fill_rate_limit(&mut d_ss, rpm);
