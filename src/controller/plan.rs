@@ -259,6 +259,26 @@ fn change_settings(
     })
 }
 
+/// Before a recreate: the endpoint's users can be listed at all (the dry-run DELETE, 8.15+).
+/// Before 8.15 Elasticsearch neither lists nor protects them, so nothing is deleted.
+pub fn users_can_be_listed(
+    id: &str,
+    differences: &[Difference],
+    version: &EsVersion,
+) -> Result<(), Failure> {
+    if version.supports_delete_options() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Reason::RecreateBlocked,
+        format!(
+            "inference endpoint {id} must be recreated to apply {}, but Elasticsearch {version} cannot report what uses it (8.15 or later); \
+             nothing was changed. Recreate it yourself once nothing uses it, or set a new spec.inferenceId",
+            describe(differences)
+        ),
+    ))
+}
+
 /// Before a recreate: Elasticsearch's dry-run DELETE `report` lists the endpoint's users; while
 /// there are any, nothing is deleted.
 pub fn unused_before_recreate(
@@ -423,6 +443,18 @@ mod tests {
         version: &str,
         tweak: impl FnOnce(&mut PlanInput<'_, '_>),
     ) -> Step {
+        planned(observed, owned, applied, version, tweak, step)
+    }
+
+    /// Plan with the test defaults, `tweak`ed, and read the plan with `read`.
+    fn planned<T>(
+        observed: Option<&Endpoint>,
+        owned: bool,
+        applied: Option<&str>,
+        version: &str,
+        tweak: impl FnOnce(&mut PlanInput<'_, '_>),
+        read: impl FnOnce(Plan<'_>) -> T,
+    ) -> T {
         let desired = desired();
         let version = EsVersion::parse(version).unwrap();
         let mut input = PlanInput {
@@ -443,7 +475,7 @@ mod tests {
             credential_recorded: false,
         };
         tweak(&mut input);
-        step(plan(&input))
+        read(plan(&input))
     }
 
     fn reason(plan: Step) -> Reason {
@@ -722,27 +754,13 @@ mod tests {
         owned: bool,
         tweak: impl FnOnce(&mut PlanInput<'_, '_>),
     ) -> Applied {
-        let desired = desired();
-        let version = EsVersion::parse("9.1.0").unwrap();
-        let mut input = PlanInput {
-            desired: &desired,
-            observed,
-            owned,
-            fingerprint: "fp-now",
-            applied_fingerprint: owned.then_some("fp-now"),
-            version: &version,
-            adopt: false,
-            recreate: false,
-            claimed_by: None,
-            cluster_uuid: "uuid-a",
-            recorded_cluster_uuid: owned.then_some("uuid-a"),
-            accepted_cluster_uuid: None,
-            chunking_reset_seen: false,
-            cluster_name: "prod",
-            credential_recorded: owned,
+        let applied = owned.then_some("fp-now");
+        let prod = |i: &mut PlanInput<'_, '_>| {
+            i.cluster_name = "prod";
+            i.credential_recorded = owned;
+            tweak(i)
         };
-        tweak(&mut input);
-        done(plan(&input))
+        planned(observed, owned, applied, "9.1.0", prod, done)
     }
 
     #[test]
@@ -821,5 +839,26 @@ mod tests {
                 failure.message
             );
         }
+    }
+
+    #[test]
+    fn a_recreate_needs_a_version_that_lists_the_users() {
+        let differences = [Difference {
+            path: "service_settings.deployment_id".into(),
+            desired: Some(json!("dep")),
+            observed: Some(json!("other")),
+        }];
+        let v = |s: &str| EsVersion::parse(s).unwrap();
+        let failure = users_can_be_listed("emb", &differences, &v("8.14.3")).unwrap_err();
+        assert_eq!(failure.reason, Reason::RecreateBlocked);
+        assert!(
+            failure.message.contains("8.15 or later"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(
+            users_can_be_listed("emb", &differences, &v("8.15.0")),
+            Ok(())
+        );
     }
 }

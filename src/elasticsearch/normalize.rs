@@ -219,11 +219,6 @@ impl Difference {
     }
 }
 
-/// Whether every difference can be applied in place (an empty list is trivially updatable).
-pub fn all_updatable(diffs: &[Difference], version: &EsVersion, observed: &Endpoint) -> bool {
-    diffs.iter().all(|d| d.updatable_on(version, observed))
-}
-
 fn without_secrets(service: &str, m: &Map<String, Value>) -> Map<String, Value> {
     m.iter()
         .filter(|(k, _)| !is_secret_field(service, k))
@@ -414,7 +409,7 @@ mod tests {
             }]
         );
         assert!(!d[0].updatable_on(&v("9.5.0"), &obs));
-        assert!(!all_updatable(&d, &v("9.5.0"), &obs));
+        assert!(!d.iter().all(|d| d.updatable_on(&v("9.5.0"), &obs)));
     }
 
     #[test]

@@ -97,10 +97,9 @@ const UPDATE_VALIDATES_AND_CLEARS: Since = Since::release(9, 4);
 /// `_update` accepts mutable service settings and `chunking_settings` (replace semantics), the
 /// secret optional (inferred: docs/reference/elasticsearch-inference-api.md#update-by-version).
 const UPDATE_SERVICE_AND_CHUNKING_SETTINGS: Since = Since::release(9, 5);
-/// DELETE understands `dry_run` and `force`; the dry run lists referencing pipelines.
+/// DELETE understands `dry_run` and `force`; the dry run lists referencing pipelines (and, from
+/// 8.16, indices whose `semantic_text` fields use the endpoint).
 const DELETE_OPTIONS: Since = Since::release(8, 15);
-/// The dry-run DELETE also lists indices whose `semantic_text` fields use the endpoint.
-const DRY_RUN_LISTS_INDEXES: Since = Since::release(8, 16);
 /// GET shows `rate_limit` (8.14 did not).
 const GET_SHOWS_RATE_LIMIT: Since = Since::release(8, 15);
 /// `completion`/`chat_completion` PUTs wait 120 s instead of 30 s.
@@ -234,11 +233,6 @@ impl EsVersion {
     /// GET shows `rate_limit` (8.15; 8.14 did not).
     pub const fn shows_rate_limit(&self) -> bool {
         GET_SHOWS_RATE_LIMIT.contains(self)
-    }
-
-    /// The dry-run DELETE lists the indices that use the endpoint (8.16), not only pipelines.
-    pub const fn dry_run_lists_indexes(&self) -> bool {
-        DRY_RUN_LISTS_INDEXES.contains(self)
     }
 
     /// The server-side timeout of a PUT (validation call + storage): 30 s, or 120 s for
