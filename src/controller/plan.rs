@@ -446,6 +446,31 @@ mod tests {
         planned(observed, owned, applied, version, tweak, step)
     }
 
+    /// The test defaults: an owned endpoint in cluster uuid-a, credential unchanged.
+    fn input<'a, 'e>(
+        desired: &'a EndpointConfig,
+        observed: Option<&'e Endpoint>,
+        version: &'a EsVersion,
+    ) -> PlanInput<'a, 'e> {
+        PlanInput {
+            desired,
+            observed,
+            owned: true,
+            fingerprint: "fp-now",
+            applied_fingerprint: Some("fp-now"),
+            version,
+            adopt: false,
+            recreate: false,
+            claimed_by: None,
+            cluster_uuid: "uuid-a",
+            recorded_cluster_uuid: Some("uuid-a"),
+            accepted_cluster_uuid: None,
+            chunking_reset_seen: false,
+            cluster_name: "es",
+            credential_recorded: false,
+        }
+    }
+
     /// Plan with the test defaults, `tweak`ed, and read the plan with `read`.
     fn planned<T>(
         observed: Option<&Endpoint>,
@@ -457,23 +482,10 @@ mod tests {
     ) -> T {
         let desired = desired();
         let version = EsVersion::parse(version).unwrap();
-        let mut input = PlanInput {
-            desired: &desired,
-            observed,
-            owned,
-            fingerprint: "fp-now",
-            applied_fingerprint: applied,
-            version: &version,
-            adopt: false,
-            recreate: false,
-            claimed_by: None,
-            cluster_uuid: "uuid-a",
-            recorded_cluster_uuid: owned.then_some("uuid-a"),
-            accepted_cluster_uuid: None,
-            chunking_reset_seen: false,
-            cluster_name: "es",
-            credential_recorded: false,
-        };
+        let mut input = input(&desired, observed, &version);
+        input.owned = owned;
+        input.applied_fingerprint = applied;
+        input.recorded_cluster_uuid = owned.then_some("uuid-a");
         tweak(&mut input);
         read(plan(&input))
     }
@@ -657,23 +669,7 @@ mod tests {
             json!({"strategy": "sentence", "max_chunk_size": 300, "sentence_overlap": 1}),
         ));
         let v = EsVersion::parse("9.1.0").unwrap();
-        let mut input = PlanInput {
-            desired: &d,
-            observed: Some(&o),
-            owned: true,
-            fingerprint: "fp-now",
-            applied_fingerprint: Some("fp-now"),
-            version: &v,
-            adopt: false,
-            recreate: false,
-            claimed_by: None,
-            cluster_uuid: "uuid-a",
-            recorded_cluster_uuid: Some("uuid-a"),
-            accepted_cluster_uuid: None,
-            chunking_reset_seen: false,
-            cluster_name: "es",
-            credential_recorded: false,
-        };
+        let mut input = input(&d, Some(&o), &v);
         explicit(&mut input);
         assert!(
             matches!(step(plan(&input)), Step::Recreate { .. }),
@@ -703,23 +699,7 @@ mod tests {
             .insert("max_input_tokens".into(), json!(1024));
         for (version, in_place) in [("9.4.0", false), ("9.5.0", true)] {
             let v = EsVersion::parse(version).unwrap();
-            let input = PlanInput {
-                desired: &desired,
-                observed: Some(&o),
-                owned: true,
-                fingerprint: "fp-now",
-                applied_fingerprint: Some("fp-now"),
-                version: &v,
-                adopt: false,
-                recreate: false,
-                claimed_by: None,
-                cluster_uuid: "uuid-a",
-                recorded_cluster_uuid: Some("uuid-a"),
-                accepted_cluster_uuid: None,
-                chunking_reset_seen: false,
-                cluster_name: "es",
-                credential_recorded: false,
-            };
+            let input = input(&desired, Some(&o), &v);
             match step(plan(&input)) {
                 Step::Update { differences } if in_place => {
                     assert_eq!(differences[0].path, "service_settings.max_input_tokens")
