@@ -41,11 +41,6 @@ pub const ADOPT_ANNOTATION: &str = "esinference.io/adopt";
 /// replaced) and create the endpoint in the cluster with this UUID.
 pub const ACCEPT_CLUSTER_ANNOTATION: &str = "esinference.io/accept-cluster";
 
-/// Elasticsearch inference endpoint ids: lowercase alphanumerics, `-`, `_` and `.`,
-/// starting and ending with an alphanumeric (Elasticsearch `MlStrings`,
-/// docs/reference/elasticsearch-inference-api.md#id-rules).
-pub const INFERENCE_ID_PATTERN: &str = r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$";
-
 /// A Kubernetes object name that is a DNS subdomain (RFC 1123), at most 253 characters: what the
 /// API server requires of Secret and most other object names (apimachinery
 /// `validation.IsDNS1123Subdomain`). Checked so that no reference can carry `?`, `#` or `/` into

@@ -21,6 +21,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::api::{InferenceEndpoint, InferenceEndpointStatus};
+use crate::elasticsearch::error::clean_text;
 
 /// Longest decode error kept (it may quote a value from the spec).
 const MAX_ERROR_LEN: usize = 300;
@@ -69,22 +70,15 @@ impl<'de> Deserialize<'de> for Decoded {
     }
 }
 
-/// `path: message`, control characters replaced, cut to [`MAX_ERROR_LEN`].
+/// `path: message`, cleaned and cut to [`MAX_ERROR_LEN`] characters by the operator's one text
+/// cleaner (`clean_text`, which also bounds Elasticsearch's quoted text).
 fn describe(path: &str, message: &str) -> String {
     let full = if path.is_empty() || path == "." {
         message.to_owned()
     } else {
         format!("{path}: {message}")
     };
-    let mut clean: String = full
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_ERROR_LEN)
-        .collect();
-    if full.chars().count() > MAX_ERROR_LEN {
-        clean.push('…');
-    }
-    clean
+    clean_text(&full, MAX_ERROR_LEN)
 }
 
 impl Decoded {

@@ -259,6 +259,26 @@ fn change_settings(
     })
 }
 
+/// Before a recreate: the endpoint's users can be listed at all (the dry-run DELETE, 8.15+).
+/// Before 8.15 Elasticsearch neither lists nor protects them, so nothing is deleted.
+pub fn users_can_be_listed(
+    id: &str,
+    differences: &[Difference],
+    version: &EsVersion,
+) -> Result<(), Failure> {
+    if version.supports_delete_options() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Reason::RecreateBlocked,
+        format!(
+            "inference endpoint {id} must be recreated to apply {}, but Elasticsearch {version} cannot report what uses it (8.15 or later); \
+             nothing was changed. Recreate it yourself once nothing uses it, or set a new spec.inferenceId",
+            describe(differences)
+        ),
+    ))
+}
+
 /// Before a recreate: Elasticsearch's dry-run DELETE `report` lists the endpoint's users; while
 /// there are any, nothing is deleted.
 pub fn unused_before_recreate(
@@ -423,27 +443,51 @@ mod tests {
         version: &str,
         tweak: impl FnOnce(&mut PlanInput<'_, '_>),
     ) -> Step {
-        let desired = desired();
-        let version = EsVersion::parse(version).unwrap();
-        let mut input = PlanInput {
-            desired: &desired,
+        planned(observed, owned, applied, version, tweak, step)
+    }
+
+    /// The test defaults: an owned endpoint in cluster uuid-a, credential unchanged.
+    fn input<'a, 'e>(
+        desired: &'a EndpointConfig,
+        observed: Option<&'e Endpoint>,
+        version: &'a EsVersion,
+    ) -> PlanInput<'a, 'e> {
+        PlanInput {
+            desired,
             observed,
-            owned,
+            owned: true,
             fingerprint: "fp-now",
-            applied_fingerprint: applied,
-            version: &version,
+            applied_fingerprint: Some("fp-now"),
+            version,
             adopt: false,
             recreate: false,
             claimed_by: None,
             cluster_uuid: "uuid-a",
-            recorded_cluster_uuid: owned.then_some("uuid-a"),
+            recorded_cluster_uuid: Some("uuid-a"),
             accepted_cluster_uuid: None,
             chunking_reset_seen: false,
             cluster_name: "es",
             credential_recorded: false,
-        };
+        }
+    }
+
+    /// Plan with the test defaults, `tweak`ed, and read the plan with `read`.
+    fn planned<T>(
+        observed: Option<&Endpoint>,
+        owned: bool,
+        applied: Option<&str>,
+        version: &str,
+        tweak: impl FnOnce(&mut PlanInput<'_, '_>),
+        read: impl FnOnce(Plan<'_>) -> T,
+    ) -> T {
+        let desired = desired();
+        let version = EsVersion::parse(version).unwrap();
+        let mut input = input(&desired, observed, &version);
+        input.owned = owned;
+        input.applied_fingerprint = applied;
+        input.recorded_cluster_uuid = owned.then_some("uuid-a");
         tweak(&mut input);
-        step(plan(&input))
+        read(plan(&input))
     }
 
     fn reason(plan: Step) -> Reason {
@@ -625,23 +669,7 @@ mod tests {
             json!({"strategy": "sentence", "max_chunk_size": 300, "sentence_overlap": 1}),
         ));
         let v = EsVersion::parse("9.1.0").unwrap();
-        let mut input = PlanInput {
-            desired: &d,
-            observed: Some(&o),
-            owned: true,
-            fingerprint: "fp-now",
-            applied_fingerprint: Some("fp-now"),
-            version: &v,
-            adopt: false,
-            recreate: false,
-            claimed_by: None,
-            cluster_uuid: "uuid-a",
-            recorded_cluster_uuid: Some("uuid-a"),
-            accepted_cluster_uuid: None,
-            chunking_reset_seen: false,
-            cluster_name: "es",
-            credential_recorded: false,
-        };
+        let mut input = input(&d, Some(&o), &v);
         explicit(&mut input);
         assert!(
             matches!(step(plan(&input)), Step::Recreate { .. }),
@@ -671,23 +699,7 @@ mod tests {
             .insert("max_input_tokens".into(), json!(1024));
         for (version, in_place) in [("9.4.0", false), ("9.5.0", true)] {
             let v = EsVersion::parse(version).unwrap();
-            let input = PlanInput {
-                desired: &desired,
-                observed: Some(&o),
-                owned: true,
-                fingerprint: "fp-now",
-                applied_fingerprint: Some("fp-now"),
-                version: &v,
-                adopt: false,
-                recreate: false,
-                claimed_by: None,
-                cluster_uuid: "uuid-a",
-                recorded_cluster_uuid: Some("uuid-a"),
-                accepted_cluster_uuid: None,
-                chunking_reset_seen: false,
-                cluster_name: "es",
-                credential_recorded: false,
-            };
+            let input = input(&desired, Some(&o), &v);
             match step(plan(&input)) {
                 Step::Update { differences } if in_place => {
                     assert_eq!(differences[0].path, "service_settings.max_input_tokens")
@@ -722,27 +734,13 @@ mod tests {
         owned: bool,
         tweak: impl FnOnce(&mut PlanInput<'_, '_>),
     ) -> Applied {
-        let desired = desired();
-        let version = EsVersion::parse("9.1.0").unwrap();
-        let mut input = PlanInput {
-            desired: &desired,
-            observed,
-            owned,
-            fingerprint: "fp-now",
-            applied_fingerprint: owned.then_some("fp-now"),
-            version: &version,
-            adopt: false,
-            recreate: false,
-            claimed_by: None,
-            cluster_uuid: "uuid-a",
-            recorded_cluster_uuid: owned.then_some("uuid-a"),
-            accepted_cluster_uuid: None,
-            chunking_reset_seen: false,
-            cluster_name: "prod",
-            credential_recorded: owned,
+        let applied = owned.then_some("fp-now");
+        let prod = |i: &mut PlanInput<'_, '_>| {
+            i.cluster_name = "prod";
+            i.credential_recorded = owned;
+            tweak(i)
         };
-        tweak(&mut input);
-        done(plan(&input))
+        planned(observed, owned, applied, "9.1.0", prod, done)
     }
 
     #[test]
@@ -821,5 +819,26 @@ mod tests {
                 failure.message
             );
         }
+    }
+
+    #[test]
+    fn a_recreate_needs_a_version_that_lists_the_users() {
+        let differences = [Difference {
+            path: "service_settings.deployment_id".into(),
+            desired: Some(json!("dep")),
+            observed: Some(json!("other")),
+        }];
+        let v = |s: &str| EsVersion::parse(s).unwrap();
+        let failure = users_can_be_listed("emb", &differences, &v("8.14.3")).unwrap_err();
+        assert_eq!(failure.reason, Reason::RecreateBlocked);
+        assert!(
+            failure.message.contains("8.15 or later"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(
+            users_can_be_listed("emb", &differences, &v("8.15.0")),
+            Ok(())
+        );
     }
 }

@@ -27,7 +27,8 @@ use crate::controller::desired::{check_supported, desired, Desired};
 use crate::controller::identity::Identity;
 use crate::controller::ownership::{self, Claimant, Record};
 use crate::controller::plan::{
-    chunking_reset_outcome, plan, unused_before_recreate, Change, Plan, PlanInput,
+    chunking_reset_outcome, plan, unused_before_recreate, users_can_be_listed, Change, Plan,
+    PlanInput,
 };
 use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::{
@@ -447,6 +448,7 @@ async fn delete_unused(
     differences: &[Difference],
 ) -> Result<(), Failure> {
     let id = config.inference_id.as_str();
+    users_can_be_listed(id, differences, &connection.info.version)?;
     let es = &connection.client;
     let on_es_error = |e: EsError| es_failure(ctx, connection, &e);
     let dry_run = DeleteOptions {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::normalize::{chunking_acceptable_when_unset, default_chunking};
 use super::service::{is_secret_field, ServiceProfile};
-use super::version::EsVersion;
+use super::version::{EsVersion, Since};
 use crate::endpoint::TaskType;
 pub use crate::endpoint::{EndpointConfig, ServiceSecret};
 
@@ -264,9 +264,9 @@ pub fn unsupported_features(
     let profile = ServiceProfile::lookup(&cfg.service);
     if let Some(p) = profile {
         match p.min_version_for(cfg.task_type) {
-            Some((maj, min)) if !version.at_least(maj, min) => out.push(format!(
-                "task type [{}] of service [{}] needs Elasticsearch {maj}.{min}+ (cluster is {version})",
-                cfg.task_type, cfg.service
+            Some(since) if !since.contains(version) => out.push(format!(
+                "task type [{}] of service [{}] needs Elasticsearch {}.{}+ (cluster is {version})",
+                cfg.task_type, cfg.service, since.from.0, since.from.1
             )),
             None => out.push(format!(
                 "service [{}] does not support task type [{}]",
@@ -293,23 +293,35 @@ pub fn unsupported_features(
             }
         }
     }
-    if cfg.service == "azureopenai" {
-        if cfg.task_settings.contains_key("headers") && !version.supports_task_setting_headers() {
+    if let Some(p) = profile {
+        let missing = |since: Option<Since>| !since.is_some_and(|s| s.contains(version));
+        if cfg.task_settings.contains_key("headers") && missing(p.task_setting_headers) {
             out.push(format!(
-                "task_settings.headers needs Elasticsearch 9.4+ (cluster is {version})"
+                "task_settings.headers needs Elasticsearch {} (cluster is {version})",
+                needs(p.task_setting_headers)
             ));
         }
-        let oauth2 = ["client_id", "scopes", "tenant_id"]
+        let oauth2 = p
+            .oauth2_fields
             .iter()
             .any(|k| cfg.service_settings.contains_key(*k))
             || secret_field == Some("client_secret");
-        if oauth2 && !version.supports_oauth2() {
+        if oauth2 && missing(p.oauth2) {
             out.push(format!(
-                "OAuth2 client credentials need Elasticsearch 9.4+ (cluster is {version})"
+                "OAuth2 client credentials need Elasticsearch {} (cluster is {version})",
+                needs(p.oauth2)
             ));
         }
     }
     out
+}
+
+/// `9.4+`, or `a version that offers it` when no release does.
+fn needs(since: Option<Since>) -> String {
+    since.map_or_else(
+        || "a version that offers it".to_owned(),
+        |s| format!("{}.{}+", s.from.0, s.from.1),
+    )
 }
 
 #[cfg(test)]

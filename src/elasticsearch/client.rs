@@ -726,7 +726,7 @@ mod tests {
     use axum::body::Bytes;
     use axum::extract::State;
     use axum::http::{HeaderMap as AxHeaders, Method as AxMethod, Uri};
-    use axum::response::{IntoResponse, Response};
+    use axum::response::Response;
     use serde_json::{json, Map, Value};
     use std::sync::{Arc, Mutex};
 
@@ -740,7 +740,16 @@ mod tests {
         body: Vec<u8>,
     }
 
-    type Reply = Box<dyn Fn(&Seen) -> (u16, Value, Duration) + Send + Sync>;
+    /// One answer of the test server: exactly this status, these headers and this body, after
+    /// `delay`.
+    struct Answer {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+        delay: Duration,
+    }
+
+    type Reply = Box<dyn Fn(&Seen) -> Answer + Send + Sync>;
 
     struct Double {
         seen: Mutex<Vec<Seen>>,
@@ -763,25 +772,21 @@ mod tests {
             headers,
             body: body.to_vec(),
         };
-        let (status, json, delay) = (d.reply)(&seen);
+        let answer = (d.reply)(&seen);
         d.seen.lock().unwrap().push(seen);
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        if !answer.delay.is_zero() {
+            tokio::time::sleep(answer.delay).await;
         }
-        (
-            axum::http::StatusCode::from_u16(status).unwrap(),
-            [
-                ("content-type", "application/json"),
-                ("x-elastic-product", "Elasticsearch"),
-            ],
-            json.to_string(),
-        )
-            .into_response()
+        let mut resp = Response::builder().status(answer.status);
+        for (k, v) in answer.headers {
+            resp = resp.header(k, v);
+        }
+        resp.body(axum::body::Body::from(answer.body)).unwrap()
     }
 
     /// A throwaway HTTP server answering with `reply`; returns its base URL and the log.
-    async fn serve(
-        reply: impl Fn(&Seen) -> (u16, Value, Duration) + Send + Sync + 'static,
+    async fn serve_answers(
+        reply: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
     ) -> (Url, Arc<Double>) {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let double = Arc::new(Double {
@@ -797,6 +802,26 @@ mod tests {
             let _ = axum::serve(listener, app).await;
         });
         (Url::parse(&format!("http://{addr}")).unwrap(), double)
+    }
+
+    /// An Elasticsearch-like server: `reply` gives status, JSON body and delay; the answer carries
+    /// JSON's content type and `X-Elastic-Product: Elasticsearch`.
+    async fn serve(
+        reply: impl Fn(&Seen) -> (u16, Value, Duration) + Send + Sync + 'static,
+    ) -> (Url, Arc<Double>) {
+        serve_answers(move |seen| {
+            let (status, json, delay) = reply(seen);
+            Answer {
+                status,
+                headers: vec![
+                    ("content-type", "application/json".to_owned()),
+                    ("x-elastic-product", "Elasticsearch".to_owned()),
+                ],
+                body: json.to_string().into_bytes(),
+                delay,
+            }
+        })
+        .await
     }
 
     fn ok(v: Value) -> (u16, Value, Duration) {
@@ -1396,56 +1421,20 @@ mod tests {
 
     const MARKER: &str = "hostile-MARKER-7f3a";
 
-    type RawReply = Box<dyn Fn(&Seen) -> (u16, Vec<(&'static str, String)>, Vec<u8>) + Send + Sync>;
-
-    struct RawDouble {
-        seen: Mutex<Vec<Seen>>,
-        reply: RawReply,
-    }
-
-    async fn handle_raw(
-        State(d): State<Arc<RawDouble>>,
-        method: AxMethod,
-        uri: Uri,
-        headers: AxHeaders,
-        body: Bytes,
-    ) -> Response {
-        let seen = Seen {
-            method: method.to_string(),
-            path_and_query: uri
-                .path_and_query()
-                .map(|p| p.to_string())
-                .unwrap_or_default(),
-            headers,
-            body: body.to_vec(),
-        };
-        let (status, headers, body) = (d.reply)(&seen);
-        d.seen.lock().unwrap().push(seen);
-        let mut resp = Response::builder().status(status);
-        for (k, v) in headers {
-            resp = resp.header(k, v);
-        }
-        resp.body(axum::body::Body::from(body)).unwrap()
-    }
-
     /// A server answering exactly `reply` (status, headers, body): no header is added.
     async fn serve_raw(
         reply: impl Fn(&Seen) -> (u16, Vec<(&'static str, String)>, Vec<u8>) + Send + Sync + 'static,
-    ) -> (Url, Arc<RawDouble>) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let double = Arc::new(RawDouble {
-            seen: Mutex::new(Vec::new()),
-            reply: Box::new(reply),
-        });
-        let app = axum::Router::new()
-            .fallback(handle_raw)
-            .with_state(double.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (Url::parse(&format!("http://{addr}")).unwrap(), double)
+    ) -> (Url, Arc<Double>) {
+        serve_answers(move |seen| {
+            let (status, headers, body) = reply(seen);
+            Answer {
+                status,
+                headers,
+                body,
+                delay: Duration::ZERO,
+            }
+        })
+        .await
     }
 
     fn json_headers(product: Option<&str>) -> Vec<(&'static str, String)> {

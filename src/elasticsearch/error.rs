@@ -337,7 +337,9 @@ pub fn clean_text(text: &str, max_chars: usize) -> String {
             pending_space = !out.is_empty();
             continue;
         }
-        if kept == max_chars {
+        // The joining space counts towards `max_chars` too.
+        let needed = if pending_space { 2 } else { 1 };
+        if kept + needed > max_chars {
             out.push('…');
             return out;
         }
@@ -346,7 +348,7 @@ pub fn clean_text(text: &str, max_chars: usize) -> String {
             pending_space = false;
         }
         out.push(c);
-        kept += 1;
+        kept += needed;
     }
     out
 }

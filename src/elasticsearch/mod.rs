@@ -32,6 +32,6 @@ pub use client::{
     Auth, ClusterInfo, ConnectionConfig, DeleteOptions, DeleteOutcome, DeleteResponse, EsClient,
 };
 pub use error::{ApiError, ErrorCause, ErrorClass, EsError};
-pub use normalize::{all_updatable, compare, identity_matches, Difference};
+pub use normalize::{compare, identity_matches, Difference};
 pub use service::ServiceProfile;
 pub use version::EsVersion;

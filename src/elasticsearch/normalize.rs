@@ -123,7 +123,7 @@ pub fn compare(
     let mut o_ss = without_secrets(&desired.service, &observed.service_settings);
     if let Some(rpm) = profile.and_then(|p| p.default_rpm(task)) {
         // 8.14 did not show rate_limit in GET: nothing to compare against.
-        if !o_ss.contains_key("rate_limit") && !version.at_least(8, 15) {
+        if !o_ss.contains_key("rate_limit") && !version.shows_rate_limit() {
             d_ss.remove("rate_limit");
         } else {
             fill_rate_limit(&mut d_ss, rpm);
@@ -217,11 +217,6 @@ impl Difference {
         }
         false
     }
-}
-
-/// Whether every difference can be applied in place (an empty list is trivially updatable).
-pub fn all_updatable(diffs: &[Difference], version: &EsVersion, observed: &Endpoint) -> bool {
-    diffs.iter().all(|d| d.updatable_on(version, observed))
 }
 
 fn without_secrets(service: &str, m: &Map<String, Value>) -> Map<String, Value> {
@@ -414,7 +409,7 @@ mod tests {
             }]
         );
         assert!(!d[0].updatable_on(&v("9.5.0"), &obs));
-        assert!(!all_updatable(&d, &v("9.5.0"), &obs));
+        assert!(!d.iter().all(|d| d.updatable_on(&v("9.5.0"), &obs)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! "Azure" sections of docs/reference/elasticsearch-inference-api.md); other services fall back to
 //! a lenient, service-agnostic behaviour.
 
+use super::version::Since;
 use super::TaskType;
 
 /// What the operator knows about one Elasticsearch inference `service`.
@@ -23,8 +24,12 @@ pub struct ServiceProfile {
     /// Of those, keys that can only be updated when the endpoint already uses OAuth2
     /// (i.e. GET shows `client_id`).
     pub oauth2_fields: &'static [&'static str],
-    /// Minimum version (major, minor) per task type; `None` = unsupported.
-    pub min_version: fn(TaskType) -> Option<(u32, u32)>,
+    /// Since when the service offers each task type; `None` = unsupported.
+    pub min_version: fn(TaskType) -> Option<Since>,
+    /// Since when `task_settings.headers` is accepted (`None`: never).
+    pub task_setting_headers: Option<Since>,
+    /// Since when OAuth2 client credentials are accepted (`None`: never).
+    pub oauth2: Option<Since>,
 }
 
 /// Azure OpenAI (`azureopenai`): docs/reference/elasticsearch-inference-api.md#azure-task-types,
@@ -51,10 +56,12 @@ pub const AZURE_OPENAI: ServiceProfile = ServiceProfile {
     ],
     oauth2_fields: &["client_id", "scopes", "tenant_id"],
     min_version: |task| match task {
-        TaskType::TextEmbedding => Some((8, 14)),
-        TaskType::Completion => Some((8, 15)),
-        TaskType::ChatCompletion => Some((9, 3)),
+        TaskType::TextEmbedding => Some(Since::release(8, 14)),
+        TaskType::Completion => Some(Since::release(8, 15)),
+        TaskType::ChatCompletion => Some(Since::release(9, 3)),
     },
+    task_setting_headers: Some(Since::release(9, 4)),
+    oauth2: Some(Since::release(9, 4)),
 };
 
 const KNOWN: &[ServiceProfile] = &[AZURE_OPENAI];
@@ -83,8 +90,8 @@ impl ServiceProfile {
         (self.default_requests_per_minute)(task)
     }
 
-    /// Whether the service offers `task` on a cluster of `major.minor`.
-    pub fn min_version_for(&self, task: TaskType) -> Option<(u32, u32)> {
+    /// Since when the service offers `task`.
+    pub fn min_version_for(&self, task: TaskType) -> Option<Since> {
         (self.min_version)(task)
     }
 }
@@ -112,10 +119,31 @@ mod tests {
             &["dimensions", "similarity"]
         );
         assert!((p.inferred_fields)(TaskType::Completion).is_empty());
-        assert_eq!(p.min_version_for(TaskType::ChatCompletion), Some((9, 3)));
+        assert_eq!(
+            p.min_version_for(TaskType::ChatCompletion),
+            Some(Since::release(9, 3))
+        );
         assert!(ServiceProfile::lookup("openai").is_none());
         assert!(is_secret_field("azureopenai", "entra_id"));
         assert!(!is_secret_field("azureopenai", "deployment_id"));
         assert!(is_secret_field("amazonbedrock", "secret_key"));
+    }
+
+    #[test]
+    fn azure_version_gates() {
+        let v = |s: &str| crate::elasticsearch::EsVersion::parse(s).unwrap();
+        let p = ServiceProfile::lookup("azureopenai").unwrap();
+        let offers = |s: &str, task| p.min_version_for(task).unwrap().contains(&v(s));
+        assert!(!offers("8.13.4", TaskType::TextEmbedding));
+        assert!(offers("8.14.0", TaskType::TextEmbedding));
+        assert!(!offers("8.14.3", TaskType::Completion));
+        assert!(offers("8.15.0", TaskType::Completion));
+        assert!(!offers("8.19.0", TaskType::ChatCompletion));
+        assert!(!offers("9.2.9", TaskType::ChatCompletion));
+        assert!(offers("9.3.0", TaskType::ChatCompletion));
+        for (s, on) in [("9.3.5", false), ("9.4.0", true), ("8.19.9", false)] {
+            assert_eq!(p.task_setting_headers.unwrap().contains(&v(s)), on, "{s}");
+            assert_eq!(p.oauth2.unwrap().contains(&v(s)), on, "{s}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! inferred, the gate takes the conservative (later) version, except `CHUNKING_KEPT_ON_UPDATE`,
 //! which takes the earliest release that can hold the fix (see there). Fixes and features that
 //! Elasticsearch backported into patch releases are gated on the full `major.minor.patch` through
-//! the [`Backport`] table below, each row citing its release notes
+//! the [`Since`] rows below, each citing its release notes
 //! (docs/reference/elasticsearch-inference-api.md#patch-releases).
 
 use std::fmt;
@@ -34,21 +34,32 @@ const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// 9.5+ default PUT timeout for `completion` / `chat_completion`.
 const COMPLETION_SERVER_TIMEOUT_9_5: Duration = Duration::from_secs(120);
 
-/// A change that reached some release lines in a patch release: on `lines` from the given patch,
-/// and on every release from `from` (major, minor) on.
-struct Backport {
-    lines: &'static [(u32, u32, u32)],
-    from: (u32, u32),
+/// Since when Elasticsearch has a feature: every release from `from` (major, minor) on, and
+/// the release lines it was backported to from the given patch. Every version gate of the
+/// operator is one `Since`: the generic ones in the table below, the per-service ones in
+/// [`super::service::ServiceProfile`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Since {
+    pub from: (u32, u32),
+    pub backports: &'static [(u32, u32, u32)],
 }
 
-impl Backport {
-    const fn contains(&self, v: &EsVersion) -> bool {
+impl Since {
+    /// From `major.minor.0` on, no backports.
+    pub const fn release(major: u32, minor: u32) -> Since {
+        Since {
+            from: (major, minor),
+            backports: &[],
+        }
+    }
+
+    pub const fn contains(&self, v: &EsVersion) -> bool {
         if v.at_least(self.from.0, self.from.1) {
             return true;
         }
         let mut i = 0;
-        while i < self.lines.len() {
-            let (major, minor, patch) = self.lines[i];
+        while i < self.backports.len() {
+            let (major, minor, patch) = self.backports[i];
             if v.major == major && v.minor == minor && v.patch >= patch {
                 return true;
             }
@@ -58,13 +69,49 @@ impl Backport {
     }
 }
 
+// The generic gates of the inference API, one row each
+// (docs/reference/elasticsearch-inference-api.md#version-history).
+
+/// `PUT _inference/{task}/{id}/_update` exists.
+const UPDATE_API: Since = Since::release(8, 17);
+/// PUT accepts `?timeout=` (8.19 on the 8.x line, 9.1 on 9.x; 9.0 does not).
+const PUT_TIMEOUT_PARAM: Since = Since {
+    from: (9, 1),
+    backports: &[(8, 19, 0)],
+};
+/// `_update` accepts `?timeout=`.
+const UPDATE_TIMEOUT_PARAM: Since = Since::release(9, 5);
+/// `chunking_settings` on create, with strategies `sentence` and `word`.
+const CHUNKING_SETTINGS: Since = Since::release(8, 16);
+/// Chunking strategy `recursive` (PR #126866; no 8.19 backport).
+const RECURSIVE_CHUNKING: Since = Since::release(9, 1);
+/// Chunking strategy `none` (PR #129150; on 8.19 through the backport PR #129324, "[8.19] Add
+/// `none` chunking strategy"). 9.0 has neither.
+const NONE_CHUNKING: Since = Since {
+    from: (9, 1),
+    backports: &[(8, 19, 0)],
+};
+/// `_update` calls the provider before persisting, and `"key": null` in `task_settings` clears
+/// that task setting.
+const UPDATE_VALIDATES_AND_CLEARS: Since = Since::release(9, 4);
+/// `_update` accepts mutable service settings and `chunking_settings` (replace semantics), the
+/// secret optional (inferred: docs/reference/elasticsearch-inference-api.md#update-by-version).
+const UPDATE_SERVICE_AND_CHUNKING_SETTINGS: Since = Since::release(9, 5);
+/// DELETE understands `dry_run` and `force`; the dry run lists referencing pipelines (and, from
+/// 8.16, indices whose `semantic_text` fields use the endpoint).
+const DELETE_OPTIONS: Since = Since::release(8, 15);
+/// GET shows `rate_limit` (8.14 did not).
+const GET_SHOWS_RATE_LIMIT: Since = Since::release(8, 15);
+/// `completion`/`chat_completion` PUTs wait 120 s instead of 30 s.
+const LONG_COMPLETION_PUT_TIMEOUT: Since = Since::release(9, 5);
+
 /// CREATE refuses an id still referenced by ingest pipelines or `semantic_text` fields of
 /// non-empty indices (elastic/elasticsearch PR #137055, "Do not create inference endpoint if ID is
 /// used in existing mappings"): `docs/reference/release-notes/8.19.7.asciidoc`,
 /// `docs/release-notes/changelog-bundles/9.1.7.yml` and `9.2.1.yml`; 9.3.0 was cut after the
 /// merge. The 9.0 line got no backport.
-const REFERENCED_ID_REFUSAL: Backport = Backport {
-    lines: &[(8, 19, 7), (9, 1, 7), (9, 2, 1)],
+const REFERENCED_ID_REFUSAL: Since = Since {
+    backports: &[(8, 19, 7), (9, 1, 7), (9, 2, 1)],
     from: (9, 3),
 };
 
@@ -74,8 +121,8 @@ const REFERENCED_ID_REFUSAL: Backport = Backport {
 /// first in 9.2.6 and 9.3.1 at the earliest, which is what this gate takes (inferred: the
 /// backports carry no changelog entry of their own;
 /// docs/reference/elasticsearch-inference-api.md#update-chunking-reset).
-const CHUNKING_KEPT_ON_UPDATE: Backport = Backport {
-    lines: &[(9, 2, 6), (9, 3, 1)],
+const CHUNKING_KEPT_ON_UPDATE: Since = Since {
+    backports: &[(9, 2, 6), (9, 3, 1)],
     from: (9, 4),
 };
 
@@ -114,37 +161,30 @@ impl EsVersion {
 
     /// `PUT _inference/{task}/{id}/_update` exists (8.17).
     pub const fn supports_update_api(&self) -> bool {
-        self.at_least(8, 17)
+        UPDATE_API.contains(self)
     }
 
     /// PUT accepts `?timeout=` (8.19 on the 8.x line, 9.1 on 9.x; 9.0 does not).
     pub const fn supports_put_timeout_param(&self) -> bool {
-        if self.major == 8 {
-            self.minor >= 19
-        } else {
-            self.at_least(9, 1)
-        }
+        PUT_TIMEOUT_PARAM.contains(self)
     }
 
     /// `_update` accepts `?timeout=` (9.5).
     pub const fn supports_update_timeout_param(&self) -> bool {
-        self.at_least(9, 5)
+        UPDATE_TIMEOUT_PARAM.contains(self)
     }
 
     /// `chunking_settings` is accepted on create (8.16).
     pub const fn supports_chunking_settings(&self) -> bool {
-        self.at_least(8, 16)
+        CHUNKING_SETTINGS.contains(self)
     }
 
-    /// Whether a chunking strategy is known to this version. `sentence`/`word` came with
-    /// chunking settings (8.16); `recursive` with 9.1 (PR #126866) and no 8.19 backport; `none`
-    /// with 9.1 (PR #129150) and on 8.19 through the backport PR #129324 ("[8.19] Add `none`
-    /// chunking strategy"). 9.0 has neither.
+    /// Whether a chunking strategy is known to this version.
     pub fn supports_chunking_strategy(&self, strategy: &str) -> bool {
         match strategy {
-            "sentence" | "word" => self.supports_chunking_settings(),
-            "recursive" => self.at_least(9, 1),
-            "none" => self.at_least(9, 1) || (self.major == 8 && self.minor >= 19),
+            "sentence" | "word" => CHUNKING_SETTINGS.contains(self),
+            "recursive" => RECURSIVE_CHUNKING.contains(self),
+            "none" => NONE_CHUNKING.contains(self),
             _ => false,
         }
     }
@@ -160,67 +200,48 @@ impl EsVersion {
         self.supports_update_api() && !CHUNKING_KEPT_ON_UPDATE.contains(self)
     }
 
-    /// `_update` takes `max_input_tokens` for azureopenai embeddings (9.5, inferred from PR #145233
-    /// and its siblings: docs/reference/elasticsearch-inference-api.md#update-by-version).
-    pub const fn update_accepts_max_input_tokens(&self) -> bool {
-        self.at_least(9, 5)
-    }
-
-    /// `azureopenai` task-type availability: text_embedding 8.14, completion 8.15,
-    /// chat_completion 9.3. (Other services: see [`super::service::ServiceProfile`].)
-    pub const fn supports_task_type(&self, task: TaskType) -> bool {
-        match task {
-            TaskType::TextEmbedding => self.at_least(8, 14),
-            TaskType::Completion => self.at_least(8, 15),
-            TaskType::ChatCompletion => self.at_least(9, 3),
-        }
-    }
-
-    /// `task_settings.headers` for azureopenai (9.4).
-    pub const fn supports_task_setting_headers(&self) -> bool {
-        self.at_least(9, 4)
-    }
-
-    /// OAuth2 client credentials for azureopenai (9.4).
-    pub const fn supports_oauth2(&self) -> bool {
-        self.at_least(9, 4)
-    }
-
     /// `_update` calls the provider before persisting (9.4): bad keys are rejected, and each
     /// update costs a provider call.
     pub const fn update_validates_with_provider(&self) -> bool {
-        self.at_least(9, 4)
+        UPDATE_VALIDATES_AND_CLEARS.contains(self)
     }
 
     /// `_update` with `"key": null` in `task_settings` clears that task setting (9.4). Before
     /// that, task settings are merged and a key cannot be removed in place.
     pub const fn update_can_clear_task_settings(&self) -> bool {
-        self.at_least(9, 4)
+        UPDATE_VALIDATES_AND_CLEARS.contains(self)
     }
 
     /// `_update` accepts mutable service settings (`rate_limit`, OAuth2 non-secret fields) and
     /// makes the secret optional (9.5, inferred:
     /// docs/reference/elasticsearch-inference-api.md#update-by-version).
     pub const fn update_accepts_service_settings(&self) -> bool {
-        self.at_least(9, 5)
+        UPDATE_SERVICE_AND_CHUNKING_SETTINGS.contains(self)
     }
 
     /// `_update` accepts `chunking_settings` with replace semantics (9.5, inferred:
     /// docs/reference/elasticsearch-inference-api.md#update-by-version).
     pub const fn update_accepts_chunking_settings(&self) -> bool {
-        self.at_least(9, 5)
+        UPDATE_SERVICE_AND_CHUNKING_SETTINGS.contains(self)
     }
 
     /// DELETE understands `dry_run` and `force` (8.15).
     pub const fn supports_delete_options(&self) -> bool {
-        self.at_least(8, 15)
+        DELETE_OPTIONS.contains(self)
+    }
+
+    /// GET shows `rate_limit` (8.15; 8.14 did not).
+    pub const fn shows_rate_limit(&self) -> bool {
+        GET_SHOWS_RATE_LIMIT.contains(self)
     }
 
     /// The server-side timeout of a PUT (validation call + storage): 30 s, or 120 s for
     /// completion/chat_completion on 9.5+.
     pub const fn put_server_timeout(&self, task: TaskType) -> Duration {
         match task {
-            TaskType::Completion | TaskType::ChatCompletion if self.at_least(9, 5) => {
+            TaskType::Completion | TaskType::ChatCompletion
+                if LONG_COMPLETION_PUT_TIMEOUT.contains(self) =>
+            {
                 COMPLETION_SERVER_TIMEOUT_9_5
             }
             _ => DEFAULT_SERVER_TIMEOUT,
@@ -318,22 +339,9 @@ mod tests {
     }
 
     #[test]
-    fn task_type_gates() {
-        assert!(!v("8.13.4").supports_task_type(TaskType::TextEmbedding));
-        assert!(v("8.14.0").supports_task_type(TaskType::TextEmbedding));
-        assert!(!v("8.14.3").supports_task_type(TaskType::Completion));
-        assert!(v("8.15.0").supports_task_type(TaskType::Completion));
-        assert!(!v("8.19.0").supports_task_type(TaskType::ChatCompletion));
-        assert!(!v("9.2.9").supports_task_type(TaskType::ChatCompletion));
-        assert!(v("9.3.0").supports_task_type(TaskType::ChatCompletion));
-    }
-
-    #[test]
     fn nine_four_gates() {
         for (s, on) in [("9.3.5", false), ("9.4.0", true), ("8.19.9", false)] {
             let ver = v(s);
-            assert_eq!(ver.supports_task_setting_headers(), on, "{s}");
-            assert_eq!(ver.supports_oauth2(), on, "{s}");
             assert_eq!(ver.update_validates_with_provider(), on, "{s}");
             assert_eq!(ver.update_can_clear_task_settings(), on, "{s}");
         }
@@ -371,8 +379,6 @@ mod tests {
         ] {
             assert_eq!(v(s).update_resets_chunking(), on, "{s}");
         }
-        assert!(!v("9.4.9").update_accepts_max_input_tokens());
-        assert!(v("9.5.0").update_accepts_max_input_tokens());
     }
 
     #[test]
