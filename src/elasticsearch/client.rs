@@ -476,12 +476,8 @@ impl EsClient {
         let timeout = self
             .request_timeout
             .max(server_timeout + SERVER_TIMEOUT_MARGIN);
-        let scrub = |e: EsError| e.scrub(secret.value.expose_secret());
-        let answer = self
-            .send(Method::PUT, url.clone(), Some(&body), timeout)
+        self.put_endpoint(url, &body, timeout, Some(secret.value.expose_secret()))
             .await
-            .map_err(scrub)?;
-        Self::decode("PUT", &url, &answer).map_err(scrub)
     }
 
     /// `PUT _inference/{task}/{id}/_update` with a body from [`super::body::update_body`].
@@ -508,7 +504,19 @@ impl EsClient {
         let timeout = server_timeout.map_or(self.request_timeout, |t| {
             self.request_timeout.max(t + SERVER_TIMEOUT_MARGIN)
         });
-        let scrub = |e: EsError| match body.secret_value() {
+        self.put_endpoint(url, body, timeout, body.secret_value())
+            .await
+    }
+
+    /// A PUT that answers with the endpoint; `secret` is scrubbed from any error it echoes.
+    async fn put_endpoint(
+        &self,
+        url: Url,
+        body: &RequestBody,
+        timeout: Duration,
+        secret: Option<&str>,
+    ) -> Result<Endpoint, EsError> {
+        let scrub = |e: EsError| match secret {
             Some(s) => e.scrub(s),
             None => e,
         };
