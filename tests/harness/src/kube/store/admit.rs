@@ -32,6 +32,23 @@ impl State {
         })
     }
 
+    /// What every create and update body must pass first: a JSON object, its kind and
+    /// apiVersion, and fieldValidation.
+    pub(super) fn check_write_body(
+        &self,
+        rd: &ResDef,
+        body: &Value,
+        opts: &WriteOpts,
+    ) -> Result<(), ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
+        }
+        self.check_type_meta(rd, body)?;
+        self.check_body_fields(rd, body, opts)
+    }
+
     pub(super) fn check_type_meta(&self, rd: &ResDef, body: &Value) -> Result<(), ApiError> {
         if let Some(k) = body.get("kind").and_then(Value::as_str) {
             if !k.is_empty() && k != rd.kind {

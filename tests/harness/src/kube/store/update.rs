@@ -12,13 +12,7 @@ impl State {
         mut body: Value,
         opts: &WriteOpts,
     ) -> Result<WriteResult, ApiError> {
-        if !body.is_object() {
-            return Err(ApiError::bad_request(
-                "the body of the request must be a JSON object",
-            ));
-        }
-        self.check_type_meta(rd, &body)?;
-        self.check_body_fields(rd, &body, opts)?;
+        self.check_write_body(rd, &body, opts)?;
         let body_name = meta_str(&body, "name").to_string();
         if body_name != name {
             return Err(ApiError::bad_request(format!(
