@@ -40,8 +40,12 @@ mod layering {
                 include_str!("elasticsearch/normalize.rs"),
             ),
             (
-                "elasticsearch/service.rs",
-                include_str!("elasticsearch/service.rs"),
+                "elasticsearch/service/mod.rs",
+                include_str!("elasticsearch/service/mod.rs"),
+            ),
+            (
+                "elasticsearch/service/table.rs",
+                include_str!("elasticsearch/service/table.rs"),
             ),
             (
                 "elasticsearch/version.rs",

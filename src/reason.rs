@@ -81,6 +81,12 @@ reasons! {
     AzureUnavailable => "AzureUnavailable", Transient;
     AzureTimeout => "AzureTimeout", Transient;
     AzureUnreachable => "AzureUnreachable", Transient;
+    /// The provider of a service other than Azure OpenAI rate-limited, failed, timed out or
+    /// could not be reached during Elasticsearch's validation call.
+    ProviderRateLimited => "ProviderRateLimited", Transient;
+    ProviderUnavailable => "ProviderUnavailable", Transient;
+    ProviderTimeout => "ProviderTimeout", Transient;
+    ProviderUnreachable => "ProviderUnreachable", Transient;
     /// PUT found the id taken: GET again and compare.
     AlreadyExists => "AlreadyExists", Transient;
     /// DELETE refused while pipelines or indexes use the endpoint.
@@ -97,6 +103,11 @@ reasons! {
     AzureRejectedCredentials => "AzureRejectedCredentials", Permanent;
     AzureDeploymentNotFound => "AzureDeploymentNotFound", Permanent;
     AzureValidationFailed => "AzureValidationFailed", Permanent;
+    /// The provider of a service other than Azure OpenAI refused the credentials, did not know
+    /// the model, or refused the settings.
+    ProviderRejectedCredentials => "ProviderRejectedCredentials", Permanent;
+    ProviderNotFound => "ProviderNotFound", Permanent;
+    ProviderValidationFailed => "ProviderValidationFailed", Permanent;
     /// The ids' users (pipelines, indices) block a create; re-checked periodically.
     InferenceIdReferenced => "InferenceIdReferenced", Permanent;
     InvalidSettings => "InvalidSettings", Permanent;
@@ -130,6 +141,8 @@ reasons! {
     // Warnings (condition InsecureTransport).
     PlaintextCredentials => "PlaintextCredentials", Warning;
     TlsVerificationDisabled => "TlsVerificationDisabled", Warning;
+    // Warning (condition UnknownService).
+    NotInServiceTable => "NotInServiceTable", Warning;
 }
 
 impl Reason {
@@ -154,6 +167,23 @@ impl Reason {
                 | Reason::CrossNamespaceRefNotAllowed
                 | Reason::InferenceIdReferenced
         )
+    }
+
+    /// The reason as `service` names it: Azure OpenAI keeps its own provider reasons.
+    pub fn for_service(self, service: &str) -> Reason {
+        if service != "azureopenai" {
+            return self;
+        }
+        match self {
+            Reason::ProviderRejectedCredentials => Reason::AzureRejectedCredentials,
+            Reason::ProviderNotFound => Reason::AzureDeploymentNotFound,
+            Reason::ProviderValidationFailed => Reason::AzureValidationFailed,
+            Reason::ProviderRateLimited => Reason::AzureRateLimited,
+            Reason::ProviderUnavailable => Reason::AzureUnavailable,
+            Reason::ProviderTimeout => Reason::AzureTimeout,
+            Reason::ProviderUnreachable => Reason::AzureUnreachable,
+            other => other,
+        }
     }
 
     /// Whether an Event with this reason is a Warning: every failure, and the one Ready reason

@@ -3,6 +3,7 @@
 //! Values leave this module only as [`SecretString`], whose `Debug` is redacted, so a stray
 //! `{:?}` cannot print a key. Errors name the Secret and the key, never the value.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -14,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
 
+use crate::endpoint::{SecretValue, ServiceSecrets};
 use crate::reason::{Kind, Reason};
 
 /// How long a single Secret read may take inside a reconcile (the kube client has no read
@@ -48,6 +50,8 @@ pub enum SecretError {
     },
     #[error("Secret {name:?} has no key {key:?}")]
     KeyMissing { name: String, key: String },
+    #[error("Secret {name:?} has no keys")]
+    Empty { name: String },
     #[error("Secret {name:?} key {key:?} is empty or not valid UTF-8")]
     KeyInvalid { name: String, key: String },
     #[error(
@@ -70,7 +74,7 @@ impl SecretError {
             SecretError::NotAllowed { .. } | SecretError::NotEcks { .. } => {
                 Reason::SecretNotAllowed
             }
-            SecretError::KeyMissing { .. } => Reason::SecretKeyMissing,
+            SecretError::KeyMissing { .. } | SecretError::Empty { .. } => Reason::SecretKeyMissing,
             SecretError::KeyInvalid { .. } => Reason::SecretKeyInvalid,
             SecretError::Forbidden { .. } => Reason::SecretForbidden,
             SecretError::Api { .. } | SecretError::Timeout { .. } => Reason::KubernetesApiError,
@@ -194,6 +198,16 @@ impl SecretReader {
     pub async fn key(&self, name: &str, key: &str) -> Result<SecretString, SecretError> {
         let secret = self.get(name).await?;
         text_value(&secret, name, key)
+    }
+
+    /// Every key of a Secret an InferenceEndpoint names, each as text (`custom`'s
+    /// `secret_parameters`).
+    pub async fn all_keys(
+        &self,
+        name: &str,
+    ) -> Result<BTreeMap<String, SecretString>, SecretError> {
+        let secret = self.get(name).await?;
+        text_values(&secret, name)
     }
 
     async fn read(&self, name: &str, access: Access<'_>) -> Result<Secret, SecretError> {
@@ -322,6 +336,28 @@ pub fn text_value(secret: &Secret, name: &str, key: &str) -> Result<SecretString
     Ok(SecretString::from(text))
 }
 
+/// Every key of `secret` as trimmed UTF-8 text; a Secret without keys is an error (an empty map
+/// would leave the service without its parameters).
+pub fn text_values(
+    secret: &Secret,
+    name: &str,
+) -> Result<BTreeMap<String, SecretString>, SecretError> {
+    let keys: BTreeSet<&String> = secret
+        .data
+        .iter()
+        .flat_map(|d| d.keys())
+        .chain(secret.string_data.iter().flat_map(|d| d.keys()))
+        .collect();
+    if keys.is_empty() {
+        return Err(SecretError::Empty {
+            name: name.to_owned(),
+        });
+    }
+    keys.into_iter()
+        .map(|key| Ok((key.clone(), text_value(secret, name, key)?)))
+        .collect()
+}
+
 /// Raw bytes of `key` from `data`, falling back to `stringData` (which the API server merges
 /// into `data` on write, but test fixtures and dry runs may still carry).
 pub fn optional_value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
@@ -339,18 +375,35 @@ pub fn optional_value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
         })
 }
 
-/// A keyed, non-reversible fingerprint of a credential, safe to store in status.
+/// A keyed, non-reversible fingerprint of an endpoint's secrets, safe to store in status.
 ///
-/// HMAC-SHA256 keyed with the object's uid, over the Elasticsearch field name and the value,
-/// truncated to 128 bits. The uid key makes fingerprints differ between objects sharing a key,
-/// so equal fingerprints across objects reveal nothing; credentials here are high-entropy
-/// service keys, which a truncated HMAC does not expose to guessing.
-pub fn fingerprint(object_uid: &str, field: &str, value: &SecretString) -> String {
+/// HMAC-SHA256 keyed with the object's uid, over each Elasticsearch field name and its value
+/// (a map's keys and values in order), truncated to 128 bits. The uid key makes fingerprints
+/// differ between objects sharing a key, so equal fingerprints across objects reveal nothing;
+/// credentials here are high-entropy service keys, which a truncated HMAC does not expose to
+/// guessing. One text secret hashes exactly as the single-credential fingerprint of earlier
+/// versions did (`field`, NUL, value), so an upgrade does not see a rotation.
+pub fn fingerprint(object_uid: &str, secrets: &ServiceSecrets) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(object_uid.as_bytes())
         .expect("HMAC accepts keys of any length");
-    mac.update(field.as_bytes());
-    mac.update(&[0]);
-    mac.update(value.expose_secret().as_bytes());
+    for (i, secret) in secrets.iter().enumerate() {
+        if i > 0 {
+            mac.update(&[0]);
+        }
+        mac.update(secret.field.as_bytes());
+        mac.update(&[0]);
+        match &secret.value {
+            SecretValue::Text(value) => mac.update(value.expose_secret().as_bytes()),
+            SecretValue::Map(map) => {
+                for (key, value) in map {
+                    mac.update(&[1]);
+                    mac.update(key.as_bytes());
+                    mac.update(&[0]);
+                    mac.update(value.expose_secret().as_bytes());
+                }
+            }
+        }
+    }
     let digest = mac.finalize().into_bytes();
     format!("hmac-sha256:{}", hex::encode(&digest[..16]))
 }
@@ -358,6 +411,7 @@ pub fn fingerprint(object_uid: &str, field: &str, value: &SecretString) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::ServiceSecret;
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
 
@@ -401,17 +455,64 @@ mod tests {
 
     #[test]
     fn fingerprints_are_stable_keyed_and_do_not_contain_the_value() {
-        let key = SecretString::from("sk-CANARY-0123456789abcdef");
-        let a = fingerprint("uid-1", "api_key", &key);
-        assert_eq!(a, fingerprint("uid-1", "api_key", &key));
-        assert_ne!(a, fingerprint("uid-2", "api_key", &key));
-        assert_ne!(a, fingerprint("uid-1", "entra_id", &key));
-        assert_ne!(
-            a,
-            fingerprint("uid-1", "api_key", &SecretString::from("sk-other"))
-        );
+        let one = |field: &str, value: &str| {
+            ServiceSecrets::from(ServiceSecret::new(field, SecretString::from(value)))
+        };
+        let key = "sk-CANARY-0123456789abcdef";
+        let a = fingerprint("uid-1", &one("api_key", key));
+        assert_eq!(a, fingerprint("uid-1", &one("api_key", key)));
+        assert_ne!(a, fingerprint("uid-2", &one("api_key", key)));
+        assert_ne!(a, fingerprint("uid-1", &one("entra_id", key)));
+        assert_ne!(a, fingerprint("uid-1", &one("api_key", "sk-other")));
         assert!(a.starts_with("hmac-sha256:") && a.len() == "hmac-sha256:".len() + 32);
         assert!(!a.contains("CANARY"));
+
+        // The single-credential fingerprint of earlier versions: HMAC(uid; field NUL value).
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"uid-1").unwrap();
+        mac.update(b"api_key\0sk-CANARY-0123456789abcdef");
+        let old = format!(
+            "hmac-sha256:{}",
+            hex::encode(&mac.finalize().into_bytes()[..16])
+        );
+        assert_eq!(a, old, "an upgrade must not look like a rotation");
+    }
+
+    #[test]
+    fn fingerprints_cover_every_secret_and_map_entry() {
+        let pair = |access: &str, secret: &str| {
+            ServiceSecrets::new(vec![
+                ServiceSecret::new("access_key", SecretString::from(access)),
+                ServiceSecret::new("secret_key", SecretString::from(secret)),
+            ])
+        };
+        let a = fingerprint("u", &pair("AKIA1", "s1"));
+        assert_ne!(a, fingerprint("u", &pair("AKIA1", "s2")));
+        assert_ne!(a, fingerprint("u", &pair("AKIA2", "s1")));
+        let map = |v: &str| {
+            ServiceSecrets::from(ServiceSecret::map(
+                "secret_parameters",
+                BTreeMap::from([
+                    ("token".to_owned(), SecretString::from(v)),
+                    ("user".to_owned(), SecretString::from("u")),
+                ]),
+            ))
+        };
+        assert_ne!(fingerprint("u", &map("t1")), fingerprint("u", &map("t2")));
+        assert_eq!(fingerprint("u", &map("t1")), fingerprint("u", &map("t1")));
+    }
+
+    #[test]
+    fn whole_secrets_read_every_key_as_text() {
+        let mut s = secret("token", b"abc\n");
+        s.string_data = Some(BTreeMap::from([("user".to_owned(), "me".to_owned())]));
+        let all = text_values(&s, "custom").unwrap();
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["token", "user"]);
+        assert_eq!(all["token"].expose_secret(), "abc");
+        let err = text_values(&Secret::default(), "custom").unwrap_err();
+        assert_eq!(err.reason(), Reason::SecretKeyMissing);
+        assert_eq!(err.to_string(), "Secret \"custom\" has no keys");
+        let err = text_values(&secret("bin", &[0xff]), "custom").unwrap_err();
+        assert!(err.to_string().contains("\"bin\""), "{err}");
     }
 
     #[test]

@@ -16,8 +16,10 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::{
-    InferenceEndpointSpec, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, MAX_HEADER_NAME_LENGTH,
+    InferenceEndpointSpec, TaskType, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN,
+    MAX_HEADER_NAME_LENGTH,
 };
+use crate::elasticsearch::ServiceProfile;
 
 /// Largest serialized (compact JSON) spec the operator acts on. The schema's bounds keep every
 /// spec it admits below this even in the worst case, where every character is a control character
@@ -31,6 +33,7 @@ pub const URL_USERINFO_MESSAGE: &str = "must not contain user information (user:
 pub const SKIP_TLS_VERIFY_WITH_CA_MESSAGE: &str = "insecureSkipTlsVerify cannot be combined \
      with caSecretRef: remove insecureSkipTlsVerify to verify the certificate with that CA";
 pub const HEADER_NAME_MESSAGE: &str = "header names must be at most 128 characters";
+pub const SETTING_NAME_MESSAGE: &str = "setting names must be at most 64 characters";
 
 /// A rule the spec breaks: the field (`spec.elasticsearch.url`) and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +73,108 @@ pub fn check_spec(spec: &InferenceEndpointSpec) -> Result<(), SpecViolation> {
     }
     check_schema(&spec_schema().schema, &value, "spec")?;
     check_connection(spec)?;
-    check_header_names(spec)
+    check_header_names(spec)?;
+    check_service(spec)
+}
+
+/// The service rules admission applies through CEL (`validation`, `services`): one service
+/// block, the task types of Azure and of known services, chunking only for embeddings, no
+/// secret inline in `settings`, and exactly the secret keys a known service takes.
+fn check_service(spec: &InferenceEndpointSpec) -> Result<(), SpecViolation> {
+    let task = spec.task_type;
+    if spec.chunking_settings.is_some() && !task.supports_chunking() {
+        return Err(SpecViolation::new(
+            "spec.chunkingSettings",
+            super::CHUNKING_TASK_TYPES_MESSAGE,
+        ));
+    }
+    let service = match (&spec.azure_open_ai, &spec.service) {
+        (Some(azure), None) => return check_azure(azure, task),
+        (None, Some(service)) => service,
+        _ => return Err(SpecViolation::new("spec", super::SERVICE_BLOCK_MESSAGE)),
+    };
+    let inline = super::services::inline_secret_names();
+    if let Some(key) = service
+        .settings
+        .iter()
+        .flat_map(|s| s.keys())
+        .find(|k| inline.contains(k))
+    {
+        return Err(SpecViolation::new(
+            format!("spec.service.settings.{key}"),
+            super::services::inline_secret_message(key),
+        ));
+    }
+    if service
+        .secret_settings
+        .keys()
+        .any(|k| k.chars().count() > 64)
+    {
+        return Err(SpecViolation::new(
+            "spec.service.secretSettings",
+            SETTING_NAME_MESSAGE,
+        ));
+    }
+    if service
+        .secret_settings
+        .values()
+        .any(|s| s.secret_key_ref.is_some() == s.secret_ref.is_some())
+    {
+        return Err(SpecViolation::new(
+            "spec.service.secretSettings",
+            "exactly one of secretKeyRef or secretRef must be set",
+        ));
+    }
+    let Some(profile) = ServiceProfile::lookup(&service.name) else {
+        return Ok(());
+    };
+    let given: Vec<&str> = service.secret_settings.keys().map(String::as_str).collect();
+    profile.secrets.check(&given).map_err(|needs| {
+        SpecViolation::new(
+            "spec.service.secretSettings",
+            format!("service {} takes {needs}", service.name),
+        )
+    })?;
+    let kind_ok = service
+        .secret_settings
+        .iter()
+        .all(|(k, s)| s.secret_ref.is_some() == profile.secrets.is_map(k));
+    if !kind_ok {
+        return Err(SpecViolation::new(
+            "spec.service.secretSettings",
+            super::services::SECRET_VALUE_KIND_MESSAGE,
+        ));
+    }
+    if profile.min_version_for(task).is_none() {
+        return Err(SpecViolation::new(
+            "spec.taskType",
+            format!("service {} does not offer taskType {task}", service.name),
+        ));
+    }
+    Ok(())
+}
+
+fn check_azure(azure: &super::AzureOpenAi, task: TaskType) -> Result<(), SpecViolation> {
+    let credentials = [
+        azure.api_key_secret_ref.is_some(),
+        azure.entra_id_secret_ref.is_some(),
+        azure.oauth2.is_some(),
+    ];
+    if credentials.iter().filter(|set| **set).count() != 1 {
+        return Err(SpecViolation::new(
+            "spec.azureOpenAI",
+            super::AZURE_ONE_CREDENTIAL_MESSAGE,
+        ));
+    }
+    let offered =
+        ServiceProfile::lookup("azureopenai").is_some_and(|p| p.min_version_for(task).is_some());
+    if !offered {
+        return Err(SpecViolation::new(
+            "spec.taskType",
+            super::AZURE_TASK_TYPES_MESSAGE,
+        ));
+    }
+    Ok(())
 }
 
 fn check_connection(spec: &InferenceEndpointSpec) -> Result<(), SpecViolation> {

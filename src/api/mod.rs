@@ -5,13 +5,17 @@
 //! Elasticsearch (OpenAPI bounds, enums, patterns, and CEL `x-kubernetes-validations`).
 //! The CRD in `crds/` is generated from these types (`inference-operator crd`).
 //!
-//! Shape rules that keep v1alpha1 open for other Elasticsearch services: each service has its own
-//! optional block (today only `azureOpenAI`) carrying its settings, credential reference and task
-//! settings; a CEL rule requires exactly one block. Connection, identity, chunking and policy are
-//! service independent and live at the top of the spec.
+//! Services: Azure OpenAI has a typed block (`azureOpenAI`, camelCase fields checked one by one);
+//! every Elasticsearch service, Azure included, can be declared through the generic `service`
+//! block, whose settings are Elasticsearch's own snake_case keys passed through and whose secrets
+//! come only from Secrets (`secretSettings`). A CEL rule requires exactly one of the two; the
+//! rules that depend on the service (its secret keys, its task types) are generated from the
+//! service table (`elasticsearch::service`) by [`services`]. Connection, identity, chunking and
+//! policy are service independent and live at the top of the spec.
 
 pub mod checks;
 mod schema;
+pub mod services;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -40,6 +44,14 @@ pub const ADOPT_ANNOTATION: &str = "esinference.io/adopt";
 /// Annotation `<cluster UUID>`: accept that the cluster behind the URL changed (rebuilt or
 /// replaced) and create the endpoint in the cluster with this UUID.
 pub const ACCEPT_CLUSTER_ANNOTATION: &str = "esinference.io/accept-cluster";
+
+pub const SERVICE_BLOCK_MESSAGE: &str = "exactly one of azureOpenAI or service must be set";
+pub const AZURE_TASK_TYPES_MESSAGE: &str =
+    "azureOpenAI offers taskType text_embedding, completion and chat_completion";
+pub const CHUNKING_TASK_TYPES_MESSAGE: &str =
+    "chunkingSettings apply only to taskType text_embedding, sparse_embedding and embedding";
+pub const AZURE_ONE_CREDENTIAL_MESSAGE: &str =
+    "exactly one of apiKeySecretRef, entraIdSecretRef or oauth2 must be set";
 
 /// A Kubernetes object name that is a DNS subdomain (RFC 1123), at most 253 characters: what the
 /// API server requires of Secret and most other object names (apimachinery
@@ -110,6 +122,7 @@ pub const MAX_SEPARATOR_LENGTH: usize = 128;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
+    printcolumn(name = "Service", type_ = "string", json_path = ".status.service"),
     printcolumn(name = "Task", type_ = "string", json_path = ".spec.taskType"),
     printcolumn(
         name = "Inference ID",
@@ -132,13 +145,17 @@ pub const MAX_SEPARATOR_LENGTH: usize = 128;
 #[x_kube(
     validation = kube::core::Rule::new("has(self.elasticsearchRef) != has(self.elasticsearch)")
         .message("exactly one of elasticsearchRef or elasticsearch must be set"),
-    validation = kube::core::Rule::new("has(self.azureOpenAI)")
-        .message("exactly one service block must be set (supported: azureOpenAI)"),
+    validation = kube::core::Rule::new("has(self.azureOpenAI) != has(self.service)")
+        .message(SERVICE_BLOCK_MESSAGE),
+    validation = kube::core::Rule::new(validation::AZURE_TASK_TYPES)
+        .message(AZURE_TASK_TYPES_MESSAGE)
+        .field_path(".taskType"),
+    validation = services::task_type_rule(),
     validation = kube::core::Rule::new(validation::INFERENCE_ID_IMMUTABLE)
         .message("inferenceId is immutable: create a new InferenceEndpoint instead")
         .field_path(".inferenceId"),
     validation = kube::core::Rule::new(validation::CHUNKING_ONLY_FOR_EMBEDDINGS)
-        .message("chunkingSettings apply only to taskType text_embedding")
+        .message(CHUNKING_TASK_TYPES_MESSAGE)
         .field_path(".chunkingSettings"),
     validation = kube::core::Rule::new(validation::DIMENSIONS_ONLY_FOR_EMBEDDINGS)
         .message("dimensions apply only to taskType text_embedding")
@@ -172,12 +189,14 @@ pub struct InferenceEndpointSpec {
     )]
     pub inference_id: Option<String>,
 
-    /// The kind of inference the endpoint performs. `chat_completion` needs Elasticsearch 9.3 or
-    /// later. Immutable.
+    /// The kind of inference the endpoint performs: one the service offers (Azure OpenAI:
+    /// `text_embedding`, `completion`, `chat_completion` — the last needs Elasticsearch 9.3 or
+    /// later). Immutable.
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("taskType is immutable: create a new InferenceEndpoint instead"))]
     pub task_type: TaskType,
 
-    /// Azure OpenAI service settings (`"service": "azureopenai"`).
+    /// Azure OpenAI service settings (`"service": "azureopenai"`). Exactly one of `azureOpenAI`
+    /// and `service` must be set.
     #[serde(
         default,
         rename = "azureOpenAI",
@@ -185,8 +204,14 @@ pub struct InferenceEndpointSpec {
     )]
     pub azure_open_ai: Option<AzureOpenAi>,
 
-    /// How Elasticsearch splits long inputs before embedding (`text_embedding` only; Elasticsearch
-    /// 8.16 or later). Elasticsearch's default when unset: `sentence`, 250 words, overlap 1.
+    /// Any Elasticsearch inference service by its name (`openai`, `cohere`, `amazonbedrock`,
+    /// `elasticsearch`, ...), with its settings as Elasticsearch documents them and each secret
+    /// from a Secret. Exactly one of `azureOpenAI` and `service` must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<InferenceService>,
+
+    /// How Elasticsearch splits long inputs before embedding (embedding task types only:
+    /// `text_embedding`, `sparse_embedding`, `embedding`; Elasticsearch 8.16 or later). Elasticsearch's default when unset: `sentence`, 250 words, overlap 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunking_settings: Option<ChunkingSettings>,
 
@@ -297,8 +322,8 @@ fn default_ca_key() -> String {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = kube::core::Rule::new("has(self.apiKeySecretRef) != has(self.entraIdSecretRef)")
-        .message("exactly one of apiKeySecretRef or entraIdSecretRef must be set"),
+    validation = kube::core::Rule::new(validation::AZURE_ONE_CREDENTIAL)
+        .message(AZURE_ONE_CREDENTIAL_MESSAGE),
 )]
 pub struct AzureOpenAi {
     /// Name of the Azure OpenAI resource (the `{resourceName}.openai.azure.com` host).
@@ -317,15 +342,23 @@ pub struct AzureOpenAi {
     pub api_version: String,
 
     /// Secret key holding an Azure OpenAI API key (sent as the `api-key` header).
-    /// Exactly one of `apiKeySecretRef` and `entraIdSecretRef` must be set.
+    /// Exactly one of `apiKeySecretRef`, `entraIdSecretRef` and `oauth2` must be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeyRef>,
 
     /// Secret key holding a Microsoft Entra ID access token (sent as a bearer token).
-    /// Elasticsearch never refreshes it: the token must be rotated in the Secret before it
-    /// expires. Exactly one of `apiKeySecretRef` and `entraIdSecretRef` must be set.
+    /// Elasticsearch never refreshes it: the token is static and stops working when it expires,
+    /// so it must be rotated in the Secret before then; on Elasticsearch 9.4 or later prefer
+    /// `oauth2`, with which Elasticsearch fetches and refreshes tokens itself.
+    /// Exactly one of `apiKeySecretRef`, `entraIdSecretRef` and `oauth2` must be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entra_id_secret_ref: Option<SecretKeyRef>,
+
+    /// Microsoft Entra ID OAuth2 client credentials (Elasticsearch 9.4 or later): Elasticsearch
+    /// obtains and refreshes the access token itself. Exactly one of `apiKeySecretRef`,
+    /// `entraIdSecretRef` and `oauth2` must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<AzureOAuth2>,
 
     /// Number of dimensions of the produced embeddings (`text_embedding` only). When unset,
     /// Elasticsearch learns it from the model. At most 4096, Elasticsearch's `dense_vector` limit.
@@ -351,6 +384,25 @@ pub struct AzureOpenAi {
     /// Settings sent with every inference request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_settings: Option<AzureOpenAiTaskSettings>,
+}
+
+/// OAuth2 client credentials for Azure OpenAI (`client_id`, `tenant_id`, `scopes` and the secret
+/// `client_secret`; docs/reference/elasticsearch-inference-api.md#azure-service-settings).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureOAuth2 {
+    /// Application (client) id of the app registration.
+    #[schemars(length(min = 1, max = 128))]
+    pub client_id: String,
+    /// Directory (tenant) id or domain of the app registration.
+    #[schemars(length(min = 1, max = 253))]
+    pub tenant_id: String,
+    /// Scopes to request, for example `https://cognitiveservices.azure.com/.default`; at most 16,
+    /// each up to 512 characters.
+    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 512)))]
+    pub scopes: Vec<String>,
+    /// Secret key holding the client secret.
+    pub client_secret_secret_ref: SecretKeyRef,
 }
 
 /// Request rate limit towards the service.
@@ -382,6 +434,78 @@ pub struct AzureOpenAiTaskSettings {
     #[x_kube(validation = kube::core::Rule::new(validation::HEADER_NAME_LENGTH)
         .message(checks::HEADER_NAME_MESSAGE))]
     pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// Most keys in a free-form settings map of the generic block (Elasticsearch's services take a
+/// dozen at most).
+pub const MAX_FREE_FORM_KEYS: usize = 64;
+/// Most secret keys of one service (`custom`'s map counts as one).
+pub const MAX_SECRET_SETTINGS: usize = 8;
+/// Longest service name and settings key name.
+pub const MAX_SERVICE_NAME_LENGTH: usize = 64;
+
+/// An Elasticsearch inference service declared by name: the PUT body's `service`,
+/// `service_settings` (= `settings` plus each `secretSettings` key read from its Secret) and
+/// `task_settings`. Keys are Elasticsearch's own (snake_case), passed through unchanged, so a
+/// setting Elasticsearch documents can be used before this operator knows it.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = services::secret_keys_rule(),
+    validation = services::secret_value_kind_rule(),
+)]
+pub struct InferenceService {
+    /// The Elasticsearch `service` string, for example `openai`, `cohere`, `amazonbedrock`,
+    /// `googlevertexai`, `elasticsearch`, `elastic` or `custom`. A service the operator does not
+    /// know yet is passed through (condition `UnknownService`).
+    #[schemars(
+        length(min = 1, max = MAX_SERVICE_NAME_LENGTH),
+        regex(pattern = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// `service_settings` without secrets, as Elasticsearch documents them for the service (for
+    /// example `{model_id: rerank-v3.5}`). Keys that hold secrets (`api_key`, `access_key`,
+    /// `secret_key`, `service_account_json`, `secret_parameters`, ...) are refused here: put them
+    /// under `secretSettings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "services::settings_schema")]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+
+    /// Each secret key of `service_settings`, read from a Secret in this namespace when the
+    /// operator writes the endpoint and never stored anywhere else. For example
+    /// `{api_key: {secretKeyRef: {name: cohere, key: apiKey}}}`; Amazon services take
+    /// `access_key` and `secret_key`; `custom` takes `secret_parameters` from a whole Secret
+    /// (`secretRef`). Keys the service does not treat as secret are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = MAX_SECRET_SETTINGS))]
+    #[x_kube(validation = kube::core::Rule::new(validation::SETTING_NAME_LENGTH)
+        .message(checks::SETTING_NAME_MESSAGE))]
+    pub secret_settings: BTreeMap<String, SecretSource>,
+
+    /// `task_settings`, as Elasticsearch documents them for the service and task type (for
+    /// example `{top_n: 5}`). Elasticsearch stores and returns them in clear text: never put
+    /// credentials here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "services::task_settings_schema")]
+    pub task_settings: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Where a secret setting's value comes from: one key of a Secret (a string), or a whole Secret
+/// (a map of every key to its value, for `custom`'s `secret_parameters`).
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new("has(self.secretKeyRef) != has(self.secretRef)")
+        .message("exactly one of secretKeyRef or secretRef must be set"),
+)]
+pub struct SecretSource {
+    /// One key of a Secret in this namespace; the setting is its text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+    /// A whole Secret in this namespace; the setting is a map of each of its keys to its text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
 }
 
 /// Embedding similarity measures Elasticsearch supports.
@@ -541,6 +665,11 @@ pub struct InferenceEndpointStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     #[schemars(transform = bound_condition_generation)]
     pub conditions: Vec<Condition>,
+
+    /// The Elasticsearch service of the spec (`azureopenai`, `cohere`, ...), for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub service: Option<String>,
 
     /// Id of the endpoint this object created or adopted in Elasticsearch. Set once the endpoint
     /// exists; deletion only ever removes this id.

@@ -102,7 +102,15 @@ fn crd_identity_matches_the_design() {
         .collect();
     assert_eq!(
         columns,
-        ["Ready", "Reason", "Task", "Inference ID", "Message", "Age"]
+        [
+            "Ready",
+            "Reason",
+            "Service",
+            "Task",
+            "Inference ID",
+            "Message",
+            "Age"
+        ]
     );
 }
 
@@ -207,13 +215,14 @@ fn invalid_specs_fail_with_readable_messages() {
     let table: Vec<(&str, Value, &str)> = vec![
         ("both targets", ref_too, "exactly one of elasticsearchRef or elasticsearch must be set"),
         ("no target", no_target, "exactly one of elasticsearchRef or elasticsearch must be set"),
-        ("no service", no_service, "exactly one service block must be set (supported: azureOpenAI)"),
-        ("two credentials", two_credentials, "exactly one of apiKeySecretRef or entraIdSecretRef must be set"),
-        ("no credential", no_credential, "exactly one of apiKeySecretRef or entraIdSecretRef must be set"),
+        ("no service", no_service, "exactly one of azureOpenAI or service must be set"),
+        ("two credentials", two_credentials, "exactly one of apiKeySecretRef, entraIdSecretRef or oauth2 must be set"),
+        ("no credential", no_credential, "exactly one of apiKeySecretRef, entraIdSecretRef or oauth2 must be set"),
         ("dimensions on completion", completion_dims, "spec.azureOpenAI.dimensions: dimensions apply only to taskType text_embedding"),
         ("similarity on completion", completion_similarity, "spec.azureOpenAI.similarity: similarity applies only to taskType text_embedding"),
         ("tokens on completion", completion_tokens, "spec.azureOpenAI.maxInputTokens: maxInputTokens applies only to taskType text_embedding"),
-        ("chunking on completion", completion_chunking, "spec.chunkingSettings: chunkingSettings apply only to taskType text_embedding"),
+        ("chunking on completion", completion_chunking, "spec.chunkingSettings: chunkingSettings apply only to taskType text_embedding, sparse_embedding and embedding"),
+        ("azure rerank", with(embedding_spec(), "/taskType", json!("rerank")), "spec.taskType: azureOpenAI offers taskType text_embedding, completion and chat_completion"),
         ("sentence without size", chunking(json!({"strategy": "sentence"})), "maxChunkSize is required for strategies sentence, word and recursive"),
         ("sentence too small", chunking(json!({"strategy": "sentence", "maxChunkSize": 19})), "maxChunkSize must be at least 20 for strategy sentence"),
         ("word too large", chunking(json!({"strategy": "word", "maxChunkSize": 301, "overlap": 1})), "maxChunkSize must be between 10 and 300 for strategies word and recursive"),
@@ -231,6 +240,123 @@ fn invalid_specs_fail_with_readable_messages() {
         assert!(
             errors.iter().any(|e| e.contains(expected)),
             "{case}: expected an error containing {expected:?}, got {errors:?}"
+        );
+    }
+}
+
+fn generic(task: &str, service: Value) -> Value {
+    json!({
+        "elasticsearch": {"url": "https://es:9200"},
+        "taskType": task,
+        "service": service,
+    })
+}
+
+#[test]
+fn generic_service_blocks_pass_their_rules() {
+    let key = |name: &str| json!({"secretKeyRef": {"name": name, "key": "k"}});
+    let ok = [
+        generic(
+            "rerank",
+            json!({"name": "cohere", "settings": {"model_id": "rerank-v3.5"},
+            "secretSettings": {"api_key": key("cohere")}, "taskSettings": {"top_n": 5}}),
+        ),
+        generic(
+            "text_embedding",
+            json!({"name": "amazonbedrock",
+            "settings": {"region": "us-east-1", "model": "m", "provider": "amazontitan"},
+            "secretSettings": {"access_key": key("aws"), "secret_key": key("aws")}}),
+        ),
+        generic(
+            "sparse_embedding",
+            json!({"name": "elasticsearch",
+            "settings": {"model_id": ".elser_model_2", "num_threads": 1,
+                         "adaptive_allocations": {"enabled": true}}}),
+        ),
+        generic(
+            "completion",
+            json!({"name": "custom",
+            "settings": {"url": "https://x", "request": "{}"},
+            "secretSettings": {"secret_parameters": {"secretRef": {"name": "custom"}}}}),
+        ),
+        generic(
+            "rerank",
+            json!({"name": "some-future-service",
+            "secretSettings": {"token": key("f")}}),
+        ),
+        generic(
+            "text_embedding",
+            json!({"name": "azureopenai",
+            "settings": {"resource_name": "r", "deployment_id": "d", "api_version": "v"},
+            "secretSettings": {"entra_id": key("e")}}),
+        ),
+    ];
+    for spec in ok {
+        assert_eq!(
+            cel_errors(spec.clone(), None),
+            Vec::<String>::new(),
+            "{spec}"
+        );
+    }
+}
+
+#[test]
+fn generic_service_blocks_refuse_with_readable_messages() {
+    let key = |name: &str| json!({"secretKeyRef": {"name": name, "key": "k"}});
+    let table: Vec<(&str, Value, &str)> = vec![
+        ("both blocks", with(embedding_spec(), "/service", json!({"name": "openai"})),
+         "exactly one of azureOpenAI or service must be set"),
+        ("inline api_key", generic("rerank", json!({"name": "cohere",
+            "settings": {"model_id": "m", "api_key": "sk-123"}, "secretSettings": {"api_key": key("c")}})),
+         "spec.service.settings.api_key: api_key is a secret and must not be written in the spec: move it to secretSettings"),
+        ("inline camelCase", generic("rerank", json!({"name": "some-future-service",
+            "settings": {"secretKey": "x"}})),
+         "secretKey is a secret and must not be written in the spec"),
+        ("inline map", generic("completion", json!({"name": "custom",
+            "settings": {"secret_parameters": {"t": "x"}}})),
+         "secret_parameters is a secret and must not be written in the spec"),
+        ("not a secret", generic("rerank", json!({"name": "cohere",
+            "secretSettings": {"api_key": key("c"), "model_id": key("c")}})),
+         "spec.service.secretSettings: service cohere takes secretSettings api_key"),
+        ("half the pair", generic("text_embedding", json!({"name": "amazonbedrock",
+            "secretSettings": {"access_key": key("aws")}})),
+         "service amazonbedrock takes secretSettings access_key and secret_key"),
+        ("secret for in-cluster", generic("sparse_embedding", json!({"name": "elasticsearch",
+            "secretSettings": {"api_key": key("x")}})),
+         "service elasticsearch takes no secretSettings"),
+        ("missing key", generic("rerank", json!({"name": "cohere"})),
+         "service cohere takes secretSettings api_key"),
+        ("two of one-of", generic("completion", json!({"name": "openai",
+            "secretSettings": {"api_key": key("o"), "client_secret": key("o")}})),
+         "service openai takes exactly one of secretSettings api_key or client_secret"),
+        ("map from one key", generic("completion", json!({"name": "custom",
+            "secretSettings": {"secret_parameters": key("c")}})),
+         "takes a whole Secret (secretRef)"),
+        ("both sources", generic("rerank", json!({"name": "cohere",
+            "secretSettings": {"api_key": {"secretKeyRef": {"name": "c", "key": "k"}, "secretRef": {"name": "c"}}}})),
+         "exactly one of secretKeyRef or secretRef must be set"),
+        ("task the service lacks", generic("rerank", json!({"name": "openai",
+            "secretSettings": {"api_key": key("o")}})),
+         "spec.taskType: service openai does not offer taskType rerank"),
+        ("chunking on rerank", with(generic("rerank", json!({"name": "cohere",
+            "secretSettings": {"api_key": key("c")}})), "/chunkingSettings",
+            json!({"strategy": "sentence", "maxChunkSize": 250})),
+         "chunkingSettings apply only to taskType text_embedding, sparse_embedding and embedding"),
+    ];
+    for (case, spec, expected) in table {
+        let errors = cel_errors(spec.clone(), None);
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{case}: expected an error containing {expected:?}, got {errors:?}"
+        );
+        let typed: InferenceEndpointSpec = serde_json::from_value(spec).expect("decodes");
+        let refused = crate::api::checks::check_spec(&typed).expect_err(case);
+        let tail = expected
+            .rsplit_once(": ")
+            .map_or(expected, |(_, tail)| tail);
+        assert!(
+            refused.to_string().contains(tail),
+            "{case}: the operator refuses with {refused}, admission with {expected:?}"
         );
     }
 }
@@ -322,12 +448,19 @@ fn every_string_list_and_map_in_the_spec_has_a_bound() {
     let schema = schema();
     let mut unbounded = vec![];
     for (path, node) in nodes(&schema["properties"]["spec"]) {
+        // Declared only so the CEL rule can refuse them, whatever their length.
+        if path.starts_with(".service.settings.") {
+            continue;
+        }
         let bounded = match node["type"].as_str() {
             Some("string") => node.get("maxLength").is_some() || node.get("enum").is_some(),
             Some("array") => node.get("maxItems").is_some(),
-            // Typed objects are bounded by their properties; maps need a count.
+            // Typed objects are bounded by their properties; maps and free-form objects need
+            // a count (what a free-form object holds is bounded by the operator's size limit).
             Some("object") => {
-                node.get("additionalProperties").is_none() || node.get("maxProperties").is_some()
+                let map = node.get("additionalProperties").is_some()
+                    || node.get("x-kubernetes-preserve-unknown-fields").is_some();
+                !map || node.get("maxProperties").is_some()
             }
             _ => true,
         };
@@ -623,8 +756,10 @@ mod checks {
             "taskType": "text_embedding",
             "azureOpenAI": {
                 "resourceName": name(64), "deploymentId": fill(64), "apiVersion": fill(64),
-                "apiKeySecretRef": {"name": name(253), "key": name(253)},
-                "entraIdSecretRef": {"name": name(253), "key": name(253)},
+                "oauth2": {
+                    "clientId": fill(128), "tenantId": fill(253), "scopes": vec![fill(512); 16],
+                    "clientSecretSecretRef": {"name": name(253), "key": name(253)},
+                },
                 "dimensions": MAX_DIMENSIONS, "similarity": "dot_product",
                 "maxInputTokens": INT32_MAX, "rateLimit": {"requestsPerMinute": INT64_SAFE_MAX},
                 "taskSettings": {"user": fill(256), "headers": headers},

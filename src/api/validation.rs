@@ -9,10 +9,19 @@
 pub const INFERENCE_ID_IMMUTABLE: &str = "has(self.inferenceId) == has(oldSelf.inferenceId) \
      && (!has(self.inferenceId) || self.inferenceId == oldSelf.inferenceId)";
 
-/// Chunking is parsed only for text_embedding; elsewhere ES rejects it as an unknown setting
-/// (docs/reference/elasticsearch-inference-api.md#chunking-settings).
+/// Chunking is parsed only for the embedding task types; elsewhere ES rejects it as an unknown
+/// setting (docs/reference/elasticsearch-inference-api.md#chunking-settings).
 pub const CHUNKING_ONLY_FOR_EMBEDDINGS: &str =
-    "self.taskType == 'text_embedding' || !has(self.chunkingSettings)";
+    "self.taskType in ['text_embedding', 'sparse_embedding', 'embedding'] \
+     || !has(self.chunkingSettings)";
+
+/// The task types of `azureopenai` (docs/reference/elasticsearch-inference-api.md#azure-task-types).
+pub const AZURE_TASK_TYPES: &str = "!has(self.azureOpenAI) \
+     || self.taskType in ['text_embedding', 'completion', 'chat_completion']";
+
+/// One Azure credential: an API key, a static Entra ID token, or OAuth2 client credentials.
+pub const AZURE_ONE_CREDENTIAL: &str = "[has(self.apiKeySecretRef), has(self.entraIdSecretRef), \
+     has(self.oauth2)].filter(set, set).size() == 1";
 
 /// Completion settings accept only resource, deployment, version, rate limit and auth
 /// (docs/reference/elasticsearch-inference-api.md#azure-service-settings).
@@ -53,3 +62,5 @@ pub const SKIP_TLS_VERIFY_WITHOUT_CA: &str =
 /// Map keys cannot carry `maxLength` in a structural schema, so header names are bounded here
 /// (`size` is constant-cost, which keeps the rule inside the API server's CEL cost budget).
 pub const HEADER_NAME_LENGTH: &str = "self.all(name, size(name) <= 128)";
+/// The same bound for the keys of `secretSettings`.
+pub const SETTING_NAME_LENGTH: &str = "self.all(name, size(name) <= 64)";

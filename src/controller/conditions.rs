@@ -77,6 +77,15 @@ impl Failure {
         }
     }
 
+    /// The reason as the declared service names it: a provider's failure is reported with the
+    /// Azure-specific reasons for `azureopenai` (their names predate the other services).
+    pub fn for_service(self, service: &str) -> Self {
+        Failure {
+            reason: self.reason.for_service(service),
+            ..self
+        }
+    }
+
     /// Permanent for backoff, but tried again at the periodic re-check.
     pub fn rechecked(reason: Reason, message: impl Into<String>) -> Self {
         Failure {
@@ -217,25 +226,34 @@ pub fn is_transition(previous: &[Condition], outcome: &Outcome) -> bool {
 /// A Warning about how the operator connects (credentials over `http://`, TLS unverified). It
 /// does not change Ready: the connection works, the user should know it is unsafe.
 pub const INSECURE_TRANSPORT: &str = "InsecureTransport";
+/// A Warning that the spec names a service missing from the operator's table: it is passed
+/// through, compared only on the keys the user set, and not version-gated.
+pub const UNKNOWN_SERVICE: &str = "UnknownService";
 
-/// Add `InsecureTransport=True` (reason, message) while `warning` holds; without a warning the
-/// condition is left out. Returns whether it is new or its reason changed, so the caller
-/// announces it with one Event.
-pub fn set_insecure_transport(
+/// A warning condition (`<type>=True`) that does not change Ready.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Warning {
+    pub condition: &'static str,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// Add `<warning.condition>=True` (reason, message); a warning that no longer holds is left
+/// out. Returns whether it is new or its reason changed, so the caller announces it with one
+/// Event.
+pub fn set_warning(
     conditions: &mut Vec<Condition>,
     previous: &[Condition],
-    warning: Option<(Reason, &str)>,
+    warning: &Warning,
     generation: Option<i64>,
     now: &Time,
 ) -> bool {
-    let Some((reason, message)) = warning else {
-        return false;
-    };
+    let (reason, message) = (warning.reason, warning.message.as_str());
     let before = previous
         .iter()
-        .find(|c| c.type_ == INSECURE_TRANSPORT && c.status == "True");
+        .find(|c| c.type_ == warning.condition && c.status == "True");
     conditions.push(Condition {
-        type_: INSECURE_TRANSPORT.to_owned(),
+        type_: warning.condition.to_owned(),
         status: "True".to_owned(),
         reason: reason.as_str().to_owned(),
         message: truncate(message),
@@ -375,16 +393,15 @@ mod tests {
     }
 
     #[test]
-    fn insecure_transport_is_added_kept_and_announced_once() {
+    fn warnings_are_added_kept_and_announced_once() {
         let base = conditions_for(&[], &Outcome::new(Reason::Created, "ok"), Some(1), &at(1));
+        let http = Warning {
+            condition: INSECURE_TRANSPORT,
+            reason: Reason::PlaintextCredentials,
+            message: "http".into(),
+        };
         let mut first = base.clone();
-        assert!(set_insecure_transport(
-            &mut first,
-            &[],
-            Some((Reason::PlaintextCredentials, "http")),
-            Some(1),
-            &at(1)
-        ));
+        assert!(set_warning(&mut first, &[], &http, Some(1), &at(1)));
         assert_eq!(first.len(), 2);
         assert_eq!(
             ready(&first).unwrap().status,
@@ -392,22 +409,17 @@ mod tests {
             "Ready keeps its meaning"
         );
         let mut again = base.clone();
-        assert!(!set_insecure_transport(
-            &mut again,
-            &first,
-            Some((Reason::PlaintextCredentials, "http")),
-            Some(2),
-            &at(9)
-        ));
+        assert!(!set_warning(&mut again, &first, &http, Some(2), &at(9)));
         assert_eq!(again[1].last_transition_time, at(1));
-        let mut fixed = base.clone();
-        assert!(!set_insecure_transport(
-            &mut fixed,
-            &again,
-            None,
-            Some(3),
-            &at(10)
-        ));
-        assert_eq!(fixed, base);
+        let unknown = Warning {
+            condition: UNKNOWN_SERVICE,
+            reason: Reason::NotInServiceTable,
+            message: "future".into(),
+        };
+        let mut both = again.clone();
+        assert!(set_warning(&mut both, &again, &unknown, Some(2), &at(9)));
+        assert_eq!(both.len(), 3);
+        // A warning that no longer holds is simply not set again.
+        assert_eq!(base.len(), 1);
     }
 }

@@ -3,25 +3,54 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::api::{AzureOpenAi, ChunkingSettings, InferenceEndpoint, SecretKeyRef};
+use crate::api::{
+    AzureOpenAi, ChunkingSettings, InferenceEndpoint, InferenceService, SecretKeyRef,
+};
 use crate::controller::conditions::{Failure, Reason};
 use crate::elasticsearch::body::unsupported_features;
 use crate::elasticsearch::EsVersion;
-use crate::endpoint::{EndpointConfig, TaskType};
+use crate::endpoint::EndpointConfig;
 
-/// The endpoint configuration (without secrets) plus where its credential comes from.
+/// The endpoint configuration (without secrets) plus where each secret key comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Desired {
     pub config: EndpointConfig,
-    pub credential: CredentialSource,
+    /// One entry per secret `service_settings` key, in field order; empty for services
+    /// without secrets.
+    pub secrets: Vec<SecretInput>,
 }
 
-/// A Secret key and the Elasticsearch `service_settings` field it fills.
+/// A secret `service_settings` key and the Secret its value comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CredentialSource {
-    pub secret: SecretKeyRef,
-    /// `api_key` or `entra_id`.
-    pub field: &'static str,
+pub struct SecretInput {
+    /// `api_key`, `entra_id`, `access_key`, `secret_parameters`, ...
+    pub field: String,
+    pub from: SecretFrom,
+}
+
+/// Where a secret value is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretFrom {
+    /// One key of a Secret: the value is its text.
+    Key(SecretKeyRef),
+    /// A whole Secret (by name): the value is a map of every key to its text.
+    Secret(String),
+}
+
+impl SecretInput {
+    fn key(field: &str, secret: &SecretKeyRef) -> Self {
+        SecretInput {
+            field: field.to_owned(),
+            from: SecretFrom::Key(secret.clone()),
+        }
+    }
+}
+
+impl Desired {
+    /// The secret field names, for version gates and messages.
+    pub fn secret_fields(&self) -> Vec<&str> {
+        self.secrets.iter().map(|s| s.field.as_str()).collect()
+    }
 }
 
 /// Build the desired endpoint. Fails only for objects the schema should have rejected (written
@@ -29,49 +58,87 @@ pub struct CredentialSource {
 pub fn desired(iep: &InferenceEndpoint) -> Result<Desired, Failure> {
     crate::api::checks::check_spec(&iep.spec)
         .map_err(|violation| Failure::new(Reason::InvalidSpec, violation.to_string()))?;
-    let azure = iep.spec.azure_open_ai.as_ref().ok_or_else(|| {
-        Failure::new(
-            Reason::InvalidSpec,
-            "spec.azureOpenAI is required (no other service is supported yet)",
-        )
-    })?;
-    let credential = azure_credential(azure)?;
-    let chunking_settings = match (&iep.spec.chunking_settings, iep.spec.task_type) {
-        (None, _) => None,
-        (Some(chunking), TaskType::TextEmbedding) => Some(chunking_map(chunking)),
-        (Some(_), _) => {
+    let task_type = iep.spec.task_type;
+    let chunking_settings = match &iep.spec.chunking_settings {
+        None => None,
+        Some(chunking) if task_type.supports_chunking() => Some(chunking_map(chunking)),
+        Some(_) => {
             return Err(Failure::new(
                 Reason::InvalidSpec,
-                "spec.chunkingSettings applies only to taskType text_embedding",
+                format!(
+                    "spec.chunkingSettings: {}",
+                    crate::api::CHUNKING_TASK_TYPES_MESSAGE
+                ),
             ))
         }
     };
-    Ok(Desired {
-        config: EndpointConfig {
-            inference_id: iep.inference_id().to_owned(),
-            task_type: iep.spec.task_type,
-            service: "azureopenai".to_owned(),
-            service_settings: azure_service_settings(azure),
-            task_settings: azure_task_settings(azure),
-            chunking_settings,
-        },
-        credential,
-    })
-}
-
-fn azure_credential(azure: &AzureOpenAi) -> Result<CredentialSource, Failure> {
-    match (&azure.api_key_secret_ref, &azure.entra_id_secret_ref) {
-        (Some(secret), None) => Ok(CredentialSource {
-            secret: secret.clone(),
-            field: "api_key",
+    let config = |service: &str, service_settings, task_settings| EndpointConfig {
+        inference_id: iep.inference_id().to_owned(),
+        task_type,
+        service: service.to_owned(),
+        service_settings,
+        task_settings,
+        chunking_settings: chunking_settings.clone(),
+    };
+    match (&iep.spec.azure_open_ai, &iep.spec.service) {
+        (Some(azure), None) => Ok(Desired {
+            config: config(
+                "azureopenai",
+                azure_service_settings(azure),
+                azure_task_settings(azure),
+            ),
+            secrets: vec![azure_credential(azure)?],
         }),
-        (None, Some(secret)) => Ok(CredentialSource {
-            secret: secret.clone(),
-            field: "entra_id",
+        (None, Some(service)) => Ok(Desired {
+            config: config(
+                &service.name,
+                service.settings.clone().unwrap_or_default(),
+                service.task_settings.clone().unwrap_or_default(),
+            ),
+            secrets: generic_secrets(service),
         }),
         _ => Err(Failure::new(
             Reason::InvalidSpec,
-            "exactly one of spec.azureOpenAI.apiKeySecretRef or entraIdSecretRef must be set",
+            format!("spec: {}", crate::api::SERVICE_BLOCK_MESSAGE),
+        )),
+    }
+}
+
+fn generic_secrets(service: &InferenceService) -> Vec<SecretInput> {
+    service
+        .secret_settings
+        .iter()
+        .filter_map(|(field, source)| {
+            let from = match (&source.secret_key_ref, &source.secret_ref) {
+                (Some(key), _) => SecretFrom::Key(key.clone()),
+                (None, Some(secret)) => SecretFrom::Secret(secret.name.clone()),
+                // Refused by `check_spec` before this point.
+                (None, None) => return None,
+            };
+            Some(SecretInput {
+                field: field.clone(),
+                from,
+            })
+        })
+        .collect()
+}
+
+fn azure_credential(azure: &AzureOpenAi) -> Result<SecretInput, Failure> {
+    let oauth2 = azure.oauth2.as_ref().map(|o| &o.client_secret_secret_ref);
+    match (
+        &azure.api_key_secret_ref,
+        &azure.entra_id_secret_ref,
+        oauth2,
+    ) {
+        (Some(secret), None, None) => Ok(SecretInput::key("api_key", secret)),
+        (None, Some(secret), None) => Ok(SecretInput::key("entra_id", secret)),
+        (None, None, Some(secret)) => Ok(SecretInput::key("client_secret", secret)),
+        _ => Err(Failure::new(
+            Reason::InvalidSpec,
+            format!(
+                "spec.azureOpenAI: {}",
+                crate::api::AZURE_ONE_CREDENTIAL_MESSAGE
+            ),
         )),
     }
 }
@@ -95,6 +162,11 @@ fn azure_service_settings(azure: &AzureOpenAi) -> Map<String, Value> {
             "rate_limit".into(),
             json!({"requests_per_minute": rate_limit.requests_per_minute}),
         );
+    }
+    if let Some(oauth2) = &azure.oauth2 {
+        settings.insert("client_id".into(), json!(oauth2.client_id));
+        settings.insert("tenant_id".into(), json!(oauth2.tenant_id));
+        settings.insert("scopes".into(), json!(oauth2.scopes));
     }
     settings
 }
@@ -138,7 +210,7 @@ fn chunking_map(chunking: &ChunkingSettings) -> Map<String, Value> {
 /// instead of letting Elasticsearch answer with an opaque 400
 /// (docs/reference/elasticsearch-inference-api.md#version-history).
 pub fn check_supported(desired: &Desired, version: &EsVersion) -> Result<(), Failure> {
-    let missing = unsupported_features(&desired.config, Some(desired.credential.field), version);
+    let missing = unsupported_features(&desired.config, &desired.secret_fields(), version);
     if missing.is_empty() {
         Ok(())
     } else {
@@ -199,8 +271,16 @@ mod tests {
             d.config.chunking_settings.map(Value::Object),
             Some(json!({"strategy": "word", "max_chunk_size": 100, "overlap": 10}))
         );
-        assert_eq!(d.credential.field, "api_key");
-        assert_eq!(d.credential.secret.name, "azure");
+        assert_eq!(
+            d.secrets,
+            vec![SecretInput::key(
+                "api_key",
+                &SecretKeyRef {
+                    name: "azure".into(),
+                    key: "apiKey".into()
+                }
+            )]
+        );
     }
 
     #[test]
@@ -213,8 +293,8 @@ mod tests {
             json!({"name": "entra", "key": "token"}),
         );
         let d = desired(&iep(spec)).unwrap();
-        assert_eq!(d.credential.field, "entra_id");
-        assert_eq!(d.credential.secret.key, "token");
+        assert_eq!(d.secret_fields(), ["entra_id"]);
+        assert!(matches!(&d.secrets[0].from, SecretFrom::Key(k) if k.key == "token"));
     }
 
     #[test]

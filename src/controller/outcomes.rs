@@ -26,7 +26,7 @@ pub fn from_es(error: &EsError) -> Failure {
 fn explain(error: &EsError, class: ErrorClass) -> String {
     let es = error.message();
     match class {
-        ErrorClass::AzureUnknownHost => {
+        ErrorClass::ProviderUnknownHost => {
             let host = error
                 .api()
                 .and_then(|a| a.unknown_host())

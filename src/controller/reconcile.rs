@@ -17,13 +17,14 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::api::{
-    ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointStatus,
-    UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FINALIZER, FORCE_DELETE_ANNOTATION,
+    ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointSpec,
+    InferenceEndpointStatus, UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FINALIZER,
+    FORCE_DELETE_ANNOTATION,
 };
-use crate::controller::conditions::{self, Applied, Failure, Outcome, Reason};
+use crate::controller::conditions::{self, Applied, Failure, Outcome, Reason, Warning};
 use crate::controller::connection::{insecure_transport, Connection};
 use crate::controller::decode::{Decoded, Undecodable};
-use crate::controller::desired::{check_supported, desired, Desired};
+use crate::controller::desired::{check_supported, desired, Desired, SecretFrom, SecretInput};
 use crate::controller::identity::Identity;
 use crate::controller::ownership::{self, Claimant, Record};
 use crate::controller::plan::{
@@ -31,12 +32,13 @@ use crate::controller::plan::{
     PlanInput,
 };
 use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
+use crate::elasticsearch::ServiceProfile;
 use crate::elasticsearch::{
     update_body, DeleteOptions, DeleteOutcome, Difference, Endpoint, EsError,
 };
-use crate::endpoint::{EndpointConfig, ServiceSecret};
+use crate::endpoint::{EndpointConfig, ServiceSecret, ServiceSecrets};
 use crate::metrics::EsOperation;
-use crate::secrets::fingerprint;
+use crate::secrets::{fingerprint, SecretError, SecretReader};
 
 /// Bring Elasticsearch in line with the object, then report: the driver of the phases
 /// observe → decide → act (`reconcile_endpoint`) → status → Event (`report`).
@@ -55,7 +57,8 @@ pub async fn apply(
         // A failure changes nothing the status records about the endpoint.
         Err(failure) => (previous.clone(), Outcome::from(failure)),
     };
-    let insecure = insecure_transport(&iep);
+    let mut status = status;
+    status.service = Some(spec_service(&iep.spec).to_owned());
     report(
         iep.as_ref(),
         who,
@@ -63,7 +66,7 @@ pub async fn apply(
         previous,
         status,
         &outcome,
-        insecure,
+        warnings(&iep),
         "Reconcile",
     )
     .await?;
@@ -72,7 +75,9 @@ pub async fn apply(
     Ok(ctx.next_action(who, &outcome))
 }
 
-/// Observe, decide, act: what was applied, or why not.
+/// Observe, decide, act: what was applied, or why not. A provider's failure carries the
+/// service's reason (`AzureRejectedCredentials` for Azure OpenAI, `ProviderRejectedCredentials`
+/// for the others).
 async fn reconcile_endpoint(
     iep: &InferenceEndpoint,
     who: &Identity,
@@ -80,17 +85,29 @@ async fn reconcile_endpoint(
     previous: &InferenceEndpointStatus,
 ) -> Result<Applied<Recorded>, Failure> {
     let desired = desired(iep)?;
-    let observed = observe(iep, who, ctx, &desired, previous).await?;
-    let plan = decide(iep, &desired.config, &observed, previous);
-    debug!(inference_id = desired.config.inference_id, ?plan, "planned");
-    act(
-        ctx,
-        &desired.config,
-        &observed,
-        plan,
-        chunking_reset_seen(previous),
-    )
-    .await
+    let service = desired.config.service.as_str();
+    let result = async {
+        let observed = observe(iep, who, ctx, &desired, previous).await?;
+        let plan = decide(iep, &desired.config, &observed, previous);
+        debug!(inference_id = desired.config.inference_id, ?plan, "planned");
+        act(
+            ctx,
+            &desired.config,
+            &observed,
+            plan,
+            chunking_reset_seen(previous),
+        )
+        .await
+    };
+    result.await.map_err(|failure| failure.for_service(service))
+}
+
+/// The Elasticsearch service the spec declares.
+fn spec_service(spec: &InferenceEndpointSpec) -> &str {
+    match &spec.service {
+        Some(service) => &service.name,
+        None => "azureopenai",
+    }
 }
 
 /// The object is being deleted: remove the endpoint under policy `Delete`.
@@ -122,7 +139,7 @@ pub async fn cleanup(
             previous.clone(),
             previous,
             &outcome,
-            insecure_transport(&iep),
+            warnings(&iep),
             "Delete",
         )
         .await?;
@@ -173,7 +190,7 @@ pub async fn undecodable(
         previous.clone(),
         previous,
         &outcome,
-        None,
+        Vec::new(),
         "Reconcile",
     )
     .await?;
@@ -242,8 +259,8 @@ async fn patch_finalizers(
 struct Observed {
     /// The connection, and through it the cluster's identity and version.
     connection: Arc<Connection>,
-    /// The service credential and its fingerprint.
-    secret: ServiceSecret,
+    /// The service's secrets (none for in-cluster services) and their fingerprint.
+    secrets: ServiceSecrets,
     fingerprint: String,
     /// What Elasticsearch holds under the id (`None`: GET answered 404).
     endpoint: Option<Endpoint>,
@@ -262,14 +279,13 @@ async fn observe(
     previous: &InferenceEndpointStatus,
 ) -> Result<Observed, Failure> {
     let namespace = &who.namespace;
-    let source = &desired.credential;
-    // The service credential and the connection's Secrets are independent reads.
-    let secrets = ctx.secrets(namespace);
-    let (credential, connection) = tokio::join!(
-        secrets.key(&source.secret.name, &source.secret.key),
+    // The service's secrets and the connection's Secrets are independent reads.
+    let reader = ctx.secrets(namespace);
+    let (secrets, connection) = tokio::join!(
+        read_secrets(&reader, &desired.secrets),
         ctx.connections.connect(iep, namespace, &ctx.client),
     );
-    let credential = credential.map_err(|e| outcomes::from_secret(&e))?;
+    let secrets = secrets.map_err(|e| outcomes::from_secret(&e))?;
     let mut connection = connection?;
     check_supported(desired, &connection.info.version)?;
     let mut endpoint = get(ctx, &connection, &desired.config).await?;
@@ -292,12 +308,32 @@ async fn observe(
         &connection.info.cluster_uuid,
     );
     Ok(Observed {
-        fingerprint: fingerprint(uid, source.field, &credential),
-        secret: ServiceSecret::new(source.field, credential),
+        fingerprint: fingerprint(uid, &secrets),
+        secrets,
         connection,
         endpoint,
         claimed_by,
     })
+}
+
+/// Every secret key of the endpoint, read concurrently from the Secrets the spec names.
+async fn read_secrets(
+    reader: &SecretReader,
+    inputs: &[SecretInput],
+) -> Result<ServiceSecrets, SecretError> {
+    let reads = inputs.iter().map(|input| async move {
+        Ok(match &input.from {
+            SecretFrom::Key(key) => {
+                ServiceSecret::new(&input.field, reader.key(&key.name, &key.key).await?)
+            }
+            SecretFrom::Secret(name) => {
+                ServiceSecret::map(&input.field, reader.all_keys(name).await?)
+            }
+        })
+    });
+    Ok(ServiceSecrets::new(
+        futures::future::try_join_all(reads).await?,
+    ))
 }
 
 /// The pure decision: ownership (per cluster: an endpoint recorded in another cluster is not
@@ -355,7 +391,7 @@ async fn act(
     let (endpoint, done) = match plan {
         Plan::Blocked(failure) => return Err(failure),
         Plan::Create(done) => (
-            create(ctx, connection, config, &observed.secret).await?,
+            create(ctx, connection, config, &observed.secrets).await?,
             done,
         ),
         Plan::Change {
@@ -369,12 +405,13 @@ async fn act(
             ..
         } => {
             delete_unused(ctx, connection, config, &differences).await?;
-            let created = create(ctx, connection, config, &observed.secret).await?;
+            let created = create(ctx, connection, config, &observed.secrets).await?;
             info!(inference_id = id, "recreated inference endpoint");
             (created, done)
         }
         Plan::Change { endpoint, done, .. } => {
-            let updated = update(ctx, connection, config, &observed.secret, Some(endpoint)).await?;
+            let updated =
+                update(ctx, connection, config, &observed.secrets, Some(endpoint)).await?;
             info!(inference_id = id, reason = %done.reason, "updated inference endpoint");
             let reset = chunking_reset_outcome(
                 config,
@@ -426,10 +463,10 @@ async fn create(
     ctx: &Context,
     connection: &Connection,
     config: &EndpointConfig,
-    secret: &ServiceSecret,
+    secrets: &ServiceSecrets,
 ) -> Result<Endpoint, Failure> {
     let version = &connection.info.version;
-    let call = connection.client.create_endpoint(config, secret, version);
+    let call = connection.client.create_endpoint(config, secrets, version);
     let created = timed(ctx, EsOperation::Create, call)
         .await
         .map_err(|e| es_failure(ctx, connection, &e))?;
@@ -578,11 +615,11 @@ async fn update(
     ctx: &Context,
     connection: &Connection,
     config: &EndpointConfig,
-    secret: &ServiceSecret,
+    secrets: &ServiceSecrets,
     observed: Option<&Endpoint>,
 ) -> Result<Endpoint, Failure> {
     let version = &connection.info.version;
-    let body = update_body(config, Some(secret), observed, version)
+    let body = update_body(config, Some(secrets), observed, version)
         .map_err(|e| Failure::new(Reason::InvalidSettings, e.to_string()))?;
     let call =
         connection
@@ -670,32 +707,67 @@ async fn report(
     previous: InferenceEndpointStatus,
     mut status: InferenceEndpointStatus,
     outcome: &Outcome,
-    insecure: Option<(Reason, String)>,
+    warnings: Vec<Warning>,
     action: &str,
 ) -> Result<(), Error> {
     let now = Time(Timestamp::now());
-    status.observed_generation = iep.meta().generation;
-    status.conditions =
-        conditions::conditions_for(&previous.conditions, outcome, iep.meta().generation, &now);
-    let warn_now = conditions::set_insecure_transport(
-        &mut status.conditions,
-        &previous.conditions,
-        insecure
-            .as_ref()
-            .map(|(reason, message)| (*reason, message.as_str())),
-        iep.meta().generation,
-        &now,
-    );
+    let generation = iep.meta().generation;
+    status.observed_generation = generation;
+    status.conditions = conditions::conditions_for(&previous.conditions, outcome, generation, &now);
+    let new_warnings: Vec<Warning> = warnings
+        .into_iter()
+        .filter(|w| {
+            conditions::set_warning(
+                &mut status.conditions,
+                &previous.conditions,
+                w,
+                generation,
+                &now,
+            )
+        })
+        .collect();
     if status != previous {
         patch_status(who, ctx, &status).await?;
     }
     if conditions::is_transition(&previous.conditions, outcome) {
         publish(ctx, iep, outcome, action);
     }
-    if let (true, Some((reason, message))) = (warn_now, insecure) {
-        publish(ctx, iep, &Outcome::new(reason, message), action);
+    for warning in new_warnings {
+        publish(
+            ctx,
+            iep,
+            &Outcome::new(warning.reason, warning.message),
+            action,
+        );
     }
     Ok(())
+}
+
+/// The warning conditions of a decoded spec: how the operator connects, and a service missing
+/// from the table.
+fn warnings(iep: &InferenceEndpoint) -> Vec<Warning> {
+    let insecure = insecure_transport(iep).map(|(reason, message)| Warning {
+        condition: conditions::INSECURE_TRANSPORT,
+        reason,
+        message,
+    });
+    insecure.into_iter().chain(unknown_service(iep)).collect()
+}
+
+fn unknown_service(iep: &InferenceEndpoint) -> Option<Warning> {
+    let name = &iep.spec.service.as_ref()?.name;
+    if ServiceProfile::lookup(name).is_some() {
+        return None;
+    }
+    Some(Warning {
+        condition: conditions::UNKNOWN_SERVICE,
+        reason: Reason::NotInServiceTable,
+        message: format!(
+            "service {name} is not in this operator's service table: it is passed to \
+             Elasticsearch as written, its secrets are the keys under secretSettings, only the \
+             settings you set are compared, and no version gates apply"
+        ),
+    })
 }
 
 async fn patch_status(

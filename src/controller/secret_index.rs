@@ -20,7 +20,7 @@ use crate::controller::decode::Decoded;
 /// A Secret, by namespace and name.
 pub type SecretKey = (String, String);
 
-/// Every Secret `iep` reads: the service credential, the Elasticsearch credentials and CA, or
+/// Every Secret `iep` reads: the service's secrets, the Elasticsearch credentials and CA, or
 /// ECK's conventional Secrets for `elasticsearchRef` (possibly in another namespace).
 pub fn secrets_of(iep: &InferenceEndpoint) -> Vec<SecretKey> {
     // Without a namespace it reads nothing (its reconcile reports the missing identity).
@@ -31,11 +31,23 @@ pub fn secrets_of(iep: &InferenceEndpoint) -> Vec<SecretKey> {
     let spec = &iep.spec;
     let mut keys = Vec::new();
     if let Some(azure) = &spec.azure_open_ai {
-        for reference in [&azure.api_key_secret_ref, &azure.entra_id_secret_ref]
-            .into_iter()
-            .flatten()
+        let oauth2 = azure.oauth2.as_ref().map(|o| &o.client_secret_secret_ref);
+        for reference in [
+            azure.api_key_secret_ref.as_ref(),
+            azure.entra_id_secret_ref.as_ref(),
+            oauth2,
+        ]
+        .into_iter()
+        .flatten()
         {
             keys.push(local(&reference.name));
+        }
+    }
+    if let Some(service) = &spec.service {
+        for source in service.secret_settings.values() {
+            let key = source.secret_key_ref.as_ref().map(|k| k.name.as_str());
+            let whole = source.secret_ref.as_ref().map(|s| s.name.as_str());
+            keys.extend(key.or(whole).map(local));
         }
     }
     if let Some(connection) = &spec.elasticsearch {

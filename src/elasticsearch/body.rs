@@ -1,13 +1,12 @@
 //! The observed endpoint, and request bodies for create and `_update` built from the desired one
 //! ([`EndpointConfig`], in [`crate::endpoint`]).
 //!
-//! Secrets live only in [`ServiceSecret`] (a `SecretString`) and in [`RequestBody`], whose
+//! Secrets live only in [`ServiceSecrets`] (`SecretString`s) and in [`RequestBody`], whose
 //! `Debug` prints the JSON with the secret value replaced. Neither type implements `Display` or
 //! `Serialize`, so a body cannot be logged or serialised by accident.
 
 use std::fmt;
 
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -15,7 +14,7 @@ use super::normalize::{chunking_acceptable_when_unset, default_chunking};
 use super::service::{is_secret_field, ServiceProfile};
 use super::version::{EsVersion, Since};
 use crate::endpoint::TaskType;
-pub use crate::endpoint::{EndpointConfig, ServiceSecret};
+pub use crate::endpoint::{EndpointConfig, SecretValue, ServiceSecret, ServiceSecrets};
 
 const REDACTED: &str = "<redacted>";
 
@@ -46,7 +45,8 @@ impl Endpoint {
 #[derive(Clone)]
 pub struct RequestBody {
     json: Value,
-    secret_field: Option<String>,
+    /// The `service_settings` keys that hold secrets.
+    secret_fields: Vec<String>,
 }
 
 impl RequestBody {
@@ -58,7 +58,7 @@ impl RequestBody {
     /// The JSON with the secret value replaced by `<redacted>`; safe to log.
     pub fn redacted(&self) -> Value {
         let mut json = self.json.clone();
-        if let Some(field) = &self.secret_field {
+        for field in &self.secret_fields {
             if let Some(v) = json
                 .get_mut("service_settings")
                 .and_then(|s| s.get_mut(field.as_str()))
@@ -71,13 +71,23 @@ impl RequestBody {
 
     /// Whether a secret is in the body.
     pub fn carries_secret(&self) -> bool {
-        self.secret_field.is_some()
+        !self.secret_fields.is_empty()
     }
 
-    /// The secret value in the body (to scrub it from echoed error texts).
-    pub(crate) fn secret_value(&self) -> Option<&str> {
-        let field = self.secret_field.as_deref()?;
-        self.json.get("service_settings")?.get(field)?.as_str()
+    /// Every secret string in the body (to scrub them from echoed error texts).
+    pub(crate) fn secret_values(&self) -> Vec<&str> {
+        let Some(settings) = self.json.get("service_settings") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for field in &self.secret_fields {
+            match settings.get(field.as_str()) {
+                Some(Value::String(s)) => out.push(s.as_str()),
+                Some(Value::Object(map)) => out.extend(map.values().filter_map(Value::as_str)),
+                _ => {}
+            }
+        }
+        out
     }
 
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
@@ -133,12 +143,9 @@ pub(crate) fn strip_empty(map: &Map<String, Value>) -> Map<String, Value> {
 
 /// Body of `PUT _inference/{task_type}/{inference_id}`: `service`, `service_settings` (with the
 /// secret), `task_settings` only when non-empty, `chunking_settings` only when set.
-pub fn create_body(cfg: &EndpointConfig, secret: &ServiceSecret) -> RequestBody {
+pub fn create_body(cfg: &EndpointConfig, secrets: &ServiceSecrets) -> RequestBody {
     let mut ss = non_secret_settings(&cfg.service, &cfg.service_settings);
-    ss.insert(
-        secret.field.clone(),
-        Value::String(secret.value.expose_secret().to_owned()),
-    );
+    insert_secrets(&mut ss, secrets);
     let mut body = Map::new();
     body.insert("service".into(), Value::String(cfg.service.clone()));
     body.insert("service_settings".into(), Value::Object(ss));
@@ -151,63 +158,50 @@ pub fn create_body(cfg: &EndpointConfig, secret: &ServiceSecret) -> RequestBody 
     }
     RequestBody {
         json: Value::Object(body),
-        secret_field: Some(secret.field.clone()),
+        secret_fields: secret_fields(secrets),
     }
 }
 
+fn insert_secrets(settings: &mut Map<String, Value>, secrets: &ServiceSecrets) {
+    for secret in secrets.iter() {
+        settings.insert(secret.field.clone(), secret.value.expose_json());
+    }
+}
+
+fn secret_fields(secrets: &ServiceSecrets) -> Vec<String> {
+    secrets.iter().map(|s| s.field.clone()).collect()
+}
+
 /// Body of `PUT _inference/{task_type}/{inference_id}/_update`, by version
-/// (docs/reference/elasticsearch-inference-api.md#update-by-version):
+/// (docs/reference/elasticsearch-inference-api.md#update-by-version,
+/// docs/reference/elasticsearch-services.md#update-rotation):
 ///
 /// * always `task_settings` = the full desired task settings (ES merges them). On 9.4+ keys that
 ///   `observed` has but the desired spec dropped are sent as `null` (clears them); before 9.4 a
 ///   task setting cannot be removed in place (see [`super::normalize::Difference::updatable_on`]).
-/// * before 9.5, `service_settings` must hold exactly one secret and nothing else (other keys are
-///   ignored by ES): it is sent only when `secret` is given.
-/// * 9.5+: `service_settings` carries the mutable keys of the service (`rate_limit`, default filled
-///   in; OAuth2 `client_id`/`scopes`/`tenant_id` only if the endpoint already uses OAuth2) plus the
-///   secret when given; `chunking_settings` (replace semantics) is sent when the user set it, or
-///   the default when the observed chunking is neither default nor a tolerated legacy value.
+/// * `service_settings` carries every secret key when `secrets` is given (Elasticsearch builds
+///   the new secret from the update alone: both AWS keys, the whole `custom` map), plus the
+///   non-secret keys the service's table entry lets `_update` change on this version
+///   (`rate_limit` with its default filled in; OAuth2 `client_id`/`scopes`/`tenant_id` only if
+///   the endpoint already uses OAuth2). Before 9.5 that is the secrets alone for every external
+///   service: other keys would be ignored.
+/// * 9.5+: `chunking_settings` (replace semantics) is sent when the user set it, or the default
+///   when the observed chunking is neither default nor a tolerated legacy value.
 pub fn update_body(
     desired: &EndpointConfig,
-    secret: Option<&ServiceSecret>,
+    secrets: Option<&ServiceSecrets>,
     observed: Option<&Endpoint>,
     version: &EsVersion,
 ) -> Result<RequestBody, BodyError> {
     if !version.supports_update_api() {
         return Err(BodyError::UpdateApiUnavailable(*version));
     }
-    let profile = ServiceProfile::lookup(&desired.service);
     let mut body = Map::new();
 
     // service_settings
-    let mut ss = Map::new();
-    if version.update_accepts_service_settings() {
-        let desired_ss = non_secret_settings(&desired.service, &desired.service_settings);
-        let updatable: &[&str] = profile.map_or(&["rate_limit"], |p| p.updatable_service_settings);
-        let oauth2: &[&str] = profile.map_or(&[], |p| p.oauth2_fields);
-        let uses_oauth2 = observed.is_some_and(|o| o.service_settings.contains_key("client_id"));
-        for key in updatable {
-            if oauth2.contains(key) && !uses_oauth2 {
-                continue;
-            }
-            if let Some(v) = desired_ss.get(*key) {
-                ss.insert((*key).to_owned(), v.clone());
-            }
-        }
-        if !ss.contains_key("rate_limit") {
-            if let Some(rpm) = profile.and_then(|p| p.default_rpm(desired.task_type)) {
-                ss.insert(
-                    "rate_limit".into(),
-                    serde_json::json!({ "requests_per_minute": rpm }),
-                );
-            }
-        }
-    }
-    if let Some(s) = secret {
-        ss.insert(
-            s.field.clone(),
-            Value::String(s.value.expose_secret().to_owned()),
-        );
+    let mut ss = updatable_service_settings(desired, observed, version);
+    if let Some(secrets) = secrets {
+        insert_secrets(&mut ss, secrets);
     }
     if !ss.is_empty() {
         body.insert("service_settings".into(), Value::Object(ss));
@@ -249,15 +243,57 @@ pub fn update_body(
 
     Ok(RequestBody {
         json: Value::Object(body),
-        secret_field: secret.map(|s| s.field.clone()),
+        secret_fields: secrets.map(secret_fields).unwrap_or_default(),
     })
 }
 
-/// Features of `cfg` (and of the credential kind) the cluster version does not offer, as short
-/// human messages; empty = all supported. Azure gates: task types, `headers`, OAuth2.
+/// Since when `_update` can change `service_settings.<key>` of `service` (services without a
+/// table entry: `rate_limit` from 9.5, as for most services).
+pub(crate) fn updatable_since(service: &str, key: &str) -> Option<Since> {
+    match ServiceProfile::lookup(service) {
+        Some(p) => p.updatable_since(key),
+        None => (key == "rate_limit").then_some(UNKNOWN_SERVICE_RATE_LIMIT_UPDATE),
+    }
+}
+
+/// The rate limit of a service without a table entry is taken as updatable from 9.5, when
+/// `_update` began to accept service settings (inferred).
+const UNKNOWN_SERVICE_RATE_LIMIT_UPDATE: Since = Since::release(9, 5);
+
+/// The non-secret `service_settings` of `desired` that `_update` can change on `version`.
+fn updatable_service_settings(
+    desired: &EndpointConfig,
+    observed: Option<&Endpoint>,
+    version: &EsVersion,
+) -> Map<String, Value> {
+    let service = desired.service.as_str();
+    let profile = ServiceProfile::lookup(service);
+    let uses_oauth2 = observed.is_some_and(|o| o.service_settings.contains_key("client_id"));
+    let updatable_now =
+        |key: &str| updatable_since(service, key).is_some_and(|since| since.contains(version));
+    let desired_ss = non_secret_settings(service, &desired.service_settings);
+    let mut ss: Map<String, Value> = desired_ss
+        .into_iter()
+        .filter(|(key, _)| updatable_now(key))
+        .filter(|(key, _)| uses_oauth2 || !profile.is_some_and(|p| p.is_oauth2_field(key)))
+        .collect();
+    if !ss.contains_key("rate_limit") && updatable_now("rate_limit") {
+        if let Some(rpm) = profile.and_then(|p| p.default_rpm(desired.task_type)) {
+            ss.insert(
+                "rate_limit".into(),
+                serde_json::json!({ "requests_per_minute": rpm }),
+            );
+        }
+    }
+    ss
+}
+
+/// Features of `cfg` (and of its secret keys) the cluster version does not offer, as short
+/// human messages; empty = all supported. Gates from the service table: task types, optional
+/// settings such as `task_settings.headers`, OAuth2; and the generic chunking gates.
 pub fn unsupported_features(
     cfg: &EndpointConfig,
-    secret_field: Option<&str>,
+    secret_fields: &[&str],
     version: &EsVersion,
 ) -> Vec<String> {
     let mut out = Vec::new();
@@ -278,7 +314,7 @@ pub fn unsupported_features(
     if let Some(cs) = cfg.chunking_settings.as_ref().filter(|c| !c.is_empty()) {
         if !cfg.task_type.supports_chunking() {
             out.push(format!(
-                "chunking_settings is only accepted for text_embedding, not [{}]",
+                "chunking_settings is only accepted for embedding task types, not [{}]",
                 cfg.task_type
             ));
         } else if !version.supports_chunking_settings() {
@@ -294,23 +330,32 @@ pub fn unsupported_features(
         }
     }
     if let Some(p) = profile {
-        let missing = |since: Option<Since>| !since.is_some_and(|s| s.contains(version));
-        if cfg.task_settings.contains_key("headers") && missing(p.task_setting_headers) {
-            out.push(format!(
-                "task_settings.headers needs Elasticsearch {} (cluster is {version})",
-                needs(p.task_setting_headers)
-            ));
+        for gate in p.gates {
+            let (scope, key) = gate.path.split_once('.').unwrap_or(("", gate.path));
+            let settings = match scope {
+                "task_settings" => &cfg.task_settings,
+                _ => &cfg.service_settings,
+            };
+            if settings.contains_key(key) && !gate.since.contains(version) {
+                out.push(format!(
+                    "{} needs Elasticsearch {} (cluster is {version})",
+                    gate.path,
+                    needs(Some(gate.since))
+                ));
+            }
         }
-        let oauth2 = p
-            .oauth2_fields
-            .iter()
-            .any(|k| cfg.service_settings.contains_key(*k))
-            || secret_field == Some("client_secret");
-        if oauth2 && missing(p.oauth2) {
-            out.push(format!(
-                "OAuth2 client credentials need Elasticsearch {} (cluster is {version})",
-                needs(p.oauth2)
-            ));
+        if let Some(oauth2) = p.oauth2 {
+            let used = oauth2
+                .fields
+                .iter()
+                .any(|k| cfg.service_settings.contains_key(*k))
+                || secret_fields.contains(&oauth2.secret);
+            if used && !oauth2.since.contains(version) {
+                out.push(format!(
+                    "OAuth2 client credentials need Elasticsearch {} (cluster is {version})",
+                    needs(Some(oauth2.since))
+                ));
+            }
         }
     }
     out
@@ -378,7 +423,7 @@ mod tests {
                 ServiceSecret::api_key(SECRET),
                 ServiceSecret::entra_id(SECRET),
             ] {
-                let body = create_body(&cfg(task), &secret);
+                let body = create_body(&cfg(task), &secret.clone().into());
                 assert_secret_only_in_service_settings(&body, &secret.field);
                 let json = body.expose_secret_json();
                 assert_eq!(json["service"], "azureopenai");
@@ -410,7 +455,7 @@ mod tests {
         // A secret key smuggled into the non-secret map is dropped in favour of the secret.
         c.service_settings
             .insert("api_key".into(), json!("stale-from-spec"));
-        let body = create_body(&c, &ServiceSecret::api_key(SECRET));
+        let body = create_body(&c, &ServiceSecret::api_key(SECRET).into());
         let json = body.expose_secret_json();
         assert_eq!(
             json,
@@ -435,8 +480,13 @@ mod tests {
             .insert("rate_limit".into(), json!({"requests_per_minute": 50}));
         c.task_settings.insert("user".into(), json!("u2"));
         for ver in ["8.17.0", "9.0.0", "9.3.2", "9.4.0"] {
-            let body =
-                update_body(&c, Some(&ServiceSecret::entra_id(SECRET)), None, &v(ver)).unwrap();
+            let body = update_body(
+                &c,
+                Some(&ServiceSecret::entra_id(SECRET).into()),
+                None,
+                &v(ver),
+            )
+            .unwrap();
             assert_eq!(
                 body.expose_secret_json(),
                 &json!({"service_settings": {"entra_id": SECRET}, "task_settings": {"user": "u2"}}),
@@ -489,8 +539,13 @@ mod tests {
         c.chunking_settings = Some(obj(
             json!({"strategy": "sentence", "max_chunk_size": 200, "sentence_overlap": 0}),
         ));
-        let body =
-            update_body(&c, Some(&ServiceSecret::api_key(SECRET)), None, &v("9.5.0")).unwrap();
+        let body = update_body(
+            &c,
+            Some(&ServiceSecret::api_key(SECRET).into()),
+            None,
+            &v("9.5.0"),
+        )
+        .unwrap();
         assert_eq!(
             body.expose_secret_json(),
             &json!({
@@ -557,7 +612,10 @@ mod tests {
         };
         let body = update_body(
             &c,
-            Some(&ServiceSecret::new("client_secret", SECRET)),
+            Some(&ServiceSecrets::from(ServiceSecret::new(
+                "client_secret",
+                SECRET,
+            ))),
             Some(&observed),
             &v("9.5.0"),
         )
@@ -584,7 +642,7 @@ mod tests {
         assert_eq!(e.task_type(), Some(TaskType::TextEmbedding));
         assert!(e.task_settings.is_empty());
         let e: Endpoint = serde_json::from_value(json!({
-            "inference_id": "r", "task_type": "rerank", "service": "cohere", "service_settings": {}
+            "inference_id": "r", "task_type": "some_future_task", "service": "x", "service_settings": {}
         }))
         .unwrap();
         assert_eq!(e.task_type(), None);
@@ -593,28 +651,22 @@ mod tests {
     #[test]
     fn version_feature_check() {
         let mut c = cfg(TaskType::ChatCompletion);
-        assert_eq!(
-            unsupported_features(&c, Some("api_key"), &v("9.3.0")).len(),
-            0
-        );
-        assert_eq!(
-            unsupported_features(&c, Some("api_key"), &v("9.2.0")).len(),
-            1
-        );
+        assert_eq!(unsupported_features(&c, &["api_key"], &v("9.3.0")).len(), 0);
+        assert_eq!(unsupported_features(&c, &["api_key"], &v("9.2.0")).len(), 1);
         c.task_settings.insert("headers".into(), json!({"a": "b"}));
         assert_eq!(
-            unsupported_features(&c, Some("client_secret"), &v("9.3.0")).len(),
+            unsupported_features(&c, &["client_secret"], &v("9.3.0")).len(),
             2
         );
-        assert!(unsupported_features(&c, Some("client_secret"), &v("9.4.0")).is_empty());
+        assert!(unsupported_features(&c, &["client_secret"], &v("9.4.0")).is_empty());
         c.chunking_settings = Some(obj(json!({"strategy": "sentence"})));
-        assert_eq!(unsupported_features(&c, None, &v("9.4.0")).len(), 1);
+        assert_eq!(unsupported_features(&c, &[], &v("9.4.0")).len(), 1);
         let mut e = cfg(TaskType::TextEmbedding);
         e.chunking_settings = Some(obj(
             json!({"strategy": "recursive", "max_chunk_size": 100, "separator_group": "markdown"}),
         ));
-        assert_eq!(unsupported_features(&e, None, &v("8.19.0")).len(), 1);
-        assert!(unsupported_features(&e, None, &v("9.1.0")).is_empty());
-        assert_eq!(unsupported_features(&e, None, &v("8.15.0")).len(), 1);
+        assert_eq!(unsupported_features(&e, &[], &v("8.19.0")).len(), 1);
+        assert!(unsupported_features(&e, &[], &v("9.1.0")).is_empty());
+        assert_eq!(unsupported_features(&e, &[], &v("8.15.0")).len(), 1);
     }
 }

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::body::{create_body, Endpoint, EndpointConfig, RequestBody, ServiceSecret};
+use super::body::{create_body, Endpoint, EndpointConfig, RequestBody, ServiceSecrets};
 use super::error::{clean_text, redact_url, ApiError, EsError};
 use super::version::EsVersion;
 use super::TaskType;
@@ -459,7 +459,7 @@ impl EsClient {
     pub async fn create_endpoint(
         &self,
         cfg: &EndpointConfig,
-        secret: &ServiceSecret,
+        secrets: &ServiceSecrets,
         version: &EsVersion,
     ) -> Result<Endpoint, EsError> {
         let server_timeout = version.put_server_timeout(cfg.task_type);
@@ -472,12 +472,11 @@ impl EsClient {
             &["_inference", cfg.task_type.as_str(), &cfg.inference_id],
             &query,
         )?;
-        let body = create_body(cfg, secret);
+        let body = create_body(cfg, secrets);
         let timeout = self
             .request_timeout
             .max(server_timeout + SERVER_TIMEOUT_MARGIN);
-        self.put_endpoint(url, &body, timeout, Some(secret.value.expose_secret()))
-            .await
+        self.put_endpoint(url, &body, timeout).await
     }
 
     /// `PUT _inference/{task}/{id}/_update` with a body from [`super::body::update_body`].
@@ -504,22 +503,19 @@ impl EsClient {
         let timeout = server_timeout.map_or(self.request_timeout, |t| {
             self.request_timeout.max(t + SERVER_TIMEOUT_MARGIN)
         });
-        self.put_endpoint(url, body, timeout, body.secret_value())
-            .await
+        self.put_endpoint(url, body, timeout).await
     }
 
-    /// A PUT that answers with the endpoint; `secret` is scrubbed from any error it echoes.
+    /// A PUT that answers with the endpoint; the body's secrets are scrubbed from any error it
+    /// echoes.
     async fn put_endpoint(
         &self,
         url: Url,
         body: &RequestBody,
         timeout: Duration,
-        secret: Option<&str>,
     ) -> Result<Endpoint, EsError> {
-        let scrub = |e: EsError| match secret {
-            Some(s) => e.scrub(s),
-            None => e,
-        };
+        let secrets = body.secret_values();
+        let scrub = |e: EsError| secrets.iter().fold(e, |e, s| e.scrub(s));
         let answer = self
             .send(Method::PUT, url.clone(), Some(body), timeout)
             .await
@@ -729,7 +725,7 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elasticsearch::body::update_body;
+    use crate::elasticsearch::body::{update_body, ServiceSecret};
     use crate::elasticsearch::error::ErrorClass;
     use axum::body::Bytes;
     use axum::extract::State;
@@ -1024,7 +1020,7 @@ mod tests {
         })
         .await;
         let c = client(url, Auth::None);
-        let secret = ServiceSecret::api_key(SECRET);
+        let secret = ServiceSecrets::from(ServiceSecret::api_key(SECRET));
         let cases = [
             (
                 "8.18.0",
@@ -1089,12 +1085,12 @@ mod tests {
         let err = c
             .create_endpoint(
                 &config("e1", TaskType::TextEmbedding),
-                &ServiceSecret::api_key(SECRET),
+                &ServiceSecret::api_key(SECRET).into(),
                 &v("9.1.0"),
             )
             .await
             .unwrap_err();
-        assert_eq!(err.class(), ErrorClass::AzureRejectedCredentials);
+        assert_eq!(err.class(), ErrorClass::ProviderRejectedCredentials);
         assert!(!err.is_transient());
         for text in [err.to_string(), err.message(), format!("{err:?}")] {
             assert!(!text.contains(SECRET), "{text}");
@@ -1106,7 +1102,7 @@ mod tests {
     async fn update_uses_two_segment_update_path_and_timeout_on_9_5() {
         let (url, d) = serve(|_| ok(endpoint_json("e1", "completion"))).await;
         let c = client(url, Auth::None);
-        let secret = ServiceSecret::entra_id(SECRET);
+        let secret = ServiceSecrets::from(ServiceSecret::entra_id(SECRET));
         for ver in ["8.17.0", "9.4.0", "9.5.0"] {
             let body = update_body(
                 &config("e1", TaskType::Completion),

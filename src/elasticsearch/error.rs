@@ -412,7 +412,7 @@ fn parse_provider_status(text: &str) -> Option<u16> {
 fn classify_provider_failure(top: &ErrorCause) -> ErrorClass {
     let causes = top.descendants();
     if causes.iter().any(|c| c.kind == "timeout_exception") {
-        return ErrorClass::AzureTimeout;
+        return ErrorClass::ProviderTimeout;
     }
     let texts: Vec<&str> = causes
         .iter()
@@ -426,27 +426,27 @@ fn classify_provider_failure(top: &ErrorCause) -> ErrorClass {
     // `Invalid host [<uri>], please check that the URL is correct.` (400, not retried); older
     // versions surface the JDK's `UnknownHostException` itself.
     if has("Invalid host [") || causes.iter().any(|c| c.kind == "unknown_host_exception") {
-        return ErrorClass::AzureUnknownHost;
+        return ErrorClass::ProviderUnknownHost;
     }
     // 401 and 403 both need a change by the user: another key or token, a role assignment
     // or the resource's network rules. ES relays 403 as `... status [403]`.
     if has("authentication error status code") || matches!(status, Some(401 | 403)) {
-        ErrorClass::AzureRejectedCredentials
+        ErrorClass::ProviderRejectedCredentials
     } else if has("Resource not found at") || status == Some(404) {
-        ErrorClass::AzureDeploymentNotFound
+        ErrorClass::ProviderNotFound
     } else if has("rate limit status code") || status == Some(429) {
-        ErrorClass::AzureRateLimited
+        ErrorClass::ProviderRateLimited
     } else if has("server error status code")
         || has("server busy")
         || matches!(status, Some(500..=599))
     {
-        ErrorClass::AzureUnavailable
+        ErrorClass::ProviderUnavailable
     } else if has("timed out") || status == Some(408) {
-        ErrorClass::AzureTimeout
+        ErrorClass::ProviderTimeout
     } else if causes.iter().any(|c| is_network_failure(c)) {
-        ErrorClass::AzureUnreachable
+        ErrorClass::ProviderUnreachable
     } else {
-        ErrorClass::AzureValidationFailed
+        ErrorClass::ProviderValidationFailed
     }
 }
 
@@ -463,7 +463,7 @@ fn is_network_failure(c: &ErrorCause) -> bool {
 }
 
 impl ApiError {
-    /// For [`ErrorClass::AzureUnknownHost`]: the host Elasticsearch could not resolve, from
+    /// For [`ErrorClass::ProviderUnknownHost`]: the host Elasticsearch could not resolve, from
     /// `Invalid host [https://host/...]` or the `unknown_host_exception` reason.
     pub fn unknown_host(&self) -> Option<String> {
         let causes = self.error.descendants();
@@ -505,27 +505,27 @@ pub enum ErrorClass {
     /// HTTP 403 license compliance (inference needs Enterprise/trial). Permanent.
     LicenseRequired,
     /// The provider refused the credentials during validation (401/403). Permanent.
-    AzureRejectedCredentials,
+    ProviderRejectedCredentials,
     /// The provider answered 404 (wrong resource/deployment/api version). Permanent.
-    AzureDeploymentNotFound,
+    ProviderNotFound,
     /// The provider rate-limited the validation call (429). Transient.
-    AzureRateLimited,
+    ProviderRateLimited,
     /// The provider failed (5xx / server busy). Transient.
-    AzureUnavailable,
+    ProviderUnavailable,
     /// The validation call timed out. Transient.
-    AzureTimeout,
+    ProviderTimeout,
     /// Elasticsearch could not reach the provider (connect refused, reset). Transient.
-    AzureUnreachable,
+    ProviderUnreachable,
     /// The provider's host does not resolve (a mistyped `resourceName`). Permanent for backoff,
     /// reported as `InvalidSettings`, but re-checked at the periodic interval: a DNS blip at
     /// create time must not stick.
-    AzureUnknownHost,
+    ProviderUnknownHost,
     /// CREATE refused: ingest pipelines or `semantic_text` fields of non-empty indices still
     /// reference the id. Permanent for backoff, re-checked at the periodic interval (freeing
     /// the id is nothing the operator can watch).
     InferenceIdReferenced,
     /// Any other failed validation call (e.g. provider 400). Permanent.
-    AzureValidationFailed,
+    ProviderValidationFailed,
     /// 400 validation/parse/status errors: the settings are wrong. Permanent.
     InvalidSettings,
     /// The cluster does not know a route, parameter, service or task type. Permanent.
@@ -565,15 +565,15 @@ impl ErrorClass {
             ErrorClass::ElasticsearchAuthFailed => Reason::ElasticsearchAuthFailed,
             ErrorClass::ElasticsearchForbidden => Reason::ElasticsearchForbidden,
             ErrorClass::LicenseRequired => Reason::LicenseRequired,
-            ErrorClass::AzureRejectedCredentials => Reason::AzureRejectedCredentials,
-            ErrorClass::AzureDeploymentNotFound => Reason::AzureDeploymentNotFound,
-            ErrorClass::AzureRateLimited => Reason::AzureRateLimited,
-            ErrorClass::AzureUnavailable => Reason::AzureUnavailable,
-            ErrorClass::AzureTimeout => Reason::AzureTimeout,
-            ErrorClass::AzureUnreachable => Reason::AzureUnreachable,
-            ErrorClass::AzureUnknownHost => Reason::InvalidSettings,
+            ErrorClass::ProviderRejectedCredentials => Reason::ProviderRejectedCredentials,
+            ErrorClass::ProviderNotFound => Reason::ProviderNotFound,
+            ErrorClass::ProviderRateLimited => Reason::ProviderRateLimited,
+            ErrorClass::ProviderUnavailable => Reason::ProviderUnavailable,
+            ErrorClass::ProviderTimeout => Reason::ProviderTimeout,
+            ErrorClass::ProviderUnreachable => Reason::ProviderUnreachable,
+            ErrorClass::ProviderUnknownHost => Reason::InvalidSettings,
             ErrorClass::InferenceIdReferenced => Reason::InferenceIdReferenced,
-            ErrorClass::AzureValidationFailed => Reason::AzureValidationFailed,
+            ErrorClass::ProviderValidationFailed => Reason::ProviderValidationFailed,
             ErrorClass::InvalidSettings => Reason::InvalidSettings,
             ErrorClass::UnsupportedByElasticsearch => Reason::UnsupportedByElasticsearch,
             ErrorClass::TaskTypeMismatch => Reason::TaskTypeMismatch,
@@ -593,7 +593,7 @@ impl ErrorClass {
     pub const fn rechecks_periodically(self) -> bool {
         matches!(
             self,
-            ErrorClass::AzureUnknownHost | ErrorClass::InferenceIdReferenced
+            ErrorClass::ProviderUnknownHost | ErrorClass::InferenceIdReferenced
         )
     }
 
@@ -1151,7 +1151,7 @@ mod tests {
     #[test]
     fn azure_401() {
         let e = wrapped("status_exception", "Received an authentication error status code for request from inference entity id [my-id] status [401]. Error message: [Access denied due to invalid subscription key or wrong API endpoint.]");
-        assert_class(&e, ErrorClass::AzureRejectedCredentials, false);
+        assert_class(&e, ErrorClass::ProviderRejectedCredentials, false);
         let m = e.message();
         assert!(m.starts_with(WRAPPER), "{m}");
         assert!(m.contains("status [401]"), "{m}");
@@ -1160,33 +1160,33 @@ mod tests {
     #[test]
     fn azure_404() {
         let e = wrapped("status_exception", "Resource not found at [https://res.openai.azure.com/openai/deployments/dep/embeddings?api-version=2024-02-01] for request from inference entity id [my-id] status [404]. Error message: [The API deployment for this resource does not exist.]");
-        assert_class(&e, ErrorClass::AzureDeploymentNotFound, false);
+        assert_class(&e, ErrorClass::ProviderNotFound, false);
     }
 
     #[test]
     fn azure_429() {
         let e = wrapped("status_exception", "Received a rate limit status code. Remaining tokens [x]. Remaining requests [y]. for request from inference entity id [my-id] status [429]");
-        assert_class(&e, ErrorClass::AzureRateLimited, true);
+        assert_class(&e, ErrorClass::ProviderRateLimited, true);
     }
 
     #[test]
     fn azure_5xx() {
         let e = wrapped("status_exception", "Received a server error status code for request from inference entity id [my-id] status [500]");
-        assert_class(&e, ErrorClass::AzureUnavailable, true);
+        assert_class(&e, ErrorClass::ProviderUnavailable, true);
         let e = wrapped("status_exception", "Received a server busy error status code for request from inference entity id [my-id] status [503]");
-        assert_class(&e, ErrorClass::AzureUnavailable, true);
+        assert_class(&e, ErrorClass::ProviderUnavailable, true);
         // Status only (text unknown).
         let e = wrapped(
             "status_exception",
             "Something new for request from inference entity id [my-id] status [502]",
         );
-        assert_class(&e, ErrorClass::AzureUnavailable, true);
+        assert_class(&e, ErrorClass::ProviderUnavailable, true);
     }
 
     #[test]
     fn azure_400_and_other() {
         let e = wrapped("status_exception", "Received a bad request status code for request from inference entity id [my-id] status [400]. Error message: [Unsupported data type]");
-        assert_class(&e, ErrorClass::AzureValidationFailed, false);
+        assert_class(&e, ErrorClass::ProviderValidationFailed, false);
         assert!(e.message().contains("Unsupported data type"));
     }
 
@@ -1200,9 +1200,9 @@ mod tests {
                 "caused_by": {"type": "timeout_exception", "reason": "Request timed out after [1ms] for inference id [id]"}},
                 "status": 400}),
         );
-        assert_class(&e, ErrorClass::AzureTimeout, true);
+        assert_class(&e, ErrorClass::ProviderTimeout, true);
         let e = wrapped("connect_exception", "Connection refused");
-        assert_class(&e, ErrorClass::AzureUnreachable, true);
+        assert_class(&e, ErrorClass::ProviderUnreachable, true);
     }
 
     #[test]
@@ -1218,7 +1218,7 @@ mod tests {
                     "caused_by": {"type": "unknown_host_exception", "reason": "typo.openai.azure.com"}}},
                 "status": 400}),
         );
-        assert_class(&e, ErrorClass::AzureUnknownHost, false);
+        assert_class(&e, ErrorClass::ProviderUnknownHost, false);
         assert_eq!(e.reason().as_str(), "InvalidSettings");
         assert!(e.class().rechecks_periodically());
         assert_eq!(
@@ -1227,7 +1227,7 @@ mod tests {
         );
         // Older versions: the JDK exception itself.
         let e = wrapped("unknown_host_exception", "nope.openai.azure.com");
-        assert_class(&e, ErrorClass::AzureUnknownHost, false);
+        assert_class(&e, ErrorClass::ProviderUnknownHost, false);
         assert_eq!(
             e.api().unwrap().unknown_host().as_deref(),
             Some("nope.openai.azure.com")
@@ -1238,12 +1238,12 @@ mod tests {
     #[test]
     fn azure_403_is_permanent() {
         let e = wrapped("status_exception", "Received a permission denied error status code for request from inference entity id [x] status [403]. Error message: [Access denied due to Virtual Network/Firewall rules.]");
-        assert_class(&e, ErrorClass::AzureRejectedCredentials, false);
+        assert_class(&e, ErrorClass::ProviderRejectedCredentials, false);
         let e = wrapped(
             "status_exception",
             "Received an unsuccessful status code for request from inference entity id [x] status [403]",
         );
-        assert_class(&e, ErrorClass::AzureRejectedCredentials, false);
+        assert_class(&e, ErrorClass::ProviderRejectedCredentials, false);
     }
 
     #[test]
@@ -1262,7 +1262,7 @@ mod tests {
                 "reason": "Received an authentication error status code for request from inference entity id [x] status [401]"}],
                 "type": "status_exception", "reason": WRAPPER}, "status": 400}),
         );
-        assert_class(&e, ErrorClass::AzureRejectedCredentials, false);
+        assert_class(&e, ErrorClass::ProviderRejectedCredentials, false);
         assert!(e.message().contains("status [401]"));
     }
 

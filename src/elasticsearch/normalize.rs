@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Number, Value};
 
-use super::body::{strip_empty, Endpoint, EndpointConfig};
+use super::body::{strip_empty, updatable_since, Endpoint, EndpointConfig};
 use super::service::{is_secret_field, ServiceProfile};
 use super::version::EsVersion;
 
@@ -70,9 +70,9 @@ pub fn identity_matches(desired: &EndpointConfig, observed: &Endpoint) -> bool {
 /// Differences between desired and observed; empty = in sync.
 ///
 /// * `service_settings`: secrets ignored; the service's default `rate_limit` filled into both
-///   sides; keys Elasticsearch infers (`dimensions`, `similarity` for azureopenai embeddings)
-///   ignored unless the user set them; for services without a profile, keys only Elasticsearch
-///   reports are ignored (their defaults are unknown).
+///   sides; keys the service table says Elasticsearch fills in (`dimensions`, `similarity` of
+///   embeddings, ...) ignored unless the user set them; for services without a table entry,
+///   every key only Elasticsearch reports is ignored (their defaults are unknown).
 /// * `task_settings`: empty ≡ absent; null values and empty maps dropped.
 /// * `chunking_settings` (text_embedding): when unset, the default `sentence/250/1` and the
 ///   legacy `word/250/100` are both accepted.
@@ -130,11 +130,11 @@ pub fn compare(
             fill_rate_limit(&mut o_ss, rpm);
         }
     }
-    let inferred: &[&str] = profile.map_or(&[], |p| (p.inferred_fields)(task));
+    let filled_in: &[&str] = profile.map_or(&[], |p| (p.filled_in)(task));
     for key in union_keys(&d_ss, &o_ss) {
         match (d_ss.get(&key), o_ss.get(&key)) {
             (Some(d), Some(o)) if json_eq(d, o) => {}
-            (None, Some(_)) if profile.is_none() || inferred.contains(&key.as_str()) => {}
+            (None, Some(_)) if profile.is_none() || filled_in.contains(&key.as_str()) => {}
             (d, o) => push(format!("service_settings.{key}"), d, o),
         }
     }
@@ -183,10 +183,10 @@ pub fn compare(
 
 impl Difference {
     /// Whether `_update` can apply this difference on `version` to `observed`:
-    /// `task_settings` on 8.17+ (removing a key needs 9.4+); `rate_limit` (and OAuth2
-    /// `client_id`/`scopes`/`tenant_id` when the endpoint uses OAuth2) and `chunking_settings` on
-    /// 9.5+; everything else (id, service, task type, resource, deployment, api version,
-    /// dimensions, similarity, ...) needs delete + recreate.
+    /// `task_settings` on 8.17+ (removing a key needs 9.4+); the `service_settings` keys the
+    /// service table names, from their release (OAuth2 `client_id`/`scopes`/`tenant_id` only when
+    /// the endpoint uses OAuth2); `chunking_settings` on 9.5+; everything else (id, service, task
+    /// type, resource, deployment, model, dimensions, similarity, ...) needs delete + recreate.
     pub fn updatable_on(&self, version: &EsVersion, observed: &Endpoint) -> bool {
         if !version.supports_update_api() {
             return false;
@@ -198,22 +198,15 @@ impl Difference {
             return version.update_accepts_chunking_settings() && self.desired.is_some();
         }
         if let Some(key) = self.path.strip_prefix("service_settings.") {
-            if !version.update_accepts_service_settings() {
-                return false;
-            }
-            let profile = ServiceProfile::lookup(&observed.service);
-            let updatable: &[&str] =
-                profile.map_or(&["rate_limit"], |p| p.updatable_service_settings);
-            let oauth2: &[&str] = profile.map_or(&[], |p| p.oauth2_fields);
+            let service = observed.service.as_str();
             // A key can be set or changed in place, never removed (`rate_limit` always has a
             // value: the default is filled into both sides).
-            if !updatable.contains(&key) || self.desired.is_none() {
+            let updatable = updatable_since(service, key).is_some_and(|s| s.contains(version));
+            if !updatable || self.desired.is_none() {
                 return false;
             }
-            if oauth2.contains(&key) {
-                return observed.service_settings.contains_key("client_id");
-            }
-            return true;
+            let oauth2 = ServiceProfile::lookup(service).is_some_and(|p| p.is_oauth2_field(key));
+            return !oauth2 || observed.service_settings.contains_key("client_id");
         }
         false
     }

@@ -1,0 +1,404 @@
+//! The service table: one entry per Elasticsearch inference service, each fact from
+//! docs/reference/elasticsearch-services.md#catalogue (Azure OpenAI:
+//! docs/reference/elasticsearch-inference-api.md#azure-task-types and
+//! docs/reference/elasticsearch-inference-api.md#azure-service-settings).
+//!
+//! `rate_limit` appears in `filled_in` where Elasticsearch fills a default the table does not
+//! carry; where it carries the default, both sides are compared with it filled in.
+
+use super::{Gate, OAuth2, SecretKeys, ServiceProfile};
+use crate::elasticsearch::version::Since;
+use crate::elasticsearch::TaskType::{self, *};
+
+const fn since(major: u32, minor: u32) -> Since {
+    Since::release(major, minor)
+}
+
+/// `DefaultSecretSettings`: one required `api_key`.
+const API_KEY: SecretKeys = SecretKeys::OneOf(&["api_key"]);
+/// `AwsSecretSettings`: both keys, always together.
+const AWS: SecretKeys = SecretKeys::AllOf(&["access_key", "secret_key"]);
+
+fn none(_: TaskType) -> Option<u64> {
+    None
+}
+
+fn nothing(_: TaskType) -> &'static [&'static str] {
+    &[]
+}
+
+/// Embeddings learn `dimensions` and `similarity` from the provider; the rate limit default
+/// is filled in for every task type.
+fn embedding_learned(task: TaskType) -> &'static [&'static str] {
+    if task == TextEmbedding {
+        &["rate_limit", "dimensions", "similarity"]
+    } else {
+        &["rate_limit"]
+    }
+}
+
+pub const AZURE_OPENAI: ServiceProfile = ServiceProfile {
+    service: "azureopenai",
+    tasks: &[
+        (TextEmbedding, since(8, 14)),
+        (Completion, since(8, 15)),
+        (ChatCompletion, since(9, 3)),
+    ],
+    secrets: SecretKeys::OneOf(&["api_key", "entra_id", "client_secret"]),
+    rotates_in_place: true,
+    default_requests_per_minute: |task| match task {
+        TextEmbedding => Some(1440),
+        Completion | ChatCompletion => Some(120),
+        _ => None,
+    },
+    filled_in: |task| match task {
+        TextEmbedding => &["dimensions", "similarity"],
+        _ => &[],
+    },
+    // 9.5: `rate_limit` and the OAuth2 fields (PR #145233), `max_input_tokens` of embeddings
+    // (PR #149628) [I: release 9.5.0].
+    updatable: &[
+        ("rate_limit", since(9, 5)),
+        ("max_input_tokens", since(9, 5)),
+        ("client_id", since(9, 5)),
+        ("scopes", since(9, 5)),
+        ("tenant_id", since(9, 5)),
+    ],
+    gates: &[Gate {
+        path: "task_settings.headers",
+        since: since(9, 4),
+    }],
+    oauth2: Some(OAuth2 {
+        secret: "client_secret",
+        fields: &["client_id", "scopes", "tenant_id"],
+        since: since(9, 4),
+    }),
+    deploys_model: false,
+};
+
+pub const OPENAI: ServiceProfile = ServiceProfile {
+    service: "openai",
+    tasks: &[
+        (TextEmbedding, since(8, 12)),
+        (Completion, since(8, 12)),
+        (ChatCompletion, since(8, 18)),
+    ],
+    secrets: SecretKeys::OneOf(&["api_key", "client_secret"]),
+    rotates_in_place: true,
+    default_requests_per_minute: |task| match task {
+        TextEmbedding => Some(3000),
+        Completion | ChatCompletion => Some(500),
+        _ => None,
+    },
+    filled_in: |task| match task {
+        TextEmbedding => &["dimensions", "similarity"],
+        _ => &[],
+    },
+    updatable: &[("rate_limit", since(9, 5))],
+    gates: &[],
+    oauth2: None,
+    deploys_model: false,
+};
+
+pub const COHERE: ServiceProfile = ServiceProfile {
+    service: "cohere",
+    tasks: &[
+        (TextEmbedding, since(8, 13)),
+        (Rerank, since(8, 14)),
+        (Completion, since(8, 15)),
+    ],
+    secrets: API_KEY,
+    rotates_in_place: true,
+    default_requests_per_minute: |_| Some(10_000),
+    filled_in: |task| match task {
+        TextEmbedding => &["dimensions", "similarity", "embedding_type"],
+        _ => &[],
+    },
+    updatable: &[("rate_limit", since(9, 5))],
+    gates: &[],
+    oauth2: None,
+    deploys_model: false,
+};
+
+pub const AMAZON_BEDROCK: ServiceProfile = ServiceProfile {
+    service: "amazonbedrock",
+    tasks: &[
+        (TextEmbedding, since(8, 15)),
+        (Completion, since(8, 15)),
+        (ChatCompletion, since(9, 2)),
+    ],
+    secrets: AWS,
+    rotates_in_place: true,
+    default_requests_per_minute: |_| Some(240),
+    filled_in: |task| match task {
+        TextEmbedding => &["dimensions", "similarity"],
+        _ => &[],
+    },
+    updatable: &[("rate_limit", since(9, 5))],
+    gates: &[],
+    oauth2: None,
+    deploys_model: false,
+};
+
+pub const ELASTICSEARCH: ServiceProfile = ServiceProfile {
+    service: "elasticsearch",
+    tasks: &[
+        (SparseEmbedding, since(8, 13)),
+        (TextEmbedding, since(8, 13)),
+        (Rerank, since(8, 14)),
+    ],
+    secrets: SecretKeys::None,
+    rotates_in_place: false,
+    default_requests_per_minute: none,
+    filled_in: |task| match task {
+        TextEmbedding => &["dimensions", "similarity", "element_type"],
+        _ => &[],
+    },
+    updatable: &[
+        ("num_allocations", since(8, 17)),
+        ("adaptive_allocations", since(8, 17)),
+    ],
+    gates: &[],
+    oauth2: None,
+    deploys_model: true,
+};
+
+pub const ELSER: ServiceProfile = ServiceProfile {
+    service: "elser",
+    tasks: &[(SparseEmbedding, since(8, 11))],
+    secrets: SecretKeys::None,
+    rotates_in_place: false,
+    default_requests_per_minute: none,
+    filled_in: nothing,
+    updatable: &[
+        ("num_allocations", since(8, 17)),
+        ("adaptive_allocations", since(8, 17)),
+    ],
+    gates: &[],
+    oauth2: None,
+    deploys_model: true,
+};
+
+pub const ELASTIC: ServiceProfile = ServiceProfile {
+    service: "elastic",
+    tasks: &[
+        (SparseEmbedding, since(8, 18)),
+        (ChatCompletion, since(8, 18)),
+        (TextEmbedding, since(9, 1)),
+        (Rerank, since(9, 1)),
+        (Completion, since(9, 1)),
+    ],
+    secrets: SecretKeys::None,
+    rotates_in_place: false,
+    default_requests_per_minute: none,
+    filled_in: embedding_learned,
+    updatable: &[],
+    gates: &[],
+    oauth2: None,
+    deploys_model: false,
+};
+
+pub const GOOGLE_VERTEX_AI: ServiceProfile = ServiceProfile {
+    service: "googlevertexai",
+    tasks: &[
+        (TextEmbedding, since(8, 15)),
+        (Rerank, since(8, 15)),
+        (Completion, since(9, 1)),
+        (ChatCompletion, since(9, 1)),
+    ],
+    secrets: SecretKeys::OneOf(&["service_account_json"]),
+    rotates_in_place: true,
+    default_requests_per_minute: none,
+    filled_in: embedding_learned,
+    updatable: &[("rate_limit", since(9, 5))],
+    gates: &[],
+    oauth2: None,
+    deploys_model: false,
+};
+
+pub const CUSTOM: ServiceProfile = ServiceProfile {
+    service: "custom",
+    tasks: &[
+        (TextEmbedding, since(8, 19)),
+        (SparseEmbedding, since(8, 19)),
+        (Rerank, since(8, 19)),
+        (Completion, since(8, 19)),
+    ],
+    secrets: SecretKeys::Map("secret_parameters"),
+    rotates_in_place: true,
+    default_requests_per_minute: none,
+    filled_in: embedding_learned,
+    updatable: &[],
+    gates: &[],
+    oauth2: None,
+    deploys_model: false,
+};
+
+pub const HUGGING_FACE: ServiceProfile = ServiceProfile {
+    service: "hugging_face",
+    tasks: &[
+        (TextEmbedding, since(8, 12)),
+        (Rerank, since(9, 1)),
+        (Completion, since(9, 1)),
+        (ChatCompletion, since(9, 1)),
+    ],
+    secrets: API_KEY,
+    rotates_in_place: true,
+    default_requests_per_minute: |_| Some(3000),
+    filled_in: |task| match task {
+        TextEmbedding => &["dimensions", "similarity", "max_input_tokens"],
+        _ => &[],
+    },
+    updatable: &[("rate_limit", since(9, 5))],
+    gates: &[],
+    oauth2: None,
+    deploys_model: false,
+};
+
+/// An external service with one `api_key`, tasks from the given releases, whose rate limit
+/// default and learned embedding settings are filled in.
+const fn api_key_service(
+    service: &'static str,
+    tasks: &'static [(TaskType, Since)],
+) -> ServiceProfile {
+    ServiceProfile {
+        service,
+        tasks,
+        secrets: API_KEY,
+        rotates_in_place: true,
+        default_requests_per_minute: none,
+        filled_in: embedding_learned,
+        updatable: &[],
+        gates: &[],
+        oauth2: None,
+        deploys_model: false,
+    }
+}
+
+/// Every service the operator knows.
+pub const KNOWN: &[ServiceProfile] = &[
+    AZURE_OPENAI,
+    OPENAI,
+    COHERE,
+    AMAZON_BEDROCK,
+    ELASTICSEARCH,
+    ELSER,
+    ELASTIC,
+    GOOGLE_VERTEX_AI,
+    CUSTOM,
+    HUGGING_FACE,
+    api_key_service("hugging_face_elser", &[(SparseEmbedding, since(8, 12))]),
+    api_key_service(
+        "mistral",
+        &[
+            (TextEmbedding, since(8, 15)),
+            (Completion, since(9, 1)),
+            (ChatCompletion, since(9, 1)),
+        ],
+    ),
+    api_key_service(
+        "anthropic",
+        &[(Completion, since(8, 15)), (ChatCompletion, since(9, 1))],
+    ),
+    api_key_service(
+        "googleaistudio",
+        &[(TextEmbedding, since(8, 15)), (Completion, since(8, 15))],
+    ),
+    api_key_service(
+        "azureaistudio",
+        &[
+            (TextEmbedding, since(8, 14)),
+            (Completion, since(8, 14)),
+            (Rerank, since(9, 1)),
+        ],
+    ),
+    api_key_service(
+        "alibabacloud-ai-search",
+        &[
+            (TextEmbedding, since(8, 16)),
+            (SparseEmbedding, since(8, 16)),
+            (Rerank, since(8, 16)),
+            (Completion, since(8, 16)),
+        ],
+    ),
+    api_key_service(
+        "watsonxai",
+        &[
+            (TextEmbedding, since(8, 16)),
+            (Rerank, since(9, 1)),
+            (Completion, since(9, 1)),
+            (ChatCompletion, since(9, 1)),
+        ],
+    ),
+    api_key_service(
+        "jinaai",
+        &[(TextEmbedding, since(8, 18)), (Rerank, since(8, 18))],
+    ),
+    api_key_service(
+        "voyageai",
+        &[(TextEmbedding, since(8, 19)), (Rerank, since(8, 19))],
+    ),
+    api_key_service(
+        "deepseek",
+        &[(Completion, since(9, 1)), (ChatCompletion, since(9, 1))],
+    ),
+    api_key_service(
+        "ai21",
+        &[(Completion, since(9, 2)), (ChatCompletion, since(9, 2))],
+    ),
+    api_key_service("contextualai", &[(Rerank, since(9, 2))]),
+    api_key_service("groq", &[(ChatCompletion, since(9, 3))]),
+    api_key_service(
+        "nvidia",
+        &[
+            (TextEmbedding, since(9, 3)),
+            (Rerank, since(9, 3)),
+            (Completion, since(9, 3)),
+            (ChatCompletion, since(9, 3)),
+        ],
+    ),
+    api_key_service(
+        "openshift_ai",
+        &[
+            (TextEmbedding, since(9, 3)),
+            (Rerank, since(9, 3)),
+            (Completion, since(9, 3)),
+            (ChatCompletion, since(9, 3)),
+        ],
+    ),
+    api_key_service(
+        "fireworksai",
+        &[
+            (TextEmbedding, since(9, 4)),
+            (Completion, since(9, 4)),
+            (ChatCompletion, since(9, 4)),
+        ],
+    ),
+    ServiceProfile {
+        secrets: SecretKeys::Optional(&["api_key"]),
+        // A key cannot be added to an endpoint created without one (elastic/elasticsearch
+        // issue #140888): the in-place path would store nothing.
+        rotates_in_place: true,
+        ..api_key_service(
+            "llama",
+            &[
+                (TextEmbedding, since(9, 2)),
+                (Completion, since(9, 2)),
+                (ChatCompletion, since(9, 2)),
+            ],
+        )
+    },
+    ServiceProfile {
+        secrets: AWS,
+        ..api_key_service(
+            "amazon_sagemaker",
+            &[
+                (TextEmbedding, since(9, 1)),
+                (SparseEmbedding, since(9, 1)),
+                (Rerank, since(9, 1)),
+                (Completion, since(9, 1)),
+                (ChatCompletion, since(9, 1)),
+            ],
+        )
+    },
+];
