@@ -2087,6 +2087,23 @@ mod services {
             json!({"model_id": "rerank-v3.5", "rate_limit": {"requests_per_minute": 10000}})
         );
         assert_eq!(r.body["task_settings"], json!({"top_n": 5}));
+        let r = call(&es, "PUT", "/_inference/text_embedding/ce", Some(json!({"service": "cohere", "service_settings": {"api_key": "ck", "model_id": "embed-v4.0"}}))).await;
+        assert_eq!(
+            r.body["service_settings"]["embedding_type"], "float",
+            "{}",
+            r.raw
+        );
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/rerank/c2",
+            Some(json!({"service": "cohere", "service_settings": {"api_key": "ck"}})),
+        )
+        .await;
+        validation(
+            &r,
+            "The [service_settings.model_id] field is required for the Cohere V2 API.",
+        );
         assert!(r.body.get("chunking_settings").is_none(), "{}", r.raw);
         // user-set rate limit and dimensions win; GET shows the same as PUT
         let mut b = openai(Some("sk"));
@@ -2405,7 +2422,7 @@ mod services {
             Some(elser(json!({}))),
         )
         .await;
-        assert_err(&r, 408, "status_exception", "Timed out after [200ms] waiting for model deployment to start. Use the trained model stats API to track the state of the deployment.");
+        assert_err(&r, 408, "status_exception", "Timed out after [200ms] waiting for trained model deployment [slow] to start. Use the trained model stats API to track the state of the deployment and try again once it has started.");
         assert!(t0.elapsed() >= Duration::from_millis(200));
         assert_eq!(
             call(&es, "GET", "/_inference/slow", None).await.status,
@@ -2435,6 +2452,18 @@ mod services {
         let st = es.deployment_stats("slow").unwrap();
         assert_eq!(st["state"], "started");
         assert_eq!(st["allocation_status"]["state"], "fully_allocated");
+        // 8.x words it without the deployment id
+        es.set_version("8.19.0");
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/sparse_embedding/slow8?timeout=100ms",
+            Some(elser(json!({}))),
+        )
+        .await;
+        assert_err(&r, 408, "status_exception", "Timed out after [100ms] waiting for model deployment to start. Use the trained model stats API to track the state of the deployment.");
+        es.set_version("9.1.0");
+        tokio::time::sleep(Duration::from_millis(600)).await;
         // a deployment within the timeout: the PUT waits for it and answers 200
         let t0 = Instant::now();
         let r = call(

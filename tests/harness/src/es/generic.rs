@@ -157,7 +157,7 @@ async fn create_internal(
     };
     tokio::time::sleep(wait).await;
     if times_out {
-        return Err(ml::deploy_timeout(&timeout.1));
+        return Err(ml::deploy_timeout(v, id, &timeout.1));
     }
     Ok(resp)
 }

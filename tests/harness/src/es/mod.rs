@@ -1,4 +1,6 @@
-//! An Elasticsearch test double for the inference-endpoint API with the `azureopenai` service.
+//! An Elasticsearch test double for the inference-endpoint API with the `azureopenai` service
+//! and the other services of its table (`services.rs`; the in-cluster `elasticsearch` service in
+//! `ml.rs`), whose validation calls go to one fake-provider surface ([`FakeProviders`]).
 //!
 //! It emulates what docs/reference/elasticsearch-inference-api.md describes (each item below cites
 //! its section): routes, validation order and exact messages, error envelopes, defaults filled

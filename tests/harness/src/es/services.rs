@@ -106,6 +106,8 @@ pub struct TaskSpec {
     pub optional: Vec<String>,
     /// Default `rate_limit.requests_per_minute` filled in (None = the service has no rate limit).
     pub rate_limit: Option<i64>,
+    /// Other defaults ES fills in when the key is absent (`embedding_type: float`, ...).
+    pub defaults: Vec<(String, Value)>,
 }
 
 /// One service of the double.
@@ -139,7 +141,13 @@ impl TaskSpec {
             required: strings(required),
             optional: strings(optional),
             rate_limit: None,
+            defaults: Vec::new(),
         }
+    }
+
+    pub fn default(mut self, key: &str, value: Value) -> TaskSpec {
+        self.defaults.push((key.into(), value));
+        self
     }
 
     pub fn rate_limit(mut self, rpm: i64) -> TaskSpec {
@@ -253,8 +261,10 @@ pub(crate) fn builtin(v: EsVersion) -> Vec<ServiceSpec> {
     openai.default_similarity = Some("dot_product".into());
 
     // SVC/cohere/CohereServiceSettings.java: `url`, `similarity`, `dimensions`,
-    // `max_input_tokens`, `model_id` (and deprecated `model`) all optional; embeddings add
-    // `embedding_type`. Rate limit 10000 (inferred from SVC/cohere/CohereService.java).
+    // `max_input_tokens`, `model_id` (and deprecated `model`) optional in the parser, but V2
+    // endpoints require `model_id` ([`cohere_v2_model_required`]); embeddings add
+    // `embedding_type` (default `float`); rate limit 10000
+    // (docs/reference/elasticsearch-services.md#catalogue and the services table there).
     let cohere_common = ["url", "model_id", "model"];
     let mut cohere = svc(
         "cohere",
@@ -266,7 +276,8 @@ pub(crate) fn builtin(v: EsVersion) -> Vec<ServiceSpec> {
                 optional: with(EMBED, &["url", "model_id", "model", "embedding_type"]),
                 ..TaskSpec::new("text_embedding", "8.13.0", &[], &[])
             }
-            .rate_limit(10_000),
+            .rate_limit(10_000)
+            .default("embedding_type", json!("float")),
             TaskSpec::new("rerank", "8.14.0", &[], &cohere_common).rate_limit(10_000),
             TaskSpec::new("completion", "8.15.0", &[], &cohere_common).rate_limit(10_000),
         ],
@@ -343,7 +354,8 @@ pub(crate) fn builtin(v: EsVersion) -> Vec<ServiceSpec> {
     vertex.default_similarity = Some("dot_product".into()); // (inferred)
 
     // SVC/custom/CustomServiceSettings.java: `url`, `request`, `response` required; `headers`,
-    // `query_parameters`, `input_type`, `batch_size` optional; rate limit 10000 (checked).
+    // `query_parameters`, `input_type`, `batch_size` optional; rate limit 10000; `batch_size` 10
+    // for embeddings (the specification's `@server_default`).
     let custom_req = ["url", "request", "response"];
     let custom_opt = ["headers", "query_parameters", "input_type", "batch_size"];
     let custom = ServiceSpec {
@@ -358,7 +370,8 @@ pub(crate) fn builtin(v: EsVersion) -> Vec<ServiceSpec> {
                     optional: with(EMBED, &custom_opt),
                     ..TaskSpec::new("text_embedding", "8.19.0", &custom_req, &[])
                 }
-                .rate_limit(10_000),
+                .rate_limit(10_000)
+                .default("batch_size", json!(10)),
                 TaskSpec::new("sparse_embedding", "8.19.0", &custom_req, &custom_opt)
                     .rate_limit(10_000),
                 TaskSpec::new("rerank", "8.19.0", &custom_req, &custom_opt).rate_limit(10_000),
@@ -587,6 +600,12 @@ fn parse_service_settings(
             }
         }
     }
+    for (k, val) in &task.defaults {
+        out.entry(k.clone()).or_insert_with(|| val.clone());
+    }
+    if let Some(e) = cohere_v2_model_required(spec, v, &out) {
+        errs.push(e);
+    }
     if let Some(default) = task.rate_limit {
         let rpm = parse_rate_limit(v, &spec.name, ss, &mut errs)?.unwrap_or(default);
         out.insert("rate_limit".into(), json!({ "requests_per_minute": rpm }));
@@ -608,6 +627,21 @@ fn parse_service_settings(
         return Err(EsError::validation(&errs));
     }
     Ok((out, dims_set_by_user))
+}
+
+/// New Cohere endpoints use the V2 API, which needs a model: `MODEL_REQUIRED_FOR_V2_API` in
+/// SVC/cohere/CohereServiceSettings.java (inferred: from 9.1 / 8.19, when the V2 client arrived;
+/// `model` is the deprecated spelling and counts).
+fn cohere_v2_model_required(
+    spec: &ServiceSpec,
+    v: EsVersion,
+    out: &Map<String, Value>,
+) -> Option<String> {
+    let v2 = v >= EsVersion::new(9, 1, 0) || (v.major == 8 && v.minor >= 19);
+    (spec.name == "cohere" && v2 && !out.contains_key("model_id") && !out.contains_key("model"))
+        .then(|| {
+            "The [service_settings.model_id] field is required for the Cohere V2 API.".to_string()
+        })
 }
 
 /// Known task-settings keys are taken; the rest stay for the leftover check.
