@@ -2482,6 +2482,13 @@ mod services {
         // deleting the endpoint stops its deployment
         call(&es, "DELETE", "/_inference/ok", None).await;
         assert!(es.deployment_stats("ok").is_none());
+        assert!(es.delete_out_of_band("slow"));
+        assert!(es.deployment_stats("slow").is_none());
+        es.replace_cluster();
+        assert!(
+            es.deployment_stats("slow8").is_none(),
+            "a rebuilt cluster has no deployments"
+        );
     }
 
     #[tokio::test]

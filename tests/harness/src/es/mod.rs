@@ -312,6 +312,7 @@ impl EsDouble {
         st.endpoints.clear();
         st.pipelines.clear();
         st.indexes.clear();
+        st.deployments.clear();
     }
 
     /// `cluster_uuid` reported by `GET /`.
@@ -420,9 +421,11 @@ impl EsDouble {
         self.lock().endpoints.get(id).and_then(|e| e.secret.clone())
     }
 
-    /// Delete without any checks (someone else deleted it). Returns whether it existed.
+    /// Delete without any checks (someone else deleted it; its deployment stops too). Returns
+    /// whether it existed.
     pub fn delete_out_of_band(&self, id: &str) -> bool {
         let mut st = self.lock();
+        st.deployments.remove(id);
         st.endpoints.remove(id).is_some() || st.preconfigured.remove(id).is_some()
     }
 
