@@ -1839,3 +1839,757 @@ async fn delete_refusal_wording_on_8_15() {
     .await;
     assert_eq!(r.body, json!({"acknowledged": false, "pipelines": ["p1"]}));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Services other than azureopenai (src/es/services.rs, generic.rs, ml.rs, providers.rs)
+// ---------------------------------------------------------------------------------------------
+
+mod services {
+    use super::*;
+    use inference_testenv::es::{
+        aws_credential, custom_credential, ProviderOutcome, SecretKeys, ServiceSpec,
+    };
+
+    fn openai(key: Option<&str>) -> Value {
+        let mut b = json!({"service": "openai", "service_settings": {"model_id": "text-embedding-3-small"}});
+        if let Some(k) = key {
+            b["service_settings"]["api_key"] = json!(k);
+        }
+        b
+    }
+
+    fn bedrock(access: &str, secret: &str) -> Value {
+        json!({"service": "amazonbedrock", "service_settings": {
+            "region": "us-east-1", "model": "amazon.titan-embed-text-v2:0", "provider": "amazontitan",
+            "access_key": access, "secret_key": secret}})
+    }
+
+    fn vertex(json_key: &str) -> Value {
+        json!({"service": "googlevertexai", "service_settings": {
+            "location": "us-central1", "project_id": "p", "model_id": "text-embedding-004",
+            "service_account_json": json_key}})
+    }
+
+    fn custom(params: Value) -> Value {
+        json!({"service": "custom", "service_settings": {
+            "url": "https://api.example.com/embed", "headers": {"Authorization": "Bearer ${api_key}"},
+            "request": "{\"input\": ${input}}", "response": {"json_parser": {"text_embeddings": "$.data[*].embedding[*]"}},
+            "secret_parameters": params}})
+    }
+
+    fn validation(r: &Res, msg: &str) {
+        assert_err(
+            r,
+            400,
+            "validation_exception",
+            &format!("Validation Failed: 1: {msg};"),
+        );
+    }
+
+    async fn es_with(version: &str, creds: &[&str]) -> EsDouble {
+        let es = start(version).await;
+        for c in creds {
+            es.providers().accept_credential(c);
+        }
+        es
+    }
+
+    #[tokio::test]
+    async fn secrets_are_claimed_per_class_stored_and_never_returned() {
+        let aws = aws_credential("AKIA", "s3cr3t");
+        let cust = custom_credential(&[("api_key", "ck")]);
+        let es = es_with(
+            "9.1.0",
+            &["sk-1", &aws, "{\"type\":\"service_account\"}", &cust],
+        )
+        .await;
+        let cases = [
+            ("oa", openai(Some("sk-1")), json!({"api_key": "sk-1"})),
+            (
+                "br",
+                bedrock("AKIA", "s3cr3t"),
+                json!({"access_key": "AKIA", "secret_key": "s3cr3t"}),
+            ),
+            (
+                "vx",
+                vertex("{\"type\":\"service_account\"}"),
+                json!({"service_account_json": "{\"type\":\"service_account\"}"}),
+            ),
+            (
+                "cu",
+                custom(json!({"api_key": "ck", "dropped": null})),
+                json!({"secret_parameters": {"api_key": "ck"}}),
+            ),
+        ];
+        for (id, body, secrets) in cases {
+            let r = call(
+                &es,
+                "PUT",
+                &format!("/_inference/text_embedding/{id}"),
+                Some(body),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{id}: {}", r.raw);
+            assert_eq!(
+                Value::Object(es.stored_secrets(id).unwrap()),
+                secrets,
+                "{id}"
+            );
+            let get = call(&es, "GET", &format!("/_inference/{id}"), None).await;
+            for raw in [&r.raw, &get.raw] {
+                for v in secrets.as_object().unwrap().keys() {
+                    assert!(!raw.contains(&format!("\"{v}\"")), "{id} leaks {v}: {raw}");
+                }
+            }
+        }
+        // no secret at all for EIS and the in-cluster service
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/sparse_embedding/eis",
+            Some(json!({"service": "elastic", "service_settings": {"model_id": "elser-v2"}})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(es.stored_secrets("eis"), Some(Default::default()));
+    }
+
+    #[tokio::test]
+    async fn missing_secrets_have_each_class_message() {
+        let es = start("9.1.0").await;
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/a",
+            Some(openai(None)),
+        )
+        .await;
+        validation(
+            &r,
+            "[service_settings] does not contain the required setting [api_key]",
+        );
+        let mut b = bedrock("AKIA", "x");
+        b["service_settings"]
+            .as_object_mut()
+            .unwrap()
+            .remove("secret_key");
+        let r = call(&es, "PUT", "/_inference/text_embedding/a", Some(b)).await;
+        validation(
+            &r,
+            "[service_settings] does not contain the required setting [secret_key]",
+        );
+        let mut b = vertex("x");
+        b["service_settings"]
+            .as_object_mut()
+            .unwrap()
+            .remove("service_account_json");
+        let r = call(&es, "PUT", "/_inference/text_embedding/a", Some(b)).await;
+        validation(
+            &r,
+            "[secret_settings] does not contain the required setting [service_account_json]",
+        );
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/a",
+            Some(custom(json!({"k": 1}))),
+        )
+        .await;
+        validation(&r, "Map field [secret_parameters] has an entry that is not valid, [k => 1]. Value type of [1] is not one of [String].");
+        // 9.5: OpenAI takes exactly one of api_key / client_secret
+        es.set_version("9.5.0");
+        let mut b = openai(Some("k"));
+        b["service_settings"]["client_secret"] = json!("c");
+        let r = call(&es, "PUT", "/_inference/text_embedding/a", Some(b)).await;
+        validation(&r, "[service_settings] must have exactly one of [api_key] or [client_secret] field set, received: [api_key, client_secret]");
+    }
+
+    #[tokio::test]
+    async fn required_settings_unknown_keys_and_unsupported_tasks() {
+        let es = start("9.1.0").await;
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/a",
+            Some(json!({"service": "openai", "service_settings": {"api_key": "k"}})),
+        )
+        .await;
+        validation(
+            &r,
+            "[service_settings] does not contain the required setting [model_id]",
+        );
+        let r = call(&es, "PUT", "/_inference/completion/a", Some(json!({"service": "amazonbedrock", "service_settings": {"access_key": "a", "secret_key": "s"}}))).await;
+        assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [service_settings] does not contain the required setting [model];2: [service_settings] does not contain the required setting [region];3: [service_settings] does not contain the required setting [provider];");
+        let mut b = openai(Some("k"));
+        b["service_settings"]["colour"] = json!("blue");
+        let r = call(&es, "PUT", "/_inference/text_embedding/a", Some(b)).await;
+        assert_err(
+            &r,
+            400,
+            "status_exception",
+            "Model configuration contains settings [{colour=blue}] unknown to the [openai] service",
+        );
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/sparse_embedding/a",
+            Some(json!({"service": "cohere", "service_settings": {"api_key": "k"}})),
+        )
+        .await;
+        assert_err(
+            &r,
+            400,
+            "status_exception",
+            "The [cohere] service does not support task type [sparse_embedding]",
+        );
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/a",
+            Some(json!({"service": "nope", "service_settings": {}})),
+        )
+        .await;
+        assert_err(&r, 400, "status_exception", "Unknown service [nope]");
+        // a service the version does not know yet is unknown too
+        es.set_version("8.18.0");
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/a",
+            Some(custom(json!({}))),
+        )
+        .await;
+        assert_err(&r, 400, "status_exception", "Unknown service [custom]");
+        assert!(es.endpoint_ids().is_empty());
+    }
+
+    #[tokio::test]
+    async fn defaults_are_filled_in_and_dimensions_learnt() {
+        let es = es_with("9.1.0", &["sk", "ck"]).await;
+        es.providers().set_native_dimensions("openai", 512);
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/oa",
+            Some(openai(Some("sk"))),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        let ss = &r.body["service_settings"];
+        assert_eq!(ss["rate_limit"], json!({"requests_per_minute": 3000}));
+        assert_eq!(ss["dimensions"], 512);
+        assert_eq!(ss["similarity"], "dot_product");
+        assert_eq!(r.body["chunking_settings"]["strategy"], "sentence");
+        let r = call(&es, "PUT", "/_inference/rerank/co", Some(json!({"service": "cohere", "service_settings": {"api_key": "ck", "model_id": "rerank-v3.5"}, "task_settings": {"top_n": 5}}))).await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(
+            r.body["service_settings"],
+            json!({"model_id": "rerank-v3.5", "rate_limit": {"requests_per_minute": 10000}})
+        );
+        assert_eq!(r.body["task_settings"], json!({"top_n": 5}));
+        let r = call(&es, "PUT", "/_inference/text_embedding/ce", Some(json!({"service": "cohere", "service_settings": {"api_key": "ck", "model_id": "embed-v4.0"}}))).await;
+        assert_eq!(
+            r.body["service_settings"]["embedding_type"], "float",
+            "{}",
+            r.raw
+        );
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/rerank/c2",
+            Some(json!({"service": "cohere", "service_settings": {"api_key": "ck"}})),
+        )
+        .await;
+        validation(
+            &r,
+            "The [service_settings.model_id] field is required for the Cohere V2 API.",
+        );
+        assert!(r.body.get("chunking_settings").is_none(), "{}", r.raw);
+        // user-set rate limit and dimensions win; GET shows the same as PUT
+        let mut b = openai(Some("sk"));
+        b["service_settings"]["dimensions"] = json!(256);
+        b["service_settings"]["rate_limit"] = json!({"requests_per_minute": 10});
+        let r = call(&es, "PUT", "/_inference/text_embedding/oa2", Some(b)).await;
+        assert_eq!(r.body["service_settings"]["dimensions"], 256, "{}", r.raw);
+        assert_eq!(
+            r.body["service_settings"]["rate_limit"]["requests_per_minute"],
+            10
+        );
+        let g = call(&es, "GET", "/_inference/oa2", None).await;
+        assert_eq!(g.body["endpoints"][0], r.body);
+    }
+
+    #[tokio::test]
+    async fn update_rotates_per_secret_class() {
+        let es = es_with(
+            "9.1.0",
+            &[
+                "k1",
+                &aws_credential("a1", "s1"),
+                "j1",
+                &custom_credential(&[("x", "1"), ("y", "2")]),
+            ],
+        )
+        .await;
+        for (id, tt, body) in [
+            ("oa", "text_embedding", openai(Some("k1"))),
+            ("br", "text_embedding", bedrock("a1", "s1")),
+            ("vx", "text_embedding", vertex("j1")),
+            ("cu", "text_embedding", custom(json!({"x": "1", "y": "2"}))),
+        ] {
+            let r = call(&es, "PUT", &format!("/_inference/{tt}/{id}"), Some(body)).await;
+            assert_eq!(r.status, 200, "{id}: {}", r.raw);
+        }
+        let upd2 = |id: &str| format!("/_inference/text_embedding/{id}/_update");
+        // DefaultSecretSettings up to 9.4: api_key required whenever service_settings is sent
+        let r = call(
+            &es,
+            "PUT",
+            &upd2("oa"),
+            Some(json!({"service_settings": {}})),
+        )
+        .await;
+        validation(
+            &r,
+            "[service_settings] does not contain the required setting [api_key]",
+        );
+        let r = call(
+            &es,
+            "PUT",
+            &upd2("oa"),
+            Some(json!({"service_settings": {"api_key": "k2"}})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(es.stored_secrets("oa").unwrap()["api_key"], "k2");
+        // AWS: both halves together
+        let r = call(
+            &es,
+            "PUT",
+            &upd2("br"),
+            Some(json!({"service_settings": {"access_key": "a2"}})),
+        )
+        .await;
+        validation(&r, "[service_settings] [access_key] and [secret_key] must be updated together; missing: [secret_key]");
+        let r = call(
+            &es,
+            "PUT",
+            &upd2("br"),
+            Some(json!({"service_settings": {"access_key": "a2", "secret_key": "s2"}})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(
+            Value::Object(es.stored_secrets("br").unwrap()),
+            json!({"access_key": "a2", "secret_key": "s2"})
+        );
+        // Vertex: fromMap again, the JSON is required
+        let r = call(
+            &es,
+            "PUT",
+            &upd2("vx"),
+            Some(json!({"service_settings": {"rate_limit": {"requests_per_minute": 5}}})),
+        )
+        .await;
+        validation(
+            &r,
+            "[secret_settings] does not contain the required setting [service_account_json]",
+        );
+        // custom: the new map replaces the old one entirely
+        let r = call(
+            &es,
+            "PUT",
+            &upd2("cu"),
+            Some(json!({"service_settings": {"secret_parameters": {"z": "3"}}})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(
+            Value::Object(es.stored_secrets("cu").unwrap()),
+            json!({"secret_parameters": {"z": "3"}})
+        );
+        // 9.5: an update without api_key keeps it; rate_limit is updatable
+        es.set_version("9.5.0");
+        es.providers().accept_credential("k2");
+        let r = call(
+            &es,
+            "PUT",
+            &upd2("oa"),
+            Some(json!({"service_settings": {"rate_limit": {"requests_per_minute": 7}}})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(
+            r.body["service_settings"]["rate_limit"]["requests_per_minute"],
+            7
+        );
+        assert_eq!(es.stored_secrets("oa").unwrap()["api_key"], "k2");
+    }
+
+    #[tokio::test]
+    async fn update_from_9_4_validates_the_new_credential() {
+        let es = es_with("9.4.0", &["old"]).await;
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/oa",
+            Some(openai(Some("old"))),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        es.providers().clear_calls();
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/oa/_update",
+            Some(json!({"service_settings": {"api_key": "bad"}})),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{}", r.raw);
+        assert!(
+            r.body["error"]["caused_by"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("status [401]"),
+            "{}",
+            r.raw
+        );
+        assert_eq!(
+            es.stored_secrets("oa").unwrap()["api_key"],
+            "old",
+            "a refused rotation keeps the old key"
+        );
+        let calls = es.providers().calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].credential, "bad");
+        assert_eq!(calls[0].service, "openai");
+    }
+
+    #[tokio::test]
+    async fn provider_outcomes_by_credential_model_service_and_globally() {
+        let es = es_with("9.1.0", &["good"]).await;
+        let p = es.providers();
+        let put = |id: &str, key: &str| {
+            let es = es.clone();
+            let (id, body) = (id.to_string(), openai(Some(key)));
+            async move {
+                call(
+                    &es,
+                    "PUT",
+                    &format!("/_inference/text_embedding/{id}"),
+                    Some(body),
+                )
+                .await
+            }
+        };
+        let r = put("a", "unknown").await;
+        assert_eq!(r.status, 400, "{}", r.raw);
+        assert_eq!(r.body["error"]["reason"], "Could not complete inference endpoint creation as validation call to service threw an exception.");
+        assert_eq!(r.body["error"]["caused_by"]["reason"], "Received an authentication error status code for request from inference entity id [a] status [401]. Error message: [fake provider answered 401]");
+        p.set_credential_outcome("good", Some(ProviderOutcome::Forbidden403));
+        assert!(put("a", "good")
+            .await
+            .raw
+            .contains("permission denied error status code"));
+        p.set_credential_outcome("good", None);
+        p.set_model_outcome("text-embedding-3-small", Some(ProviderOutcome::NotFound404));
+        assert!(put("a", "good")
+            .await
+            .raw
+            .contains("Resource not found at [openai/text-embedding-3-small]"));
+        p.set_model_outcome("text-embedding-3-small", None);
+        p.clear_calls();
+        p.set_service_outcome("openai", Some(ProviderOutcome::RateLimited429));
+        assert!(put("a", "good").await.raw.contains("status [429]"));
+        assert_eq!(
+            p.calls().len(),
+            inference_testenv::es::ES_PROVIDER_ATTEMPTS,
+            "429 is retried"
+        );
+        p.set_service_outcome("openai", None);
+        p.set_outcome(Some(ProviderOutcome::ServerError500));
+        assert!(put("a", "good").await.raw.contains("status [500]"));
+        p.set_outcome(Some(ProviderOutcome::Timeout));
+        let t0 = Instant::now();
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/a?timeout=200ms",
+            Some(openai(Some("good"))),
+        )
+        .await;
+        assert_eq!(
+            r.body["error"]["caused_by"]["type"], "timeout_exception",
+            "{}",
+            r.raw
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(200));
+        p.set_outcome(None);
+        assert!(es.endpoint_ids().is_empty(), "no failed create is stored");
+        assert_eq!(put("a", "good").await.status, 200);
+        p.revoke_credential("good");
+        assert_eq!(put("b", "good").await.status, 400);
+        // EIS has no credential: accepted unless a rule says otherwise
+        let eis = json!({"service": "elastic", "service_settings": {"model_id": "elser-v2"}});
+        p.set_service_outcome("elastic", Some(ProviderOutcome::ServerBusy503));
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/sparse_embedding/e",
+            Some(eis.clone()),
+        )
+        .await;
+        assert!(r.raw.contains("status [503]"), "{}", r.raw);
+        p.set_service_outcome("elastic", None);
+        assert_eq!(
+            call(&es, "PUT", "/_inference/sparse_embedding/e", Some(eis))
+                .await
+                .status,
+            200
+        );
+        let last = p.calls_for("elastic").pop().unwrap();
+        assert_eq!(
+            (last.credential.as_str(), last.outcome),
+            ("", ProviderOutcome::Accept)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_registered_service_works_end_to_end() {
+        let es = es_with("9.1.0", &["acme-key"]).await;
+        let body = json!({"service": "acme", "service_settings": {"model_id": "m1", "region": "eu", "token": "acme-key"}});
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/x",
+            Some(body.clone()),
+        )
+        .await;
+        assert_err(&r, 400, "status_exception", "Unknown service [acme]");
+        es.register_service(ServiceSpec::open(
+            "acme",
+            SecretKeys::all_of(&["token"]),
+            &["text_embedding"],
+        ));
+        let r = call(&es, "PUT", "/_inference/text_embedding/x", Some(body)).await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(r.body["service_settings"]["model_id"], "m1");
+        assert_eq!(r.body["service_settings"]["region"], "eu");
+        assert!(!r.raw.contains("acme-key"), "{}", r.raw);
+        assert_eq!(es.stored_secrets("x").unwrap()["token"], "acme-key");
+        assert_eq!(es.providers().calls_for("acme")[0].credential, "acme-key");
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/rerank/y",
+            Some(json!({"service": "acme", "service_settings": {"token": "acme-key"}})),
+        )
+        .await;
+        assert_err(
+            &r,
+            400,
+            "status_exception",
+            "The [acme] service does not support task type [rerank]",
+        );
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/x/_update",
+            Some(json!({"service_settings": {"token": "acme-2"}})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(es.stored_secrets("x").unwrap()["token"], "acme-2");
+    }
+
+    fn elser(extra: Value) -> Value {
+        let mut b = json!({"service": "elasticsearch", "service_settings": {"model_id": ".elser_model_2", "num_threads": 1, "num_allocations": 1}});
+        for (k, v) in extra.as_object().unwrap() {
+            b["service_settings"][k] = v.clone();
+        }
+        b
+    }
+
+    #[tokio::test]
+    async fn elasticsearch_put_waits_for_the_deployment_then_times_out_but_stays_stored() {
+        let es = start("9.1.0").await;
+        es.set_model_deploy_time(Duration::from_millis(700));
+        let t0 = Instant::now();
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/sparse_embedding/slow?timeout=200ms",
+            Some(elser(json!({}))),
+        )
+        .await;
+        assert_err(&r, 408, "status_exception", "Timed out after [200ms] waiting for trained model deployment [slow] to start. Use the trained model stats API to track the state of the deployment and try again once it has started.");
+        assert!(t0.elapsed() >= Duration::from_millis(200));
+        assert_eq!(
+            call(&es, "GET", "/_inference/slow", None).await.status,
+            200,
+            "stored before the start"
+        );
+        let s = call(&es, "GET", "/_ml/trained_models/slow/_stats", None).await;
+        assert_eq!(s.body["count"], 1, "{}", s.raw);
+        assert_eq!(
+            s.body["trained_model_stats"][0]["deployment_stats"]["state"],
+            "starting"
+        );
+        let again = call(
+            &es,
+            "PUT",
+            "/_inference/sparse_embedding/slow",
+            Some(elser(json!({}))),
+        )
+        .await;
+        assert_err(
+            &again,
+            400,
+            "resource_already_exists_exception",
+            "Inference endpoint [slow] already exists",
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let st = es.deployment_stats("slow").unwrap();
+        assert_eq!(st["state"], "started");
+        assert_eq!(st["allocation_status"]["state"], "fully_allocated");
+        // 8.x words it without the deployment id
+        es.set_version("8.19.0");
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/sparse_embedding/slow8?timeout=100ms",
+            Some(elser(json!({}))),
+        )
+        .await;
+        assert_err(&r, 408, "status_exception", "Timed out after [100ms] waiting for model deployment to start. Use the trained model stats API to track the state of the deployment.");
+        es.set_version("9.1.0");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        // a deployment within the timeout: the PUT waits for it and answers 200
+        let t0 = Instant::now();
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/sparse_embedding/ok",
+            Some(elser(json!({}))),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert!(t0.elapsed() >= Duration::from_millis(650));
+        assert!(
+            es.providers().calls().is_empty(),
+            "no provider behind an in-cluster model"
+        );
+        // deleting the endpoint stops its deployment
+        call(&es, "DELETE", "/_inference/ok", None).await;
+        assert!(es.deployment_stats("ok").is_none());
+        assert!(es.delete_out_of_band("slow"));
+        assert!(es.deployment_stats("slow").is_none());
+        es.replace_cluster();
+        assert!(
+            es.deployment_stats("slow8").is_none(),
+            "a rebuilt cluster has no deployments"
+        );
+    }
+
+    #[tokio::test]
+    async fn elasticsearch_settings_defaults_and_allocation_updates() {
+        let es = start("9.1.0").await;
+        let r = call(&es, "PUT", "/_inference/sparse_embedding/a", Some(json!({"service": "elasticsearch", "service_settings": {"model_id": ".elser_model_2"}}))).await;
+        assert_err(&r, 400, "validation_exception", "Validation Failed: 1: [service_settings] does not contain the required setting [num_threads];2: [service_settings] does not contain one of the required settings [num_allocations, adaptive_allocations];");
+        let r = call(&es, "PUT", "/_inference/sparse_embedding/a", Some(json!({"service": "elasticsearch", "service_settings": {"num_threads": 1, "num_allocations": 1}}))).await;
+        assert_err(
+            &r,
+            400,
+            "illegal_argument_exception",
+            "Error parsing service settings, model_id must be provided",
+        );
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/sparse_embedding/a",
+            Some(elser(json!({"model_id": "my-model"}))),
+        )
+        .await;
+        assert_err(&r, 400, "illegal_argument_exception", "Error parsing request config, model id does not match any models available on this platform. Was [my-model]. You may need to load it into the cluster using eland.");
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/e5",
+            Some(elser(json!({"model_id": ".multilingual-e5-small"}))),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(r.body["service_settings"]["dimensions"], 384);
+        assert_eq!(r.body["service_settings"]["similarity"], "cosine");
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/rerank/rr",
+            Some(elser(json!({"model_id": ".rerank-v1"}))),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        // the deprecated elser service defaults the model and is stored as elasticsearch
+        let r = call(&es, "PUT", "/_inference/sparse_embedding/old", Some(json!({"service": "elser", "service_settings": {"num_threads": 1, "num_allocations": 1}}))).await;
+        assert_eq!(r.body["service"], "elasticsearch", "{}", r.raw);
+        assert_eq!(r.body["service_settings"]["model_id"], ".elser_model_2");
+        // _update: num_allocations / adaptive_allocations
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/e5/_update",
+            Some(json!({"service_settings": {}})),
+        )
+        .await;
+        validation(&r, "[service_settings] does not contain one of the required settings [num_allocations, adaptive_allocations]");
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/e5/_update",
+            Some(json!({"service_settings": {"num_allocations": 3}})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(r.body["service_settings"]["num_allocations"], 3);
+        assert_eq!(
+            es.deployment_stats("e5").unwrap()["number_of_allocations"],
+            3
+        );
+        let adaptive = json!({"enabled": true, "min_number_of_allocations": 2, "max_number_of_allocations": 4});
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/e5/_update",
+            Some(json!({"service_settings": {"adaptive_allocations": adaptive}})),
+        )
+        .await;
+        assert_eq!(
+            r.body["service_settings"]["adaptive_allocations"], adaptive,
+            "{}",
+            r.raw
+        );
+        assert!(r.body["service_settings"].get("num_allocations").is_none());
+        assert_eq!(
+            es.deployment_stats("e5").unwrap()["number_of_allocations"],
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn out_of_band_endpoints_keep_their_secrets_apart() {
+        let es = start("9.1.0").await;
+        es.put_out_of_band(json!({"inference_id": "ob", "task_type": "completion", "service": "amazonbedrock",
+            "service_settings": {"region": "r", "model": "m", "provider": "anthropic", "access_key": "a", "secret_key": "s"}}));
+        assert_eq!(
+            Value::Object(es.stored_secrets("ob").unwrap()),
+            json!({"access_key": "a", "secret_key": "s"})
+        );
+        let g = call(&es, "GET", "/_inference/ob", None).await;
+        assert!(!g.raw.contains("access_key"), "{}", g.raw);
+        // the Azure accessor still answers for Azure endpoints
+        es.put_out_of_band(json!({"inference_id": "az", "task_type": "text_embedding", "service": "azureopenai",
+            "service_settings": {"resource_name": "r", "deployment_id": "d", "api_version": "v", "api_key": "k"}}));
+        assert_eq!(es.stored_secret("az"), Some(("api_key".into(), "k".into())));
+        assert_eq!(es.stored_secrets("az").unwrap()["api_key"], "k");
+    }
+}

@@ -40,6 +40,13 @@ pub(crate) struct State {
     pub(crate) skip_validation: bool,
     /// `cluster_uuid` of `GET /`; changes when the cluster is replaced.
     pub(crate) cluster_uuid: String,
+    /// Services registered by tests ([`super::EsDouble::register_service`]); they win over the
+    /// built-in table.
+    pub(crate) registered: Vec<super::ServiceSpec>,
+    /// Model deployments of `elasticsearch` endpoints, by deployment id (= inference id).
+    pub(crate) deployments: BTreeMap<String, super::ml::Deployment>,
+    /// How long a new deployment takes to start.
+    pub(crate) model_deploy_time: Duration,
 }
 
 impl State {
@@ -56,7 +63,7 @@ impl State {
         })
     }
 
-    fn all(&self) -> Vec<&Stored> {
+    pub(crate) fn all(&self) -> Vec<&Stored> {
         let mut v: Vec<&Stored> = self.endpoints.values().collect();
         if self.visible_preconfigured() {
             v.extend(self.preconfigured.values());
@@ -69,6 +76,7 @@ impl State {
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) azure: FakeAzure,
+    pub(crate) providers: super::FakeProviders,
 }
 
 impl Shared {
@@ -96,6 +104,7 @@ pub(crate) fn preconfigured() -> BTreeMap<String, Stored> {
         task_settings: Map::new(),
         chunking: Some(super::model::default_chunking()),
         secret: None,
+        secrets: Map::new(),
         dims_set_by_user: false,
         oauth2: false,
     }
@@ -168,7 +177,7 @@ pub(crate) struct Resp {
 }
 
 impl Resp {
-    fn ok(body: J) -> Resp {
+    pub(crate) fn ok(body: J) -> Resp {
         Resp {
             status: 200,
             body,
@@ -244,6 +253,9 @@ async fn route(sh: &Arc<Shared>, req: &Req, v: EsVersion) -> Result<Resp, EsErro
     match (m, s.as_slice()) {
         ("GET" | "HEAD", []) => Ok(Resp::ok(root_info(sh, v))),
         (_, []) => Err(wrong_method(req, &["GET", "HEAD"])),
+        ("GET", ["_ml", "trained_models", model, "_stats"]) => Ok(Resp::ok(J::V(
+            super::generic::model_stats(&sh.lock(), model),
+        ))),
         ("GET", ["_license"]) => {
             let lic = sh.lock().license.clone();
             Ok(Resp::ok(J::V(json!({"license": {
@@ -440,7 +452,7 @@ fn body_object(req: &Req) -> Result<Map<String, Value>, EsError> {
     }
 }
 
-fn mismatch(requested: TaskType, stored: TaskType) -> EsError {
+pub(crate) fn mismatch(requested: TaskType, stored: TaskType) -> EsError {
     EsError::bad_request(format!(
         "Requested task type [{}] does not match the inference endpoint's task type [{}]",
         requested.as_str(),
@@ -448,7 +460,7 @@ fn mismatch(requested: TaskType, stored: TaskType) -> EsError {
     ))
 }
 
-fn fmt_timeout(d: Duration, raw: Option<&str>) -> String {
+pub(crate) fn fmt_timeout(d: Duration, raw: Option<&str>) -> String {
     if let Some(r) = raw {
         return r.to_string();
     }
@@ -528,6 +540,28 @@ async fn call_azure(
 // docs/reference/elasticsearch-inference-api.md#validation-order
 // ---------------------------------------------------------------------------------------------
 
+/// The effective create `timeout` and how ES prints it: absent or `0` = the default (30 s; 120 s
+/// for non-embedding tasks on 9.5, docs/reference/elasticsearch-inference-api.md#timeout), `-1`
+/// = none.
+fn resolve_timeout(
+    v: EsVersion,
+    tt: TaskType,
+    timeout: Option<Duration>,
+    raw: Option<&str>,
+) -> (Duration, String) {
+    let default = if v.v95() && tt != TaskType::TextEmbedding {
+        Duration::from_secs(120)
+    } else {
+        Duration::from_secs(30)
+    };
+    let t = match timeout {
+        Some(d) if d.is_zero() => default,
+        Some(d) => d,
+        None => Duration::MAX,
+    };
+    (t, fmt_timeout(t, raw.filter(|r| *r != "0")))
+}
+
 async fn create(
     sh: &Arc<Shared>,
     req: &Req,
@@ -601,7 +635,8 @@ async fn create(
         Some(s) => super::json::java(&s),
     };
     if service != AZURE {
-        return Err(EsError::bad_request(format!("Unknown service [{service}]")));
+        let timeout = resolve_timeout(v, tt, timeout, raw_timeout);
+        return super::generic::create(sh, v, tt, id, &service, config, timeout).await;
     }
     let mut parsed = azure::parse_create(v, tt, &mut config)?;
     if v.refuses_referenced_id_on_create() {
@@ -613,17 +648,7 @@ async fn create(
     let skip = sh.lock().skip_validation;
     let validate = !skip && (tt == TaskType::TextEmbedding || v.validates_completion());
     if validate {
-        let default = if v.v95() && tt != TaskType::TextEmbedding {
-            Duration::from_secs(120)
-        } else {
-            Duration::from_secs(30)
-        };
-        let t = match timeout {
-            Some(d) if d.is_zero() => default,
-            Some(d) => d,
-            None => Duration::MAX,
-        };
-        let raw = raw_timeout.filter(|r| *r != "0");
+        let timeout = resolve_timeout(v, tt, timeout, raw_timeout);
         let requested = if parsed.dims_set_by_user {
             parsed
                 .service_settings
@@ -640,7 +665,7 @@ async fn create(
             &parsed.task_settings,
             &parsed.secret,
             requested,
-            (t, fmt_timeout(t, raw)),
+            timeout,
         )
         .await?;
         if let Some(d) = dims {
@@ -674,6 +699,7 @@ async fn create(
         task_settings: parsed.task_settings,
         chunking: parsed.chunking,
         secret: Some(parsed.secret),
+        secrets: Map::new(),
         dims_set_by_user: parsed.dims_set_by_user,
         oauth2: parsed.oauth2,
     };
@@ -691,7 +717,7 @@ async fn create(
 /// `status_exception` and the wording below are modelled on the DELETE refusal; the exact text was
 /// not found in the sources read. The operator keys on "could not be created" plus the lists, not
 /// on the full sentence.
-fn referenced_id_refusal(st: &State, id: &str) -> Option<EsError> {
+pub(crate) fn referenced_id_refusal(st: &State, id: &str) -> Option<EsError> {
     let pipelines: Vec<String> = st
         .pipelines
         .get(id)
@@ -826,6 +852,8 @@ fn delete(sh: &Shared, req: &Req, v: EsVersion, tt: TaskType, id: &str) -> Resul
     }
     st.endpoints.remove(id);
     st.preconfigured.remove(id);
+    // `ElasticsearchInternalService.stop`: deleting the endpoint stops its deployment.
+    st.deployments.remove(id);
     Ok(Resp::ok(response(true, &[], &[], None)))
 }
 
@@ -899,10 +927,16 @@ async fn update(
         ));
     }
     if existing.service != AZURE {
-        return Err(EsError::plain(
-            400,
-            "es-double: updating non-azureopenai endpoints is not emulated",
-        ));
+        let timeout = match timeout {
+            Some(d) if d.is_zero() => Duration::from_secs(30),
+            Some(d) => d,
+            None => Duration::MAX,
+        };
+        let t = (
+            timeout,
+            fmt_timeout(timeout, raw_timeout.filter(|r| *r != "0")),
+        );
+        return super::generic::update(sh, v, existing, body, t).await;
     }
     let obj = |k: &str, b: &mut Map<String, Value>| -> Result<Map<String, Value>, EsError> {
         match b.remove(k) {

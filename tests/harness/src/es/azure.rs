@@ -11,119 +11,14 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::errors::{Cause, EsError};
-use super::json::{java, java_list, java_map};
+use super::extract::{
+    as_object, empty_string, missing, opt_int, opt_positive, opt_string, parse_rate_limit,
+    req_string, type_err, unknown_settings_for,
+};
+use super::json::{java, java_list};
 use super::model::{default_chunking, TaskType, AZURE};
 use super::provider::{CallKeys, ProviderControl, Scope};
 use super::version::EsVersion;
-
-// ---------------------------------------------------------------------------------------------
-// Extractors (ServiceUtils): errors are collected into a Vec, then thrown as one
-// `validation_exception` with numbered messages.
-// ---------------------------------------------------------------------------------------------
-
-fn type_err(key: &str, v: &Value, ty: &str) -> String {
-    format!(
-        "field [{key}] is not of the expected type. The value [{}] cannot be converted to a [{ty}]",
-        java(v)
-    )
-}
-
-fn missing(scope: &str, key: &str) -> String {
-    format!("[{scope}] does not contain the required setting [{key}]")
-}
-
-fn empty_string(scope: &str, key: &str) -> String {
-    format!("[{scope}] Invalid value empty string. [{key}] must be a non-empty string")
-}
-
-fn opt_string(
-    m: &mut Map<String, Value>,
-    key: &str,
-    scope: &str,
-    errs: &mut Vec<String>,
-) -> Option<String> {
-    match m.remove(key) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.is_empty() => {
-            errs.push(empty_string(scope, key));
-            None
-        }
-        Some(Value::String(s)) => Some(s),
-        Some(other) => {
-            errs.push(type_err(key, &other, "String"));
-            None
-        }
-    }
-}
-
-fn req_string(
-    m: &mut Map<String, Value>,
-    key: &str,
-    scope: &str,
-    errs: &mut Vec<String>,
-) -> Option<String> {
-    if matches!(m.get(key), None | Some(Value::Null)) {
-        m.remove(key);
-        errs.push(missing(scope, key));
-        return None;
-    }
-    opt_string(m, key, scope, errs)
-}
-
-fn opt_int(m: &mut Map<String, Value>, key: &str, errs: &mut Vec<String>, ty: &str) -> Option<i64> {
-    match m.remove(key) {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
-        Some(other) => {
-            errs.push(type_err(key, &other, ty));
-            None
-        }
-    }
-}
-
-fn opt_positive(
-    m: &mut Map<String, Value>,
-    key: &str,
-    scope: &str,
-    errs: &mut Vec<String>,
-    long: bool,
-) -> Option<i64> {
-    let (ty, word) = if long {
-        ("Long", "long")
-    } else {
-        ("Integer", "integer")
-    };
-    let n = opt_int(m, key, errs, ty)?;
-    if n <= 0 {
-        errs.push(format!(
-            "[{scope}] Invalid value [{n}]. [{key}] must be a positive {word}"
-        ));
-        return None;
-    }
-    Some(n)
-}
-
-/// `ServiceUtils.unknownSettingsError` (docs/reference/elasticsearch-inference-api.md#error-table):
-/// wording by version.
-pub(crate) fn unknown_settings(v: EsVersion, m: &Map<String, Value>) -> EsError {
-    let prefix = if v.new_unknown_settings_wording() {
-        "Configuration"
-    } else {
-        "Model configuration"
-    };
-    EsError::bad_request(format!(
-        "{prefix} contains settings [{}] unknown to the [{AZURE}] service",
-        java_map(m)
-    ))
-}
-
-fn as_object(v: Option<Value>, key: &str) -> Result<Map<String, Value>, EsError> {
-    match v {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(m)) => Ok(m),
-        Some(other) => Err(EsError::validation(&[type_err(key, &other, "Map")])),
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // PUT parsing
@@ -207,33 +102,15 @@ pub(crate) fn parse_create(
     })
 }
 
+/// `throwIfNotEmptyMap` for the `azureopenai` parser.
+pub(crate) fn unknown_settings(v: EsVersion, m: &Map<String, Value>) -> EsError {
+    unknown_settings_for(v, AZURE, m)
+}
+
 struct ServiceParse {
     exposed: Map<String, Value>,
     dims_set_by_user: bool,
     oauth2: bool,
-}
-
-/// Parses `rate_limit` (`RateLimitSettings.of`): unknown keys inside throw immediately
-/// (docs/reference/elasticsearch-inference-api.md#azure-service-settings).
-fn parse_rate_limit(
-    v: EsVersion,
-    ss: &mut Map<String, Value>,
-    errs: &mut Vec<String>,
-) -> Result<Option<i64>, EsError> {
-    match ss.remove("rate_limit") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(mut rl)) => {
-            let rpm = opt_positive(&mut rl, "requests_per_minute", "rate_limit", errs, true);
-            if !rl.is_empty() {
-                return Err(unknown_settings(v, &rl));
-            }
-            Ok(rpm)
-        }
-        Some(other) => {
-            errs.push(type_err("rate_limit", &other, "Map"));
-            Ok(None)
-        }
-    }
 }
 
 const OAUTH2_FIELDS: [&str; 3] = ["client_id", "scopes", "tenant_id"];
@@ -294,7 +171,7 @@ fn parse_service_settings(
             }
         }
     }
-    let rpm = parse_rate_limit(v, ss, &mut errs)?.unwrap_or_else(|| default_rate_limit(tt));
+    let rpm = parse_rate_limit(v, AZURE, ss, &mut errs)?.unwrap_or_else(|| default_rate_limit(tt));
     out.insert("rate_limit".into(), json!({ "requests_per_minute": rpm }));
     if ss.remove("dimensions_set_by_user").is_some() {
         errs.push(format!(
@@ -511,7 +388,7 @@ pub(crate) fn parse_update_95(
     stored_oauth2: bool,
 ) -> Result<ServiceUpdate, EsError> {
     let mut errs = Vec::new();
-    let rate_limit = parse_rate_limit(v, &mut ss, &mut errs)?;
+    let rate_limit = parse_rate_limit(v, AZURE, &mut ss, &mut errs)?;
     // 9.5 `AzureOpenAiEmbeddingsServiceSettings.updateServiceSettings` takes `max_input_tokens`
     // (PR #149628, updatable service settings) (inferred: release 9.5.0).
     let max_input_tokens = if v.update_accepts_max_input_tokens() {

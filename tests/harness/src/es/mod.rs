@@ -1,4 +1,6 @@
-//! An Elasticsearch test double for the inference-endpoint API with the `azureopenai` service.
+//! An Elasticsearch test double for the inference-endpoint API with the `azureopenai` service
+//! and the other services of its table (`services.rs`; the in-cluster `elasticsearch` service in
+//! `ml.rs`), whose validation calls go to one fake-provider surface ([`FakeProviders`]).
 //!
 //! It emulates what docs/reference/elasticsearch-inference-api.md describes (each item below cites
 //! its section): routes, validation order and exact messages, error envelopes, defaults filled
@@ -23,10 +25,15 @@
 mod api;
 mod azure;
 mod errors;
+mod extract;
+mod generic;
 mod json;
+mod ml;
 mod model;
 mod provider;
+mod providers;
 mod server;
+mod services;
 mod tls;
 mod version;
 
@@ -40,6 +47,10 @@ use tokio::sync::watch;
 
 pub use azure::{AzureCall, AzureCredential, AzureOutcome, FakeAzure, ES_PROVIDER_ATTEMPTS};
 pub use provider::{CallKeys, ProviderControl, Scope};
+pub use providers::{
+    aws_credential, custom_credential, FakeProviders, ProviderCall, ProviderOutcome,
+};
+pub use services::{Rotation, SecretKeys, ServiceSpec, TaskSpec};
 pub use version::EsVersion;
 
 use api::{FaultRule, Shared, State};
@@ -229,8 +240,12 @@ impl EsDouble {
                 update_chunking_bug: None,
                 skip_validation: false,
                 cluster_uuid: format!("esdouble{:016x}", nanos as u64),
+                registered: Vec::new(),
+                deployments: BTreeMap::new(),
+                model_deploy_time: Duration::ZERO,
             }),
             azure: FakeAzure::default(),
+            providers: FakeProviders::default(),
         });
         let (tx, rx) = watch::channel(0u64);
         let (acceptor, ca_pem) = if opts.tls {
@@ -297,6 +312,7 @@ impl EsDouble {
         st.endpoints.clear();
         st.pipelines.clear();
         st.indexes.clear();
+        st.deployments.clear();
     }
 
     /// `cluster_uuid` reported by `GET /`.
@@ -335,6 +351,45 @@ impl EsDouble {
         self.shared.azure.clone()
     }
 
+    /// The fake providers of every service other than `azureopenai` (see [`FakeProviders`]).
+    pub fn providers(&self) -> FakeProviders {
+        self.shared.providers.clone()
+    }
+
+    /// Teach the double a service the operator's table may not know (see [`ServiceSpec::open`]).
+    /// Replaces a registered service of the same name and wins over the built-in table (even for
+    /// `elasticsearch`).
+    pub fn register_service(&self, spec: ServiceSpec) {
+        let mut st = self.lock();
+        st.registered.retain(|s| s.name != spec.name);
+        st.registered.push(spec);
+    }
+
+    /// How long a model deployment of an `elasticsearch` endpoint takes to start (default zero).
+    /// Applies to deployments started from now on.
+    pub fn set_model_deploy_time(&self, d: Duration) {
+        self.lock().model_deploy_time = d;
+    }
+
+    /// `deployment_stats` of the endpoint's deployment as `GET _ml/trained_models/<id>/_stats`
+    /// shows it (`state`: `starting` / `started`), or None if it has none.
+    pub fn deployment_stats(&self, inference_id: &str) -> Option<Value> {
+        self.lock()
+            .deployments
+            .get(inference_id)
+            .map(|d| d.stats(inference_id))
+    }
+
+    /// The secrets stored for an endpoint, by key: `{"api_key": ..}`, `{"access_key": ..,
+    /// "secret_key": ..}`, `{"secret_parameters": {..}}` (`custom`), `{"entra_id": ..}` (Azure);
+    /// empty for a service without secrets; None if the endpoint does not exist.
+    pub fn stored_secrets(&self, id: &str) -> Option<Map<String, Value>> {
+        self.lock().endpoints.get(id).map(|e| match &e.secret {
+            Some((k, val)) => std::iter::once((k.clone(), Value::String(val.clone()))).collect(),
+            None => e.secrets.clone(),
+        })
+    }
+
     // -- recording ---------------------------------------------------------------------------
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -360,14 +415,17 @@ impl EsDouble {
         self.lock().endpoints.keys().cloned().collect()
     }
 
-    /// `(field, value)` of the stored secret: `api_key`, `entra_id` or `client_secret`.
+    /// `(field, value)` of the stored Azure secret: `api_key`, `entra_id` or `client_secret`
+    /// (other services: [`EsDouble::stored_secrets`]).
     pub fn stored_secret(&self, id: &str) -> Option<(String, String)> {
         self.lock().endpoints.get(id).and_then(|e| e.secret.clone())
     }
 
-    /// Delete without any checks (someone else deleted it). Returns whether it existed.
+    /// Delete without any checks (someone else deleted it; its deployment stops too). Returns
+    /// whether it existed.
     pub fn delete_out_of_band(&self, id: &str) -> bool {
         let mut st = self.lock();
+        st.deployments.remove(id);
         st.endpoints.remove(id).is_some() || st.preconfigured.remove(id).is_some()
     }
 
@@ -396,9 +454,18 @@ impl EsDouble {
         };
         let mut ss = obj(&mut cfg, "service_settings");
         let mut secret = None;
-        for k in ["api_key", "entra_id", "client_secret"] {
-            if let Some(Value::String(val)) = ss.remove(k) {
-                secret = Some((k.to_string(), val));
+        let mut secrets = Map::new();
+        if service == model::AZURE {
+            for k in ["api_key", "entra_id", "client_secret"] {
+                if let Some(Value::String(val)) = ss.remove(k) {
+                    secret = Some((k.to_string(), val));
+                }
+            }
+        } else if let Some(spec) = generic::spec_of(&self.lock(), v, &service) {
+            for k in spec.secrets.names() {
+                if let Some(val) = ss.remove(&k) {
+                    secrets.insert(k, val);
+                }
             }
         }
         let oauth2 = ss.contains_key("client_id");
@@ -410,6 +477,7 @@ impl EsDouble {
             task_settings: obj(&mut cfg, "task_settings"),
             chunking: cfg.remove("chunking_settings").filter(|c| c.is_object()),
             secret,
+            secrets,
             dims_set_by_user: false,
             oauth2,
         };

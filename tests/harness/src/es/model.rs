@@ -73,8 +73,11 @@ pub(crate) struct Stored {
     pub(crate) task_settings: Map<String, Value>,
     /// `None` = stored without chunking settings (created before 8.16).
     pub(crate) chunking: Option<Value>,
-    /// `(field, value)` — `api_key`, `entra_id` or `client_secret`.
+    /// `(field, value)` — `api_key`, `entra_id` or `client_secret` (`azureopenai` only).
     pub(crate) secret: Option<(String, String)>,
+    /// The secrets document of every other service: the keys its `SecretSettings` claimed
+    /// (`custom`: `{"secret_parameters": {..}}`).
+    pub(crate) secrets: Map<String, Value>,
     pub(crate) dims_set_by_user: bool,
     pub(crate) oauth2: bool,
 }
