@@ -122,7 +122,11 @@ pub const MAX_SEPARATOR_LENGTH: usize = 128;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(name = "Service", type_ = "string", json_path = ".status.service"),
+    printcolumn(
+        name = "Service",
+        type_ = "string",
+        json_path = ".status.endpoint.service"
+    ),
     printcolumn(name = "Task", type_ = "string", json_path = ".spec.taskType"),
     printcolumn(
         name = "Inference ID",
@@ -665,11 +669,6 @@ pub struct InferenceEndpointStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     #[schemars(transform = bound_condition_generation)]
     pub conditions: Vec<Condition>,
-
-    /// The Elasticsearch service of the spec (`azureopenai`, `cohere`, ...), for `kubectl get`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
-    pub service: Option<String>,
 
     /// Id of the endpoint this object created or adopted in Elasticsearch. Set once the endpoint
     /// exists; deletion only ever removes this id.

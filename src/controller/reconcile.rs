@@ -17,9 +17,8 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::api::{
-    ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointSpec,
-    InferenceEndpointStatus, UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FINALIZER,
-    FORCE_DELETE_ANNOTATION,
+    ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointStatus,
+    UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FINALIZER, FORCE_DELETE_ANNOTATION,
 };
 use crate::controller::conditions::{self, Applied, Failure, Outcome, Reason, Warning};
 use crate::controller::connection::{insecure_transport, Connection};
@@ -57,8 +56,6 @@ pub async fn apply(
         // A failure changes nothing the status records about the endpoint.
         Err(failure) => (previous.clone(), Outcome::from(failure)),
     };
-    let mut status = status;
-    status.service = Some(spec_service(&iep.spec).to_owned());
     report(
         iep.as_ref(),
         who,
@@ -100,14 +97,6 @@ async fn reconcile_endpoint(
         .await
     };
     result.await.map_err(|failure| failure.for_service(service))
-}
-
-/// The Elasticsearch service the spec declares.
-fn spec_service(spec: &InferenceEndpointSpec) -> &str {
-    match &spec.service {
-        Some(service) => &service.name,
-        None => "azureopenai",
-    }
 }
 
 /// The object is being deleted: remove the endpoint under policy `Delete`.

@@ -88,6 +88,7 @@ async fn sandbox() -> KubeEmulator {
         &format!("{IEP}/embed/status"),
         json!({"status": {
             "inferenceId": "embed",
+            "endpoint": {"service": "azureopenai"},
             "observedGeneration": 1,
             "conditions": [
                 {"type": "Reconciling", "status": "False", "reason": "Idle", "message": "-", "lastTransitionTime": now},
@@ -254,6 +255,7 @@ async fn table_for_custom_resources_uses_printer_columns() {
             (s("Name"), s("string"), 0),
             (s("Ready"), s("string"), 0),
             (s("Reason"), s("string"), 0),
+            (s("Service"), s("string"), 0),
             (s("Task"), s("string"), 0),
             (s("Inference ID"), s("string"), 0),
             (s("Message"), s("string"), 1),
@@ -268,17 +270,18 @@ async fn table_for_custom_resources_uses_printer_columns() {
     let embed = row(&t, "embed");
     let cells = embed["cells"].as_array().unwrap();
     assert_eq!(
-        &cells[..6],
+        &cells[..7],
         &[
             json!("embed"),
             json!("True"),
             json!("Synced"),
+            json!("azureopenai"),
             json!("text_embedding"),
             json!("embed"),
             json!("endpoint is in sync")
         ]
     );
-    let age = cells[6].as_str().expect("age is a string");
+    let age = cells[7].as_str().expect("age is a string");
     assert!(
         age.ends_with('s') && age.trim_end_matches('s').parse::<u64>().is_ok(),
         "{age}"
@@ -286,7 +289,8 @@ async fn table_for_custom_resources_uses_printer_columns() {
     // missing values are null cells
     let chat = row(&t, "chat");
     assert_eq!(chat["cells"][1], "False");
-    assert_eq!(chat["cells"][4], Value::Null);
+    assert_eq!(chat["cells"][3], Value::Null, "no endpoint yet: no service");
+    assert_eq!(chat["cells"][5], Value::Null);
     // rows carry PartialObjectMetadata by default
     assert_eq!(chat["object"]["kind"], "PartialObjectMetadata");
     assert_eq!(chat["object"]["apiVersion"], "meta.k8s.io/v1");
@@ -313,7 +317,7 @@ async fn table_include_object_single_get_and_v1beta1() {
     assert_eq!(code, 200);
     assert_eq!(t["kind"], "Table");
     assert_eq!(t["rows"].as_array().unwrap().len(), 1);
-    assert_eq!(t["rows"][0]["cells"][3], "text_embedding");
+    assert_eq!(t["rows"][0]["cells"][4], "text_embedding");
     let rv = emu
         .get_object("inferenceendpoints", "default", "embed")
         .unwrap()["metadata"]["resourceVersion"]
@@ -645,6 +649,7 @@ async fn kubectl_get_wide_shows_printer_columns() {
             "NAME",
             "READY",
             "REASON",
+            "SERVICE",
             "TASK",
             "INFERENCE ID",
             "MESSAGE",
@@ -654,11 +659,12 @@ async fn kubectl_get_wide_shows_printer_columns() {
     );
     assert_eq!(rows.len(), 2, "{out}");
     assert_eq!(
-        &rows[0][..6],
+        &rows[0][..7],
         &[
             "chat",
             "False",
             "SecretNotFound",
+            "",
             "completion",
             "",
             "Secret default/azure not found"
@@ -666,11 +672,12 @@ async fn kubectl_get_wide_shows_printer_columns() {
         "{out}"
     );
     assert_eq!(
-        &rows[1][..6],
+        &rows[1][..7],
         &[
             "embed",
             "True",
             "Synced",
+            "azureopenai",
             "text_embedding",
             "embed",
             "endpoint is in sync"
@@ -679,9 +686,9 @@ async fn kubectl_get_wide_shows_printer_columns() {
     );
     for r in &rows {
         assert!(
-            r[6].ends_with('s') && r[6].trim_end_matches('s').parse::<u64>().is_ok(),
+            r[7].ends_with('s') && r[7].trim_end_matches('s').parse::<u64>().is_ok(),
             "age {:?} in {out}",
-            r[6]
+            r[7]
         );
     }
 
@@ -696,7 +703,15 @@ async fn kubectl_get_wide_shows_printer_columns() {
         let (cols, rows) = parse_table(&out);
         assert_eq!(
             cols,
-            vec!["NAME", "READY", "REASON", "TASK", "INFERENCE ID", "AGE"],
+            vec![
+                "NAME",
+                "READY",
+                "REASON",
+                "SERVICE",
+                "TASK",
+                "INFERENCE ID",
+                "AGE"
+            ],
             "{args:?}: {out}"
         );
         let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
@@ -793,7 +808,7 @@ async fn kubectl_apply_example() {
     );
     let out = kubectl(&k, &["get", "iep", "azure-completion", "-o", "wide"]).await;
     let (_, rows) = parse_table(&out);
-    assert_eq!(rows[0][3], "completion", "{out}");
+    assert_eq!(rows[0][4], "completion", "{out}");
 }
 
 /// Manual use: `KUBECTL_SANDBOX_SECS=600 cargo test -p inference-testenv --test kubectl
@@ -845,7 +860,7 @@ async fn kubectl_apply_refuses_a_misspelled_field() {
     assert!(!ok, "{err}");
     assert!(
         err.contains(r#"Warning: unknown field "spec.azureOpenAi""#)
-            && err.contains("exactly one service block must be set"),
+            && err.contains("exactly one of azureOpenAI or service must be set"),
         "{err}"
     );
 }
