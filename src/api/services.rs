@@ -114,9 +114,9 @@ fn by_service(value: impl Fn(&ServiceProfile) -> String) -> String {
 fn secret_count(keys: &SecretKeys) -> (usize, usize) {
     match keys {
         SecretKeys::None => (0, 0),
-        SecretKeys::OneOf(_) | SecretKeys::Map(_) => (1, 1),
+        SecretKeys::OneOf(_) => (1, 1),
         SecretKeys::AllOf(keys) => (keys.len(), keys.len()),
-        SecretKeys::Optional(_) => (0, 1),
+        SecretKeys::Optional(_) | SecretKeys::Map(_) => (0, 1),
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Number, Value};
 
 use super::body::{strip_empty, updatable_since, Endpoint, EndpointConfig};
-use super::service::{is_secret_field, ServiceProfile};
+use super::service::{is_secret_field, same_service, ServiceProfile};
 use super::version::EsVersion;
 
 /// One setting that differs. `None` = absent on that side.
@@ -63,7 +63,7 @@ pub fn chunking_acceptable_when_unset(observed: &Map<String, Value>) -> bool {
 /// the settings are not comparable (task type and service are immutable: delete + recreate).
 pub fn identity_matches(desired: &EndpointConfig, observed: &Endpoint) -> bool {
     desired.inference_id == observed.inference_id
-        && desired.service == observed.service
+        && same_service(&desired.service, &observed.service)
         && desired.task_type.as_str() == observed.task_type
 }
 
@@ -97,7 +97,7 @@ pub fn compare(
             Some(&Value::from(observed.inference_id.as_str())),
         );
     }
-    if desired.service != observed.service {
+    if !same_service(&desired.service, &observed.service) {
         push(
             "service".into(),
             Some(&Value::from(desired.service.as_str())),
