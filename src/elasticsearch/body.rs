@@ -209,7 +209,10 @@ pub fn update_body(
 
     // task_settings
     let mut ts = strip_empty(&desired.task_settings);
-    if version.update_can_clear_task_settings() {
+    // A service without a table entry is compared on the user's keys only, so what only
+    // Elasticsearch set is left alone.
+    let known = ServiceProfile::lookup(&desired.service).is_some();
+    if version.update_can_clear_task_settings() && known {
         if let Some(o) = observed {
             for key in o.task_settings.keys() {
                 if !ts.contains_key(key) {
