@@ -611,3 +611,46 @@ mod bounds_and_names {
         );
     }
 }
+
+/// A secret written inline in `spec.service.settings` is refused without being quoted back, on
+/// every release: Kubernetes 1.35 shows a failed rule's scalar value (`Invalid value: "sk-..."`)
+/// unless the rule's reason is `FieldValueForbidden` (`field.Forbidden` prints no value;
+/// docs/reference/kubernetes-api.md#cel-message-format).
+#[tokio::test]
+async fn inline_secrets_are_refused_without_echoing_them() {
+    use inference_testenv::kube::{EmulatorOptions, KubeEmulator, KubeVersion};
+    const KEY: &str = "sk-CANARY-inline-0123456789";
+    for version in [KubeVersion::DEFAULT, KubeVersion::new(1, 35, 0)] {
+        let emu = KubeEmulator::start(EmulatorOptions {
+            kubernetes_version: version,
+            ..Default::default()
+        })
+        .await;
+        emu.register_crd_file(inference_testenv::crds_dir().join("inferenceendpoint.yaml"));
+        let client = inference_testenv::client_for(&emu.url(), "default");
+        let ieps: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource());
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": "inline"},
+            "spec": {
+                "elasticsearch": {"url": "https://es:9200"},
+                "taskType": "rerank",
+                "service": {"name": "cohere", "settings": {"model_id": "m", "api_key": KEY},
+                            "secretSettings": {"api_key": {"secretKeyRef": {"name": "c", "key": "k"}}}}
+            }
+        }))
+        .unwrap();
+        let Err(kube::Error::Api(status)) = ieps.create(&PostParams::default(), &object).await
+        else {
+            panic!("{version:?}: an inline secret was admitted");
+        };
+        assert!(
+            status.message.contains(
+                "spec.service.settings.api_key: Forbidden: api_key is a secret and must not be written in the spec"
+            ),
+            "{version:?}: {}",
+            status.message
+        );
+        assert!(!status.message.contains(KEY), "{version:?}: {}", status.message);
+    }
+}

@@ -53,9 +53,12 @@ pub fn settings_schema(_: &mut SchemaGenerator) -> Schema {
     let mut properties = Map::new();
     for name in inline_secret_names() {
         // `size(self) < 0` never holds: the property exists only to be refused.
+        // `FieldValueForbidden`: from 1.35 a failed rule otherwise shows the scalar it refused,
+        // here the very secret (docs/reference/kubernetes-api.md#cel-message-format).
         let refuse = serde_json::json!([{
             "rule": "size(self) < 0",
             "message": inline_secret_message(&name),
+            "reason": "FieldValueForbidden",
         }]);
         let schema = if name == "secret_parameters" || name == "secretParameters" {
             serde_json::json!({
