@@ -651,6 +651,45 @@ async fn inline_secrets_are_refused_without_echoing_them() {
             "{version:?}: {}",
             status.message
         );
-        assert!(!status.message.contains(KEY), "{version:?}: {}", status.message);
+        assert!(
+            !status.message.contains(KEY),
+            "{version:?}: {}",
+            status.message
+        );
     }
+}
+
+/// A rule under a map entry names the entry the way the API server does
+/// (`secretSettings[api_key]`, seen on a real kube-apiserver 1.34.9), while schema errors inside
+/// it keep the dot (`secretSettings.api_key.secretKeyRef.name`).
+#[tokio::test]
+async fn errors_under_a_map_entry_use_the_api_servers_path() {
+    let env = TestEnv::start().await;
+    let service = |source: Value| {
+        json!({
+            "elasticsearch": {"url": "https://es:9200"},
+            "taskType": "rerank",
+            "service": {"name": "some-future-service", "secretSettings": {"api_key": source}}
+        })
+    };
+    let err = create(&env, "both-sources", service(json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains(r#"spec.service.secretSettings[api_key]: Invalid value: "object": exactly one of secretKeyRef or secretRef must be set"#),
+        "{err}"
+    );
+    let err = create(
+        &env,
+        "bad-name",
+        service(json!({"secretKeyRef": {"name": "C_bad", "key": "k"}})),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains(
+            r#"spec.service.secretSettings.api_key.secretKeyRef.name: Invalid value: "C_bad""#
+        ),
+        "{err}"
+    );
 }
