@@ -429,7 +429,7 @@ async fn watch(
             };
             if seen.get(name) != Some(&line) {
                 println!(
-                    "{:>6.2}s  {name:<20} {line}",
+                    "{:>6.2}s  {name:<24} {line}",
                     applied_at.elapsed().as_secs_f64()
                 );
                 seen.insert(name.clone(), line);
