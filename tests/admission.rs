@@ -37,21 +37,52 @@ async fn every_example_is_accepted() {
     let env = TestEnv::start().await;
     let ieps: Api<DynamicObject> =
         Api::namespaced_with(env.client.clone(), &env.namespace, &resource());
-    let mut accepted = 0;
+    let mut accepted = std::collections::BTreeSet::new();
     for (file, doc) in examples() {
         if doc["kind"] != "InferenceEndpoint" {
             continue;
         }
+        let kind = example_kind(&doc);
         let object: DynamicObject = serde_json::from_value(doc).unwrap();
         ieps.create(&PostParams::default(), &object)
             .await
             .unwrap_or_else(|e| panic!("{file} rejected: {e}"));
-        accepted += 1;
+        accepted.insert(kind);
     }
-    assert!(
-        accepted >= 2,
-        "text_embedding and completion examples exist"
-    );
+    // The examples docs/services.md and the README promise, one per service and credential kind.
+    for kind in [
+        "azureOpenAI/apiKeySecretRef text_embedding",
+        "azureOpenAI/apiKeySecretRef completion",
+        "azureOpenAI/oauth2 text_embedding",
+        "openai text_embedding",
+        "cohere rerank",
+        "amazonbedrock text_embedding",
+        "googlevertexai text_embedding",
+        "elasticsearch sparse_embedding",
+        "custom text_embedding",
+    ] {
+        assert!(
+            accepted.contains(kind),
+            "no example for {kind}: {accepted:?}"
+        );
+    }
+}
+
+/// `<service or azureOpenAI/credential> <taskType>` of an example InferenceEndpoint.
+fn example_kind(doc: &Value) -> String {
+    let spec = &doc["spec"];
+    let service = match spec["service"]["name"].as_str() {
+        Some(name) => name.to_owned(),
+        None => {
+            let azure = spec["azureOpenAI"].as_object().expect("a service block");
+            let credential = ["apiKeySecretRef", "entraIdSecretRef", "oauth2"]
+                .into_iter()
+                .find(|k| azure.contains_key(*k))
+                .expect("an Azure credential");
+            format!("azureOpenAI/{credential}")
+        }
+    };
+    format!("{service} {}", spec["taskType"].as_str().unwrap())
 }
 
 /// A valid spec; the table below breaks one field of it at a time.
@@ -692,4 +723,64 @@ async fn errors_under_a_map_entry_use_the_api_servers_path() {
         ),
         "{err}"
     );
+}
+
+/// Every Secret reference (`*SecretRef`, `secretKeyRef`, `secretRef`) under `value`: the
+/// Secret's name and, for one key, the key.
+fn secret_refs(value: &Value, out: &mut Vec<(String, Option<String>)>) {
+    match value {
+        Value::Object(map) => {
+            for (field, inner) in map {
+                let is_ref =
+                    field.ends_with("SecretRef") || field == "secretKeyRef" || field == "secretRef";
+                if let (true, Some(name)) = (is_ref, inner["name"].as_str()) {
+                    out.push((name.to_owned(), inner["key"].as_str().map(str::to_owned)));
+                }
+                secret_refs(inner, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| secret_refs(v, out)),
+        _ => {}
+    }
+}
+
+/// Each example file applies on its own: every Secret an InferenceEndpoint of the file names is
+/// in the same file, carries the opt-in label (the operator reads no other Secret,
+/// docs/security.md#secrets-opt-in) and holds the key the reference names.
+#[test]
+fn every_example_file_carries_the_labelled_secrets_it_references() {
+    let docs = examples();
+    let mut checked = 0;
+    for (file, doc) in docs
+        .iter()
+        .filter(|(_, d)| d["kind"] == "InferenceEndpoint")
+    {
+        let mut refs = vec![];
+        secret_refs(&doc["spec"], &mut refs);
+        assert!(!refs.is_empty(), "{file}: no Secret referenced");
+        for (name, key) in refs {
+            let secret = docs
+                .iter()
+                .find(|(f, d)| f == file && d["kind"] == "Secret" && d["metadata"]["name"] == name)
+                .map(|(_, d)| d)
+                .unwrap_or_else(|| panic!("{file}: Secret {name} is not in the file"));
+            assert_eq!(
+                secret["metadata"]["labels"]["esinference.io/credentials"], "true",
+                "{file}: Secret {name} lacks the label esinference.io/credentials: \"true\""
+            );
+            let data = secret["stringData"].as_object();
+            assert!(
+                data.is_some_and(|d| !d.is_empty()),
+                "{file}: Secret {name} has no stringData"
+            );
+            if let Some(key) = key {
+                assert!(
+                    data.is_some_and(|d| d.contains_key(&key)),
+                    "{file}: Secret {name} has no key {key}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "{checked} references checked");
 }

@@ -1,4 +1,7 @@
-//! `cargo run -p inference-testenv --bin sandbox [-- --es-version 9.1.0] [--exit-when-ready]`
+//! `cargo run -p inference-testenv --bin sandbox [-- --es-version 9.4.0] [--exit-when-ready]`
+//!
+//! The default version is 9.4.0, the first release that takes every example (Azure OAuth2 arrived
+//! in 9.4).
 //!
 //! Builds the operator (debug profile, the same build the tests use), then runs it against an
 //! emulated cluster and Elasticsearch with `examples/` applied. See `inference_testenv::tools::sandbox`.
@@ -10,7 +13,7 @@ use std::time::Duration;
 use inference_testenv::tools::sandbox::{run, SandboxOptions};
 
 fn main() -> ExitCode {
-    let mut es_version = "9.1.0".to_owned();
+    let mut es_version = "9.4.0".to_owned();
     let mut exit_when_ready = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

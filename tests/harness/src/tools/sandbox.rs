@@ -2,22 +2,27 @@
 //!
 //! Starts the Kubernetes API emulator (with `crds/`) and the Elasticsearch double, writes a
 //! kubeconfig so `kubectl` works against the emulator, runs the real operator binary against
-//! them, applies every object in `examples/` — unchanged except that `spec.elasticsearch.url`
-//! points at the double, whose users and fake Azure accept the examples' placeholder
-//! credentials — and prints each InferenceEndpoint's Ready condition as it changes.
+//! them, applies every object in `examples/` as `kubectl apply --server-side -f examples/` would
+//! — unchanged except that `spec.elasticsearch.url` points at the double, whose users, fake
+//! Azure and fake providers accept the placeholder credentials the examples reference — and
+//! prints each InferenceEndpoint's Ready condition as it changes.
+//!
+//! Several example files carry the same Secret (the Elasticsearch credentials), so each file
+//! can be applied alone; applying them all is idempotent, as long as the copies agree
+//! ([`example_documents`] refuses copies that differ).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::process::{Child, Command};
 
 use crate::env::{client_for, crds_dir};
-use crate::es::{EsAuth, EsDouble, EsOptions};
+use crate::es::{aws_credential, custom_credential, EsAuth, EsDouble, EsOptions, ProviderOutcome};
 use crate::kube::{EmulatorOptions, KubeEmulator};
 
 pub struct SandboxOptions {
@@ -39,6 +44,13 @@ pub struct SandboxReport {
     /// Time from applying the examples until every InferenceEndpoint was Ready.
     pub all_ready_after: Option<Duration>,
     pub endpoints: BTreeMap<String, String>,
+    /// What the double holds once everything was Ready: each endpoint's inference id and
+    /// `service`.
+    pub elasticsearch: BTreeMap<String, String>,
+    /// Provider validation calls the fake providers accepted, by service (Azure excluded).
+    pub accepted_provider_calls: BTreeMap<String, usize>,
+    /// `deployment_stats.state` of each in-cluster model deployment, by inference id.
+    pub deployments: BTreeMap<String, String>,
 }
 
 pub fn examples_dir() -> PathBuf {
@@ -53,7 +65,8 @@ fn resource() -> ApiResource {
     ))
 }
 
-/// Every YAML document in `examples/`.
+/// Every YAML document in `examples/`. An object (kind, namespace, name) that several files
+/// carry must be the same in each: applying them all would otherwise depend on the order.
 pub fn example_documents() -> Result<Vec<Value>, String> {
     let mut paths: Vec<_> = std::fs::read_dir(examples_dir())
         .map_err(|e| format!("examples/: {e}"))?
@@ -61,34 +74,147 @@ pub fn example_documents() -> Result<Vec<Value>, String> {
         .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
         .collect();
     paths.sort();
-    let mut documents = vec![];
+    let mut documents: Vec<Value> = vec![];
     for path in paths {
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let docs: Vec<Value> =
             serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        documents.extend(docs.into_iter().filter(|d| !d.is_null()));
+        for doc in docs.into_iter().filter(|d| !d.is_null()) {
+            match documents.iter().find(|d| identity(d) == identity(&doc)) {
+                Some(known) if *known == doc => {}
+                Some(_) => {
+                    return Err(format!(
+                        "{}: {:?} differs from its copy in another example file",
+                        path.display(),
+                        identity(&doc)
+                    ))
+                }
+                None => documents.push(doc),
+            }
+        }
     }
     Ok(documents)
 }
 
-/// Credentials found in the examples' Secrets, so the double accepts exactly those.
-fn placeholder_credentials(documents: &[Value]) -> (EsAuth, Vec<String>) {
-    let mut auth = EsAuth::default();
-    let mut azure_keys = vec![];
-    for doc in documents.iter().filter(|d| d["kind"] == "Secret") {
-        let data = &doc["stringData"];
-        if let (Some(user), Some(password)) = (data["username"].as_str(), data["password"].as_str())
-        {
-            auth.basic.push((user.to_owned(), password.to_owned()));
+/// (kind, namespace, name) of a manifest.
+fn identity(doc: &Value) -> (String, String, String) {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+    (
+        s(&doc["kind"]),
+        namespace.to_owned(),
+        s(&doc["metadata"]["name"]),
+    )
+}
+
+/// What the double must accept so the examples' placeholder credentials work.
+#[derive(Default)]
+struct Placeholders {
+    /// Elasticsearch users and API keys (from `spec.elasticsearch.credentialsSecretRef`).
+    es: EsAuth,
+    /// Azure OpenAI api keys, Entra ID tokens and OAuth2 client secrets.
+    azure: Vec<String>,
+    /// Credential identities of the other services, as [`crate::es::FakeProviders`] names them.
+    providers: Vec<String>,
+}
+
+/// The examples' Secrets (`stringData`) by namespace and name.
+struct Secrets<'a>(BTreeMap<(String, String), &'a Map<String, Value>>);
+
+impl<'a> Secrets<'a> {
+    fn of(documents: &'a [Value]) -> Self {
+        let secrets = documents.iter().filter(|d| d["kind"] == "Secret");
+        Secrets(
+            secrets
+                .filter_map(|d| {
+                    let (_, namespace, name) = identity(d);
+                    Some(((namespace, name), d["stringData"].as_object()?))
+                })
+                .collect(),
+        )
+    }
+
+    /// The Secret a `{name}` reference names.
+    fn data(&self, namespace: &str, reference: &Value) -> Option<&'a Map<String, Value>> {
+        let name = reference["name"].as_str()?;
+        self.0
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .copied()
+    }
+
+    /// The text of the key a `{name, key}` reference names, trimmed as the operator reads it
+    /// (`src/secrets.rs`: a key file's final newline is not part of the key).
+    fn key(&self, namespace: &str, reference: &Value) -> Option<&'a str> {
+        let data = self.data(namespace, reference)?;
+        data.get(reference["key"].as_str()?)?
+            .as_str()
+            .map(str::trim)
+    }
+}
+
+/// The credentials each example InferenceEndpoint references, read from the examples' Secrets,
+/// so the double accepts exactly those.
+fn placeholder_credentials(documents: &[Value]) -> Placeholders {
+    let secrets = Secrets::of(documents);
+    let mut found = Placeholders::default();
+    for doc in documents
+        .iter()
+        .filter(|d| d["kind"] == "InferenceEndpoint")
+    {
+        let (_, ns, _) = identity(doc);
+        let spec = &doc["spec"];
+        if let Some(data) = secrets.data(&ns, &spec["elasticsearch"]["credentialsSecretRef"]) {
+            let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
+            if let (Some(user), Some(password)) = (text("username"), text("password")) {
+                found.es.basic.push((user, password));
+            }
+            found.es.api_keys.extend(text("apiKey"));
         }
-        if let Some(key) = data["apiKey"].as_str() {
-            // An Elasticsearch API key or an Azure key: accept it in both places.
-            auth.api_keys.push(key.to_owned());
-            azure_keys.push(key.to_owned());
+        let azure = &spec["azureOpenAI"];
+        for reference in [
+            &azure["apiKeySecretRef"],
+            &azure["entraIdSecretRef"],
+            &azure["oauth2"]["clientSecretSecretRef"],
+        ] {
+            found
+                .azure
+                .extend(secrets.key(&ns, reference).map(str::to_owned));
+        }
+        if let Some(settings) = spec["service"]["secretSettings"].as_object() {
+            found
+                .providers
+                .extend(provider_credential(&secrets, &ns, settings));
         }
     }
-    (auth, azure_keys)
+    found
+}
+
+/// A service's credential identity (see `crate::es::FakeProviders`): one key's value, the Amazon
+/// pair, or `custom`'s whole map (a `secretRef`: every key of the Secret).
+fn provider_credential(
+    secrets: &Secrets<'_>,
+    namespace: &str,
+    settings: &Map<String, Value>,
+) -> Option<String> {
+    let one = |name: &str| secrets.key(namespace, &settings.get(name)?["secretKeyRef"]);
+    if let (Some(access), Some(secret_key)) = (one("access_key"), one("secret_key")) {
+        return Some(aws_credential(access, secret_key));
+    }
+    let whole = settings
+        .values()
+        .find_map(|s| secrets.data(namespace, &s["secretRef"]));
+    if let Some(map) = whole {
+        let pairs: Vec<(&str, &str)> = map
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default().trim()))
+            .collect();
+        return Some(custom_credential(&pairs));
+    }
+    settings
+        .values()
+        .find_map(|s| secrets.key(namespace, &s["secretKeyRef"]))
+        .map(str::to_owned)
 }
 
 struct Operator(Child);
@@ -111,15 +237,18 @@ pub async fn run(options: SandboxOptions) -> Result<SandboxReport, String> {
             kube.register_crd_file(&path);
         }
     }
-    let (auth, azure_keys) = placeholder_credentials(&documents);
+    let placeholders = placeholder_credentials(&documents);
     let es = EsDouble::start(EsOptions {
         version: options.es_version.clone(),
-        auth,
+        auth: placeholders.es,
         ..EsOptions::default()
     })
     .await;
-    for key in &azure_keys {
+    for key in &placeholders.azure {
         es.azure().accept_credential(key);
+    }
+    for credential in &placeholders.providers {
+        es.providers().accept_credential(credential);
     }
     let kubeconfig = options.work_dir.join("kubeconfig");
     kube.write_kubeconfig(&kubeconfig)
@@ -151,14 +280,49 @@ pub async fn run(options: SandboxOptions) -> Result<SandboxReport, String> {
     println!();
 
     if options.exit_when_ready {
-        return watch(&client, &names, applied_at, &options).await;
+        let (all_ready_after, endpoints) = watch(&client, &names, applied_at, &options).await?;
+        return Ok(report(&es, all_ready_after, endpoints));
     }
     tokio::select! {
-        result = watch(&client, &names, applied_at, &options) => result,
+        result = watch(&client, &names, applied_at, &options) => {
+            result.map(|(after, endpoints)| report(&es, after, endpoints))
+        }
         _ = tokio::signal::ctrl_c() => {
             println!("\nstopping");
-            Ok(SandboxReport { all_ready_after: None, endpoints: BTreeMap::new() })
+            Ok(report(&es, None, BTreeMap::new()))
         }
+    }
+}
+
+/// What the double holds and saw, for the report.
+fn report(
+    es: &EsDouble,
+    all_ready_after: Option<Duration>,
+    endpoints: BTreeMap<String, String>,
+) -> SandboxReport {
+    let mut elasticsearch = BTreeMap::new();
+    let mut deployments = BTreeMap::new();
+    for id in es.endpoint_ids() {
+        let service = es.endpoint(&id).map(|e| e["service"].clone());
+        let service = service.and_then(|s| s.as_str().map(str::to_owned));
+        elasticsearch.insert(id.clone(), service.unwrap_or_default());
+        if let Some(stats) = es.deployment_stats(&id) {
+            let state = stats["state"].as_str().unwrap_or_default().to_owned();
+            deployments.insert(id, state);
+        }
+    }
+    let mut accepted_provider_calls = BTreeMap::new();
+    for call in es.providers().calls() {
+        if call.outcome == ProviderOutcome::Accept {
+            *accepted_provider_calls.entry(call.service).or_insert(0) += 1;
+        }
+    }
+    SandboxReport {
+        all_ready_after,
+        endpoints,
+        elasticsearch,
+        accepted_provider_calls,
+        deployments,
     }
 }
 
@@ -183,7 +347,9 @@ fn start_operator(binary: &Path, kubeconfig: &Path, log_path: &Path) -> Result<O
     Ok(Operator(child))
 }
 
-/// Create the example objects; InferenceEndpoints are pointed at the double.
+/// Apply the example objects server-side (as `kubectl apply --server-side` does, so a Secret that
+/// several files carry is applied once per file without conflict); InferenceEndpoints are
+/// pointed at the double.
 async fn apply(
     client: &kube::Client,
     documents: &[Value],
@@ -222,15 +388,13 @@ async fn apply(
                 "examples/ holds a {kind}, which the sandbox does not apply"
             ));
         };
-        let object: DynamicObject = serde_json::from_value(doc).map_err(|e| e.to_string())?;
-        api.create(&PostParams::default(), &object)
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        api.patch(&name, &PatchParams::apply("kubectl"), &Patch::Apply(&doc))
             .await
-            .map_err(|e| {
-                format!(
-                    "applying {resource} {}: {e}",
-                    object.metadata.name.clone().unwrap_or_default()
-                )
-            })?;
+            .map_err(|e| format!("applying {resource} {name}: {e}"))?;
     }
     Ok(names)
 }
@@ -241,7 +405,7 @@ async fn watch(
     names: &[String],
     applied_at: Instant,
     options: &SandboxOptions,
-) -> Result<SandboxReport, String> {
+) -> Result<(Option<Duration>, BTreeMap<String, String>), String> {
     let api = Api::<DynamicObject>::namespaced_with(client.clone(), "default", &resource());
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut all_ready_after = None;
@@ -265,7 +429,7 @@ async fn watch(
             };
             if seen.get(name) != Some(&line) {
                 println!(
-                    "{:>6.2}s  {name:<20} {line}",
+                    "{:>6.2}s  {name:<24} {line}",
                     applied_at.elapsed().as_secs_f64()
                 );
                 seen.insert(name.clone(), line);
@@ -296,8 +460,5 @@ async fn watch(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(SandboxReport {
-        all_ready_after,
-        endpoints: seen,
-    })
+    Ok((all_ready_after, seen))
 }
