@@ -611,3 +611,85 @@ mod bounds_and_names {
         );
     }
 }
+
+/// A secret written inline in `spec.service.settings` is refused without being quoted back, on
+/// every release: Kubernetes 1.35 shows a failed rule's scalar value (`Invalid value: "sk-..."`)
+/// unless the rule's reason is `FieldValueForbidden` (`field.Forbidden` prints no value;
+/// docs/reference/kubernetes-api.md#cel-message-format).
+#[tokio::test]
+async fn inline_secrets_are_refused_without_echoing_them() {
+    use inference_testenv::kube::{EmulatorOptions, KubeEmulator, KubeVersion};
+    const KEY: &str = "sk-CANARY-inline-0123456789";
+    for version in [KubeVersion::DEFAULT, KubeVersion::new(1, 35, 0)] {
+        let emu = KubeEmulator::start(EmulatorOptions {
+            kubernetes_version: version,
+            ..Default::default()
+        })
+        .await;
+        emu.register_crd_file(inference_testenv::crds_dir().join("inferenceendpoint.yaml"));
+        let client = inference_testenv::client_for(&emu.url(), "default");
+        let ieps: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource());
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": "inline"},
+            "spec": {
+                "elasticsearch": {"url": "https://es:9200"},
+                "taskType": "rerank",
+                "service": {"name": "cohere", "settings": {"model_id": "m", "api_key": KEY},
+                            "secretSettings": {"api_key": {"secretKeyRef": {"name": "c", "key": "k"}}}}
+            }
+        }))
+        .unwrap();
+        let Err(kube::Error::Api(status)) = ieps.create(&PostParams::default(), &object).await
+        else {
+            panic!("{version:?}: an inline secret was admitted");
+        };
+        assert!(
+            status.message.contains(
+                "spec.service.settings.api_key: Forbidden: api_key is a secret and must not be written in the spec"
+            ),
+            "{version:?}: {}",
+            status.message
+        );
+        assert!(
+            !status.message.contains(KEY),
+            "{version:?}: {}",
+            status.message
+        );
+    }
+}
+
+/// A rule under a map entry names the entry the way the API server does
+/// (`secretSettings[api_key]`, seen on a real kube-apiserver 1.34.9), while schema errors inside
+/// it keep the dot (`secretSettings.api_key.secretKeyRef.name`).
+#[tokio::test]
+async fn errors_under_a_map_entry_use_the_api_servers_path() {
+    let env = TestEnv::start().await;
+    let service = |source: Value| {
+        json!({
+            "elasticsearch": {"url": "https://es:9200"},
+            "taskType": "rerank",
+            "service": {"name": "some-future-service", "secretSettings": {"api_key": source}}
+        })
+    };
+    let err = create(&env, "both-sources", service(json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains(r#"spec.service.secretSettings[api_key]: Invalid value: "object": exactly one of secretKeyRef or secretRef must be set"#),
+        "{err}"
+    );
+    let err = create(
+        &env,
+        "bad-name",
+        service(json!({"secretKeyRef": {"name": "C_bad", "key": "k"}})),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains(
+            r#"spec.service.secretSettings.api_key.secretKeyRef.name: Invalid value: "C_bad""#
+        ),
+        "{err}"
+    );
+}

@@ -53,9 +53,12 @@ pub fn settings_schema(_: &mut SchemaGenerator) -> Schema {
     let mut properties = Map::new();
     for name in inline_secret_names() {
         // `size(self) < 0` never holds: the property exists only to be refused.
+        // `FieldValueForbidden`: from 1.35 a failed rule otherwise shows the scalar it refused,
+        // here the very secret (docs/reference/kubernetes-api.md#cel-message-format).
         let refuse = serde_json::json!([{
             "rule": "size(self) < 0",
             "message": inline_secret_message(&name),
+            "reason": "FieldValueForbidden",
         }]);
         let schema = if name == "secret_parameters" || name == "secretParameters" {
             serde_json::json!({
@@ -114,9 +117,9 @@ fn by_service(value: impl Fn(&ServiceProfile) -> String) -> String {
 fn secret_count(keys: &SecretKeys) -> (usize, usize) {
     match keys {
         SecretKeys::None => (0, 0),
-        SecretKeys::OneOf(_) | SecretKeys::Map(_) => (1, 1),
+        SecretKeys::OneOf(_) => (1, 1),
         SecretKeys::AllOf(keys) => (keys.len(), keys.len()),
-        SecretKeys::Optional(_) => (0, 1),
+        SecretKeys::Optional(_) | SecretKeys::Map(_) => (0, 1),
     }
 }
 

@@ -298,6 +298,76 @@ mod tests {
     }
 
     #[test]
+    fn azure_oauth2_sends_its_fields_and_the_client_secret_and_needs_9_4() {
+        let mut spec = embedding();
+        let azure = spec["azureOpenAI"].as_object_mut().unwrap();
+        azure.remove("apiKeySecretRef");
+        azure.insert(
+            "oauth2".into(),
+            json!({"clientId": "cid", "tenantId": "tid", "scopes": ["s/.default"],
+                   "clientSecretSecretRef": {"name": "oauth", "key": "secret"}}),
+        );
+        spec.as_object_mut().unwrap().remove("chunkingSettings");
+        let d = desired(&iep(spec)).unwrap();
+        assert_eq!(d.secret_fields(), ["client_secret"]);
+        let ss = &d.config.service_settings;
+        assert_eq!(ss["client_id"], "cid");
+        assert_eq!(ss["tenant_id"], "tid");
+        assert_eq!(ss["scopes"], json!(["s/.default"]));
+        let v = |s: &str| EsVersion::parse(s).unwrap();
+        let err = check_supported(&d, &v("9.3.2")).unwrap_err();
+        assert!(
+            err.message
+                .contains("OAuth2 client credentials need Elasticsearch 9.4+"),
+            "{}",
+            err.message
+        );
+        assert!(check_supported(&d, &v("9.4.0")).is_ok());
+    }
+
+    #[test]
+    fn generic_block_passes_settings_through_and_reads_each_secret() {
+        let d = desired(&iep(json!({
+            "elasticsearch": {"url": "http://es:9200"},
+            "taskType": "text_embedding",
+            "service": {
+                "name": "amazonbedrock",
+                "settings": {"region": "us-east-1", "model": "amazon.titan-embed-text-v2:0",
+                             "provider": "amazontitan", "rate_limit": {"requests_per_minute": 60}},
+                "secretSettings": {
+                    "secret_key": {"secretKeyRef": {"name": "aws", "key": "secret"}},
+                    "access_key": {"secretKeyRef": {"name": "aws", "key": "access"}}
+                },
+                "taskSettings": {}
+            },
+            "chunkingSettings": {"strategy": "sentence", "maxChunkSize": 250}
+        })))
+        .unwrap();
+        assert_eq!(d.config.service, "amazonbedrock");
+        assert_eq!(
+            Value::Object(d.config.service_settings.clone()),
+            json!({"region": "us-east-1", "model": "amazon.titan-embed-text-v2:0",
+                   "provider": "amazontitan", "rate_limit": {"requests_per_minute": 60}})
+        );
+        assert_eq!(d.secret_fields(), ["access_key", "secret_key"]);
+        assert!(d.config.chunking_settings.is_some());
+        let custom = desired(&iep(json!({
+            "elasticsearch": {"url": "http://es:9200"},
+            "taskType": "completion",
+            "service": {"name": "custom", "settings": {"url": "https://x", "request": "{}"},
+                        "secretSettings": {"secret_parameters": {"secretRef": {"name": "params"}}}}
+        })))
+        .unwrap();
+        assert_eq!(
+            custom.secrets,
+            vec![SecretInput {
+                field: "secret_parameters".into(),
+                from: SecretFrom::Secret("params".into())
+            }]
+        );
+    }
+
+    #[test]
     fn objects_that_bypassed_admission_are_reported_not_sent() {
         let mut spec = embedding();
         spec["azureOpenAI"]["entraIdSecretRef"] = json!({"name": "entra", "key": "token"});

@@ -30,10 +30,10 @@ fn explain(error: &EsError, class: ErrorClass) -> String {
             let host = error
                 .api()
                 .and_then(|a| a.unknown_host())
-                .unwrap_or_else(|| "of the Azure OpenAI resource".to_owned());
+                .unwrap_or_else(|| "of the provider".to_owned());
             format!(
-                "Elasticsearch cannot resolve the Azure OpenAI host {host}: check \
-                 spec.azureOpenAI.resourceName. Tried again at every periodic re-check. {es}"
+                "Elasticsearch cannot resolve the host {host}: check spec.azureOpenAI.resourceName, \
+                 or the url in spec.service.settings. Tried again at every periodic re-check. {es}"
             )
         }
         ErrorClass::InferenceIdReferenced => format!(

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::controller::conditions::{Applied, Failure, Reason};
 use crate::elasticsearch::normalize::{compare, default_chunking, legacy_chunking, Difference};
+use crate::elasticsearch::service::same_service;
 use crate::elasticsearch::{DeleteResponse, DeploymentStats, Endpoint, EsVersion};
 use crate::endpoint::EndpointConfig;
 
@@ -57,6 +58,19 @@ pub struct PlanInput<'a, 'e> {
     /// Status records a credential fingerprint: a pushed credential is a rotation, not an
     /// adoption.
     pub credential_recorded: bool,
+    /// How the endpoint's secrets can change (from the service table).
+    pub secrets: SecretRotation,
+}
+
+/// What a changed secret means for the endpoint's service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretRotation {
+    /// The endpoint has no secret (in-cluster models, EIS): nothing to push, ever.
+    NoSecrets,
+    /// `_update` carries the new secrets.
+    InPlace,
+    /// The service cannot rotate through `_update`: a new endpoint is needed.
+    NotInPlace,
 }
 
 /// The single action to take, and how its success is worded. The plan for an absent endpoint
@@ -136,6 +150,10 @@ pub fn plan<'e>(input: &PlanInput<'_, 'e>) -> Plan<'e> {
         Err(failure) => return Plan::Blocked(failure),
     };
     let done = match &change {
+        Change::Nothing if !input.owned => Applied::new(
+            Reason::Adopted,
+            format!("inference endpoint {id} in {cluster} matches the spec; this object now manages it"),
+        ),
         Change::Nothing => Applied::new(
             Reason::InSync,
             format!("inference endpoint {id} in {cluster} matches the spec"),
@@ -198,7 +216,7 @@ fn check_identity(input: &PlanInput<'_, '_>) -> Result<(), Failure> {
 /// What to do with the endpoint Elasticsearch holds.
 fn change(input: &PlanInput<'_, '_>, observed: &Endpoint) -> Result<Change, Failure> {
     let desired = input.desired;
-    if observed.service != desired.service {
+    if !same_service(&observed.service, &desired.service) {
         return Err(Failure::new(
             Reason::Conflict,
             format!(
@@ -216,10 +234,23 @@ fn change(input: &PlanInput<'_, '_>, observed: &Endpoint) -> Result<Change, Fail
     if !differences.is_empty() {
         return change_settings(input, observed, differences);
     }
-    if input.applied_fingerprint == Some(input.fingerprint) {
+    if input.applied_fingerprint == Some(input.fingerprint)
+        || input.secrets == SecretRotation::NoSecrets
+    {
         return Ok(Change::Nothing);
     }
-    if input.version.supports_update_api() {
+    if input.secrets == SecretRotation::NotInPlace && input.applied_fingerprint.is_some() {
+        return Err(Failure::new(
+            Reason::RotationUnsupported,
+            format!(
+                "the secret Secret changed, but service {} cannot rotate it through _update; \
+                 the endpoint keeps the previous secret: create a new InferenceEndpoint (or \
+                 set a new spec.inferenceId) to use the new one",
+                desired.service
+            ),
+        ));
+    }
+    if input.version.supports_update_api() && input.secrets == SecretRotation::InPlace {
         return Ok(Change::PushCredential);
     }
     match input.applied_fingerprint {
@@ -573,6 +604,7 @@ mod tests {
             chunking_reset_seen: false,
             cluster_name: "es",
             credential_recorded: false,
+            secrets: SecretRotation::InPlace,
         }
     }
 
@@ -772,6 +804,36 @@ mod tests {
     fn equal_endpoint_with_same_credential_needs_nothing() {
         let o = observed();
         assert_eq!(run(Some(&o), true, Some("fp-now"), "8.18.0"), Step::Nothing);
+    }
+
+    #[test]
+    fn services_without_secrets_never_push_one() {
+        let o = observed();
+        let no_secrets = |i: &mut PlanInput<'_, '_>| i.secrets = SecretRotation::NoSecrets;
+        // Adopting or re-recording an in-cluster endpoint writes nothing.
+        assert_eq!(
+            run_with(Some(&o), false, None, "9.1.0", no_secrets),
+            Step::Nothing
+        );
+        assert_eq!(
+            run_with(Some(&o), true, Some("fp-old"), "9.1.0", no_secrets),
+            Step::Nothing
+        );
+    }
+
+    #[test]
+    fn a_secret_the_service_cannot_rotate_in_place_is_reported() {
+        let o = observed();
+        let fixed = |i: &mut PlanInput<'_, '_>| i.secrets = SecretRotation::NotInPlace;
+        assert_eq!(
+            reason(run_with(Some(&o), true, Some("fp-old"), "9.1.0", fixed)),
+            Reason::RotationUnsupported
+        );
+        assert_eq!(
+            run_with(Some(&o), true, None, "9.1.0", fixed),
+            Step::Nothing,
+            "nothing recorded yet: record it"
+        );
     }
 
     #[test]

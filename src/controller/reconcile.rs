@@ -28,7 +28,7 @@ use crate::controller::identity::Identity;
 use crate::controller::ownership::{self, Claimant, Record};
 use crate::controller::plan::{
     chunking_reset_outcome, deployed, deploying_after_put, deployment_id, plan, still_deploying,
-    unused_before_recreate, users_can_be_listed, Change, Plan, PlanInput,
+    unused_before_recreate, users_can_be_listed, Change, Plan, PlanInput, SecretRotation,
 };
 use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::ServiceProfile;
@@ -381,6 +381,7 @@ fn decide<'e>(
         chunking_reset_seen: chunking_reset_seen(previous),
         cluster_name: &info.cluster_name,
         credential_recorded: previous.credential_fingerprint.is_some(),
+        secrets: secret_rotation(&desired.service, &observed.secrets),
     });
     if !awaits_deployment(desired, previous) {
         return plan;
@@ -460,6 +461,18 @@ fn deploying(config: &EndpointConfig, observed: &Observed, message: String) -> A
         reason: Reason::ModelDeploying,
         message,
         applied: recorded(config, observed, endpoint),
+    }
+}
+
+/// How the endpoint's secrets change, by the service table (services it does not know rotate
+/// through `_update`, as most do).
+fn secret_rotation(service: &str, secrets: &ServiceSecrets) -> SecretRotation {
+    if secrets.is_empty() {
+        SecretRotation::NoSecrets
+    } else if ServiceProfile::lookup(service).is_none_or(|p| p.rotates_in_place) {
+        SecretRotation::InPlace
+    } else {
+        SecretRotation::NotInPlace
     }
 }
 

@@ -209,7 +209,10 @@ pub fn update_body(
 
     // task_settings
     let mut ts = strip_empty(&desired.task_settings);
-    if version.update_can_clear_task_settings() {
+    // A service without a table entry is compared on the user's keys only, so what only
+    // Elasticsearch set is left alone.
+    let known = ServiceProfile::lookup(&desired.service).is_some();
+    if version.update_can_clear_task_settings() && known {
         if let Some(o) = observed {
             for key in o.task_settings.keys() {
                 if !ts.contains_key(key) {
@@ -247,18 +250,12 @@ pub fn update_body(
     })
 }
 
-/// Since when `_update` can change `service_settings.<key>` of `service` (services without a
-/// table entry: `rate_limit` from 9.5, as for most services).
+/// Since when `_update` can change `service_settings.<key>` of `service`. Nothing for services
+/// without a table entry: Elasticsearch's default ignores such changes silently
+/// (docs/reference/elasticsearch-services.md#update-settings), so they follow `updatePolicy`.
 pub(crate) fn updatable_since(service: &str, key: &str) -> Option<Since> {
-    match ServiceProfile::lookup(service) {
-        Some(p) => p.updatable_since(key),
-        None => (key == "rate_limit").then_some(UNKNOWN_SERVICE_RATE_LIMIT_UPDATE),
-    }
+    ServiceProfile::lookup(service).and_then(|p| p.updatable_since(key))
 }
-
-/// The rate limit of a service without a table entry is taken as updatable from 9.5, when
-/// `_update` began to accept service settings (inferred).
-const UNKNOWN_SERVICE_RATE_LIMIT_UPDATE: Since = Since::release(9, 5);
 
 /// The non-secret `service_settings` of `desired` that `_update` can change on `version`.
 fn updatable_service_settings(

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Number, Value};
 
 use super::body::{strip_empty, updatable_since, Endpoint, EndpointConfig};
-use super::service::{is_secret_field, ServiceProfile};
+use super::service::{is_secret_field, same_service, ServiceProfile};
 use super::version::EsVersion;
 
 /// One setting that differs. `None` = absent on that side.
@@ -63,7 +63,7 @@ pub fn chunking_acceptable_when_unset(observed: &Map<String, Value>) -> bool {
 /// the settings are not comparable (task type and service are immutable: delete + recreate).
 pub fn identity_matches(desired: &EndpointConfig, observed: &Endpoint) -> bool {
     desired.inference_id == observed.inference_id
-        && desired.service == observed.service
+        && same_service(&desired.service, &observed.service)
         && desired.task_type.as_str() == observed.task_type
 }
 
@@ -73,7 +73,8 @@ pub fn identity_matches(desired: &EndpointConfig, observed: &Endpoint) -> bool {
 ///   sides; keys the service table says Elasticsearch fills in (`dimensions`, `similarity` of
 ///   embeddings, ...) ignored unless the user set them; for services without a table entry,
 ///   every key only Elasticsearch reports is ignored (their defaults are unknown).
-/// * `task_settings`: empty ≡ absent; null values and empty maps dropped.
+/// * `task_settings`: empty ≡ absent; null values and empty maps dropped; for services without
+///   a table entry, keys only Elasticsearch reports are ignored.
 /// * `chunking_settings` (text_embedding): when unset, the default `sentence/250/1` and the
 ///   legacy `word/250/100` are both accepted.
 /// * numbers compare numerically (`1440` = `1440.0`).
@@ -97,7 +98,7 @@ pub fn compare(
             Some(&Value::from(observed.inference_id.as_str())),
         );
     }
-    if desired.service != observed.service {
+    if !same_service(&desired.service, &observed.service) {
         push(
             "service".into(),
             Some(&Value::from(desired.service.as_str())),
@@ -145,6 +146,8 @@ pub fn compare(
     for key in union_keys(&d_ts, &o_ts) {
         match (d_ts.get(&key), o_ts.get(&key)) {
             (Some(d), Some(o)) if json_eq(d, o) => {}
+            // A service without a table entry is compared on what the user set only.
+            (None, Some(_)) if profile.is_none() => {}
             (d, o) => push(format!("task_settings.{key}"), d, o),
         }
     }
@@ -550,7 +553,28 @@ mod tests {
     }
 
     #[test]
-    fn unknown_service_is_lenient_about_extra_observed_keys() {
+    fn unknown_service_is_compared_on_user_set_keys_only() {
+        let mut want = desired(TaskType::Rerank);
+        want.service = "some-future-service".into();
+        want.service_settings = m(json!({"model_id": "r1"}));
+        want.task_settings = m(json!({"top_n": 3}));
+        let mut obs = observed_embedding();
+        obs.task_type = "rerank".into();
+        obs.service = "some-future-service".into();
+        obs.chunking_settings = None;
+        obs.service_settings =
+            m(json!({"model_id": "r1", "rate_limit": {"requests_per_minute": 7}}));
+        obs.task_settings = m(json!({"top_n": 3, "return_documents": false}));
+        assert!(compare(&want, &obs, &v("9.4.0")).is_empty());
+        obs.task_settings = m(json!({"top_n": 4}));
+        assert_eq!(
+            paths(&compare(&want, &obs, &v("9.4.0"))),
+            ["task_settings.top_n"]
+        );
+    }
+
+    #[test]
+    fn openai_defaults_are_not_drift() {
         let mut want = desired(TaskType::TextEmbedding);
         want.service = "openai".into();
         want.service_settings = m(json!({"model_id": "text-embedding-3-small"}));

@@ -29,7 +29,7 @@ pub enum SecretKeys {
     AllOf(&'static [&'static str]),
     /// At most one of these strings, or none (an endpoint without a key sends no credential).
     Optional(&'static [&'static str]),
-    /// One key whose value is a map of strings (`custom`'s `secret_parameters`).
+    /// One key whose value is a map of strings (`custom`'s `secret_parameters`), or none.
     Map(&'static str),
 }
 
@@ -60,9 +60,9 @@ impl SecretKeys {
         let ok = unknown.is_empty()
             && match self {
                 SecretKeys::None => given.is_empty(),
-                SecretKeys::OneOf(_) | SecretKeys::Map(_) => given.len() == 1,
+                SecretKeys::OneOf(_) => given.len() == 1,
                 SecretKeys::AllOf(keys) => given.len() == keys.len(),
-                SecretKeys::Optional(_) => given.len() <= 1,
+                SecretKeys::Optional(_) | SecretKeys::Map(_) => given.len() <= 1,
             };
         if ok {
             Ok(())
@@ -88,7 +88,7 @@ impl SecretKeys {
             SecretKeys::Optional(keys) => {
                 format!("secretSettings {} or none", list(keys, "or"))
             }
-            SecretKeys::Map(key) => format!("secretSettings {key} (a whole Secret)"),
+            SecretKeys::Map(key) => format!("secretSettings {key} (a whole Secret) or none"),
         }
     }
 }
@@ -182,6 +182,20 @@ impl ServiceProfile {
     pub fn is_oauth2_field(&self, key: &str) -> bool {
         self.oauth2.is_some_and(|o| o.fields.contains(&key))
     }
+}
+
+/// Whether two service names are the same service: `elser` is the deprecated alias of
+/// `elasticsearch`, and releases differ in which name GET reports
+/// (docs/reference/elasticsearch-services.md#in-cluster-deployments).
+pub fn same_service(a: &str, b: &str) -> bool {
+    fn canonical(s: &str) -> &str {
+        if s == "elser" {
+            "elasticsearch"
+        } else {
+            s
+        }
+    }
+    canonical(a) == canonical(b)
 }
 
 /// Every secret key name in the table (and their camelCase spellings): what admission refuses

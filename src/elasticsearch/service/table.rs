@@ -5,6 +5,12 @@
 //!
 //! `rate_limit` appears in `filled_in` where Elasticsearch fills a default the table does not
 //! carry; where it carries the default, both sides are compared with it filled in.
+//!
+//! `updatable` lists only what is verified for a release: Elasticsearch's default
+//! `updateServiceSettings` ignores non-secret settings silently, and the per-service overrides of
+//! 2026 (rate limits of ai21, groq, watsonx, ...) are in no release notes yet
+//! (docs/reference/elasticsearch-services.md#update-settings). A change of any other setting
+//! follows `updatePolicy`.
 
 use super::{Gate, OAuth2, SecretKeys, ServiceProfile};
 use crate::elasticsearch::version::Since;
@@ -21,10 +27,6 @@ const AWS: SecretKeys = SecretKeys::AllOf(&["access_key", "secret_key"]);
 
 fn none(_: TaskType) -> Option<u64> {
     None
-}
-
-fn nothing(_: TaskType) -> &'static [&'static str] {
-    &[]
 }
 
 /// Embeddings learn `dimensions` and `similarity` from the provider; the rate limit default
@@ -76,12 +78,20 @@ pub const AZURE_OPENAI: ServiceProfile = ServiceProfile {
     deploys_model: false,
 };
 
+/// 8.19 on the 8.x line, 9.1 on 9.x (9.0 does not have it): where most 2025 services and task
+/// types arrived (first `elasticsearch-specification` branches listing them).
+const LATE_2025: Since = Since {
+    from: (9, 1),
+    backports: &[(8, 19, 0)],
+};
+
 pub const OPENAI: ServiceProfile = ServiceProfile {
     service: "openai",
     tasks: &[
         (TextEmbedding, since(8, 12)),
         (Completion, since(8, 12)),
         (ChatCompletion, since(8, 18)),
+        (Embedding, since(9, 5)),
     ],
     secrets: SecretKeys::OneOf(&["api_key", "client_secret"]),
     rotates_in_place: true,
@@ -91,17 +101,24 @@ pub const OPENAI: ServiceProfile = ServiceProfile {
         _ => None,
     },
     filled_in: |task| match task {
-        TextEmbedding => &["dimensions", "similarity"],
+        TextEmbedding | Embedding => &["dimensions", "similarity"],
         _ => &[],
     },
-    updatable: &[("rate_limit", since(9, 5))],
+    updatable: &[],
     gates: &[],
-    oauth2: None,
+    // OAuth2 client credentials: elastic/elasticsearch#150132, 9.5.0.
+    oauth2: Some(OAuth2 {
+        secret: "client_secret",
+        fields: &["client_id", "scopes", "token_url"],
+        since: since(9, 5),
+    }),
     deploys_model: false,
 };
 
 pub const COHERE: ServiceProfile = ServiceProfile {
     service: "cohere",
+    // rerank and completion are on every specification branch from 8.18; their first release
+    // is taken from the per-service API's `since` (inferred).
     tasks: &[
         (TextEmbedding, since(8, 13)),
         (Rerank, since(8, 14)),
@@ -114,7 +131,7 @@ pub const COHERE: ServiceProfile = ServiceProfile {
         TextEmbedding => &["dimensions", "similarity", "embedding_type"],
         _ => &[],
     },
-    updatable: &[("rate_limit", since(9, 5))],
+    updatable: &[],
     gates: &[],
     oauth2: None,
     deploys_model: false,
@@ -125,7 +142,7 @@ pub const AMAZON_BEDROCK: ServiceProfile = ServiceProfile {
     tasks: &[
         (TextEmbedding, since(8, 15)),
         (Completion, since(8, 15)),
-        (ChatCompletion, since(9, 2)),
+        (ChatCompletion, since(9, 4)),
     ],
     secrets: AWS,
     rotates_in_place: true,
@@ -134,59 +151,59 @@ pub const AMAZON_BEDROCK: ServiceProfile = ServiceProfile {
         TextEmbedding => &["dimensions", "similarity"],
         _ => &[],
     },
-    updatable: &[("rate_limit", since(9, 5))],
+    updatable: &[],
     gates: &[],
     oauth2: None,
     deploys_model: false,
 };
 
-pub const ELASTICSEARCH: ServiceProfile = ServiceProfile {
-    service: "elasticsearch",
-    tasks: &[
+const ALLOCATIONS: &[(&str, Since)] = &[
+    ("num_allocations", since(8, 17)),
+    ("adaptive_allocations", since(8, 17)),
+];
+
+/// `elasticsearch` and its deprecated alias `elser`: in-cluster models, no secret; GET shows the
+/// default `model_id` when the user left it out; `_update` changes the allocations from 8.17.
+const fn in_cluster(service: &'static str, tasks: &'static [(TaskType, Since)]) -> ServiceProfile {
+    ServiceProfile {
+        service,
+        tasks,
+        secrets: SecretKeys::None,
+        rotates_in_place: false,
+        default_requests_per_minute: none,
+        filled_in: |task| match task {
+            TextEmbedding => &["model_id", "dimensions", "similarity", "element_type"],
+            _ => &["model_id"],
+        },
+        updatable: ALLOCATIONS,
+        gates: &[],
+        oauth2: None,
+        deploys_model: true,
+    }
+}
+
+pub const ELASTICSEARCH: ServiceProfile = in_cluster(
+    "elasticsearch",
+    &[
         (SparseEmbedding, since(8, 13)),
         (TextEmbedding, since(8, 13)),
         (Rerank, since(8, 14)),
     ],
-    secrets: SecretKeys::None,
-    rotates_in_place: false,
-    default_requests_per_minute: none,
-    filled_in: |task| match task {
-        TextEmbedding => &["dimensions", "similarity", "element_type"],
-        _ => &[],
-    },
-    updatable: &[
-        ("num_allocations", since(8, 17)),
-        ("adaptive_allocations", since(8, 17)),
-    ],
-    gates: &[],
-    oauth2: None,
-    deploys_model: true,
-};
+);
 
-pub const ELSER: ServiceProfile = ServiceProfile {
-    service: "elser",
-    tasks: &[(SparseEmbedding, since(8, 11))],
-    secrets: SecretKeys::None,
-    rotates_in_place: false,
-    default_requests_per_minute: none,
-    filled_in: nothing,
-    updatable: &[
-        ("num_allocations", since(8, 17)),
-        ("adaptive_allocations", since(8, 17)),
-    ],
-    gates: &[],
-    oauth2: None,
-    deploys_model: true,
-};
+pub const ELSER: ServiceProfile = in_cluster("elser", &[(SparseEmbedding, since(8, 11))]);
 
+/// EIS: which task types a cluster offers is decided by its EIS authorization, not by its
+/// version, so no release gate within the supported range.
 pub const ELASTIC: ServiceProfile = ServiceProfile {
     service: "elastic",
     tasks: &[
-        (SparseEmbedding, since(8, 18)),
-        (ChatCompletion, since(8, 18)),
-        (TextEmbedding, since(9, 1)),
-        (Rerank, since(9, 1)),
-        (Completion, since(9, 1)),
+        (SparseEmbedding, since(8, 15)),
+        (ChatCompletion, since(8, 15)),
+        (Completion, since(8, 15)),
+        (TextEmbedding, since(8, 15)),
+        (Rerank, since(8, 15)),
+        (Embedding, since(8, 15)),
     ],
     secrets: SecretKeys::None,
     rotates_in_place: false,
@@ -203,14 +220,17 @@ pub const GOOGLE_VERTEX_AI: ServiceProfile = ServiceProfile {
     tasks: &[
         (TextEmbedding, since(8, 15)),
         (Rerank, since(8, 15)),
-        (Completion, since(9, 1)),
-        (ChatCompletion, since(9, 1)),
+        (Completion, LATE_2025),
+        (ChatCompletion, LATE_2025),
     ],
     secrets: SecretKeys::OneOf(&["service_account_json"]),
     rotates_in_place: true,
     default_requests_per_minute: none,
-    filled_in: embedding_learned,
-    updatable: &[("rate_limit", since(9, 5))],
+    filled_in: |task| match task {
+        TextEmbedding => &["rate_limit", "max_batch_size", "dimensions", "similarity"],
+        _ => &["rate_limit"],
+    },
+    updatable: &[],
     gates: &[],
     oauth2: None,
     deploys_model: false,
@@ -219,15 +239,18 @@ pub const GOOGLE_VERTEX_AI: ServiceProfile = ServiceProfile {
 pub const CUSTOM: ServiceProfile = ServiceProfile {
     service: "custom",
     tasks: &[
-        (TextEmbedding, since(8, 19)),
-        (SparseEmbedding, since(8, 19)),
-        (Rerank, since(8, 19)),
-        (Completion, since(8, 19)),
+        (TextEmbedding, LATE_2025),
+        (SparseEmbedding, LATE_2025),
+        (Rerank, LATE_2025),
+        (Completion, LATE_2025),
     ],
     secrets: SecretKeys::Map("secret_parameters"),
     rotates_in_place: true,
-    default_requests_per_minute: none,
-    filled_in: embedding_learned,
+    default_requests_per_minute: |_| Some(10_000),
+    filled_in: |task| match task {
+        TextEmbedding => &["batch_size", "dimensions", "similarity"],
+        _ => &["batch_size"],
+    },
     updatable: &[],
     gates: &[],
     oauth2: None,
@@ -238,9 +261,9 @@ pub const HUGGING_FACE: ServiceProfile = ServiceProfile {
     service: "hugging_face",
     tasks: &[
         (TextEmbedding, since(8, 12)),
-        (Rerank, since(9, 1)),
-        (Completion, since(9, 1)),
-        (ChatCompletion, since(9, 1)),
+        (Rerank, LATE_2025),
+        (Completion, LATE_2025),
+        (ChatCompletion, LATE_2025),
     ],
     secrets: API_KEY,
     rotates_in_place: true,
@@ -249,7 +272,7 @@ pub const HUGGING_FACE: ServiceProfile = ServiceProfile {
         TextEmbedding => &["dimensions", "similarity", "max_input_tokens"],
         _ => &[],
     },
-    updatable: &[("rate_limit", since(9, 5))],
+    updatable: &[],
     gates: &[],
     oauth2: None,
     deploys_model: false,
@@ -275,7 +298,9 @@ const fn api_key_service(
     }
 }
 
-/// Every service the operator knows.
+/// Every service the operator knows. Services that are in Elasticsearch's code but on no
+/// specification branch (`tencentcloud`, `mixedbread`, an OCI one) are left out as unreleased:
+/// they take the unknown-service path.
 pub const KNOWN: &[ServiceProfile] = &[
     AZURE_OPENAI,
     OPENAI,
@@ -287,18 +312,18 @@ pub const KNOWN: &[ServiceProfile] = &[
     GOOGLE_VERTEX_AI,
     CUSTOM,
     HUGGING_FACE,
-    api_key_service("hugging_face_elser", &[(SparseEmbedding, since(8, 12))]),
+    api_key_service("hugging_face_elser", &[(SparseEmbedding, since(8, 11))]),
     api_key_service(
         "mistral",
         &[
             (TextEmbedding, since(8, 15)),
-            (Completion, since(9, 1)),
-            (ChatCompletion, since(9, 1)),
+            (Completion, LATE_2025),
+            (ChatCompletion, LATE_2025),
         ],
     ),
     api_key_service(
         "anthropic",
-        &[(Completion, since(8, 15)), (ChatCompletion, since(9, 1))],
+        &[(Completion, since(8, 16)), (ChatCompletion, since(9, 5))],
     ),
     api_key_service(
         "googleaistudio",
@@ -309,7 +334,7 @@ pub const KNOWN: &[ServiceProfile] = &[
         &[
             (TextEmbedding, since(8, 14)),
             (Completion, since(8, 14)),
-            (Rerank, since(9, 1)),
+            (Rerank, since(9, 2)),
         ],
     ),
     api_key_service(
@@ -325,22 +350,34 @@ pub const KNOWN: &[ServiceProfile] = &[
         "watsonxai",
         &[
             (TextEmbedding, since(8, 16)),
-            (Rerank, since(9, 1)),
+            (Rerank, LATE_2025),
             (Completion, since(9, 1)),
             (ChatCompletion, since(9, 1)),
         ],
     ),
-    api_key_service(
-        "jinaai",
-        &[(TextEmbedding, since(8, 18)), (Rerank, since(8, 18))],
-    ),
+    ServiceProfile {
+        filled_in: |task| match task {
+            TextEmbedding | Embedding => {
+                &["rate_limit", "dimensions", "similarity", "embedding_type"]
+            }
+            _ => &["rate_limit"],
+        },
+        ..api_key_service(
+            "jinaai",
+            &[
+                (TextEmbedding, since(8, 18)),
+                (Rerank, since(8, 18)),
+                (Embedding, since(9, 4)),
+            ],
+        )
+    },
     api_key_service(
         "voyageai",
-        &[(TextEmbedding, since(8, 19)), (Rerank, since(8, 19))],
+        &[(TextEmbedding, LATE_2025), (Rerank, LATE_2025)],
     ),
     api_key_service(
         "deepseek",
-        &[(Completion, since(9, 1)), (ChatCompletion, since(9, 1))],
+        &[(Completion, LATE_2025), (ChatCompletion, LATE_2025)],
     ),
     api_key_service(
         "ai21",
@@ -375,10 +412,9 @@ pub const KNOWN: &[ServiceProfile] = &[
         ],
     ),
     ServiceProfile {
+        // Without a key the endpoint holds `EmptySecretSettings`, and a key cannot be added
+        // later (elastic/elasticsearch#140888): adding one needs a new endpoint.
         secrets: SecretKeys::Optional(&["api_key"]),
-        // A key cannot be added to an endpoint created without one (elastic/elasticsearch
-        // issue #140888): the in-place path would store nothing.
-        rotates_in_place: true,
         ..api_key_service(
             "llama",
             &[
@@ -390,14 +426,18 @@ pub const KNOWN: &[ServiceProfile] = &[
     },
     ServiceProfile {
         secrets: AWS,
+        filled_in: |task| match task {
+            TextEmbedding => &["rate_limit", "batch_size", "dimensions", "similarity"],
+            _ => &["rate_limit", "batch_size"],
+        },
         ..api_key_service(
             "amazon_sagemaker",
             &[
-                (TextEmbedding, since(9, 1)),
-                (SparseEmbedding, since(9, 1)),
-                (Rerank, since(9, 1)),
-                (Completion, since(9, 1)),
-                (ChatCompletion, since(9, 1)),
+                (TextEmbedding, LATE_2025),
+                (SparseEmbedding, LATE_2025),
+                (Rerank, LATE_2025),
+                (Completion, LATE_2025),
+                (ChatCompletion, LATE_2025),
             ],
         )
     },

@@ -99,7 +99,12 @@ fn secret_shapes_say_what_they_need() {
     let custom = SecretKeys::Map("secret_parameters");
     assert!(custom.check(&["secret_parameters"]).is_ok());
     assert!(custom.is_map("secret_parameters") && !custom.is_map("api_key"));
-    assert!(custom.check(&[]).is_err());
+    assert!(
+        custom.check(&[]).is_ok(),
+        "custom may have no secret parameters"
+    );
+    assert!(custom.check(&["secret_parameters", "api_key"]).is_err());
+    assert!(same_service("elser", "elasticsearch") && !same_service("elser", "elastic"));
 }
 
 #[test]

@@ -758,6 +758,7 @@ pub fn validate_cel(
             CelValues::SchemaType => node_type.clone(),
             CelValues::SimpleValues => shown_value(obj, &node),
         };
+        let field = display_path(schema, &field);
         let fe = match e.kind {
             kube_cel::ErrorKind::ValidationFailure => match e.reason.as_deref() {
                 Some("FieldValueForbidden") => FieldError::forbidden(field, detail),
@@ -790,6 +791,43 @@ pub fn validate_cel(
         }
     }
     (out, ratcheted)
+}
+
+/// A CEL error's path as the API server prints it: a key of a map (`additionalProperties`) is
+/// `[key]`, a property `.name` (apiextensions-apiserver `pkg/apiserver/schema/cel/validation.go`:
+/// `validateMap` uses `fldPath.Key(k)` for additionalProperties and `fldPath.Child(k)` for
+/// properties; seen on a real 1.34.9 server as `spec.service.secretSettings[api_key]`). kube-cel
+/// joins both with a dot; the dotted form stays the one the emulator looks values up by.
+fn display_path(schema: &Value, dotted: &str) -> String {
+    let mut out = String::new();
+    let mut node = Some(schema);
+    for segment in dotted.split('.').filter(|s| !s.is_empty()) {
+        let (name, index) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        let property = node
+            .and_then(|n| n.get("properties"))
+            .and_then(|p| p.get(name));
+        let map_value = node.and_then(|n| n.get("additionalProperties"));
+        match (property, map_value) {
+            (None, Some(value)) => {
+                out.push_str(&format!("[{name}]{index}"));
+                node = Some(value);
+            }
+            _ => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(segment);
+                node = property;
+            }
+        }
+        if !index.is_empty() {
+            node = node.and_then(|n| n.get("items"));
+        }
+    }
+    out
 }
 
 /// Whether the value at `path` is the same in `old` and `new` (both present), judged at the
