@@ -89,6 +89,9 @@ reasons! {
     ProviderUnreachable => "ProviderUnreachable", Transient;
     /// PUT found the id taken: GET again and compare.
     AlreadyExists => "AlreadyExists", Transient;
+    /// An in-cluster model (`elasticsearch`, `elser`) is still being deployed on the ML nodes:
+    /// the endpoint is created or being created; polled at a fixed interval, not with backoff.
+    ModelDeploying => "ModelDeploying", Transient;
     /// DELETE refused while pipelines or indexes use the endpoint.
     InUse => "InUse", Transient;
     UnexpectedResponse => "UnexpectedResponse", Transient;
@@ -187,9 +190,11 @@ impl Reason {
     }
 
     /// Whether an Event with this reason is a Warning: every failure, and the one Ready reason
-    /// that leaves the endpoint working but changed.
+    /// that leaves the endpoint working but changed. A model being deployed is progress, not a
+    /// failure: a Normal Event.
     pub const fn warns(self) -> bool {
-        !self.is_ready() || matches!(self, Reason::ChunkingReset)
+        (!self.is_ready() && !matches!(self, Reason::ModelDeploying))
+            || matches!(self, Reason::ChunkingReset)
     }
 }
 
@@ -213,6 +218,15 @@ mod tests {
         texts.dedup();
         assert_eq!(texts.len(), Reason::ALL.len(), "two reasons share a text");
         assert_eq!(Reason::parse("NoSuchReason"), None);
+    }
+
+    #[test]
+    fn a_deploying_model_is_progress_not_a_failure() {
+        let r = Reason::ModelDeploying;
+        assert_eq!(r.kind(), Kind::Transient);
+        assert!(!r.is_ready());
+        assert!(!r.warns(), "a Normal Event");
+        assert!(Reason::AlreadyExists.warns());
     }
 
     #[test]

@@ -36,7 +36,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn, Instrument};
 
 use crate::api::FINALIZER;
-use crate::controller::conditions::{Outcome, State};
+use crate::controller::conditions::{Outcome, Reason, State};
 use crate::controller::connection::{ConnectionSettings, Connections};
 use crate::controller::decode::Decoded;
 use crate::controller::identity::Identity;
@@ -80,6 +80,13 @@ pub struct Config {
     /// Timeout of each Kubernetes call made inside a reconcile (not a flag).
     #[arg(skip = Duration::from_secs(15))]
     pub kube_timeout: Duration,
+    /// How long a PUT of an in-cluster model (`elasticsearch`, `elser`) asks Elasticsearch to
+    /// wait for the deployment (`?timeout=`), and how often a deployment still starting is
+    /// checked again (not flags; docs/lifecycle.md#slow-model-deployments says why these values).
+    #[arg(skip = reconcile::MODEL_DEPLOY_WAIT)]
+    pub model_deploy_wait: Duration,
+    #[arg(skip = reconcile::MODEL_DEPLOY_POLL)]
+    pub model_deploy_poll: Duration,
     #[command(flatten)]
     pub connection: ConnectionSettings,
 }
@@ -157,6 +164,11 @@ impl Context {
 
     /// What to do after a reconcile that ended in `outcome`.
     pub fn next_action(&self, who: &Identity, outcome: &Outcome) -> Action {
+        if outcome.reason == Reason::ModelDeploying {
+            // Progress, not a failure: checked at a fixed interval, the backoff not grown.
+            self.forget(who);
+            return Action::requeue(jitter(self.config.model_deploy_poll));
+        }
         match outcome.state() {
             State::Ready => {
                 self.forget(who);

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use crate::controller::conditions::{Applied, Failure, Reason};
 use crate::elasticsearch::normalize::{compare, default_chunking, legacy_chunking, Difference};
 use crate::elasticsearch::service::same_service;
-use crate::elasticsearch::{DeleteResponse, Endpoint, EsVersion};
+use crate::elasticsearch::{DeleteResponse, DeploymentStats, Endpoint, EsVersion};
 use crate::endpoint::EndpointConfig;
 
 /// What the planner needs to know (`'e`: the observed endpoint, which the plan refers to).
@@ -87,6 +87,25 @@ pub enum Plan<'a> {
     },
     /// Report and wait for a change of the object or its Secrets.
     Blocked(Failure),
+}
+
+impl Plan<'_> {
+    /// The same action, its success worded by `f`.
+    pub fn reworded(self, f: impl FnOnce(Applied) -> Applied) -> Self {
+        match self {
+            Plan::Create(done) => Plan::Create(f(done)),
+            Plan::Change {
+                endpoint,
+                change,
+                done,
+            } => Plan::Change {
+                endpoint,
+                change,
+                done: f(done),
+            },
+            blocked => blocked,
+        }
+    }
 }
 
 /// What to do with an endpoint Elasticsearch holds.
@@ -383,6 +402,92 @@ pub fn chunking_reset_outcome(
     ))
 }
 
+// In-cluster models (`elasticsearch`, `elser`; docs/reference/elasticsearch-services.md#in-cluster-deployments,
+// docs/lifecycle.md#slow-model-deployments). A PUT that answers 408 has stored the endpoint (most
+// releases) or not yet (those that deploy before storing), and the deployment goes on. Until it
+// has started nothing is written: not a second PUT (it would race the deployment under way, or
+// fail as "already exists"), not an `_update`. Once it has started — or no deployment exists
+// under the id — the plan goes on as always: GET found the endpoint → compare; 404 → PUT once.
+
+/// The deployment an in-cluster endpoint runs on: its own, whose id is the inference id, unless
+/// `service_settings.deployment_id` attaches it to an existing one.
+pub fn deployment_id(desired: &EndpointConfig) -> &str {
+    desired
+        .service_settings
+        .get("deployment_id")
+        .and_then(Value::as_str)
+        .unwrap_or(&desired.inference_id)
+}
+
+/// The model an in-cluster endpoint deploys, for messages.
+fn model_of(desired: &EndpointConfig) -> String {
+    match desired
+        .service_settings
+        .get("model_id")
+        .and_then(Value::as_str)
+    {
+        Some(model) => format!("model {model}"),
+        None => "the service's default model".to_owned(),
+    }
+}
+
+/// While the deployment is starting: the `ModelDeploying` message (`stored`: GET found the
+/// endpoint). `None` once it has started or when there is none: the plan goes on.
+pub fn still_deploying(
+    desired: &EndpointConfig,
+    stored: bool,
+    deployment: Option<&DeploymentStats>,
+    poll: std::time::Duration,
+) -> Option<String> {
+    let deployment = deployment.filter(|d| !d.is_started())?;
+    let id = &desired.inference_id;
+    let model = model_of(desired);
+    let again = humantime::format_duration(poll);
+    Some(if stored {
+        format!(
+            "{model} of inference endpoint {id} is being deployed on the ML nodes: {}; checked again every {again}",
+            deployment.describe()
+        )
+    } else {
+        format!(
+            "{model} for inference endpoint {id} is being deployed on the ML nodes: {}; Elasticsearch has not stored the endpoint yet              (this release deploys before it stores), so it is created once the deployment has started; checked again every {again}",
+            deployment.describe()
+        )
+    })
+}
+
+/// The `ModelDeploying` message after a PUT that Elasticsearch answered with 408 (or that the
+/// client gave up on): `es` is what was reported.
+pub fn deploying_after_put(
+    desired: &EndpointConfig,
+    es: &str,
+    poll: std::time::Duration,
+) -> String {
+    format!(
+        "{} of inference endpoint {} is being deployed on the ML nodes; Elasticsearch reported: {es}          The operator follows the deployment every {} and sends no second PUT",
+        model_of(desired),
+        desired.inference_id,
+        humantime::format_duration(poll)
+    )
+}
+
+/// The first Ready after `ModelDeploying` is the creation: an equal endpoint (`InSync`) or one
+/// created by a PUT after a deploy-before-store release stored nothing (`Recreated`, since the
+/// status already records the id) is worded `Created`. `cluster`: `cluster <name> (<version>)`.
+pub fn deployed(desired: &EndpointConfig, done: Applied, cluster: &str) -> Applied {
+    if !matches!(done.reason, Reason::InSync | Reason::Recreated) {
+        return done;
+    }
+    Applied::new(
+        Reason::Created,
+        format!(
+            "created inference endpoint {} in {cluster}; {} is deployed",
+            desired.inference_id,
+            model_of(desired)
+        ),
+    )
+}
+
 /// `service_settings.deployment_id (want "a", have "b"), ...` for condition messages. Only
 /// non-secret values ever reach this point (GET never returns secrets).
 pub fn describe(differences: &[Difference]) -> String {
@@ -527,6 +632,96 @@ mod tests {
             Step::Blocked(outcome) => outcome.reason,
             other => panic!("expected Blocked, got {other:?}"),
         }
+    }
+
+    fn elser() -> EndpointConfig {
+        EndpointConfig {
+            inference_id: "my-elser".into(),
+            task_type: TaskType::SparseEmbedding,
+            service: "elasticsearch".into(),
+            service_settings: map(
+                json!({"model_id": ".elser_model_2", "num_threads": 1, "num_allocations": 1}),
+            ),
+            task_settings: Map::new(),
+            chunking_settings: None,
+        }
+    }
+
+    fn deployment(state: &str, allocation: &str) -> DeploymentStats {
+        DeploymentStats {
+            state: state.into(),
+            reason: None,
+            allocation_state: Some(allocation.into()),
+            allocation_count: Some(u64::from(allocation != "starting")),
+            target_allocation_count: Some(1),
+        }
+    }
+
+    const POLL: std::time::Duration = std::time::Duration::from_secs(15);
+
+    #[test]
+    fn a_starting_deployment_holds_every_write() {
+        let d = elser();
+        let starting = deployment("starting", "starting");
+        let stored = still_deploying(&d, true, Some(&starting), POLL).expect("waits");
+        for needle in [
+            ".elser_model_2",
+            "my-elser",
+            "deployment state starting",
+            "0 of 1",
+            "15s",
+        ] {
+            assert!(stored.contains(needle), "{needle}: {stored}");
+        }
+        // A release that deploys before storing: nothing stored yet, and no PUT while it starts.
+        let unstored = still_deploying(&d, false, Some(&starting), POLL).expect("waits");
+        assert!(
+            unstored.contains("not stored the endpoint yet"),
+            "{unstored}"
+        );
+        // Started, or no deployment at all: the plan goes on (compare, or PUT once).
+        let started = deployment("started", "fully_allocated");
+        for stored in [true, false] {
+            assert_eq!(still_deploying(&d, stored, Some(&started), POLL), None);
+            assert_eq!(still_deploying(&d, stored, None, POLL), None);
+        }
+    }
+
+    #[test]
+    fn a_timed_out_put_is_worded_as_a_deployment_going_on() {
+        let es = "Timed out after [5s] waiting for trained model deployment [my-elser] to start.";
+        let m = deploying_after_put(&elser(), es, POLL);
+        for needle in [".elser_model_2", "my-elser", es, "no second PUT", "15s"] {
+            assert!(m.contains(needle), "{needle}: {m}");
+        }
+        let mut defaulted = elser();
+        defaulted.service = "elser".into();
+        defaulted.service_settings.remove("model_id");
+        assert!(deploying_after_put(&defaulted, es, POLL).contains("the service's default model"));
+    }
+
+    #[test]
+    fn the_first_ready_after_a_deployment_is_the_creation() {
+        let d = elser();
+        for reason in [Reason::InSync, Reason::Recreated] {
+            let done = deployed(&d, Applied::new(reason, "x"), "cluster es (9.1.0)");
+            assert_eq!(done.reason, Reason::Created);
+            assert_eq!(
+                done.message,
+                "created inference endpoint my-elser in cluster es (9.1.0); model .elser_model_2 is deployed"
+            );
+        }
+        let updated = deployed(&d, Applied::new(Reason::Updated, "u"), "c");
+        assert_eq!(updated, Applied::new(Reason::Updated, "u"));
+    }
+
+    #[test]
+    fn the_deployment_followed_is_the_endpoints_own_unless_it_attaches() {
+        let mut d = elser();
+        assert_eq!(deployment_id(&d), "my-elser");
+        d.service_settings
+            .insert("deployment_id".into(), json!("shared"));
+        assert_eq!(deployment_id(&d), "shared");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -27,17 +27,29 @@ use crate::controller::desired::{check_supported, desired, Desired, SecretFrom, 
 use crate::controller::identity::Identity;
 use crate::controller::ownership::{self, Claimant, Record};
 use crate::controller::plan::{
-    chunking_reset_outcome, plan, unused_before_recreate, users_can_be_listed, Change, Plan,
-    PlanInput, SecretRotation,
+    chunking_reset_outcome, deployed, deploying_after_put, deployment_id, plan, still_deploying,
+    unused_before_recreate, users_can_be_listed, Change, Plan, PlanInput, SecretRotation,
 };
 use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::ServiceProfile;
 use crate::elasticsearch::{
-    update_body, DeleteOptions, DeleteOutcome, Difference, Endpoint, EsError,
+    update_body, DeleteOptions, DeleteOutcome, DeploymentStats, Difference, Endpoint, EsError,
 };
 use crate::endpoint::{EndpointConfig, ServiceSecret, ServiceSecrets};
 use crate::metrics::EsOperation;
 use crate::secrets::{fingerprint, SecretError, SecretReader};
+
+/// How long a PUT of an in-cluster model (`elasticsearch`, `elser`) asks Elasticsearch to wait
+/// for the model's deployment (`?timeout=`, 8.19 and 9.1 on; Elasticsearch's default is 30 s).
+/// Long enough that a model already on the ML nodes usually starts within it, so the common case
+/// is one reconcile; short enough that a reconcile slot (one of `--concurrency`) is never held
+/// while a model downloads and deploys, which takes minutes (docs/lifecycle.md#slow-model-deployments).
+pub const MODEL_DEPLOY_WAIT: Duration = Duration::from_secs(5);
+/// How often a deployment that has not started yet is checked again (±10 % jitter): a GET of
+/// the endpoint and one of the deployment's stats, no write. Not the error backoff, which would
+/// grow to minutes while the model is merely loading; not faster, as a deployment takes tens of
+/// seconds to minutes.
+pub const MODEL_DEPLOY_POLL: Duration = Duration::from_secs(15);
 
 /// Bring Elasticsearch in line with the object, then report: the driver of the phases
 /// observe → decide → act (`reconcile_endpoint`) → status → Event (`report`).
@@ -87,6 +99,9 @@ async fn reconcile_endpoint(
         let observed = observe(iep, who, ctx, &desired, previous).await?;
         let plan = decide(iep, &desired.config, &observed, previous);
         debug!(inference_id = desired.config.inference_id, ?plan, "planned");
+        if let Some(waiting) = awaiting_deployment(ctx, &desired.config, &observed, &plan) {
+            return Ok(waiting);
+        }
         act(
             ctx,
             &desired.config,
@@ -256,6 +271,9 @@ struct Observed {
     /// Another object (`namespace/name`) that manages the id in this cluster, from the
     /// ownership facts of every watched scope.
     claimed_by: Option<String>,
+    /// The model deployment of an in-cluster endpoint, read only while one is awaited (the last
+    /// outcome was `ModelDeploying`): once Ready, no `_ml` call is made.
+    deployment: Option<DeploymentStats>,
 }
 
 /// Read the service credential, connect, and GET the endpoint. What the cluster's version
@@ -296,7 +314,13 @@ async fn observe(
         &ctx.ownership.claimants(id),
         &connection.info.cluster_uuid,
     );
+    let deployment = if awaits_deployment(&desired.config, previous) {
+        deployment(ctx, &connection, &desired.config).await?
+    } else {
+        None
+    };
     Ok(Observed {
+        deployment,
         fingerprint: fingerprint(uid, &secrets),
         secrets,
         connection,
@@ -336,7 +360,7 @@ fn decide<'e>(
     let info = &observed.connection.info;
     let record = Record::of(Some(previous));
     let owned = record.owns(&desired.inference_id, &info.cluster_uuid);
-    plan(&PlanInput {
+    let plan = plan(&PlanInput {
         desired,
         observed: observed.endpoint.as_ref(),
         owned,
@@ -358,7 +382,86 @@ fn decide<'e>(
         cluster_name: &info.cluster_name,
         credential_recorded: previous.credential_fingerprint.is_some(),
         secrets: secret_rotation(&desired.service, &observed.secrets),
+    });
+    if !awaits_deployment(desired, previous) {
+        return plan;
+    }
+    let cluster = format!("cluster {} ({})", info.cluster_name, info.version);
+    plan.reworded(|done| deployed(desired, done, &cluster))
+}
+
+/// The object last reported `ModelDeploying` for a service that deploys a model: its
+/// deployment is awaited.
+fn awaits_deployment(config: &EndpointConfig, previous: &InferenceEndpointStatus) -> bool {
+    deploys_model(config)
+        && conditions::ready(&previous.conditions).and_then(|c| Reason::parse(&c.reason))
+            == Some(Reason::ModelDeploying)
+}
+
+fn deploys_model(config: &EndpointConfig) -> bool {
+    ServiceProfile::lookup(&config.service).is_some_and(|p| p.deploys_model)
+}
+
+/// `GET _ml/trained_models/{deployment}/_stats`. Refused for want of `monitor_ml`: reported,
+/// and tried again at the periodic re-check (a granted privilege is nothing the operator sees).
+async fn deployment(
+    ctx: &Context,
+    connection: &Connection,
+    config: &EndpointConfig,
+) -> Result<Option<DeploymentStats>, Failure> {
+    let call = connection.client.deployment_stats(deployment_id(config));
+    timed(ctx, EsOperation::Get, call).await.map_err(|e| {
+        let failure = es_failure(ctx, connection, &e);
+        if failure.reason != Reason::ElasticsearchForbidden {
+            return failure;
+        }
+        Failure::rechecked(
+            failure.reason,
+            format!(
+                "cannot read the model deployment of inference endpoint {}: {} The operator's \
+                 Elasticsearch user needs the monitor_ml cluster privilege to follow a deployment",
+                config.inference_id, failure.message
+            ),
+        )
     })
+}
+
+/// While the awaited deployment has not started, nothing is written and the object says
+/// `ModelDeploying` (see plan.rs, "In-cluster models"); a blocked plan is reported as it is.
+fn awaiting_deployment(
+    ctx: &Context,
+    config: &EndpointConfig,
+    observed: &Observed,
+    plan: &Plan<'_>,
+) -> Option<Applied<Recorded>> {
+    if matches!(plan, Plan::Blocked(_)) {
+        return None;
+    }
+    let message = still_deploying(
+        config,
+        observed.endpoint.is_some(),
+        observed.deployment.as_ref(),
+        ctx.config.model_deploy_poll,
+    )?;
+    Some(deploying(config, observed, message))
+}
+
+/// `ModelDeploying`: the one outcome that is not Ready yet records what was applied. The
+/// endpoint is in Elasticsearch, or being stored, on this object's behalf: without the record the
+/// next reconcile would take it for someone else's endpoint.
+fn deploying(config: &EndpointConfig, observed: &Observed, message: String) -> Applied<Recorded> {
+    let endpoint = observed.endpoint.as_ref().map_or_else(
+        || EndpointStatus {
+            service: config.service.clone(),
+            ..EndpointStatus::default()
+        },
+        endpoint_status,
+    );
+    Applied {
+        reason: Reason::ModelDeploying,
+        message,
+        applied: recorded(config, observed, endpoint),
+    }
 }
 
 /// How the endpoint's secrets change, by the service table (services it does not know rotate
@@ -392,10 +495,10 @@ async fn act(
     let id = config.inference_id.as_str();
     let (endpoint, done) = match plan {
         Plan::Blocked(failure) => return Err(failure),
-        Plan::Create(done) => (
-            create(ctx, connection, config, &observed.secrets).await?,
-            done,
-        ),
+        Plan::Create(done) => match create(ctx, connection, config, &observed.secrets).await? {
+            Put::Created(created) => (created, done),
+            Put::Deploying(message) => return Ok(deploying(config, observed, message)),
+        },
         Plan::Change {
             endpoint,
             change: Change::Nothing,
@@ -407,9 +510,13 @@ async fn act(
             ..
         } => {
             delete_unused(ctx, connection, config, &differences).await?;
-            let created = create(ctx, connection, config, &observed.secrets).await?;
-            info!(inference_id = id, "recreated inference endpoint");
-            (created, done)
+            match create(ctx, connection, config, &observed.secrets).await? {
+                Put::Created(created) => {
+                    info!(inference_id = id, "recreated inference endpoint");
+                    (created, done)
+                }
+                Put::Deploying(message) => return Ok(deploying(config, observed, message)),
+            }
         }
         Plan::Change { endpoint, done, .. } => {
             let updated =
@@ -425,16 +532,23 @@ async fn act(
             (updated, reset.unwrap_or(done))
         }
     };
-    Ok(done.with(Recorded {
+    Ok(done.with(recorded(config, observed, endpoint_status(&endpoint))))
+}
+
+/// What the status records: the cluster, the id, what Elasticsearch reports of the endpoint,
+/// and the fingerprint of the credential applied.
+fn recorded(config: &EndpointConfig, observed: &Observed, endpoint: EndpointStatus) -> Recorded {
+    let info = &observed.connection.info;
+    Recorded {
         cluster: ClusterStatus {
-            uuid: connection.info.cluster_uuid.clone(),
-            name: connection.info.cluster_name.clone(),
-            version: version.to_string(),
+            uuid: info.cluster_uuid.clone(),
+            name: info.cluster_name.clone(),
+            version: info.version.to_string(),
         },
-        inference_id: id.to_owned(),
-        endpoint: endpoint_status(&endpoint),
+        inference_id: config.inference_id.clone(),
+        endpoint,
         credential_fingerprint: observed.fingerprint.clone(),
-    }))
+    }
 }
 
 /// What the status records of the endpoint a reconcile applied.
@@ -460,23 +574,45 @@ fn recorded_status(
     }
 }
 
-/// `PUT` the endpoint.
+/// What a PUT did.
+enum Put {
+    Created(Endpoint),
+    /// The model deployment goes on after the PUT: the `ModelDeploying` message.
+    Deploying(String),
+}
+
+/// `PUT` the endpoint. For a service that deploys a model, Elasticsearch is asked to wait only
+/// [`Config::model_deploy_wait`](crate::controller::Config), and a 408 or a client timeout means
+/// the deployment goes on: it is followed, never PUT again meanwhile.
 async fn create(
     ctx: &Context,
     connection: &Connection,
     config: &EndpointConfig,
     secrets: &ServiceSecrets,
-) -> Result<Endpoint, Failure> {
+) -> Result<Put, Failure> {
     let version = &connection.info.version;
-    let call = connection.client.create_endpoint(config, secrets, version);
-    let created = timed(ctx, EsOperation::Create, call)
-        .await
-        .map_err(|e| es_failure(ctx, connection, &e))?;
-    info!(
-        inference_id = config.inference_id,
-        "created inference endpoint"
-    );
-    Ok(created)
+    let deploys = deploys_model(config);
+    let wait = deploys.then_some(ctx.config.model_deploy_wait);
+    let call = connection
+        .client
+        .create_endpoint_within(config, secrets, version, wait);
+    let id = config.inference_id.as_str();
+    match timed(ctx, EsOperation::Create, call).await {
+        Ok(created) => {
+            info!(inference_id = id, "created inference endpoint");
+            Ok(Put::Created(created))
+        }
+        Err(e) if deploys && e.leaves_deployment_under_way() => {
+            info!(inference_id = id, "model deployment under way");
+            let poll = ctx.config.model_deploy_poll;
+            Ok(Put::Deploying(deploying_after_put(
+                config,
+                &e.message(),
+                poll,
+            )))
+        }
+        Err(e) => Err(es_failure(ctx, connection, &e)),
+    }
 }
 
 /// Delete the endpoint to recreate it, unless Elasticsearch's dry run reports users.

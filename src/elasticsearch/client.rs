@@ -462,9 +462,29 @@ impl EsClient {
         secrets: &ServiceSecrets,
         version: &EsVersion,
     ) -> Result<Endpoint, EsError> {
-        let server_timeout = version.put_server_timeout(cfg.task_type);
-        let query = if version.supports_put_timeout_param() {
-            vec![("timeout", format!("{}s", server_timeout.as_secs()))]
+        self.create_endpoint_within(cfg, secrets, version, None)
+            .await
+    }
+
+    /// [`Self::create_endpoint`], asking Elasticsearch to wait at most `wait` (instead of its
+    /// default) where the version accepts `?timeout=`: for a model deployment, which answers 408
+    /// when it has not started by then and goes on in the background
+    /// (docs/reference/elasticsearch-services.md#in-cluster-deployments). Versions without the
+    /// parameter wait their default.
+    pub async fn create_endpoint_within(
+        &self,
+        cfg: &EndpointConfig,
+        secrets: &ServiceSecrets,
+        version: &EsVersion,
+        wait: Option<Duration>,
+    ) -> Result<Endpoint, EsError> {
+        let takes_timeout = version.supports_put_timeout_param();
+        let server_timeout = match wait {
+            Some(wait) if takes_timeout => wait,
+            _ => version.put_server_timeout(cfg.task_type),
+        };
+        let query = if takes_timeout {
+            vec![("timeout", time_value(server_timeout))]
         } else {
             Vec::new()
         };
@@ -477,6 +497,30 @@ impl EsClient {
             .request_timeout
             .max(server_timeout + SERVER_TIMEOUT_MARGIN);
         self.put_endpoint(url, &body, timeout).await
+    }
+
+    /// `GET _ml/trained_models/{deployment_id}/_stats`: the model deployment with that id
+    /// (for an in-cluster endpoint, its inference id), `None` when there is none (404, or no
+    /// entry with that deployment id). The stats API takes a deployment id as well as a model id
+    /// and needs the `monitor_ml` cluster privilege
+    /// (<https://www.elastic.co/guide/en/elasticsearch/reference/8.0/get-trained-models-stats.html>;
+    /// docs/reference/elasticsearch-services.md#in-cluster-deployments).
+    pub async fn deployment_stats(
+        &self,
+        deployment_id: &str,
+    ) -> Result<Option<DeploymentStats>, EsError> {
+        let url = self.url(&["_ml", "trained_models", deployment_id, "_stats"], &[])?;
+        match self
+            .send(Method::GET, url.clone(), None, self.request_timeout)
+            .await
+        {
+            Ok(answer) => {
+                let stats: StatsResponse = Self::decode("GET", &url, &answer)?;
+                Ok(deployment_in(&stats, deployment_id))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `PUT _inference/{task}/{id}/_update` with a body from [`super::body::update_body`].
@@ -548,6 +592,124 @@ impl EsClient {
             Err(e) if e.is_not_found() => Ok(DeleteOutcome::NotFound),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A model deployment as the trained model stats API reports it (`deployment_stats`,
+/// elastic/elasticsearch-specification `specification/ml/_types/TrainedModel.ts`
+/// `TrainedModelDeploymentStats`). Its texts reach status messages: cleaned and bounded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentStats {
+    /// `starting`, `started`, `stopping`, `failed`.
+    pub state: String,
+    /// Why it is in that state (set for `failed`).
+    pub reason: Option<String>,
+    /// `allocation_status.state`: `starting` (no node yet), `started` (at least one node),
+    /// `fully_allocated`.
+    pub allocation_state: Option<String>,
+    pub allocation_count: Option<u64>,
+    pub target_allocation_count: Option<u64>,
+}
+
+impl DeploymentStats {
+    /// Started as the PUT itself waits for it: the deployment `started`, and an allocation
+    /// serving (allocation state `started` or `fully_allocated`, or none reported).
+    pub fn is_started(&self) -> bool {
+        self.state == "started"
+            && self
+                .allocation_state
+                .as_deref()
+                .is_none_or(|a| a == "started" || a == "fully_allocated")
+    }
+
+    /// `deployment state starting, allocation state starting (0 of 1 allocations)`.
+    pub fn describe(&self) -> String {
+        let mut out = format!("deployment state {}", self.state);
+        if let Some(reason) = &self.reason {
+            out.push_str(&format!(" ({reason})"));
+        }
+        if let Some(allocation) = &self.allocation_state {
+            out.push_str(&format!(", allocation state {allocation}"));
+        }
+        if let (Some(n), Some(target)) = (self.allocation_count, self.target_allocation_count) {
+            out.push_str(&format!(" ({n} of {target} allocations)"));
+        }
+        out
+    }
+}
+
+#[derive(Deserialize)]
+struct StatsResponse {
+    #[serde(default)]
+    trained_model_stats: Vec<ModelStats>,
+}
+
+#[derive(Deserialize)]
+struct ModelStats {
+    #[serde(default)]
+    model_id: String,
+    #[serde(default)]
+    deployment_stats: Option<RawDeployment>,
+}
+
+#[derive(Deserialize)]
+struct RawDeployment {
+    #[serde(default)]
+    deployment_id: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    allocation_status: Option<RawAllocation>,
+}
+
+#[derive(Deserialize)]
+struct RawAllocation {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    allocation_count: Option<u64>,
+    #[serde(default)]
+    target_allocation_count: Option<u64>,
+}
+
+/// Longest state or reason text kept from a stats answer.
+const MAX_DEPLOYMENT_TEXT_CHARS: usize = 256;
+
+/// The deployment `id` in a stats answer (pure). Releases before deployment ids (8.8) keyed the
+/// deployment by its model id.
+fn deployment_in(stats: &StatsResponse, id: &str) -> Option<DeploymentStats> {
+    let clean = |t: &str| clean_text(t, MAX_DEPLOYMENT_TEXT_CHARS);
+    stats.trained_model_stats.iter().find_map(|m| {
+        let d = m.deployment_stats.as_ref()?;
+        let dep_id = d.deployment_id.as_deref().unwrap_or(&m.model_id);
+        (dep_id == id).then(|| DeploymentStats {
+            state: clean(d.state.as_deref().unwrap_or("unknown")),
+            reason: d.reason.as_deref().map(clean),
+            allocation_state: d
+                .allocation_status
+                .as_ref()
+                .and_then(|a| a.state.as_deref())
+                .map(clean),
+            allocation_count: d
+                .allocation_status
+                .as_ref()
+                .and_then(|a| a.allocation_count),
+            target_allocation_count: d
+                .allocation_status
+                .as_ref()
+                .and_then(|a| a.target_allocation_count),
+        })
+    })
+}
+
+/// A duration as an Elasticsearch time value: whole seconds as `5s`, anything finer as `1500ms`.
+fn time_value(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }
 
@@ -1065,6 +1227,123 @@ mod tests {
             assert_eq!(body["service_settings"]["api_key"], SECRET);
             assert_eq!(body["service"], "azureopenai");
         }
+    }
+
+    /// A deploying model's PUT carries the short wait as `?timeout=` where the version takes it
+    /// (whole seconds as `s`, anything finer as `ms`), and the server default elsewhere.
+    #[tokio::test]
+    async fn create_within_sends_the_wait_where_the_version_takes_it() {
+        let (url, d) = serve(|_| ok(endpoint_json("e1", "sparse_embedding"))).await;
+        let c = client(url, Auth::None);
+        let none = ServiceSecrets::default();
+        let cases = [
+            (
+                "9.1.0",
+                Duration::from_secs(5),
+                "/_inference/sparse_embedding/e1?timeout=5s",
+            ),
+            (
+                "8.19.0",
+                Duration::from_millis(1500),
+                "/_inference/sparse_embedding/e1?timeout=1500ms",
+            ),
+            (
+                "9.0.0",
+                Duration::from_secs(5),
+                "/_inference/sparse_embedding/e1",
+            ),
+        ];
+        for (ver, wait, _) in cases {
+            let cfg = config("e1", TaskType::SparseEmbedding);
+            c.create_endpoint_within(&cfg, &none, &v(ver), Some(wait))
+                .await
+                .unwrap();
+        }
+        let seen = d.seen.lock().unwrap();
+        for (i, (_, _, path)) in cases.iter().enumerate() {
+            assert_eq!(seen[i].path_and_query, *path);
+        }
+    }
+
+    fn stats_json(deployment_id: &str, state: &str, allocation: &str, count: u64) -> Value {
+        json!({"count": 1, "trained_model_stats": [{
+            "model_id": ".elser_model_2",
+            "deployment_stats": {
+                "deployment_id": deployment_id, "model_id": ".elser_model_2", "state": state,
+                "allocation_status": {"allocation_count": count, "target_allocation_count": 1, "state": allocation}
+            }
+        }]})
+    }
+
+    /// `GET _ml/trained_models/<id>/_stats`: the entry of this deployment; 404 or no entry is
+    /// no deployment; the product check applies like everywhere.
+    #[tokio::test]
+    async fn deployment_stats_reads_the_deployment_under_the_id() {
+        let (url, d) = serve(|seen| match seen.path_and_query.as_str() {
+            "/_ml/trained_models/starting/_stats" => ok(stats_json("starting", "starting", "starting", 0)),
+            "/_ml/trained_models/started/_stats" => ok(stats_json("started", "started", "fully_allocated", 1)),
+            "/_ml/trained_models/other/_stats" => ok(stats_json("someone-else", "started", "started", 1)),
+            "/_ml/trained_models/empty/_stats" => ok(json!({"count": 0, "trained_model_stats": []})),
+            _ => (404, json!({"error": {"type": "resource_not_found_exception", "reason": "No known trained model with model_id [gone]"}, "status": 404}), Duration::ZERO),
+        })
+        .await;
+        let c = client(url, Auth::None);
+        let starting = c.deployment_stats("starting").await.unwrap().unwrap();
+        assert_eq!(starting.state, "starting");
+        assert!(!starting.is_started());
+        assert_eq!(starting.allocation_count, Some(0));
+        assert!(c
+            .deployment_stats("started")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_started());
+        for absent in ["other", "empty", "gone"] {
+            assert_eq!(c.deployment_stats(absent).await.unwrap(), None, "{absent}");
+        }
+        assert_eq!(d.seen.lock().unwrap()[0].method, "GET");
+
+        let (url, _d) = serve_answers(|_| Answer {
+            status: 200,
+            headers: vec![("content-type", "application/json".to_owned())],
+            body: stats_json("x", "started", "started", 1)
+                .to_string()
+                .into_bytes(),
+            delay: Duration::ZERO,
+        })
+        .await;
+        let err = client(url, Auth::None)
+            .deployment_stats("x")
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::NotElasticsearch);
+    }
+
+    /// Started means what the PUT itself waits for: the deployment `started` with at least one
+    /// allocation serving (allocation state `started` or `fully_allocated`).
+    #[test]
+    fn a_deployment_is_started_once_an_allocation_serves() {
+        let read = |state: &str, allocation: Option<&str>| {
+            let mut body = stats_json("d", state, allocation.unwrap_or(""), 0);
+            if allocation.is_none() {
+                body["trained_model_stats"][0]["deployment_stats"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("allocation_status");
+            }
+            deployment_in(&serde_json::from_value(body).unwrap(), "d").unwrap()
+        };
+        assert!(read("started", Some("started")).is_started());
+        assert!(read("started", Some("fully_allocated")).is_started());
+        assert!(read("started", None).is_started());
+        assert!(!read("started", Some("starting")).is_started());
+        assert!(!read("starting", Some("starting")).is_started());
+        assert!(!read("failed", None).is_started());
+        let described = read("starting", Some("starting")).describe();
+        assert_eq!(
+            described,
+            "deployment state starting, allocation state starting (0 of 1 allocations)"
+        );
     }
 
     #[tokio::test]

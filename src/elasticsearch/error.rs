@@ -267,6 +267,7 @@ impl ApiError {
             409 => ErrorClass::InUse,
             429 => ErrorClass::RateLimited,
             504 => ErrorClass::ElasticsearchTimeout,
+            408 if is_model_deployment_timeout(&self.error) => ErrorClass::ModelDeploying,
             _ if self.is_validation_wrapper() => classify_provider_failure(&self.error),
             500..=599 if kind == "timeout_exception" => ErrorClass::ElasticsearchTimeout,
             500..=599 => ErrorClass::ElasticsearchUnavailable,
@@ -275,6 +276,7 @@ impl ApiError {
             _ if mismatched_task_type_text(reason) => ErrorClass::TaskTypeMismatch,
             _ if is_unsupported_text(reason) => ErrorClass::UnsupportedByElasticsearch,
             _ if kind == "timeout_exception" => ErrorClass::ElasticsearchTimeout,
+            408 => ErrorClass::ElasticsearchTimeout,
             400 => ErrorClass::InvalidSettings,
             _ => ErrorClass::ElasticsearchError,
         }
@@ -375,6 +377,20 @@ fn is_license_error(e: &ErrorCause) -> bool {
     std::iter::once(e).chain(e.descendants()).any(|c| {
         let r = c.reason_str().to_ascii_lowercase();
         r.contains("license") || r.contains("non-compliant")
+    })
+}
+
+/// The 408 of a PUT whose model deployment did not start within the PUT `timeout`
+/// (`ModelDeploymentTimeoutException`: `Timed out after [30s] waiting for trained model deployment
+/// [<id>] to start. ...`, and the older `... waiting for model deployment to start. ...`;
+/// docs/reference/elasticsearch-services.md#in-cluster-deployments). Looked for in every node, in
+/// case a release wraps it.
+fn is_model_deployment_timeout(e: &ErrorCause) -> bool {
+    std::iter::once(e).chain(e.descendants()).any(|c| {
+        let r = c.reason_str();
+        r.starts_with("Timed out after [")
+            && r.contains("model deployment")
+            && r.contains("to start")
     })
 }
 
@@ -534,6 +550,10 @@ pub enum ErrorClass {
     TaskTypeMismatch,
     /// PUT on an existing id. Transient: GET again and adopt/compare.
     AlreadyExists,
+    /// 408: an in-cluster model's deployment did not start within the PUT `timeout`; the
+    /// endpoint is stored (in most releases) and the deployment goes on. Transient, but polled
+    /// at a fixed interval rather than with backoff.
+    ModelDeploying,
     /// DELETE refused (409): referenced by pipelines or `semantic_text` mappings. Transient:
     /// retried (slowly) until the references are gone.
     InUse,
@@ -578,6 +598,7 @@ impl ErrorClass {
             ErrorClass::UnsupportedByElasticsearch => Reason::UnsupportedByElasticsearch,
             ErrorClass::TaskTypeMismatch => Reason::TaskTypeMismatch,
             ErrorClass::AlreadyExists => Reason::AlreadyExists,
+            ErrorClass::ModelDeploying => Reason::ModelDeploying,
             ErrorClass::InUse => Reason::InUse,
             ErrorClass::NotFound => Reason::NotFound,
             ErrorClass::UnexpectedResponse => Reason::UnexpectedResponse,
@@ -702,6 +723,14 @@ impl EsError {
     /// HTTP status of an Elasticsearch error answer.
     pub fn status(&self) -> Option<u16> {
         self.api().map(|e| e.status)
+    }
+
+    /// After a PUT of an in-cluster model: whether the deployment goes on — the 408 of a
+    /// deployment that did not start within the PUT `timeout`, or no answer within the client's
+    /// timeout (the PUT may still be at work). Either way the next step is a GET and a look at
+    /// the deployment, never a second PUT.
+    pub fn leaves_deployment_under_way(&self) -> bool {
+        matches!(self, EsError::Timeout { .. }) || self.class() == ErrorClass::ModelDeploying
     }
 
     /// 404 `resource_not_found_exception`.
@@ -977,6 +1006,39 @@ mod tests {
         assert!(e
             .message()
             .starts_with("Validation Failed: 1: Invalid inference_id"));
+    }
+
+    /// A PUT of an in-cluster model whose deployment did not start within the PUT `timeout`:
+    /// 408 `ModelDeploymentTimeoutException` (docs/reference/elasticsearch-services.md#in-cluster-deployments),
+    /// in the 9.x wording and the older one. The endpoint is stored and deploying: transient,
+    /// reported as `ModelDeploying`. Any other 408 is a plain timeout.
+    #[test]
+    fn model_deployment_timeout_is_deploying() {
+        for reason in [
+            "Timed out after [5s] waiting for trained model deployment [my-elser] to start. Use the trained model stats API to track the state of the deployment and try again once it has started.",
+            "Timed out after [30s] waiting for model deployment to start. Use the trained model stats API to track the state of the deployment.",
+        ] {
+            let e = simple(408, "status_exception", reason);
+            assert_class(&e, ErrorClass::ModelDeploying, true);
+            assert_eq!(e.reason(), Reason::ModelDeploying);
+            assert!(e.message().contains("waiting for"), "{}", e.message());
+        }
+        let other = simple(408, "status_exception", "request timed out");
+        assert_class(&other, ErrorClass::ElasticsearchTimeout, true);
+        assert!(!other.leaves_deployment_under_way());
+        let deploying = simple(
+            408,
+            "status_exception",
+            "Timed out after [5s] waiting for model deployment to start.",
+        );
+        assert!(deploying.leaves_deployment_under_way());
+        let gave_up = EsError::Timeout {
+            method: "PUT".into(),
+            path: "/_inference/sparse_embedding/e".into(),
+            timeout: Duration::from_secs(30),
+        };
+        assert!(gave_up.leaves_deployment_under_way());
+        assert!(!simple(400, "status_exception", "bad").leaves_deployment_under_way());
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub use body::{
     RequestBody, ServiceSecret,
 };
 pub use client::{
-    Auth, ClusterInfo, ConnectionConfig, DeleteOptions, DeleteOutcome, DeleteResponse, EsClient,
+    Auth, ClusterInfo, ConnectionConfig, DeleteOptions, DeleteOutcome, DeleteResponse,
+    DeploymentStats, EsClient,
 };
 pub use error::{ApiError, ErrorCause, ErrorClass, EsError};
 pub use normalize::{compare, identity_matches, Difference};
