@@ -362,22 +362,6 @@ fn custom_embedding(name: &str, more: Value) -> Iep {
     )
 }
 
-/// Elasticsearch fills in `batch_size: 10` for a `custom` text_embedding endpoint
-/// (docs/reference/elasticsearch-services.md#catalogue); the service table does not list it
-/// among what Elasticsearch fills in, so an endpoint without it reads as changed.
-#[tokio::test]
-#[ignore = "service table: custom's filled_in lacks batch_size (src/elasticsearch/service/table.rs)"]
-async fn a_custom_embedding_without_batch_size_is_not_drift() {
-    let env = env_at(ES_VERSION).await;
-    env.es
-        .providers()
-        .accept_credential(&custom_credential(&[("api_key", "c1")]));
-    env.put_secret("custom-params", &[("api_key", "c1")]).await;
-    let _operator = start_operator(&env, recheck_every(RECHECK));
-    create_ready(&env, custom_embedding("cust", json!({}))).await;
-    idles_without_writes(&env, "text_embedding", "cust").await;
-}
-
 #[tokio::test]
 async fn custom_takes_secret_parameters_from_a_whole_secret_and_rotation_replaces_the_map() {
     let env = env_at(ES_VERSION).await;
@@ -387,7 +371,7 @@ async fn custom_takes_secret_parameters_from_a_whole_secret_and_rotation_replace
     env.put_secret("custom-params", &[("api_key", "c1"), ("org", "o1")])
         .await;
     let _operator = start_operator(&env, recheck_every(RECHECK));
-    // `batch_size` set to Elasticsearch's default: see the ignored test below.
+    // `batch_size` set to Elasticsearch's default: see TABLE_GAPS.
     let iep = custom_embedding("cust", json!({"batch_size": 10}));
     create_ready(&env, iep).await;
     assert_eq!(
@@ -448,7 +432,12 @@ async fn a_service_missing_from_the_table_is_passed_through_with_a_warning() {
     let stored = env.es.endpoint("acme").unwrap();
     assert_eq!(stored["service_settings"]["api_version"], "v2", "filled in");
 
-    // What Elasticsearch filled in is not compared: no write.
+    // What Elasticsearch filled in is not compared: no write. That holds for task settings
+    // too (a default Elasticsearch reports for a newer service, here added behind the scenes).
+    idles_without_writes(&env, "text_embedding", "acme").await;
+    env.es.modify_out_of_band("acme", |config| {
+        config["task_settings"] = json!({"truncate": "END"});
+    });
     idles_without_writes(&env, "text_embedding", "acme").await;
 
     let update = rotate(&env, "acme", "acme", &[("token", "acme-2")]).await;
@@ -630,4 +619,153 @@ async fn an_azure_object_of_the_previous_release_ends_ready_and_an_upgrade_pushe
         iep.status.unwrap().credential_fingerprint.as_deref(),
         Some(previous.as_str())
     );
+}
+
+/// Every task type of every service the double emulates, with the settings it requires: after
+/// create, the re-checks find nothing to change (the table's normalisation matches what
+/// Elasticsearch fills in).
+fn emulated_matrix() -> Vec<(&'static str, &'static str, Value)> {
+    let openai = json!({"model_id": "gpt-4o"});
+    let bedrock = json!({"region": "us-east-1", "provider": "amazontitan", "model": "amazon.titan-embed-text-v2:0"});
+    let bedrock_chat = json!({"region": "us-east-1", "provider": "anthropic", "model": "anthropic.claude-3-haiku"});
+    let vertex =
+        json!({"location": "us-central1", "project_id": "p", "model_id": "text-embedding-004"});
+    let custom = json!({"url": "https://api.example.com/x", "request": "{\"input\": ${input}}",
+        "response": {"json_parser": {"text_embeddings": "$.data[*].embedding[*]"}}});
+    let hf = json!({"url": "https://hf.example.com/x"});
+    let hf_chat = json!({"url": "https://hf.example.com/x", "model_id": "m"});
+    let model = json!({"model_id": "m"});
+    let ml = |m: &str| json!({"model_id": m, "num_allocations": 1, "num_threads": 1});
+    let mut rows = vec![];
+    for task in ["text_embedding", "completion", "chat_completion"] {
+        rows.push(("openai", task, openai.clone()));
+        rows.push(("mistral", task, model.clone()));
+    }
+    for task in ["text_embedding", "rerank", "completion"] {
+        rows.push(("cohere", task, model.clone()));
+    }
+    rows.push(("amazonbedrock", "text_embedding", bedrock));
+    rows.push(("amazonbedrock", "completion", bedrock_chat.clone()));
+    rows.push(("amazonbedrock", "chat_completion", bedrock_chat));
+    for task in ["text_embedding", "completion", "chat_completion"] {
+        rows.push(("googlevertexai", task, vertex.clone()));
+    }
+    rows.push((
+        "googlevertexai",
+        "rerank",
+        json!({"project_id": "p", "model_id": "semantic-ranker-512"}),
+    ));
+    for task in ["text_embedding", "sparse_embedding", "rerank", "completion"] {
+        rows.push(("custom", task, custom.clone()));
+    }
+    for task in ["text_embedding", "rerank"] {
+        rows.push(("hugging_face", task, hf.clone()));
+    }
+    for task in ["completion", "chat_completion"] {
+        rows.push(("hugging_face", task, hf_chat.clone()));
+    }
+    for task in [
+        "sparse_embedding",
+        "chat_completion",
+        "text_embedding",
+        "rerank",
+        "completion",
+    ] {
+        rows.push(("elastic", task, model.clone()));
+    }
+    rows.push(("anthropic", "completion", model.clone()));
+    for task in ["text_embedding", "rerank"] {
+        rows.push(("voyageai", task, model.clone()));
+        rows.push(("jinaai", task, model.clone()));
+    }
+    rows.push(("elasticsearch", "sparse_embedding", ml(".elser_model_2")));
+    rows.push((
+        "elasticsearch",
+        "text_embedding",
+        ml(".multilingual-e5-small"),
+    ));
+    rows.push(("elasticsearch", "rerank", ml(".rerank-v1")));
+    rows
+}
+
+/// Rows of [`emulated_matrix`] that write in steady state because the service table lacks a
+/// fact of what Elasticsearch fills in (src/elasticsearch/service/table.rs):
+/// * `custom` text_embedding: `service_settings.batch_size` (10) is not among `filled_in`, so the
+///   endpoint reads as changed (`ImmutableFieldChanged`);
+/// * `elasticsearch` rerank: the double fills in `task_settings.return_documents: true`
+///   (tests/harness/src/es/ml.rs, inferred) and the table has no task-settings defaults, so
+///   every re-check sends an `_update` clearing it.
+const TABLE_GAPS: &[(&str, &str)] = &[("custom", "text_embedding"), ("elasticsearch", "rerank")];
+
+/// Create one endpoint per row (all secrets accepted), let them settle, and return what is
+/// wrong: objects not Ready, and every write to Elasticsearch over several re-checks.
+async fn idle_writes(rows: Vec<(&'static str, &'static str, Value)>) -> Vec<String> {
+    let env = env_at(ES_VERSION).await;
+    env.es
+        .providers()
+        .set_unknown_credential_outcome(inference_testenv::es::ProviderOutcome::Accept);
+    let pairs = [
+        ("apiKey", "matrix-key-1"),
+        ("accessKey", "matrix-access-1"),
+        ("secretKey", "matrix-secret-1"),
+        ("sa", r#"{"type": "service_account"}"#),
+    ];
+    env.put_secret("matrix", &pairs).await;
+    env.put_secret("matrix-params", &[("token", "matrix-token-1")])
+        .await;
+    let _operator = start_operator(&env, recheck_every(RECHECK));
+    let mut names = vec![];
+    for (i, (service, task, settings)) in rows.into_iter().enumerate() {
+        let secrets = match service {
+            "amazonbedrock" => json!({"access_key": key_ref("matrix", "accessKey"),
+                                      "secret_key": key_ref("matrix", "secretKey")}),
+            "googlevertexai" => json!({"service_account_json": key_ref("matrix", "sa")}),
+            "custom" => json!({"secret_parameters": {"secretRef": {"name": "matrix-params"}}}),
+            "elastic" | "elasticsearch" => json!({}),
+            _ => json!({"api_key": key_ref("matrix", "apiKey")}),
+        };
+        let name = format!("m{i:02}-{service}-{task}").replace('_', "-");
+        let block = json!({"name": service, "settings": settings, "secretSettings": secrets});
+        create(&env, Iep::service(&name, task, block).es(&env)).await;
+        names.push(name);
+    }
+    tokio::time::sleep(RECHECK * 8).await;
+    let mut wrong = vec![];
+    for name in &names {
+        let iep = api(&env).get(name).await.unwrap();
+        match condition(&iep, "Ready") {
+            Some(ready) if ready.status == "True" => {}
+            Some(ready) => wrong.push(format!("{name}: {} {}", ready.reason, ready.message)),
+            None => wrong.push(format!("{name}: no Ready")),
+        }
+    }
+    env.es.clear_requests();
+    tokio::time::sleep(RECHECK * 4).await;
+    for r in env.es.requests().iter().filter(|r| r.method != "GET") {
+        wrong.push(format!("{} {} {}", r.method, r.path, r.raw_body));
+    }
+    wrong
+}
+
+#[tokio::test]
+async fn every_emulated_service_and_task_type_idles_without_writes() {
+    let rows: Vec<_> = emulated_matrix()
+        .into_iter()
+        .filter(|(service, task, _)| !TABLE_GAPS.contains(&(*service, *task)))
+        .collect();
+    assert!(rows.len() >= 30, "the matrix covers the double's services");
+    let wrong = idle_writes(rows).await;
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[tokio::test]
+#[ignore = "service table gaps (TABLE_GAPS): src/elasticsearch/service/table.rs is the lead's"]
+async fn the_table_gaps_idle_without_writes_too() {
+    let rows: Vec<_> = emulated_matrix()
+        .into_iter()
+        .filter(|(service, task, _)| TABLE_GAPS.contains(&(*service, *task)))
+        .collect();
+    assert_eq!(rows.len(), TABLE_GAPS.len());
+    let wrong = idle_writes(rows).await;
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

@@ -73,7 +73,8 @@ pub fn identity_matches(desired: &EndpointConfig, observed: &Endpoint) -> bool {
 ///   sides; keys the service table says Elasticsearch fills in (`dimensions`, `similarity` of
 ///   embeddings, ...) ignored unless the user set them; for services without a table entry,
 ///   every key only Elasticsearch reports is ignored (their defaults are unknown).
-/// * `task_settings`: empty ≡ absent; null values and empty maps dropped.
+/// * `task_settings`: empty ≡ absent; null values and empty maps dropped; for services without
+///   a table entry, as for their service settings, keys only Elasticsearch reports are ignored.
 /// * `chunking_settings` (text_embedding): when unset, the default `sentence/250/1` and the
 ///   legacy `word/250/100` are both accepted.
 /// * numbers compare numerically (`1440` = `1440.0`).
@@ -145,6 +146,8 @@ pub fn compare(
     for key in union_keys(&d_ts, &o_ts) {
         match (d_ts.get(&key), o_ts.get(&key)) {
             (Some(d), Some(o)) if json_eq(d, o) => {}
+            // Only the keys the user set are compared: the defaults are unknown.
+            (None, Some(_)) if profile.is_none() => {}
             (d, o) => push(format!("task_settings.{key}"), d, o),
         }
     }
@@ -564,6 +567,22 @@ mod tests {
         assert_eq!(
             paths(&compare(&want, &obs, &v("9.1.0"))),
             ["service_settings.model_id"]
+        );
+    }
+
+    #[test]
+    fn a_service_missing_from_the_table_compares_only_the_task_settings_the_user_set() {
+        let mut want = desired(TaskType::TextEmbedding);
+        want.service = "acme".into();
+        want.task_settings = m(json!({"user": "a"}));
+        let mut obs = observed_embedding();
+        obs.service = "acme".into();
+        obs.task_settings = m(json!({"user": "a", "truncate": "END"}));
+        assert!(compare(&want, &obs, &v("9.4.0")).is_empty());
+        obs.task_settings = m(json!({"truncate": "END"}));
+        assert_eq!(
+            paths(&compare(&want, &obs, &v("9.4.0"))),
+            ["task_settings.user"]
         );
     }
 
