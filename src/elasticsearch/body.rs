@@ -211,11 +211,13 @@ pub fn update_body(
     let mut ts = strip_empty(&desired.task_settings);
     // A service without a table entry is compared on the user's keys only, so what only
     // Elasticsearch set is left alone.
-    let known = ServiceProfile::lookup(&desired.service).is_some();
-    if version.update_can_clear_task_settings() && known {
+    let profile = ServiceProfile::lookup(&desired.service);
+    let filled_in: &[&str] =
+        profile.map_or(&[], |p| (p.filled_in_task_settings)(desired.task_type));
+    if version.update_can_clear_task_settings() && profile.is_some() {
         if let Some(o) = observed {
             for key in o.task_settings.keys() {
-                if !ts.contains_key(key) {
+                if !ts.contains_key(key) && !filled_in.contains(&key.as_str()) {
                     ts.insert(key.clone(), Value::Null);
                 }
             }

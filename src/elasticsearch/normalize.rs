@@ -141,6 +141,7 @@ pub fn compare(
     }
 
     // task_settings
+    let task_defaults: &[&str] = profile.map_or(&[], |p| (p.filled_in_task_settings)(task));
     let d_ts = strip_empty(&desired.task_settings);
     let o_ts = strip_empty(&observed.task_settings);
     for key in union_keys(&d_ts, &o_ts) {
@@ -148,6 +149,7 @@ pub fn compare(
             (Some(d), Some(o)) if json_eq(d, o) => {}
             // A service without a table entry is compared on what the user set only.
             (None, Some(_)) if profile.is_none() => {}
+            (None, Some(_)) if task_defaults.contains(&key.as_str()) => {}
             (d, o) => push(format!("task_settings.{key}"), d, o),
         }
     }
@@ -570,6 +572,26 @@ mod tests {
         assert_eq!(
             paths(&compare(&want, &obs, &v("9.4.0"))),
             ["task_settings.top_n"]
+        );
+    }
+
+    #[test]
+    fn task_settings_the_table_says_elasticsearch_fills_in_are_not_drift() {
+        let mut want = desired(TaskType::Rerank);
+        want.service = "elasticsearch".into();
+        want.service_settings = m(json!({"model_id": ".rerank-v1", "num_threads": 1}));
+        let mut obs = observed_embedding();
+        obs.task_type = "rerank".into();
+        obs.service = "elasticsearch".into();
+        obs.chunking_settings = None;
+        obs.service_settings = want.service_settings.clone();
+        obs.task_settings = m(json!({"return_documents": true}));
+        assert!(compare(&want, &obs, &v("9.4.0")).is_empty());
+        // What the user sets is compared, default or not.
+        want.task_settings = m(json!({"return_documents": false}));
+        assert_eq!(
+            paths(&compare(&want, &obs, &v("9.4.0"))),
+            ["task_settings.return_documents"]
         );
     }
 

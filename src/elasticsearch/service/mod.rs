@@ -130,6 +130,9 @@ pub struct ServiceProfile {
     /// `service_settings` keys Elasticsearch fills in when the user did not set them (defaults,
     /// values learned from the provider), per task type: not drift when absent from the spec.
     pub filled_in: fn(TaskType) -> &'static [&'static str],
+    /// `task_settings` keys Elasticsearch fills in when the user did not set them, per task type:
+    /// neither drift nor cleared by an `_update`.
+    pub filled_in_task_settings: fn(TaskType) -> &'static [&'static str],
     /// Non-secret top-level `service_settings` keys `_update` can change, each from a release
     /// (only to a value: none of them can be removed in place).
     pub updatable: &'static [(&'static str, Since)],

@@ -29,6 +29,10 @@ fn none(_: TaskType) -> Option<u64> {
     None
 }
 
+fn no_task_defaults(_: TaskType) -> &'static [&'static str] {
+    &[]
+}
+
 /// Embeddings learn `dimensions` and `similarity` from the provider; the rate limit default
 /// is filled in for every task type.
 fn embedding_learned(task: TaskType) -> &'static [&'static str] {
@@ -66,6 +70,7 @@ pub const AZURE_OPENAI: ServiceProfile = ServiceProfile {
         ("scopes", since(9, 5)),
         ("tenant_id", since(9, 5)),
     ],
+    filled_in_task_settings: no_task_defaults,
     gates: &[Gate {
         path: "task_settings.headers",
         since: since(9, 4),
@@ -105,6 +110,7 @@ pub const OPENAI: ServiceProfile = ServiceProfile {
         _ => &[],
     },
     updatable: &[],
+    filled_in_task_settings: no_task_defaults,
     gates: &[],
     // OAuth2 client credentials: elastic/elasticsearch#150132, 9.5.0.
     oauth2: Some(OAuth2 {
@@ -132,6 +138,7 @@ pub const COHERE: ServiceProfile = ServiceProfile {
         _ => &[],
     },
     updatable: &[],
+    filled_in_task_settings: no_task_defaults,
     gates: &[],
     oauth2: None,
     deploys_model: false,
@@ -152,6 +159,7 @@ pub const AMAZON_BEDROCK: ServiceProfile = ServiceProfile {
         _ => &[],
     },
     updatable: &[],
+    filled_in_task_settings: no_task_defaults,
     gates: &[],
     oauth2: None,
     deploys_model: false,
@@ -176,6 +184,12 @@ const fn in_cluster(service: &'static str, tasks: &'static [(TaskType, Since)]) 
             _ => &["model_id"],
         },
         updatable: ALLOCATIONS,
+        // A rerank endpoint returns the documents unless told otherwise (inferred: the
+        // double's reading of the rerank task settings, tests/harness/src/es/ml.rs).
+        filled_in_task_settings: |task| match task {
+            Rerank => &["return_documents"],
+            _ => &[],
+        },
         gates: &[],
         oauth2: None,
         deploys_model: true,
@@ -210,6 +224,7 @@ pub const ELASTIC: ServiceProfile = ServiceProfile {
     default_requests_per_minute: none,
     filled_in: embedding_learned,
     updatable: &[],
+    filled_in_task_settings: no_task_defaults,
     gates: &[],
     oauth2: None,
     deploys_model: false,
@@ -231,6 +246,7 @@ pub const GOOGLE_VERTEX_AI: ServiceProfile = ServiceProfile {
         _ => &["rate_limit"],
     },
     updatable: &[],
+    filled_in_task_settings: no_task_defaults,
     gates: &[],
     oauth2: None,
     deploys_model: false,
@@ -252,6 +268,7 @@ pub const CUSTOM: ServiceProfile = ServiceProfile {
         _ => &["batch_size"],
     },
     updatable: &[],
+    filled_in_task_settings: no_task_defaults,
     gates: &[],
     oauth2: None,
     deploys_model: false,
@@ -273,6 +290,7 @@ pub const HUGGING_FACE: ServiceProfile = ServiceProfile {
         _ => &[],
     },
     updatable: &[],
+    filled_in_task_settings: no_task_defaults,
     gates: &[],
     oauth2: None,
     deploys_model: false,
@@ -292,6 +310,7 @@ const fn api_key_service(
         default_requests_per_minute: none,
         filled_in: embedding_learned,
         updatable: &[],
+        filled_in_task_settings: no_task_defaults,
         gates: &[],
         oauth2: None,
         deploys_model: false,

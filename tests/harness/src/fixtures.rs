@@ -49,6 +49,17 @@ impl Iep {
         Iep::embedding(name).task("completion").deployment("gpt-4o")
     }
 
+    /// An endpoint of any Elasticsearch service through the generic `spec.service` block:
+    /// `service` is the block as written (`name`, `settings`, `secretSettings`,
+    /// `taskSettings`); no Elasticsearch yet.
+    pub fn service(name: &str, task_type: &str, service: Value) -> Iep {
+        Iep {
+            name: name.to_owned(),
+            namespace: None,
+            spec: json!({"taskType": task_type, "service": service}),
+        }
+    }
+
     pub fn namespace(mut self, namespace: &str) -> Iep {
         self.namespace = Some(namespace.to_owned());
         self
@@ -301,6 +312,16 @@ mod tests {
         );
         assert_eq!(object["spec"]["azureOpenAI"]["deploymentId"], "gpt-4o");
         assert_eq!(object["metadata"]["namespace"], "a");
+    }
+
+    #[test]
+    fn a_service_endpoint_holds_the_generic_block_as_given() {
+        let block = json!({"name": "cohere", "settings": {"model_id": "rerank-v3.5"},
+            "secretSettings": {"api_key": {"secretKeyRef": {"name": "cohere", "key": "apiKey"}}}});
+        let object = Iep::service("rr", "rerank", block.clone()).object();
+        assert_eq!(object["spec"]["taskType"], "rerank");
+        assert_eq!(object["spec"]["service"], block);
+        assert!(object["spec"].get("azureOpenAI").is_none());
     }
 
     #[test]

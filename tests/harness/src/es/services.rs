@@ -306,7 +306,9 @@ pub(crate) fn builtin(v: EsVersion) -> Vec<ServiceSpec> {
             }
             .rate_limit(240),
             TaskSpec::new("completion", "8.15.0", &bedrock_req, &[]).rate_limit(240),
-            TaskSpec::new("chat_completion", "9.2.0", &bedrock_req, &[]).rate_limit(240),
+            // First specification branch listing it: 9.4
+            // (docs/reference/elasticsearch-services.md#services-table).
+            TaskSpec::new("chat_completion", "9.4.0", &bedrock_req, &[]).rate_limit(240),
         ],
     );
     bedrock.default_similarity = Some("cosine".into()); // (inferred) provider-dependent in ES
