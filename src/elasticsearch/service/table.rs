@@ -91,15 +91,7 @@ const LATE_2025: Since = Since {
 };
 
 pub const OPENAI: ServiceProfile = ServiceProfile {
-    service: "openai",
-    tasks: &[
-        (TextEmbedding, since(8, 12)),
-        (Completion, since(8, 12)),
-        (ChatCompletion, since(8, 18)),
-        (Embedding, since(9, 5)),
-    ],
     secrets: SecretKeys::OneOf(&["api_key", "client_secret"]),
-    rotates_in_place: true,
     default_requests_per_minute: |task| match task {
         TextEmbedding => Some(3000),
         Completion | ChatCompletion => Some(500),
@@ -109,60 +101,56 @@ pub const OPENAI: ServiceProfile = ServiceProfile {
         TextEmbedding | Embedding => &["dimensions", "similarity"],
         _ => &[],
     },
-    updatable: &[],
-    filled_in_task_settings: no_task_defaults,
-    gates: &[],
     // OAuth2 client credentials: elastic/elasticsearch#150132, 9.5.0.
     oauth2: Some(OAuth2 {
         secret: "client_secret",
         fields: &["client_id", "scopes", "token_url"],
         since: since(9, 5),
     }),
-    deploys_model: false,
+    ..api_key_service(
+        "openai",
+        &[
+            (TextEmbedding, since(8, 12)),
+            (Completion, since(8, 12)),
+            (ChatCompletion, since(8, 18)),
+            (Embedding, since(9, 5)),
+        ],
+    )
 };
 
 pub const COHERE: ServiceProfile = ServiceProfile {
-    service: "cohere",
-    // rerank and completion are on every specification branch from 8.18; their first release
-    // is taken from the per-service API's `since` (inferred).
-    tasks: &[
-        (TextEmbedding, since(8, 13)),
-        (Rerank, since(8, 14)),
-        (Completion, since(8, 15)),
-    ],
-    secrets: API_KEY,
-    rotates_in_place: true,
     default_requests_per_minute: |_| Some(10_000),
     filled_in: |task| match task {
         TextEmbedding => &["dimensions", "similarity", "embedding_type"],
         _ => &[],
     },
-    updatable: &[],
-    filled_in_task_settings: no_task_defaults,
-    gates: &[],
-    oauth2: None,
-    deploys_model: false,
+    // rerank and completion are on every specification branch from 8.18; their first release
+    // is taken from the per-service API's `since` (inferred).
+    ..api_key_service(
+        "cohere",
+        &[
+            (TextEmbedding, since(8, 13)),
+            (Rerank, since(8, 14)),
+            (Completion, since(8, 15)),
+        ],
+    )
 };
 
 pub const AMAZON_BEDROCK: ServiceProfile = ServiceProfile {
-    service: "amazonbedrock",
-    tasks: &[
-        (TextEmbedding, since(8, 15)),
-        (Completion, since(8, 15)),
-        (ChatCompletion, since(9, 4)),
-    ],
     secrets: AWS,
-    rotates_in_place: true,
     default_requests_per_minute: |_| Some(240),
     filled_in: |task| match task {
         TextEmbedding => &["dimensions", "similarity"],
         _ => &[],
     },
-    updatable: &[],
-    filled_in_task_settings: no_task_defaults,
-    gates: &[],
-    oauth2: None,
-    deploys_model: false,
+    ..api_key_service(
+        "amazonbedrock",
+        &[
+            (TextEmbedding, since(8, 15)),
+            (Completion, since(8, 15)),
+            (ChatCompletion, since(9, 4)),
+        ],
+    )
 };
 
 const ALLOCATIONS: &[(&str, Since)] = &[
@@ -174,11 +162,8 @@ const ALLOCATIONS: &[(&str, Since)] = &[
 /// default `model_id` when the user left it out; `_update` changes the allocations from 8.17.
 const fn in_cluster(service: &'static str, tasks: &'static [(TaskType, Since)]) -> ServiceProfile {
     ServiceProfile {
-        service,
-        tasks,
         secrets: SecretKeys::None,
         rotates_in_place: false,
-        default_requests_per_minute: none,
         filled_in: |task| match task {
             TextEmbedding => &["model_id", "dimensions", "similarity", "element_type"],
             _ => &["model_id"],
@@ -190,9 +175,8 @@ const fn in_cluster(service: &'static str, tasks: &'static [(TaskType, Since)]) 
             Rerank => &["return_documents"],
             _ => &[],
         },
-        gates: &[],
-        oauth2: None,
         deploys_model: true,
+        ..api_key_service(service, tasks)
     }
 }
 
@@ -210,94 +194,76 @@ pub const ELSER: ServiceProfile = in_cluster("elser", &[(SparseEmbedding, since(
 /// EIS: which task types a cluster offers is decided by its EIS authorization, not by its
 /// version, so no release gate within the supported range.
 pub const ELASTIC: ServiceProfile = ServiceProfile {
-    service: "elastic",
-    tasks: &[
-        (SparseEmbedding, since(8, 15)),
-        (ChatCompletion, since(8, 15)),
-        (Completion, since(8, 15)),
-        (TextEmbedding, since(8, 15)),
-        (Rerank, since(8, 15)),
-        (Embedding, since(8, 15)),
-    ],
     secrets: SecretKeys::None,
     rotates_in_place: false,
-    default_requests_per_minute: none,
-    filled_in: embedding_learned,
-    updatable: &[],
-    filled_in_task_settings: no_task_defaults,
-    gates: &[],
-    oauth2: None,
-    deploys_model: false,
+    ..api_key_service(
+        "elastic",
+        &[
+            (SparseEmbedding, since(8, 15)),
+            (ChatCompletion, since(8, 15)),
+            (Completion, since(8, 15)),
+            (TextEmbedding, since(8, 15)),
+            (Rerank, since(8, 15)),
+            (Embedding, since(8, 15)),
+        ],
+    )
 };
 
 pub const GOOGLE_VERTEX_AI: ServiceProfile = ServiceProfile {
-    service: "googlevertexai",
-    tasks: &[
-        (TextEmbedding, since(8, 15)),
-        (Rerank, since(8, 15)),
-        (Completion, LATE_2025),
-        (ChatCompletion, LATE_2025),
-    ],
     secrets: SecretKeys::OneOf(&["service_account_json"]),
-    rotates_in_place: true,
-    default_requests_per_minute: none,
     filled_in: |task| match task {
         TextEmbedding => &["rate_limit", "max_batch_size", "dimensions", "similarity"],
         _ => &["rate_limit"],
     },
-    updatable: &[],
-    filled_in_task_settings: no_task_defaults,
-    gates: &[],
-    oauth2: None,
-    deploys_model: false,
+    ..api_key_service(
+        "googlevertexai",
+        &[
+            (TextEmbedding, since(8, 15)),
+            (Rerank, since(8, 15)),
+            (Completion, LATE_2025),
+            (ChatCompletion, LATE_2025),
+        ],
+    )
 };
 
 pub const CUSTOM: ServiceProfile = ServiceProfile {
-    service: "custom",
-    tasks: &[
-        (TextEmbedding, LATE_2025),
-        (SparseEmbedding, LATE_2025),
-        (Rerank, LATE_2025),
-        (Completion, LATE_2025),
-    ],
     secrets: SecretKeys::Map("secret_parameters"),
-    rotates_in_place: true,
     default_requests_per_minute: |_| Some(10_000),
     filled_in: |task| match task {
         TextEmbedding => &["batch_size", "dimensions", "similarity"],
         _ => &["batch_size"],
     },
-    updatable: &[],
-    filled_in_task_settings: no_task_defaults,
-    gates: &[],
-    oauth2: None,
-    deploys_model: false,
+    ..api_key_service(
+        "custom",
+        &[
+            (TextEmbedding, LATE_2025),
+            (SparseEmbedding, LATE_2025),
+            (Rerank, LATE_2025),
+            (Completion, LATE_2025),
+        ],
+    )
 };
 
 pub const HUGGING_FACE: ServiceProfile = ServiceProfile {
-    service: "hugging_face",
-    tasks: &[
-        (TextEmbedding, since(8, 12)),
-        (Rerank, LATE_2025),
-        (Completion, LATE_2025),
-        (ChatCompletion, LATE_2025),
-    ],
-    secrets: API_KEY,
-    rotates_in_place: true,
     default_requests_per_minute: |_| Some(3000),
     filled_in: |task| match task {
         TextEmbedding => &["dimensions", "similarity", "max_input_tokens"],
         _ => &[],
     },
-    updatable: &[],
-    filled_in_task_settings: no_task_defaults,
-    gates: &[],
-    oauth2: None,
-    deploys_model: false,
+    ..api_key_service(
+        "hugging_face",
+        &[
+            (TextEmbedding, since(8, 12)),
+            (Rerank, LATE_2025),
+            (Completion, LATE_2025),
+            (ChatCompletion, LATE_2025),
+        ],
+    )
 };
 
-/// An external service with one `api_key`, tasks from the given releases, whose rate limit
-/// default and learned embedding settings are filled in.
+/// The common entry, which the others start from and override: an external service with one
+/// `api_key` rotated through `_update`, tasks from the given releases, whose rate limit default
+/// and learned embedding settings are filled in, and nothing else updatable or gated.
 const fn api_key_service(
     service: &'static str,
     tasks: &'static [(TaskType, Since)],
