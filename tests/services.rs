@@ -745,3 +745,64 @@ async fn every_emulated_service_and_task_type_idles_without_writes() {
     let wrong = idle_writes(rows).await;
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// Azure OpenAI with OAuth2 client credentials (the typed block's third credential, 9.4+):
+/// created with `client_id`/`tenant_id`/`scopes` and the client secret from a Secret, idle
+/// without writes, the client secret rotated through `_update`; refused with the release needed
+/// on 9.3.
+#[tokio::test]
+async fn azure_oauth2_client_credentials_live_rotate_and_are_gated_by_version() {
+    let oauth2 = |name: &str| {
+        Iep::embedding(name).set(
+            "/azureOpenAI",
+            json!({"resourceName": "res", "deploymentId": "emb", "apiVersion": "2024-10-21",
+                   "oauth2": {"clientId": "cid", "tenantId": "tid",
+                              "scopes": ["https://cognitiveservices.azure.com/.default"],
+                              "clientSecretSecretRef": {"name": "azure-oauth", "key": "secret"}}}),
+        )
+    };
+    let env = env_at(ES_VERSION).await;
+    env.es.azure().accept_credential("oauth-secret-1");
+    env.es.azure().accept_credential("oauth-secret-2");
+    env.put_secret("azure-oauth", &[("secret", "oauth-secret-1")])
+        .await;
+    let _operator = start_operator(&env, recheck_every(RECHECK));
+    create_ready(&env, oauth2("oauth")).await;
+    let stored = env.es.endpoint("oauth").unwrap();
+    assert_eq!(stored["service_settings"]["client_id"], "cid");
+    assert_eq!(stored["service_settings"]["tenant_id"], "tid");
+    assert_eq!(
+        env.es.stored_secrets("oauth").unwrap()["client_secret"],
+        "oauth-secret-1"
+    );
+    idles_without_writes(&env, "text_embedding", "oauth").await;
+    let update = rotate(
+        &env,
+        "oauth",
+        "azure-oauth",
+        &[("secret", "oauth-secret-2")],
+    )
+    .await;
+    assert_eq!(
+        update["service_settings"]["client_secret"],
+        "oauth-secret-2"
+    );
+    assert_eq!(
+        env.es.stored_secrets("oauth").unwrap()["client_secret"],
+        "oauth-secret-2"
+    );
+    delete_gone(&env, "oauth").await;
+
+    let old = env_at("9.3.2").await;
+    old.put_secret("azure-oauth", &[("secret", "oauth-secret-1")])
+        .await;
+    let _old_operator = start_operator(&old, test_config());
+    create(&old, oauth2("early").es(&old)).await;
+    let iep = wait_ready(&old, "early", "False", "UnsupportedByCluster").await;
+    let message = &condition(&iep, "Ready").unwrap().message;
+    assert!(
+        message.contains("OAuth2 client credentials need Elasticsearch 9.4+"),
+        "{message}"
+    );
+    assert!(old.es.endpoint("early").is_none());
+}
