@@ -639,11 +639,7 @@ async fn create(
         return super::generic::create(sh, v, tt, id, &service, config, timeout).await;
     }
     let mut parsed = azure::parse_create(v, tt, &mut config)?;
-    if v.refuses_referenced_id_on_create() {
-        if let Some(refusal) = referenced_id_refusal(&sh.lock(), id) {
-            return Err(refusal);
-        }
-    }
+    refuse_referenced_id_on_create(sh, v, id)?;
 
     let skip = sh.lock().skip_validation;
     let validate = !skip && (tt == TaskType::TextEmbedding || v.validates_completion());
@@ -706,6 +702,18 @@ async fn create(
     let body = stored.render(v);
     st.endpoints.insert(id.to_string(), stored);
     Ok(Resp::ok(body))
+}
+
+/// [`referenced_id_refusal`] on the versions that have it, for every service's create.
+pub(crate) fn refuse_referenced_id_on_create(
+    sh: &Shared,
+    v: EsVersion,
+    id: &str,
+) -> Result<(), EsError> {
+    if !v.refuses_referenced_id_on_create() {
+        return Ok(());
+    }
+    referenced_id_refusal(&sh.lock(), id).map_or(Ok(()), Err)
 }
 
 /// PR #137055 (8.19.7, 9.1.7, 9.2.1, 9.3.0): an id that ingest pipelines reference, or that

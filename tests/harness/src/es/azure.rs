@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value};
 
 use super::errors::{Cause, EsError};
 use super::extract::{
-    as_object, empty_string, missing, opt_int, opt_positive, opt_string, parse_rate_limit,
-    req_string, type_err, unknown_settings_for,
+    empty_string, missing, opt_int, opt_positive, opt_string, parse_rate_limit, req_string,
+    take_settings_maps, type_err, unknown_settings_for,
 };
 use super::json::{java, java_list};
 use super::model::{default_chunking, TaskType, AZURE};
@@ -53,15 +53,7 @@ pub(crate) fn parse_create(
     tt: TaskType,
     config: &mut Map<String, Value>,
 ) -> Result<ParsedCreate, EsError> {
-    let mut ss = match config.remove("service_settings") {
-        None | Some(Value::Null) => {
-            return Err(EsError::bad_request(
-                "Missing required field [service_settings]",
-            ))
-        }
-        other => as_object(other, "service_settings")?,
-    };
-    let mut ts = as_object(config.remove("task_settings"), "task_settings")?;
+    let (mut ss, mut ts) = take_settings_maps(config)?;
     let mut chunking = None;
     if tt == TaskType::TextEmbedding && v.chunking() {
         chunking = Some(parse_chunking(v, config.remove("chunking_settings"))?);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::api::{referenced_id_refusal, Resp, Shared, State};
+use super::api::{refuse_referenced_id_on_create, Resp, Shared, State};
 use super::errors::{Cause, EsError};
 use super::ml::{self, ELASTICSEARCH, ELSER};
 use super::model::{Stored, TaskType};
@@ -51,15 +51,13 @@ pub(crate) async fn create(
 ) -> Result<Resp, EsError> {
     let registered = sh.lock().registered.iter().any(|s| s.name == service);
     if (service == ELASTICSEARCH || service == ELSER) && !registered {
-        return create_internal(sh, v, tt, id, service, config, timeout).await;
+        let parsed = ml::parse_create(service, v, tt, &mut config)?;
+        refuse_referenced_id_on_create(sh, v, id)?;
+        return create_internal(sh, v, tt, id, parsed, timeout).await;
     }
     let spec = spec_of(&sh.lock(), v, service).ok_or_else(|| unknown_service(service))?;
     let mut parsed = services::parse_create(&spec, v, tt, &mut config)?;
-    if v.refuses_referenced_id_on_create() {
-        if let Some(refusal) = referenced_id_refusal(&sh.lock(), id) {
-            return Err(refusal);
-        }
-    }
+    refuse_referenced_id_on_create(sh, v, id)?;
     let validate = spec.validates
         && !sh.lock().skip_validation
         && (tt == TaskType::TextEmbedding || v.validates_completion());
@@ -112,23 +110,16 @@ fn store(sh: &Shared, v: EsVersion, stored: Stored) -> Result<Resp, EsError> {
     Ok(Resp::ok(body))
 }
 
-/// PUT of an `elasticsearch` endpoint: parse, store, start the deployment, wait for it up to
-/// `timeout` (see [`super::ml`]).
+/// PUT of an `elasticsearch` endpoint once parsed: store, start the deployment, wait for it up
+/// to `timeout` (see [`super::ml`]).
 async fn create_internal(
     sh: &Arc<Shared>,
     v: EsVersion,
     tt: TaskType,
     id: &str,
-    service: &str,
-    mut config: Map<String, Value>,
+    parsed: ml::ParsedInternal,
     timeout: (Duration, String),
 ) -> Result<Resp, EsError> {
-    let parsed = ml::parse_create(service, v, tt, &mut config)?;
-    if v.refuses_referenced_id_on_create() {
-        if let Some(refusal) = referenced_id_refusal(&sh.lock(), id) {
-            return Err(refusal);
-        }
-    }
     let uses_existing = parsed.service_settings.contains_key("deployment_id");
     let stored = Stored {
         id: id.to_string(),
