@@ -125,13 +125,13 @@ pub(crate) fn as_object(v: Option<Value>, key: &str) -> Result<Map<String, Value
     }
 }
 
+type Obj = Map<String, Value>;
+
 /// The two maps every service's `parseRequestConfig` takes first, in this order: the required
 /// `service_settings` (`ServiceUtils.removeFromMapOrThrowIfNull`: `Missing required field
 /// [service_settings]`), then the optional `task_settings` (`removeFromMapOrDefaultEmpty`)
 /// (docs/reference/elasticsearch-inference-api.md#validation-order).
-pub(crate) fn take_settings_maps(
-    config: &mut Map<String, Value>,
-) -> Result<(Map<String, Value>, Map<String, Value>), EsError> {
+pub(crate) fn take_settings_maps(config: &mut Map<String, Value>) -> Result<(Obj, Obj), EsError> {
     let ss = match config.remove("service_settings") {
         None | Some(Value::Null) => {
             return Err(EsError::bad_request(
