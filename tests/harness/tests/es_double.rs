@@ -2592,4 +2592,95 @@ mod services {
         assert_eq!(es.stored_secret("az"), Some(("api_key".into(), "k".into())));
         assert_eq!(es.stored_secrets("az").unwrap()["api_key"], "k");
     }
+
+    // ---- one fake-provider surface for every service, Azure included ----------------------
+
+    /// Azure's validation calls land on the same surface as every other service's: a rule of
+    /// the whole surface reaches them, while the Azure view's own override stays Azure's.
+    #[tokio::test]
+    async fn azure_is_one_service_of_the_provider_surface() {
+        let es = es_with("9.1.0", &["sk-1"]).await;
+        let (p, azure) = (es.providers(), es.azure());
+        let put = |id: &str, body: Value| {
+            let es = es.clone();
+            let path = format!("/_inference/text_embedding/{id}");
+            async move { call(&es, "PUT", &path, Some(body)).await }
+        };
+        assert_eq!(put("az", emb_body("good-key")).await.status, 200);
+        let calls = p.calls_for("azureopenai");
+        assert_eq!(calls.len(), 1, "the Azure call is on the one surface");
+        assert_eq!(
+            (
+                calls[0].target.as_str(),
+                calls[0].model.as_str(),
+                calls[0].credential.as_str()
+            ),
+            ("my-res", "my-embed", "good-key")
+        );
+        // The Azure view's override is Azure's only.
+        azure.set_outcome(Some(AzureOutcome::RateLimited429));
+        assert!(put("az2", emb_body("good-key"))
+            .await
+            .raw
+            .contains("status [429]"));
+        assert_eq!(put("oa", openai(Some("sk-1"))).await.status, 200);
+        azure.set_outcome(None);
+        // A rule of the whole surface reaches Azure too.
+        p.set_outcome(Some(ProviderOutcome::ServerError500));
+        let r = put("az3", emb_body("good-key")).await;
+        assert!(r.raw.contains("status [500]"), "{}", r.raw);
+        p.set_outcome(None);
+        // Clearing the Azure view's calls keeps the other services'.
+        azure.clear_calls();
+        assert!(azure.calls().is_empty());
+        assert_eq!(p.calls_for("openai").len(), 1);
+    }
+
+    /// A per-target rule works for any service with a configured `url`: a host that does not
+    /// resolve is `Invalid host [..]`, tried once, as for a mistyped Azure resource name.
+    #[tokio::test]
+    async fn an_unresolvable_url_host_fails_any_service_once() {
+        let cust = custom_credential(&[("api_key", "ck")]);
+        let es = es_with("9.1.0", &[&cust]).await;
+        es.providers()
+            .set_target_outcome("api.example.com", Some(ProviderOutcome::UnknownHost));
+        let body = custom(json!({"api_key": "ck"}));
+        let r = call(
+            &es,
+            "PUT",
+            "/_inference/text_embedding/c",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{}", r.raw);
+        let inner = &r.body["error"]["caused_by"];
+        assert_eq!(
+            inner["reason"],
+            "Invalid host [https://api.example.com/embed], please check that the URL is correct."
+        );
+        assert_eq!(inner["caused_by"]["reason"], "api.example.com");
+        assert_eq!(es.providers().calls().len(), 1, "not retried");
+        es.providers().set_target_outcome("api.example.com", None);
+        let r = call(&es, "PUT", "/_inference/text_embedding/c", Some(body)).await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+    }
+
+    /// Forced and native vector lengths are per service: forcing OpenAI's leaves Azure's.
+    #[tokio::test]
+    async fn returned_dimensions_are_per_service() {
+        let es = es_with("9.1.0", &["sk-1"]).await;
+        es.providers().force_returned_dimensions("openai", Some(64));
+        let put = |id: &str, body: Value| {
+            let es = es.clone();
+            let path = format!("/_inference/text_embedding/{id}");
+            async move { call(&es, "PUT", &path, Some(body)).await }
+        };
+        let r = put("oa", openai(Some("sk-1"))).await;
+        assert_eq!(r.body["service_settings"]["dimensions"], 64, "{}", r.raw);
+        let r = put("az", emb_body("good-key")).await;
+        assert_eq!(r.body["service_settings"]["dimensions"], 1536, "{}", r.raw);
+        es.azure().force_returned_dimensions(Some(32));
+        let r = put("az2", emb_body("good-key")).await;
+        assert_eq!(r.body["service_settings"]["dimensions"], 32, "{}", r.raw);
+    }
 }

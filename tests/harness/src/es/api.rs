@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::azure::{self, AzureCall, AzureCredential, FakeAzure};
+use super::azure;
 use super::errors::EsError;
 use super::json::{java_list, java_map, J};
 use super::model::{old_default_chunking, Stored, TaskType, AZURE};
@@ -75,7 +75,6 @@ impl State {
 
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
-    pub(crate) azure: FakeAzure,
     pub(crate) providers: super::FakeProviders,
 }
 
@@ -486,53 +485,11 @@ async fn call_azure(
     requested_dims: Option<i64>,
     timeout: (Duration, String),
 ) -> Result<Option<i64>, EsError> {
-    let url = azure::azure_url(ss, tt);
-    let g = |k: &str| {
-        ss.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let credential = match secret.0.as_str() {
-        "api_key" => AzureCredential::ApiKey(secret.1.clone()),
-        "entra_id" => AzureCredential::EntraId(secret.1.clone()),
-        _ => AzureCredential::ClientSecret {
-            client_id: g("client_id"),
-            tenant_id: g("tenant_id"),
-            secret: secret.1.clone(),
-        },
-    };
-    let call = AzureCall {
-        inference_id: id.to_string(),
-        task_type: tt.as_str().to_string(),
-        url: url.clone(),
-        credential,
-        dimensions: requested_dims,
-        user: ts.get("user").and_then(Value::as_str).map(str::to_string),
-        headers: ts
-            .get("headers")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
-        input: "how big".into(),
-        outcome: azure::AzureOutcome::Accept,
-    };
-    let (resource, deployment) = (g("resource_name"), g("deployment_id"));
-    let keys = super::provider::CallKeys {
-        resource: &resource,
-        deployment: &deployment,
-        credential: &secret.1,
-    };
-    let (latency, result) = sh.azure.decide(call, keys);
-    if latency > timeout.0 {
-        tokio::time::sleep(timeout.0).await;
-        return Err(azure::validation_timeout(id, &timeout.1));
-    }
-    tokio::time::sleep(latency).await;
-    match result {
-        Ok(d) => Ok((tt == TaskType::TextEmbedding).then_some(d)),
-        Err(o) => Err(azure::validation_failure(o, id, &url)),
-    }
+    let call = azure::provider_call(id, tt, (ss, ts), secret, requested_dims);
+    let url = call.url.clone();
+    let fail = |o| azure::validation_failure(o, id, &url);
+    let dims = sh.providers.validate(call, &timeout, fail).await?;
+    Ok((tt == TaskType::TextEmbedding).then_some(dims))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -639,11 +596,7 @@ async fn create(
         return super::generic::create(sh, v, tt, id, &service, config, timeout).await;
     }
     let mut parsed = azure::parse_create(v, tt, &mut config)?;
-    if v.refuses_referenced_id_on_create() {
-        if let Some(refusal) = referenced_id_refusal(&sh.lock(), id) {
-            return Err(refusal);
-        }
-    }
+    refuse_referenced_id_on_create(sh, v, id)?;
 
     let skip = sh.lock().skip_validation;
     let validate = !skip && (tt == TaskType::TextEmbedding || v.validates_completion());
@@ -706,6 +659,18 @@ async fn create(
     let body = stored.render(v);
     st.endpoints.insert(id.to_string(), stored);
     Ok(Resp::ok(body))
+}
+
+/// [`referenced_id_refusal`] on the versions that have it, for every service's create.
+pub(crate) fn refuse_referenced_id_on_create(
+    sh: &Shared,
+    v: EsVersion,
+    id: &str,
+) -> Result<(), EsError> {
+    if !v.refuses_referenced_id_on_create() {
+        return Ok(());
+    }
+    referenced_id_refusal(&sh.lock(), id).map_or(Ok(()), Err)
 }
 
 /// PR #137055 (8.19.7, 9.1.7, 9.2.1, 9.3.0): an id that ingest pipelines reference, or that

@@ -4,20 +4,20 @@
 //! ES "calls" to validate an endpoint
 //! (docs/reference/elasticsearch-inference-api.md#validation-call).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::errors::{Cause, EsError};
+use super::errors::EsError;
 use super::extract::{
-    as_object, empty_string, missing, opt_int, opt_positive, opt_string, parse_rate_limit,
-    req_string, type_err, unknown_settings_for,
+    empty_string, missing, opt_int, opt_positive, opt_string, parse_rate_limit, req_string,
+    take_settings_maps, type_err, unknown_settings_for,
 };
 use super::json::{java, java_list};
 use super::model::{default_chunking, TaskType, AZURE};
-use super::provider::{CallKeys, ProviderControl, Scope};
+use super::providers::{
+    failed_validation, FakeProviders, FakeService, ProviderCall, ProviderOutcome,
+};
 use super::version::EsVersion;
 
 // ---------------------------------------------------------------------------------------------
@@ -53,15 +53,7 @@ pub(crate) fn parse_create(
     tt: TaskType,
     config: &mut Map<String, Value>,
 ) -> Result<ParsedCreate, EsError> {
-    let mut ss = match config.remove("service_settings") {
-        None | Some(Value::Null) => {
-            return Err(EsError::bad_request(
-                "Missing required field [service_settings]",
-            ))
-        }
-        other => as_object(other, "service_settings")?,
-    };
-    let mut ts = as_object(config.remove("task_settings"), "task_settings")?;
+    let (mut ss, mut ts) = take_settings_maps(config)?;
     let mut chunking = None;
     if tt == TaskType::TextEmbedding && v.chunking() {
         chunking = Some(parse_chunking(v, config.remove("chunking_settings"))?);
@@ -645,52 +637,14 @@ pub(crate) fn parse_chunking(v: EsVersion, raw: Option<Value>) -> Result<Value, 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fake Azure OpenAI (docs/reference/elasticsearch-inference-api.md#validation-call)
+// Fake Azure OpenAI (docs/reference/elasticsearch-inference-api.md#validation-call): the
+// `azureopenai` service of the one fake-provider surface (`providers.rs`), in Azure's words
 // ---------------------------------------------------------------------------------------------
 
-/// What the fake Azure answers to ES's validation call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AzureOutcome {
-    /// 200 with an embedding / completion.
-    Accept,
-    /// 401 (bad key).
-    Reject401,
-    /// 403 (key or token valid, access denied: network rules, missing role).
-    Forbidden403,
-    /// 404 (deployment does not exist).
-    NotFound404,
-    /// 429 (rate limited). Elasticsearch retries it ([`ES_PROVIDER_ATTEMPTS`] tries).
-    RateLimited429,
-    /// 500 (server error). Elasticsearch retries it.
-    ServerError500,
-    /// 503 (server busy). Elasticsearch retries it.
-    ServerBusy503,
-    /// `<resource>.openai.azure.com` does not resolve: a mistyped `resourceName`. Nothing
-    /// answers, so nothing is retried.
-    UnknownHost,
-}
-
-impl AzureOutcome {
-    /// Whether Elasticsearch's `RetryingHttpSender` retries this answer: `OpenAiResponseHandler`
-    /// (which `AzureOpenAiResponseHandler` extends) throws `RetryException(true, ..)` for 429, 500
-    /// and 503 only (x-pack/plugin/inference/.../external/openai/OpenAiResponseHandler.java).
-    pub fn retried_by_elasticsearch(self) -> bool {
-        matches!(
-            self,
-            AzureOutcome::RateLimited429
-                | AzureOutcome::ServerError500
-                | AzureOutcome::ServerBusy503
-        )
-    }
-}
-
-/// How many times Elasticsearch calls the provider for a retryable answer before it gives up.
-/// `RetrySettings` defaults: `xpack.inference.http.retry.initial_delay` 1s,
-/// `max_delay_bound` 5s, `timeout` 30s (x-pack/plugin/inference/.../external/http/retry/
-/// RetrySettings.java); with `RetryableAction`'s randomised exponential backoff that is about
-/// three tries within the 30 s (inferred: the count depends on the random delays; 3 is what the
-/// operator should expect).
-pub const ES_PROVIDER_ATTEMPTS: usize = 3;
+/// What the fake Azure answers to ES's validation call: the providers' outcomes, where
+/// `UnknownHost` is a `<resource>.openai.azure.com` that does not resolve (a mistyped
+/// `resourceName`).
+pub type AzureOutcome = ProviderOutcome;
 
 /// The credential ES presented to Azure.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -715,6 +669,32 @@ impl AzureCredential {
             AzureCredential::ClientSecret { secret, .. } => secret,
         }
     }
+
+    /// The credential of a recorded call: its one secret key, with the OAuth2 fields from the
+    /// service settings for a `client_secret`.
+    fn of(call: &ProviderCall) -> AzureCredential {
+        let text = |m: &Map<String, Value>, k: &str| {
+            m.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (kind, secret) = call
+            .secrets
+            .iter()
+            .next()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default().to_string()))
+            .unwrap_or_default();
+        match kind {
+            "api_key" => AzureCredential::ApiKey(secret),
+            "entra_id" => AzureCredential::EntraId(secret),
+            _ => AzureCredential::ClientSecret {
+                client_id: text(&call.settings, "client_id"),
+                tenant_id: text(&call.settings, "tenant_id"),
+                secret,
+            },
+        }
+    }
 }
 
 /// One validation call ES made to the fake Azure.
@@ -735,169 +715,162 @@ pub struct AzureCall {
     pub outcome: AzureOutcome,
 }
 
-struct AzureState {
-    valid: HashSet<String>,
-    control: ProviderControl<AzureOutcome>,
-    unknown_credential: AzureOutcome,
-    retry_delay: Duration,
-    native_dimensions: i64,
-    forced_dimensions: Option<i64>,
-    latency: Duration,
-    calls: Vec<AzureCall>,
-}
-
-/// Handle to the fake Azure OpenAI behind the double. Cheap to clone.
-///
-/// Decision for a call, first match wins: global override ([`FakeAzure::set_outcome`]) →
-/// per-resource-name outcome ([`FakeAzure::set_resource_outcome`]) → per-deployment outcome →
-/// per-credential outcome (see [`ProviderControl`]) → `Accept` if the credential was accepted
-/// with [`FakeAzure::accept_credential`] → the unknown-credential outcome (default `Reject401`).
-#[derive(Clone)]
-pub struct FakeAzure {
-    inner: Arc<Mutex<AzureState>>,
-}
-
-impl Default for FakeAzure {
-    fn default() -> Self {
-        FakeAzure {
-            inner: Arc::new(Mutex::new(AzureState {
-                valid: HashSet::new(),
-                control: ProviderControl::default(),
-                unknown_credential: AzureOutcome::Reject401,
-                retry_delay: Duration::ZERO,
-                native_dimensions: 1536,
-                forced_dimensions: None,
-                latency: Duration::ZERO,
-                calls: Vec::new(),
-            })),
+impl From<ProviderCall> for AzureCall {
+    fn from(call: ProviderCall) -> Self {
+        let ts = &call.task_settings;
+        AzureCall {
+            credential: AzureCredential::of(&call),
+            user: ts.get("user").and_then(Value::as_str).map(str::to_string),
+            headers: ts
+                .get("headers")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            input: "how big".into(),
+            inference_id: call.inference_id,
+            task_type: call.task_type,
+            url: call.url,
+            dimensions: call.dimensions,
+            outcome: call.outcome,
         }
     }
 }
 
+/// Handle to the fake Azure OpenAI behind the double: the `azureopenai` service of
+/// [`FakeProviders`] (the one surface), in Azure's words. Cheap to clone.
+///
+/// Decision for a call, first match wins: a global override of the whole surface → this
+/// service's override ([`FakeAzure::set_outcome`]) → per-resource-name outcome
+/// ([`FakeAzure::set_resource_outcome`], the call's target) → per-deployment outcome (its model)
+/// → per-credential outcome (see [`super::ProviderControl`]) → `Accept` if the credential was
+/// accepted with [`FakeAzure::accept_credential`] → the unknown-credential outcome (default
+/// `Reject401`). Credentials, deployment and resource rules are the surface's, shared with
+/// every service; latency, retry delay, dimensions and the unknown-credential outcome are
+/// Azure's own.
+#[derive(Clone)]
+pub struct FakeAzure {
+    azure: FakeService,
+}
+
 impl FakeAzure {
-    fn lock(&self) -> std::sync::MutexGuard<'_, AzureState> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn new(providers: &FakeProviders) -> Self {
+        FakeAzure {
+            azure: providers.service(AZURE),
+        }
+    }
+
+    fn surface(&self) -> &FakeProviders {
+        self.azure.providers()
     }
 
     /// Make an `api_key`, `entra_id` token or OAuth2 `client_secret` valid.
     pub fn accept_credential(&self, value: &str) {
-        self.lock().valid.insert(value.to_string());
+        self.surface().accept_credential(value);
     }
 
     /// Make a credential invalid again (revoked key).
     pub fn revoke_credential(&self, value: &str) {
-        self.lock().valid.remove(value);
+        self.surface().revoke_credential(value);
     }
 
     /// Force an outcome for calls made with this credential.
     pub fn set_credential_outcome(&self, value: &str, outcome: AzureOutcome) {
-        self.lock().control.set(Scope::Credential, value, outcome);
+        self.surface().set_credential_outcome(value, Some(outcome));
     }
 
     /// Force an outcome for calls to this deployment (e.g. `NotFound404`).
     pub fn set_deployment_outcome(&self, deployment_id: &str, outcome: AzureOutcome) {
-        self.lock()
-            .control
-            .set(Scope::Deployment, deployment_id, outcome);
+        self.surface()
+            .set_model_outcome(deployment_id, Some(outcome));
     }
 
     /// Force an outcome for calls to this Azure resource (`resource_name`), e.g. `UnknownHost`
     /// for a name that has no `<name>.openai.azure.com`. `None` removes the rule (the name
     /// resolves again).
     pub fn set_resource_outcome(&self, resource_name: &str, outcome: Option<AzureOutcome>) {
-        let mut st = self.lock();
-        match outcome {
-            Some(o) => st.control.set(Scope::Resource, resource_name, o),
-            None => st.control.clear(Scope::Resource, resource_name),
-        }
+        self.surface().set_target_outcome(resource_name, outcome);
     }
 
-    /// Global override for every call (`None` removes it).
+    /// Override for every Azure call (`None` removes it).
     pub fn set_outcome(&self, outcome: Option<AzureOutcome>) {
-        self.lock().control.set_global(outcome);
+        self.azure.set_outcome(outcome);
     }
 
     /// Pause between Elasticsearch's tries of a retryable answer (default zero; the real
-    /// cluster waits about 1–5 s, see [`ES_PROVIDER_ATTEMPTS`]). Tests use a few milliseconds.
+    /// cluster waits about 1–5 s, see [`super::ES_PROVIDER_ATTEMPTS`]). Tests use a few
+    /// milliseconds.
     pub fn set_retry_delay(&self, d: Duration) {
-        self.lock().retry_delay = d;
+        self.azure.set_retry_delay(d);
     }
 
     /// Outcome for credentials never accepted (default `Reject401`; `Accept` = any key works).
     pub fn set_unknown_credential_outcome(&self, outcome: AzureOutcome) {
-        self.lock().unknown_credential = outcome;
+        self.azure.set_unknown_credential_outcome(outcome);
     }
 
     /// Length of the vector returned when the user did not set `dimensions` (default 1536).
     pub fn set_native_dimensions(&self, n: i64) {
-        self.lock().native_dimensions = n;
+        self.azure.set_native_dimensions(n);
     }
 
     /// Always return vectors of this length, even if the user asked for other `dimensions`
     /// (provokes ES's dims-mismatch error,
     /// docs/reference/elasticsearch-inference-api.md#error-table). `None` = honour the request.
     pub fn force_returned_dimensions(&self, n: Option<i64>) {
-        self.lock().forced_dimensions = n;
+        self.azure.force_returned_dimensions(n);
     }
 
     /// How long each validation call takes (bounded by ES's `timeout`,
     /// docs/reference/elasticsearch-inference-api.md#timeout).
     pub fn set_latency(&self, d: Duration) {
-        self.lock().latency = d;
+        self.azure.set_latency(d);
     }
 
-    /// Validation calls made so far.
+    /// Validation calls made to Azure so far.
     pub fn calls(&self) -> Vec<AzureCall> {
-        self.lock().calls.clone()
+        self.azure
+            .calls()
+            .into_iter()
+            .map(AzureCall::from)
+            .collect()
     }
 
+    /// Forget the Azure calls (other services' stay).
     pub fn clear_calls(&self) {
-        self.lock().calls.clear();
+        self.azure.clear_calls();
     }
+}
 
-    /// Decide and record one validation, with the tries Elasticsearch makes for a retryable
-    /// answer (each recorded as a call). Returns (time the tries take, Ok(vector length) |
-    /// Err(outcome)).
-    pub(crate) fn decide(
-        &self,
-        mut call: AzureCall,
-        keys: CallKeys<'_>,
-    ) -> (Duration, Result<i64, AzureOutcome>) {
-        let mut st = self.lock();
-        let outcome = st
-            .control
-            .decide(keys)
-            .unwrap_or(if st.valid.contains(keys.credential) {
-                AzureOutcome::Accept
-            } else {
-                st.unknown_credential
-            });
-        call.outcome = outcome;
-        let dims = st
-            .forced_dimensions
-            .or(call.dimensions)
-            .unwrap_or(st.native_dimensions);
-        let tries = if outcome.retried_by_elasticsearch() {
-            ES_PROVIDER_ATTEMPTS
-        } else {
-            1
-        };
-        for _ in 1..tries {
-            st.calls.push(call.clone());
-        }
-        st.calls.push(call);
-        // An unknown host answers nothing: no provider latency (DNS fails at once).
-        let latency = if outcome == AzureOutcome::UnknownHost {
-            Duration::ZERO
-        } else {
-            st.latency * tries as u32 + st.retry_delay * (tries as u32 - 1)
-        };
-        let res = if outcome == AzureOutcome::Accept {
-            Ok(dims)
-        } else {
-            Err(outcome)
-        };
-        (latency, res)
+/// The validation call ES makes for an Azure endpoint: to [`azure_url`], keyed on
+/// `resource_name` (target) and `deployment_id` (model), with the one secret it was given.
+pub(crate) fn provider_call(
+    id: &str,
+    tt: TaskType,
+    (ss, ts): (&Map<String, Value>, &Map<String, Value>),
+    secret: &(String, String),
+    requested_dims: Option<i64>,
+) -> ProviderCall {
+    let text = |k: &str| {
+        ss.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut secrets = Map::new();
+    secrets.insert(secret.0.clone(), json!(secret.1));
+    ProviderCall {
+        service: AZURE.into(),
+        inference_id: id.to_string(),
+        task_type: tt.as_str().to_string(),
+        url: azure_url(ss, tt),
+        target: text("resource_name"),
+        model: text("deployment_id"),
+        credential: secret.1.clone(),
+        secrets,
+        settings: ss.clone(),
+        task_settings: ts.clone(),
+        dimensions: requested_dims,
+        outcome: ProviderOutcome::Accept,
     }
 }
 
@@ -923,77 +896,26 @@ pub(crate) fn azure_url(ss: &Map<String, Value>, tt: TaskType) -> String {
     )
 }
 
-const VALIDATION_FAILED: &str =
-    "Could not complete inference endpoint creation as validation call to service threw an exception.";
-
-/// The wrapped 400 for a failed validation call
+/// The wrapped 400 for a failed validation call, with Azure's own error texts
 /// (docs/reference/elasticsearch-inference-api.md#provider-errors).
 pub(crate) fn validation_failure(outcome: AzureOutcome, id: &str, url: &str) -> EsError {
-    if outcome == AzureOutcome::UnknownHost {
-        return unknown_host(url);
-    }
-    let (prefix, status, azure_msg) = match outcome {
-        AzureOutcome::Reject401 => ("Received an authentication error status code".to_string(), 401, "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."),
-        // (inferred) `BaseResponseHandler.PERMISSION_DENIED` wording; handlers without a 403 branch
-        // answer "Received an unsuccessful status code" instead. Either way `status [403]`.
-        AzureOutcome::Forbidden403 => ("Received a permission denied error status code".to_string(), 403, "Access denied due to Virtual Network/Firewall rules."),
-        AzureOutcome::NotFound404 => (format!("Resource not found at [{url}]"), 404, "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."),
-        AzureOutcome::RateLimited429 => ("Received a rate limit status code. Remaining tokens [0]. Remaining requests [0].".to_string(), 429, "Requests to the OpenAI API have exceeded call rate limit of your current pricing tier. Please retry after 1 second."),
-        AzureOutcome::ServerError500 => ("Received a server error status code".to_string(), 500, "The server had an error while processing your request. Sorry about that!"),
-        AzureOutcome::ServerBusy503 => ("Received a server busy error status code".to_string(), 503, "The service is temporarily unable to process your request. Please try again later."),
-        AzureOutcome::Accept | AzureOutcome::UnknownHost => {
-            unreachable!("accepted calls do not fail; unknown hosts are handled above")
-        }
+    let azure_msg = match outcome {
+        AzureOutcome::Reject401 => "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.",
+        AzureOutcome::Forbidden403 => "Access denied due to Virtual Network/Firewall rules.",
+        AzureOutcome::NotFound404 => "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again.",
+        AzureOutcome::RateLimited429 => "Requests to the OpenAI API have exceeded call rate limit of your current pricing tier. Please retry after 1 second.",
+        AzureOutcome::ServerError500 => "The server had an error while processing your request. Sorry about that!",
+        AzureOutcome::ServerBusy503 => "The service is temporarily unable to process your request. Please try again later.",
+        AzureOutcome::Accept | AzureOutcome::Timeout | AzureOutcome::UnknownHost => "",
     };
-    let inner = format!(
-        "{prefix} for request from inference entity id [{id}] status [{status}]. Error message: [{azure_msg}]"
-    );
-    EsError::wrapped(
-        400,
-        Cause::new("status_exception", VALIDATION_FAILED),
-        Cause::new("status_exception", inner),
-    )
-}
-
-/// A host that does not resolve: `RetryingHttpSender` turns the `UnknownHostException` into a
-/// 400 `Invalid host [<uri>], please check that the URL is correct.` (not retried), which the
-/// validator wraps like any failed call (x-pack/plugin/inference/.../external/http/retry/
-/// RetryingHttpSender.java; wording as quoted in elastic/elasticsearch's inference code)
-/// (inferred: the JDK exception below it is rendered as `unknown_host_exception` with the host name).
-fn unknown_host(url: &str) -> EsError {
-    let host = url
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let mut invalid = Cause::new(
-        "status_exception",
-        format!("Invalid host [{url}], please check that the URL is correct."),
-    );
-    invalid.extra.push((
-        "caused_by".into(),
-        json!({"type": "unknown_host_exception", "reason": host}),
-    ));
-    EsError::wrapped(
-        400,
-        Cause::new("status_exception", VALIDATION_FAILED),
-        invalid,
-    )
-}
-
-/// Validation call that outlived ES's `timeout`
-/// (docs/reference/elasticsearch-inference-api.md#validation-timeout) (inferred: shape taken from the 9.5
-/// update example).
-pub(crate) fn validation_timeout(id: &str, timeout: &str) -> EsError {
-    EsError::wrapped(
-        400,
-        Cause::new("status_exception", VALIDATION_FAILED),
-        Cause::new(
-            "timeout_exception",
-            format!("Request timed out after [{timeout}] for inference id [{id}]"),
-        ),
-    )
+    // Azure's 429 names the remaining tokens and requests it read from the answer's headers
+    // (docs/reference/elasticsearch-inference-api.md#provider-errors).
+    let detail = if outcome == AzureOutcome::RateLimited429 {
+        ". Remaining tokens [0]. Remaining requests [0]."
+    } else {
+        ""
+    };
+    failed_validation(outcome, id, url, detail, azure_msg)
 }
 
 #[cfg(test)]

@@ -125,6 +125,25 @@ pub(crate) fn as_object(v: Option<Value>, key: &str) -> Result<Map<String, Value
     }
 }
 
+type Obj = Map<String, Value>;
+
+/// The two maps every service's `parseRequestConfig` takes first, in this order: the required
+/// `service_settings` (`ServiceUtils.removeFromMapOrThrowIfNull`: `Missing required field
+/// [service_settings]`), then the optional `task_settings` (`removeFromMapOrDefaultEmpty`)
+/// (docs/reference/elasticsearch-inference-api.md#validation-order).
+pub(crate) fn take_settings_maps(config: &mut Map<String, Value>) -> Result<(Obj, Obj), EsError> {
+    let ss = match config.remove("service_settings") {
+        None | Some(Value::Null) => {
+            return Err(EsError::bad_request(
+                "Missing required field [service_settings]",
+            ))
+        }
+        other => as_object(other, "service_settings")?,
+    };
+    let ts = as_object(config.remove("task_settings"), "task_settings")?;
+    Ok((ss, ts))
+}
+
 /// Parses `rate_limit` (`RateLimitSettings.of`): unknown keys inside throw immediately
 /// (docs/reference/elasticsearch-inference-api.md#azure-service-settings).
 pub(crate) fn parse_rate_limit(

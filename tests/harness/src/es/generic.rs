@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::api::{referenced_id_refusal, Resp, Shared, State};
-use super::errors::{Cause, EsError};
+use super::api::{refuse_referenced_id_on_create, Resp, Shared, State};
+use super::errors::EsError;
 use super::ml::{self, ELASTICSEARCH, ELSER};
 use super::model::{Stored, TaskType};
-use super::providers::{ProviderCall, ProviderOutcome};
+use super::providers::{failed_validation, host_of, ProviderCall, ProviderOutcome};
 use super::services::{self, ServiceSpec};
 use super::version::EsVersion;
 
@@ -51,15 +51,13 @@ pub(crate) async fn create(
 ) -> Result<Resp, EsError> {
     let registered = sh.lock().registered.iter().any(|s| s.name == service);
     if (service == ELASTICSEARCH || service == ELSER) && !registered {
-        return create_internal(sh, v, tt, id, service, config, timeout).await;
+        let parsed = ml::parse_create(service, v, tt, &mut config)?;
+        refuse_referenced_id_on_create(sh, v, id)?;
+        return create_internal(sh, v, tt, id, parsed, timeout).await;
     }
     let spec = spec_of(&sh.lock(), v, service).ok_or_else(|| unknown_service(service))?;
     let mut parsed = services::parse_create(&spec, v, tt, &mut config)?;
-    if v.refuses_referenced_id_on_create() {
-        if let Some(refusal) = referenced_id_refusal(&sh.lock(), id) {
-            return Err(refusal);
-        }
-    }
+    refuse_referenced_id_on_create(sh, v, id)?;
     let validate = spec.validates
         && !sh.lock().skip_validation
         && (tt == TaskType::TextEmbedding || v.validates_completion());
@@ -112,23 +110,16 @@ fn store(sh: &Shared, v: EsVersion, stored: Stored) -> Result<Resp, EsError> {
     Ok(Resp::ok(body))
 }
 
-/// PUT of an `elasticsearch` endpoint: parse, store, start the deployment, wait for it up to
-/// `timeout` (see [`super::ml`]).
+/// PUT of an `elasticsearch` endpoint once parsed: store, start the deployment, wait for it up
+/// to `timeout` (see [`super::ml`]).
 async fn create_internal(
     sh: &Arc<Shared>,
     v: EsVersion,
     tt: TaskType,
     id: &str,
-    service: &str,
-    mut config: Map<String, Value>,
+    parsed: ml::ParsedInternal,
     timeout: (Duration, String),
 ) -> Result<Resp, EsError> {
-    let parsed = ml::parse_create(service, v, tt, &mut config)?;
-    if v.refuses_referenced_id_on_create() {
-        if let Some(refusal) = referenced_id_refusal(&sh.lock(), id) {
-            return Err(refusal);
-        }
-    }
     let uses_existing = parsed.service_settings.contains_key("deployment_id");
     let stored = Stored {
         id: id.to_string(),
@@ -294,61 +285,34 @@ async fn call_provider(
     timeout: &(Duration, String),
 ) -> Result<Option<i64>, EsError> {
     let model = services::model_of(ss);
+    let configured = ss.get("url").and_then(Value::as_str);
     let call = ProviderCall {
         service: spec.name.clone(),
         inference_id: id.to_string(),
         task_type: tt.as_str().to_string(),
-        model: model.clone(),
+        url: configured.map_or_else(|| format!("{}/{model}", spec.name), str::to_string),
+        target: configured.map(host_of).unwrap_or_default(),
+        model,
         credential: services::credential_of(&spec.secrets, secrets),
         secrets: secrets.clone(),
+        settings: ss.clone(),
+        task_settings: Map::new(),
+        dimensions: requested,
         outcome: ProviderOutcome::Accept,
     };
-    let (latency, result) = sh.providers.decide(call);
-    if latency > timeout.0 {
-        tokio::time::sleep(timeout.0).await;
-        return Err(super::azure::validation_timeout(id, &timeout.1));
-    }
-    tokio::time::sleep(latency).await;
-    let target = ss
-        .get("url")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{}/{model}", spec.name));
-    match result {
-        Ok(d) => Ok((tt == TaskType::TextEmbedding).then_some(requested.unwrap_or(d))),
-        Err(o) => Err(provider_failure(o, id, &target)),
-    }
+    let url = call.url.clone();
+    let fail = |o| provider_failure(o, id, &url);
+    let dims = sh.providers.validate(call, timeout, fail).await?;
+    Ok((tt == TaskType::TextEmbedding).then_some(dims))
 }
 
-const VALIDATION_FAILED: &str =
-    "Could not complete inference endpoint creation as validation call to service threw an exception.";
-
 /// The wrapped 400 for a failed validation call, as for Azure
-/// (docs/reference/elasticsearch-inference-api.md#provider-errors): the prefixes are
-/// `BaseResponseHandler`'s (x-pack/plugin/inference/.../external/http/retry/BaseResponseHandler.java);
+/// (docs/reference/elasticsearch-inference-api.md#provider-errors), with the prefixes of
+/// `BaseResponseHandler` (x-pack/plugin/inference/.../external/http/retry/BaseResponseHandler.java);
 /// (inferred) the provider's own error text is a fixed sentence naming the status, and the
 /// `Resource not found at [..]` target is the configured `url` or `<service>/<model>`.
-fn provider_failure(outcome: ProviderOutcome, id: &str, target: &str) -> EsError {
-    let prefix = match outcome {
-        ProviderOutcome::Reject401 => "Received an authentication error status code".to_string(),
-        ProviderOutcome::Forbidden403 => {
-            "Received a permission denied error status code".to_string()
-        }
-        ProviderOutcome::NotFound404 => format!("Resource not found at [{target}]"),
-        ProviderOutcome::RateLimited429 => "Received a rate limit status code".to_string(),
-        ProviderOutcome::ServerError500 => "Received a server error status code".to_string(),
-        ProviderOutcome::ServerBusy503 => "Received a server busy error status code".to_string(),
-        ProviderOutcome::Accept | ProviderOutcome::Timeout => {
-            unreachable!("accepted calls do not fail; timeouts are handled by the caller")
-        }
-    };
+fn provider_failure(outcome: ProviderOutcome, id: &str, url: &str) -> EsError {
     let status = outcome.status().unwrap_or_default();
-    let inner = format!(
-        "{prefix} for request from inference entity id [{id}] status [{status}]. Error message: [fake provider answered {status}]"
-    );
-    EsError::wrapped(
-        400,
-        Cause::new("status_exception", VALIDATION_FAILED),
-        Cause::new("status_exception", inner),
-    )
+    let text = format!("fake provider answered {status}");
+    failed_validation(outcome, id, url, "", &text)
 }

@@ -36,7 +36,7 @@ use serde_json::{json, Map, Value};
 use super::errors::EsError;
 use super::extract::{opt_positive, opt_string, unknown_settings_for};
 use super::model::TaskType;
-use super::services::{takes_chunking, unsupported_task};
+use super::services::{take_chunking, unsupported_task};
 use super::version::EsVersion;
 
 pub(crate) const ELASTICSEARCH: &str = "elasticsearch";
@@ -181,15 +181,7 @@ pub(crate) fn parse_create(
     tt: TaskType,
     config: &mut Map<String, Value>,
 ) -> Result<ParsedInternal, EsError> {
-    let mut ss = match config.remove("service_settings") {
-        None | Some(Value::Null) => {
-            return Err(EsError::bad_request(
-                "Missing required field [service_settings]",
-            ))
-        }
-        other => super::extract::as_object(other, "service_settings")?,
-    };
-    let ts = super::extract::as_object(config.remove("task_settings"), "task_settings")?;
+    let (mut ss, ts) = super::extract::take_settings_maps(config)?;
     let supported = match tt {
         TaskType::TextEmbedding | TaskType::SparseEmbedding => true,
         TaskType::Rerank => v >= EsVersion::new(8, 15, 0),
@@ -198,14 +190,7 @@ pub(crate) fn parse_create(
     if !supported || (service == ELSER && tt != TaskType::SparseEmbedding) {
         return Err(unsupported_task(service, tt));
     }
-    let chunking = if takes_chunking(tt, v) {
-        Some(super::azure::parse_chunking(
-            v,
-            config.remove("chunking_settings"),
-        )?)
-    } else {
-        None
-    };
+    let chunking = take_chunking(tt, v, config)?;
     if !config.is_empty() {
         return Err(unknown_settings_for(v, ELASTICSEARCH, config));
     }

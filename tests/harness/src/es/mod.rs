@@ -5,7 +5,7 @@
 //! It emulates what docs/reference/elasticsearch-inference-api.md describes (each item below cites
 //! its section): routes, validation order and exact messages, error envelopes, defaults filled
 //! and secrets stripped in responses, version differences, and the Azure validation call
-//! against a switchable fake Azure ([`FakeAzure`]).
+//! against a switchable fake Azure ([`FakeAzure`], an Azure-worded view of [`FakeProviders`]).
 //! On top of that it offers test controls: request recording, out-of-band changes (drift),
 //! pipeline/index references, fault injection (latency, statuses, resets, hangs), ES security
 //! (basic / API key / bearer), license level, and optional TLS.
@@ -45,10 +45,11 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-pub use azure::{AzureCall, AzureCredential, AzureOutcome, FakeAzure, ES_PROVIDER_ATTEMPTS};
+pub use azure::{AzureCall, AzureCredential, AzureOutcome, FakeAzure};
 pub use provider::{CallKeys, ProviderControl, Scope};
 pub use providers::{
-    aws_credential, custom_credential, FakeProviders, ProviderCall, ProviderOutcome,
+    aws_credential, custom_credential, FakeProviders, FakeService, ProviderCall, ProviderOutcome,
+    ES_PROVIDER_ATTEMPTS,
 };
 pub use services::{Rotation, SecretKeys, ServiceSpec, TaskSpec};
 pub use version::EsVersion;
@@ -244,7 +245,6 @@ impl EsDouble {
                 deployments: BTreeMap::new(),
                 model_deploy_time: Duration::ZERO,
             }),
-            azure: FakeAzure::default(),
             providers: FakeProviders::default(),
         });
         let (tx, rx) = watch::channel(0u64);
@@ -346,12 +346,13 @@ impl EsDouble {
         self.lock().update_chunking_bug = Some(on);
     }
 
-    /// The fake Azure OpenAI behind this double.
+    /// The fake Azure OpenAI behind this double: the `azureopenai` service of
+    /// [`EsDouble::providers`], in Azure's words.
     pub fn azure(&self) -> FakeAzure {
-        self.shared.azure.clone()
+        FakeAzure::new(&self.shared.providers)
     }
 
-    /// The fake providers of every service other than `azureopenai` (see [`FakeProviders`]).
+    /// The fake providers of every service, `azureopenai` included (see [`FakeProviders`]).
     pub fn providers(&self) -> FakeProviders {
         self.shared.providers.clone()
     }

@@ -1,20 +1,22 @@
 //! A small control for fake providers: which outcome a provider call gets, chosen by what the
-//! call names. The fake Azure uses it today; other fakes (health probes, sandbox providers) can
+//! call names. [`super::FakeProviders`] (and so the Azure view of it) uses it; other fakes can
 //! reuse it with their own outcome type.
 //!
-//! Decision, first match wins: the global override → an outcome set for the call's resource
-//! name (the host part, e.g. Azure's `resourceName`) → for its deployment → for its credential.
-//! `None` means "no rule": the caller falls back to its own default.
+//! Decision, first match wins: the global override → an outcome set for the call's service →
+//! for its target host (e.g. Azure's `resourceName`) → for its model (Azure's deployment) → for
+//! its credential. `None` means "no rule": the caller falls back to its own default.
 
 use std::collections::HashMap;
 
 /// What a rule is keyed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
-    /// The resource (host) the call goes to.
-    Resource,
-    /// The deployment / model inside the resource.
-    Deployment,
+    /// The service (`"openai"`, `"azureopenai"`, ...).
+    Service,
+    /// The target (host) the call goes to, e.g. Azure's resource name.
+    Target,
+    /// The model (an Azure deployment) the call names.
+    Model,
     /// The credential presented.
     Credential,
 }
@@ -38,8 +40,9 @@ impl<O> Default for ProviderControl<O> {
 /// The names a call carries, in the order rules are consulted.
 #[derive(Clone, Copy, Debug)]
 pub struct CallKeys<'a> {
-    pub resource: &'a str,
-    pub deployment: &'a str,
+    pub service: &'a str,
+    pub target: &'a str,
+    pub model: &'a str,
     pub credential: &'a str,
 }
 
@@ -63,8 +66,9 @@ impl<O: Copy> ProviderControl<O> {
     pub fn decide(&self, keys: CallKeys<'_>) -> Option<O> {
         let rule = |scope, key: &str| self.rules.get(&(scope, key.to_owned())).copied();
         self.global
-            .or_else(|| rule(Scope::Resource, keys.resource))
-            .or_else(|| rule(Scope::Deployment, keys.deployment))
+            .or_else(|| rule(Scope::Service, keys.service))
+            .or_else(|| rule(Scope::Target, keys.target))
+            .or_else(|| rule(Scope::Model, keys.model))
             .or_else(|| rule(Scope::Credential, keys.credential))
     }
 }
@@ -77,20 +81,24 @@ mod tests {
     fn first_matching_scope_wins() {
         let mut c = ProviderControl::default();
         let keys = CallKeys {
-            resource: "r",
-            deployment: "d",
+            service: "s",
+            target: "r",
+            model: "d",
             credential: "k",
         };
         assert_eq!(c.decide(keys), None);
-        c.set(Scope::Credential, "k", 3);
-        c.set(Scope::Deployment, "d", 2);
+        c.set(Scope::Credential, "k", 4);
+        c.set(Scope::Model, "d", 3);
+        assert_eq!(c.decide(keys), Some(3));
+        c.set(Scope::Target, "r", 2);
         assert_eq!(c.decide(keys), Some(2));
-        c.set(Scope::Resource, "r", 1);
+        c.set(Scope::Service, "s", 1);
         assert_eq!(c.decide(keys), Some(1));
         c.set_global(Some(0));
         assert_eq!(c.decide(keys), Some(0));
         c.set_global(None);
-        c.clear(Scope::Resource, "r");
-        assert_eq!(c.decide(keys), Some(2));
+        c.clear(Scope::Service, "s");
+        c.clear(Scope::Target, "r");
+        assert_eq!(c.decide(keys), Some(3));
     }
 }

@@ -501,6 +501,19 @@ pub(crate) fn takes_chunking(tt: TaskType, v: EsVersion) -> bool {
         )
 }
 
+/// `chunking_settings` parsed where ES reads them ([`takes_chunking`]); left in `config` (to be
+/// refused as unknown) where it does not.
+pub(crate) fn take_chunking(
+    tt: TaskType,
+    v: EsVersion,
+    config: &mut Map<String, Value>,
+) -> Result<Option<Value>, EsError> {
+    if !takes_chunking(tt, v) {
+        return Ok(None);
+    }
+    super::azure::parse_chunking(v, config.remove("chunking_settings")).map(Some)
+}
+
 /// `parseRequestConfig` for a table service, in the order the Azure parser documents
 /// (docs/reference/elasticsearch-inference-api.md#validation-order): `service_settings`
 /// required → task settings → chunking → task type supported → service settings → task settings
@@ -511,23 +524,8 @@ pub(crate) fn parse_create(
     tt: TaskType,
     config: &mut Map<String, Value>,
 ) -> Result<ParsedGeneric, EsError> {
-    let mut ss = match config.remove("service_settings") {
-        None | Some(Value::Null) => {
-            return Err(EsError::bad_request(
-                "Missing required field [service_settings]",
-            ))
-        }
-        other => super::extract::as_object(other, "service_settings")?,
-    };
-    let mut ts = super::extract::as_object(config.remove("task_settings"), "task_settings")?;
-    let chunking = if takes_chunking(tt, v) {
-        Some(super::azure::parse_chunking(
-            v,
-            config.remove("chunking_settings"),
-        )?)
-    } else {
-        None
-    };
+    let (mut ss, mut ts) = super::extract::take_settings_maps(config)?;
+    let chunking = take_chunking(tt, v, config)?;
     let task = spec
         .task(tt, v)
         .ok_or_else(|| unsupported_task(&spec.name, tt))?;

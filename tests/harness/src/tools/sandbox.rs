@@ -47,7 +47,7 @@ pub struct SandboxReport {
     /// What the double holds once everything was Ready: each endpoint's inference id and
     /// `service`.
     pub elasticsearch: BTreeMap<String, String>,
-    /// Provider validation calls the fake providers accepted, by service (Azure excluded).
+    /// Provider validation calls the fake providers accepted, by service (`azureopenai` included).
     pub accepted_provider_calls: BTreeMap<String, usize>,
     /// `deployment_stats.state` of each in-cluster model deployment, by inference id.
     pub deployments: BTreeMap<String, String>,
