@@ -31,6 +31,7 @@ use crate::controller::plan::{
     unused_before_recreate, users_can_be_listed, Change, Plan, PlanInput, SecretRotation,
 };
 use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
+use crate::elasticsearch::service::SecretKeys;
 use crate::elasticsearch::ServiceProfile;
 use crate::elasticsearch::{
     update_body, DeleteOptions, DeleteOutcome, DeploymentStats, Difference, Endpoint, EsError,
@@ -266,6 +267,9 @@ struct Observed {
     /// The service's secrets (none for in-cluster services) and their fingerprint.
     secrets: ServiceSecrets,
     fingerprint: String,
+    /// The fingerprint of no secret at all: what status records for an endpoint created
+    /// without one.
+    keyless_fingerprint: String,
     /// What Elasticsearch holds under the id (`None`: GET answered 404).
     endpoint: Option<Endpoint>,
     /// Another object (`namespace/name`) that manages the id in this cluster, from the
@@ -322,6 +326,7 @@ async fn observe(
     Ok(Observed {
         deployment,
         fingerprint: fingerprint(uid, &secrets),
+        keyless_fingerprint: fingerprint(uid, &ServiceSecrets::default()),
         secrets,
         connection,
         endpoint,
@@ -381,7 +386,11 @@ fn decide<'e>(
         chunking_reset_seen: chunking_reset_seen(previous),
         cluster_name: &info.cluster_name,
         credential_recorded: previous.credential_fingerprint.is_some(),
-        secrets: secret_rotation(&desired.service, &observed.secrets),
+        secrets: secret_rotation(
+            &desired.service,
+            &observed.secrets,
+            previous.credential_fingerprint.as_deref() == Some(&observed.keyless_fingerprint),
+        ),
     });
     if !awaits_deployment(desired, previous) {
         return plan;
@@ -465,11 +474,22 @@ fn deploying(config: &EndpointConfig, observed: &Observed, message: String) -> A
 }
 
 /// How the endpoint's secrets change, by the service table (services it does not know rotate
-/// through `_update`, as most do).
-fn secret_rotation(service: &str, secrets: &ServiceSecrets) -> SecretRotation {
+/// through `_update`, as most do). A service whose secret is optional cannot be given one once
+/// it was created without (`applied_keyless`): Elasticsearch keeps its empty secret settings and
+/// ignores the update (elastic/elasticsearch#140888,
+/// docs/reference/elasticsearch-services.md#update-rotation).
+fn secret_rotation(
+    service: &str,
+    secrets: &ServiceSecrets,
+    applied_keyless: bool,
+) -> SecretRotation {
+    let profile = ServiceProfile::lookup(service);
+    let optional = profile.is_some_and(|p| matches!(p.secrets, SecretKeys::Optional(_)));
     if secrets.is_empty() {
         SecretRotation::NoSecrets
-    } else if ServiceProfile::lookup(service).is_none_or(|p| p.rotates_in_place) {
+    } else if optional && applied_keyless {
+        SecretRotation::NotInPlace
+    } else if profile.is_none_or(|p| p.rotates_in_place) {
         SecretRotation::InPlace
     } else {
         SecretRotation::NotInPlace
@@ -958,4 +978,41 @@ fn publish(ctx: &Context, iep: &impl Resource<DynamicType = ()>, outcome: &Outco
             Err(_) => warn!(reason, "publishing event timed out"),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::ServiceSecret;
+
+    #[test]
+    fn an_optional_key_added_after_a_keyless_create_needs_a_new_endpoint() {
+        let key = ServiceSecrets::from(ServiceSecret::api_key("k"));
+        let none = ServiceSecrets::default();
+        assert_eq!(
+            secret_rotation("llama", &key, true),
+            SecretRotation::NotInPlace
+        );
+        assert_eq!(
+            secret_rotation("llama", &key, false),
+            SecretRotation::InPlace
+        );
+        assert_eq!(
+            secret_rotation("llama", &none, true),
+            SecretRotation::NoSecrets
+        );
+        // Only an optional secret is bound to how the endpoint was created.
+        assert_eq!(
+            secret_rotation("cohere", &key, true),
+            SecretRotation::InPlace
+        );
+        assert_eq!(
+            secret_rotation("some-future-service", &key, true),
+            SecretRotation::InPlace
+        );
+        assert_eq!(
+            secret_rotation("elasticsearch", &none, false),
+            SecretRotation::NoSecrets
+        );
+    }
 }
