@@ -776,6 +776,7 @@ pub fn crd() -> CustomResourceDefinition {
         }
     }
     schema::spec_fields_not_nullable(&mut crd);
+    schema::descriptions_as_paragraphs(&mut crd);
     crd
 }
 

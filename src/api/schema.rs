@@ -59,9 +59,76 @@ fn strip(node: &mut Value) {
     }
 }
 
+/// Join the lines of every description into paragraphs: the derive copies doc comments with
+/// their source line breaks, and `kubectl explain` then breaks sentences mid-way. A blank line
+/// (paragraph) and a line starting a list item (`- `, `* `) keep their break.
+pub(super) fn descriptions_as_paragraphs(crd: &mut CustomResourceDefinition) {
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            let mut value = serde_json::to_value(&*schema).expect("schema serializes");
+            reflow(&mut value);
+            *schema = serde_json::from_value(value).expect("schema deserializes");
+        }
+    }
+}
+
+fn reflow(node: &mut Value) {
+    match node {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                match child {
+                    Value::String(text) if key == "description" => *text = paragraphs(text),
+                    _ => reflow(child),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(reflow),
+        _ => {}
+    }
+}
+
+fn paragraphs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line.trim_end());
+        let Some(next) = lines.peek() else { break };
+        let next = next.trim_start();
+        let breaks = line.trim().is_empty()
+            || next.is_empty()
+            || next.starts_with("- ")
+            || next.starts_with("* ");
+        out.push(if breaks { '\n' } else { ' ' });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descriptions_are_paragraphs_not_source_lines() {
+        assert_eq!(
+            paragraphs("Desired state: where the cluster is, and what\nhappens on deletion."),
+            "Desired state: where the cluster is, and what happens on deletion."
+        );
+        assert_eq!(
+            paragraphs("One.\n\nTwo\nlines.\n- item\n- item"),
+            "One.\n\nTwo lines.\n- item\n- item"
+        );
+        let crd = super::super::crd();
+        let text = serde_json::to_string(&crd).unwrap();
+        assert!(
+            !text.contains("what\\nhappens"),
+            "a sentence still breaks at a source line"
+        );
+    }
+
     use serde_json::json;
 
     #[test]
