@@ -168,13 +168,13 @@ pub fn plan<'e>(input: &PlanInput<'_, 'e>) -> Plan<'e> {
         ),
         Change::Update { differences } => Applied::new(
             Reason::Updated,
-            format!("updated inference endpoint {id}: {}", describe(differences)),
+            format!("updated inference endpoint {id}: {}", describe_applied(differences)),
         ),
         Change::Recreate { differences } => Applied::new(
             Reason::Recreated,
             format!(
                 "recreated inference endpoint {id} to apply {}",
-                describe(differences)
+                describe_applied(differences)
             ),
         ),
     };
@@ -486,6 +486,21 @@ pub fn deployed(desired: &EndpointConfig, done: Applied, cluster: &str) -> Appli
             model_of(desired)
         ),
     )
+}
+
+/// What an applied change did: `service_settings.deployment_id changed from "b" to "a", ...`
+/// (the `want`/`have` form of [`describe`] would read as if the old value were still there).
+pub fn describe_applied(differences: &[Difference]) -> String {
+    differences
+        .iter()
+        .map(|d| match (&d.observed, &d.desired) {
+            (Some(old), Some(new)) => format!("{} changed from {old} to {new}", d.path),
+            (None, Some(new)) => format!("{} set to {new}", d.path),
+            (Some(old), None) => format!("{} removed (was {old})", d.path),
+            (None, None) => d.path.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `service_settings.deployment_id (want "a", have "b"), ...` for condition messages. Only
@@ -1037,7 +1052,7 @@ mod tests {
         assert!(
             updated
                 .message
-                .contains(r#"task_settings.user (want "a", have "b")"#),
+                .contains(r#"task_settings.user changed from "b" to "a""#),
             "{}",
             updated.message
         );
