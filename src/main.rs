@@ -37,26 +37,36 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     config: controller::Config,
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
-    log_format: LogFormat,
-    /// Log filter, e.g. `info` or `inference_operator=debug,kube=info` (RUST_LOG syntax).
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    /// Log format [default: json when stderr (the log) is not a terminal, as in a pod; text on a
+    /// terminal].
+    #[arg(long, env = "INFERENCE_OPERATOR_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `inference_operator=debug,kube=info` (RUST_LOG syntax); an
+    /// invalid filter stops the start [default: RUST_LOG if set, else `info`].
+    #[arg(long, env = "INFERENCE_OPERATOR_LOG_LEVEL")]
+    log_level: Option<String>,
     /// Address serving /metrics, /livez and /readyz.
-    #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "INFERENCE_OPERATOR_METRICS_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
     metrics_address: SocketAddr,
     /// Reconcile only while holding a coordination.k8s.io Lease (for more than one replica).
-    #[arg(long, env = "LEADER_ELECT")]
+    #[arg(long, env = "INFERENCE_OPERATOR_LEADER_ELECT")]
     leader_elect: bool,
     /// Name of the Lease used for leader election.
-    #[arg(long, env = "LEASE_NAME", default_value = "inference-operator")]
+    #[arg(
+        long,
+        env = "INFERENCE_OPERATOR_LEASE_NAME",
+        default_value = "inference-operator"
+    )]
     lease_name: String,
     /// Namespace of the Lease (default: the pod's namespace, else `default`).
     #[arg(long, env = "POD_NAMESPACE")]
     lease_namespace: Option<String>,
     /// How long a Lease is valid without renewal: the longest a failed leader blocks a standby.
-    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "INFERENCE_OPERATOR_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     lease_duration: Duration,
 }
 
@@ -85,7 +95,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: RunArgs) -> std::process::ExitCode {
-    init_logging(args.log_format, &args.log_level);
+    if let Err(message) = init_logging(args.log_format, args.log_level.as_deref()) {
+        eprintln!("inference-operator: {message}");
+        return std::process::ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -187,11 +200,39 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested; finishing in-flight reconciles");
 }
 
-fn init_logging(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+/// The log filter: an explicit `--log-level` (or its environment twin) wins over `RUST_LOG`,
+/// which wins over `info`. An invalid filter is an error rather than a silent fallback, so a
+/// typo cannot hide the log the on-call engineer asked for.
+fn log_filter(level: Option<&str>) -> Result<EnvFilter, String> {
+    let (source, directives) = match level {
+        Some(level) => ("--log-level", level.to_owned()),
+        None => match std::env::var(EnvFilter::DEFAULT_ENV) {
+            Ok(value) => (EnvFilter::DEFAULT_ENV, value),
+            Err(_) => return Ok(EnvFilter::new("info")),
+        },
+    };
+    EnvFilter::try_new(&directives)
+        .map_err(|error| format!("invalid {source} filter {directives:?}: {error}"))
+}
+
+/// Logs go to stderr: JSON unless asked otherwise when stderr is not a terminal (a pod, a
+/// pipe: one object per line for a log collector), readable text on a terminal. ANSI colour
+/// only on a terminal, so piped or collected text logs carry no escape codes.
+fn init_logging(format: Option<LogFormat>, level: Option<&str>) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let filter = log_filter(level)?;
+    // NO_COLOR (https://no-color.org) still turns colour off on a terminal.
+    let terminal = std::io::stderr().is_terminal();
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let format = format.unwrap_or(if terminal {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    });
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     match format {
         LogFormat::Json => builder
             .json()
@@ -199,5 +240,42 @@ fn init_logging(format: LogFormat, level: &str) {
             .with_current_span(true)
             .init(),
         LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every environment twin carries the operator's prefix, so a user's shell (`CONCURRENCY`,
+    /// `LOG_LEVEL`, ...) cannot configure the operator by accident; only the names the
+    /// Kubernetes downward API fills in keep their plain names.
+    #[test]
+    fn every_environment_twin_is_prefixed() {
+        let cli = Cli::command();
+        let run = cli.find_subcommand("run").expect("the run subcommand");
+        let mut names = Vec::new();
+        for arg in run.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                names.push(env.to_str().unwrap().to_owned());
+            }
+        }
+        assert!(names.len() > 15, "{names:?}");
+        for name in &names {
+            assert!(
+                name.starts_with("INFERENCE_OPERATOR_") || name == "POD_NAMESPACE",
+                "{name} lacks the INFERENCE_OPERATOR_ prefix"
+            );
+        }
+        assert!(names.iter().any(|n| n == "INFERENCE_OPERATOR_CONCURRENCY"));
+    }
+
+    #[test]
+    fn an_invalid_filter_is_an_error() {
+        let error = log_filter(Some("inference_operator=loud")).unwrap_err();
+        assert!(error.contains("--log-level"), "{error}");
+        assert!(log_filter(Some("inference_operator=debug,kube=info")).is_ok());
     }
 }

@@ -37,20 +37,20 @@ pub struct Connection {
 #[derive(Clone, Debug, clap::Args)]
 pub struct ConnectionSettings {
     /// Timeout of Elasticsearch reads and deletes (creates wait for Elasticsearch's own timeout).
-    #[arg(long = "es-request-timeout", env = "ES_REQUEST_TIMEOUT", value_name = "ES_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long = "es-request-timeout", env = "INFERENCE_OPERATOR_ES_REQUEST_TIMEOUT", value_name = "ES_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
     /// Allow `elasticsearchRef.namespace` to name another namespace (the Elasticsearch must
     /// also consent, with annotation `esinference.io/allowed-namespaces`).
-    #[arg(long, env = "ALLOW_CROSS_NAMESPACE_REFS")]
+    #[arg(long, env = "INFERENCE_OPERATOR_ALLOW_CROSS_NAMESPACE_REFS")]
     pub allow_cross_namespace_refs: bool,
     /// URL of an ECK cluster's HTTP service (placeholders `{name}`, `{namespace}`); change it
     /// for a non-default cluster domain or when running outside the cluster.
-    #[arg(long, env = "ECK_URL_TEMPLATE", default_value = DEFAULT_ECK_URL_TEMPLATE)]
+    #[arg(long, env = "INFERENCE_OPERATOR_ECK_URL_TEMPLATE", default_value = DEFAULT_ECK_URL_TEMPLATE)]
     pub eck_url_template: String,
     /// Read a Secret an InferenceEndpoint names only when it carries the label
     /// `esinference.io/credentials=true`; `false` reads any Secret of the object's namespace
     /// (see docs/security.md before turning it off).
-    #[arg(long, env = "REQUIRE_SECRET_OPT_IN", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "INFERENCE_OPERATOR_REQUIRE_SECRET_OPT_IN", default_value_t = true, action = clap::ArgAction::Set)]
     pub require_secret_opt_in: bool,
     #[command(flatten)]
     pub destinations: DestinationPolicy,

@@ -129,14 +129,14 @@ pub struct DestinationPolicy {
     /// `*.domain` patterns (default: anywhere not denied).
     // `::std::vec::Vec`: one flag value holds the whole list (clap would otherwise take one
     // rule per value).
-    #[arg(long = "es-allow", env = "ES_ALLOW", value_name = "ES_ALLOW", default_value = "", value_parser = parse_rules)]
+    #[arg(long = "es-allow", env = "INFERENCE_OPERATOR_ES_ALLOW", value_name = "ES_ALLOW", default_value = "", value_parser = parse_rules)]
     pub allow: ::std::vec::Vec<Rule>,
     /// Destinations `spec.elasticsearch.url` may never reach, same syntax as --es-allow; checked
     /// against every address the host resolves to. Default: link-local and cloud metadata.
-    #[arg(long = "es-deny", env = "ES_DENY", value_name = "ES_DENY", default_value = DEFAULT_DENY, value_parser = parse_rules)]
+    #[arg(long = "es-deny", env = "INFERENCE_OPERATOR_ES_DENY", value_name = "ES_DENY", default_value = DEFAULT_DENY, value_parser = parse_rules)]
     pub deny: ::std::vec::Vec<Rule>,
     /// Refuse every `spec.elasticsearch`: only `elasticsearchRef` (ECK) connections.
-    #[arg(long = "eck-only", env = "ECK_ONLY")]
+    #[arg(long = "eck-only", env = "INFERENCE_OPERATOR_ECK_ONLY")]
     pub eck_only: bool,
 }
 

@@ -60,22 +60,22 @@ pub struct Config {
     /// Watch only these namespaces, comma-separated (default: all namespaces).
     #[arg(
         long = "namespace",
-        env = "WATCH_NAMESPACE",
+        env = "INFERENCE_OPERATOR_WATCH_NAMESPACE",
         value_delimiter = ',',
         value_name = "NAMESPACE"
     )]
     pub namespaces: Vec<String>,
     /// How often Ready endpoints are re-checked against Elasticsearch.
-    #[arg(long, env = "RECHECK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "INFERENCE_OPERATOR_RECHECK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub recheck_interval: Duration,
     /// First retry delay after a transient failure; it doubles per failure.
-    #[arg(long, env = "BACKOFF_INITIAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "INFERENCE_OPERATOR_BACKOFF_INITIAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub backoff_initial: Duration,
     /// Longest retry delay after transient failures.
-    #[arg(long, env = "BACKOFF_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "INFERENCE_OPERATOR_BACKOFF_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
     pub backoff_max: Duration,
     /// Objects reconciled in parallel.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
+    #[arg(long, env = "INFERENCE_OPERATOR_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
     /// Timeout of each Kubernetes call made inside a reconcile (not a flag).
     #[arg(skip = Duration::from_secs(15))]
@@ -98,7 +98,7 @@ impl Default for Config {
 }
 
 impl Config {
-    /// An empty `WATCH_NAMESPACE` (or `--namespace ''`) means all namespaces.
+    /// An empty `INFERENCE_OPERATOR_WATCH_NAMESPACE` (or `--namespace ''`) means all namespaces.
     pub fn normalized(mut self) -> Self {
         self.namespaces.retain(|n| !n.is_empty());
         self
