@@ -2,11 +2,15 @@
 //! within a few seconds whether or not the Kubernetes API server answers, and a clean stop
 //! exits 0.
 
+mod support;
+
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use inference_testenv::TestEnv;
+use inference_testenv::fixtures::Iep;
+use inference_testenv::{eventually, TestEnv, ES_CREDENTIALS_SECRET};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -22,8 +26,13 @@ impl Operator {
     /// Flags on the command line, not environment twins, so a rename of the twins cannot
     /// change what this test runs.
     fn start(kubeconfig: &std::path::Path) -> Operator {
+        Operator::start_with(kubeconfig, &[])
+    }
+
+    fn start_with(kubeconfig: &std::path::Path, flags: &[&str]) -> Operator {
         let mut child = Command::new(env!("CARGO_BIN_EXE_inference-operator"))
             .args(["run", "--metrics-address", "127.0.0.1:0"])
+            .args(flags)
             .args(["--log-format", "text", "--log-level", "info"])
             .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
@@ -130,7 +139,7 @@ async fn sigterm_with_a_live_api_server_stops_cleanly() {
         .write_kubeconfig(&kubeconfig.0)
         .expect("write kubeconfig");
     let mut operator = Operator::start(&kubeconfig.0);
-    inference_testenv::eventually(Duration::from_secs(20), "the watches to sync", || async {
+    eventually(Duration::from_secs(20), "the watches to sync", || async {
         operator
             .log()
             .contains("watches synced; ready")
@@ -142,4 +151,78 @@ async fn sigterm_with_a_live_api_server_stops_cleanly() {
     let log = operator.log();
     assert_eq!(code, 0, "log:\n{log}");
     assert!(log.contains("controller stopped"), "log:\n{log}");
+}
+
+/// An "Elasticsearch" that accepts connections and never answers: a reconcile talking to it
+/// stays in flight (until the operator's 30 s request timeout). Counts the connections.
+async fn silent_elasticsearch() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (url, accepted)
+}
+
+/// The operator against the emulator, one reconcile stuck on a silent Elasticsearch.
+async fn operator_with_a_reconcile_in_flight(env: &TestEnv, kubeconfig: &TempFile) -> Operator {
+    env.kube
+        .write_kubeconfig(&kubeconfig.0)
+        .expect("write kubeconfig");
+    env.put_secret("azure", &[("apiKey", "azure-key-5b8e")])
+        .await;
+    let (url, accepted) = silent_elasticsearch().await;
+    let operator = Operator::start_with(&kubeconfig.0, &["--namespace", &env.namespace]);
+    let iep = Iep::embedding("stuck")
+        .secret("azure")
+        .es_url(&url, ES_CREDENTIALS_SECRET);
+    support::create(env, iep).await;
+    eventually(
+        Duration::from_secs(20),
+        "a reconcile to reach Elasticsearch",
+        || {
+            let accepted = accepted.clone();
+            async move { (accepted.load(Ordering::SeqCst) > 0).then_some(()) }
+        },
+    )
+    .await;
+    operator
+}
+
+#[tokio::test]
+async fn a_reconcile_still_running_after_the_grace_is_cut_short_with_exit_1() {
+    let env = TestEnv::start().await;
+    let kubeconfig = TempFile::new("kubeconfig");
+    let mut operator = operator_with_a_reconcile_in_flight(&env, &kubeconfig).await;
+    operator.terminate();
+    let code = operator.exit_code_within(GONE_WITHIN).await;
+    let log = operator.log();
+    assert_eq!(code, 1, "log:\n{log}");
+    assert!(
+        log.contains("did not finish in the grace period"),
+        "log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let env = TestEnv::start().await;
+    let kubeconfig = TempFile::new("kubeconfig");
+    let mut operator = operator_with_a_reconcile_in_flight(&env, &kubeconfig).await;
+    operator.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    operator.terminate();
+    // Well inside the 3 s grace the first signal alone would have waited.
+    let code = operator.exit_code_within(Duration::from_secs(1)).await;
+    let log = operator.log();
+    assert_eq!(code, 1, "log:\n{log}");
+    assert!(log.contains("second signal"), "log:\n{log}");
 }
