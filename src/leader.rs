@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, Instrument};
 
 use crate::controller::{self, Config};
 use crate::http::Health;
 use crate::metrics::Metrics;
+use crate::shutdown::Stopped;
 
 pub struct Election {
     pub lease_name: String,
@@ -40,7 +41,7 @@ pub async fn run_as_leader(
     health: Arc<Health>,
     election: Election,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> Result<(), Error> {
+) -> Result<Stopped, Error> {
     let duration = election.duration.as_secs().max(2);
     let grace = (duration / 3).max(1);
     let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
@@ -64,32 +65,34 @@ pub async fn run_as_leader(
             let stopped = async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             };
-            let mut controller = tokio::spawn(controller::run_all(
-                client.clone(),
-                config.clone(),
-                metrics.clone(),
-                health.clone(),
-                stopped,
-            ));
+            let mut controller = tokio::spawn(
+                controller::run_all(
+                    client.clone(),
+                    config.clone(),
+                    metrics.clone(),
+                    health.clone(),
+                    stopped,
+                )
+                .in_current_span(),
+            );
             tokio::select! {
                 _ = &mut shutdown => {
                     let _ = stop_tx.send(true);
-                    let _ = controller.await;
-                    break Ok(());
+                    break Ok(controller.await.unwrap_or(Stopped::CutShort));
                 }
                 changed = leading.wait_for(|leader| !*leader) => {
                     let _ = stop_tx.send(true);
                     let _ = controller.await;
-                    break if changed.is_ok() { Err(Error::LostLease) } else { Ok(()) };
+                    break if changed.is_ok() { Err(Error::LostLease) } else { Ok(Stopped::Drained) };
                 }
-                _ = &mut controller => break Ok(()),
+                stopped = &mut controller => break Ok(stopped.unwrap_or(Stopped::CutShort)),
             }
         }
         tokio::select! {
-            _ = &mut shutdown => break Ok(()),
+            _ = &mut shutdown => break Ok(Stopped::Drained),
             changed = leading.changed() => {
                 if changed.is_err() {
-                    break Ok(());
+                    break Ok(Stopped::Drained);
                 }
             }
         }

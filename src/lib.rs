@@ -10,6 +10,7 @@ pub mod leader;
 pub mod metrics;
 pub mod reason;
 pub mod secrets;
+pub mod shutdown;
 
 #[cfg(test)]
 mod layering {

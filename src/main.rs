@@ -9,7 +9,9 @@ use inference_operator::controller;
 use inference_operator::http::{self, Health};
 use inference_operator::leader;
 use inference_operator::metrics::Metrics;
+use inference_operator::shutdown::{self, Stopped};
 use tokio::sync::watch;
+use tracing::Instrument;
 use tracing_subscriber::{fmt, EnvFilter};
 
 #[derive(Parser)]
@@ -106,8 +108,19 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let kube_config = match runtime.block_on(kube::Config::infer()) {
+        Ok(kube_config) => kube_config,
+        Err(error) => {
+            tracing::error!(%error, "cannot read a kubeconfig or in-cluster config");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Every line logged while running names the API server, so a connection error says which
+    // server does not answer (the URL without user information: never a credential).
+    let api_server = shutdown::api_server_url(&kube_config.cluster_url);
+    let span = tracing::info_span!("operator", api_server = %api_server);
     runtime.block_on(async move {
-        let client = match kube::Client::try_default().await {
+        let client = match kube::Client::try_from(kube_config) {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, "cannot build a Kubernetes client (kubeconfig or in-cluster config)");
@@ -117,10 +130,7 @@ fn run(args: RunArgs) -> std::process::ExitCode {
         let config = args.config.normalized();
         // One shutdown source: the signal handler drops the sender, every waiter wakes up.
         let (stop, stopped) = watch::channel(());
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            drop(stop);
-        });
+        tokio::spawn(force_exit_after_shutdown(stop, config.shutdown_grace).in_current_span());
         let metrics = Arc::new(Metrics::default());
         let health = Arc::new(Health::default());
         let listener = match http::bind(args.metrics_address).await {
@@ -145,14 +155,18 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             };
             leader::run_as_leader(client, config, metrics, health, election, wait(stopped)).await
         } else {
-            controller::run_all(client, config, metrics, health, wait(stopped)).await;
-            Ok(())
+            Ok(controller::run_all(client, config, metrics, health, wait(stopped)).await)
         };
-        if let Err(error) = outcome {
-            tracing::error!(%error, "leader election failed");
-            return std::process::ExitCode::FAILURE;
-        }
+        let stopped = match outcome {
+            Ok(stopped) => stopped,
+            Err(error) => {
+                tracing::error!(%error, "leader election failed");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         match server.await {
+            // Reconciles cut short by the grace period: say so to whatever restarts us.
+            Ok(Ok(())) if stopped == Stopped::CutShort => std::process::ExitCode::FAILURE,
             Ok(Ok(())) => std::process::ExitCode::SUCCESS,
             Ok(Err(error)) => {
                 tracing::error!(%error, address = %args.metrics_address, "metrics server failed");
@@ -160,7 +174,21 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             }
             Err(_) => std::process::ExitCode::FAILURE,
         }
-    })
+    }.instrument(span))
+}
+
+/// Wait for SIGTERM/SIGINT and drop `stop`, which starts the shutdown. A second signal, or a
+/// shutdown still not done a second after the grace period (a Lease release or the metrics
+/// server hanging on an API server that does not answer), ends the process at once, non-zero.
+async fn force_exit_after_shutdown(stop: watch::Sender<()>, grace: Duration) {
+    shutdown_signal().await;
+    drop(stop);
+    let reason = tokio::select! {
+        () = shutdown_signal() => "second signal",
+        () = tokio::time::sleep(grace + Duration::from_secs(1)) => "shutdown did not finish in time",
+    };
+    tracing::warn!(reason, "exiting now");
+    std::process::exit(1);
 }
 
 async fn wait(mut stopped: watch::Receiver<()>) {

@@ -45,6 +45,7 @@ use crate::controller::secret_index::{SecretIndex, SecretRouter};
 use crate::http::Health;
 use crate::metrics::{Metrics, ReconcileResult};
 use crate::secrets::SecretReader;
+use crate::shutdown::{self, Stopped};
 
 /// ECK's HTTP service for an `Elasticsearch` named `{name}` in `{namespace}`.
 pub const DEFAULT_ECK_URL_TEMPLATE: &str = "https://{name}-es-http.{namespace}.svc:9200";
@@ -87,6 +88,10 @@ pub struct Config {
     pub model_deploy_wait: Duration,
     #[arg(skip = reconcile::MODEL_DEPLOY_POLL)]
     pub model_deploy_poll: Duration,
+    /// How long in-flight reconciles may finish after a shutdown is requested (not a flag;
+    /// docs/lifecycle.md#stopping).
+    #[arg(skip = shutdown::SHUTDOWN_GRACE)]
+    pub shutdown_grace: Duration,
     #[command(flatten)]
     pub connection: ConnectionSettings,
 }
@@ -280,14 +285,14 @@ fn relevant_change(iep: &impl Resource) -> Option<u64> {
 
 /// Run the controller for every watched scope (all namespaces, or one controller per listed
 /// namespace, each with its own watches and store, sharing one ownership index) until
-/// `shutdown` resolves.
+/// `shutdown` resolves; then see [`run`].
 pub async fn run_all(
     client: kube::Client,
     config: Config,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+) -> Stopped {
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
     } else {
@@ -319,12 +324,14 @@ pub async fn run_all(
             shutdown.clone(),
         )
     });
-    futures::future::join_all(controllers).await;
+    let stopped = futures::future::join_all(controllers).await;
     metrics.stop_counting_endpoints();
+    stopped.into_iter().fold(Stopped::Drained, Stopped::and)
 }
 
 /// Run the controller for one scope (a namespace, or all when `None`) until `shutdown`
-/// resolves; in-flight reconciles finish first. Reports to `health` once both watches have
+/// resolves; in-flight reconciles get `config.shutdown_grace` to finish (none are waited for
+/// if the objects were never listed: the watches are not waited for). Reports to `health` once both watches have
 /// listed everything once. `writer` fills this scope's store; `ownership` is shared with the
 /// other scopes' controllers.
 #[allow(clippy::too_many_arguments)]
@@ -338,7 +345,8 @@ pub async fn run(
     health: Arc<Health>,
     router: Arc<SecretRouter>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+) -> Stopped {
+    let shutdown = shutdown.shared();
     // Decoded one object at a time, so one object that does not match the types cannot fail
     // the whole LIST (see `decode`).
     let (ieps, secrets): (Api<Decoded>, Api<PartialObjectMeta<Secret>>) = match &namespace {
@@ -352,6 +360,7 @@ pub async fn run(
     // Readiness is taken from each watch's first InitDone. (Store::wait_until_ready is not
     // used: with the Controller also waiting on it, only one waiter is woken in kube 5.0.)
     let (ieps_synced, mut ieps_listed) = tokio::sync::watch::channel(false);
+    let listed = ieps_listed.clone();
     let index = Arc::new(SecretIndex::default());
     let triggered = router.join(index.clone());
     let iep_stream = watcher(ieps, watcher::Config::default().any_semantic())
@@ -410,9 +419,10 @@ pub async fn run(
         }
     });
     let concurrency = config.concurrency;
+    let grace = config.shutdown_grace;
     let ctx = Arc::new(Context::new(client, config, metrics, ownership));
     info!("starting controller");
-    Controller::for_stream(iep_stream, reader)
+    let controller = Controller::for_stream(iep_stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .watches_stream(secret_stream, move |secret| {
             // Secrets are namespaced: the API server gives every one a namespace.
@@ -423,15 +433,21 @@ pub async fn run(
         })
         // Secret events of other scopes that concern objects here (cross-namespace ECK refs).
         .reconcile_on(tokio_stream_of(triggered))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "controller event");
+            match result {
+                // A watch that cannot list or watch: the span of `main` names the API server.
+                Err(kube::runtime::controller::Error::QueueError(error)) => {
+                    warn!(%error, "cannot watch the Kubernetes API server; retrying")
+                }
+                Err(error) => tracing::debug!(%error, "controller event"),
+                Ok(_) => {}
             }
-        })
-        .await;
-    info!("controller stopped");
+        });
+    let stopped = shutdown::drain(controller, shutdown, listed, grace).await;
+    info!(?stopped, "controller stopped");
+    stopped
 }
 
 fn tokio_stream_of<T: Send + 'static>(
