@@ -111,7 +111,7 @@ fn run(args: RunArgs) -> std::process::ExitCode {
     let kube_config = match runtime.block_on(kube::Config::infer()) {
         Ok(kube_config) => kube_config,
         Err(error) => {
-            tracing::error!(%error, "cannot read a kubeconfig or in-cluster config");
+            tracing::error!(%error, "cannot build a Kubernetes client: no kubeconfig or in-cluster config could be read");
             return std::process::ExitCode::FAILURE;
         }
     };
