@@ -864,3 +864,44 @@ async fn kubectl_apply_refuses_a_misspelled_field() {
         "{err}"
     );
 }
+
+/// kubectl's typed client sends a built-in type (a Secret) as protobuf. The emulator does not
+/// speak protobuf, so it answers 415 with the API server's message, as a server without that
+/// serializer would. kubectl 1.37 does not retry such a create as JSON: client-go falls back to
+/// JSON after a 415 only for CBOR (`rest/client.go` `requestClientContentConfigProvider`), and
+/// generated clients for built-in types force protobuf. So the failure must at least say what
+/// is wrong, and the JSON path (`--dry-run=client -o yaml` then `apply`, which goes through the
+/// unstructured client) must create the Secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_create_secret_gets_415_and_the_apply_path_works() {
+    let test = "kubectl_create_secret_gets_415_and_the_apply_path_works";
+    let Some((emu, k)) = with_kubectl(test).await else {
+        return;
+    };
+    let create = ["create", "secret", "generic", "x", "--from-literal=k=v"];
+    let (ok, _, err) = tokio::task::block_in_place(|| k.run(&create));
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("the body of the request was in an unknown format - accepted media types include: application/json"),
+        "{err}"
+    );
+    let protobuf_415 = emu.requests().into_iter().any(|r| {
+        r.method == "POST"
+            && r.resource.as_deref() == Some("secrets")
+            && r.content_type.as_deref() == Some("application/vnd.kubernetes.protobuf")
+            && r.status == 415
+    });
+    assert!(protobuf_415, "{:?}", emu.requests());
+
+    let yaml = kubectl(
+        &k,
+        &[&create[..], &["--dry-run=client", "-o", "yaml"]].concat(),
+    )
+    .await;
+    let manifest = k.kubeconfig.with_file_name("secret.yaml");
+    std::fs::write(&manifest, yaml).unwrap();
+    let out = kubectl(&k, &["apply", "-f", manifest.to_str().unwrap()]).await;
+    assert!(out.contains("secret/x created"), "{out}");
+    let secret = emu.get_object("secrets", "default", "x").expect("secret x");
+    assert_eq!(secret["data"]["k"], "dg==", "{secret}");
+}

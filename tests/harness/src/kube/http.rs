@@ -465,6 +465,45 @@ fn write_opts(
     })
 }
 
+/// The media types the emulator decodes a create, update or delete body from.
+///
+/// A real API server also decodes YAML and, for built-in types, protobuf
+/// (`application/vnd.kubernetes.protobuf`); the emulator parses JSON only, so it lists
+/// what it really accepts (inferred: the list is the emulator's, the behaviour is the server's).
+const BODY_MEDIA_TYPES: &[&str] = &["application/json"];
+
+/// Refuses a request body the emulator cannot decode, as the API server does before reading it:
+/// `NegotiateInputSerializerForMediaType` (apiserver
+/// `pkg/endpoints/handlers/negotiation/negotiate.go`) treats an empty Content-Type as the first
+/// supported type (JSON), otherwise strips the parameters and answers
+/// `NewUnsupportedMediaTypeError` (`negotiation/errors.go`: 415 `UnsupportedMediaType`, "the body
+/// of the request was in an unknown format - accepted media types include: ..."). Create and
+/// update always negotiate (`handlers/create.go`, `handlers/update.go`); delete and
+/// deletecollection only when a body is sent (`handlers/delete.go`). Patch has its own list
+/// (`handlers/patch.go`, see `store/patching.rs`). client-go falls back from protobuf to JSON on
+/// a 415, which is how `kubectl create secret` works against the emulator.
+fn body_media_type(method: &Method, headers: &HeaderMap, body: &Bytes) -> Result<(), ApiError> {
+    let negotiates = match *method {
+        Method::POST | Method::PUT => true,
+        Method::DELETE => !body.is_empty(),
+        _ => false,
+    };
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if !negotiates || media_type.is_empty() || BODY_MEDIA_TYPES.contains(&media_type.as_str()) {
+        return Ok(());
+    }
+    Err(ApiError::unsupported_media_type(BODY_MEDIA_TYPES))
+}
+
 /// A resource request, with the warnings it produced (for `Warning` headers).
 #[allow(clippy::too_many_arguments)]
 fn resource_op(
@@ -479,6 +518,9 @@ fn resource_op(
     body: &Bytes,
     meta_only: bool,
 ) -> (Result<(u16, Value), ApiError>, Vec<String>) {
+    if let Err(e) = body_media_type(method, headers, body) {
+        return (Err(e), vec![]);
+    }
     let opts = match write_opts(method, headers, q, body, &sub) {
         Ok(o) => o,
         Err(e) => return (Err(e), vec![]),
