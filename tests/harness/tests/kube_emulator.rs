@@ -1974,43 +1974,43 @@ async fn name_and_schema_errors_are_reported_together() {
     );
 }
 
-/// A create, update or delete body the emulator cannot decode (protobuf, YAML) is refused before
-/// it is read, with the API server's 415 Status (apiserver `negotiation/errors.go`
-/// `NewUnsupportedMediaTypeError`); Content-Type parameters are ignored, an absent Content-Type
-/// means JSON, and a bodiless delete is not negotiated.
+/// A create, update or delete body the emulator cannot decode is refused before it is read,
+/// with the API server's 415 Status (apiserver `negotiation/errors.go`
+/// `NewUnsupportedMediaTypeError`) listing what it accepts: protobuf for a custom resource (CRDs
+/// never speak it), YAML, a protobuf DeleteOptions. Content-Type parameters are ignored, an absent
+/// Content-Type means JSON, and a bodiless delete is not negotiated. A malformed protobuf Secret
+/// is the server's 400.
 #[tokio::test]
 async fn undecodable_request_body_is_415_unsupported_media_type() {
     let (emu, _client) = setup().await;
     let secrets = "/api/v1/namespaces/default/secrets";
     let secret = r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dg=="}}"#;
-    let message = "the body of the request was in an unknown format - accepted media types include: application/json";
-    for (method, path, ct) in [
-        (
-            "POST",
-            secrets.to_string(),
-            "application/vnd.kubernetes.protobuf",
-        ),
-        ("POST", secrets.to_string(), "application/yaml"),
-        (
-            "PUT",
-            format!("{secrets}/s"),
-            "application/vnd.kubernetes.protobuf",
-        ),
-        (
-            "DELETE",
-            format!("{secrets}/s"),
-            "application/vnd.kubernetes.protobuf",
-        ),
+    let accepted =
+        "the body of the request was in an unknown format - accepted media types include: ";
+    let json_only = format!("{accepted}application/json");
+    let with_pb = format!("{accepted}application/json, application/vnd.kubernetes.protobuf");
+    let pb = "application/vnd.kubernetes.protobuf";
+    for (method, path, ct, message) in [
+        ("POST", WIDGETS.to_string(), pb, &json_only),
+        ("PUT", format!("{WIDGETS}/w"), pb, &json_only),
+        ("POST", secrets.to_string(), "application/yaml", &with_pb),
+        ("DELETE", format!("{secrets}/s"), pb, &with_pb),
     ] {
         let (status, _, body) = raw(&emu, method, &path, ct, "k8s\0garbage").await;
-        assert_eq!(status, 415, "{method} {ct}: {body}");
+        assert_eq!(status, 415, "{method} {path} {ct}: {body}");
         assert_eq!(
             body,
             json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                    "message": message, "reason": "UnsupportedMediaType", "code": 415}),
-            "{method} {ct}"
+            "{method} {path} {ct}"
         );
     }
+    let (status, _, body) = raw(&emu, "POST", secrets, pb, "k8s\0\u{ff}garbage").await;
+    assert_eq!(
+        (status, &body["reason"]),
+        (400, &json!("BadRequest")),
+        "{body}"
+    );
     assert!(emu.get_object("secrets", "default", "s").is_none());
 
     let (status, _, body) = raw(
@@ -2029,14 +2029,7 @@ async fn undecodable_request_body_is_415_unsupported_media_type() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200, "no Content-Type is JSON");
-    let (status, _, body) = raw(
-        &emu,
-        "DELETE",
-        &format!("{secrets}/s"),
-        "application/vnd.kubernetes.protobuf",
-        "",
-    )
-    .await;
+    let (status, _, body) = raw(&emu, "DELETE", &format!("{secrets}/s"), pb, "").await;
     assert_eq!(
         status, 200,
         "a delete without a body is not negotiated: {body}"

@@ -865,43 +865,57 @@ async fn kubectl_apply_refuses_a_misspelled_field() {
     );
 }
 
-/// kubectl's typed client sends a built-in type (a Secret) as protobuf. The emulator does not
-/// speak protobuf, so it answers 415 with the API server's message, as a server without that
-/// serializer would. kubectl 1.37 does not retry such a create as JSON: client-go falls back to
-/// JSON after a 415 only for CBOR (`rest/client.go` `requestClientContentConfigProvider`), and
-/// generated clients for built-in types force protobuf. So the failure must at least say what
-/// is wrong, and the JSON path (`--dry-run=client -o yaml` then `apply`, which goes through the
-/// unstructured client) must create the Secret.
+/// kubectl's typed client sends built-in types as protobuf and does not retry as JSON after a
+/// 415 (client-go `rest/client.go` falls back only for CBOR), so the emulator decodes protobuf
+/// Secrets and ConfigMaps: `kubectl create secret` and `kubectl create configmap` work. A kind it
+/// does not decode (a Service) gets the server's 415, which kubectl prints.
 #[tokio::test(flavor = "multi_thread")]
-async fn kubectl_create_secret_gets_415_and_the_apply_path_works() {
-    let test = "kubectl_create_secret_gets_415_and_the_apply_path_works";
-    let Some((emu, k)) = with_kubectl(test).await else {
+async fn kubectl_create_secret_and_configmap() {
+    let Some((emu, k)) = with_kubectl("kubectl_create_secret_and_configmap").await else {
         return;
     };
-    let create = ["create", "secret", "generic", "x", "--from-literal=k=v"];
-    let (ok, _, err) = tokio::task::block_in_place(|| k.run(&create));
+    let out = kubectl(
+        &k,
+        &["create", "secret", "generic", "x", "--from-literal=k=v"],
+    )
+    .await;
+    assert!(out.contains("secret/x created"), "{out}");
+    let secret = emu.get_object("secrets", "default", "x").expect("secret x");
+    assert_eq!(secret["data"], json!({"k": "dg=="}), "{secret}");
+    assert_eq!(secret["type"], "Opaque", "{secret}");
+
+    let out = kubectl(&k, &["create", "configmap", "c", "--from-literal=a=b"]).await;
+    assert!(out.contains("configmap/c created"), "{out}");
+    let cm = emu
+        .get_object("configmaps", "default", "c")
+        .expect("configmap c");
+    assert_eq!(cm["data"], json!({"a": "b"}), "{cm}");
+
+    let posts: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| {
+            (
+                r.resource.unwrap_or_default(),
+                r.content_type.unwrap_or_default(),
+                r.status,
+            )
+        })
+        .filter(|(res, _, _)| res == "secrets" || res == "configmaps")
+        .collect();
+    assert!(
+        posts
+            .iter()
+            .all(|(_, ct, s)| ct == "application/vnd.kubernetes.protobuf" && *s == 201),
+        "{posts:?}"
+    );
+
+    let create_svc = ["create", "service", "clusterip", "s", "--tcp=80:80"];
+    let (ok, _, err) = tokio::task::block_in_place(|| k.run(&create_svc));
     assert!(!ok, "{err}");
     assert!(
         err.contains("the body of the request was in an unknown format - accepted media types include: application/json"),
         "{err}"
     );
-    let protobuf_415 = emu.requests().into_iter().any(|r| {
-        r.method == "POST"
-            && r.resource.as_deref() == Some("secrets")
-            && r.content_type.as_deref() == Some("application/vnd.kubernetes.protobuf")
-            && r.status == 415
-    });
-    assert!(protobuf_415, "{:?}", emu.requests());
-
-    let yaml = kubectl(
-        &k,
-        &[&create[..], &["--dry-run=client", "-o", "yaml"]].concat(),
-    )
-    .await;
-    let manifest = k.kubeconfig.with_file_name("secret.yaml");
-    std::fs::write(&manifest, yaml).unwrap();
-    let out = kubectl(&k, &["apply", "-f", manifest.to_str().unwrap()]).await;
-    assert!(out.contains("secret/x created"), "{out}");
-    let secret = emu.get_object("secrets", "default", "x").expect("secret x");
-    assert_eq!(secret["data"]["k"], "dg==", "{secret}");
 }
