@@ -51,8 +51,8 @@ struct Time {
 }
 
 /// The fields Go's marshaller always writes (strings, generation, creationTimestamp) are here
-/// so the length check accepts them; uid, resourceVersion and the timestamps are set by the
-/// server on create anyway.
+/// so the length check accepts them; selfLink, generation and creationTimestamp are the
+/// server's to set, so they are not passed on.
 #[derive(Clone, PartialEq, Message)]
 struct ObjectMeta {
     #[prost(string, optional, tag = "1")]
@@ -167,6 +167,9 @@ fn metadata(m: Option<ObjectMeta>) -> Value {
         ("name", m.name),
         ("generateName", m.generate_name),
         ("namespace", m.namespace),
+        // kept so an update's optimistic concurrency and uid precondition still apply
+        ("uid", m.uid),
+        ("resourceVersion", m.resource_version),
     ] {
         let value = value.unwrap_or_default();
         put(&mut o, key, &value, !value.is_empty());
@@ -242,6 +245,16 @@ mod tests {
         ]
         .concat();
         ld(1, &m)
+    }
+
+    #[test]
+    fn update_keeps_resource_version_and_uid() {
+        let m = [ld(1, b"x"), ld(5, b"u-1"), ld(6, b"42")].concat();
+        let v = to_json(&envelope("Secret", &ld(1, &m))).unwrap();
+        assert_eq!(
+            v["metadata"],
+            json!({"name": "x", "uid": "u-1", "resourceVersion": "42"})
+        );
     }
 
     #[test]
