@@ -1973,3 +1973,65 @@ async fn name_and_schema_errors_are_reported_together() {
         "{message}"
     );
 }
+
+/// A create, update or delete body the emulator cannot decode is refused before it is read,
+/// with the API server's 415 Status (apiserver `negotiation/errors.go`
+/// `NewUnsupportedMediaTypeError`) listing what it accepts: protobuf for a custom resource (CRDs
+/// never speak it), YAML, a protobuf DeleteOptions. Content-Type parameters are ignored, an absent
+/// Content-Type means JSON, and a bodiless delete is not negotiated. A malformed protobuf Secret
+/// is the server's 400.
+#[tokio::test]
+async fn undecodable_request_body_is_415_unsupported_media_type() {
+    let (emu, _client) = setup().await;
+    let secrets = "/api/v1/namespaces/default/secrets";
+    let secret = r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dg=="}}"#;
+    let accepted =
+        "the body of the request was in an unknown format - accepted media types include: ";
+    let json_only = format!("{accepted}application/json");
+    let with_pb = format!("{accepted}application/json, application/vnd.kubernetes.protobuf");
+    let pb = "application/vnd.kubernetes.protobuf";
+    for (method, path, ct, message) in [
+        ("POST", WIDGETS.to_string(), pb, &json_only),
+        ("PUT", format!("{WIDGETS}/w"), pb, &json_only),
+        ("POST", secrets.to_string(), "application/yaml", &with_pb),
+        ("DELETE", format!("{secrets}/s"), pb, &with_pb),
+    ] {
+        let (status, _, body) = raw(&emu, method, &path, ct, "k8s\0garbage").await;
+        assert_eq!(status, 415, "{method} {path} {ct}: {body}");
+        assert_eq!(
+            body,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": message, "reason": "UnsupportedMediaType", "code": 415}),
+            "{method} {path} {ct}"
+        );
+    }
+    let (status, _, body) = raw(&emu, "POST", secrets, pb, "k8s\0\u{ff}garbage").await;
+    assert_eq!(
+        (status, &body["reason"]),
+        (400, &json!("BadRequest")),
+        "{body}"
+    );
+    assert!(emu.get_object("secrets", "default", "s").is_none());
+
+    let (status, _, body) = raw(
+        &emu,
+        "POST",
+        secrets,
+        "application/json; charset=utf-8",
+        secret,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let resp = reqwest::Client::new()
+        .put(format!("{}{secrets}/s", emu.url()))
+        .body(secret.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "no Content-Type is JSON");
+    let (status, _, body) = raw(&emu, "DELETE", &format!("{secrets}/s"), pb, "").await;
+    assert_eq!(
+        status, 200,
+        "a delete without a body is not negotiated: {body}"
+    );
+}

@@ -864,3 +864,58 @@ async fn kubectl_apply_refuses_a_misspelled_field() {
         "{err}"
     );
 }
+
+/// kubectl's typed client sends built-in types as protobuf and does not retry as JSON after a
+/// 415 (client-go `rest/client.go` falls back only for CBOR), so the emulator decodes protobuf
+/// Secrets and ConfigMaps: `kubectl create secret` and `kubectl create configmap` work. A kind it
+/// does not decode (a Service) gets the server's 415, which kubectl prints.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_create_secret_and_configmap() {
+    let Some((emu, k)) = with_kubectl("kubectl_create_secret_and_configmap").await else {
+        return;
+    };
+    let out = kubectl(
+        &k,
+        &["create", "secret", "generic", "x", "--from-literal=k=v"],
+    )
+    .await;
+    assert!(out.contains("secret/x created"), "{out}");
+    let secret = emu.get_object("secrets", "default", "x").expect("secret x");
+    assert_eq!(secret["data"], json!({"k": "dg=="}), "{secret}");
+    assert_eq!(secret["type"], "Opaque", "{secret}");
+
+    let out = kubectl(&k, &["create", "configmap", "c", "--from-literal=a=b"]).await;
+    assert!(out.contains("configmap/c created"), "{out}");
+    let cm = emu
+        .get_object("configmaps", "default", "c")
+        .expect("configmap c");
+    assert_eq!(cm["data"], json!({"a": "b"}), "{cm}");
+
+    let posts: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| {
+            (
+                r.resource.unwrap_or_default(),
+                r.content_type.unwrap_or_default(),
+                r.status,
+            )
+        })
+        .filter(|(res, _, _)| res == "secrets" || res == "configmaps")
+        .collect();
+    assert!(
+        posts
+            .iter()
+            .all(|(_, ct, s)| ct == "application/vnd.kubernetes.protobuf" && *s == 201),
+        "{posts:?}"
+    );
+
+    let create_svc = ["create", "service", "clusterip", "s", "--tcp=80:80"];
+    let (ok, _, err) = tokio::task::block_in_place(|| k.run(&create_svc));
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("the body of the request was in an unknown format - accepted media types include: application/json"),
+        "{err}"
+    );
+}

@@ -6,6 +6,7 @@ use super::events;
 use super::fields::Writer;
 use super::fieldvalidation::{self, FieldValidation};
 use super::openapi;
+use super::protobuf;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{matches, Class, EventRec, ResDef, State, WriteOpts};
 use super::table::{self, TableRequest};
@@ -465,6 +466,71 @@ fn write_opts(
     })
 }
 
+/// The media types the emulator decodes a create, update or delete body from.
+///
+/// A real API server also decodes YAML, and protobuf for every built-in type; the emulator
+/// parses JSON, and protobuf only for core/v1 Secrets and ConfigMaps (`protobuf.rs`), so it lists
+/// what it really accepts (inferred: the list is the emulator's, the behaviour is the server's).
+fn body_media_types(rd: &ResDef) -> &'static [&'static str] {
+    if protobuf_kind(rd) {
+        &["application/json", protobuf::MEDIA_TYPE]
+    } else {
+        &["application/json"]
+    }
+}
+
+fn protobuf_kind(rd: &ResDef) -> bool {
+    rd.group.is_empty() && matches!(rd.plural.as_str(), "secrets" | "configmaps")
+}
+
+/// The request body as JSON, or the API server's refusal of one it cannot decode.
+///
+/// `NegotiateInputSerializerForMediaType` (apiserver
+/// `pkg/endpoints/handlers/negotiation/negotiate.go`) treats an empty Content-Type as the first
+/// supported type (JSON), otherwise strips the parameters and answers
+/// `NewUnsupportedMediaTypeError` (`negotiation/errors.go`: 415 `UnsupportedMediaType`, "the body
+/// of the request was in an unknown format - accepted media types include: ..."). Create and
+/// update always negotiate (`handlers/create.go`, `handlers/update.go`); delete and
+/// deletecollection only when a body is sent (`handlers/delete.go`). Patch has its own list
+/// (`handlers/patch.go`, see `store/patching.rs`). A protobuf Secret or ConfigMap (what
+/// `kubectl create secret|configmap` sends) is turned into its JSON object.
+fn json_body(
+    rd: &ResDef,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Bytes, ApiError> {
+    let negotiates = match *method {
+        Method::POST | Method::PUT => true,
+        Method::DELETE => !body.is_empty(),
+        _ => false,
+    };
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if !negotiates || media_type.is_empty() || media_type == "application/json" {
+        return Ok(body.clone());
+    }
+    let unsupported = || ApiError::unsupported_media_type(body_media_types(rd));
+    if media_type != protobuf::MEDIA_TYPE || !protobuf_kind(rd) || *method == Method::DELETE {
+        return Err(unsupported());
+    }
+    match protobuf::to_json(body) {
+        Ok(v) => Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default())),
+        Err(protobuf::Refusal::Unsupported) => Err(unsupported()),
+        Err(protobuf::Refusal::Malformed(e)) => Err(ApiError::bad_request(format!(
+            "error decoding request body: {e}"
+        ))),
+    }
+}
+
 /// A resource request, with the warnings it produced (for `Warning` headers).
 #[allow(clippy::too_many_arguments)]
 fn resource_op(
@@ -479,6 +545,10 @@ fn resource_op(
     body: &Bytes,
     meta_only: bool,
 ) -> (Result<(u16, Value), ApiError>, Vec<String>) {
+    let body = &match json_body(rd, method, headers, body) {
+        Ok(b) => b,
+        Err(e) => return (Err(e), vec![]),
+    };
     let opts = match write_opts(method, headers, q, body, &sub) {
         Ok(o) => o,
         Err(e) => return (Err(e), vec![]),

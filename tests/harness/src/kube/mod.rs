@@ -32,6 +32,7 @@ mod http;
 mod jsonpath;
 mod openapi;
 mod patch;
+mod protobuf;
 mod schema;
 mod selector;
 mod store;
