@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::TempFile;
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +19,6 @@ use inference_testenv::{eventually, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD}
 use k8s_openapi::api::events::v1::Event;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -33,7 +34,7 @@ struct Operator {
 
 impl Operator {
     fn start(env: &TestEnv) -> Operator {
-        let kubeconfig = TempFile::new("kubeconfig");
+        let kubeconfig = TempFile::new("hostile", "kubeconfig");
         env.kube
             .write_kubeconfig(&kubeconfig.0)
             .expect("write kubeconfig");
@@ -49,16 +50,7 @@ impl Operator {
             .kill_on_drop(true)
             .spawn()
             .expect("start inference-operator");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let log = support::collect_stderr(&mut child);
         Operator {
             _child: child,
             log,
@@ -68,24 +60,6 @@ impl Operator {
 
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
-    }
-}
-
-struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    fn new(name: &str) -> TempFile {
-        TempFile(std::env::temp_dir().join(format!(
-            "iep-hostile-{}-{}-{name}",
-            std::process::id(),
-            fastrand::u64(..)
-        )))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::TempFile;
+
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,6 @@ use std::time::Duration;
 
 use inference_testenv::fixtures::Iep;
 use inference_testenv::{eventually, TestEnv, ES_CREDENTIALS_SECRET};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// How long the process may take to be gone after SIGTERM.
@@ -41,16 +42,7 @@ impl Operator {
             .kill_on_drop(true)
             .spawn()
             .expect("start inference-operator");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let log = support::collect_stderr(&mut child);
         Operator { child, log }
     }
 
@@ -76,24 +68,6 @@ impl Operator {
     }
 }
 
-struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    fn new(name: &str) -> TempFile {
-        TempFile(std::env::temp_dir().join(format!(
-            "iep-shutdown-{}-{}-{name}",
-            std::process::id(),
-            fastrand::u64(..)
-        )))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// A port on 127.0.0.1 nothing listens on: bound once, then released.
 fn dead_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -112,7 +86,7 @@ fn write_dead_kubeconfig(path: &std::path::Path, server: &str) {
 
 #[tokio::test]
 async fn sigterm_ends_the_process_while_the_api_server_is_unreachable() {
-    let kubeconfig = TempFile::new("kubeconfig");
+    let kubeconfig = TempFile::new("shutdown", "kubeconfig");
     let server = format!("http://127.0.0.1:{}", dead_port());
     write_dead_kubeconfig(&kubeconfig.0, &server);
     let mut operator = Operator::start(&kubeconfig.0);
@@ -134,7 +108,7 @@ async fn sigterm_ends_the_process_while_the_api_server_is_unreachable() {
 #[tokio::test]
 async fn sigterm_with_a_live_api_server_stops_cleanly() {
     let env = TestEnv::start().await;
-    let kubeconfig = TempFile::new("kubeconfig");
+    let kubeconfig = TempFile::new("shutdown", "kubeconfig");
     env.kube
         .write_kubeconfig(&kubeconfig.0)
         .expect("write kubeconfig");
@@ -200,7 +174,7 @@ async fn operator_with_a_reconcile_in_flight(env: &TestEnv, kubeconfig: &TempFil
 #[tokio::test]
 async fn a_reconcile_still_running_after_the_grace_is_cut_short_with_exit_1() {
     let env = TestEnv::start().await;
-    let kubeconfig = TempFile::new("kubeconfig");
+    let kubeconfig = TempFile::new("shutdown", "kubeconfig");
     let mut operator = operator_with_a_reconcile_in_flight(&env, &kubeconfig).await;
     operator.terminate();
     let code = operator.exit_code_within(GONE_WITHIN).await;
@@ -215,7 +189,7 @@ async fn a_reconcile_still_running_after_the_grace_is_cut_short_with_exit_1() {
 #[tokio::test]
 async fn a_second_signal_exits_at_once() {
     let env = TestEnv::start().await;
-    let kubeconfig = TempFile::new("kubeconfig");
+    let kubeconfig = TempFile::new("shutdown", "kubeconfig");
     let mut operator = operator_with_a_reconcile_in_flight(&env, &kubeconfig).await;
     operator.terminate();
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -233,3 +233,39 @@ pub async fn create_elasticsearch(
         .await
         .expect("create Elasticsearch");
 }
+
+/// A file in the temporary directory, removed when dropped (a kubeconfig for the operator
+/// binary, say). The name carries the test binary's `prefix`, the process id and a random part.
+pub struct TempFile(pub std::path::PathBuf);
+
+impl TempFile {
+    pub fn new(prefix: &str, name: &str) -> TempFile {
+        TempFile(std::env::temp_dir().join(format!(
+            "iep-{prefix}-{}-{}-{name}",
+            std::process::id(),
+            fastrand::u64(..)
+        )))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Collect a child process's stderr, line by line, into a shared string (its log).
+pub fn collect_stderr(child: &mut tokio::process::Child) -> Arc<std::sync::Mutex<String>> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
+}
