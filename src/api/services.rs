@@ -31,15 +31,19 @@ fn camel_case(name: &str) -> String {
     out
 }
 
-/// Every key refused inline in `settings`: the table's secret names and their camelCase forms.
-pub fn inline_secret_names() -> Vec<String> {
-    let mut names: Vec<String> = known_secret_names()
-        .into_iter()
-        .flat_map(|n| [n.to_owned(), camel_case(n)])
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+/// Every key refused inline in `settings` (computed once): the table's secret names and their
+/// camelCase forms.
+pub fn inline_secret_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: Vec<String> = known_secret_names()
+            .iter()
+            .flat_map(|n| [(*n).to_owned(), camel_case(n)])
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    })
 }
 
 /// `service.settings`: free-form (Elasticsearch's own keys), at most [`MAX_FREE_FORM_KEYS`]
@@ -57,7 +61,7 @@ pub fn settings_schema(_: &mut SchemaGenerator) -> Schema {
         // here the very secret (docs/reference/kubernetes-api.md#cel-message-format).
         let refuse = serde_json::json!([{
             "rule": "size(self) < 0",
-            "message": inline_secret_message(&name),
+            "message": inline_secret_message(name),
             "reason": "FieldValueForbidden",
         }]);
         let schema = if name == "secret_parameters" || name == "secretParameters" {
@@ -69,7 +73,7 @@ pub fn settings_schema(_: &mut SchemaGenerator) -> Schema {
         } else {
             serde_json::json!({"type": "string", "x-kubernetes-validations": refuse})
         };
-        properties.insert(name, schema);
+        properties.insert(name.clone(), schema);
     }
     json_schema!({
         "type": "object",

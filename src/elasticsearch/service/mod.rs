@@ -201,16 +201,19 @@ pub fn same_service(a: &str, b: &str) -> bool {
     canonical(a) == canonical(b)
 }
 
-/// Every secret key name in the table (and their camelCase spellings): what admission refuses
-/// inline in `spec.service.settings`. It knows only the table's names.
-pub fn known_secret_names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = KNOWN
-        .iter()
-        .flat_map(|p| p.secrets.names().iter().copied())
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
+/// Every secret key name in the table (computed once): with their camelCase spellings, what
+/// admission refuses inline in `spec.service.settings`. It knows only the table's names.
+pub fn known_secret_names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: Vec<&'static str> = KNOWN
+            .iter()
+            .flat_map(|p| p.secrets.names().iter().copied())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    })
 }
 
 /// Whether `key` is a secret `service_settings` key for `service` (for an unknown service:
