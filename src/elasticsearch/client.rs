@@ -398,33 +398,13 @@ impl EsClient {
         }
     }
 
-    fn decode<T: DeserializeOwned>(
-        method: &str,
-        url: &Url,
-        answer: &Answered,
-    ) -> Result<T, EsError> {
-        serde_json::from_slice(&answer.bytes)
-            .map_err(|e| answer.unexpected(method, url, json_problem(&e)))
-    }
-
     /// `GET /`: version, cluster UUID and name.
     pub async fn info(&self) -> Result<ClusterInfo, EsError> {
         let url = self.url(&[], &[])?;
         let answer = self
             .send(Method::GET, url.clone(), None, self.request_timeout)
             .await?;
-        let root: RootResponse = Self::decode("GET", &url, &answer)?;
-        // The parse error would quote the text: describe it instead.
-        let version = EsVersion::parse(&root.version.number).map_err(|_| {
-            answer.unexpected("GET", &url, "its version.number is not a version number")
-        })?;
-        // Both go into status: cleaned like any text from the far side of the URL.
-        Ok(ClusterInfo {
-            version,
-            cluster_uuid: clean_text(&root.cluster_uuid, MAX_CLUSTER_UUID_CHARS),
-            cluster_name: clean_text(&root.cluster_name, MAX_CLUSTER_NAME_CHARS),
-            build_flavor: root.version.build_flavor,
-        })
+        cluster_info(&url, &answer)
     }
 
     /// `GET _inference/{task}/{id}`. `Ok(None)` when the endpoint does not exist; an error of
@@ -440,14 +420,7 @@ impl EsClient {
             .send(Method::GET, url.clone(), None, self.request_timeout)
             .await
         {
-            Ok(answer) => {
-                let resp: GetResponse = Self::decode("GET", &url, &answer)?;
-                let mut endpoints = resp.endpoints;
-                let idx = endpoints
-                    .iter()
-                    .position(|e| e.inference_id == inference_id);
-                Ok(idx.map(|i| endpoints.swap_remove(i)))
-            }
+            Ok(answer) => endpoint_in(&url, &answer, inference_id),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
@@ -515,7 +488,7 @@ impl EsClient {
             .await
         {
             Ok(answer) => {
-                let stats: StatsResponse = Self::decode("GET", &url, &answer)?;
+                let stats: StatsResponse = decode("GET", &url, &answer)?;
                 Ok(deployment_in(&stats, deployment_id))
             }
             Err(e) if e.is_not_found() => Ok(None),
@@ -564,7 +537,7 @@ impl EsClient {
             .send(Method::PUT, url.clone(), Some(body), timeout)
             .await
             .map_err(scrub)?;
-        Self::decode("PUT", &url, &answer).map_err(scrub)
+        decode("PUT", &url, &answer).map_err(scrub)
     }
 
     /// `DELETE _inference/{task}/{id}`. 404 → [`DeleteOutcome::NotFound`]; refused because the
@@ -588,7 +561,7 @@ impl EsClient {
             .send(Method::DELETE, url.clone(), None, self.request_timeout)
             .await
         {
-            Ok(answer) => Self::decode("DELETE", &url, &answer).map(DeleteOutcome::Done),
+            Ok(answer) => decode("DELETE", &url, &answer).map(DeleteOutcome::Done),
             Err(e) if e.is_not_found() => Ok(DeleteOutcome::NotFound),
             Err(e) => Err(e),
         }
@@ -755,7 +728,10 @@ struct Head {
 
 impl Head {
     fn of(resp: &reqwest::Response) -> Self {
-        let headers = resp.headers();
+        Self::from_parts(resp.status(), resp.headers())
+    }
+
+    fn from_parts(status: StatusCode, headers: &HeaderMap) -> Self {
         // Elasticsearch adds `X-elastic-product: Elasticsearch` to every REST answer since 7.14
         // (elastic/elasticsearch#73434, `RestController.dispatchRequest` / `dispatchBadRequest`);
         // the official clients compare the value exactly (elasticsearch-java
@@ -766,7 +742,7 @@ impl Head {
             Some(_) => Product::Other,
         };
         Head {
-            status: resp.status(),
+            status,
             product,
             media: media_kind(headers.get(CONTENT_TYPE)),
             location: headers
@@ -774,6 +750,111 @@ impl Head {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         }
+    }
+}
+
+fn decode<T: DeserializeOwned>(method: &str, url: &Url, answer: &Answered) -> Result<T, EsError> {
+    serde_json::from_slice(&answer.bytes)
+        .map_err(|e| answer.unexpected(method, url, json_problem(&e)))
+}
+
+/// `GET /`'s body: version, cluster UUID and name.
+fn cluster_info(url: &Url, answer: &Answered) -> Result<ClusterInfo, EsError> {
+    let root: RootResponse = decode("GET", url, answer)?;
+    // The parse error would quote the text: describe it instead.
+    let version = EsVersion::parse(&root.version.number)
+        .map_err(|_| answer.unexpected("GET", url, "its version.number is not a version number"))?;
+    // Both go into status: cleaned like any text from the far side of the URL.
+    Ok(ClusterInfo {
+        version,
+        cluster_uuid: clean_text(&root.cluster_uuid, MAX_CLUSTER_UUID_CHARS),
+        cluster_name: clean_text(&root.cluster_name, MAX_CLUSTER_NAME_CHARS),
+        build_flavor: root.version.build_flavor,
+    })
+}
+
+/// `GET _inference/{task}/{id}`'s body: the endpoint with that id, if listed.
+fn endpoint_in(
+    url: &Url,
+    answer: &Answered,
+    inference_id: &str,
+) -> Result<Option<Endpoint>, EsError> {
+    let resp: GetResponse = decode("GET", url, answer)?;
+    let mut endpoints = resp.endpoints;
+    let idx = endpoints
+        .iter()
+        .position(|e| e.inference_id == inference_id);
+    Ok(idx.map(|i| endpoints.swap_remove(i)))
+}
+
+/// The client's reading of answers without a connection: the same judgement of the head and the
+/// same decoding of each body a real answer goes through, for the fuzz targets (`tests/fuzz`)
+/// and their replay test. `url` is only used in messages.
+pub mod offline {
+    use super::*;
+
+    fn answered(
+        url: &Url,
+        status: u16,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Answered, EsError> {
+        let status = StatusCode::from_u16(status)
+            .map_err(|_| EsError::Config(format!("status {status} is not an HTTP status")))?;
+        judge("GET", url, Head::from_parts(status, headers), body)
+    }
+
+    /// An answer to `GET /`.
+    pub fn cluster_info(
+        url: &Url,
+        status: u16,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<ClusterInfo, EsError> {
+        super::cluster_info(url, &answered(url, status, headers, body)?)
+    }
+
+    /// An answer to `GET _inference/{task}/{id}`.
+    pub fn get_endpoint(
+        url: &Url,
+        status: u16,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+        id: &str,
+    ) -> Result<Option<Endpoint>, EsError> {
+        super::endpoint_in(url, &answered(url, status, headers, body)?, id)
+    }
+
+    /// An answer to a PUT (create or `_update`).
+    pub fn put_endpoint(
+        url: &Url,
+        status: u16,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Endpoint, EsError> {
+        decode("PUT", url, &answered(url, status, headers, body)?)
+    }
+
+    /// An answer to `DELETE _inference/{task}/{id}` (dry run or not).
+    pub fn delete_endpoint(
+        url: &Url,
+        status: u16,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<DeleteResponse, EsError> {
+        decode("DELETE", url, &answered(url, status, headers, body)?)
+    }
+
+    /// An answer to `GET _ml/trained_models/{id}/_stats`.
+    pub fn deployment_stats(
+        url: &Url,
+        status: u16,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+        id: &str,
+    ) -> Result<Option<DeploymentStats>, EsError> {
+        let stats: StatsResponse = decode("GET", url, &answered(url, status, headers, body)?)?;
+        Ok(deployment_in(&stats, id))
     }
 }
 
