@@ -2,7 +2,15 @@
 //! none): the Dockerfile is well formed and builds the binary the chart runs, and the chart's
 //! default image is the tag the documented `docker build` gives and `kind load` loads.
 
+mod support;
+
 use std::path::Path;
+
+use inference_testenv::{EnvOptions, TestEnv, ES_PASSWORD};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, PostParams};
+use serde_json::Value;
+use support::*;
 
 fn read(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -176,4 +184,67 @@ fn instructions_join_continuations_and_drop_comments() {
     let parsed =
         instructions("# c\nARG A=1\n\nRUN a \\\n    b \\\n # inside\n    c\nCMD [\"x\"]\n");
     assert_eq!(parsed, vec!["ARG A=1", "RUN a b c", "CMD [\"x\"]"]);
+}
+
+/// `docs/examples/eck-text-embedding.yaml` as a user applies it, next to an ECK cluster
+/// `quickstart` (ECK's Secrets, as tests/eck.rs makes them): the endpoint is created. (Not in
+/// `examples/`: the sandbox applies every file there and has no ECK.)
+#[tokio::test]
+async fn the_eck_example_becomes_ready_next_to_an_eck_cluster() {
+    let env = TestEnv::start_with(EnvOptions {
+        es_tls: true,
+        ..EnvOptions::default()
+    })
+    .await;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&read("docs/examples/eck-text-embedding.yaml")).unwrap();
+    let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.namespace);
+    let ca = env.es.ca_pem().expect("the double serves TLS");
+    for (name, key, value) in [
+        (
+            "quickstart-es-elastic-user",
+            "elastic",
+            ES_PASSWORD.to_owned(),
+        ),
+        ("quickstart-es-http-certs-public", "ca.crt", ca),
+    ] {
+        let secret = OpaqueSecret::eck(name, "quickstart").data(key, &value);
+        secrets
+            .create(&PostParams::default(), &secret.build())
+            .await
+            .expect("create ECK Secret");
+    }
+    let mut name = String::new();
+    for doc in docs {
+        match doc["kind"].as_str() {
+            Some("Secret") => {
+                let key = doc["stringData"]["apiKey"].as_str().unwrap();
+                env.es.azure().accept_credential(key);
+                let secret: Secret = serde_json::from_value(doc).unwrap();
+                secrets
+                    .create(&PostParams::default(), &secret)
+                    .await
+                    .unwrap();
+            }
+            Some("InferenceEndpoint") => {
+                name = doc["metadata"]["name"].as_str().unwrap().to_owned();
+                let object: DynamicObject = serde_json::from_value(doc).unwrap();
+                let resource = kube::api::ApiResource::erase::<
+                    inference_operator::api::InferenceEndpoint,
+                >(&());
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(env.client.clone(), &env.namespace, &resource);
+                api.create(&PostParams::default(), &object)
+                    .await
+                    .expect("the example is accepted");
+            }
+            other => panic!("unexpected document {other:?}"),
+        }
+    }
+    let mut config = test_config();
+    // The double's certificate names localhost; ECK's names the service.
+    config.connection.eck_url_template = format!("https://localhost:{}", env.es.addr().port());
+    let _operator = start_operator(&env, config);
+    wait_ready(&env, &name, "True", "Created").await;
 }
