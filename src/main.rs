@@ -236,11 +236,26 @@ fn log_filter(level: Option<&str>) -> Result<EnvFilter, String> {
         Some(level) => ("--log-level", level.to_owned()),
         None => match std::env::var(EnvFilter::DEFAULT_ENV) {
             Ok(value) => (EnvFilter::DEFAULT_ENV, value),
-            Err(_) => return Ok(EnvFilter::new("info")),
+            Err(_) => ("default", "info".to_owned()),
         },
     };
-    EnvFilter::try_new(&directives)
+    EnvFilter::try_new(with_kube_trace_off(&directives))
         .map_err(|error| format!("invalid {source} filter {directives:?}: {error}"))
+}
+
+/// kube's HTTP trace layer logs every failed request at ERROR from inside the client
+/// (`kube_client::client::builder`, "failed with error client error (Connect)"), once per
+/// retry and without saying which server; the operator logs its own line for each failure
+/// (one WARN per API server outage, naming it). Silenced unless the filter names `kube_client`
+/// itself, which is how to see kube's HTTP trace (`--log-level info,kube_client=debug`).
+fn with_kube_trace_off(directives: &str) -> String {
+    if directives.contains("kube_client") {
+        directives.to_owned()
+    } else if directives.trim().is_empty() {
+        "kube_client::client::builder=off".to_owned()
+    } else {
+        format!("{directives},kube_client::client::builder=off")
+    }
 }
 
 /// Logs go to stderr: JSON unless asked otherwise when stderr is not a terminal (a pod, a
@@ -305,5 +320,18 @@ mod tests {
         let error = log_filter(Some("inference_operator=loud")).unwrap_err();
         assert!(error.contains("--log-level"), "{error}");
         assert!(log_filter(Some("inference_operator=debug,kube=info")).is_ok());
+    }
+
+    #[test]
+    fn kube_http_trace_is_off_unless_the_filter_names_it() {
+        assert_eq!(
+            with_kube_trace_off("info"),
+            "info,kube_client::client::builder=off"
+        );
+        assert_eq!(
+            with_kube_trace_off("debug,kube_client=trace"),
+            "debug,kube_client=trace"
+        );
+        assert_eq!(with_kube_trace_off(""), "kube_client::client::builder=off");
     }
 }

@@ -13,6 +13,7 @@ pub mod decode;
 pub mod desired;
 pub mod destination;
 pub mod identity;
+pub mod outcome_log;
 pub mod outcomes;
 pub mod ownership;
 pub mod plan;
@@ -40,6 +41,7 @@ use crate::controller::conditions::{Outcome, Reason, State};
 use crate::controller::connection::{ConnectionSettings, Connections};
 use crate::controller::decode::Decoded;
 use crate::controller::identity::Identity;
+use crate::controller::outcome_log::{ApiServerEpisodes, Level, Next};
 use crate::controller::ownership::OwnershipIndex;
 use crate::controller::secret_index::{SecretIndex, SecretRouter};
 use crate::http::Health;
@@ -167,27 +169,28 @@ impl Context {
         }
     }
 
-    /// What to do after a reconcile that ended in `outcome`.
-    pub fn next_action(&self, who: &Identity, outcome: &Outcome) -> Action {
+    /// When the object is looked at next after a reconcile that ended in `outcome` (and the
+    /// backoff bookkeeping); [`action`] makes it the kube `Action`.
+    pub fn next(&self, who: &Identity, outcome: &Outcome) -> Next {
         if outcome.reason == Reason::ModelDeploying {
             // Progress, not a failure: checked at a fixed interval, the backoff not grown.
             self.forget(who);
-            return Action::requeue(jitter(self.config.model_deploy_poll));
+            return Next::Recheck(jitter(self.config.model_deploy_poll));
         }
         match outcome.state() {
             State::Ready => {
                 self.forget(who);
-                Action::requeue(jitter(self.config.recheck_interval))
+                Next::Recheck(jitter(self.config.recheck_interval))
             }
-            State::Transient => Action::requeue(self.backoff_delay(who)),
+            State::Transient => Next::Retry(self.backoff_delay(who)),
             State::Permanent if outcome.resolves_elsewhere() => {
                 self.forget(who);
-                Action::requeue(jitter(self.config.recheck_interval))
+                Next::Recheck(jitter(self.config.recheck_interval))
             }
             // The Secret watch and the object watch bring it back when something changes.
             State::Permanent => {
                 self.forget(who);
-                Action::await_change()
+                Next::AwaitChange
             }
         }
     }
@@ -220,6 +223,21 @@ pub fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
     let exponent = failures.saturating_sub(1).min(20);
     let delay = initial.saturating_mul(1 << exponent).min(max);
     jitter(delay)
+}
+
+/// Something came back from the API server: the end of an outage, if there was one, is said.
+fn api_server_answers(episodes: &ApiServerEpisodes) {
+    if episodes.succeeded() {
+        info!("the Kubernetes API server answers again");
+    }
+}
+
+/// The kube `Action` for `next`.
+pub fn action(next: Next) -> Action {
+    match next.delay() {
+        Some(delay) => Action::requeue(delay),
+        None => Action::await_change(),
+    }
 }
 
 fn jitter(delay: Duration) -> Duration {
@@ -363,6 +381,8 @@ pub async fn run(
     let listed = ieps_listed.clone();
     let index = Arc::new(SecretIndex::default());
     let triggered = router.join(index.clone());
+    // One WARN per API server outage, not one per retry (see `outcome_log`).
+    let episodes = Arc::new(ApiServerEpisodes::default());
     let iep_stream = watcher(ieps, watcher::Config::default().any_semantic())
         .default_backoff()
         // The cache keeps what reconciles read; managedFields (~40 % of an object) and
@@ -377,8 +397,13 @@ pub async fn run(
             let index = index.clone();
             let ownership = ownership.clone();
             let scope = namespace.clone();
+            let episodes = episodes.clone();
             move |event| {
                 if let Ok(event) = event {
+                    // `Init` starts a (re)list before any request: not an answer.
+                    if !matches!(event, watcher::Event::Init) {
+                        api_server_answers(&episodes);
+                    }
                     index.apply(event);
                     ownership.apply(&scope, event);
                     if matches!(event, watcher::Event::InitDone) {
@@ -435,14 +460,25 @@ pub async fn run(
         .reconcile_on(tokio_stream_of(triggered))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                // A watch that cannot list or watch: the span of `main` names the API server.
-                Err(kube::runtime::controller::Error::QueueError(error)) => {
-                    warn!(%error, "cannot watch the Kubernetes API server; retrying")
+        .for_each(move |result| {
+            let episodes = episodes.clone();
+            async move {
+                match result {
+                    // A watch that cannot list or watch: the span of `main` names the API
+                    // server. kube's own ERROR line for the failed request is filtered out
+                    // (`main`), so this is the one line of the outage.
+                    Err(kube::runtime::controller::Error::QueueError(error)) => {
+                        match episodes.failed() {
+                            Level::Warn => warn!(
+                                %error,
+                                "cannot watch the Kubernetes API server; retrying (repeats at debug)"
+                            ),
+                            _ => tracing::debug!(%error, "cannot watch the Kubernetes API server; retrying"),
+                        }
+                    }
+                    Err(error) => tracing::debug!(%error, "controller event"),
+                    Ok(_) => api_server_answers(&episodes),
                 }
-                Err(error) => tracing::debug!(%error, "controller event"),
-                Ok(_) => {}
             }
         });
     let stopped = shutdown::drain(controller, shutdown, listed, grace).await;

@@ -25,12 +25,13 @@ use crate::controller::connection::{insecure_transport, Connection};
 use crate::controller::decode::{Decoded, Undecodable};
 use crate::controller::desired::{check_supported, desired, Desired, SecretFrom, SecretInput};
 use crate::controller::identity::Identity;
+use crate::controller::outcome_log::{self, Next};
 use crate::controller::ownership::{self, Claimant, Record};
 use crate::controller::plan::{
     chunking_reset_outcome, deployed, deploying_after_put, deployment_id, plan, still_deploying,
     unused_before_recreate, users_can_be_listed, Change, Plan, PlanInput, SecretRotation,
 };
-use crate::controller::{outcomes, Context, Error, FIELD_MANAGER};
+use crate::controller::{self, outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::service::SecretKeys;
 use crate::elasticsearch::ServiceProfile;
 use crate::elasticsearch::{
@@ -69,6 +70,7 @@ pub async fn apply(
         // A failure changes nothing the status records about the endpoint.
         Err(failure) => (previous.clone(), Outcome::from(failure)),
     };
+    let transition = conditions::is_transition(&previous.conditions, &outcome);
     report(
         iep.as_ref(),
         who,
@@ -82,7 +84,14 @@ pub async fn apply(
     .await?;
     ctx.metrics
         .reconciled(outcome.state().into(), started.elapsed());
-    Ok(ctx.next_action(who, &outcome))
+    Ok(logged_action(who, &ctx, &outcome, transition))
+}
+
+/// The next action after `outcome`, and the log line that reports the outcome with it.
+fn logged_action(who: &Identity, ctx: &Context, outcome: &Outcome, transition: bool) -> Action {
+    let next = ctx.next(who, outcome);
+    outcome_log::log(who, outcome, transition, next);
+    controller::action(next)
 }
 
 /// Observe, decide, act: what was applied, or why not. A provider's failure carries the
@@ -137,6 +146,7 @@ pub async fn cleanup(
         // something a change of the object can unblock, so even "permanent" refusals are
         // re-checked. Not an error: the reconcile did its work, Elasticsearch said no.
         let previous = iep.status.clone().unwrap_or_default();
+        let transition = conditions::is_transition(&previous.conditions, &outcome);
         report(
             iep.as_ref(),
             who,
@@ -148,7 +158,9 @@ pub async fn cleanup(
             "Delete",
         )
         .await?;
-        Action::requeue(ctx.backoff_delay(who))
+        let next = Next::Retry(ctx.backoff_delay(who));
+        outcome_log::log(who, &outcome, transition, next);
+        controller::action(next)
     };
     ctx.metrics
         .reconciled(outcome.state().into(), started.elapsed());
@@ -178,16 +190,19 @@ pub async fn undecodable(
     let previous = invalid.status.clone().unwrap_or_default();
     let deleting = object.meta().deletion_timestamp.is_some();
     let outcome = Outcome::from(undecodable_outcome(invalid, deleting));
-    warn!(error = %invalid.error, deleting, "object does not decode");
     ctx.metrics
         .reconciled(outcome.state().into(), started.elapsed());
     if deleting {
+        let (reason, message) = (outcome.reason.as_str(), &outcome.message);
+        let named = format!("{}/{}", who.namespace, who.name);
+        warn!(object = named, reason, message, "let go without a cleanup");
         release(object, who, &ctx).await?;
         ctx.forget(who);
         ctx.connections.forget_remembered(&who.uid);
         publish(&ctx, object, &outcome, "Delete");
         return Ok(Action::await_change());
     }
+    let transition = conditions::is_transition(&previous.conditions, &outcome);
     report(
         object,
         who,
@@ -199,7 +214,7 @@ pub async fn undecodable(
         "Reconcile",
     )
     .await?;
-    Ok(ctx.next_action(who, &outcome))
+    Ok(logged_action(who, &ctx, &outcome, transition))
 }
 
 /// `InvalidSpec`, naming the field and value serde could not decode, and (when the object is
