@@ -518,7 +518,7 @@ impl Sandbox {
             format!("operator /metrics        {}", self.metrics_url),
             format!("operator log             {} (re-checks every {recheck})", self.log_path.display()),
             String::new(),
-            "your own objects, in any namespace (kubectl create namespace NAME first), are reported too; in them put".to_owned(),
+            "your own objects, in any namespace (apply a Namespace first), are reported too; in them put".to_owned(),
             format!("  spec.elasticsearch.url: {}", self.es.url()),
             "  credentialsSecretRef:   a Secret in the object's namespace like examples/'".to_owned(),
             "                          elasticsearch-credentials (username elastic, password".to_owned(),
