@@ -1,35 +1,49 @@
-//! `cargo run -p inference-testenv --bin sandbox [-- --es-version 9.4.0] [--exit-when-ready]`
+//! `cargo run -p inference-testenv --bin sandbox [-- --help]`
 //!
-//! The default version is 9.4.0, the first release that takes every example (Azure OAuth2 arrived
-//! in 9.4).
-//!
-//! Builds the operator (debug profile, the same build the tests use), then runs it against an
-//! emulated cluster and Elasticsearch with `examples/` applied. See `inference_testenv::tools::sandbox`.
+//! Builds the operator (debug profile, the same build the tests use; nothing is compiled when it
+//! is up to date), then runs it against an emulated cluster and Elasticsearch with `examples/`
+//! applied, reporting every InferenceEndpoint, and takes commands on stdin that show the error
+//! paths. See `inference_testenv::tools::sandbox`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use inference_testenv::tools::sandbox::{run, SandboxOptions};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use inference_testenv::tools::sandbox::{control_help, run, SandboxOptions, Switches};
+
+/// Watch the inference operator work without a cluster: a Kubernetes API emulator, an
+/// Elasticsearch double with fake Azure OpenAI and fake providers, the real operator binary, and
+/// every object in examples/ applied. Every InferenceEndpoint's Ready changes and deletions are
+/// printed, in every namespace (your own objects too); kubectl works with the kubeconfig it
+/// prints.
+#[derive(Parser)]
+#[command(
+    name = "sandbox",
+    override_usage = "cargo run -p inference-testenv --bin sandbox -- [OPTIONS]"
+)]
+struct Cli {
+    /// Elasticsearch version the double emulates. 9.4.0 is the first that takes every example
+    /// (Azure OAuth2 arrived in 9.4).
+    #[arg(long, default_value = "9.4.0", value_name = "X.Y.Z")]
+    es_version: String,
+    /// Exit once every example is Ready (exit status 1 if not within 30 s), for scripts and CI.
+    #[arg(long)]
+    exit_when_ready: bool,
+    #[command(flatten)]
+    switches: Switches,
+}
 
 fn main() -> ExitCode {
-    let mut es_version = "9.4.0".to_owned();
-    let mut exit_when_ready = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--es-version" => es_version = args.next().unwrap_or(es_version),
-            "--exit-when-ready" => exit_when_ready = true,
-            "-h" | "--help" => {
-                println!("usage: sandbox [--es-version X.Y.Z] [--exit-when-ready]");
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("unknown argument {other:?}; see --help");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
+    let help = format!(
+        "While it runs, type a command and Enter (`help` lists them):\n{}",
+        control_help()
+    );
+    let matches = Cli::command().after_help(help).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let operator_bin = match build_operator() {
         Ok(path) => path,
         Err(error) => {
@@ -42,12 +56,16 @@ fn main() -> ExitCode {
     let options = SandboxOptions {
         operator_bin,
         work_dir: workspace.join("target/sandbox"),
-        es_version,
-        exit_when_ready,
+        es_version: cli.es_version,
+        exit_when_ready: cli.exit_when_ready,
         ready_timeout: Duration::from_secs(30),
+        switches: cli.switches,
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(run(options)) {
+    let outcome = runtime.block_on(run(options));
+    // The stdin reader may be blocked on a terminal: do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match outcome {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("sandbox failed: {error}");
@@ -56,7 +74,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cargo build --bin inference-operator` (the debug build the tests use).
+/// `cargo build --bin inference-operator` (the debug build the tests use), saying so: it takes
+/// minutes the first time, and well under a second when nothing changed.
 fn build_operator() -> Result<PathBuf, String> {
-    inference_testenv::tools::build_operator(false)
+    println!("building the operator…");
+    let started = Instant::now();
+    let build = inference_testenv::tools::build_operator_counted(false)?;
+    let compiled = match build.compiled {
+        0 => "up to date, nothing compiled".to_owned(),
+        n => format!("compiled {n} crates"),
+    };
+    println!(
+        "operator built in {:.1}s ({compiled}): {}",
+        started.elapsed().as_secs_f64(),
+        build.executable.display()
+    );
+    Ok(build.executable)
 }

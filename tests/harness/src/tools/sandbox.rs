@@ -1,29 +1,41 @@
-//! The sandbox: watch the operator work without a cluster.
+//! The sandbox: watch the operator work without a cluster, and make it fail on purpose.
 //!
 //! Starts the Kubernetes API emulator (with `crds/`) and the Elasticsearch double, writes a
 //! kubeconfig so `kubectl` works against the emulator, runs the real operator binary against
 //! them, applies every object in `examples/` as `kubectl apply --server-side -f examples/` would
 //! — unchanged except that `spec.elasticsearch.url` points at the double, whose users, fake
 //! Azure and fake providers accept the placeholder credentials the examples reference — and
-//! prints each InferenceEndpoint's Ready condition as it changes.
+//! prints every InferenceEndpoint's Ready condition as it changes, and its deletion, in every
+//! namespace: objects you apply yourself are reported like the examples.
+//!
+//! **Your own objects.** The sandbox does not rewrite what you apply: it prints the URL to put
+//! in `spec.elasticsearch.url` (the double's), the placeholder Elasticsearch user your
+//! credentials Secret needs, and the `/metrics` URL of the operator ([`Sandbox::urls`]).
+//!
+//! **Error paths.** [`Switches`] set at start and [`Control`] commands typed while it runs (one
+//! per line on stdin; `help` lists them) make the fake Azure and the fake providers reject the
+//! examples' keys or rate-limit them, mark an endpoint as used (so deleting its object shows
+//! `DeletionBlocked`), delete an endpoint behind the operator's back (drift, repaired at the next
+//! re-check: `--recheck 20s` shows it within a minute).
 //!
 //! Several example files carry the same Secret (the Elasticsearch credentials), so each file
 //! can be applied alone; applying them all is idempotent, as long as the copies agree
 //! ([`example_documents`] refuses copies that differ).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Map, Value};
-use tokio::process::{Child, Command};
 
 use crate::env::{client_for, crds_dir};
 use crate::es::{aws_credential, custom_credential, EsAuth, EsDouble, EsOptions, ProviderOutcome};
 use crate::kube::{EmulatorOptions, KubeEmulator};
+use crate::tools::bench::OperatorProcess;
 
 pub struct SandboxOptions {
     /// The `inference-operator` binary to run.
@@ -36,13 +48,50 @@ pub struct SandboxOptions {
     pub exit_when_ready: bool,
     /// Give up (error) if not everything is Ready by then; only with `exit_when_ready`.
     pub ready_timeout: Duration,
+    /// The error paths switched on from the start.
+    pub switches: Switches,
+}
+
+/// Switches set at start (the sandbox's flags; [`Control`] changes them while it runs).
+#[derive(Args, Clone, Debug)]
+pub struct Switches {
+    /// The operator's --recheck-interval: how soon it notices drift (an endpoint changed or
+    /// deleted behind its back, see the `drift` command). `20s` shows a repair within a minute.
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub recheck: Duration,
+    /// The fake Azure and the fake providers reject the examples' keys (401): their endpoints
+    /// end AzureRejectedCredentials / ProviderRejectedCredentials.
+    #[arg(long)]
+    pub reject_key: bool,
+    /// The fake Azure and the fake providers rate-limit the examples' keys (429): their
+    /// endpoints retry with backoff (AzureRateLimited / ProviderRateLimited) until
+    /// `rate-limit off`.
+    #[arg(long)]
+    pub rate_limit: bool,
+    /// Every example endpoint is used by a `semantic_text` field of an empty index (Elasticsearch
+    /// 8.16+): creating it works, deleting its object (`kubectl delete iep NAME`) shows
+    /// DeletionBlocked until `unuse ID`.
+    #[arg(long)]
+    pub in_use: bool,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Switches {
+            recheck: Duration::from_secs(300),
+            reject_key: false,
+            rate_limit: false,
+            in_use: false,
+        }
+    }
 }
 
 /// What a finished sandbox run measured.
 #[derive(Debug)]
 pub struct SandboxReport {
-    /// Time from applying the examples until every InferenceEndpoint was Ready.
+    /// Time from applying the examples until every example InferenceEndpoint was Ready.
     pub all_ready_after: Option<Duration>,
+    /// The last line reported for each InferenceEndpoint, by [`Change::key`].
     pub endpoints: BTreeMap<String, String>,
     /// What the double holds once everything was Ready: each endpoint's inference id and
     /// `service`.
@@ -217,248 +266,634 @@ fn provider_credential(
         .map(str::to_owned)
 }
 
-struct Operator(Child);
+/// The index whose `semantic_text` fields use the endpoints `--in-use` marks, and the pipeline
+/// the `use` command adds.
+const IN_USE_INDEX: &str = "sandbox-semantic-index";
+const IN_USE_PIPELINE: &str = "sandbox-pipeline";
 
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
+/// A command typed while the sandbox runs, one per line on stdin.
+#[derive(Parser, Debug)]
+#[command(
+    name = "sandbox>",
+    no_binary_name = true,
+    disable_help_flag = true,
+    help_template = "{subcommands}"
+)]
+struct ControlLine {
+    #[command(subcommand)]
+    command: Control,
+}
+
+/// `on` or `off`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// The commands the sandbox takes on stdin while it runs (`help` lists them).
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// [on|off] the fake Azure and providers reject the examples' keys (401). Seen
+    /// on the next create or key change: `drift ID`, or edit the key in its Secret.
+    RejectKey {
+        #[arg(default_value = "on")]
+        state: OnOff,
+    },
+    /// [on|off] the fake Azure and providers answer 429 to the examples' keys.
+    /// Seen on the next create or key change; `off` lets the retries succeed.
+    RateLimit {
+        #[arg(default_value = "on")]
+        state: OnOff,
+    },
+    /// ID: an ingest pipeline uses endpoint ID, so deleting its object
+    /// (`kubectl delete iep NAME`) shows DeletionBlocked.
+    Use { inference_id: String },
+    /// ID: nothing uses endpoint ID any more (a blocked deletion then completes).
+    Unuse { inference_id: String },
+    /// ID: delete endpoint ID in Elasticsearch behind the operator's back; the next
+    /// re-check (--recheck) recreates it (Ready reason Recreated).
+    Drift { inference_id: String },
+    /// Print the URLs again (Elasticsearch for your own objects, /metrics, kubeconfig).
+    Urls,
+}
+
+/// The commands' help, for `--help` and the `help` command.
+pub fn control_help() -> String {
+    use clap::CommandFactory;
+    ControlLine::command().render_help().to_string()
+}
+
+/// The keys' outcome at the fake providers for the switches: a rejection wins over a rate limit.
+fn key_outcome(reject_key: bool, rate_limit: bool) -> Option<ProviderOutcome> {
+    if reject_key {
+        Some(ProviderOutcome::Reject401)
+    } else if rate_limit {
+        Some(ProviderOutcome::RateLimited429)
+    } else {
+        None
     }
 }
 
+/// One reported change of an InferenceEndpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// `name` in namespace `default`, `namespace/name` elsewhere.
+    pub key: String,
+    /// `Ready=<status> <reason> <message>`, or `deleted`.
+    pub line: String,
+    /// Since the examples were applied.
+    pub at: Duration,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = &self.key;
+        write!(
+            f,
+            "{:>6.2}s  {key:<24} {}",
+            self.at.as_secs_f64(),
+            self.line
+        )
+    }
+}
+
+const DELETED: &str = "deleted";
+
+/// The line reported for an object: its Ready condition.
+fn ready_line(object: &Value) -> String {
+    let ready = object["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+    match ready {
+        Some(c) => format!(
+            "Ready={:<5} {:<26} {}",
+            c["status"].as_str().unwrap_or("?"),
+            c["reason"].as_str().unwrap_or(""),
+            c["message"].as_str().unwrap_or("")
+        ),
+        None => "Ready=?     (not reconciled yet)".to_owned(),
+    }
+}
+
+/// The changes from `seen` to `now` (key → line): new or changed lines, and `deleted` for a key
+/// that is gone. Updates `seen`.
+fn diff(
+    seen: &mut BTreeMap<String, String>,
+    now: BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut changes = vec![];
+    for key in seen.keys() {
+        if !now.contains_key(key) {
+            changes.push((key.clone(), DELETED.to_owned()));
+        }
+    }
+    for (key, line) in &now {
+        if seen.get(key) != Some(line) {
+            changes.push((key.clone(), line.clone()));
+        }
+    }
+    *seen = now;
+    changes
+}
+
+/// `name` in `default`, `namespace/name` elsewhere.
+fn key_of(namespace: &str, name: &str) -> String {
+    if namespace == "default" {
+        name.to_owned()
+    } else {
+        format!("{namespace}/{name}")
+    }
+}
+
+/// A running sandbox: the doubles, the operator, and what it reported so far.
+pub struct Sandbox {
+    pub kube: KubeEmulator,
+    pub es: EsDouble,
+    client: kube::Client,
+    _operator: OperatorProcess,
+    pub kubeconfig: PathBuf,
+    pub log_path: PathBuf,
+    /// `http://ADDRESS/metrics` of the operator.
+    pub metrics_url: String,
+    es_version: String,
+    /// The credentials the examples reference, at the fake Azure and the fake providers.
+    keys: Vec<String>,
+    switches: Mutex<Switches>,
+    /// Keys of the example InferenceEndpoints.
+    pub examples: Vec<String>,
+    applied_at: Instant,
+    seen: Mutex<BTreeMap<String, String>>,
+    /// Every change reported so far.
+    history: Mutex<Vec<Change>>,
+}
+
+impl Sandbox {
+    /// Start the doubles and the operator, apply `examples/`, print where everything is.
+    pub async fn start(options: &SandboxOptions) -> Result<Sandbox, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        std::fs::create_dir_all(&options.work_dir).map_err(|e| e.to_string())?;
+        let documents = example_documents()?;
+        let kube = KubeEmulator::start(EmulatorOptions::default()).await;
+        for entry in std::fs::read_dir(crds_dir()).map_err(|e| e.to_string())? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                kube.register_crd_file(&path);
+            }
+        }
+        let placeholders = placeholder_credentials(&documents);
+        let es = EsDouble::start(EsOptions {
+            version: options.es_version.clone(),
+            auth: placeholders.es,
+            ..EsOptions::default()
+        })
+        .await;
+        let keys = [placeholders.azure, placeholders.providers].concat();
+        for key in &keys {
+            es.providers().accept_credential(key);
+        }
+        let kubeconfig = options.work_dir.join("kubeconfig");
+        kube.write_kubeconfig(&kubeconfig)
+            .map_err(|e| e.to_string())?;
+        let log_path = options.work_dir.join("operator.log");
+        let recheck = humantime::format_duration(options.switches.recheck).to_string();
+        let args = [
+            "--backoff-initial",
+            "200ms",
+            "--backoff-max",
+            "5s",
+            "--recheck-interval",
+            &recheck,
+        ]
+        .map(str::to_owned);
+        let mut operator =
+            OperatorProcess::spawn(&options.operator_bin, &kubeconfig, &log_path, &args, &[])?;
+        let metrics_url = format!("http://{}/metrics", operator.metrics_address().await?);
+        let sandbox = Sandbox {
+            client: client_for(&kube.url(), "default"),
+            kube,
+            es,
+            _operator: operator,
+            kubeconfig,
+            log_path,
+            metrics_url,
+            es_version: options.es_version.clone(),
+            keys,
+            switches: Mutex::new(options.switches.clone()),
+            examples: vec![],
+            applied_at: Instant::now(),
+            seen: Mutex::new(BTreeMap::new()),
+            history: Mutex::new(vec![]),
+        };
+        sandbox.apply_key_outcome();
+        if options.switches.in_use {
+            sandbox.es.set_index_empty(IN_USE_INDEX, true);
+            for id in example_inference_ids(&documents) {
+                sandbox.es.add_index_reference(&id, IN_USE_INDEX);
+            }
+        }
+        println!("{}", sandbox.urls());
+        let mut sandbox = sandbox;
+        sandbox.applied_at = Instant::now();
+        sandbox.examples = apply(&sandbox.client, &documents, &sandbox.es).await?;
+        println!(
+            "applied {} objects from examples/ ({} InferenceEndpoints)",
+            documents.len(),
+            sandbox.examples.len()
+        );
+        Ok(sandbox)
+    }
+
+    /// Where everything is, and what to put in your own objects.
+    pub fn urls(&self) -> String {
+        let recheck = humantime::format_duration(self.switches().recheck);
+        [
+            format!("Kubernetes API emulator  {}", self.kube.url()),
+            format!("kubeconfig               {}", self.kubeconfig.display()),
+            format!(
+                "Elasticsearch double     {} (version {})",
+                self.es.url(),
+                self.es_version
+            ),
+            format!("operator /metrics        {}", self.metrics_url),
+            format!("operator log             {} (re-checks every {recheck})", self.log_path.display()),
+            String::new(),
+            "your own objects, in any namespace (apply a Namespace first), are reported too; in them put".to_owned(),
+            format!("  spec.elasticsearch.url: {}", self.es.url()),
+            "  credentialsSecretRef:   a Secret in the object's namespace like examples/'".to_owned(),
+            "                          elasticsearch-credentials (username elastic, password".to_owned(),
+            "                          replace-with-your-elastic-password, label esinference.io/credentials: \"true\")".to_owned(),
+            "  the fake Azure and providers accept the examples' placeholder keys, no others".to_owned(),
+            format!("try:  KUBECONFIG={} kubectl get iep -A -o wide", self.kubeconfig.display()),
+        ]
+        .join("\n")
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    pub fn switches(&self) -> Switches {
+        self.switches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The examples' keys at the fake providers, from the reject-key and rate-limit switches.
+    fn apply_key_outcome(&self) {
+        let switches = self.switches();
+        let outcome = key_outcome(switches.reject_key, switches.rate_limit);
+        for key in &self.keys {
+            self.es.providers().set_credential_outcome(key, outcome);
+        }
+    }
+
+    /// Run one command line (as typed on stdin); returns what to print.
+    pub fn control(&self, line: &str) -> String {
+        match ControlLine::try_parse_from(line.split_whitespace()) {
+            Ok(parsed) => self.run_control(parsed.command),
+            Err(error) => error.render().to_string(),
+        }
+    }
+
+    fn run_control(&self, command: Control) -> String {
+        let recheck = humantime::format_duration(self.switches().recheck);
+        let on = |state: OnOff| state == OnOff::On;
+        let seen_when = "seen when the operator next creates an endpoint or pushes a key: \
+                         `drift ID`, or change a key in its Secret";
+        match command {
+            Control::RejectKey { state } => {
+                self.set_switch(|s| s.reject_key = on(state));
+                format!(
+                    "the examples' keys are {}; {seen_when}",
+                    if on(state) {
+                        "rejected (401)"
+                    } else {
+                        "accepted"
+                    }
+                )
+            }
+            Control::RateLimit { state } => {
+                self.set_switch(|s| s.rate_limit = on(state));
+                format!(
+                    "the examples' keys are {}; {seen_when}",
+                    if on(state) {
+                        "rate-limited (429)"
+                    } else {
+                        "no longer rate-limited"
+                    }
+                )
+            }
+            Control::Use { inference_id } => {
+                self.es
+                    .add_pipeline_reference(&inference_id, IN_USE_PIPELINE);
+                format!("pipeline {IN_USE_PIPELINE} uses {inference_id}: `kubectl delete iep` of its object shows DeletionBlocked until `unuse {inference_id}`")
+            }
+            Control::Unuse { inference_id } => {
+                self.es
+                    .remove_pipeline_reference(&inference_id, IN_USE_PIPELINE);
+                self.es.remove_index_reference(&inference_id, IN_USE_INDEX);
+                format!("nothing uses {inference_id} any more")
+            }
+            Control::Drift { inference_id } => {
+                if self.es.delete_out_of_band(&inference_id) {
+                    format!("deleted {inference_id} in Elasticsearch behind the operator's back; it re-checks every {recheck} and recreates it")
+                } else {
+                    format!(
+                        "Elasticsearch holds no endpoint {inference_id} (ids: {})",
+                        self.es.endpoint_ids().join(", ")
+                    )
+                }
+            }
+            Control::Urls => self.urls(),
+        }
+    }
+
+    fn set_switch(&self, change: impl FnOnce(&mut Switches)) {
+        change(&mut self.switches.lock().unwrap_or_else(|e| e.into_inner()));
+        self.apply_key_outcome();
+    }
+
+    /// Read every InferenceEndpoint (all namespaces) and report what changed since last time.
+    pub async fn poll(&self) -> Result<Vec<Change>, String> {
+        let api = Api::<DynamicObject>::all_with(self.client.clone(), &resource());
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("listing InferenceEndpoints: {e}"))?;
+        let now: BTreeMap<String, String> = list
+            .items
+            .iter()
+            .map(|o| {
+                let namespace = o.metadata.namespace.as_deref().unwrap_or("default");
+                let name = o.metadata.name.as_deref().unwrap_or_default();
+                (key_of(namespace, name), ready_line(&o.data))
+            })
+            .collect();
+        let at = self.applied_at.elapsed();
+        let changes: Vec<Change> = diff(
+            &mut self.seen.lock().unwrap_or_else(|e| e.into_inner()),
+            now,
+        )
+        .into_iter()
+        .map(|(key, line)| Change { key, line, at })
+        .collect();
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(changes.iter().cloned());
+        Ok(changes)
+    }
+
+    /// Every change reported so far.
+    pub fn history(&self) -> Vec<Change> {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The last line of each InferenceEndpoint.
+    pub fn lines(&self) -> BTreeMap<String, String> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether every example is Ready.
+    fn examples_ready(&self) -> bool {
+        let lines = self.lines();
+        self.examples
+            .iter()
+            .all(|k| lines.get(k).is_some_and(|l| l.starts_with("Ready=True")))
+    }
+
+    /// Poll (printing each change) until a reported change of `key` satisfies `want`; the change.
+    pub async fn wait_for(
+        &self,
+        key: &str,
+        want: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<Change, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for change in self.poll().await? {
+                println!("{change}");
+            }
+            let found = self
+                .history()
+                .into_iter()
+                .find(|c| c.key == key && want(&c.line));
+            if let Some(change) = found {
+                return Ok(change);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{key}: no such change within {timeout:?}; reported: {:#?}",
+                    self.history()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What the double holds and saw, for the report.
+    fn report(&self, all_ready_after: Option<Duration>) -> SandboxReport {
+        let es = &self.es;
+        let mut elasticsearch = BTreeMap::new();
+        let mut deployments = BTreeMap::new();
+        for id in es.endpoint_ids() {
+            let service = es.endpoint(&id).map(|e| e["service"].clone());
+            let service = service.and_then(|s| s.as_str().map(str::to_owned));
+            elasticsearch.insert(id.clone(), service.unwrap_or_default());
+            if let Some(stats) = es.deployment_stats(&id) {
+                let state = stats["state"].as_str().unwrap_or_default().to_owned();
+                deployments.insert(id, state);
+            }
+        }
+        let mut accepted_provider_calls = BTreeMap::new();
+        for call in es.providers().calls() {
+            if call.outcome == ProviderOutcome::Accept {
+                *accepted_provider_calls.entry(call.service).or_insert(0) += 1;
+            }
+        }
+        SandboxReport {
+            all_ready_after,
+            endpoints: self.lines(),
+            elasticsearch,
+            accepted_provider_calls,
+            deployments,
+        }
+    }
+}
+
+/// The inference id of each example InferenceEndpoint (`spec.inferenceId`, else its name).
+fn example_inference_ids(documents: &[Value]) -> Vec<String> {
+    documents
+        .iter()
+        .filter(|d| d["kind"] == "InferenceEndpoint")
+        .filter_map(|d| {
+            d["spec"]["inferenceId"]
+                .as_str()
+                .or(d["metadata"]["name"].as_str())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Start the sandbox and report every change until Ctrl-C (or, with `exit_when_ready`, until
+/// every example is Ready), taking [`Control`] commands from stdin.
 pub async fn run(options: SandboxOptions) -> Result<SandboxReport, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&options.work_dir).map_err(|e| e.to_string())?;
-    let documents = example_documents()?;
-
-    let kube = KubeEmulator::start(EmulatorOptions::default()).await;
-    for entry in std::fs::read_dir(crds_dir()).map_err(|e| e.to_string())? {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            kube.register_crd_file(&path);
-        }
-    }
-    let placeholders = placeholder_credentials(&documents);
-    let es = EsDouble::start(EsOptions {
-        version: options.es_version.clone(),
-        auth: placeholders.es,
-        ..EsOptions::default()
-    })
-    .await;
-    for key in &placeholders.azure {
-        es.azure().accept_credential(key);
-    }
-    for credential in &placeholders.providers {
-        es.providers().accept_credential(credential);
-    }
-    let kubeconfig = options.work_dir.join("kubeconfig");
-    kube.write_kubeconfig(&kubeconfig)
-        .map_err(|e| e.to_string())?;
-    let log_path = options.work_dir.join("operator.log");
-    println!("Kubernetes API emulator  {}", kube.url());
-    println!(
-        "Elasticsearch double     {} (version {})",
-        es.url(),
-        options.es_version
-    );
-    println!("kubeconfig               {}", kubeconfig.display());
-    println!("operator log             {}", log_path.display());
+    let sandbox = Sandbox::start(&options).await?;
+    let mut commands = stdin_lines();
+    let mut all_ready_after = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
     println!();
-
-    let _operator = start_operator(&options.operator_bin, &kubeconfig, &log_path)?;
-    let client = client_for(&kube.url(), "default");
-    let applied_at = Instant::now();
-    let names = apply(&client, &documents, &es).await?;
-    println!(
-        "applied {} objects from examples/ ({} InferenceEndpoints)",
-        documents.len(),
-        names.len()
-    );
-    println!(
-        "try:  KUBECONFIG={} kubectl get iep -o wide",
-        kubeconfig.display()
-    );
-    println!();
-
-    if options.exit_when_ready {
-        let (all_ready_after, endpoints) = watch(&client, &names, applied_at, &options).await?;
-        return Ok(report(&es, all_ready_after, endpoints));
-    }
-    tokio::select! {
-        result = watch(&client, &names, applied_at, &options) => {
-            result.map(|(after, endpoints)| report(&es, after, endpoints))
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(line) = commands.recv() => {
+                if !line.trim().is_empty() {
+                    println!("{}", sandbox.control(&line));
+                }
+                continue;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                println!("\nstopping");
+                return Ok(sandbox.report(all_ready_after));
+            }
         }
-        _ = tokio::signal::ctrl_c() => {
-            println!("\nstopping");
-            Ok(report(&es, None, BTreeMap::new()))
+        for change in sandbox.poll().await? {
+            println!("{change}");
+        }
+        if all_ready_after.is_none() && sandbox.examples_ready() {
+            let took = sandbox.applied_at.elapsed();
+            all_ready_after = Some(took);
+            println!(
+                "\nall {} example InferenceEndpoints Ready after {:.2}s",
+                sandbox.examples.len(),
+                took.as_secs_f64()
+            );
+            if options.exit_when_ready {
+                return Ok(sandbox.report(all_ready_after));
+            }
+            println!("watching every InferenceEndpoint; type `help` for the commands that show the error paths; Ctrl-C stops everything");
+        }
+        if options.exit_when_ready && sandbox.applied_at.elapsed() > options.ready_timeout {
+            return Err(format!(
+                "not all Ready after {:?}: {:#?}",
+                options.ready_timeout,
+                sandbox.lines()
+            ));
         }
     }
 }
 
-/// What the double holds and saw, for the report.
-fn report(
-    es: &EsDouble,
-    all_ready_after: Option<Duration>,
-    endpoints: BTreeMap<String, String>,
-) -> SandboxReport {
-    let mut elasticsearch = BTreeMap::new();
-    let mut deployments = BTreeMap::new();
-    for id in es.endpoint_ids() {
-        let service = es.endpoint(&id).map(|e| e["service"].clone());
-        let service = service.and_then(|s| s.as_str().map(str::to_owned));
-        elasticsearch.insert(id.clone(), service.unwrap_or_default());
-        if let Some(stats) = es.deployment_stats(&id) {
-            let state = stats["state"].as_str().unwrap_or_default().to_owned();
-            deployments.insert(id, state);
+/// Lines typed on stdin. A thread, not tokio's stdin: a read blocked on a terminal must not
+/// hold up the runtime's shutdown. At end of input (stdin closed, as under CI) nothing more comes.
+fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if send.send(line).is_err() {
+                break;
+            }
         }
-    }
-    let mut accepted_provider_calls = BTreeMap::new();
-    for call in es.providers().calls() {
-        if call.outcome == ProviderOutcome::Accept {
-            *accepted_provider_calls.entry(call.service).or_insert(0) += 1;
-        }
-    }
-    SandboxReport {
-        all_ready_after,
-        endpoints,
-        elasticsearch,
-        accepted_provider_calls,
-        deployments,
-    }
-}
-
-fn start_operator(binary: &Path, kubeconfig: &Path, log_path: &Path) -> Result<Operator, String> {
-    let log =
-        std::fs::File::create(log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let child = Command::new(binary)
-        .args([
-            "run",
-            "--log-format",
-            "text",
-            "--metrics-address",
-            "127.0.0.1:0",
-        ])
-        .args(["--backoff-initial", "200ms", "--backoff-max", "5s"])
-        .env("KUBECONFIG", kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    Ok(Operator(child))
+    });
+    receive
 }
 
 /// Apply the example objects server-side (as `kubectl apply --server-side` does, so a Secret that
 /// several files carry is applied once per file without conflict); InferenceEndpoints are
-/// pointed at the double.
+/// pointed at the double. Returns the InferenceEndpoints' keys.
 async fn apply(
     client: &kube::Client,
     documents: &[Value],
     es: &EsDouble,
 ) -> Result<Vec<String>, String> {
-    let mut names = vec![];
+    let mut keys = vec![];
     for doc in documents {
         let mut doc = doc.clone();
-        let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
-        let namespace = doc["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_owned();
-        let (api, resource) = if kind == "InferenceEndpoint" {
+        let (kind, namespace, name) = identity(&doc);
+        let resource = if kind == "InferenceEndpoint" {
             if doc["spec"]["elasticsearch"].is_object() {
                 doc["spec"]["elasticsearch"]["url"] = json!(es.url());
             }
-            names.push(
-                doc["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            );
-            (
-                Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource()),
-                kind,
-            )
+            keys.push(key_of(&namespace, &name));
+            resource()
         } else if kind == "Secret" {
-            let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Secret"));
-            (
-                Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource),
-                kind,
-            )
+            ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Secret"))
         } else {
             return Err(format!(
                 "examples/ holds a {kind}, which the sandbox does not apply"
             ));
         };
-        let name = doc["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource);
         api.patch(&name, &PatchParams::apply("kubectl"), &Patch::Apply(&doc))
             .await
-            .map_err(|e| format!("applying {resource} {name}: {e}"))?;
+            .map_err(|e| format!("applying {kind} {name}: {e}"))?;
     }
-    Ok(names)
+    Ok(keys)
 }
 
-/// Print every Ready change until all are Ready (then return) or the timeout passes.
-async fn watch(
-    client: &kube::Client,
-    names: &[String],
-    applied_at: Instant,
-    options: &SandboxOptions,
-) -> Result<(Option<Duration>, BTreeMap<String, String>), String> {
-    let api = Api::<DynamicObject>::namespaced_with(client.clone(), "default", &resource());
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    let mut all_ready_after = None;
-    loop {
-        for name in names {
-            let Ok(object) = api.get(name).await else {
-                continue;
-            };
-            let ready = object.data["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .cloned();
-            let line = match ready {
-                Some(c) => format!(
-                    "Ready={:<5} {:<26} {}",
-                    c["status"].as_str().unwrap_or("?"),
-                    c["reason"].as_str().unwrap_or(""),
-                    c["message"].as_str().unwrap_or("")
-                ),
-                None => "Ready=?     (not reconciled yet)".to_owned(),
-            };
-            if seen.get(name) != Some(&line) {
-                println!(
-                    "{:>6.2}s  {name:<24} {line}",
-                    applied_at.elapsed().as_secs_f64()
-                );
-                seen.insert(name.clone(), line);
-            }
-        }
-        let ready = seen
-            .values()
-            .filter(|l| l.starts_with("Ready=True"))
-            .count();
-        if all_ready_after.is_none() && ready == names.len() {
-            let took = applied_at.elapsed();
-            all_ready_after = Some(took);
-            println!(
-                "\nall {} InferenceEndpoints Ready after {:.2}s",
-                names.len(),
-                took.as_secs_f64()
-            );
-            if options.exit_when_ready {
-                break;
-            }
-            println!("watching for changes; Ctrl-C stops everything");
-        }
-        if options.exit_when_ready && applied_at.elapsed() > options.ready_timeout {
-            return Err(format!(
-                "not all Ready after {:?}: {seen:#?}",
-                options.ready_timeout
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_reports_new_changed_and_deleted_objects() {
+        let mut seen = BTreeMap::new();
+        let now = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let first = diff(&mut seen, now(&[("a", "Ready=?"), ("ns/b", "Ready=True")]));
+        assert_eq!(first.len(), 2);
+        assert!(diff(&mut seen, now(&[("a", "Ready=?"), ("ns/b", "Ready=True")])).is_empty());
+        let third = diff(&mut seen, now(&[("a", "Ready=True")]));
+        assert_eq!(
+            third,
+            vec![
+                ("ns/b".to_owned(), DELETED.to_owned()),
+                ("a".to_owned(), "Ready=True".to_owned())
+            ]
+        );
     }
-    Ok((all_ready_after, seen))
+
+    #[test]
+    fn a_rejected_key_wins_over_a_rate_limit() {
+        assert_eq!(key_outcome(true, true), Some(ProviderOutcome::Reject401));
+        assert_eq!(
+            key_outcome(false, true),
+            Some(ProviderOutcome::RateLimited429)
+        );
+        assert_eq!(key_outcome(false, false), None);
+    }
+
+    #[test]
+    fn control_lines_parse_and_help_lists_every_command() {
+        let parse =
+            |line: &str| ControlLine::try_parse_from(line.split_whitespace()).map(|c| c.command);
+        assert_eq!(
+            parse("reject-key").unwrap(),
+            Control::RejectKey { state: OnOff::On }
+        );
+        assert_eq!(
+            parse("rate-limit off").unwrap(),
+            Control::RateLimit { state: OnOff::Off }
+        );
+        assert_eq!(
+            parse("drift x").unwrap(),
+            Control::Drift {
+                inference_id: "x".into()
+            }
+        );
+        assert!(parse("explode").is_err());
+        let help = control_help();
+        for command in ["reject-key", "rate-limit", "use", "unuse", "drift", "urls"] {
+            assert!(help.contains(command), "{command} missing from:\n{help}");
+        }
+    }
 }
