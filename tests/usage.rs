@@ -249,3 +249,36 @@ async fn with_the_previous_crd_status_is_written_without_used_by() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_users_of_an_endpoint_that_is_not_ours_are_not_read() {
+    let env = env_on("9.1.0").await;
+    env.es.put_out_of_band(json!({
+        "inference_id": "theirs", "task_type": "text_embedding", "service": "azureopenai",
+        "service_settings": {"resource_name": "test-resource", "deployment_id": "embeddings",
+                             "api_version": "2024-10-21", "api_key": "someone-elses-key"},
+        "task_settings": {"user": "legacy"}
+    }));
+    env.es.add_pipeline_reference("theirs", "their-pipeline");
+    let _operator = start_operator(
+        &env,
+        clocks(Duration::from_millis(200), Duration::from_millis(300)),
+    );
+    create(
+        &env,
+        Iep::embedding("intruder")
+            .secret("azure")
+            .es(&env)
+            .inference_id("theirs")
+            .set("/azureOpenAI/taskSettings", json!({"user": "search"})),
+    )
+    .await;
+    wait_ready(&env, "intruder", "False", "Conflict").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        env.es.usage_reads("theirs"),
+        0,
+        "no dry run on someone else's endpoint"
+    );
+    assert_eq!(used_by(&env, "intruder").await, None);
+}

@@ -118,8 +118,11 @@ async fn reconcile_endpoint(
             usage,
         )
         .await;
-        let exists = acted.is_ok() || observed.endpoint.is_some();
-        if exists && !usage.was_attempted() && usage_due(ctx, who, previous) {
+        // Only this object's endpoint: a blocked plan may face someone else's under the id.
+        let cluster = &observed.connection.info.cluster_uuid;
+        let owned = Record::of(Some(previous)).owns(&desired.config.inference_id, cluster);
+        let ours = acted.is_ok() || (owned && observed.endpoint.is_some());
+        if ours && !usage.was_attempted() && usage_due(ctx, who, previous) {
             let config = &desired.config;
             let id = config.inference_id.as_str();
             *usage = read_usage(ctx, &observed.connection, config.task_type, id).await;
