@@ -388,7 +388,8 @@ fn count(double: &EsDouble, method: &str, path: &str) -> usize {
     double
         .requests()
         .iter()
-        .filter(|r| r.method == method && r.path == path)
+        // A dry-run DELETE reads the endpoint's users (status.usedBy); it deletes nothing.
+        .filter(|r| r.method == method && r.path == path && !r.is_dry_run())
         .count()
 }
 

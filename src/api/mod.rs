@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSON,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -132,6 +132,12 @@ pub const MAX_SEPARATOR_LENGTH: usize = 128;
         name = "Inference ID",
         type_ = "string",
         json_path = ".status.inferenceId"
+    ),
+    printcolumn(
+        name = "Used-By",
+        type_ = "integer",
+        priority = 1,
+        json_path = ".status.usedBy.total"
     ),
     printcolumn(
         name = "Message",
@@ -687,6 +693,43 @@ pub struct InferenceEndpointStatus {
     /// notice a rotated Secret. Never the credential itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_fingerprint: Option<String>,
+
+    /// What in Elasticsearch uses the endpoint, from its dry-run DELETE (8.15+): read before a
+    /// delete or recreate and every `--used-by-interval` (docs/lifecycle.md#who-uses-an-endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_by: Option<UsedBy>,
+}
+
+/// The ingest pipelines and indexes (`semantic_text` fields) that reference the endpoint, as
+/// Elasticsearch's dry-run DELETE lists them. The lists are capped; the counts are not.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsedBy {
+    /// Ingest pipelines that reference the endpoint, sorted, at most 20 (see `pipelineCount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20), inner(length(max = 512)))]
+    pub pipelines: Vec<String>,
+    /// Indexes whose `semantic_text` fields use the endpoint, sorted, at most 20 (see
+    /// `indexCount`). Elasticsearch reports them from 8.16.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20), inner(length(max = 512)))]
+    pub indexes: Vec<String>,
+    /// How many ingest pipelines reference the endpoint.
+    #[schemars(range(min = 0, max = INT64_SAFE_MAX))]
+    pub pipeline_count: i64,
+    /// How many indexes use the endpoint; absent when the cluster does not report indexes
+    /// (before 8.16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = INT64_SAFE_MAX))]
+    pub index_count: Option<i64>,
+    /// Pipelines plus indexes: the `Used-By` column of `kubectl get iep -o wide`.
+    #[schemars(range(min = 0, max = INT64_SAFE_MAX))]
+    pub total: i64,
+    /// When Elasticsearch last answered the read these lists come from.
+    pub observed_at: Time,
+    /// The last read failed: the lists are those of `observedAt`, kept until a read succeeds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// `metav1.Condition.observedGeneration` gets the bounds of our own `observedGeneration`

@@ -19,6 +19,7 @@ pub mod ownership;
 pub mod plan;
 pub mod reconcile;
 pub mod secret_index;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,6 +72,10 @@ pub struct Config {
     /// How often Ready endpoints are re-checked against Elasticsearch.
     #[arg(long, env = "INFERENCE_OPERATOR_RECHECK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub recheck_interval: Duration,
+    /// How often what uses each endpoint (`status.usedBy`) is read again, jittered per object;
+    /// it is also read before any delete or recreate (docs/lifecycle.md#who-uses-an-endpoint).
+    #[arg(long, env = "INFERENCE_OPERATOR_USED_BY_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub used_by_interval: Duration,
     /// First retry delay after a transient failure; it doubles per failure.
     #[arg(long, env = "INFERENCE_OPERATOR_BACKOFF_INITIAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub backoff_initial: Duration,
@@ -143,6 +148,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub config: Config,
     pub connections: Connections,
+    /// When each object's users were last read (by uid), so a failing read is not retried at
+    /// every re-check.
+    pub usage: usage::UsageReads,
     /// Consecutive failures per object (by uid), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -165,6 +173,7 @@ impl Context {
             ownership,
             client,
             config,
+            usage: usage::UsageReads::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -18,7 +18,8 @@ use tracing::{debug, info, warn};
 
 use crate::api::{
     ClusterStatus, DeletionPolicy, EndpointStatus, InferenceEndpoint, InferenceEndpointStatus,
-    UpdatePolicy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FINALIZER, FORCE_DELETE_ANNOTATION,
+    UpdatePolicy, UsedBy, ACCEPT_CLUSTER_ANNOTATION, ADOPT_ANNOTATION, FINALIZER,
+    FORCE_DELETE_ANNOTATION,
 };
 use crate::controller::conditions::{self, Applied, Failure, Outcome, Reason, Warning};
 use crate::controller::connection::{insecure_transport, Connection};
@@ -31,12 +32,13 @@ use crate::controller::plan::{
     chunking_reset_outcome, deployed, deploying_after_put, deployment_id, plan, still_deploying,
     unused_before_recreate, users_can_be_listed, Change, Plan, PlanInput, SecretRotation,
 };
+use crate::controller::usage::{self, UsageRead};
 use crate::controller::{self, outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::service::SecretKeys;
-use crate::elasticsearch::ServiceProfile;
 use crate::elasticsearch::{
     update_body, DeleteOptions, DeleteOutcome, DeploymentStats, Difference, Endpoint, EsError,
 };
+use crate::elasticsearch::{ServiceProfile, TaskType};
 use crate::endpoint::{EndpointConfig, ServiceSecret, ServiceSecrets};
 use crate::metrics::EsOperation;
 use crate::secrets::{fingerprint, SecretError, SecretReader};
@@ -62,14 +64,17 @@ pub async fn apply(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let previous = iep.status.clone().unwrap_or_default();
-    let (status, outcome) = match reconcile_endpoint(&iep, who, &ctx, &previous).await {
-        Ok(applied) => (
-            recorded_status(&previous, &applied.applied),
-            Outcome::from(&keep_steady_state_wording(&previous, applied)),
-        ),
-        // A failure changes nothing the status records about the endpoint.
-        Err(failure) => (previous.clone(), Outcome::from(failure)),
-    };
+    let mut usage = UsageRead::NotRead;
+    let (mut status, outcome) =
+        match reconcile_endpoint(&iep, who, &ctx, &previous, &mut usage).await {
+            Ok(applied) => (
+                recorded_status(&previous, &applied.applied),
+                Outcome::from(&keep_steady_state_wording(&previous, applied)),
+            ),
+            // A failure changes nothing the status records about the endpoint.
+            Err(failure) => (previous.clone(), Outcome::from(failure)),
+        };
+    status.used_by = record_usage(&ctx, who, previous.used_by.as_ref(), &usage);
     let transition = conditions::is_transition(&previous.conditions, &outcome);
     report(
         iep.as_ref(),
@@ -102,6 +107,7 @@ async fn reconcile_endpoint(
     who: &Identity,
     ctx: &Context,
     previous: &InferenceEndpointStatus,
+    usage: &mut UsageRead,
 ) -> Result<Applied<Recorded>, Failure> {
     let desired = desired(iep)?;
     let service = desired.config.service.as_str();
@@ -112,14 +118,25 @@ async fn reconcile_endpoint(
         if let Some(waiting) = awaiting_deployment(ctx, &desired.config, &observed, &plan) {
             return Ok(waiting);
         }
-        act(
+        let acted = act(
             ctx,
             &desired.config,
             &observed,
             plan,
             chunking_reset_seen(previous),
+            usage,
         )
-        .await
+        .await;
+        // Only this object's endpoint: a blocked plan may face someone else's under the id.
+        let cluster = &observed.connection.info.cluster_uuid;
+        let owned = Record::of(Some(previous)).owns(&desired.config.inference_id, cluster);
+        let ours = acted.is_ok() || (owned && observed.endpoint.is_some());
+        if ours && !usage.was_attempted() && usage_due(ctx, who, previous) {
+            let config = &desired.config;
+            let id = config.inference_id.as_str();
+            *usage = read_usage(ctx, &observed.connection, config.task_type, id).await;
+        }
+        acted
     };
     result.await.map_err(|failure| failure.for_service(service))
 }
@@ -131,13 +148,15 @@ pub async fn cleanup(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
-    let outcome = match remove(&iep, who, &ctx).await {
+    let mut usage = UsageRead::NotRead;
+    let outcome = match remove(&iep, who, &ctx, &mut usage).await {
         Ok(applied) => Outcome::from(&applied),
         Err(failure) => Outcome::from(failure),
     };
     let action = if outcome.is_ready() {
         release(iep.as_ref(), who, &ctx).await?;
         ctx.forget(who);
+        ctx.usage.forget(&who.uid);
         ctx.connections.forget_remembered(&who.uid);
         publish(&ctx, iep.as_ref(), &outcome, "Delete");
         Action::await_change()
@@ -147,12 +166,16 @@ pub async fn cleanup(
         // re-checked. Not an error: the reconcile did its work, Elasticsearch said no.
         let previous = iep.status.clone().unwrap_or_default();
         let transition = conditions::is_transition(&previous.conditions, &outcome);
+        let status = InferenceEndpointStatus {
+            used_by: record_usage(&ctx, who, previous.used_by.as_ref(), &usage),
+            ..previous.clone()
+        };
         report(
             iep.as_ref(),
             who,
             &ctx,
-            previous.clone(),
             previous,
+            status,
             &outcome,
             warnings(&iep),
             "Delete",
@@ -524,6 +547,7 @@ async fn act(
     observed: &Observed,
     plan: Plan<'_>,
     chunking_reset_seen: bool,
+    usage: &mut UsageRead,
 ) -> Result<Applied<Recorded>, Failure> {
     let connection = &observed.connection;
     let version = &connection.info.version;
@@ -544,7 +568,7 @@ async fn act(
             done,
             ..
         } => {
-            delete_unused(ctx, connection, config, &differences).await?;
+            delete_unused(ctx, connection, config, &differences, usage).await?;
             match create(ctx, connection, config, &observed.secrets).await? {
                 Put::Created(created) => {
                     info!(inference_id = id, "recreated inference endpoint");
@@ -656,23 +680,21 @@ async fn delete_unused(
     connection: &Connection,
     config: &EndpointConfig,
     differences: &[Difference],
+    usage: &mut UsageRead,
 ) -> Result<(), Failure> {
     let id = config.inference_id.as_str();
     users_can_be_listed(id, differences, &connection.info.version)?;
     let es = &connection.client;
     let on_es_error = |e: EsError| es_failure(ctx, connection, &e);
-    let dry_run = DeleteOptions {
-        dry_run: true,
-        force: false,
-    };
-    let in_use = timed(
-        ctx,
-        EsOperation::Delete,
-        es.delete_endpoint(config.task_type, id, dry_run),
-    )
-    .await
-    .map_err(on_es_error)?;
+    // The same read refreshes status.usedBy, so the blocked recreate shows who holds it.
+    let in_use = dry_run_delete(ctx, connection, config.task_type, id)
+        .await
+        .map_err(|e| {
+            *usage = UsageRead::Failed;
+            on_es_error(e)
+        })?;
     if let DeleteOutcome::Done(report) = &in_use {
+        *usage = UsageRead::Read(report.clone(), connection.info.version);
         unused_before_recreate(id, differences, report)?;
     }
     let delete = es.delete_endpoint(config.task_type, id, DeleteOptions::default());
@@ -688,6 +710,7 @@ async fn remove(
     iep: &InferenceEndpoint,
     who: &Identity,
     ctx: &Context,
+    usage: &mut UsageRead,
 ) -> Result<Applied, Failure> {
     if iep.spec.deletion_policy == DeletionPolicy::Retain {
         return Ok(Applied::new(
@@ -736,6 +759,11 @@ async fn remove(
         ));
     }
     let force = iep.annotated(FORCE_DELETE_ANNOTATION, "true");
+    if !force {
+        // Before a delete Elasticsearch may refuse, status shows who uses the endpoint;
+        // Elasticsearch's own answer to the DELETE still decides.
+        *usage = read_usage(ctx, &connection, iep.spec.task_type, &id).await;
+    }
     let deletion = connection.client.delete_endpoint(
         iep.spec.task_type,
         &id,
@@ -766,6 +794,65 @@ async fn remove(
     };
     info!(inference_id = %id, "{message}");
     Ok(Applied::new(Reason::Deleted, message))
+}
+
+/// A usage read is due for this object (never read, or `--used-by-interval` passed since the
+/// last read or attempt): see [`usage::refresh_due`].
+fn usage_due(ctx: &Context, who: &Identity, previous: &InferenceEndpointStatus) -> bool {
+    let last = usage::last_read(previous.used_by.as_ref(), ctx.usage.last_attempt(&who.uid));
+    usage::refresh_due(
+        last,
+        Timestamp::now(),
+        ctx.config.used_by_interval,
+        &who.uid,
+    )
+}
+
+/// Read who uses the endpoint (the dry-run DELETE, 8.15+). A failure is logged and reported as
+/// [`UsageRead::Failed`], never as the reconcile's failure.
+async fn read_usage(ctx: &Context, connection: &Connection, task: TaskType, id: &str) -> UsageRead {
+    let version = connection.info.version;
+    if !version.lists_endpoint_users() {
+        return UsageRead::NotRead;
+    }
+    match dry_run_delete(ctx, connection, task, id).await {
+        Ok(DeleteOutcome::Done(report)) => UsageRead::Read(report, version),
+        // Gone: the reconcile finds out on its own; the last lists are kept.
+        Ok(DeleteOutcome::NotFound) => UsageRead::Failed,
+        Err(error) => {
+            warn!(inference_id = id, %error, "could not read what uses the endpoint; status.usedBy is kept, marked stale");
+            UsageRead::Failed
+        }
+    }
+}
+
+/// `DELETE _inference/{task}/{id}?dry_run=true`: deletes nothing, lists the endpoint's users.
+async fn dry_run_delete(
+    ctx: &Context,
+    connection: &Connection,
+    task: TaskType,
+    id: &str,
+) -> Result<DeleteOutcome, EsError> {
+    let dry_run = DeleteOptions {
+        dry_run: true,
+        force: false,
+    };
+    let call = connection.client.delete_endpoint(task, id, dry_run);
+    timed(ctx, EsOperation::Delete, call).await
+}
+
+/// `status.usedBy` after a reconcile, and this process's clock of attempts moved on.
+fn record_usage(
+    ctx: &Context,
+    who: &Identity,
+    previous: Option<&UsedBy>,
+    read: &UsageRead,
+) -> Option<UsedBy> {
+    let now = Time(Timestamp::now());
+    if read.was_attempted() {
+        ctx.usage.attempted(&who.uid, now.0);
+    }
+    usage::recorded(previous, read, &now)
 }
 
 /// GET the endpoint; a transient failure drops the cached connection.
@@ -943,7 +1030,30 @@ fn unknown_service(iep: &InferenceEndpoint) -> Option<Warning> {
     })
 }
 
+/// Apply the status. A cluster still serving the CRD of a release without `status.usedBy`
+/// refuses the whole apply for that one field: the status is applied again without it (the rest
+/// of status matters more), and the log says once what to do (docs/upgrading.md#statususedby-with-the-previous-crd).
 async fn patch_status(
+    who: &Identity,
+    ctx: &Context,
+    status: &InferenceEndpointStatus,
+) -> Result<(), Error> {
+    match apply_status(who, ctx, status).await {
+        Err(Error::Kube(kube::Error::Api(refusal)))
+            if status.used_by.is_some() && usage::schema_lacks_used_by(&refusal.message) =>
+        {
+            usage::warn_once_schema_lacks_used_by();
+            let without = InferenceEndpointStatus {
+                used_by: None,
+                ..status.clone()
+            };
+            apply_status(who, ctx, &without).await
+        }
+        applied => applied,
+    }
+}
+
+async fn apply_status(
     who: &Identity,
     ctx: &Context,
     status: &InferenceEndpointStatus,

@@ -100,6 +100,10 @@ const UPDATE_SERVICE_AND_CHUNKING_SETTINGS: Since = Since::release(9, 5);
 /// DELETE understands `dry_run` and `force`; the dry run lists referencing pipelines (and, from
 /// 8.16, indices whose `semantic_text` fields use the endpoint).
 const DELETE_OPTIONS: Since = Since::release(8, 15);
+/// The dry-run DELETE also lists the indexes whose `semantic_text` fields use the endpoint (the
+/// `indexes` field; elastic/elasticsearch PR #110487, which PR #111626 says is 8.16, not 8.15:
+/// docs/reference/elasticsearch-inference-api.md#used-by).
+const DELETE_LISTS_INDEXES: Since = Since::release(8, 16);
 /// GET shows `rate_limit` (8.14 did not).
 const GET_SHOWS_RATE_LIMIT: Since = Since::release(8, 15);
 /// `completion`/`chat_completion` PUTs wait 120 s instead of 30 s.
@@ -230,6 +234,17 @@ impl EsVersion {
         DELETE_OPTIONS.contains(self)
     }
 
+    /// The dry-run DELETE lists the endpoint's users: ingest pipelines (8.15).
+    pub const fn lists_endpoint_users(&self) -> bool {
+        DELETE_OPTIONS.contains(self)
+    }
+
+    /// The dry-run DELETE also lists the indexes whose `semantic_text` fields use the endpoint
+    /// (8.16).
+    pub const fn lists_index_users(&self) -> bool {
+        DELETE_LISTS_INDEXES.contains(self)
+    }
+
     /// GET shows `rate_limit` (8.15; 8.14 did not).
     pub const fn shows_rate_limit(&self) -> bool {
         GET_SHOWS_RATE_LIMIT.contains(self)
@@ -300,6 +315,13 @@ mod tests {
         assert!(v("8.19.9") < v("9.0.0"));
         assert!(v("9.1.0") > v("9.0.10"));
         assert_eq!(v("8.17.0-SNAPSHOT"), v("8.17.0"));
+    }
+
+    #[test]
+    fn endpoint_users_gates() {
+        assert!(!v("8.14.3").lists_endpoint_users());
+        assert!(v("8.15.0").lists_endpoint_users() && !v("8.15.5").lists_index_users());
+        assert!(v("8.16.0").lists_index_users() && v("9.0.0").lists_index_users());
     }
 
     #[test]

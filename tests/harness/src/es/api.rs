@@ -793,6 +793,10 @@ fn delete(sh: &Shared, req: &Req, v: EsVersion, tt: TaskType, id: &str) -> Resul
     if !indexes.is_empty() {
         msg.push_str(&format!(" Inference endpoint {id} is being used in the mapping for indexes: {}. Ensure that no index mappings are using this inference endpoint, or use force to ignore this warning and delete the inference endpoint.", java_list(&indexes)));
     }
+    // The dry run's shape by version: `pipelines` from 8.15, `indexes` and `error_message` from
+    // 8.16 (docs/reference/elasticsearch-inference-api.md#used-by); the operator's
+    // `status.usedBy` is read from it. Lists are sorted (BTreeSet; Elasticsearch's own order is
+    // a Java set's, inferred).
     let list = |l: &[String]| J::V(json!(l));
     let response = |ack: bool, p: &[String], i: &[String], err: Option<&str>| {
         let mut f = vec![("acknowledged".to_string(), J::V(json!(ack)))];

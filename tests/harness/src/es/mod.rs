@@ -190,6 +190,12 @@ impl RecordedRequest {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.into_owned())
     }
+
+    /// A `DELETE ...?dry_run=true`: a read of the endpoint's users that deletes nothing
+    /// (docs/reference/elasticsearch-inference-api.md#delete-api).
+    pub fn is_dry_run(&self) -> bool {
+        self.method == "DELETE" && self.query_param("dry_run").as_deref() == Some("true")
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -395,6 +401,15 @@ impl EsDouble {
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()
+    }
+
+    /// How many dry-run DELETEs (reads of the users) `inference_id` received.
+    pub fn usage_reads(&self, inference_id: &str) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.is_dry_run() && r.path.rsplit('/').next() == Some(inference_id))
+            .count()
     }
 
     pub fn clear_requests(&self) {
