@@ -269,6 +269,44 @@ impl Drop for HostileServer {
 impl HostileServer {
     /// Start a server answering every request with `script(request)`.
     pub async fn start(script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the hostile server");
+        let port = listener.local_addr().expect("local address").port();
+        HostileServer::serve(listener, format!("http://127.0.0.1:{port}"), port, script)
+    }
+
+    /// Start the server over HTTPS with a certificate for `names` only, from a CA of its own
+    /// made for it; returns the server and that CA (PEM). A certificate for another name than
+    /// the URL's, or a CA the client does not trust, is refused during the handshake, so a
+    /// refusing client sends it no request at all.
+    pub async fn start_tls(
+        names: &[&str],
+        script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> (Self, String) {
+        let (config, ca_pem) = tls_material(names);
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the hostile server");
+        let port = tcp.local_addr().expect("local address").port();
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+        };
+        let url = format!("https://127.0.0.1:{port}");
+        (HostileServer::serve(listener, url, port, script), ca_pem)
+    }
+
+    fn serve<L>(
+        listener: L,
+        url: String,
+        port: u16,
+        script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Self
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
         let inner = Arc::new(Inner {
             requests: Mutex::new(Vec::new()),
             script: Mutex::new(Arc::new(Box::new(script))),
@@ -279,15 +317,11 @@ impl HostileServer {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the hostile server");
-        let port = listener.local_addr().expect("local address").port();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         HostileServer {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             port,
             inner,
             task,
@@ -299,7 +333,7 @@ impl HostileServer {
         HostileServer::start(move |_| reply.clone()).await
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` from [`HostileServer::start_tls`]).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -343,6 +377,62 @@ impl HostileServer {
     pub fn received(&self, needle: &str) -> bool {
         self.requests().iter().any(|r| r.contains(needle))
     }
+}
+
+/// TLS on top of a TCP listener, the handshake done in `accept` (one at a time: enough for a
+/// test); a failed handshake is dropped and the next connection accepted.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// A CA of its own and a server certificate it signs for `names` (rcgen, rustls with ring).
+fn tls_material(names: &[&str]) -> (Arc<rustls::ServerConfig>, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "inference-testenv hostile CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("self-sign the CA");
+    let issuer = Issuer::from_params(&ca, &ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut leaf = CertificateParams::new(names).expect("leaf params");
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    let leaf = leaf.signed_by(&leaf_key, &issuer).expect("sign the leaf");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone(), ca_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .expect("server certificate");
+    (Arc::new(config), ca_cert.pem())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
