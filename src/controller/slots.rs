@@ -386,6 +386,55 @@ mod tests {
         assert_eq!(p.share(), 4, "b and c are forgotten once idle");
     }
 
+    /// Random arrivals and departures of four groups: after every step, the invariants of the
+    /// policy hold (checked against counts kept here, not the policy's own).
+    #[test]
+    fn random_schedules_keep_the_invariants() {
+        const GROUPS: [&str; 4] = ["a", "b", "c", "d"];
+        let mut rng = fastrand::Rng::with_seed(15);
+        for total in [1, 2, 3, 8, 32] {
+            let mut p = FairShare::new(total);
+            let mut held = [0usize; 4];
+            let mut waiting = [0usize; 4];
+            for _ in 0..2000 {
+                let g = rng.usize(..4);
+                if rng.bool() || held[g] == 0 {
+                    p.enqueue(GROUPS[g]);
+                    waiting[g] += 1;
+                } else {
+                    p.release(&GROUPS[g]);
+                    held[g] -= 1;
+                }
+                loop {
+                    let active = (0..4).filter(|&i| held[i] + waiting[i] > 0).count();
+                    let share = (total / active.max(1)).max(1);
+                    let Some((group, _)) = p.grant() else { break };
+                    let i = GROUPS.iter().position(|x| *x == group).unwrap();
+                    // Nobody waiting below its share is passed over for a group holding more.
+                    let passed_over = (0..4).any(|j| waiting[j] > 0 && held[j] < held[i]);
+                    assert!(
+                        !passed_over,
+                        "{group} granted at {held:?} waiting {waiting:?}"
+                    );
+                    // Beyond the total only on a lent slot, to a group below its share.
+                    let in_flight: usize = held.iter().sum();
+                    assert!(
+                        in_flight < total || held[i] < share,
+                        "{held:?} share {share}"
+                    );
+                    held[i] += 1;
+                    waiting[i] -= 1;
+                }
+                let in_flight: usize = held.iter().sum();
+                assert!(in_flight <= 2 * total, "{in_flight} > 2 x {total}");
+                // Work-conserving: a free slot and a waiter cannot stay apart.
+                let queued: usize = waiting.iter().sum();
+                assert!(in_flight >= total || queued == 0, "{held:?} {waiting:?}");
+                assert_eq!((p.held_total(), p.waiting_total()), (in_flight, queued));
+            }
+        }
+    }
+
     #[tokio::test]
     async fn waiters_sleep_until_a_slot_is_theirs_and_dropping_gives_it_back() {
         let slots = Slots::new(1);
