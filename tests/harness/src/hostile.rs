@@ -588,4 +588,46 @@ mod tests {
         assert_eq!(put.status(), 200);
         assert_eq!(put.json::<Value>().await.unwrap()["inference_id"], "e1");
     }
+
+    #[tokio::test]
+    async fn deliveries_break_the_answer_as_named_and_are_counted() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // A fresh connection per request: the truncated answer closes its own.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let server = HostileServer::answering(
+            Reply::text(200, "application/json", "0123456789").delivered(Delivery::Truncated),
+        )
+        .await;
+        // hyper closes the connection when the body ends short of its Content-Length; whether
+        // the head was flushed before depends on its buffering, so the cut shows in either.
+        let truncated = match http.get(server.url()).send().await {
+            Ok(answer) => answer.bytes().await.is_err(),
+            Err(error) => error.is_request(),
+        };
+        assert!(truncated, "5 of 10 promised bytes, then closed");
+
+        server.set_script(|_| Reply::text(200, "text/plain", "ab").delivered(Delivery::Endless));
+        let mut endless = http.get(server.url()).send().await.unwrap();
+        let mut read = 0;
+        while read < 1000 {
+            read += endless.chunk().await.unwrap().unwrap().len();
+        }
+        assert!(server.body_bytes_sent() >= 1000);
+
+        server.set_script(|_| Reply::text(200, "text/plain", "x").delivered(Delivery::Hang));
+        let hung = http
+            .get(server.url())
+            .timeout(std::time::Duration::from_millis(300))
+            .send()
+            .await;
+        assert!(hung.unwrap_err().is_timeout());
+        assert!(
+            server.max_in_flight() >= 2,
+            "the endless and the hung answers overlapped"
+        );
+        drop(endless);
+    }
 }
