@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use inference_operator::api::InferenceEndpoint;
 use inference_testenv::fixtures::Iep;
-use inference_testenv::hostile::{elasticsearch_without_product_header, HostileServer, Reply};
+use inference_testenv::hostile::{
+    elasticsearch_without_product_header, Delivery, HostileServer, Reply,
+};
 use inference_testenv::{eventually, TestEnv, ES_CREDENTIALS_SECRET, ES_PASSWORD};
 use k8s_openapi::api::events::v1::Event;
 
@@ -42,6 +44,8 @@ impl Operator {
             .args(["run", "--namespace", &env.namespace])
             .args(["--metrics-address", "127.0.0.1:0", "--log-format", "text"])
             .args(["--backoff-initial", "100ms", "--backoff-max", "1s"])
+            // Slow and silent answers end within a test's patience.
+            .args(["--es-request-timeout", "2s"])
             .env("KUBECONFIG", &kubeconfig.0)
             .env("POD_NAME", "hostile-test-operator")
             .env("RUST_LOG", "trace")
@@ -323,4 +327,163 @@ async fn elasticsearch_reasons_reach_status_without_control_characters() {
         !log.lines().any(|l| l.starts_with("second line")),
         "a newline from the reason split a log line"
     );
+}
+
+/// The response read cap (`MAX_RESPONSE_BYTES`, src/elasticsearch/client.rs).
+const READ_CAP: usize = 4 * 1024 * 1024;
+
+/// An answer claiming to be Elasticsearch (product header, JSON) with `body`, sent as `delivery`.
+fn claimed(body: impl Into<Vec<u8>>, delivery: Delivery) -> Reply {
+    Reply::new(200, "application/json", body)
+        .with_product_header()
+        .delivered(delivery)
+}
+
+/// Elasticsearch's `GET /` answer, sent as `delivery`.
+fn root(delivery: Delivery) -> Reply {
+    Reply::es_root("9.1.0", "u")
+        .with_product_header()
+        .delivered(delivery)
+}
+
+/// Every broken way of answering (issue 15): each object ends with a condition saying so, its
+/// server got nothing past the first request's answer, the operator read no more than its cap,
+/// and an object on a healthy Elasticsearch still gets Ready meanwhile. HTML pages (200 and 5xx)
+/// and redirects have their own tests above.
+#[tokio::test]
+async fn broken_answers_are_conditions_and_other_objects_keep_reconciling() {
+    let trickle = Delivery::Trickle {
+        every: Duration::from_millis(50),
+    };
+    let endless = claimed(vec![b'x'; 64 * 1024], Delivery::Endless);
+    let past_cap = claimed(vec![b'x'; READ_CAP + 1024 * 1024], Delivery::Whole);
+    let nested = claimed("[".repeat(1_000_000), Delivery::Whole);
+    let non_utf8 = claimed(
+        b"{\"name\": \"\xff\xfe\xc0\x80\"}".to_vec(),
+        Delivery::Whole,
+    );
+    // Read up to the cap, judged on that (and said so), the rest never read.
+    let capped = format!("body of {READ_CAP} bytes");
+    // (name, reason, a phrase of the message, the answer)
+    let plain: Vec<(&str, &str, &str, Reply)> = vec![
+        (
+            "truncated",
+            "ElasticsearchUnreachable",
+            "or closed",
+            root(Delivery::Truncated),
+        ),
+        ("non-utf8", "UnexpectedResponse", "(not shown)", non_utf8),
+        ("past-cap", "UnexpectedResponse", &capped, past_cap),
+        ("endless", "UnexpectedResponse", &capped, endless),
+        (
+            "silent-headers",
+            "ElasticsearchTimeout",
+            "within 2s",
+            root(Delivery::HeadersThenSilence),
+        ),
+        (
+            "trickled",
+            "ElasticsearchTimeout",
+            "within 2s",
+            root(trickle),
+        ),
+        (
+            "no-answer",
+            "ElasticsearchTimeout",
+            "within 2s",
+            root(Delivery::Hang),
+        ),
+        ("nested", "UnexpectedResponse", "(not shown)", nested),
+    ];
+    let env = env_with_azure_key().await;
+    env.es.azure().accept_credential(AZURE_KEY);
+    let mut cases = Vec::new();
+    for (name, reason, phrase, reply) in plain {
+        let server = HostileServer::answering(reply).await;
+        let connection =
+            json!({"url": server.url(), "credentialsSecretRef": {"name": ES_CREDENTIALS_SECRET}});
+        cases.push((name, reason, phrase, server, connection));
+    }
+    // TLS: a certificate for another name (its CA trusted), and one from an unknown CA.
+    let elasticsearch = |r: &inference_testenv::hostile::Recorded| {
+        elasticsearch_without_product_header(r).with_product_header()
+    };
+    let (other_name, ca) = HostileServer::start_tls(&["elsewhere.invalid"], elasticsearch).await;
+    env.put_secret("other-name-ca", &[("ca.crt", &ca)]).await;
+    let (unknown_ca, _) =
+        HostileServer::start_tls(&["127.0.0.1", "localhost"], elasticsearch).await;
+    for (name, phrase, server, ca) in [
+        (
+            "tls-other-name",
+            "not valid for the host name",
+            other_name,
+            Some("other-name-ca"),
+        ),
+        (
+            "tls-unknown-ca",
+            "not signed by a trusted CA",
+            unknown_ca,
+            None,
+        ),
+    ] {
+        let mut connection =
+            json!({"url": server.url(), "credentialsSecretRef": {"name": ES_CREDENTIALS_SECRET}});
+        if let Some(ca) = ca {
+            connection["caSecretRef"] = json!({"name": ca});
+        }
+        cases.push((name, "ElasticsearchTLSFailed", phrase, server, connection));
+    }
+    let operator = Operator::start(&env);
+    for (name, _, _, _, connection) in &cases {
+        let iep = Iep::embedding(name)
+            .secret("azure")
+            .elasticsearch(connection.clone());
+        support::create(&env, iep).await;
+    }
+    // Meanwhile, an object on a healthy Elasticsearch.
+    support::create(&env, Iep::embedding("healthy").secret("azure").es(&env)).await;
+    support::wait_ready_within(
+        &env,
+        "healthy",
+        ("True", "Created"),
+        WAIT,
+        Duration::from_millis(50),
+    )
+    .await;
+
+    for (name, reason, phrase, server, _) in &cases {
+        let iep = wait_not_ready(&env, name, reason).await;
+        let message = ready_message(&iep);
+        println!("{name}: {reason}: {message}");
+        assert!(message.contains(phrase), "{name}: {message}");
+        wait_event(&env, name, reason).await;
+        assert_nothing_secret_reached(server);
+        let seen: Vec<_> = server
+            .requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert!(
+            seen.iter().all(|r| r == "GET /"),
+            "{name}: only GET / reached it: {seen:?}"
+        );
+        if name.starts_with("tls-") {
+            assert!(
+                seen.is_empty(),
+                "{name}: the handshake failed, nothing was sent: {seen:?}"
+            );
+        }
+    }
+    // Bounded memory: per request, what the endless server could push before the operator hung
+    // up is the cap plus what the sockets buffer, not the 2 s timeout's worth.
+    let (_, _, _, endless, _) = cases.iter().find(|c| c.0 == "endless").unwrap();
+    let requests = endless.requests().len().max(1);
+    let per_request = endless.body_bytes_sent() / requests;
+    println!("endless: {per_request} bytes sent per request ({requests} requests)");
+    assert!(
+        per_request < 3 * READ_CAP,
+        "{per_request} bytes per request"
+    );
+    assert!(!operator.log().contains(AZURE_KEY));
+    assert!(!operator.log().contains("panicked"), "no panic");
 }

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod secret_index;
 pub mod usage;
+pub mod slots;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,6 +46,7 @@ use crate::controller::identity::Identity;
 use crate::controller::outcome_log::{ApiServerEpisodes, Level, Next};
 use crate::controller::ownership::OwnershipIndex;
 use crate::controller::secret_index::{SecretIndex, SecretRouter};
+use crate::controller::slots::Slots;
 use crate::http::Health;
 use crate::metrics::{Metrics, ReconcileResult};
 use crate::secrets::SecretReader;
@@ -82,7 +84,8 @@ pub struct Config {
     /// Longest retry delay after transient failures.
     #[arg(long, env = "INFERENCE_OPERATOR_BACKOFF_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
     pub backoff_max: Duration,
-    /// Objects reconciled in parallel.
+    /// Objects reconciled in parallel, shared fairly between namespaces
+    /// (docs/lifecycle.md#fair-reconcile-slots; 0: no limit).
     #[arg(long, env = "INFERENCE_OPERATOR_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
     /// Timeout of each Kubernetes call made inside a reconcile (not a flag).
@@ -151,6 +154,8 @@ pub struct Context {
     /// When each object's users were last read (by uid), so a failing read is not retried at
     /// every re-check.
     pub usage: usage::UsageReads,
+    /// The reconcile slots (`concurrency`), shared fairly between namespaces.
+    pub slots: Arc<Slots>,
     /// Consecutive failures per object (by uid), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -169,6 +174,7 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             connections: Connections::new(config.connection.clone(), metrics.clone()),
+            slots: Slots::new(slot_count(config.concurrency)),
             metrics,
             ownership,
             client,
@@ -226,6 +232,14 @@ impl Context {
     }
 }
 
+/// `--concurrency` as slots: 0 keeps meaning no limit, as it did for kube-rs.
+fn slot_count(concurrency: u16) -> usize {
+    match concurrency {
+        0 => usize::MAX / 2,
+        n => usize::from(n),
+    }
+}
+
 /// `initial * 2^(failures-1)`, capped, with ±10 % jitter so many objects failing together do
 /// not retry in lockstep.
 pub fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
@@ -258,6 +272,10 @@ fn jitter(delay: Duration) -> Duration {
 /// deleted (the finalizer goes only once the cleanup is done; a blocked one requeues itself).
 async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let who = Identity::of(object.as_ref())?;
+    // Held until the reconcile ends; `None`: shutting down, and this one had not started.
+    let Some(_slot) = ctx.slots.acquire(&who.namespace).await else {
+        return Ok(Action::await_change());
+    };
     let span = tracing::info_span!(
         "reconcile",
         namespace = %who.namespace,
@@ -455,9 +473,18 @@ pub async fn run(
     let concurrency = config.concurrency;
     let grace = config.shutdown_grace;
     let ctx = Arc::new(Context::new(client, config, metrics, ownership));
-    info!("starting controller");
+    tokio::spawn({
+        let (slots, shutdown) = (ctx.slots.clone(), shutdown.clone());
+        async move {
+            shutdown.await;
+            slots.close();
+        }
+    });
+    info!(concurrency, "starting controller");
+    // Unbounded in kube-rs: the limit is `ctx.slots`, shared fairly (a reconcile waiting there
+    // holds no slot); kube-rs still never runs two reconciles of one object at once.
     let controller = Controller::for_stream(iep_stream, reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .watches_stream(secret_stream, move |secret| {
             // Secrets are namespaced: the API server gives every one a namespace.
             match secret.namespace() {

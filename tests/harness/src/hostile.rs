@@ -15,7 +15,9 @@
 //! # }
 //! ```
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -67,6 +69,26 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// How the answer goes out on the wire (all at once unless a test says otherwise).
+    pub delivery: Delivery,
+}
+
+/// How a [`Reply`] is delivered: the broken and slow ways a server (or a proxy in front of one)
+/// answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Headers and the whole body at once.
+    Whole,
+    /// Nothing at all: the request is read, no status line is ever sent.
+    Hang,
+    /// Status and headers, then no body byte ever.
+    HeadersThenSilence,
+    /// The body one byte at a time, `every` apart.
+    Trickle { every: Duration },
+    /// The body, then the body again, forever (chunked).
+    Endless,
+    /// `Content-Length` of the whole body, then only its first half and the connection closed.
+    Truncated,
 }
 
 /// The header Elasticsearch sends on every REST answer since 7.14 (elastic/elasticsearch#73434,
@@ -79,6 +101,7 @@ impl Reply {
             status,
             headers: vec![("content-type".into(), content_type.into())],
             body: body.into(),
+            delivery: Delivery::Whole,
         }
     }
 
@@ -141,6 +164,7 @@ impl Reply {
             status,
             headers: vec![("location".into(), location.into())],
             body: Vec::new(),
+            delivery: Delivery::Whole,
         }
     }
 
@@ -152,6 +176,21 @@ impl Reply {
     /// The same answer, claiming to be Elasticsearch.
     pub fn with_product_header(self) -> Reply {
         self.with_header(PRODUCT_HEADER.0, PRODUCT_HEADER.1)
+    }
+
+    /// The same answer, delivered as `delivery` says.
+    pub fn delivered(mut self, delivery: Delivery) -> Reply {
+        self.delivery = delivery;
+        self
+    }
+}
+
+/// Behaves like Elasticsearch 9.1 (product header included) up to the create, then never
+/// answers the PUT: a cluster whose master is stuck, or a proxy that swallows writes.
+pub fn elasticsearch_hanging_on_put(request: &Recorded) -> Reply {
+    match request.method.as_str() {
+        "PUT" => Reply::json(200, &json!({})).delivered(Delivery::Hang),
+        _ => elasticsearch_without_product_header(request).with_product_header(),
     }
 }
 
@@ -189,6 +228,28 @@ type Script = Box<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 struct Inner {
     requests: Mutex<Vec<Recorded>>,
     script: Mutex<Arc<Script>>,
+    /// Requests whose answer is not finished (the handler or its body still running).
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    /// Body bytes handed to the connection (what a client may have read at most).
+    body_bytes: AtomicUsize,
+}
+
+/// Counts one request in flight until dropped (with the handler, or with its body stream).
+struct InFlight(Arc<Inner>);
+
+impl InFlight {
+    fn new(inner: &Arc<Inner>) -> InFlight {
+        let now = inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        inner.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(inner.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running hostile server (plain HTTP on 127.0.0.1); stops when dropped.
@@ -208,22 +269,59 @@ impl Drop for HostileServer {
 impl HostileServer {
     /// Start a server answering every request with `script(request)`.
     pub async fn start(script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
-        let inner = Arc::new(Inner {
-            requests: Mutex::new(Vec::new()),
-            script: Mutex::new(Arc::new(Box::new(script))),
-        });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the hostile server");
         let port = listener.local_addr().expect("local address").port();
+        HostileServer::serve(listener, format!("http://127.0.0.1:{port}"), port, script)
+    }
+
+    /// Start the server over HTTPS with a certificate for `names` only, from a CA of its own
+    /// made for it; returns the server and that CA (PEM). A certificate for another name than
+    /// the URL's, or a CA the client does not trust, is refused during the handshake, so a
+    /// refusing client sends it no request at all.
+    pub async fn start_tls(
+        names: &[&str],
+        script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> (Self, String) {
+        let (config, ca_pem) = tls_material(names);
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the hostile server");
+        let port = tcp.local_addr().expect("local address").port();
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+        };
+        let url = format!("https://127.0.0.1:{port}");
+        (HostileServer::serve(listener, url, port, script), ca_pem)
+    }
+
+    fn serve<L>(
+        listener: L,
+        url: String,
+        port: u16,
+        script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Self
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
+        let inner = Arc::new(Inner {
+            requests: Mutex::new(Vec::new()),
+            script: Mutex::new(Arc::new(Box::new(script))),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            body_bytes: AtomicUsize::new(0),
+        });
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(inner.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         HostileServer {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             port,
             inner,
             task,
@@ -235,7 +333,7 @@ impl HostileServer {
         HostileServer::start(move |_| reply.clone()).await
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` from [`HostileServer::start_tls`]).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -260,10 +358,81 @@ impl HostileServer {
         lock(&self.inner.requests).clone()
     }
 
+    /// Requests being answered right now (a hanging one counts until the client hangs up).
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most requests ever answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Body bytes handed to connections so far: an upper bound of what clients read.
+    pub fn body_bytes_sent(&self) -> usize {
+        self.inner.body_bytes.load(Ordering::SeqCst)
+    }
+
     /// Whether any request so far contained `needle` (path, query, headers or body).
     pub fn received(&self, needle: &str) -> bool {
         self.requests().iter().any(|r| r.contains(needle))
     }
+}
+
+/// TLS on top of a TCP listener, the handshake done in `accept` (one at a time: enough for a
+/// test); a failed handshake is dropped and the next connection accepted.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// A CA of its own and a server certificate it signs for `names` (rcgen, rustls with ring).
+fn tls_material(names: &[&str]) -> (Arc<rustls::ServerConfig>, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "inference-testenv hostile CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("self-sign the CA");
+    let issuer = Issuer::from_params(&ca, &ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut leaf = CertificateParams::new(names).expect("leaf params");
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    let leaf = leaf.signed_by(&leaf_key, &issuer).expect("sign the leaf");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone(), ca_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .expect("server certificate");
+    (Arc::new(config), ca_cert.pem())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -292,16 +461,64 @@ async fn handle(
             .collect(),
         body: body.to_vec(),
     };
+    let in_flight = InFlight::new(&inner);
     let script = lock(&inner.script).clone();
     let reply = script(&request);
     lock(&inner.requests).push(request);
+    if reply.delivery == Delivery::Hang {
+        // Dropped (and counted out) when the client hangs up.
+        std::future::pending::<()>().await;
+    }
     let mut response = Response::builder().status(reply.status);
     for (name, value) in &reply.headers {
         response = response.header(name.as_str(), value.as_str());
     }
+    if reply.delivery == Delivery::Truncated {
+        response = response.header("content-length", reply.body.len().to_string());
+    }
+    let body = match reply.delivery {
+        Delivery::Whole | Delivery::Hang => {
+            inner
+                .body_bytes
+                .fetch_add(reply.body.len(), Ordering::SeqCst);
+            Body::from(reply.body)
+        }
+        delivery => Body::from_stream(body_stream(delivery, reply.body, in_flight)),
+    };
     response
-        .body(Body::from(reply.body))
+        .body(body)
         .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// The body of a reply delivered other than whole; `in_flight` lives as long as the stream.
+fn body_stream(
+    delivery: Delivery,
+    body: Vec<u8>,
+    in_flight: InFlight,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let body = Bytes::from(body);
+    futures::stream::unfold((0usize, in_flight), move |(sent, in_flight)| {
+        let body = body.clone();
+        async move {
+            let chunk = match delivery {
+                Delivery::HeadersThenSilence => std::future::pending().await,
+                Delivery::Trickle { every } if sent < body.len() => {
+                    tokio::time::sleep(every).await;
+                    body.slice(sent..sent + 1)
+                }
+                Delivery::Endless if !body.is_empty() => body.clone(),
+                Delivery::Truncated if sent == 0 => body.slice(..body.len() / 2),
+                // The end; for Truncated, short of the Content-Length: hyper closes the
+                // connection.
+                _ => return None,
+            };
+            in_flight
+                .0
+                .body_bytes
+                .fetch_add(chunk.len(), Ordering::SeqCst);
+            Some((Ok(chunk.clone()), (sent + chunk.len(), in_flight)))
+        }
+    })
 }
 
 #[cfg(test)]
@@ -370,5 +587,47 @@ mod tests {
             .unwrap();
         assert_eq!(put.status(), 200);
         assert_eq!(put.json::<Value>().await.unwrap()["inference_id"], "e1");
+    }
+
+    #[tokio::test]
+    async fn deliveries_break_the_answer_as_named_and_are_counted() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // A fresh connection per request: the truncated answer closes its own.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let server = HostileServer::answering(
+            Reply::text(200, "application/json", "0123456789").delivered(Delivery::Truncated),
+        )
+        .await;
+        // hyper closes the connection when the body ends short of its Content-Length; whether
+        // the head was flushed before depends on its buffering, so the cut shows in either.
+        let truncated = match http.get(server.url()).send().await {
+            Ok(answer) => answer.bytes().await.is_err(),
+            Err(error) => error.is_request(),
+        };
+        assert!(truncated, "5 of 10 promised bytes, then closed");
+
+        server.set_script(|_| Reply::text(200, "text/plain", "ab").delivered(Delivery::Endless));
+        let mut endless = http.get(server.url()).send().await.unwrap();
+        let mut read = 0;
+        while read < 1000 {
+            read += endless.chunk().await.unwrap().unwrap().len();
+        }
+        assert!(server.body_bytes_sent() >= 1000);
+
+        server.set_script(|_| Reply::text(200, "text/plain", "x").delivered(Delivery::Hang));
+        let hung = http
+            .get(server.url())
+            .timeout(std::time::Duration::from_millis(300))
+            .send()
+            .await;
+        assert!(hung.unwrap_err().is_timeout());
+        assert!(
+            server.max_in_flight() >= 2,
+            "the endless and the hung answers overlapped"
+        );
+        drop(endless);
     }
 }
