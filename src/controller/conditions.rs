@@ -155,7 +155,7 @@ impl Outcome {
         match self.reason.kind() {
             Kind::Ready => State::Ready,
             Kind::Transient => State::Transient,
-            Kind::Permanent | Kind::Warning => State::Permanent,
+            Kind::Permanent | Kind::Warning | Kind::Health => State::Permanent,
         }
     }
 

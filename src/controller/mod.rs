@@ -12,6 +12,7 @@ pub mod connection;
 pub mod decode;
 pub mod desired;
 pub mod destination;
+pub mod health;
 pub mod identity;
 pub mod outcomes;
 pub mod ownership;
