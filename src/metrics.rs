@@ -48,6 +48,8 @@ pub enum EsOperation {
     Create,
     Update,
     Delete,
+    /// The health probe's inference call.
+    Probe,
 }
 
 impl EsOperation {
@@ -58,6 +60,7 @@ impl EsOperation {
             EsOperation::Create => "create",
             EsOperation::Update => "update",
             EsOperation::Delete => "delete",
+            EsOperation::Probe => "probe",
         }
     }
 }

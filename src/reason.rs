@@ -207,7 +207,11 @@ impl Reason {
     /// that leaves the endpoint working but changed. A model being deployed is progress, not a
     /// failure: a Normal Event.
     pub const fn warns(self) -> bool {
-        (!self.is_ready() && !matches!(self, Reason::ModelDeploying))
+        (!self.is_ready()
+            && !matches!(
+                self,
+                Reason::ModelDeploying | Reason::ProbeSucceeded | Reason::NotProbed
+            ))
             || matches!(self, Reason::ChunkingReset)
     }
 }

@@ -730,6 +730,11 @@ pub struct InferenceEndpointStatus {
     /// notice a rotated Secret. Never the credential itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_fingerprint: Option<String>,
+
+    /// Fingerprint of a rotated credential the provider rejected (reason `CredentialsRejected`):
+    /// it is not tried again until the Secret changes. Never the credential itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_credential_fingerprint: Option<String>,
 }
 
 /// `metav1.Condition.observedGeneration` gets the bounds of our own `observedGeneration`

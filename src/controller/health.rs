@@ -107,9 +107,10 @@ pub fn next_due(now: Instant, interval: Duration, jitter: f64) -> Instant {
     now + interval.mul_f64(0.8 + 0.2 * jitter.clamp(0.0, 1.0))
 }
 
-/// No probe slot was free: try again after 5–15 % of the interval (never at once).
+/// No probe slot was free: try again after 10–30 % of the interval (never at once; each try
+/// is a reconcile).
 pub fn postponed(now: Instant, interval: Duration, jitter: f64) -> Instant {
-    now + interval.mul_f64(0.05 + 0.1 * jitter.clamp(0.0, 1.0))
+    now + interval.mul_f64(0.1 + 0.2 * jitter.clamp(0.0, 1.0))
 }
 
 /// What a probe's answer means. Healthy=False when the provider (or the license) refused the
@@ -404,7 +405,7 @@ mod tests {
         assert_eq!(next_due(now, i, 0.0), now + Duration::from_secs(80));
         assert_eq!(next_due(now, i, 1.0), now + i);
         let later = postponed(now, i, 0.0);
-        assert!(later > now && later <= now + Duration::from_secs(15));
+        assert!(later >= now + Duration::from_secs(10) && later <= now + Duration::from_secs(30));
     }
 
     #[test]

@@ -93,6 +93,20 @@ pub struct Config {
     /// docs/lifecycle.md#stopping).
     #[arg(skip = shutdown::SHUTDOWN_GRACE)]
     pub shutdown_grace: Duration,
+    /// Probe every InferenceEndpoint this often unless its spec.healthCheck says otherwise
+    /// (e.g. 10m; default: off, only objects with spec.healthCheck are probed).
+    #[arg(long, env = "INFERENCE_OPERATOR_HEALTH_CHECK_INTERVAL", value_parser = humantime::parse_duration)]
+    pub health_check_interval: Option<Duration>,
+    /// Probes in flight at once, over every object (a probe that finds no free slot is postponed).
+    #[arg(long, env = "INFERENCE_OPERATOR_HEALTH_CHECK_CONCURRENCY", default_value_t = 4)]
+    pub health_check_concurrency: u16,
+    /// Longest wait for one probe's answer.
+    #[arg(long, env = "INFERENCE_OPERATOR_HEALTH_CHECK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub health_check_timeout: Duration,
+    /// Export the per-InferenceEndpoint metric series (labels namespace, name); turn off for very
+    /// large installations.
+    #[arg(long, env = "INFERENCE_OPERATOR_PER_OBJECT_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub per_object_metrics: bool,
     #[command(flatten)]
     pub connection: ConnectionSettings,
 }
@@ -144,6 +158,11 @@ pub struct Context {
     pub connections: Connections,
     /// Consecutive failures per object (by uid), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The probe schedule, last verdicts and probe slots.
+    pub probes: health::Probes,
+    /// Per object (by uid): the service secrets last accepted for its endpoint, kept only where
+    /// a rejected rotation is rolled back (clusters that do not validate `_update` themselves).
+    pub accepted_secrets: Mutex<HashMap<String, crate::endpoint::ServiceSecrets>>,
 }
 
 impl Context {
@@ -157,7 +176,10 @@ impl Context {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        metrics.set_per_object(config.per_object_metrics);
         Context {
+            probes: health::Probes::new(usize::from(config.health_check_concurrency)),
+            accepted_secrets: Mutex::new(HashMap::new()),
             recorder: Recorder::new(client.clone(), reporter),
             connections: Connections::new(config.connection.clone(), metrics.clone()),
             metrics,
@@ -170,25 +192,49 @@ impl Context {
 
     /// What to do after a reconcile that ended in `outcome`.
     pub fn next_action(&self, who: &Identity, outcome: &Outcome) -> Action {
+        match self.next_delay(who, outcome) {
+            Some(delay) => Action::requeue(delay),
+            None => Action::await_change(),
+        }
+    }
+
+    /// [`Context::next_action`], brought forward to the object's next probe when it has one.
+    pub fn next_action_or_probe(&self, who: &Identity, outcome: &Outcome) -> Action {
+        let probe = self
+            .probes
+            .next(&who.uid)
+            .map(|due| due.saturating_duration_since(std::time::Instant::now()));
+        let delay = match (self.next_delay(who, outcome), probe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match delay {
+            Some(delay) => Action::requeue(delay),
+            None => Action::await_change(),
+        }
+    }
+
+    /// When to reconcile again after `outcome` (`None`: on a change only).
+    fn next_delay(&self, who: &Identity, outcome: &Outcome) -> Option<Duration> {
         if outcome.reason == Reason::ModelDeploying {
             // Progress, not a failure: checked at a fixed interval, the backoff not grown.
             self.forget(who);
-            return Action::requeue(jitter(self.config.model_deploy_poll));
+            return Some(jitter(self.config.model_deploy_poll));
         }
         match outcome.state() {
             State::Ready => {
                 self.forget(who);
-                Action::requeue(jitter(self.config.recheck_interval))
+                Some(jitter(self.config.recheck_interval))
             }
-            State::Transient => Action::requeue(self.backoff_delay(who)),
+            State::Transient => Some(self.backoff_delay(who)),
             State::Permanent if outcome.resolves_elsewhere() => {
                 self.forget(who);
-                Action::requeue(jitter(self.config.recheck_interval))
+                Some(jitter(self.config.recheck_interval))
             }
             // The Secret watch and the object watch bring it back when something changes.
             State::Permanent => {
                 self.forget(who);
-                Action::await_change()
+                None
             }
         }
     }
