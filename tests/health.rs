@@ -111,14 +111,19 @@ async fn a_revoked_key_turns_healthy_false_within_one_interval_while_ready_stays
     let iep = api(&env).get("revoked").await.unwrap();
     let healthy = condition(&iep, "Healthy").unwrap();
     assert!(
-        healthy.message.contains("Received an authentication error status code")
+        healthy
+            .message
+            .contains("Received an authentication error status code")
             && healthy.message.contains("status [401]"),
         "the provider's message as Elasticsearch relays it: {}",
         healthy.message
     );
     assert!(!healthy.message.contains(KEY));
     let ready = condition(&iep, "Ready").unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Created"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Created")
+    );
     wait_event(&env, "revoked", "ProviderRejectedCredentials", "Warning").await;
 
     // Healed in the provider: healthy again at the next probe.
@@ -147,7 +152,14 @@ async fn rate_limits_and_timeouts_are_unhealthy_with_their_reasons() {
     )
     .await;
     service.set_outcome(None);
-    wait_healthy(&env, "flaky", "True", "ProbeSucceeded", Duration::from_secs(6)).await;
+    wait_healthy(
+        &env,
+        "flaky",
+        "True",
+        "ProbeSucceeded",
+        Duration::from_secs(6),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -160,15 +172,28 @@ async fn a_chat_endpoint_is_probed_through_the_stream() {
     let _operator = start_operator(&env, probing(interval));
     create(
         &env,
-        Iep::completion("chat").task("chat_completion").secret("azure").es(&env),
+        Iep::completion("chat")
+            .task("chat_completion")
+            .secret("azure")
+            .es(&env),
     )
     .await;
     wait_healthy(&env, "chat", "True", "ProbeSucceeded", WAIT).await;
     let sent = probes(&env);
     assert_eq!(sent[0].path, "/_inference/chat_completion/chat/_stream");
-    assert_eq!(sent[0].body.as_ref().unwrap()["messages"][0]["content"], "ping");
+    assert_eq!(
+        sent[0].body.as_ref().unwrap()["messages"][0]["content"],
+        "ping"
+    );
     env.es.azure().revoke_credential(KEY);
-    wait_healthy(&env, "chat", "False", "ProviderRejectedCredentials", interval * 4).await;
+    wait_healthy(
+        &env,
+        "chat",
+        "False",
+        "ProviderRejectedCredentials",
+        interval * 4,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -61,10 +61,17 @@ async fn no_retry_until_the_secret_changes(env: &TestEnv, name: &str, sent: usiz
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(updates(env), sent, "nothing sent for the rejected key again");
+    assert_eq!(
+        updates(env),
+        sent,
+        "nothing sent for the rejected key again"
+    );
     env.put_secret("azure", &[("apiKey", NEXT)]).await;
     wait_ready(env, name, "True", "CredentialsRotated").await;
-    assert_eq!(env.es.stored_secret(name), Some(("api_key".into(), NEXT.into())));
+    assert_eq!(
+        env.es.stored_secret(name),
+        Some(("api_key".into(), NEXT.into()))
+    );
 }
 
 #[tokio::test]
@@ -76,7 +83,10 @@ async fn a_bad_rotation_on_9_3_is_rolled_back_and_the_old_key_keeps_serving() {
 
     env.put_secret("azure", &[("apiKey", BAD)]).await;
     let message = assert_rejected(&env, "rot").await;
-    assert!(message.contains("the previous key was put back"), "{message}");
+    assert!(
+        message.contains("the previous key was put back"),
+        "{message}"
+    );
     assert_eq!(
         env.es.stored_secret("rot"),
         Some(("api_key".into(), GOOD.into())),
@@ -109,14 +119,20 @@ async fn a_bad_rotation_on_9_4_is_refused_by_elasticsearch_and_nothing_is_rolled
     let message = assert_rejected(&env, "rot94").await;
     assert!(message.contains("Elasticsearch tried it"), "{message}");
     assert_eq!(updates(&env), 1, "one refused _update, no rollback");
-    assert_eq!(env.es.stored_secret("rot94"), Some(("api_key".into(), GOOD.into())));
+    assert_eq!(
+        env.es.stored_secret("rot94"),
+        Some(("api_key".into(), GOOD.into()))
+    );
     let inference_calls = env
         .es
         .requests()
         .iter()
         .filter(|r| r.method == "POST")
         .count();
-    assert_eq!(inference_calls, 0, "no probe needed: Elasticsearch validated it");
+    assert_eq!(
+        inference_calls, 0,
+        "no probe needed: Elasticsearch validated it"
+    );
     no_retry_until_the_secret_changes(&env, "rot94", 1).await;
 }
 
@@ -128,8 +144,16 @@ async fn a_good_rotation_on_9_3_is_verified_and_applied() {
     wait_ready(&env, "fine", "True", "Created").await;
     env.put_secret("azure", &[("apiKey", NEXT)]).await;
     wait_ready(&env, "fine", "True", "CredentialsRotated").await;
-    let probes = env.es.requests().iter().filter(|r| r.method == "POST").count();
-    assert_eq!(probes, 1, "the rotation probe runs with periodic health checks off");
+    let probes = env
+        .es
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(
+        probes, 1,
+        "the rotation probe runs with periodic health checks off"
+    );
     let text = operator.metrics.encode();
     let line = format!(
         r#"inference_operator_endpoint_rotations_total{{namespace="{}",name="fine",result="applied"}} 1"#,

@@ -273,7 +273,10 @@ pub struct HealthCheck {
     /// How often the endpoint is probed, between `1m` and `24h` (e.g. `10m`). Unset: the
     /// operator's `--health-check-interval`, or 10m when that is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 2, max = 24), regex(pattern = r"^([0-9]{1,5}h)?([0-9]{1,5}m)?([0-9]{1,5}s)?$"))]
+    #[schemars(
+        length(min = 2, max = 24),
+        regex(pattern = r"^([0-9]{1,5}h)?([0-9]{1,5}m)?([0-9]{1,5}s)?$")
+    )]
     pub interval: Option<String>,
 }
 
@@ -793,7 +796,10 @@ impl HealthCheck {
         };
         let bound = |t: &str| humantime::parse_duration(t).expect("the bounds parse");
         match humantime::parse_duration(text) {
-            Ok(d) if d >= bound(MIN_HEALTH_CHECK_INTERVAL) && d <= bound(MAX_HEALTH_CHECK_INTERVAL) => {
+            Ok(d)
+                if d >= bound(MIN_HEALTH_CHECK_INTERVAL)
+                    && d <= bound(MAX_HEALTH_CHECK_INTERVAL) =>
+            {
                 Ok(Some(d))
             }
             _ => Err(HEALTH_CHECK_INTERVAL_MESSAGE.to_owned()),

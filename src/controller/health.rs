@@ -158,7 +158,10 @@ pub fn verdict(inference_id: &str, result: &Result<(), EsError>) -> Verdict {
     Verdict {
         health,
         reason,
-        message: format!("inference endpoint {inference_id} {what}: {}", error.message()),
+        message: format!(
+            "inference endpoint {inference_id} {what}: {}",
+            error.message()
+        ),
     }
 }
 
@@ -371,10 +374,7 @@ mod tests {
                       "type": "status_exception", "reason": reason},
             "status": status
         });
-        EsError::Api(ApiError::from_response(
-            status,
-            body.to_string().as_bytes(),
-        ))
+        EsError::Api(ApiError::from_response(status, body.to_string().as_bytes()))
     }
 
     #[test]
@@ -412,20 +412,42 @@ mod tests {
     fn a_provider_refusal_is_unhealthy_an_unreachable_cluster_unknown() {
         let v = verdict("e", &Ok(()));
         assert_eq!((v.health, v.reason), (Health::True, Reason::ProbeSucceeded));
-        let revoked = verdict("e", &Err(provider_error(401, "Received an authentication error status code")));
+        let revoked = verdict(
+            "e",
+            &Err(provider_error(
+                401,
+                "Received an authentication error status code",
+            )),
+        );
         assert_eq!(
             (revoked.health, revoked.reason),
             (Health::False, Reason::ProviderRejectedCredentials),
             "a relayed 401 is the provider's, not the operator's"
         );
-        assert!(revoked.message.contains("Error message: [nope]"), "{}", revoked.message);
+        assert!(
+            revoked.message.contains("Error message: [nope]"),
+            "{}",
+            revoked.message
+        );
         assert!(rejects_credentials(&revoked));
-        let limited = verdict("e", &Err(provider_error(429, "Received a rate limit status code")));
+        let limited = verdict(
+            "e",
+            &Err(provider_error(429, "Received a rate limit status code")),
+        );
         assert_eq!(limited.reason, Reason::ProviderRateLimited);
-        let missing = verdict("e", &Err(provider_error(404, "Resource not found at [https://x]")));
+        let missing = verdict(
+            "e",
+            &Err(provider_error(404, "Resource not found at [https://x]")),
+        );
         assert_eq!(missing.reason, Reason::ProviderNotFound);
-        let bad = verdict("e", &Err(provider_error(400, "Received a bad request status code")));
-        assert_eq!((bad.health, bad.reason), (Health::False, Reason::ProviderError));
+        let bad = verdict(
+            "e",
+            &Err(provider_error(400, "Received a bad request status code")),
+        );
+        assert_eq!(
+            (bad.health, bad.reason),
+            (Health::False, Reason::ProviderError)
+        );
         let own = EsError::Api(ApiError::from_response(
             401,
             br#"{"error":{"type":"security_exception","reason":"unable to authenticate user"},"status":401}"#,
@@ -454,10 +476,13 @@ mod tests {
         let at = |s| Time(Timestamp::from_second(s).unwrap());
         let ok = verdict("e", &Ok(()));
         let first = condition(&[], &ok, Some(1), &at(1));
-        assert_eq!((first.type_.as_str(), first.status.as_str()), (HEALTHY, "True"));
+        assert_eq!(
+            (first.type_.as_str(), first.status.as_str()),
+            (HEALTHY, "True")
+        );
         let again = condition(std::slice::from_ref(&first), &ok, Some(1), &at(9));
         assert_eq!(again.last_transition_time, at(1));
-        assert!(!is_transition(&[first.clone()], &ok));
+        assert!(!is_transition(std::slice::from_ref(&first), &ok));
         assert_eq!(recorded(&first), Some(ok));
         let pending = not_probed("e");
         assert!(is_transition(&[first], &pending));

@@ -98,7 +98,11 @@ pub struct Config {
     #[arg(long, env = "INFERENCE_OPERATOR_HEALTH_CHECK_INTERVAL", value_parser = humantime::parse_duration)]
     pub health_check_interval: Option<Duration>,
     /// Probes in flight at once, over every object (a probe that finds no free slot is postponed).
-    #[arg(long, env = "INFERENCE_OPERATOR_HEALTH_CHECK_CONCURRENCY", default_value_t = 4)]
+    #[arg(
+        long,
+        env = "INFERENCE_OPERATOR_HEALTH_CHECK_CONCURRENCY",
+        default_value_t = 4
+    )]
     pub health_check_concurrency: u16,
     /// Longest wait for one probe's answer.
     #[arg(long, env = "INFERENCE_OPERATOR_HEALTH_CHECK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]

@@ -74,7 +74,10 @@ pub async fn apply(
             if let Some(rejected) = &failure.rejected_fingerprint {
                 status.rejected_credential_fingerprint = Some(rejected.clone());
             }
-            (status, Outcome::from(keep_rejection_wording(&previous, failure)))
+            (
+                status,
+                Outcome::from(keep_rejection_wording(&previous, failure)),
+            )
         }
     };
     let verdict = health_verdict(&iep, who, &ctx, &previous);
@@ -133,8 +136,8 @@ fn health_verdict(
 /// unchanged keep the message of the rejection (which says how it was rejected), so they write
 /// no status.
 fn keep_rejection_wording(previous: &InferenceEndpointStatus, failure: Failure) -> Failure {
-    let waiting = failure.reason == Reason::CredentialsRejected
-        && failure.rejected_fingerprint.is_none();
+    let waiting =
+        failure.reason == Reason::CredentialsRejected && failure.rejected_fingerprint.is_none();
     match conditions::ready(&previous.conditions) {
         Some(ready) if waiting && ready.reason == Reason::CredentialsRejected.as_str() => Failure {
             message: ready.message.clone(),
@@ -174,7 +177,9 @@ async fn reconcile_endpoint(
         probe_if_due(iep, who, ctx, &observed, &desired.config).await;
         Ok(applied)
     };
-    result.await.map_err(|failure: Failure| failure.for_service(service))
+    result
+        .await
+        .map_err(|failure: Failure| failure.for_service(service))
 }
 
 /// The object is being deleted: remove the endpoint under policy `Delete`.
@@ -807,7 +812,8 @@ async fn probe_if_due(
         return;
     };
     let verdict = probe(ctx, who, &observed.connection, config, &observed.secrets).await;
-    ctx.probes.record(&who.uid, Instant::now(), interval, verdict);
+    ctx.probes
+        .record(&who.uid, Instant::now(), interval, verdict);
 }
 
 /// One probe, time-boxed by `--health-check-timeout`, recorded in the metrics.

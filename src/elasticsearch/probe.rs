@@ -86,14 +86,19 @@ mod tests {
         assert_eq!(path, ["_inference", "chat_completion", "c", "_stream"]);
         assert_eq!(body["max_completion_tokens"], 1);
         assert_eq!(body["messages"][0]["role"], "user");
-        for task in [TaskType::SparseEmbedding, TaskType::Completion, TaskType::Embedding] {
+        for task in [
+            TaskType::SparseEmbedding,
+            TaskType::Completion,
+            TaskType::Embedding,
+        ] {
             assert_eq!(probe_request(task, "x").1, json!({"input": "ping"}));
         }
     }
 
     #[test]
     fn an_error_event_is_found_in_a_stream() {
-        let ok = b"event: message\ndata: {\"chat_completion\":{}}\n\nevent: message\ndata: [DONE]\n\n";
+        let ok =
+            b"event: message\ndata: {\"chat_completion\":{}}\n\nevent: message\ndata: [DONE]\n\n";
         assert_eq!(stream_error(ok), None);
         let failed = "\u{feff}event: error\ndata: {\"error\":{\"type\":\"status_exception\",\"reason\":\"x\"},\"status\":401}\n\n";
         let (status, data) = stream_error(failed.as_bytes()).unwrap();

@@ -71,7 +71,11 @@ pub(crate) async fn infer(
         Ok(dims) => Ok(success(stored.task_type, dims)),
         Err(outcome) => Err(relayed(outcome, id, &url)),
     };
-    Ok(if stream { as_events(answer) } else { as_json(answer) })
+    Ok(if stream {
+        as_events(answer)
+    } else {
+        as_json(answer)
+    })
 }
 
 /// The body's required field: `input` (and `query` for rerank), `messages` for the chat stream
@@ -89,7 +93,9 @@ fn check_body(req: &Req, tt: TaskType) -> Result<(), EsError> {
         _ => &["input"],
     };
     match required.iter().find(|k| !body.contains_key(**k)) {
-        Some(k) => Err(EsError::validation(&[format!("Field [{k}] cannot be null")])),
+        Some(k) => Err(EsError::validation(&[format!(
+            "Field [{k}] cannot be null"
+        )])),
         None => Ok(()),
     }
 }
@@ -102,7 +108,13 @@ fn provider_call(sh: &Shared, v: EsVersion, stored: &Stored) -> ProviderCall {
     if stored.service == AZURE {
         let secret = stored.secret.clone().unwrap_or_default();
         let ss = &stored.service_settings;
-        return azure::provider_call(id, stored.task_type, (ss, &stored.task_settings), &secret, None);
+        return azure::provider_call(
+            id,
+            stored.task_type,
+            (ss, &stored.task_settings),
+            &secret,
+            None,
+        );
     }
     let ss = &stored.service_settings;
     let model = services::model_of(ss);
@@ -129,7 +141,9 @@ fn provider_call(sh: &Shared, v: EsVersion, stored: &Stored) -> ProviderCall {
 /// The answer's shape per task type (docs/reference/elasticsearch-inference-api.md#perform-inference);
 /// the values are fixed.
 fn success(tt: TaskType, dims: i64) -> Value {
-    let vector: Vec<f64> = (0..dims.clamp(1, 4096)).map(|i| 0.01 * (i % 7) as f64).collect();
+    let vector: Vec<f64> = (0..dims.clamp(1, 4096))
+        .map(|i| 0.01 * (i % 7) as f64)
+        .collect();
     match tt {
         TaskType::TextEmbedding => json!({"text_embedding": [{"embedding": vector}]}),
         TaskType::Embedding => json!({"embeddings": [{"embedding": vector}]}),

@@ -333,7 +333,10 @@ impl FakeProviders {
 
     /// Decide and record one validation with ES's retries (each try recorded). Returns the
     /// time the tries take and `Ok(vector length)` or the failing outcome.
-    pub(crate) fn decide(&self, mut call: ProviderCall) -> (Duration, Result<i64, ProviderOutcome>) {
+    pub(crate) fn decide(
+        &self,
+        mut call: ProviderCall,
+    ) -> (Duration, Result<i64, ProviderOutcome>) {
         let mut st = self.lock();
         let knobs = st.knobs(&call.service);
         let keys = CallKeys {
