@@ -1,6 +1,8 @@
-//! Prometheus metrics. Every label is static and bounded (results, operations, status classes,
-//! reasons' readiness): no object names, namespaces or ids, so cardinality does not grow with
-//! the number of InferenceEndpoints.
+//! Prometheus metrics. The operator-wide families have static, bounded labels (results,
+//! operations, status classes, reasons' readiness). The per-endpoint families
+//! (`inference_operator_endpoint_*`, labels `namespace` and `name`) have one series per object,
+//! removed when the object goes; `--per-object-metrics=false` turns them off for installations
+//! with very many objects.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -46,6 +48,8 @@ pub enum EsOperation {
     Create,
     Update,
     Delete,
+    /// The health probe's inference call.
+    Probe,
 }
 
 impl EsOperation {
@@ -56,6 +60,7 @@ impl EsOperation {
             EsOperation::Create => "create",
             EsOperation::Update => "update",
             EsOperation::Delete => "delete",
+            EsOperation::Probe => "probe",
         }
     }
 }
@@ -77,8 +82,41 @@ struct ReadyLabels {
     ready: &'static str,
 }
 
+/// One InferenceEndpoint.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ObjectLabels {
+    namespace: String,
+    name: String,
+}
+
+/// One InferenceEndpoint and a result (`healthy|unhealthy|unknown`, `applied|rejected`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ObjectResultLabels {
+    namespace: String,
+    name: String,
+    result: &'static str,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The per-endpoint families.
+#[derive(Default)]
+struct PerObject {
+    ready: Family<ObjectLabels, Gauge>,
+    healthy: Family<ObjectLabels, Gauge>,
+    probe_duration: Family<ObjectLabels, FloatGauge>,
+    last_success: Family<ObjectLabels, FloatGauge>,
+    probes: Family<ObjectResultLabels, Counter>,
+    rotations: Family<ObjectResultLabels, Counter>,
+}
+
+const PROBE_RESULTS: [&str; 3] = ["healthy", "unhealthy", "unknown"];
+const ROTATION_RESULTS: [&str; 2] = ["applied", "rejected"];
+
 pub struct Metrics {
     registry: Registry,
+    per_object: PerObject,
+    per_object_on: std::sync::atomic::AtomicBool,
     reconciliations: Family<ResultLabels, Counter>,
     reconcile_duration: Histogram,
     es_requests: Family<EsLabels, Counter>,
@@ -126,8 +164,12 @@ impl Default for Metrics {
             "InferenceEndpoint objects by Ready condition (true, false, unknown)",
             endpoints.clone(),
         );
+        let per_object = PerObject::default();
+        per_object.register(&mut registry);
         Metrics {
             registry,
+            per_object,
+            per_object_on: std::sync::atomic::AtomicBool::new(true),
             reconciliations,
             reconcile_duration,
             es_requests,
@@ -138,7 +180,127 @@ impl Default for Metrics {
     }
 }
 
+impl PerObject {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "endpoint_ready",
+            "Per InferenceEndpoint: 1 when its Ready condition is True, else 0",
+            self.ready.clone(),
+        );
+        registry.register(
+            "endpoint_healthy",
+            "Per InferenceEndpoint with health checks: 1 Healthy, 0 unhealthy, -1 unknown",
+            self.healthy.clone(),
+        );
+        registry.register(
+            "endpoint_probe_duration_seconds",
+            "Per InferenceEndpoint: how long its last probe took",
+            self.probe_duration.clone(),
+        );
+        registry.register(
+            "endpoint_probe_last_success_timestamp_seconds",
+            "Per InferenceEndpoint: when its last successful probe ended (Unix time)",
+            self.last_success.clone(),
+        );
+        registry.register(
+            "endpoint_probes",
+            "Per InferenceEndpoint: probes by result (healthy, unhealthy, unknown)",
+            self.probes.clone(),
+        );
+        registry.register(
+            "endpoint_rotations",
+            "Per InferenceEndpoint: credential rotations by result (applied, rejected)",
+            self.rotations.clone(),
+        );
+    }
+}
+
+fn object(namespace: &str, name: &str) -> ObjectLabels {
+    ObjectLabels {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+fn object_result(namespace: &str, name: &str, result: &'static str) -> ObjectResultLabels {
+    ObjectResultLabels {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        result,
+    }
+}
+
 impl Metrics {
+    /// Turn the per-endpoint series on or off (`--per-object-metrics`).
+    pub fn set_per_object(&self, on: bool) {
+        self.per_object_on
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn per_object(&self) -> Option<&PerObject> {
+        self.per_object_on
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then_some(&self.per_object)
+    }
+
+    /// An object's Ready state, and its Healthy state when it is probed (`None`: no series).
+    pub fn endpoint_state(&self, namespace: &str, name: &str, ready: bool, healthy: Option<i64>) {
+        let Some(m) = self.per_object() else { return };
+        let labels = object(namespace, name);
+        m.ready.get_or_create(&labels).set(i64::from(ready));
+        match healthy {
+            Some(h) => {
+                m.healthy.get_or_create(&labels).set(h);
+            }
+            None => {
+                m.healthy.remove(&labels);
+            }
+        }
+    }
+
+    /// One probe: its result label, how long it took, and (on success) when it ended.
+    pub fn probed(&self, namespace: &str, name: &str, result: &'static str, took: Duration) {
+        let Some(m) = self.per_object() else { return };
+        let labels = object(namespace, name);
+        m.probe_duration
+            .get_or_create(&labels)
+            .set(took.as_secs_f64());
+        if result == PROBE_RESULTS[0] {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            m.last_success.get_or_create(&labels).set(now.as_secs_f64());
+        }
+        m.probes
+            .get_or_create(&object_result(namespace, name, result))
+            .inc();
+    }
+
+    /// A credential rotation `applied` or `rejected`.
+    pub fn rotated(&self, namespace: &str, name: &str, applied: bool) {
+        let Some(m) = self.per_object() else { return };
+        let result = ROTATION_RESULTS[usize::from(!applied)];
+        m.rotations
+            .get_or_create(&object_result(namespace, name, result))
+            .inc();
+    }
+
+    /// The object is gone: remove every series of it.
+    pub fn forget_endpoint(&self, namespace: &str, name: &str) {
+        let m = &self.per_object;
+        let labels = object(namespace, name);
+        m.ready.remove(&labels);
+        m.healthy.remove(&labels);
+        m.probe_duration.remove(&labels);
+        m.last_success.remove(&labels);
+        for result in PROBE_RESULTS {
+            m.probes.remove(&object_result(namespace, name, result));
+        }
+        for result in ROTATION_RESULTS {
+            m.rotations.remove(&object_result(namespace, name, result));
+        }
+    }
+
     pub fn reconciled(&self, result: ReconcileResult, took: Duration) {
         self.reconciliations
             .get_or_create(&ResultLabels {
@@ -240,6 +402,34 @@ mod tests {
             text.contains("inference_operator_reconcile_duration_seconds_bucket"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn per_endpoint_series_come_and_go_with_the_object() {
+        let metrics = Metrics::default();
+        metrics.endpoint_state("ns", "a", true, Some(1));
+        metrics.probed("ns", "a", "healthy", Duration::from_millis(250));
+        metrics.rotated("ns", "a", false);
+        metrics.endpoint_state("ns", "b", false, None);
+        let text = metrics.encode();
+        for line in [
+            r#"inference_operator_endpoint_ready{namespace="ns",name="a"} 1"#,
+            r#"inference_operator_endpoint_healthy{namespace="ns",name="a"} 1"#,
+            r#"inference_operator_endpoint_probe_duration_seconds{namespace="ns",name="a"} 0.25"#,
+            r#"inference_operator_endpoint_probes_total{namespace="ns",name="a",result="healthy"} 1"#,
+            r#"inference_operator_endpoint_rotations_total{namespace="ns",name="a",result="rejected"} 1"#,
+            r#"inference_operator_endpoint_ready{namespace="ns",name="b"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing in {text}");
+        }
+        assert!(text.contains("inference_operator_endpoint_probe_last_success_timestamp_seconds{namespace=\"ns\",name=\"a\"}"));
+        assert!(!text.contains(r#"endpoint_healthy{namespace="ns",name="b"}"#));
+        metrics.forget_endpoint("ns", "a");
+        let text = metrics.encode();
+        assert!(!text.contains(r#"name="a""#), "{text}");
+        metrics.set_per_object(false);
+        metrics.endpoint_state("ns", "c", true, None);
+        assert!(!metrics.encode().contains(r#"name="c""#));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Kind {
     Permanent,
     /// `InsecureTransport=True`: the connection works but is unsafe; Ready is unaffected.
     Warning,
+    /// A reason of the `Healthy` condition only (the live probe); Ready is unaffected.
+    Health,
 }
 
 macro_rules! reasons {
@@ -140,12 +142,24 @@ reasons! {
     Conflict => "Conflict", Permanent;
     /// Another cluster answers at the address; re-checked periodically.
     ClusterChanged => "ClusterChanged", Permanent;
+    /// A rotated credential was refused by the provider (by Elasticsearch's own validation on
+    /// 9.4+, or by the operator's probe after `_update`, then rolled back): the previous key stays
+    /// in use; waits for the Secret to change.
+    CredentialsRejected => "CredentialsRejected", Permanent;
 
     // Warnings (condition InsecureTransport).
     PlaintextCredentials => "PlaintextCredentials", Warning;
     TlsVerificationDisabled => "TlsVerificationDisabled", Warning;
     // Warning (condition UnknownService).
     NotInServiceTable => "NotInServiceTable", Warning;
+
+    // Health (condition Healthy; the failures reuse the provider reasons above).
+    /// The probe's inference call succeeded.
+    ProbeSucceeded => "ProbeSucceeded", Health;
+    /// The provider answered the probe with an error no other reason names.
+    ProviderError => "ProviderError", Health;
+    /// Health checks are on but the endpoint was not probed yet (or is not Ready).
+    NotProbed => "NotProbed", Health;
 }
 
 impl Reason {
@@ -193,7 +207,11 @@ impl Reason {
     /// that leaves the endpoint working but changed. A model being deployed is progress, not a
     /// failure: a Normal Event.
     pub const fn warns(self) -> bool {
-        (!self.is_ready() && !matches!(self, Reason::ModelDeploying))
+        (!self.is_ready()
+            && !matches!(
+                self,
+                Reason::ModelDeploying | Reason::ProbeSucceeded | Reason::NotProbed
+            ))
             || matches!(self, Reason::ChunkingReset)
     }
 }

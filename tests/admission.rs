@@ -784,3 +784,28 @@ fn every_example_file_carries_the_labelled_secrets_it_references() {
     }
     assert!(checked >= 9, "{checked} references checked");
 }
+
+#[tokio::test]
+async fn the_health_check_interval_is_bounded() {
+    let env = TestEnv::start().await;
+    for (index, ok) in ["1m", "10m", "1h30m", "24h"].iter().enumerate() {
+        let spec = set(valid(), "/healthCheck", json!({"interval": ok}));
+        assert_eq!(
+            create(&env, &format!("health-ok-{index}"), spec).await,
+            Ok(()),
+            "{ok}"
+        );
+    }
+    let off = set(valid(), "/healthCheck", json!({"enabled": false}));
+    assert_eq!(create(&env, "health-off", off).await, Ok(()));
+    for (index, bad) in ["30s", "25h", "10 minutes", "1.5h"].iter().enumerate() {
+        let spec = set(valid(), "/healthCheck", json!({"interval": bad}));
+        let refused = create(&env, &format!("health-bad-{index}"), spec).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|m| m.contains("spec.healthCheck.interval")),
+            "{bad}: {refused:?}"
+        );
+    }
+}

@@ -102,13 +102,34 @@ async fn credentials_never_reach_logs_events_status_or_errors() {
     let env = TestEnv::start().await;
     env.es.azure().accept_credential(FIRST);
     env.es.azure().accept_credential(ROTATED);
-    let _operator = start_operator(&env, test_config());
+    // Probed every 300 ms: the probe's answers, a revoked key's included, must carry no secret.
+    let config = inference_operator::controller::Config {
+        health_check_interval: Some(Duration::from_millis(300)),
+        ..test_config()
+    };
+    let operator = start_operator(&env, config);
 
     // Create, then rotate to a key Azure rejects (9.1: the update is not validated, so use a
     // fresh object for the rejection path), then rotate to a valid one, then delete.
     env.put_secret("azure", &[("apiKey", FIRST)]).await;
     create(&env, Iep::embedding("canary").secret("azure").es(&env)).await;
     wait_ready(&env, "canary", "True", "Created").await;
+    wait_healthy(&env, "canary", "True").await;
+    env.es.azure().revoke_credential(FIRST);
+    wait_healthy(&env, "canary", "False").await;
+    env.es.azure().accept_credential(FIRST);
+    wait_healthy(&env, "canary", "True").await;
+
+    // A rotation to a key the provider refuses, rolled back after the probe (9.1).
+    env.put_secret("azure-rot", &[("apiKey", FIRST)]).await;
+    create(
+        &env,
+        Iep::embedding("canary-rot").secret("azure-rot").es(&env),
+    )
+    .await;
+    wait_ready(&env, "canary-rot", "True", "Created").await;
+    env.put_secret("azure-rot", &[("apiKey", REJECTED)]).await;
+    wait_ready(&env, "canary-rot", "False", "CredentialsRejected").await;
 
     env.put_secret("azure-bad", &[("apiKey", REJECTED)]).await;
     create(
@@ -145,17 +166,25 @@ async fn credentials_never_reach_logs_events_status_or_errors() {
         .delete("canary-bad", &DeleteParams::default())
         .await
         .unwrap();
+    api(&env)
+        .delete("canary-rot", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_gone(&env, "canary").await;
     wait_gone(&env, "canary-bad").await;
+    wait_gone(&env, "canary-rot").await;
+    assert_clean("metrics", &operator.metrics.encode());
 
     let mut event_text = String::new();
-    for name in ["canary", "canary-bad"] {
+    for name in ["canary", "canary-bad", "canary-rot"] {
         for event in events(&env, name).await {
             event_text.push_str(&serde_json::to_string(&event).unwrap());
         }
     }
     assert!(
-        event_text.contains("AzureRejectedCredentials"),
+        event_text.contains("AzureRejectedCredentials")
+            && event_text.contains("ProviderRejectedCredentials")
+            && event_text.contains("CredentialsRejected"),
         "events were captured"
     );
     assert_clean("events", &event_text);
@@ -168,6 +197,22 @@ async fn credentials_never_reach_logs_events_status_or_errors() {
     );
     assert!(logs.contains("TRACE"), "trace-level logs captured");
     assert_clean("logs", &logs);
+}
+
+/// Wait for the `Healthy` condition's status.
+async fn wait_healthy(env: &TestEnv, name: &str, status: &str) {
+    let api = api(env);
+    let seen = poll(WAIT, inference_testenv::POLL_INTERVAL, || async {
+        let iep = api.get(name).await.map_err(|e| e.to_string())?;
+        match condition(&iep, "Healthy") {
+            Some(c) if c.status == status => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    if let Err(last) = seen {
+        panic!("{name}: no Healthy={status}; last {last}");
+    }
 }
 
 /// One endpoint of the service scenario: a service of the table with a canary in each secret

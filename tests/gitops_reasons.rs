@@ -23,6 +23,7 @@ const CONDITION_WORDS: &[&str] = &[
     "Stalled",
     "InsecureTransport",
     "UnknownService",
+    "Healthy",
     "True",
     "False",
     "Unknown",

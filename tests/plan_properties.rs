@@ -183,6 +183,7 @@ fn input<'a, 'e>(
         cluster_name: "es",
         credential_recorded: applied.is_some(),
         secrets: SecretRotation::InPlace,
+        rejected_fingerprint: None,
     }
 }
 

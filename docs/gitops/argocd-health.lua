@@ -17,6 +17,8 @@
 --   being deleted                                   -> Progressing, Degraded if Stalled
 --
 -- Reconciling is checked before Ready=True, as kstatus (Flux) does, so both tools agree.
+-- The `Healthy` condition (the live probe) is not read: a provider outage does not make the
+-- object Degraded (docs/gitops.md); a rejected rotation does, through Ready/Stalled.
 -- Argo CD itself reports "Pending deletion" for any object with a deletionTimestamp without
 -- running this script; the deletion branch serves other callers and keeps the script total.
 

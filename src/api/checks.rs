@@ -74,7 +74,19 @@ pub fn check_spec(spec: &InferenceEndpointSpec) -> Result<(), SpecViolation> {
     check_schema(&spec_schema().schema, &value, "spec")?;
     check_connection(spec)?;
     check_header_names(spec)?;
+    check_health(spec)?;
     check_service(spec)
+}
+
+/// The CEL bounds of `healthCheck.interval` (the pattern is re-checked with the schema).
+fn check_health(spec: &InferenceEndpointSpec) -> Result<(), SpecViolation> {
+    match &spec.health_check {
+        Some(health) => health
+            .interval()
+            .map(|_| ())
+            .map_err(|message| SpecViolation::new("spec.healthCheck.interval", message)),
+        None => Ok(()),
+    }
 }
 
 /// The service rules admission applies through CEL (`validation`, `services`): one service

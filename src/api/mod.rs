@@ -134,6 +134,12 @@ pub const MAX_SEPARATOR_LENGTH: usize = 128;
         json_path = ".status.inferenceId"
     ),
     printcolumn(
+        name = "Healthy",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Healthy\")].status"
+    ),
+    printcolumn(
         name = "Used-By",
         type_ = "integer",
         priority = 1,
@@ -231,6 +237,13 @@ pub struct InferenceEndpointSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
+    /// A live probe of the endpoint: the smallest real inference call for its task type, every
+    /// `interval`, reported as the condition `Healthy` (Ready keeps its meaning). Unset: the
+    /// operator's default (`--health-check-interval`, off unless set). Each probe is one call to
+    /// the provider, billed like any other (docs/lifecycle.md, "Health and verified rotation").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+
     /// What happens when a setting Elasticsearch cannot change in place (resourceName,
     /// deploymentId, apiVersion, dimensions, similarity, and on older versions chunking or the
     /// rate limit) differs from the endpoint: `InPlace` reports `ImmutableFieldChanged` and
@@ -238,6 +251,39 @@ pub struct InferenceEndpointSpec {
     /// Elasticsearch reports that no pipeline or index uses it (`RecreateBlocked` otherwise).
     #[serde(default)]
     pub update_policy: UpdatePolicy,
+}
+
+/// Shortest and longest probe interval: a probe costs a provider call (tokens), so not more
+/// often than every minute; not rarer than daily, or a revoked key goes unseen for too long.
+pub const MIN_HEALTH_CHECK_INTERVAL: &str = "1m";
+pub const MAX_HEALTH_CHECK_INTERVAL: &str = "24h";
+pub const HEALTH_CHECK_INTERVAL_MESSAGE: &str =
+    "healthCheck.interval must be a duration between 1m and 24h (for example 10m or 1h30m)";
+/// A Go duration of whole hours, minutes and seconds (`10m`, `1h30m`): what CEL's `duration()`
+/// parses (and humantime too), without fractions or sub-second units.
+pub const HEALTH_CHECK_INTERVAL_PATTERN: &str = r"^([0-9]{1,5}h)?([0-9]{1,5}m)?([0-9]{1,5}s)?$";
+
+/// The live probe of an endpoint (`spec.healthCheck`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new(validation::HEALTH_CHECK_INTERVAL_BOUNDS)
+        .message(HEALTH_CHECK_INTERVAL_MESSAGE)
+        .field_path(".interval"),
+)]
+pub struct HealthCheck {
+    /// `false` turns the probe off for this object even when the operator probes by default.
+    /// Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// How often the endpoint is probed, between `1m` and `24h` (e.g. `10m`). Unset: the
+    /// operator's `--health-check-interval`, or 10m when that is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 2, max = 24),
+        regex(pattern = r"^([0-9]{1,5}h)?([0-9]{1,5}m)?([0-9]{1,5}s)?$")
+    )]
+    pub interval: Option<String>,
 }
 
 /// Reference to an ECK-managed `Elasticsearch` object.
@@ -698,6 +744,10 @@ pub struct InferenceEndpointStatus {
     /// delete or recreate and every `--used-by-interval` (docs/lifecycle.md#who-uses-an-endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_by: Option<UsedBy>,
+    /// Fingerprint of a rotated credential the provider rejected (reason `CredentialsRejected`):
+    /// it is not tried again until the Secret changes. Never the credential itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_credential_fingerprint: Option<String>,
 }
 
 /// The ingest pipelines and indexes (`semantic_text` fields) that reference the endpoint, as
@@ -777,6 +827,26 @@ pub struct EndpointStatus {
     /// Effective chunking strategy (text_embedding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunking_strategy: Option<String>,
+}
+
+impl HealthCheck {
+    /// The interval as written, within [`MIN_HEALTH_CHECK_INTERVAL`, `MAX_HEALTH_CHECK_INTERVAL`]
+    /// (`None` when unset; an error when admission would have refused it).
+    pub fn interval(&self) -> Result<Option<std::time::Duration>, String> {
+        let Some(text) = self.interval.as_deref() else {
+            return Ok(None);
+        };
+        let bound = |t: &str| humantime::parse_duration(t).expect("the bounds parse");
+        match humantime::parse_duration(text) {
+            Ok(d)
+                if d >= bound(MIN_HEALTH_CHECK_INTERVAL)
+                    && d <= bound(MAX_HEALTH_CHECK_INTERVAL) =>
+            {
+                Ok(Some(d))
+            }
+            _ => Err(HEALTH_CHECK_INTERVAL_MESSAGE.to_owned()),
+        }
+    }
 }
 
 impl InferenceEndpoint {

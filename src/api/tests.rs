@@ -108,6 +108,7 @@ fn crd_identity_matches_the_design() {
             "Service",
             "Task",
             "Inference ID",
+            "Healthy",
             "Used-By",
             "Message",
             "Age"

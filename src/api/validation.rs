@@ -64,3 +64,7 @@ pub const SKIP_TLS_VERIFY_WITHOUT_CA: &str =
 pub const HEADER_NAME_LENGTH: &str = "self.all(name, size(name) <= 128)";
 /// The same bound for the keys of `secretSettings`.
 pub const SETTING_NAME_LENGTH: &str = "self.all(name, size(name) <= 64)";
+
+/// `spec.healthCheck.interval` within [1m, 24h] (the pattern has made it a Go duration already).
+pub const HEALTH_CHECK_INTERVAL_BOUNDS: &str = "!has(self.interval) || self.interval == '' || \
+    (duration(self.interval) >= duration('1m') && duration(self.interval) <= duration('24h'))";

@@ -61,6 +61,9 @@ pub struct Failure {
     /// A permanent failure whose cause can go away unseen (a host that starts resolving): also
     /// re-checked at the periodic interval, like the reasons that always are.
     pub recheck: bool,
+    /// For `CredentialsRejected`: the fingerprint of the rejected credential, which status
+    /// records so that it is not tried again until the Secret changes.
+    pub rejected_fingerprint: Option<String>,
 }
 
 impl Failure {
@@ -74,6 +77,7 @@ impl Failure {
             reason,
             message: message.into(),
             recheck: false,
+            rejected_fingerprint: None,
         }
     }
 
@@ -155,7 +159,7 @@ impl Outcome {
         match self.reason.kind() {
             Kind::Ready => State::Ready,
             Kind::Transient => State::Transient,
-            Kind::Permanent | Kind::Warning => State::Permanent,
+            Kind::Permanent | Kind::Warning | Kind::Health => State::Permanent,
         }
     }
 

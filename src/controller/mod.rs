@@ -12,6 +12,7 @@ pub mod connection;
 pub mod decode;
 pub mod desired;
 pub mod destination;
+pub mod health;
 pub mod identity;
 pub mod outcome_log;
 pub mod outcomes;
@@ -19,8 +20,9 @@ pub mod ownership;
 pub mod plan;
 pub mod reconcile;
 pub mod secret_index;
-pub mod usage;
 pub mod slots;
+pub mod status_compat;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -102,6 +104,24 @@ pub struct Config {
     /// docs/lifecycle.md#stopping).
     #[arg(skip = shutdown::SHUTDOWN_GRACE)]
     pub shutdown_grace: Duration,
+    /// Probe every InferenceEndpoint this often unless its spec.healthCheck says otherwise
+    /// (e.g. 10m; default: off, only objects with spec.healthCheck are probed).
+    #[arg(long, env = "INFERENCE_OPERATOR_HEALTH_CHECK_INTERVAL", value_parser = humantime::parse_duration)]
+    pub health_check_interval: Option<Duration>,
+    /// Probes in flight at once, over every object (a probe that finds no free slot is postponed).
+    #[arg(
+        long,
+        env = "INFERENCE_OPERATOR_HEALTH_CHECK_CONCURRENCY",
+        default_value_t = 4
+    )]
+    pub health_check_concurrency: u16,
+    /// Longest wait for one probe's answer.
+    #[arg(long, env = "INFERENCE_OPERATOR_HEALTH_CHECK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub health_check_timeout: Duration,
+    /// Export the per-InferenceEndpoint metric series (labels namespace, name); turn off for very
+    /// large installations.
+    #[arg(long, env = "INFERENCE_OPERATOR_PER_OBJECT_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub per_object_metrics: bool,
     #[command(flatten)]
     pub connection: ConnectionSettings,
 }
@@ -158,6 +178,11 @@ pub struct Context {
     pub slots: Arc<Slots>,
     /// Consecutive failures per object (by uid), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The probe schedule, last verdicts and probe slots.
+    pub probes: health::Probes,
+    /// Per object (by uid): the service secrets last accepted for its endpoint, kept only where
+    /// a rejected rotation is rolled back (clusters that do not validate `_update` themselves).
+    pub accepted_secrets: Mutex<HashMap<String, crate::endpoint::ServiceSecrets>>,
 }
 
 impl Context {
@@ -171,7 +196,10 @@ impl Context {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        metrics.set_per_object(config.per_object_metrics);
         Context {
+            probes: health::Probes::new(usize::from(config.health_check_concurrency)),
+            accepted_secrets: Mutex::new(HashMap::new()),
             recorder: Recorder::new(client.clone(), reporter),
             connections: Connections::new(config.connection.clone(), metrics.clone()),
             slots: Slots::new(slot_count(config.concurrency)),
@@ -181,6 +209,19 @@ impl Context {
             config,
             usage: usage::UsageReads::default(),
             failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// [`Context::next`] for a Ready object, brought forward to its next probe when it has one.
+    pub fn next_or_probe(&self, who: &Identity, outcome: &Outcome) -> Next {
+        let next = self.next(who, outcome);
+        let Some(due) = self.probes.next(&who.uid) else {
+            return next;
+        };
+        let probe = due.saturating_duration_since(std::time::Instant::now());
+        match next {
+            Next::Recheck(delay) | Next::Retry(delay) if delay <= probe => next,
+            _ => Next::Recheck(probe),
         }
     }
 

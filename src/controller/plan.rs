@@ -60,6 +60,8 @@ pub struct PlanInput<'a, 'e> {
     pub credential_recorded: bool,
     /// How the endpoint's secrets can change (from the service table).
     pub secrets: SecretRotation,
+    /// Fingerprint of a rotated credential the provider rejected (status records it).
+    pub rejected_fingerprint: Option<&'a str>,
 }
 
 /// What a changed secret means for the endpoint's service.
@@ -251,6 +253,9 @@ fn change(input: &PlanInput<'_, '_>, observed: &Endpoint) -> Result<Change, Fail
         ));
     }
     if input.version.supports_update_api() && input.secrets == SecretRotation::InPlace {
+        if input.rejected_fingerprint == Some(input.fingerprint) {
+            return Err(still_rejected(&desired.inference_id));
+        }
         return Ok(Change::PushCredential);
     }
     match input.applied_fingerprint {
@@ -266,6 +271,19 @@ fn change(input: &PlanInput<'_, '_>, observed: &Endpoint) -> Result<Change, Fail
             ),
         )),
     }
+}
+
+/// The credential in the Secret is the one the provider rejected: not sent again (no
+/// `_update`, no provider call) until the Secret changes.
+pub fn still_rejected(id: &str) -> Failure {
+    Failure::new(
+        Reason::CredentialsRejected,
+        format!(
+            "the provider rejected the credential in the referenced Secret; inference endpoint {id} \
+             keeps the previous key and keeps serving. Put a working key in the Secret: the \
+             operator tries again when it changes"
+        ),
+    )
 }
 
 /// Settings differ: in place, by recreating, or not at all.
@@ -619,6 +637,7 @@ mod tests {
             chunking_reset_seen: false,
             cluster_name: "es",
             credential_recorded: false,
+            rejected_fingerprint: None,
             secrets: SecretRotation::InPlace,
         }
     }

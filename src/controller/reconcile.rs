@@ -25,6 +25,7 @@ use crate::controller::conditions::{self, Applied, Failure, Outcome, Reason, War
 use crate::controller::connection::{insecure_transport, Connection};
 use crate::controller::decode::{Decoded, Undecodable};
 use crate::controller::desired::{check_supported, desired, Desired, SecretFrom, SecretInput};
+use crate::controller::health;
 use crate::controller::identity::Identity;
 use crate::controller::outcome_log::{self, Next};
 use crate::controller::ownership::{self, Claimant, Record};
@@ -32,6 +33,7 @@ use crate::controller::plan::{
     chunking_reset_outcome, deployed, deploying_after_put, deployment_id, plan, still_deploying,
     unused_before_recreate, users_can_be_listed, Change, Plan, PlanInput, SecretRotation,
 };
+use crate::controller::status_compat;
 use crate::controller::usage::{self, UsageRead};
 use crate::controller::{self, outcomes, Context, Error, FIELD_MANAGER};
 use crate::elasticsearch::service::SecretKeys;
@@ -71,11 +73,22 @@ pub async fn apply(
                 recorded_status(&previous, &applied.applied),
                 Outcome::from(&keep_steady_state_wording(&previous, applied)),
             ),
-            // A failure changes nothing the status records about the endpoint.
-            Err(failure) => (previous.clone(), Outcome::from(failure)),
+            // A failure changes nothing the status records about the endpoint (but a rejected
+            // credential, which is not tried again until the Secret changes).
+            Err(failure) => {
+                let mut status = previous.clone();
+                if let Some(rejected) = &failure.rejected_fingerprint {
+                    status.rejected_credential_fingerprint = Some(rejected.clone());
+                }
+                (
+                    status,
+                    Outcome::from(keep_rejection_wording(&previous, failure)),
+                )
+            }
         };
     status.used_by = record_usage(&ctx, who, previous.used_by.as_ref(), &usage);
     let transition = conditions::is_transition(&previous.conditions, &outcome);
+    let verdict = health_verdict(&iep, who, &ctx, &previous);
     report(
         iep.as_ref(),
         who,
@@ -84,19 +97,69 @@ pub async fn apply(
         status,
         &outcome,
         warnings(&iep),
+        verdict.as_ref(),
         "Reconcile",
     )
     .await?;
     ctx.metrics
         .reconciled(outcome.state().into(), started.elapsed());
+    ctx.metrics.endpoint_state(
+        &who.namespace,
+        &who.name,
+        outcome.is_ready(),
+        verdict.map(|v| v.health.gauge()),
+    );
     Ok(logged_action(who, &ctx, &outcome, transition))
 }
 
-/// The next action after `outcome`, and the log line that reports the outcome with it.
+/// The next action after `outcome`, and the log line that reports the outcome with it. Only a
+/// Ready object is probed: its next reconcile comes at its next probe at the latest.
 fn logged_action(who: &Identity, ctx: &Context, outcome: &Outcome, transition: bool) -> Action {
-    let next = ctx.next(who, outcome);
+    let next = if outcome.is_ready() {
+        ctx.next_or_probe(who, outcome)
+    } else {
+        ctx.next(who, outcome)
+    };
     outcome_log::log(who, outcome, transition, next);
     controller::action(next)
+}
+
+/// The `Healthy` verdict to report: the last probe of this process, else what status recorded
+/// (a restart), else `NotProbed`; `None` (and the schedule dropped) when health checks are off.
+fn health_verdict(
+    iep: &InferenceEndpoint,
+    who: &Identity,
+    ctx: &Context,
+    previous: &InferenceEndpointStatus,
+) -> Option<health::Verdict> {
+    let on = health::interval(
+        iep.spec.health_check.as_ref(),
+        ctx.config.health_check_interval,
+    )
+    .is_some();
+    if !on {
+        ctx.probes.forget(&who.uid);
+        return None;
+    }
+    ctx.probes
+        .verdict(&who.uid)
+        .or_else(|| health::healthy(&previous.conditions).and_then(health::recorded))
+        .or_else(|| Some(health::not_probed(iep.inference_id())))
+}
+
+/// While a rejected credential waits for the Secret to change, the reconciles that find it
+/// unchanged keep the message of the rejection (which says how it was rejected), so they write
+/// no status.
+fn keep_rejection_wording(previous: &InferenceEndpointStatus, failure: Failure) -> Failure {
+    let waiting =
+        failure.reason == Reason::CredentialsRejected && failure.rejected_fingerprint.is_none();
+    match conditions::ready(&previous.conditions) {
+        Some(ready) if waiting && ready.reason == Reason::CredentialsRejected.as_str() => Failure {
+            message: ready.message.clone(),
+            ..failure
+        },
+        _ => failure,
+    }
 }
 
 /// Observe, decide, act: what was applied, or why not. A provider's failure carries the
@@ -120,7 +183,8 @@ async fn reconcile_endpoint(
         }
         let acted = act(
             ctx,
-            &desired.config,
+            who,
+            &desired,
             &observed,
             plan,
             chunking_reset_seen(previous),
@@ -136,9 +200,13 @@ async fn reconcile_endpoint(
             let id = config.inference_id.as_str();
             *usage = read_usage(ctx, &observed.connection, config.task_type, id).await;
         }
-        acted
+        let applied = acted?;
+        probe_if_due(iep, who, ctx, &observed, &desired.config).await;
+        Ok(applied)
     };
-    result.await.map_err(|failure| failure.for_service(service))
+    result
+        .await
+        .map_err(|failure: Failure| failure.for_service(service))
 }
 
 /// The object is being deleted: remove the endpoint under policy `Delete`.
@@ -155,9 +223,7 @@ pub async fn cleanup(
     };
     let action = if outcome.is_ready() {
         release(iep.as_ref(), who, &ctx).await?;
-        ctx.forget(who);
-        ctx.usage.forget(&who.uid);
-        ctx.connections.forget_remembered(&who.uid);
+        forget_object(&ctx, who);
         publish(&ctx, iep.as_ref(), &outcome, "Delete");
         Action::await_change()
     } else {
@@ -178,6 +244,7 @@ pub async fn cleanup(
             status,
             &outcome,
             warnings(&iep),
+            recorded_health(&iep).as_ref(),
             "Delete",
         )
         .await?;
@@ -220,8 +287,7 @@ pub async fn undecodable(
         let named = format!("{}/{}", who.namespace, who.name);
         warn!(object = named, reason, message, "let go without a cleanup");
         release(object, who, &ctx).await?;
-        ctx.forget(who);
-        ctx.connections.forget_remembered(&who.uid);
+        forget_object(&ctx, who);
         publish(&ctx, object, &outcome, "Delete");
         return Ok(Action::await_change());
     }
@@ -234,6 +300,12 @@ pub async fn undecodable(
         previous,
         &outcome,
         Vec::new(),
+        invalid
+            .status
+            .as_ref()
+            .and_then(|s| health::healthy(&s.conditions))
+            .and_then(health::recorded)
+            .as_ref(),
         "Reconcile",
     )
     .await?;
@@ -261,6 +333,25 @@ fn undecodable_outcome(invalid: &Undecodable, deleting: bool) -> Failure {
         (true, None) => format!("{schema}; it is let go (it recorded no inference endpoint)"),
     };
     Failure::new(Reason::InvalidSpec, message)
+}
+
+/// The `Healthy` verdict status records (kept as it is while the object is not reconciled).
+fn recorded_health(iep: &InferenceEndpoint) -> Option<health::Verdict> {
+    let status = iep.status.as_ref()?;
+    health::healthy(&status.conditions).and_then(health::recorded)
+}
+
+/// Everything kept per object in memory and in the metrics: the object is gone.
+fn forget_object(ctx: &Context, who: &Identity) {
+    ctx.forget(who);
+    ctx.connections.forget_remembered(&who.uid);
+    ctx.usage.forget(&who.uid);
+    ctx.probes.forget(&who.uid);
+    ctx.accepted_secrets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&who.uid);
+    ctx.metrics.forget_endpoint(&who.namespace, &who.name);
 }
 
 /// Remove this operator's finalizer (if present).
@@ -429,6 +520,7 @@ fn decide<'e>(
             &observed.secrets,
             previous.credential_fingerprint.as_deref() == Some(&observed.keyless_fingerprint),
         ),
+        rejected_fingerprint: previous.rejected_credential_fingerprint.as_deref(),
     });
     if !awaits_deployment(desired, previous) {
         return plan;
@@ -543,12 +635,14 @@ fn chunking_reset_seen(previous: &InferenceEndpointStatus) -> bool {
 /// Make the Elasticsearch calls the plan names; what was applied, for the status.
 async fn act(
     ctx: &Context,
-    config: &EndpointConfig,
+    who: &Identity,
+    desired: &Desired,
     observed: &Observed,
     plan: Plan<'_>,
     chunking_reset_seen: bool,
     usage: &mut UsageRead,
 ) -> Result<Applied<Recorded>, Failure> {
+    let config = &desired.config;
     let connection = &observed.connection;
     let version = &connection.info.version;
     let id = config.inference_id.as_str();
@@ -577,9 +671,18 @@ async fn act(
                 Put::Deploying(message) => return Ok(deploying(config, observed, message)),
             }
         }
-        Plan::Change { endpoint, done, .. } => {
-            let updated =
-                update(ctx, connection, config, &observed.secrets, Some(endpoint)).await?;
+        Plan::Change {
+            endpoint,
+            change,
+            done,
+        } => {
+            let updated = if matches!(change, Change::PushCredential)
+                && done.reason == Reason::CredentialsRotated
+            {
+                rotate(ctx, who, desired, observed, endpoint).await?
+            } else {
+                update(ctx, connection, config, &observed.secrets, Some(endpoint)).await?
+            };
             info!(inference_id = id, reason = %done.reason, "updated inference endpoint");
             let reset = chunking_reset_outcome(
                 config,
@@ -591,7 +694,195 @@ async fn act(
             (updated, reset.unwrap_or(done))
         }
     };
+    remember_accepted(ctx, who, observed);
     Ok(done.with(recorded(config, observed, endpoint_status(&endpoint))))
+}
+
+/// Elasticsearch now holds the Secret's credential: keep it as the one to roll back to, where a
+/// rejected rotation is rolled back (an update API that does not validate: 8.17 – 9.3).
+fn remember_accepted(ctx: &Context, who: &Identity, observed: &Observed) {
+    let version = &observed.connection.info.version;
+    if !version.supports_update_api() || version.update_validates_with_provider() {
+        return;
+    }
+    if observed.secrets.is_empty() {
+        return;
+    }
+    ctx.accepted_secrets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(who.uid.clone(), observed.secrets.clone());
+}
+
+/// Push a rotated credential and make sure the provider takes it. On 9.4+ Elasticsearch tries it
+/// itself and keeps the previous key when the provider refuses. Before, `_update` stores it
+/// untried: the endpoint is probed at once, and a 401/403 puts the previous key back with a second
+/// `_update` (docs/lifecycle.md, "Health and verified rotation").
+async fn rotate(
+    ctx: &Context,
+    who: &Identity,
+    desired: &Desired,
+    observed: &Observed,
+    endpoint: &Endpoint,
+) -> Result<Endpoint, Failure> {
+    let config = &desired.config;
+    let connection = &observed.connection;
+    let validates = connection.info.version.update_validates_with_provider();
+    let started = Instant::now();
+    let updated = match update(ctx, connection, config, &observed.secrets, Some(endpoint)).await {
+        Ok(updated) => updated,
+        Err(f) if validates && f.reason == Reason::ProviderRejectedCredentials => {
+            ctx.metrics.rotated(&who.namespace, &who.name, false);
+            return Err(rejected(
+                desired,
+                observed,
+                &f.message,
+                "Elasticsearch tried it with the provider and kept the previous key",
+            ));
+        }
+        Err(f) => return Err(f),
+    };
+    if validates {
+        ctx.metrics.rotated(&who.namespace, &who.name, true);
+        return Ok(updated);
+    }
+    let verdict = {
+        let _slot = ctx.probes.slot().await;
+        probe(ctx, who, connection, config, &observed.secrets).await
+    };
+    if !health::rejects_credentials(&verdict) {
+        ctx.metrics.rotated(&who.namespace, &who.name, true);
+        return Ok(updated);
+    }
+    let previous = ctx
+        .accepted_secrets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&who.uid)
+        .cloned();
+    ctx.metrics.rotated(&who.namespace, &who.name, false);
+    let Some(previous) = previous else {
+        return Err(rejected(
+            desired,
+            observed,
+            &verdict.message,
+            "Elasticsearch stored it without trying it, and the operator does not hold the \
+             previous key (it restarted since applying it), so the endpoint uses the rejected key \
+             and fails until the Secret holds a working one",
+        ));
+    };
+    update(ctx, connection, config, &previous, Some(&updated))
+        .await
+        .map_err(|f| Failure {
+            message: format!(
+                "the provider rejected the rotated credential and putting the previous key back \
+                 failed: {}; the endpoint may use the rejected key. Retried with backoff",
+                f.message
+            ),
+            ..f
+        })?;
+    let held = started.elapsed();
+    info!(
+        inference_id = config.inference_id,
+        held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX),
+        "rolled back a rejected credential"
+    );
+    Err(rejected(
+        desired,
+        observed,
+        &verdict.message,
+        &format!(
+            "Elasticsearch stored it without trying it, the probe was refused, and the previous \
+             key was put back after {} ms",
+            held.as_millis()
+        ),
+    ))
+}
+
+/// `CredentialsRejected`, naming the Secret (never the value): the previous key stays in use.
+fn rejected(desired: &Desired, observed: &Observed, detail: &str, how: &str) -> Failure {
+    let secrets: Vec<String> = desired
+        .secrets
+        .iter()
+        .map(|input| match &input.from {
+            SecretFrom::Key(key) => format!("Secret {} (key {})", key.name, key.key),
+            SecretFrom::Secret(name) => format!("Secret {name}"),
+        })
+        .collect();
+    Failure {
+        rejected_fingerprint: Some(observed.fingerprint.clone()),
+        ..Failure::new(
+            Reason::CredentialsRejected,
+            format!(
+                "the provider rejected the new credential in {}: {how}. The previous key stays in \
+                 use and inference endpoint {} keeps serving. Put a working key in the Secret: \
+                 the operator tries again when it changes. {detail}",
+                secrets.join(", "),
+                desired.config.inference_id
+            ),
+        )
+    }
+}
+
+/// Probe the endpoint if its health checks are on and its probe is due, in a free probe slot
+/// (none free: postponed, never waited for).
+async fn probe_if_due(
+    iep: &InferenceEndpoint,
+    who: &Identity,
+    ctx: &Context,
+    observed: &Observed,
+    config: &EndpointConfig,
+) {
+    let Some(interval) = health::interval(
+        iep.spec.health_check.as_ref(),
+        ctx.config.health_check_interval,
+    ) else {
+        return;
+    };
+    let has_condition = iep
+        .status
+        .as_ref()
+        .is_some_and(|s| health::healthy(&s.conditions).is_some());
+    let now = Instant::now();
+    if !ctx.probes.due(&who.uid, now, interval, has_condition) {
+        return;
+    }
+    let Some(_slot) = ctx.probes.try_slot() else {
+        ctx.probes.postpone(&who.uid, now, interval);
+        return;
+    };
+    let verdict = probe(ctx, who, &observed.connection, config, &observed.secrets).await;
+    ctx.probes
+        .record(&who.uid, Instant::now(), interval, verdict);
+}
+
+/// One probe, time-boxed by `--health-check-timeout`, recorded in the metrics.
+async fn probe(
+    ctx: &Context,
+    who: &Identity,
+    connection: &Connection,
+    config: &EndpointConfig,
+    secrets: &ServiceSecrets,
+) -> health::Verdict {
+    let texts = health::secret_texts(secrets);
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let call = connection.client.probe(
+        config.task_type,
+        &config.inference_id,
+        ctx.config.health_check_timeout,
+        &texts,
+    );
+    let result = timed(ctx, EsOperation::Probe, call).await;
+    let verdict = health::verdict(&config.inference_id, &result);
+    debug!(inference_id = config.inference_id, health = verdict.health.as_str(), reason = %verdict.reason, "probed");
+    ctx.metrics.probed(
+        &who.namespace,
+        &who.name,
+        verdict.health.label(),
+        started.elapsed(),
+    );
+    verdict
 }
 
 /// What the status records: the cluster, the id, what Elasticsearch reports of the endpoint,
@@ -968,6 +1259,7 @@ async fn report(
     mut status: InferenceEndpointStatus,
     outcome: &Outcome,
     warnings: Vec<Warning>,
+    health: Option<&health::Verdict>,
     action: &str,
 ) -> Result<(), Error> {
     let now = Time(Timestamp::now());
@@ -986,8 +1278,26 @@ async fn report(
             )
         })
         .collect();
+    if let Some(verdict) = health {
+        status.conditions.push(health::condition(
+            &previous.conditions,
+            verdict,
+            generation,
+            &now,
+        ));
+    }
     if status != previous {
         patch_status(who, ctx, &status).await?;
+    }
+    if let Some(verdict) = health.filter(|v| health::is_transition(&previous.conditions, v)) {
+        if verdict.reason != Reason::NotProbed {
+            publish(
+                ctx,
+                iep,
+                &Outcome::new(verdict.reason, verdict.message.clone()),
+                action,
+            );
+        }
     }
     if conditions::is_transition(&previous.conditions, outcome) {
         publish(ctx, iep, outcome, action);
@@ -1030,9 +1340,8 @@ fn unknown_service(iep: &InferenceEndpoint) -> Option<Warning> {
     })
 }
 
-/// Apply the status. A cluster still serving the CRD of a release without `status.usedBy`
-/// refuses the whole apply for that one field: the status is applied again without it (the rest
-/// of status matters more), and the log says once what to do (docs/upgrading.md#statususedby-with-the-previous-crd).
+/// Apply the status; on a cluster still serving a CRD older than the operator, again without
+/// the fields it lacks ([`status_compat`]).
 async fn patch_status(
     who: &Identity,
     ctx: &Context,
@@ -1040,13 +1349,12 @@ async fn patch_status(
 ) -> Result<(), Error> {
     match apply_status(who, ctx, status).await {
         Err(Error::Kube(kube::Error::Api(refusal)))
-            if status.used_by.is_some() && usage::schema_lacks_used_by(&refusal.message) =>
+            if status_compat::lacks_newer_field(&refusal.message) =>
         {
-            usage::warn_once_schema_lacks_used_by();
-            let without = InferenceEndpointStatus {
-                used_by: None,
-                ..status.clone()
+            let Some(without) = status_compat::without_newer_fields(status) else {
+                return Err(Error::Kube(kube::Error::Api(refusal)));
             };
+            status_compat::warn_once();
             apply_status(who, ctx, &without).await
         }
         applied => applied,

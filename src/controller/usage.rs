@@ -10,13 +10,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use tracing::warn;
 
 use crate::api::UsedBy;
 use crate::elasticsearch::{DeleteResponse, EsVersion};
@@ -122,28 +120,6 @@ fn capped(names: &[String]) -> (Vec<String>, i64) {
     (listed, count)
 }
 
-/// The API server refused a status apply because its CRD does not declare `status.usedBy` (a
-/// CRD older than this operator): structured-merge-diff's "field not declared in schema"
-/// (apimachinery `util/managedfields/internal/structuredmerge.go`, kubernetes/kubernetes#122480).
-pub fn schema_lacks_used_by(message: &str) -> bool {
-    message.contains(".status.usedBy: field not declared in schema")
-}
-
-static SCHEMA_LACKS_USED_BY_WARNED: AtomicBool = AtomicBool::new(false);
-
-/// Say once per process what to do about a CRD without `status.usedBy`.
-pub fn warn_once_schema_lacks_used_by() {
-    if SCHEMA_LACKS_USED_BY_WARNED.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    warn!(
-        "the InferenceEndpoint CRD served by this cluster is older than the operator and does not \
-         declare status.usedBy: status is written without it until the CRD is updated. Apply \
-         crds/inferenceendpoint.yaml of this release (helm upgrade does it for the chart's CRD); \
-         see docs/upgrading.md"
-    );
-}
-
 /// This process's last read attempt per object (by uid).
 #[derive(Debug, Default)]
 pub struct UsageReads {
@@ -208,17 +184,6 @@ mod tests {
         assert_eq!(last_read(Some(&used), Some(at(60))), Some(at(60)));
         assert_eq!(last_read(None, Some(at(60))), Some(at(60)));
         assert_eq!(last_read(None, None), None);
-    }
-
-    #[test]
-    fn an_old_crd_is_recognised_by_the_field_it_lacks() {
-        // The emulator's text (tests/harness/src/kube/store/patching.rs), as the API server
-        // prints it.
-        let refusal = "failed to create typed patch object (default/emb; esinference.io/v1alpha1, Kind=InferenceEndpoint): .status.usedBy: field not declared in schema";
-        assert!(schema_lacks_used_by(refusal));
-        assert!(!schema_lacks_used_by(
-            "failed to create typed patch object (...): .status.other: field not declared in schema"
-        ));
     }
 
     #[test]

@@ -50,6 +50,14 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
+    /// A body without secrets (the health probe's).
+    pub(crate) fn plain(json: Value) -> Self {
+        RequestBody {
+            json,
+            secret_fields: Vec::new(),
+        }
+    }
+
     /// The JSON including the secret. Only for sending (and tests).
     pub fn expose_secret_json(&self) -> &Value {
         &self.json

@@ -346,6 +346,19 @@ impl EsClient {
         body: Option<&RequestBody>,
         timeout: Duration,
     ) -> Result<Answered, EsError> {
+        let method_str = method.as_str().to_owned();
+        let (head, bytes) = self.exchange(method, url.clone(), body, timeout).await?;
+        judge(&method_str, &url, head, bytes)
+    }
+
+    /// Send one request and read its answer (bounded), whatever its status; logged.
+    async fn exchange(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&RequestBody>,
+        timeout: Duration,
+    ) -> Result<(Head, Vec<u8>), EsError> {
         let started = Instant::now();
         let method_str = method.as_str().to_owned();
         let path = url.path().to_owned();
@@ -381,7 +394,7 @@ impl EsClient {
                     elapsed_ms,
                     "elasticsearch request"
                 );
-                judge(&method_str, &url, head, bytes)
+                Ok((head, bytes))
             }
             Err(e) => {
                 let err = EsError::from_reqwest(e, &method_str, &url, timeout);
@@ -565,6 +578,39 @@ impl EsClient {
             Err(e) if e.is_not_found() => Ok(DeleteOutcome::NotFound),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl EsClient {
+    /// The health probe ([`super::probe::probe_request`]): `Ok` when the provider answered,
+    /// within `timeout` (the probe's own time box, not the client's request timeout). An
+    /// `event: error` in a streamed answer is an error like any other; the answer is otherwise
+    /// not read. `secrets` are scrubbed from echoed texts (Elasticsearch never echoes them in
+    /// the versions read; this is a second line of defence).
+    pub async fn probe(
+        &self,
+        task: TaskType,
+        inference_id: &str,
+        timeout: Duration,
+        secrets: &[&str],
+    ) -> Result<(), EsError> {
+        let (path, body) = super::probe::probe_request(task, inference_id);
+        let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+        let url = self.url(&segments, &[])?;
+        let body = RequestBody::plain(body);
+        let scrub = |e: EsError| secrets.iter().fold(e, |e, s| e.scrub(s));
+        let (mut head, mut bytes) = self
+            .exchange(Method::POST, url.clone(), Some(&body), timeout)
+            .await
+            .map_err(scrub)?;
+        if head.media == "text/event-stream" {
+            if let Some((status, data)) = super::probe::stream_error(&bytes) {
+                head.status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                head.media = "application/json";
+                bytes = data;
+            }
+        }
+        judge("POST", &url, head, bytes).map(|_| ()).map_err(scrub)
     }
 }
 
@@ -930,6 +976,7 @@ fn media_kind(content_type: Option<&HeaderValue>) -> &'static str {
         "application/yaml",
         "application/cbor",
         "application/smile",
+        "text/event-stream",
     ];
     KNOWN
         .iter()

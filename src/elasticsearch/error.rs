@@ -244,6 +244,15 @@ impl ApiError {
         (!r.is_empty() && r != top).then_some(r)
     }
 
+    /// Some node carries the response handler's `for request from inference entity id [`
+    /// (docs/reference/elasticsearch-inference-api.md#provider-errors).
+    fn relays_provider_failure(&self) -> bool {
+        const MARKER: &str = "for request from inference entity id [";
+        std::iter::once(&self.error)
+            .chain(self.error.descendants())
+            .any(|c| c.reason_str().contains(MARKER))
+    }
+
     fn is_validation_wrapper(&self) -> bool {
         self.reason().contains(VALIDATION_WRAPPER_MARKER)
             || (self.status == 400
@@ -705,6 +714,25 @@ impl EsError {
     /// The condition reason.
     pub fn reason(&self) -> Reason {
         self.class().reason()
+    }
+
+    /// The category of a failed inference call (the health probe). Elasticsearch relays a
+    /// provider's failure unwrapped, with the provider's status when below 500 (else 400) and
+    /// the response handler's text naming it (`... for request from inference entity id [id]
+    /// status [401]`; `BaseResponseHandler.toRestStatus`,
+    /// docs/reference/elasticsearch-inference-api.md#perform-inference): so a 401 there is the
+    /// provider's, not the operator's credentials. Anything else is classified as usual.
+    pub fn inference_class(&self) -> ErrorClass {
+        match self.api() {
+            Some(api) if api.relays_provider_failure() => {
+                let wrapper = ErrorCause {
+                    caused_by: Some(Box::new(api.error.clone())),
+                    ..ErrorCause::default()
+                };
+                classify_provider_failure(&wrapper)
+            }
+            _ => self.class(),
+        }
     }
 
     /// Whether the operator should retry with backoff (vs. wait for a spec/Secret change).

@@ -20,6 +20,7 @@ pub mod body;
 pub mod client;
 pub mod error;
 pub mod normalize;
+pub mod probe;
 pub mod service;
 pub mod version;
 

@@ -2684,3 +2684,124 @@ mod services {
         assert_eq!(r.body["service_settings"]["dimensions"], 32, "{}", r.raw);
     }
 }
+
+/// docs/reference/elasticsearch-inference-api.md#perform-inference and
+/// docs/reference/elasticsearch-inference-api.md#provider-failure-at-inference.
+#[tokio::test]
+async fn perform_inference_answers_by_task_type_and_relays_provider_failures() {
+    let es = start("9.3.1").await;
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/text_embedding/emb",
+        Some(emb_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let r = call(
+        &es,
+        "POST",
+        "/_inference/text_embedding/emb",
+        Some(json!({"input": "ping"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let vector = r.body["text_embedding"][0]["embedding"].as_array().unwrap();
+    assert_eq!(vector.len(), 1536, "the length learnt at create");
+    let r = call(
+        &es,
+        "POST",
+        "/_inference/text_embedding/emb",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "input is required: {}", r.raw);
+    let r = call(
+        &es,
+        "POST",
+        "/_inference/completion/emb",
+        Some(json!({"input": "x"})),
+    )
+    .await;
+    assert_err(
+        &r,
+        400,
+        "status_exception",
+        "Requested task type [completion] does not match the inference endpoint's task type [text_embedding]",
+    );
+
+    // A key revoked at the provider: 401, unwrapped, the provider's status in the text.
+    es.azure().revoke_credential("good-key");
+    let r = call(
+        &es,
+        "POST",
+        "/_inference/text_embedding/emb",
+        Some(json!({"input": "ping"})),
+    )
+    .await;
+    let reason = r.body["error"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_err(&r, 401, "status_exception", &reason);
+    assert!(
+        reason.starts_with("Received an authentication error status code for request from inference entity id [emb] status [401]"),
+        "{reason}"
+    );
+    assert!(r.body["error"]["caused_by"].is_null(), "not wrapped");
+    // A provider 5xx is relayed as 400 (toRestStatus), after Elasticsearch's retries.
+    es.azure().set_outcome(Some(AzureOutcome::ServerError500));
+    let r = call(
+        &es,
+        "POST",
+        "/_inference/text_embedding/emb",
+        Some(json!({"input": "ping"})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.raw);
+    assert!(r.raw.contains("status [500]"), "{}", r.raw);
+    es.azure().set_outcome(None);
+
+    // chat_completion: the stream only, as Server-Sent Events.
+    es.azure().accept_credential("good-key");
+    let r = call(
+        &es,
+        "PUT",
+        "/_inference/chat_completion/chat",
+        Some(completion_body("good-key")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let chat = json!({"messages": [{"role": "user", "content": "ping"}]});
+    let r = call(
+        &es,
+        "POST",
+        "/_inference/chat_completion/chat/_stream",
+        Some(chat.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "text/event-stream");
+    assert!(
+        r.raw
+            .starts_with("\u{feff}event: message\ndata: {\"chat_completion\""),
+        "{}",
+        r.raw
+    );
+    assert!(r.raw.ends_with("data: [DONE]\n\n"), "{}", r.raw);
+    es.azure().revoke_credential("good-key");
+    let r = call(
+        &es,
+        "POST",
+        "/_inference/chat_completion/chat/_stream",
+        Some(chat),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.raw.starts_with("\u{feff}event: error\ndata: {\"error\""),
+        "{}",
+        r.raw
+    );
+    assert!(r.raw.contains("\"status\":401"), "{}", r.raw);
+}

@@ -258,6 +258,7 @@ async fn table_for_custom_resources_uses_printer_columns() {
             (s("Service"), s("string"), 0),
             (s("Task"), s("string"), 0),
             (s("Inference ID"), s("string"), 0),
+            (s("Healthy"), s("string"), 1),
             (s("Message"), s("string"), 1),
             (s("Age"), s("date"), 0),
         ]
@@ -270,7 +271,7 @@ async fn table_for_custom_resources_uses_printer_columns() {
     let embed = row(&t, "embed");
     let cells = embed["cells"].as_array().unwrap();
     assert_eq!(
-        &cells[..7],
+        &cells[..8],
         &[
             json!("embed"),
             json!("True"),
@@ -278,10 +279,11 @@ async fn table_for_custom_resources_uses_printer_columns() {
             json!("azureopenai"),
             json!("text_embedding"),
             json!("embed"),
+            Value::Null,
             json!("endpoint is in sync")
         ]
     );
-    let age = cells[7].as_str().expect("age is a string");
+    let age = cells[8].as_str().expect("age is a string");
     assert!(
         age.ends_with('s') && age.trim_end_matches('s').parse::<u64>().is_ok(),
         "{age}"
@@ -652,6 +654,7 @@ async fn kubectl_get_wide_shows_printer_columns() {
             "SERVICE",
             "TASK",
             "INFERENCE ID",
+            "HEALTHY",
             "MESSAGE",
             "AGE"
         ],
@@ -659,7 +662,7 @@ async fn kubectl_get_wide_shows_printer_columns() {
     );
     assert_eq!(rows.len(), 2, "{out}");
     assert_eq!(
-        &rows[0][..7],
+        &rows[0][..8],
         &[
             "chat",
             "False",
@@ -667,12 +670,13 @@ async fn kubectl_get_wide_shows_printer_columns() {
             "",
             "completion",
             "",
+            "",
             "Secret default/azure not found"
         ],
         "{out}"
     );
     assert_eq!(
-        &rows[1][..7],
+        &rows[1][..8],
         &[
             "embed",
             "True",
@@ -680,15 +684,16 @@ async fn kubectl_get_wide_shows_printer_columns() {
             "azureopenai",
             "text_embedding",
             "embed",
+            "",
             "endpoint is in sync"
         ],
         "{out}"
     );
     for r in &rows {
         assert!(
-            r[7].ends_with('s') && r[7].trim_end_matches('s').parse::<u64>().is_ok(),
+            r[8].ends_with('s') && r[8].trim_end_matches('s').parse::<u64>().is_ok(),
             "age {:?} in {out}",
-            r[7]
+            r[8]
         );
     }
 

@@ -173,6 +173,8 @@ pub(crate) struct Resp {
     pub(crate) status: u16,
     pub(crate) body: J,
     pub(crate) headers: Vec<(String, String)>,
+    /// A Server-Sent-Events body sent instead of `body` (the chat stream).
+    pub(crate) stream: Option<String>,
 }
 
 impl Resp {
@@ -181,6 +183,7 @@ impl Resp {
             status: 200,
             body,
             headers: vec![],
+            stream: None,
         }
     }
 }
@@ -191,6 +194,7 @@ impl From<EsError> for Resp {
             status: e.status,
             body: e.render(),
             headers: e.headers.clone(),
+            stream: None,
         }
     }
 }
@@ -274,7 +278,7 @@ async fn route(sh: &Arc<Shared>, req: &Req, v: EsVersion) -> Result<Resp, EsErro
             }
             "PUT" => create(sh, req, v, TaskType::Any, id).await,
             "DELETE" => delete(sh, req, v, TaskType::Any, id),
-            // POST = perform inference; not emulated.
+            "POST" => super::inference::infer(sh, req, v, TaskType::Any, id, false).await,
             _ => Err(not_emulated(req)),
         },
         (_, ["_inference", id, "_update"]) if v.update_api() && (m == "PUT" || m == "POST") => {
@@ -292,8 +296,12 @@ async fn route(sh: &Arc<Shared>, req: &Req, v: EsVersion) -> Result<Resp, EsErro
                 }
                 "PUT" => create(sh, req, v, tt, id).await,
                 "DELETE" => delete(sh, req, v, tt, id),
+                "POST" => super::inference::infer(sh, req, v, tt, id, false).await,
                 _ => Err(not_emulated(req)),
             }
+        }
+        ("POST", ["_inference", "chat_completion", id, "_stream"]) if v.knows_chat_completion() => {
+            super::inference::infer(sh, req, v, TaskType::ChatCompletion, id, true).await
         }
         (_, ["_inference", tt, id, "_update"]) if v.update_api() => match m {
             "PUT" => {

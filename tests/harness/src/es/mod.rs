@@ -27,6 +27,7 @@ mod azure;
 mod errors;
 mod extract;
 mod generic;
+mod inference;
 mod json;
 mod ml;
 mod model;

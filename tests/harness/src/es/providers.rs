@@ -159,6 +159,8 @@ struct ProvidersState {
     all: Knobs,
     per_service: HashMap<String, Knobs>,
     calls: Vec<ProviderCall>,
+    /// Inference calls in flight now and the most at once (tests of probe concurrency).
+    inference_in_flight: (usize, usize),
 }
 
 impl ProvidersState {
@@ -304,6 +306,23 @@ impl FakeProviders {
         self.lock().calls.clear();
     }
 
+    /// The most inference calls (`POST _inference/...`) the providers were answering at once.
+    pub fn max_concurrent_inference(&self) -> usize {
+        self.lock().inference_in_flight.1
+    }
+
+    /// An inference call starts (`true`) or ends (`false`).
+    pub(crate) fn inference_in_flight(&self, starts: bool) {
+        let mut st = self.lock();
+        let (now, most) = &mut st.inference_in_flight;
+        if starts {
+            *now += 1;
+            *most = (*most).max(*now);
+        } else {
+            *now = now.saturating_sub(1);
+        }
+    }
+
     fn set_rule(&self, scope: Scope, key: &str, outcome: Option<ProviderOutcome>) {
         let mut st = self.lock();
         match outcome {
@@ -314,7 +333,10 @@ impl FakeProviders {
 
     /// Decide and record one validation with ES's retries (each try recorded). Returns the
     /// time the tries take and `Ok(vector length)` or the failing outcome.
-    fn decide(&self, mut call: ProviderCall) -> (Duration, Result<i64, ProviderOutcome>) {
+    pub(crate) fn decide(
+        &self,
+        mut call: ProviderCall,
+    ) -> (Duration, Result<i64, ProviderOutcome>) {
         let mut st = self.lock();
         let knobs = st.knobs(&call.service);
         let keys = CallKeys {
@@ -454,7 +476,7 @@ const VALIDATION_FAILED: &str =
 
 /// The prefix ES's response handler puts before a failed status (`BaseResponseHandler`,
 /// x-pack/plugin/inference/.../external/http/retry/BaseResponseHandler.java).
-fn status_prefix(outcome: ProviderOutcome, url: &str) -> String {
+pub(crate) fn status_prefix(outcome: ProviderOutcome, url: &str) -> String {
     match outcome {
         ProviderOutcome::Reject401 => "Received an authentication error status code".into(),
         // (inferred) `BaseResponseHandler.PERMISSION_DENIED` wording; handlers without a 403 branch

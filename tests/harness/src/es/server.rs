@@ -182,14 +182,23 @@ fn injected(status: u16) -> EsError {
 /// (elastic/elasticsearch#82358), is not emulated. The operator refuses a 2xx answer without it
 /// (`NotElasticsearch`), as the official clients do.
 fn build(r: Resp, head: bool) -> Response<Full<Bytes>> {
+    let media = if r.stream.is_some() {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
     let mut b = Response::builder()
         .status(r.status)
-        .header("content-type", "application/json")
+        .header("content-type", media)
         .header("x-elastic-product", "Elasticsearch");
     for (k, v) in &r.headers {
         b = b.header(k.as_str(), v.as_str());
     }
-    let body = if head { Vec::new() } else { r.body.to_bytes() };
+    let body = match (&r.stream, head) {
+        (_, true) => Vec::new(),
+        (Some(text), false) => text.clone().into_bytes(),
+        (None, false) => r.body.to_bytes(),
+    };
     b.body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
