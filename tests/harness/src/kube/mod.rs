@@ -26,6 +26,7 @@
 mod discovery;
 mod errors;
 mod events;
+mod faults;
 mod fields;
 mod fieldvalidation;
 mod http;
@@ -38,6 +39,7 @@ mod selector;
 mod store;
 mod table;
 
+pub use faults::Writes;
 pub use http::RequestRecord;
 
 use http::{FaultRule, Shared};
@@ -156,6 +158,7 @@ impl KubeEmulator {
             latency: Mutex::new(Duration::ZERO),
             bookmark_interval: Mutex::new(opts.bookmark_interval),
             host: Mutex::new(String::new()),
+            switches: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
