@@ -43,8 +43,20 @@ struct WriteFault {
     status: u16,
 }
 
+/// How often each switched fault struck, for a test to check its fault happened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Rounds of closing every open watch.
+    pub watch_closes: usize,
+    /// Resumed watches answered with the 410 ERROR event.
+    pub expired_resumes: usize,
+    /// Writes refused by [`super::KubeEmulator::fail_writes`].
+    pub refused_writes: usize,
+}
+
 #[derive(Default)]
 pub struct Switches {
+    counts: Mutex<FaultCounts>,
     writes: Mutex<Vec<WriteFault>>,
     expire_resumes: AtomicBool,
     /// List resourceVersions answered while `expire_resumes` is on.
@@ -69,18 +81,27 @@ impl Switches {
             None => Writes::Object,
             Some(_) => return None,
         };
-        self.writes
+        let status = self
+            .writes
             .lock()
             .expect("write faults")
             .iter()
             .find(|f| f.plural == plural && f.writes == target)
-            .map(|f| f.status)
+            .map(|f| f.status);
+        if status.is_some() {
+            self.counts.lock().expect("counts").refused_writes += 1;
+        }
+        status
     }
 
     /// Whether a watch resumed from `rv` is to get the 410 `ERROR` event.
     pub fn expires(&self, rv: u64) -> bool {
-        self.expire_resumes.load(Ordering::SeqCst)
-            && !self.listed.lock().expect("listed").contains(&rv)
+        let expires = self.expire_resumes.load(Ordering::SeqCst)
+            && !self.listed.lock().expect("listed").contains(&rv);
+        if expires {
+            self.counts.lock().expect("counts").expired_resumes += 1;
+        }
+        expires
     }
 
     /// A list answered with resourceVersion `rv` (a JSON string); a watch from it is served.
@@ -146,9 +167,15 @@ impl super::KubeEmulator {
                     return;
                 };
                 shared.kill_tx.send_modify(|e| *e += 1);
+                shared.switches.counts.lock().expect("counts").watch_closes += 1;
             }
         });
         *switches.closer.lock().expect("closer") = Some(task);
+    }
+
+    /// How often each switched fault struck since the emulator started.
+    pub fn switched_fault_counts(&self) -> FaultCounts {
+        *self.shared.switches.counts.lock().expect("counts")
     }
 
     /// Switch off every fault of this module: write faults, expired resumes, watch closing.

@@ -39,7 +39,7 @@ mod selector;
 mod store;
 mod table;
 
-pub use faults::Writes;
+pub use faults::{FaultCounts, Writes};
 pub use http::RequestRecord;
 
 use http::{FaultRule, Shared};
