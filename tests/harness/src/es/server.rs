@@ -298,6 +298,7 @@ async fn handle(
         dup,
         req,
         auth_header,
+        seq,
         (latency, fault, hold),
     )
     .await;
@@ -315,6 +316,7 @@ async fn answer(
     dup: Arc<std::net::TcpStream>,
     req: Req,
     auth_header: Option<String>,
+    seq: u64,
     (latency, fault, hold): (Duration, Option<Fault>, bool),
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (method, uri) = (req.method.clone(), req.uri.clone());
@@ -337,8 +339,10 @@ async fn answer(
             if let Err(e) = auth {
                 return build(e.into(), method == "HEAD");
             }
-            let resp = dispatch(&sh, &req).await;
-            build(resp, method == "HEAD")
+            let resp = build(dispatch(&sh, &req).await, method == "HEAD");
+            // Recorded here too: the client may be gone, the work is done all the same.
+            record_status(&sh, seq, resp.status().as_u16());
+            resp
         });
         return work.await.map_err(std::io::Error::other);
     }
