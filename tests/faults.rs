@@ -11,6 +11,11 @@
 //! FAULTS_SEED=1234 cargo test --test faults -- --nocapture     # replay a run (its SEED line)
 //! ```
 //!
+//! Run the full counts one scenario at a time (`-- --test-threads 1`): the four scenarios share
+//! the test process's CPU with their emulators and doubles, and the recovery times measure the
+//! operator, not the contention. `FAULTS_LOG_LEVEL` sets the operators' log filter (their last
+//! lines are printed when a final state is not reached).
+//!
 //! Scenarios are independent: each has its own emulator, double and operator processes.
 
 mod support;
@@ -83,6 +88,11 @@ fn rng(scenario: &str) -> fastrand::Rng {
     fastrand::Rng::with_seed(seed)
 }
 
+/// The operator's log filter: `FAULTS_LOG_LEVEL` (e.g. `inference_operator=debug`) or `info`.
+fn log_level() -> String {
+    std::env::var("FAULTS_LOG_LEVEL").unwrap_or_else(|_| "info".into())
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64())
 }
@@ -107,7 +117,7 @@ impl Operator {
             .args(["--metrics-address", "127.0.0.1:0"])
             .args(["--backoff-initial", &initial, "--backoff-max", &max])
             .args(["--recheck-interval", &format!("{}s", RECHECK.as_secs())])
-            .args(["--log-format", "text", "--log-level", "info"])
+            .args(["--log-format", "text", "--log-level", &log_level()])
             .args(extra)
             .env("KUBECONFIG", &world.kubeconfig.0)
             .env("POD_NAME", name)
@@ -520,10 +530,16 @@ fn live_mismatch(world: &World, o: &Desired, live: &InferenceEndpoint) -> Vec<St
 /// with every mismatch left after `within`.
 async fn converge(world: &World, within: Duration, operators: &[&Operator]) -> Duration {
     let started = Instant::now();
+    let mut reported = false;
     loop {
         let wrong = mismatches(world).await;
         if wrong.is_empty() {
             return started.elapsed();
+        }
+        // What is still wrong after 5 s, for a slow convergence to be explained.
+        if !reported && started.elapsed() > Duration::from_secs(5) {
+            reported = true;
+            println!("SLOW still wrong after 5 s: {}", wrong.join("; "));
         }
         if started.elapsed() > within {
             let logs: Vec<String> = operators
@@ -550,6 +566,18 @@ fn es_writes(requests: &[RecordedRequest]) -> Vec<&RecordedRequest> {
 
 // ---------------------------------------------------------------------------------------------
 // Elasticsearch unreachable
+
+/// Reasons of the objects not Ready now, with how many say each.
+async fn not_ready_reasons(world: &World) -> BTreeMap<String, usize> {
+    let list = world.api().list(&ListParams::default()).await;
+    let mut reasons = BTreeMap::new();
+    for o in list.map(|l| l.items).unwrap_or_default() {
+        if let Some(ready) = support::condition(&o, "Ready").filter(|c| c.status != "True") {
+            *reasons.entry(ready.reason.clone()).or_insert(0) += 1;
+        }
+    }
+    reasons
+}
 
 /// Attempts one object can make in `period` while every attempt fails: the first at once, then
 /// one per backoff delay (at least 90 % of initial·2ⁿ, capped at the maximum).
@@ -604,6 +632,8 @@ async fn elasticsearch_outage() {
     if let Some(rest) = sizes.outage.checked_sub(started.elapsed()) {
         tokio::time::sleep(rest).await;
     }
+    // What the objects that tried say, just before Elasticsearch is back.
+    let said = not_ready_reasons(&world).await;
     world.env.es.clear_faults();
     let ended = Instant::now();
     let outage = ended - started;
@@ -628,9 +658,13 @@ async fn elasticsearch_outage() {
     let bound = REQUESTS_PER_ATTEMPT
         * (retrying * attempts_within(outage) + RECONCILES_PER_CHANGE * changes);
     println!(
-        "FIGURE es_outage objects={objects} changes_during_outage={changes} retrying_objects={retrying} outage_s={} requests_during_outage={sent} bound={bound} converge_after_s={}",
+        "FIGURE es_outage objects={objects} changes_during_outage={changes} retrying_objects={retrying} outage_s={} requests_during_outage={sent} bound={bound} converge_after_s={} not_ready_at_outage_end={said:?}",
         secs(outage),
         secs(converged)
+    );
+    assert!(
+        said.contains_key("ElasticsearchUnreachable"),
+        "an object that tried during the outage says Elasticsearch cannot be reached: {said:?}"
     );
     assert!(
         sent <= bound,
@@ -987,6 +1021,10 @@ async fn leader_frozen_then_killed() {
         tokio::time::sleep(Duration::from_millis(world.rng.u64(50..300))).await;
     }
     let took_over = takeover.lock().unwrap().map(|at| at - frozen);
+    assert!(
+        took_over.is_some_and(|t| t < LEASE * 2 + Duration::from_secs(6)),
+        "the standby took {took_over:?} to take over a frozen leader"
+    );
     converge(&world, Duration::from_secs(90), &[&b]).await;
     // More changes just before the old leader wakes: its watches deliver them on wake-up, the
     // moment a leader that does not notice it was deposed would act on them.
@@ -996,12 +1034,18 @@ async fn leader_frozen_then_killed() {
             .await;
     }
     let woken = Instant::now();
+    let log_at_wake = a.log().len();
     a.signal(libc::SIGCONT);
     let exit = tokio::time::timeout(Duration::from_secs(20), a.child.wait())
         .await
         .unwrap_or_else(|_| panic!("the deposed leader kept running; log:\n{}", a.tail()))
         .expect("wait");
     let a_stopped = woken.elapsed();
+    let after_wake: Vec<String> = a.log()[log_at_wake..].lines().map(str::to_owned).collect();
+    let reconciles_after_wake = after_wake
+        .iter()
+        .filter(|l| l.contains("reconcile{"))
+        .count();
     converge(&world, Duration::from_secs(60), &[&b]).await;
 
     // The deposed leader wrote nothing after it was frozen.
@@ -1028,12 +1072,18 @@ async fn leader_frozen_then_killed() {
     c.wait_log("acquired the leader Lease", Duration::from_secs(30))
         .await;
     let c_took_over = killed.elapsed();
+    // The Lease runs out (3 s) and a renewal period passes; slack for a loaded machine.
+    let takeover_limit = LEASE * 2 + Duration::from_secs(6);
+    assert!(
+        c_took_over < takeover_limit,
+        "the standby took {c_took_over:?} to take over a killed leader"
+    );
     converge(&world, Duration::from_secs(90), &[&c]).await;
 
     let periods = write_periods(&world.env.es.requests());
     let order: Vec<&str> = periods.iter().map(|p| p.0.as_str()).collect();
     println!(
-        "FIGURE leader objects={} changes_while_frozen={changes} takeover_after_freeze_s={} deposed_exit_after_sigcont_s={} deposed_exit_code={:?} writes_by_deposed_after_freeze={} takeover_after_kill_s={} write_periods={order:?} mismatches=0",
+        "FIGURE leader objects={} changes_while_frozen={changes} takeover_after_freeze_s={} deposed_exit_after_sigcont_s={} deposed_exit_code={:?} deposed_reconcile_log_lines_after_wake={reconciles_after_wake} writes_by_deposed_after_freeze={} takeover_after_kill_s={} write_periods={order:?} mismatches=0",
         world.objects.len(),
         took_over.map(secs).unwrap_or_default(),
         secs(a_stopped),
