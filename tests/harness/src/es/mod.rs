@@ -7,7 +7,8 @@
 //! and secrets stripped in responses, version differences, and the Azure validation call
 //! against a switchable fake Azure ([`FakeAzure`], an Azure-worded view of [`FakeProviders`]).
 //! On top of that it offers test controls: request recording, out-of-band changes (drift),
-//! pipeline/index references, fault injection (latency, statuses, resets, hangs), ES security
+//! pipeline/index references, fault injection (latency, statuses, resets, hangs, holds that
+//! outlive their client, outages), per-connection client tags, ES security
 //! (basic / API key / bearer), license level, and optional TLS.
 //!
 //! ```no_run

@@ -3,7 +3,9 @@
 //! It serves plain HTTP on 127.0.0.1 and follows docs/reference/kubernetes-api.md:
 //! discovery, CRUD, list/watch with resourceVersions, status subresource, generation,
 //! finalizers, JSON/merge/apply patches, optimistic concurrency, CRD admission (pruning,
-//! defaulting, OpenAPI schema and CEL), `fieldValidation` (`fieldvalidation.rs`) and fault hooks.
+//! defaulting, OpenAPI schema and CEL), `fieldValidation` (`fieldvalidation.rs`) and fault hooks
+//! (counted ones here; switched ones — watches closed, 410 on resume, refused writes — in
+//! `faults.rs`).
 //! Where Kubernetes releases differ in what users see, it follows the release in
 //! [`EmulatorOptions::kubernetes_version`] (default 1.34).
 //!
