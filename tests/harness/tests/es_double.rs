@@ -2804,4 +2804,69 @@ async fn perform_inference_answers_by_task_type_and_relays_provider_failures() {
         r.raw
     );
     assert!(r.raw.contains("\"status\":401"), "{}", r.raw);
+
+/// The fault suite's switches (tests/faults.rs): a held PUT is carried out once released even
+/// though its client gave up; every request is recorded with its arrival, status and the
+/// connection's tag; an outage resets every connection until cleared.
+#[tokio::test]
+async fn holds_tags_statuses_and_outages() {
+    let es = start("9.1.0").await;
+    provider();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    es.set_connection_tagger(std::sync::Arc::new(|peer| {
+        Some(format!("port-{}", peer.port()))
+    }));
+    es.hold_next(Route::Put, 1);
+    let put = impatient
+        .put(format!("{}/_inference/text_embedding/held", es.url()))
+        .json(&emb_body("good-key"))
+        .send()
+        .await;
+    assert!(put.unwrap_err().is_timeout(), "the PUT is held");
+    assert_eq!(es.held(), 1);
+    assert!(es.endpoint("held").is_none(), "not carried out while held");
+    es.release_hung();
+    let done = inference_testenv::poll(Duration::from_secs(5), Duration::from_millis(10), || {
+        let es = es.clone();
+        async move { es.endpoint("held").map(|_| ()).ok_or_else(String::new) }
+    })
+    .await;
+    assert!(
+        done.is_ok(),
+        "the released PUT is carried out without its client"
+    );
+    assert_eq!(es.held(), 0);
+    let put = es
+        .requests()
+        .into_iter()
+        .find(|r| r.route == Route::Put)
+        .unwrap();
+    assert_eq!(put.status, Some(200), "the status it answered, to nobody");
+    assert!(
+        put.tag.as_deref().is_some_and(|t| t.starts_with("port-")),
+        "{:?}",
+        put.tag
+    );
+
+    let before = Instant::now();
+    es.start_outage();
+    assert!(impatient
+        .get(format!("{}/", es.url()))
+        .send()
+        .await
+        .is_err());
+    let refused = es.requests().into_iter().last().unwrap();
+    assert!(
+        refused.at >= before && refused.status.is_none(),
+        "{refused:?}"
+    );
+    es.clear_faults();
+    assert_eq!(
+        call_with(&impatient, &es, "GET", "/", None).await.status,
+        200
+    );
+    assert_eq!(es.requests().last().unwrap().status, Some(200));
 }

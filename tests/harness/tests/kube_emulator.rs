@@ -2035,3 +2035,75 @@ async fn undecodable_request_body_is_415_unsupported_media_type() {
         "a delete without a body is not negotiated: {body}"
     );
 }
+
+/// The switched faults of `faults.rs` (used by tests/faults.rs): they strike every matching
+/// request until cleared, and count how often they did.
+#[tokio::test]
+async fn switched_faults_strike_until_cleared() {
+    use inference_testenv::kube::Writes;
+    let (emu, client) = setup().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &widget("a"))
+        .await
+        .unwrap();
+    let status = Patch::Merge(json!({"status": {"phase": "Ready"}}));
+    let labels = Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}));
+    let params = PatchParams::default();
+
+    emu.fail_writes("widgets", Writes::Status, 500);
+    for _ in 0..2 {
+        let err = api_err(api.patch_status("a", &params, &status).await.unwrap_err());
+        assert_eq!(err.code, 500);
+    }
+    api.patch("a", &params, &labels)
+        .await
+        .expect("object writes pass");
+    emu.fail_writes("widgets", Writes::Object, 500);
+    assert_eq!(
+        api_err(api.patch("a", &params, &labels).await.unwrap_err()).code,
+        500
+    );
+    assert!(api.get("a").await.is_ok(), "reads pass");
+    assert_eq!(emu.switched_fault_counts().refused_writes, 3);
+
+    // A resumed watch gets the 410 ERROR event; one from a fresh list's RV is served.
+    let old = api.get("a").await.unwrap().resource_version().unwrap();
+    emu.expire_watch_resumes(true);
+    let mut stream = api
+        .watch(&WatchParams::default(), &old)
+        .await
+        .unwrap()
+        .boxed();
+    match next(&mut stream).await.unwrap() {
+        WatchEvent::Error(e) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410, got {other:?}"),
+    }
+    let listed = api.list(&ListParams::default()).await.unwrap();
+    let fresh = listed.metadata.resource_version.unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default(), &fresh)
+        .await
+        .unwrap()
+        .boxed();
+    emu.clear_switched_faults();
+    api.patch_status("a", &params, &status)
+        .await
+        .expect("cleared");
+    match next(&mut stream).await.unwrap() {
+        WatchEvent::Modified(w) => assert_eq!(w.name_any(), "a"),
+        other => panic!("expected the status change, got {other:?}"),
+    }
+    assert_eq!(emu.switched_fault_counts().expired_resumes, 1);
+
+    // Watches closed every 100 ms: the stream ends by itself.
+    emu.close_watches_every(Some(Duration::from_millis(100)));
+    let mut stream = api
+        .watch(&WatchParams::default(), &fresh)
+        .await
+        .unwrap()
+        .boxed();
+    let ended = tokio::time::timeout(T, async { while stream.next().await.is_some() {} }).await;
+    assert!(ended.is_ok(), "the watch was closed");
+    assert!(emu.switched_fault_counts().watch_closes >= 1);
+    emu.clear_switched_faults();
+}

@@ -47,6 +47,14 @@ pub(crate) struct State {
     pub(crate) deployments: BTreeMap<String, super::ml::Deployment>,
     /// How long a new deployment takes to start.
     pub(crate) model_deploy_time: Duration,
+    /// Requests still to hold inside Elasticsearch, by route ([`super::EsDouble::hold_next`]).
+    pub(crate) holds: Vec<(Route, usize)>,
+    /// Requests held right now.
+    pub(crate) held: usize,
+    /// Names the client of a new connection ([`super::EsDouble::set_connection_tagger`]).
+    pub(crate) tagger: Option<super::ConnectionTagger>,
+    /// Sequence number of the next recorded request.
+    pub(crate) next_seq: u64,
 }
 
 impl State {

@@ -7,7 +7,8 @@
 //! and secrets stripped in responses, version differences, and the Azure validation call
 //! against a switchable fake Azure ([`FakeAzure`], an Azure-worded view of [`FakeProviders`]).
 //! On top of that it offers test controls: request recording, out-of-band changes (drift),
-//! pipeline/index references, fault injection (latency, statuses, resets, hangs), ES security
+//! pipeline/index references, fault injection (latency, statuses, resets, hangs, holds that
+//! outlive their client, outages), per-connection client tags, ES security
 //! (basic / API key / bearer), license level, and optional TLS.
 //!
 //! ```no_run
@@ -181,6 +182,14 @@ pub struct RecordedRequest {
     pub raw_body: String,
     pub auth: AuthKind,
     pub route: Route,
+    /// When the request arrived (its body read).
+    pub at: std::time::Instant,
+    /// What the connection tagger named the client ([`EsDouble::set_connection_tagger`]).
+    pub tag: Option<String>,
+    /// Status answered; `None` while in flight, held or hung, or when the connection was reset.
+    pub status: Option<u16>,
+    /// Order of arrival, for [`RecordedRequest::status`] to find its record.
+    pub seq: u64,
 }
 
 impl RecordedRequest {
@@ -198,6 +207,10 @@ impl RecordedRequest {
         self.method == "DELETE" && self.query_param("dry_run").as_deref() == Some("true")
     }
 }
+
+/// Names the client of a connection from its peer address (e.g. which process holds the
+/// socket); the name is recorded with every request on that connection.
+pub type ConnectionTagger = Arc<dyn Fn(SocketAddr) -> Option<String> + Send + Sync>;
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -251,6 +264,10 @@ impl EsDouble {
                 registered: Vec::new(),
                 deployments: BTreeMap::new(),
                 model_deploy_time: Duration::ZERO,
+                holds: Vec::new(),
+                held: 0,
+                tagger: None,
+                next_seq: 0,
             }),
             providers: FakeProviders::default(),
         });
@@ -644,10 +661,41 @@ impl EsDouble {
         self.release.send_modify(|g| *g += 1);
     }
 
+    /// Hold the next `n` requests of `route` inside Elasticsearch: accepted (recorded), then
+    /// kept until [`EsDouble::release_hung`] or [`EsDouble::clear_faults`], and then carried out
+    /// even if the client has gone meanwhile, as Elasticsearch finishes a request whose client
+    /// disconnected (inferred: docs/reference/elasticsearch-inference-api.md#timeout). Unlike
+    /// [`Fault::Hang`], which a closed connection cancels, this lets a test kill the client in
+    /// the middle of a PUT or DELETE that still takes effect.
+    pub fn hold_next(&self, route: Route, n: usize) {
+        if n > 0 {
+            self.lock().holds.push((route, n));
+        }
+    }
+
+    /// How many requests are held right now ([`EsDouble::hold_next`]).
+    pub fn held(&self) -> usize {
+        self.lock().held
+    }
+
+    /// Name the client of every new connection by its peer address; the name is recorded as
+    /// [`RecordedRequest::tag`]. A test uses it to tell apart several processes that send the
+    /// same credentials (replicas of an operator).
+    pub fn set_connection_tagger(&self, tagger: ConnectionTagger) {
+        self.lock().tagger = Some(tagger);
+    }
+
+    /// Elasticsearch cannot be reached: every request from now on has its connection reset
+    /// (recorded first, so a test counts what was sent), until [`EsDouble::clear_faults`].
+    pub fn start_outage(&self) {
+        self.inject_fault(Route::Any, Fault::Reset, None);
+    }
+
     /// Remove all fault rules and latencies, and release hung requests.
     pub fn clear_faults(&self) {
         {
             let mut st = self.lock();
+            st.holds.clear();
             st.faults.clear();
             st.latency = Duration::ZERO;
             st.route_latency.clear();

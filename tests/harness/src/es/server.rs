@@ -27,9 +27,12 @@ pub(crate) async fn serve(
     release: watch::Receiver<u64>,
 ) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
+        // Named once, while the client certainly holds the socket.
+        let tagger = sh.lock().tagger.clone();
+        let tag: Option<Arc<str>> = tagger.and_then(|t| t(peer)).map(Arc::from);
         let sh = sh.clone();
         let tls = tls.clone();
         let release = release.clone();
@@ -46,7 +49,9 @@ pub(crate) async fn serve(
                 return;
             };
             let dup = Arc::new(dup);
-            let svc = service_fn(move |req| handle(sh.clone(), release.clone(), dup.clone(), req));
+            let svc = service_fn(move |req| {
+                handle(sh.clone(), release.clone(), dup.clone(), tag.clone(), req)
+            });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             match tls {
                 Some(acceptor) => {
@@ -203,10 +208,42 @@ fn build(r: Resp, head: bool) -> Response<Full<Bytes>> {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
+/// Take one hold of `route` if any is pending ([`super::EsDouble::hold_next`]).
+fn take_hold(st: &mut State, route: Route) -> bool {
+    let Some(idx) = st
+        .holds
+        .iter()
+        .position(|(r, _)| *r == Route::Any || *r == route)
+    else {
+        return false;
+    };
+    st.holds[idx].1 -= 1;
+    if st.holds[idx].1 == 0 {
+        st.holds.remove(idx);
+    }
+    true
+}
+
+/// Wait for [`super::EsDouble::release_hung`], counted in `held` meanwhile.
+async fn held(sh: &Shared, mut release: watch::Receiver<u64>) {
+    let start = *release.borrow_and_update();
+    while release.changed().await.is_ok() && *release.borrow() == start {}
+    sh.lock().held -= 1;
+}
+
+/// Record the status answered to request `seq`.
+fn record_status(sh: &Shared, seq: u64, status: u16) {
+    let mut st = sh.lock();
+    if let Some(r) = st.requests.iter_mut().rev().find(|r| r.seq == seq) {
+        r.status = Some(status);
+    }
+}
+
 async fn handle(
     sh: Arc<Shared>,
     release: watch::Receiver<u64>,
     dup: Arc<std::net::TcpStream>,
+    tag: Option<Arc<str>>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = req.into_parts();
@@ -239,8 +276,10 @@ async fn handle(
         body: (!bytes.is_empty()).then(|| bytes.to_vec()),
     };
     let route = classify(&method, &req.segments());
-    let (latency, fault) = {
+    let (latency, fault, hold, seq) = {
         let mut st = sh.lock();
+        let seq = st.next_seq;
+        st.next_seq += 1;
         st.requests.push(RecordedRequest {
             method: method.clone(),
             path,
@@ -249,10 +288,47 @@ async fn handle(
             raw_body: String::from_utf8_lossy(&bytes).into_owned(),
             auth: auth_kind(auth_header.as_deref()),
             route,
+            at: std::time::Instant::now(),
+            tag: tag.as_deref().map(str::to_owned),
+            status: None,
+            seq,
         });
         let latency = st.latency + st.route_latency.get(&route).copied().unwrap_or_default();
-        (latency, take_fault(&mut st, route))
+        let fault = take_fault(&mut st, route);
+        let hold = fault.is_none() && take_hold(&mut st, route);
+        if hold {
+            st.held += 1;
+        }
+        (latency, fault, hold, seq)
     };
+    let response = answer(
+        sh.clone(),
+        release,
+        dup,
+        req,
+        auth_header,
+        seq,
+        (latency, fault, hold),
+    )
+    .await;
+    if let Ok(r) = &response {
+        record_status(&sh, seq, r.status().as_u16());
+    }
+    response
+}
+
+/// Carry out a recorded request: latency, then the fault or hold it drew, then authentication
+/// and the API.
+async fn answer(
+    sh: Arc<Shared>,
+    release: watch::Receiver<u64>,
+    dup: Arc<std::net::TcpStream>,
+    req: Req,
+    auth_header: Option<String>,
+    seq: u64,
+    (latency, fault, hold): (Duration, Option<Fault>, bool),
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let (method, uri) = (req.method.clone(), req.uri.clone());
     if fault.is_none() {
         // Elasticsearch finishes what it started even when the client goes away (a closed
         // connection does not cancel a create, inferred:
@@ -262,6 +338,9 @@ async fn handle(
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
+            if hold {
+                held(&sh, release).await;
+            }
             let auth = {
                 let st = sh.lock();
                 check_auth(&st, auth_header.as_deref(), &uri)
@@ -269,8 +348,10 @@ async fn handle(
             if let Err(e) = auth {
                 return build(e.into(), method == "HEAD");
             }
-            let resp = dispatch(&sh, &req).await;
-            build(resp, method == "HEAD")
+            let resp = build(dispatch(&sh, &req).await, method == "HEAD");
+            // Recorded here too: the client may be gone, the work is done all the same.
+            record_status(&sh, seq, resp.status().as_u16());
+            resp
         });
         return work.await.map_err(std::io::Error::other);
     }

@@ -58,6 +58,8 @@ pub struct Shared {
     pub latency: Mutex<Duration>,
     pub bookmark_interval: Mutex<Option<Duration>>,
     pub host: Mutex<String>,
+    /// Faults switched on until switched off (`faults.rs`).
+    pub switches: super::faults::Switches,
 }
 
 impl Shared {
@@ -232,6 +234,9 @@ pub async fn handle(sh: Arc<Shared>, req: axum::extract::Request) -> Response {
         }
         _ => (None, None, None),
     };
+    let switched =
+        sh.switches
+            .write_fault(method.as_str(), resource.as_deref(), subresource.as_deref());
     let idx = {
         let mut log = sh.log.lock().expect("log");
         log.push(RequestRecord {
@@ -275,6 +280,7 @@ pub async fn handle(sh: Arc<Shared>, req: axum::extract::Request) -> Response {
         faults.retain(|f| f.remaining > 0);
         hit
     };
+    let fault = fault.or(switched);
 
     let resp = match fault {
         Some(code) => error_response(&fault_error(code)),
@@ -607,7 +613,11 @@ fn resource_op_with(
 
     let Some(name) = name else {
         return match *method {
-            Method::GET => list(&st, rd, ns.as_deref(), q, meta_only).map(|v| (200, v)),
+            Method::GET => list(&st, rd, ns.as_deref(), q, meta_only)
+                .inspect(|v| {
+                    sh.switches.listed(&v["metadata"]["resourceVersion"]);
+                })
+                .map(|v| (200, v)),
             Method::POST => {
                 if rd.namespaced && ns.is_none() {
                     return Err(ApiError::method_not_allowed("create", &rd.gr()));
@@ -966,7 +976,9 @@ fn watch(
             (objs, st.rv, None, bookmarks)
         } else {
             let start = requested.unwrap_or(st.rv);
-            if start < st.history_start {
+            if requested.is_some_and(|rv| sh.switches.expires(rv)) {
+                (vec![], start, Some(st.rv), false)
+            } else if start < st.history_start {
                 (vec![], start, Some(st.history_start + 1), false)
             } else {
                 (vec![], start, None, false)

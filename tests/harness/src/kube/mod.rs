@@ -3,7 +3,9 @@
 //! It serves plain HTTP on 127.0.0.1 and follows docs/reference/kubernetes-api.md:
 //! discovery, CRUD, list/watch with resourceVersions, status subresource, generation,
 //! finalizers, JSON/merge/apply patches, optimistic concurrency, CRD admission (pruning,
-//! defaulting, OpenAPI schema and CEL), `fieldValidation` (`fieldvalidation.rs`) and fault hooks.
+//! defaulting, OpenAPI schema and CEL), `fieldValidation` (`fieldvalidation.rs`) and fault hooks
+//! (counted ones here; switched ones — watches closed, 410 on resume, refused writes — in
+//! `faults.rs`).
 //! Where Kubernetes releases differ in what users see, it follows the release in
 //! [`EmulatorOptions::kubernetes_version`] (default 1.34).
 //!
@@ -26,6 +28,7 @@
 mod discovery;
 mod errors;
 mod events;
+mod faults;
 mod fields;
 mod fieldvalidation;
 mod http;
@@ -38,6 +41,7 @@ mod selector;
 mod store;
 mod table;
 
+pub use faults::{FaultCounts, Writes};
 pub use http::RequestRecord;
 
 use http::{FaultRule, Shared};
@@ -156,6 +160,7 @@ impl KubeEmulator {
             latency: Mutex::new(Duration::ZERO),
             bookmark_interval: Mutex::new(opts.bookmark_interval),
             host: Mutex::new(String::new()),
+            switches: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
