@@ -2804,6 +2804,7 @@ async fn perform_inference_answers_by_task_type_and_relays_provider_failures() {
         r.raw
     );
     assert!(r.raw.contains("\"status\":401"), "{}", r.raw);
+}
 
 /// The fault suite's switches (tests/faults.rs): a held PUT is carried out once released even
 /// though its client gave up; every request is recorded with its arrival, status and the
