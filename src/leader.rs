@@ -4,10 +4,19 @@
 //! Losing the Lease while leading stops the controller and ends `run_as_leader` with an error,
 //! so the process exits and restarts clean rather than risking two writers. On shutdown the
 //! controller drains first, then the Lease is released so a standby takes over at once.
+//!
+//! A leader that was paused (SIGSTOP, a frozen VM or container, a starved runtime) cannot tell
+//! from kube-lease-manager that its Lease ran out meanwhile: it only learns at its next renewal,
+//! and the reconciles that wake with it would write first (the fault suite's frozen-leader
+//! scenario showed a deposed leader re-creating endpoints the new leader had deleted). The
+//! [`Fence`] closes that window: a watchdog ticks while leading, every Elasticsearch call checks
+//! that the last tick is recent, and a pause longer than the renewal grace ends the process
+//! before anything is sent (a restart rejoins as standby).
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
@@ -32,6 +41,60 @@ pub enum Error {
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("lost the leader Lease while reconciling")]
     LostLease,
+}
+
+/// The pause detector of a leading process. One per process: only `main` elects a leader.
+pub struct Fence {
+    origin: Instant,
+    /// Milliseconds from `origin` to the watchdog's last tick.
+    last_tick_ms: AtomicU64,
+    /// Longest gap between ticks that cannot have cost the Lease: the renewal grace.
+    max_gap: Duration,
+}
+
+static FENCE: OnceLock<Fence> = OnceLock::new();
+
+impl Fence {
+    fn since_last_tick(&self) -> Duration {
+        let last = Duration::from_millis(self.last_tick_ms.load(Ordering::Acquire));
+        self.origin.elapsed().saturating_sub(last)
+    }
+
+    fn tick(&self) {
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_tick_ms.store(now, Ordering::Release);
+    }
+}
+
+/// Whether this process may talk to Elasticsearch: always without leader election; with it,
+/// only while the watchdog has ticked within the renewal grace.
+pub fn fence_open() -> bool {
+    FENCE.get().is_none_or(|f| f.since_last_tick() <= f.max_gap)
+}
+
+/// Tick while leading; a gap longer than the grace means the process was paused long enough to
+/// lose the Lease, so it exits at once, without draining (draining would run the very writes
+/// the fence holds back).
+async fn watchdog(grace: Duration) {
+    let fence = FENCE.get_or_init(|| Fence {
+        origin: Instant::now(),
+        last_tick_ms: AtomicU64::new(0),
+        max_gap: grace,
+    });
+    fence.tick();
+    let every = (grace / 4).min(Duration::from_millis(250));
+    loop {
+        tokio::time::sleep(every).await;
+        let gap = fence.since_last_tick();
+        if gap > grace {
+            tracing::error!(
+                paused_ms = u64::try_from(gap.as_millis()).unwrap_or(u64::MAX),
+                "this replica was paused longer than the leader Lease's renewal grace and may have lost the Lease; exiting before anything is written"
+            );
+            std::process::exit(1);
+        }
+        fence.tick();
+    }
 }
 
 pub async fn run_as_leader(
@@ -61,6 +124,7 @@ pub async fn run_as_leader(
     let result = loop {
         if *leading.borrow_and_update() {
             info!(identity = %election.identity, "acquired the leader Lease; reconciling");
+            let watchdog = tokio::spawn(watchdog(Duration::from_secs(grace)));
             let mut stop_rx = stop_rx.clone();
             let stopped = async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -75,18 +139,20 @@ pub async fn run_as_leader(
                 )
                 .in_current_span(),
             );
-            tokio::select! {
+            let outcome = tokio::select! {
                 _ = &mut shutdown => {
                     let _ = stop_tx.send(true);
-                    break Ok(controller.await.unwrap_or(Stopped::CutShort));
+                    Ok(controller.await.unwrap_or(Stopped::CutShort))
                 }
                 changed = leading.wait_for(|leader| !*leader) => {
                     let _ = stop_tx.send(true);
                     let _ = controller.await;
-                    break if changed.is_ok() { Err(Error::LostLease) } else { Ok(Stopped::Drained) };
+                    if changed.is_ok() { Err(Error::LostLease) } else { Ok(Stopped::Drained) }
                 }
-                stopped = &mut controller => break Ok(stopped.unwrap_or(Stopped::CutShort)),
-            }
+                stopped = &mut controller => Ok(stopped.unwrap_or(Stopped::CutShort)),
+            };
+            watchdog.abort();
+            break outcome;
         }
         tokio::select! {
             _ = &mut shutdown => break Ok(Stopped::Drained),

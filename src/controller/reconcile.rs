@@ -1196,6 +1196,11 @@ async fn timed<T>(
     operation: EsOperation,
     call: impl Future<Output = Result<T, EsError>>,
 ) -> Result<T, EsError> {
+    if !crate::leader::fence_open() {
+        // Paused past the leader Lease's grace: the watchdog ends the process within a tick;
+        // nothing may be sent meanwhile (src/leader.rs, `Fence`).
+        std::future::pending::<()>().await;
+    }
     let started = Instant::now();
     let result = call.await;
     ctx.metrics
