@@ -259,6 +259,7 @@ async fn table_for_custom_resources_uses_printer_columns() {
             (s("Task"), s("string"), 0),
             (s("Inference ID"), s("string"), 0),
             (s("Healthy"), s("string"), 1),
+            (s("Used-By"), s("integer"), 1),
             (s("Message"), s("string"), 1),
             (s("Age"), s("date"), 0),
         ]
@@ -271,7 +272,7 @@ async fn table_for_custom_resources_uses_printer_columns() {
     let embed = row(&t, "embed");
     let cells = embed["cells"].as_array().unwrap();
     assert_eq!(
-        &cells[..8],
+        &cells[..9],
         &[
             json!("embed"),
             json!("True"),
@@ -280,10 +281,11 @@ async fn table_for_custom_resources_uses_printer_columns() {
             json!("text_embedding"),
             json!("embed"),
             Value::Null,
+            Value::Null,
             json!("endpoint is in sync")
         ]
     );
-    let age = cells[8].as_str().expect("age is a string");
+    let age = cells[9].as_str().expect("age is a string");
     assert!(
         age.ends_with('s') && age.trim_end_matches('s').parse::<u64>().is_ok(),
         "{age}"
@@ -655,6 +657,7 @@ async fn kubectl_get_wide_shows_printer_columns() {
             "TASK",
             "INFERENCE ID",
             "HEALTHY",
+            "USED-BY",
             "MESSAGE",
             "AGE"
         ],
@@ -662,7 +665,7 @@ async fn kubectl_get_wide_shows_printer_columns() {
     );
     assert_eq!(rows.len(), 2, "{out}");
     assert_eq!(
-        &rows[0][..8],
+        &rows[0][..9],
         &[
             "chat",
             "False",
@@ -671,12 +674,13 @@ async fn kubectl_get_wide_shows_printer_columns() {
             "completion",
             "",
             "",
+            "",
             "Secret default/azure not found"
         ],
         "{out}"
     );
     assert_eq!(
-        &rows[1][..8],
+        &rows[1][..9],
         &[
             "embed",
             "True",
@@ -685,15 +689,16 @@ async fn kubectl_get_wide_shows_printer_columns() {
             "text_embedding",
             "embed",
             "",
+            "",
             "endpoint is in sync"
         ],
         "{out}"
     );
     for r in &rows {
         assert!(
-            r[8].ends_with('s') && r[8].trim_end_matches('s').parse::<u64>().is_ok(),
+            r[9].ends_with('s') && r[9].trim_end_matches('s').parse::<u64>().is_ok(),
             "age {:?} in {out}",
-            r[8]
+            r[9]
         );
     }
 
