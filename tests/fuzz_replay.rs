@@ -1,7 +1,7 @@
 //! Replays the committed fuzz corpus (`tests/fuzz/corpus/<target>/`) and every crash found so
 //! far (`tests/fuzz/regressions/<target>/`) through the fuzz targets' own bodies, on the stable
 //! toolchain: what the fuzzer once covered stays covered, and a fixed crash stays fixed.
-//! Fuzzing itself needs nightly and runs only in the long mode (docs/reliability.md#fuzzing).
+//! Fuzzing itself needs nightly and runs only in the long mode (docs/reliability.md#fuzzing-and-planner-properties).
 
 #[path = "fuzz/targets.rs"]
 mod targets;
