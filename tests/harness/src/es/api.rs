@@ -898,10 +898,8 @@ async fn update(
     };
     let existing = {
         let st = sh.lock();
-        st.endpoints
-            .get(id)
+        st.lookup(id)
             .cloned()
-            .or_else(|| st.lookup(id).cloned())
             .ok_or_else(|| EsError::not_found(id))?
     };
     let tt_mismatch = (path_tt != TaskType::Any && path_tt != existing.task_type)

@@ -38,10 +38,8 @@ pub(crate) async fn infer(
 ) -> Result<Resp, EsError> {
     let stored = {
         let st = sh.lock();
-        st.endpoints
-            .get(id)
+        st.lookup(id)
             .cloned()
-            .or_else(|| st.lookup(id).cloned())
             .ok_or_else(|| EsError::not_found(id))?
     };
     if tt != TaskType::Any && tt != stored.task_type {
