@@ -756,10 +756,10 @@ async fn rotate(
     }
     let previous = previous_key::previous(ctx, who, &observed.fingerprint).await;
     ctx.metrics.rotated(&who.namespace, &who.name, false);
-    let previous =
-        match previous {
-            Ok(previous) => previous,
-            Err(why) => return Err(rejected(
+    let previous = match previous {
+        Ok(previous) => previous,
+        Err(why) => {
+            return Err(rejected(
                 desired,
                 observed,
                 &verdict.message,
@@ -767,8 +767,9 @@ async fn rotate(
                     "Elasticsearch stored it without trying it, the probe was refused, and {why}"
                 ),
                 Serving::RejectedKey,
-            )),
-        };
+            ))
+        }
+    };
     update(ctx, connection, config, &previous, Some(&updated))
         .await
         .map_err(|f| Failure {
