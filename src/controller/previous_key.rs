@@ -303,6 +303,32 @@ mod tests {
             .collect()
     }
 
+    /// Every fingerprint the operator writes to `status.rejectedCredentialFingerprint` fits the
+    /// schema's bound (an API server would refuse the status otherwise).
+    #[test]
+    fn the_rejected_fingerprint_fits_its_schema_bound() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(InferenceEndpoint::crd()).unwrap();
+        let max = crd
+            .pointer(
+                "/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/\
+                 rejectedCredentialFingerprint/maxLength",
+            )
+            .and_then(Value::as_u64)
+            .expect("a maxLength");
+        let long = ServiceSecrets::new(vec![
+            ServiceSecret::api_key("k".repeat(10_000)),
+            ServiceSecret::map(
+                "secret_parameters",
+                BTreeMap::from([("t".repeat(300), SecretString::from("v".repeat(5_000)))]),
+            ),
+        ]);
+        for secrets in [ServiceSecrets::default(), long] {
+            let print = fingerprint(&"u".repeat(300), &secrets);
+            assert!(print.len() as u64 <= max, "{print} is longer than {max}");
+        }
+    }
+
     #[test]
     fn text_and_map_secrets_round_trip_with_their_fingerprint() {
         let secrets = ServiceSecrets::new(vec![
