@@ -189,7 +189,7 @@ pub struct Context {
     /// Per object (by uid): the service secrets last accepted for its endpoint, kept only where
     /// a rejected rotation is rolled back (clusters that do not validate `_update` themselves;
     /// [`previous_key`] keeps them in a Secret too when asked).
-    pub accepted_secrets: Mutex<HashMap<String, previous_key::Accepted>>,
+    pub accepted_secrets: Mutex<HashMap<String, previous_key::Remembered>>,
 }
 
 impl Context {

@@ -2,7 +2,8 @@
 //! rotation on clusters whose `_update` does not try the key (8.17 – 9.3; docs/lifecycle.md,
 //! "Health and verified rotation").
 //!
-//! Always in memory ([`Context::accepted_secrets`]). With `--persist-previous-credential` also in
+//! Always in memory ([`Context::accepted_secrets`], with the last rotation this process saw
+//! refused). With `--persist-previous-credential` also in
 //! an operator-owned Secret in the object's namespace, named after the object's uid, labelled as
 //! the operator's and owned by the InferenceEndpoint (an ownerReference, so Kubernetes' garbage
 //! collector deletes it with the object): a restart between a rejected `_update` and its rollback
@@ -27,6 +28,7 @@ use serde_json::{Map, Value};
 use tracing::warn;
 
 use crate::api::InferenceEndpoint;
+use crate::controller::conditions::Failure;
 use crate::controller::identity::Identity;
 use crate::controller::{Context, FIELD_MANAGER};
 use crate::endpoint::{ServiceSecret, ServiceSecrets};
@@ -41,6 +43,19 @@ pub const DATA_KEY: &str = "credentials.json";
 /// The name of the InferenceEndpoint it belongs to (an annotation: names can exceed a label's
 /// 63 characters).
 pub const OWNER_ANNOTATION: &str = "esinference.io/inference-endpoint";
+
+/// What this process remembers of one object's credentials.
+#[derive(Clone, Debug, Default)]
+pub struct Remembered {
+    /// The credential last accepted (none yet: not seen accepted since this process started).
+    pub accepted: Option<Accepted>,
+    /// A rotated credential this process saw refused (its fingerprint) and the failure it
+    /// reported. A reconcile that starts from a cached object older than that report (the
+    /// status write has not come back through the watch yet, typically right after a start,
+    /// when the object's and its Secret's first events both queue one) would otherwise send the
+    /// refused key again.
+    pub rejected: Option<(String, Failure)>,
+}
 
 /// The credential last accepted for one object, and whether its kept copy is known to hold it.
 #[derive(Clone, Debug)]
@@ -62,6 +77,7 @@ pub async fn remember(ctx: &Context, who: &Identity, secrets: &ServiceSecrets, p
     let persist = ctx.config.persist_previous_credential;
     let known = lock(ctx)
         .get(&who.uid)
+        .and_then(|r| r.accepted.as_ref())
         .map(|a| a.fingerprint == print && (a.persisted || !persist));
     if known == Some(true) {
         return;
@@ -96,18 +112,17 @@ pub async fn previous(
     who: &Identity,
     rejected: &str,
 ) -> Result<ServiceSecrets, String> {
-    if let Some(accepted) = lock(ctx)
+    let accepted = lock(ctx)
         .get(&who.uid)
-        .filter(|a| a.fingerprint != rejected)
-    {
-        return Ok(accepted.secrets.clone());
+        .and_then(|r| r.accepted.clone())
+        .filter(|a| a.fingerprint != rejected);
+    if let Some(accepted) = accepted {
+        return Ok(accepted.secrets);
     }
     if !ctx.config.persist_previous_credential {
-        return Err(
-            "the operator does not hold the previous key (it restarted since applying \
-                    it, and --persist-previous-credential is off)"
-                .to_owned(),
-        );
+        let why = "the operator does not hold the previous key (it restarted since applying it, \
+                   and --persist-previous-credential is off)";
+        return Err(why.to_owned());
     }
     let name = secret_name(&who.uid);
     match read(ctx, who).await {
@@ -121,21 +136,39 @@ pub async fn previous(
     }
 }
 
-fn lock(ctx: &Context) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Accepted>> {
+/// The failure this process already reported for the credential `print` of this object, if it
+/// saw it refused (nothing is sent for it again; a change of the Secret brings another one).
+pub fn rejected_before(ctx: &Context, who: &Identity, print: &str) -> Option<Failure> {
+    let remembered = lock(ctx);
+    let (rejected, failure) = remembered.get(&who.uid)?.rejected.as_ref()?;
+    (rejected == print).then(|| failure.clone())
+}
+
+/// Elasticsearch holds the Secret's credential: a refusal this process remembers is over.
+pub fn forget_rejected(ctx: &Context, who: &Identity) {
+    if let Some(remembered) = lock(ctx).get_mut(&who.uid) {
+        remembered.rejected = None;
+    }
+}
+
+/// Remember that the credential `print` was refused, and what was reported.
+pub fn remember_rejected(ctx: &Context, who: &Identity, print: &str, failure: &Failure) {
+    lock(ctx).entry(who.uid.clone()).or_default().rejected =
+        Some((print.to_owned(), failure.clone()));
+}
+
+fn lock(ctx: &Context) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Remembered>> {
     ctx.accepted_secrets
         .lock()
         .unwrap_or_else(|e| e.into_inner())
 }
 
 fn set(ctx: &Context, who: &Identity, secrets: &ServiceSecrets, print: &str, persisted: bool) {
-    lock(ctx).insert(
-        who.uid.clone(),
-        Accepted {
-            secrets: secrets.clone(),
-            fingerprint: print.to_owned(),
-            persisted,
-        },
-    );
+    lock(ctx).entry(who.uid.clone()).or_default().accepted = Some(Accepted {
+        secrets: secrets.clone(),
+        fingerprint: print.to_owned(),
+        persisted,
+    });
 }
 
 /// The kept Secret, if there is one of this operator's for this object (LIST narrowed by name

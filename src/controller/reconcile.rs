@@ -703,6 +703,7 @@ async fn act(
 /// rejected rotation is rolled back (an update API that does not validate: 8.17 – 9.3); in
 /// memory, and in its kept Secret with `--persist-previous-credential` ([`previous_key`]).
 async fn remember_accepted(ctx: &Context, who: &Identity, observed: &Observed) {
+    previous_key::forget_rejected(ctx, who);
     let version = &observed.connection.info.version;
     if !version.supports_update_api() || version.update_validates_with_provider() {
         return;
@@ -716,8 +717,29 @@ async fn remember_accepted(ctx: &Context, who: &Identity, observed: &Observed) {
 /// Push a rotated credential and make sure the provider takes it. On 9.4+ Elasticsearch tries it
 /// itself and keeps the previous key when the provider refuses. Before, `_update` stores it
 /// untried: the endpoint is probed at once, and a 401/403 puts the previous key back with a second
-/// `_update` (docs/lifecycle.md, "Health and verified rotation").
+/// `_update` (docs/lifecycle.md, "Health and verified rotation"). A key this process already saw
+/// refused is not sent again: the same rejection is reported.
 async fn rotate(
+    ctx: &Context,
+    who: &Identity,
+    desired: &Desired,
+    observed: &Observed,
+    endpoint: &Endpoint,
+) -> Result<Endpoint, Failure> {
+    if let Some(failure) = previous_key::rejected_before(ctx, who, &observed.fingerprint) {
+        return Err(failure);
+    }
+    let result = rotate_once(ctx, who, desired, observed, endpoint).await;
+    if let Err(failure) = &result {
+        if failure.reason == Reason::CredentialsRejected {
+            previous_key::remember_rejected(ctx, who, &observed.fingerprint, failure);
+        }
+    }
+    result
+}
+
+/// [`rotate`], for a credential this process has not seen refused.
+async fn rotate_once(
     ctx: &Context,
     who: &Identity,
     desired: &Desired,
