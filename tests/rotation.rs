@@ -374,13 +374,6 @@ async fn a_restart_between_the_rejected_rotation_and_the_rollback_puts_the_kept_
     let (second, first_log) =
         restart_between_the_bad_update_and_the_rollback(&env, &kubeconfig, "restart", &flag).await;
     let message = assert_rejected(&env, "restart").await;
-    eprintln!("DEBUG second log:\n{}\nfirst:\n{}", second.log(), first_log);
-    for r in env.es.requests() {
-        eprintln!(
-            "DEBUG es {} {} {:?} {:?}",
-            r.method, r.path, r.status, r.body
-        );
-    }
     assert!(
         message.contains("the previous key was put back"),
         "{message}"
