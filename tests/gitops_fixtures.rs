@@ -29,6 +29,9 @@ const TIME: &str = "2025-06-02T09:00:05Z";
 const DELETION_TIME: &str = "2025-06-02T10:00:00Z";
 const CLUSTER_UUID: &str = "Xq3bYH0sQnK7d1Jv2m5wLA";
 const FINGERPRINT: &str = "hmac-sha256:3b1f0c9a7d5e2b4c";
+const REJECTED_FINGERPRINT: &str = "hmac-sha256:9c2e4a1f0b3d5e7a";
+/// How long a rolled-back key was held, as the cases show it (the run's varies).
+const HELD_MS: &str = "61";
 const ES_URL: &str = "https://elasticsearch.example.svc:9200";
 /// The object's name in the cases (and its inference id).
 const NAME: &str = "azure-embeddings";
@@ -36,14 +39,6 @@ const NAMESPACE: &str = "ml";
 
 /// Cases whose status no reconcile of this operator writes, and why.
 const HAND_WRITTEN: &[(&str, &str)] = &[
-    (
-        "23-ready-unhealthy",
-        "a probe verdict (issue 13) merged after the generator; to be driven by a scenario with a revoked key",
-    ),
-    (
-        "24-stalled-credentials-rejected",
-        "a rejected rotation (issue 13) merged after the generator; to be driven by a scenario on a 9.3 double",
-    ),
     (
         "01-no-status",
         "before the first reconcile there is no status",
@@ -149,10 +144,12 @@ async fn delete(env: &TestEnv) {
 /// and the moment the case shows.
 async fn drive(case: &str) -> (Value, Moment, TestEnv) {
     let env = env().await;
-    let config = if case == "08-ready-recreated" {
-        recheck_every(Duration::from_millis(300))
-    } else {
-        test_config()
+    let config = match case {
+        "08-ready-recreated" => recheck_every(Duration::from_millis(300)),
+        // Health checks on for every object (the flag: the spec stays as the case shows it).
+        "23-ready-unhealthy" => probing(Duration::from_millis(300)),
+        "24-stalled-credentials-rejected" => probing(Duration::from_secs(600)),
+        _ => test_config(),
     };
     let mut operator = start_operator(&env, config.clone());
     let moment = match case {
@@ -252,11 +249,50 @@ async fn drive(case: &str) -> (Value, Moment, TestEnv) {
             wait_ready(&env, NAME, "False", "SecretNotFound").await;
             Moment::AsWritten
         }
+        "23-ready-unhealthy" => {
+            // A key revoked in the provider: the next probe is refused, Ready stays True.
+            create(&env, embedding(&env)).await;
+            wait_condition(&env, "Healthy", "True", "ProbeSucceeded").await;
+            env.es.azure().revoke_credential(KEY);
+            wait_condition(&env, "Healthy", "False", "ProviderRejectedCredentials").await;
+            wait_ready(&env, NAME, "True", "Created").await;
+            Moment::AsWritten
+        }
+        "24-stalled-credentials-rejected" => {
+            // A rotated key the provider refuses, on a cluster whose `_update` does not try it
+            // (before 9.4): probed, rolled back, the previous key keeps serving.
+            create(&env, embedding(&env)).await;
+            wait_condition(&env, "Healthy", "True", "ProbeSucceeded").await;
+            env.put_secret("azure", &[("apiKey", "azure-key-gitops-refused")])
+                .await;
+            wait_ready(&env, NAME, "False", "CredentialsRejected").await;
+            Moment::AsWritten
+        }
         other => panic!("no scenario for case {other}: add one, or list it in HAND_WRITTEN"),
     };
     let object = observed(&env).await;
     drop(operator);
     (object, moment, env)
+}
+
+/// Health checks on for every object, every `interval`.
+fn probing(interval: Duration) -> inference_operator::controller::Config {
+    inference_operator::controller::Config {
+        health_check_interval: Some(interval),
+        health_check_timeout: Duration::from_secs(2),
+        ..test_config()
+    }
+}
+
+/// Wait until condition `type_` of the case's object has `status` and `reason`.
+async fn wait_condition(env: &TestEnv, type_: &str, status: &str, reason: &str) {
+    let what = format!("{type_}={status} {reason}");
+    inference_testenv::eventually(WAIT, &what, || async {
+        let iep = api(env).get(NAME).await.ok()?;
+        let c = condition(&iep, type_)?;
+        (c.status == status && c.reason == reason).then_some(())
+    })
+    .await;
 }
 
 /// A port on 127.0.0.1 nothing listens on: bound once, then released.
@@ -295,6 +331,9 @@ fn normalised_status(object: &Value, env: &TestEnv) -> Value {
     if status["credentialFingerprint"].is_string() {
         status["credentialFingerprint"] = json!(FINGERPRINT);
     }
+    if status["rejectedCredentialFingerprint"].is_string() {
+        status["rejectedCredentialFingerprint"] = json!(REJECTED_FINGERPRINT);
+    }
     let replace = vec![
         (
             env.es.url().trim_end_matches('/').to_owned(),
@@ -303,6 +342,11 @@ fn normalised_status(object: &Value, env: &TestEnv) -> Value {
         (
             format!("\"{ES_CREDENTIALS_SECRET}\""),
             "\"elasticsearch-credentials\"".to_owned(),
+        ),
+        // The service key's Secret as the cases' spec names it.
+        (
+            "Secret azure (key".to_owned(),
+            "Secret azure-openai (key".to_owned(),
         ),
     ];
     normalise_strings(&mut status, &replace);
@@ -313,7 +357,22 @@ fn normalised_status(object: &Value, env: &TestEnv) -> Value {
         let digits = rest.chars().take_while(char::is_ascii_digit).count();
         text.replace_range(start..start + "https://127.0.0.1:".len() + digits, ES_URL);
     }
+    replace_number_after(&mut text, "put back after ", HELD_MS);
     serde_json::from_str(&text).expect("still JSON")
+}
+
+/// Every run of digits right after `prefix` in `text` replaced by `with`.
+fn replace_number_after(text: &mut String, prefix: &str, with: &str) {
+    let mut from = 0;
+    while let Some(found) = text[from..].find(prefix) {
+        let start = from + found + prefix.len();
+        let digits = text[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .count();
+        text.replace_range(start..start + digits, with);
+        from = start + with.len();
+    }
 }
 
 fn ready_message(object: &Value) -> Option<String> {

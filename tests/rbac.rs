@@ -154,7 +154,18 @@ fn driver_client(env: &TestEnv) -> kube::Client {
 /// Run the operator (as leader) through create, rotation and deletion; return the permissions
 /// its requests needed, with how often each was used.
 async fn operator_calls() -> BTreeMap<Permission, usize> {
+    operator_calls_with(support::test_config(), None).await
+}
+
+/// [`operator_calls`] with `config`, against a double of `es_version` when given.
+async fn operator_calls_with(
+    config: inference_operator::controller::Config,
+    es_version: Option<&str>,
+) -> BTreeMap<Permission, usize> {
     let mut env = TestEnv::start().await;
+    if let Some(version) = es_version {
+        env.es.set_version(version);
+    }
     env.client = driver_client(&env);
     env.es.azure().accept_credential("azure-key-1");
     env.es.azure().accept_credential("azure-key-2");
@@ -165,7 +176,7 @@ async fn operator_calls() -> BTreeMap<Permission, usize> {
     // run_as_leader is not Send (it is the process's main future): run it beside the driver.
     let operator = leader::run_as_leader(
         client_for(&env.kube.url(), &env.namespace),
-        support::test_config(),
+        config,
         Arc::new(Metrics::default()),
         Arc::new(Health::default()),
         Election {
@@ -245,4 +256,107 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
         stale.is_empty(),
         "NOT_EXERCISED lists ungranted verbs: {stale:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --persist-previous-credential (chart value config.persistPreviousCredential)
+
+/// The chart's `helm`, as tests/chart_monitoring.rs finds it: `$HELM`, the cache
+/// `.ci/manifests.sh` fills, or `PATH`.
+fn helm() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("HELM").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let cached = cache.join("inference-operator-tools/kubectl-layer-2.0.0/helm");
+    if cached.is_file() {
+        return Some(cached);
+    }
+    let found = std::process::Command::new("helm")
+        .arg("version")
+        .output()
+        .ok()?;
+    found.status.success().then(|| "helm".into())
+}
+
+/// The rules of every ClusterRole and Role but the leader-election one, as the chart renders
+/// them with `args`.
+fn rendered_rules(helm: &std::path::Path, args: &[&str]) -> Vec<Value> {
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/inference-operator");
+    let out = std::process::Command::new(helm)
+        .args(["template", "io", chart, "--namespace", "rbac-test"])
+        .args(args)
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).expect("parses");
+    docs.into_iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("ClusterRole" | "Role")))
+        .filter(|d| {
+            !d["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("-leader-election")
+        })
+        .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn secrets(verb: &str) -> Permission {
+    (String::new(), "secrets".to_owned(), verb.to_owned())
+}
+
+#[tokio::test]
+async fn persisting_the_previous_key_adds_create_and_patch_on_secrets_and_nothing_else() {
+    let Some(helm) = helm() else {
+        let bar = "!".repeat(78);
+        eprintln!("\n{bar}\n!! SKIPPING: no helm (set $HELM, or run .ci/manifests.sh)\n{bar}\n");
+        return;
+    };
+    let on = "config.persistPreviousCredential=true";
+    let added: BTreeSet<Permission> = [secrets("create"), secrets("patch")].into();
+    for mode in [&[][..], &["--set", "watchNamespaces={ml}"][..]] {
+        let off = permissions(&rendered_rules(&helm, mode));
+        let with: Vec<&str> = mode.iter().copied().chain(["--set", on]).collect();
+        let with = permissions(&rendered_rules(&helm, &with));
+        let extra: BTreeSet<Permission> = with.difference(&off).cloned().collect();
+        assert_eq!(
+            extra, added,
+            "{mode:?}: exactly these, only when the value is on"
+        );
+        assert!(off.is_subset(&with));
+    }
+
+    // The operator with the flag, through a verified rotation on 9.3 (where the previous key
+    // is kept): every call granted, and the added verbs used.
+    let config = inference_operator::controller::Config {
+        persist_previous_credential: true,
+        ..support::test_config()
+    };
+    let calls = operator_calls_with(config, Some("9.3.1")).await;
+    let mut granted = permissions(&rendered_rules(&helm, &["--set", on]));
+    granted.extend(permissions(&leader_election_rules()));
+    let missing: Vec<_> = calls.keys().filter(|p| !granted.contains(*p)).collect();
+    assert!(
+        missing.is_empty(),
+        "not granted: {missing:?}\nall calls: {calls:?}"
+    );
+    assert!(
+        calls.get(&secrets("patch")).is_some_and(|&n| n >= 2),
+        "the kept Secret is applied at create and at the rotation: {calls:?}"
+    );
+    // `create` is not in the emulator's request log: a server-side apply that creates the
+    // object is a PATCH, which the API server also authorizes as `create` (liggitt in
+    // kubernetes/kubernetes#138560: a patch whose object does not exist "will authorize as a
+    // create"; kcp-dev/kcp#3439 follows upstream there).
+    assert!(!calls.contains_key(&secrets("create")));
+    assert!(!calls.contains_key(&secrets("update")) && !calls.contains_key(&secrets("get")));
 }

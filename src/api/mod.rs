@@ -746,7 +746,9 @@ pub struct InferenceEndpointStatus {
     pub used_by: Option<UsedBy>,
     /// Fingerprint of a rotated credential the provider rejected (reason `CredentialsRejected`):
     /// it is not tried again until the Secret changes. Never the credential itself.
+    /// (`hmac-sha256:` and 32 hex digits today; the bound leaves room.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub rejected_credential_fingerprint: Option<String>,
 }
 

@@ -18,6 +18,7 @@ pub mod outcome_log;
 pub mod outcomes;
 pub mod ownership;
 pub mod plan;
+pub mod previous_key;
 pub mod reconcile;
 pub mod secret_index;
 pub mod slots;
@@ -122,6 +123,11 @@ pub struct Config {
     /// large installations.
     #[arg(long, env = "INFERENCE_OPERATOR_PER_OBJECT_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub per_object_metrics: bool,
+    /// Keep the previous accepted credential of each endpoint in an operator-owned Secret in its
+    /// namespace too, so a restart between a rejected rotation and its rollback (clusters before
+    /// 9.4) still puts it back. Needs `create` and `patch` on Secrets (docs/security.md).
+    #[arg(long, env = "INFERENCE_OPERATOR_PERSIST_PREVIOUS_CREDENTIAL")]
+    pub persist_previous_credential: bool,
     #[command(flatten)]
     pub connection: ConnectionSettings,
 }
@@ -181,8 +187,9 @@ pub struct Context {
     /// The probe schedule, last verdicts and probe slots.
     pub probes: health::Probes,
     /// Per object (by uid): the service secrets last accepted for its endpoint, kept only where
-    /// a rejected rotation is rolled back (clusters that do not validate `_update` themselves).
-    pub accepted_secrets: Mutex<HashMap<String, crate::endpoint::ServiceSecrets>>,
+    /// a rejected rotation is rolled back (clusters that do not validate `_update` themselves;
+    /// [`previous_key`] keeps them in a Secret too when asked).
+    pub accepted_secrets: Mutex<HashMap<String, previous_key::Remembered>>,
 }
 
 impl Context {

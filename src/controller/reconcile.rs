@@ -33,6 +33,7 @@ use crate::controller::plan::{
     chunking_reset_outcome, deployed, deploying_after_put, deployment_id, plan, still_deploying,
     unused_before_recreate, users_can_be_listed, Change, Plan, PlanInput, SecretRotation,
 };
+use crate::controller::previous_key;
 use crate::controller::status_compat;
 use crate::controller::usage::{self, UsageRead};
 use crate::controller::{self, outcomes, Context, Error, FIELD_MANAGER};
@@ -694,13 +695,15 @@ async fn act(
             (updated, reset.unwrap_or(done))
         }
     };
-    remember_accepted(ctx, who, observed);
+    remember_accepted(ctx, who, observed).await;
     Ok(done.with(recorded(config, observed, endpoint_status(&endpoint))))
 }
 
 /// Elasticsearch now holds the Secret's credential: keep it as the one to roll back to, where a
-/// rejected rotation is rolled back (an update API that does not validate: 8.17 – 9.3).
-fn remember_accepted(ctx: &Context, who: &Identity, observed: &Observed) {
+/// rejected rotation is rolled back (an update API that does not validate: 8.17 – 9.3); in
+/// memory, and in its kept Secret with `--persist-previous-credential` ([`previous_key`]).
+async fn remember_accepted(ctx: &Context, who: &Identity, observed: &Observed) {
+    previous_key::forget_rejected(ctx, who);
     let version = &observed.connection.info.version;
     if !version.supports_update_api() || version.update_validates_with_provider() {
         return;
@@ -708,17 +711,35 @@ fn remember_accepted(ctx: &Context, who: &Identity, observed: &Observed) {
     if observed.secrets.is_empty() {
         return;
     }
-    ctx.accepted_secrets
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(who.uid.clone(), observed.secrets.clone());
+    previous_key::remember(ctx, who, &observed.secrets, &observed.fingerprint).await;
 }
 
 /// Push a rotated credential and make sure the provider takes it. On 9.4+ Elasticsearch tries it
 /// itself and keeps the previous key when the provider refuses. Before, `_update` stores it
 /// untried: the endpoint is probed at once, and a 401/403 puts the previous key back with a second
-/// `_update` (docs/lifecycle.md, "Health and verified rotation").
+/// `_update` (docs/lifecycle.md, "Health and verified rotation"). A key this process already saw
+/// refused is not sent again: the same rejection is reported.
 async fn rotate(
+    ctx: &Context,
+    who: &Identity,
+    desired: &Desired,
+    observed: &Observed,
+    endpoint: &Endpoint,
+) -> Result<Endpoint, Failure> {
+    if let Some(failure) = previous_key::rejected_before(ctx, who, &observed.fingerprint) {
+        return Err(failure);
+    }
+    let result = rotate_once(ctx, who, desired, observed, endpoint).await;
+    if let Err(failure) = &result {
+        if failure.reason == Reason::CredentialsRejected {
+            previous_key::remember_rejected(ctx, who, &observed.fingerprint, failure);
+        }
+    }
+    result
+}
+
+/// [`rotate`], for a credential this process has not seen refused.
+async fn rotate_once(
     ctx: &Context,
     who: &Identity,
     desired: &Desired,
@@ -738,6 +759,7 @@ async fn rotate(
                 observed,
                 &f.message,
                 "Elasticsearch tried it with the provider and kept the previous key",
+                Serving::PreviousKey,
             ));
         }
         Err(f) => return Err(f),
@@ -754,22 +776,21 @@ async fn rotate(
         ctx.metrics.rotated(&who.namespace, &who.name, true);
         return Ok(updated);
     }
-    let previous = ctx
-        .accepted_secrets
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&who.uid)
-        .cloned();
+    let previous = previous_key::previous(ctx, who, &observed.fingerprint).await;
     ctx.metrics.rotated(&who.namespace, &who.name, false);
-    let Some(previous) = previous else {
-        return Err(rejected(
-            desired,
-            observed,
-            &verdict.message,
-            "Elasticsearch stored it without trying it, and the operator does not hold the \
-             previous key (it restarted since applying it), so the endpoint uses the rejected key \
-             and fails until the Secret holds a working one",
-        ));
+    let previous = match previous {
+        Ok(previous) => previous,
+        Err(why) => {
+            return Err(rejected(
+                desired,
+                observed,
+                &verdict.message,
+                &format!(
+                    "Elasticsearch stored it without trying it, the probe was refused, and {why}"
+                ),
+                Serving::RejectedKey,
+            ))
+        }
     };
     update(ctx, connection, config, &previous, Some(&updated))
         .await
@@ -796,11 +817,28 @@ async fn rotate(
              key was put back after {} ms",
             held.as_millis()
         ),
+        Serving::PreviousKey,
     ))
 }
 
-/// `CredentialsRejected`, naming the Secret (never the value): the previous key stays in use.
-fn rejected(desired: &Desired, observed: &Observed, detail: &str, how: &str) -> Failure {
+/// What the endpoint uses while a rejected credential waits for the user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Serving {
+    /// Elasticsearch kept it, or the operator put it back: the endpoint keeps working.
+    PreviousKey,
+    /// Stored untried and no previous key to put back: the endpoint fails until the Secret
+    /// holds a working key.
+    RejectedKey,
+}
+
+/// `CredentialsRejected`, naming the Secret (never the value), and what the endpoint uses now.
+fn rejected(
+    desired: &Desired,
+    observed: &Observed,
+    detail: &str,
+    how: &str,
+    serving: Serving,
+) -> Failure {
     let secrets: Vec<String> = desired
         .secrets
         .iter()
@@ -809,16 +847,24 @@ fn rejected(desired: &Desired, observed: &Observed, detail: &str, how: &str) -> 
             SecretFrom::Secret(name) => format!("Secret {name}"),
         })
         .collect();
+    let id = &desired.config.inference_id;
+    let now = match serving {
+        Serving::PreviousKey => {
+            format!("The previous key stays in use and inference endpoint {id} keeps serving")
+        }
+        Serving::RejectedKey => format!(
+            "Inference endpoint {id} now uses the rejected key and fails until the Secret holds \
+             a working one"
+        ),
+    };
     Failure {
         rejected_fingerprint: Some(observed.fingerprint.clone()),
         ..Failure::new(
             Reason::CredentialsRejected,
             format!(
-                "the provider rejected the new credential in {}: {how}. The previous key stays in \
-                 use and inference endpoint {} keeps serving. Put a working key in the Secret: \
-                 the operator tries again when it changes. {detail}",
+                "the provider rejected the new credential in {}: {how}. {now}. Put a working key \
+                 in the Secret: the operator tries again when it changes. {detail}",
                 secrets.join(", "),
-                desired.config.inference_id
             ),
         )
     }

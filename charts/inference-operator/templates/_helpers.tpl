@@ -79,6 +79,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["list", "watch"]
+{{- if .Values.config.persistPreviousCredential }}
+# --persist-previous-credential: the operator's own Secret per endpoint holding the previous
+# accepted credential, written by server-side apply (patch; an apply that creates the Secret is
+# authorized as create too) and read with the list above. Off by default (docs/security.md).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create", "patch"]
+{{- end }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
