@@ -59,11 +59,12 @@ pub struct SandboxOptions {
     pub switches: Switches,
 }
 
-/// The Elasticsearch version of the sandbox's `--rollback`: 9.3's `_update` stores a new key
-/// without trying it (validation on update arrived in 9.4; docs/lifecycle.md, "Health and
-/// verified rotation"), so a rotated key the provider refuses is caught by the operator's probe
-/// and rolled back. 9.3.1 rather than 9.3.0, which rewrites chunking settings on `_update`
-/// (`ChunkingReset`, elastic/elasticsearch#139574).
+/// The Elasticsearch version of the sandbox's `--rollback`: up to 9.3 `_update` stores a new
+/// key without calling the provider; 9.4.0 validates it first (elastic/elasticsearch#140003;
+/// docs/reference/elasticsearch-inference-api.md#update-by-version). So a rotated key the
+/// provider refuses is caught by the operator's probe and rolled back (docs/lifecycle.md,
+/// "Health and verified rotation"). 9.3.1 rather than 9.3.0, which drops the chunking settings
+/// on `_update` (docs/reference/elasticsearch-inference-api.md#update-chunking-reset).
 pub const ROLLBACK_ES_VERSION: &str = "9.3.1";
 
 /// Switches set at start (the sandbox's flags; [`Control`] changes them while it runs).
