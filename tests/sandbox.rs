@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
-use inference_testenv::tools::sandbox::{run, Sandbox, SandboxOptions, SandboxReport, Switches};
+use inference_testenv::tools::sandbox::{
+    run, Sandbox, SandboxOptions, SandboxReport, Switches, ROLLBACK_ES_VERSION,
+};
+use serde_json::Value;
 
 /// Example object name → (inference id, Elasticsearch `service`) that must end Ready.
 const GENERIC: [(&str, &str, &str); 4] = [
@@ -49,6 +52,14 @@ async fn sandbox_brings_every_example_to_ready() {
         .endpoints
         .values()
         .all(|line| line.starts_with("Ready=True")));
+    // Health checks are on: every example answered its first probe.
+    for object in report.endpoints.keys() {
+        let health = report.health.get(object).map(String::as_str);
+        assert!(
+            health.is_some_and(|l| l.starts_with("Healthy=True") && l.contains("ProbeSucceeded")),
+            "{object}: {health:?}"
+        );
+    }
     assert!(work_dir.join("kubeconfig").exists());
 
     // The four generic-block examples the issue names: Ready, stored in Elasticsearch under
@@ -189,13 +200,14 @@ async fn a_users_own_object_in_another_namespace_is_reported() {
     println!("reported: {change}");
     assert!(sandbox
         .control("use team-a-embeddings")
+        .await
         .contains("DeletionBlocked"));
     delete(&sandbox, "team-a", "mine").await;
     sandbox
         .wait_for("team-a/mine", reason("DeletionBlocked"), WAIT)
         .await
         .expect("DeletionBlocked reported");
-    sandbox.control("unuse team-a-embeddings");
+    sandbox.control("unuse team-a-embeddings").await;
     sandbox
         .wait_for("team-a/mine", |l| l == "deleted", WAIT)
         .await
@@ -256,6 +268,7 @@ async fn rate_limit_switch_then_the_command_turns_it_off() {
         .expect("OpenAI rate-limits");
     assert!(sandbox
         .control("rate-limit off")
+        .await
         .contains("no longer rate-limited"));
     sandbox
         .wait_for("azure-embeddings", ready, WAIT)
@@ -285,7 +298,7 @@ async fn in_use_switch_blocks_deletion_until_unuse() {
         .await
         .expect("DeletionBlocked");
     assert!(blocked.line.contains("sandbox-semantic-index"), "{blocked}");
-    sandbox.control("unuse cohere-rerank");
+    sandbox.control("unuse cohere-rerank").await;
     sandbox
         .wait_for("cohere-rerank", |l| l == "deleted", WAIT)
         .await
@@ -314,26 +327,237 @@ async fn recheck_switch_repairs_drift_and_reject_key_command_shows_on_the_next_c
         .expect("Ready");
     assert!(sandbox
         .control("drift cohere-rerank")
+        .await
         .contains("re-checks every 2s"));
     sandbox
         .wait_for("cohere-rerank", reason("Recreated"), WAIT)
         .await
         .expect("drift repaired");
-    assert!(sandbox.control("reject-key").contains("rejected (401)"));
-    sandbox.control("drift azure-embeddings");
+    assert!(sandbox
+        .control("reject-key")
+        .await
+        .contains("rejected (401)"));
+    sandbox.control("drift azure-embeddings").await;
     sandbox
         .wait_for("azure-embeddings", reason("AzureRejectedCredentials"), WAIT)
         .await
         .expect("the recreate's key is rejected");
     assert!(sandbox
         .control("explode")
+        .await
         .contains("unrecognized subcommand"));
 }
 
-/// The README's first command twice: the second start compiles nothing (neither the outer
-/// `cargo run` nor the sandbox's inner `cargo build` of the operator), so it takes seconds.
-/// Before the inner build cleared the variables `cargo run` sets, each start rebuilt `ring` and
-/// everything above it, once for each cargo.
+/// `kubectl get iep -A -o wide`, as the emulator serves it to kubectl (a `meta.k8s.io` Table):
+/// column name → cell, by object key (`name` in default, `ns/name` elsewhere).
+async fn wide_table(sandbox: &Sandbox) -> std::collections::BTreeMap<String, Vec<(String, Value)>> {
+    let url = format!(
+        "{}/apis/esinference.io/v1alpha1/inferenceendpoints?includeObject=Object",
+        sandbox.kube.url()
+    );
+    let table: Value = reqwest::Client::new()
+        .get(url)
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .send()
+        .await
+        .expect("GET Table")
+        .json()
+        .await
+        .expect("Table JSON");
+    let names: Vec<String> = table["columnDefinitions"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    table["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            let meta = &row["object"]["metadata"];
+            let namespace = meta["namespace"].as_str().unwrap_or("default");
+            let name = meta["name"].as_str().unwrap_or_default();
+            let key = if namespace == "default" {
+                name.to_owned()
+            } else {
+                format!("{namespace}/{name}")
+            };
+            let cells = row["cells"].as_array().cloned().unwrap_or_default();
+            (key, names.iter().cloned().zip(cells).collect())
+        })
+        .collect()
+}
+
+fn cell<'a>(row: &'a [(String, Value)], column: &str) -> &'a Value {
+    &row.iter()
+        .find(|(name, _)| name == column)
+        .unwrap_or_else(|| panic!("no column {column} in {row:?}"))
+        .1
+}
+
+fn healthy(status: &'static str, reason: &'static str) -> impl Fn(&str) -> bool {
+    move |line: &str| {
+        let mut words = line.split_whitespace();
+        words.next() == Some(&format!("Healthy={status}")[..]) && words.next() == Some(reason)
+    }
+}
+
+/// Health checks on (`--health-check 2s`): `kubectl get iep -o wide` shows Ready, Healthy and
+/// Used-By for every example; keys revoked while it runs (`reject-key`) show Healthy=False with
+/// the provider's reason and message at the next probe, while Ready stays True.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_shows_healthy_and_a_revoked_key_shows_healthy_false() {
+    let switches = Switches {
+        health_check: Duration::from_secs(2),
+        ..Switches::default()
+    };
+    let _shared = MACHINE.read().await;
+    let sandbox = Sandbox::start(&options("health", switches))
+        .await
+        .expect("sandbox");
+    for example in sandbox.examples.clone() {
+        sandbox
+            .wait_for(&example, healthy("True", "ProbeSucceeded"), WAIT)
+            .await
+            .expect("probed healthy");
+    }
+    let table = wide_table(&sandbox).await;
+    for example in &sandbox.examples {
+        let row = table
+            .get(example)
+            .unwrap_or_else(|| panic!("{example}: {table:?}"));
+        assert_eq!(cell(row, "Ready"), "True", "{example}: {row:?}");
+        assert_eq!(cell(row, "Healthy"), "True", "{example}: {row:?}");
+        assert!(cell(row, "Used-By").is_i64(), "{example}: {row:?}");
+        assert_ne!(
+            cell(row, "Inference ID"),
+            &Value::Null,
+            "{example}: {row:?}"
+        );
+    }
+
+    assert!(sandbox
+        .control("reject-key")
+        .await
+        .contains("Healthy=False"));
+    // Objects without their own spec.healthCheck interval are probed every 2 s.
+    for (object, message) in [
+        (
+            "openai-embeddings",
+            "Received an authentication error status code",
+        ),
+        ("azure-completion", "401"),
+    ] {
+        let change = sandbox
+            .wait_for(
+                object,
+                healthy("False", "ProviderRejectedCredentials"),
+                WAIT,
+            )
+            .await
+            .expect("the revoked key fails its probe");
+        assert!(change.line.contains(message), "{change}");
+        let ready = sandbox.lines();
+        assert!(
+            ready[object].starts_with("Ready=True"),
+            "{object}: {ready:?}"
+        );
+    }
+    let table = wide_table(&sandbox).await;
+    assert_eq!(cell(&table["openai-embeddings"], "Healthy"), "False");
+}
+
+/// `--rollback` (Elasticsearch 9.3, whose `_update` stores a key without trying it): `bad-key`
+/// puts a refused key into an example's Secret; the operator probes right after the `_update`,
+/// puts the previous key back and reports CredentialsRejected, and the sandbox says how long
+/// Elasticsearch held the rejected key. `good-key` ends it (Ready again). On 9.4 Elasticsearch
+/// itself refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_rotation_is_rolled_back_on_9_3_and_refused_on_9_4() {
+    let _shared = MACHINE.read().await;
+    let mut on_9_3 = options("rollback", Switches::default());
+    on_9_3.es_version = ROLLBACK_ES_VERSION.into();
+    let sandbox = Sandbox::start(&on_9_3).await.expect("sandbox");
+    sandbox
+        .wait_for("azure-completion", ready, WAIT)
+        .await
+        .expect("Ready");
+    let example_key = sandbox.es.stored_secret("azure-completion");
+    let said = sandbox.control("bad-key azure-completion").await;
+    assert!(said.contains("puts the previous key back"), "{said}");
+    let rejected = sandbox
+        .wait_for("azure-completion", reason("CredentialsRejected"), WAIT)
+        .await
+        .expect("CredentialsRejected");
+    assert!(
+        rejected.line.contains("previous key stays in use"),
+        "{rejected}"
+    );
+    let note = eventually_note(&sandbox, "azure-completion").await;
+    println!("{note}");
+    assert!(note.contains("held the rejected key for"), "{note}");
+    assert_eq!(
+        sandbox.es.stored_secret("azure-completion"),
+        example_key,
+        "rolled back to the example's key"
+    );
+    assert!(sandbox
+        .control("good-key azure-completion")
+        .await
+        .contains("example's key again"));
+    sandbox
+        .wait_for(
+            "azure-completion",
+            // Elasticsearch holds the example's key already: nothing to push.
+            |l| reason("InSync")(l) || reason("CredentialsRotated")(l),
+            WAIT,
+        )
+        .await
+        .expect("Ready with the example's key");
+    drop(sandbox);
+
+    let sandbox = Sandbox::start(&options("refused", Switches::default()))
+        .await
+        .expect("sandbox");
+    sandbox
+        .wait_for("openai-embeddings", ready, WAIT)
+        .await
+        .expect("Ready");
+    let said = sandbox.control("bad-key openai-embeddings").await;
+    assert!(said.contains("Elasticsearch refuses the _update"), "{said}");
+    sandbox
+        .wait_for("openai-embeddings", reason("CredentialsRejected"), WAIT)
+        .await
+        .expect("CredentialsRejected");
+    let note = eventually_note(&sandbox, "openai-embeddings").await;
+    assert!(note.contains("refused the _update"), "{note}");
+    assert!(sandbox
+        .control("bad-key nope")
+        .await
+        .contains("InferenceEndpoint nope"));
+}
+
+async fn eventually_note(sandbox: &Sandbox, key: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(note) = sandbox.rotation_note(key) {
+            return note;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{key}: no rotation note"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The README's first command twice: the second start compiles nothing (the outer `cargo
+/// run`), so it takes seconds. Before the sandbox's builds cleared the variables `cargo run` and
+/// `cargo test` set, each start rebuilt `ring` and everything above it. The sandbox runs the
+/// operator binary cargo built for this test (`--operator-bin`): its own `cargo build` would
+/// compile the operator again, whose dependency features differ between a test build and a plain
+/// one (resolver 2 unifies the dev-dependencies' into the test build only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_start_compiles_nothing() {
     let _alone = MACHINE.write().await;
@@ -348,7 +572,14 @@ async fn a_second_start_compiles_nothing() {
                 "-p",
                 "inference-testenv",
             ])
-            .args(["--bin", "sandbox", "--", "--exit-when-ready"])
+            .args([
+                "--bin",
+                "sandbox",
+                "--",
+                "--exit-when-ready",
+                "--operator-bin",
+            ])
+            .arg(env!("CARGO_BIN_EXE_inference-operator"))
             .stdin(std::process::Stdio::null());
         let started = std::time::Instant::now();
         let output = tokio::task::spawn_blocking(move || command.output())
@@ -368,10 +599,7 @@ async fn a_second_start_compiles_nothing() {
         !stderr.contains("Compiling"),
         "the outer cargo compiled:\n{stderr}"
     );
-    assert!(stdout.contains("building the operator…"), "{stdout}");
-    assert!(
-        stdout.contains("up to date, nothing compiled"),
-        "the sandbox's build compiled:\n{stdout}"
-    );
+    assert!(stdout.contains("(--operator-bin, not built)"), "{stdout}");
+    assert!(!stdout.contains("building the operator"), "{stdout}");
     assert!(stdout.contains("Ready after"), "{stdout}");
 }

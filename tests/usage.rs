@@ -250,6 +250,57 @@ async fn with_the_previous_crd_status_is_written_without_used_by() {
     .await;
 }
 
+// `status.targetInferenceId` (the `Inference ID` column) is another status field newer than the
+// previous CRD: the tests of what the operator writes there, and of the previous CRD, are here
+// with those of `usedBy`.
+
+#[tokio::test]
+async fn the_intended_id_is_in_status_before_the_endpoint_exists() {
+    let env = env_on("9.1.0").await;
+    let _operator = start_operator(&env, recheck_every(Duration::from_millis(200)));
+    create(
+        &env,
+        Iep::embedding("renamed")
+            .secret("missing")
+            .es(&env)
+            .inference_id("emb-v1"),
+    )
+    .await;
+    create(&env, Iep::embedding("by-name").secret("missing").es(&env)).await;
+    for (name, id) in [("renamed", "emb-v1"), ("by-name", "by-name")] {
+        let iep = wait_ready(&env, name, "False", "SecretNotFound").await;
+        let status = iep.status.expect("status");
+        assert_eq!(status.target_inference_id.as_deref(), Some(id), "{name}");
+        assert_eq!(status.inference_id, None, "{name}: no endpoint yet");
+    }
+}
+
+#[tokio::test]
+async fn with_the_previous_crd_a_steady_object_writes_no_status() {
+    let env = env_on("9.1.0").await;
+    env.kube.register_crd_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/previous-main/inferenceendpoint.yaml"
+    ));
+    // Users are read once (the object has none recorded yet), then not for an hour.
+    let _operator = start_operator(
+        &env,
+        clocks(Duration::from_millis(200), Duration::from_secs(3600)),
+    );
+    create(&env, Iep::embedding("upgraded").secret("azure").es(&env)).await;
+    let iep = wait_ready(&env, "upgraded", "True", "Created").await;
+    assert_eq!(iep.status.unwrap().target_inference_id, None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = env.kube.write_count("inferenceendpoints", Some("status"));
+    // Five re-checks: the status differs from the stored one only in targetInferenceId, which
+    // this CRD cannot hold, so nothing is applied (neither refused nor repeated).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let writes = env.kube.write_count("inferenceendpoints", Some("status")) - before;
+    assert_eq!(writes, 0, "status applies during steady re-checks");
+    let iep = api(&env).get("upgraded").await.unwrap();
+    assert_eq!(condition(&iep, "Ready").unwrap().status, "True");
+}
+
 #[tokio::test]
 async fn the_users_of_an_endpoint_that_is_not_ours_are_not_read() {
     let env = env_on("9.1.0").await;

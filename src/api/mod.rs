@@ -131,7 +131,7 @@ pub const MAX_SEPARATOR_LENGTH: usize = 128;
     printcolumn(
         name = "Inference ID",
         type_ = "string",
-        json_path = ".status.inferenceId"
+        json_path = ".status.targetInferenceId"
     ),
     printcolumn(
         name = "Healthy",
@@ -726,6 +726,12 @@ pub struct InferenceEndpointStatus {
     /// exists; deletion only ever removes this id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference_id: Option<String>,
+
+    /// The id the spec resolves to (`spec.inferenceId`, else `metadata.name`), written from the
+    /// first reconcile on: the `Inference ID` column, which so shows the intended id before the
+    /// endpoint exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_inference_id: Option<String>,
 
     /// The cluster the endpoint lives in, as it reported itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -114,6 +114,15 @@ fn crd_identity_matches_the_design() {
             "Age"
         ]
     );
+    // The id the spec resolves to, shown before the endpoint exists (status.inferenceId is set
+    // only once it does).
+    let inference_id = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .find(|c| c.name == "Inference ID")
+        .expect("Inference ID column");
+    assert_eq!(inference_id.json_path, ".status.targetInferenceId");
 }
 
 #[test]

@@ -507,7 +507,7 @@ pub fn deployed(desired: &EndpointConfig, done: Applied, cluster: &str) -> Appli
 }
 
 /// What an applied change did: `service_settings.deployment_id changed from "b" to "a", ...`
-/// (the `want`/`have` form of [`describe`] would read as if the old value were still there).
+/// (the form of [`describe`], for a change not applied, names both sides instead).
 pub fn describe_applied(differences: &[Difference]) -> String {
     differences
         .iter()
@@ -521,22 +521,23 @@ pub fn describe_applied(differences: &[Difference]) -> String {
         .join(", ")
 }
 
-/// `service_settings.deployment_id (want "a", have "b"), ...` for condition messages. Only
-/// non-secret values ever reach this point (GET never returns secrets).
+/// `service_settings.deployment_id (Elasticsearch holds "b", the spec asks for "a"), ...` for
+/// the messages of a change that was not applied: which value is in force and which is asked
+/// for, so neither reads as already applied. Only non-secret values ever reach this point (GET
+/// never returns secrets).
 pub fn describe(differences: &[Difference]) -> String {
     differences
         .iter()
         .map(|d| {
-            let show = |v: &Option<serde_json::Value>| {
-                v.as_ref()
-                    .map_or_else(|| "unset".to_owned(), |v| v.to_string())
-            };
-            format!(
-                "{} (want {}, have {})",
-                d.path,
-                show(&d.desired),
-                show(&d.observed)
-            )
+            let held = d.observed.as_ref().map_or_else(
+                || "Elasticsearch has it unset".to_owned(),
+                |v| format!("Elasticsearch holds {v}"),
+            );
+            let asked = d.desired.as_ref().map_or_else(
+                || "the spec leaves it unset".to_owned(),
+                |v| format!("the spec asks for {v}"),
+            );
+            format!("{} ({held}, {asked})", d.path)
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -901,6 +902,27 @@ mod tests {
     }
 
     #[test]
+    fn a_difference_not_applied_names_what_elasticsearch_holds_and_what_the_spec_asks() {
+        let differences = [
+            Difference {
+                path: "service_settings.dimensions".into(),
+                desired: Some(json!(256)),
+                observed: None,
+            },
+            Difference {
+                path: "task_settings.user".into(),
+                desired: None,
+                observed: Some(json!("old")),
+            },
+        ];
+        assert_eq!(
+            describe(&differences),
+            "service_settings.dimensions (Elasticsearch has it unset, the spec asks for 256), \
+             task_settings.user (Elasticsearch holds \"old\", the spec leaves it unset)"
+        );
+    }
+
+    #[test]
     fn immutable_drift_is_reported_never_forced() {
         let mut o = observed();
         o.service_settings
@@ -911,7 +933,7 @@ mod tests {
                 assert!(
                     outcome
                         .message
-                        .contains(r#"service_settings.deployment_id (want "dep", have "other")"#),
+                        .contains(r#"service_settings.deployment_id (Elasticsearch holds "other", the spec asks for "dep")"#),
                     "{}",
                     outcome.message
                 );

@@ -88,6 +88,7 @@ pub async fn apply(
             }
         };
     status.used_by = record_usage(&ctx, who, previous.used_by.as_ref(), &usage);
+    status.target_inference_id = Some(iep.inference_id().to_owned());
     let transition = conditions::is_transition(&previous.conditions, &outcome);
     let verdict = health_verdict(&iep, who, &ctx, &previous);
     report(
@@ -1337,7 +1338,7 @@ async fn report(
             &now,
         ));
     }
-    if status != previous {
+    if status_compat::worth_writing(&previous, &status) {
         patch_status(who, ctx, &status).await?;
     }
     if let Some(verdict) = health.filter(|v| health::is_transition(&previous.conditions, v)) {
@@ -1405,10 +1406,15 @@ async fn patch_status(
             let Some(without) = status_compat::without_newer_fields(status) else {
                 return Err(Error::Kube(kube::Error::Api(refusal)));
             };
-            status_compat::warn_once();
+            status_compat::refused();
             apply_status(who, ctx, &without).await
         }
-        applied => applied,
+        applied => {
+            if applied.is_ok() {
+                status_compat::applied(status);
+            }
+            applied
+        }
     }
 }
 

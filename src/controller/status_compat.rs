@@ -10,13 +10,21 @@
 //! and the log says once what to do (docs/upgrading.md#statususedby-with-the-previous-crd).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tracing::warn;
 
 use crate::api::InferenceEndpointStatus;
 
-/// The status fields the previous release's CRD lacks (`tests/fixtures/previous-main/`).
-pub const NEWER_FIELDS: &[&str] = &["usedBy", "rejectedCredentialFingerprint"];
+/// The status fields the previous release's CRD lacks (`tests/fixtures/previous-main/`), as
+/// they are named on the wire: the one list both the recognition of a refusal and the stripping
+/// work from.
+pub const NEWER_FIELDS: &[&str] = &[
+    "usedBy",
+    "rejectedCredentialFingerprint",
+    "targetInferenceId",
+];
 
 /// The API server refused an apply because its CRD lacks one of [`NEWER_FIELDS`].
 pub fn lacks_newer_field(message: &str) -> bool {
@@ -28,20 +36,67 @@ pub fn lacks_newer_field(message: &str) -> bool {
 /// `status` as the previous CRD can take it; `None` when it has none of the newer fields (so
 /// there is nothing to retry without).
 pub fn without_newer_fields(status: &InferenceEndpointStatus) -> Option<InferenceEndpointStatus> {
-    if status.used_by.is_none() && status.rejected_credential_fingerprint.is_none() {
+    let mut value = serde_json::to_value(status).ok()?;
+    let fields = value.as_object_mut()?;
+    let stripped = NEWER_FIELDS
+        .iter()
+        .filter(|f| fields.remove(**f).is_some())
+        .count();
+    if stripped == 0 {
         return None;
     }
-    Some(InferenceEndpointStatus {
-        used_by: None,
-        rejected_credential_fingerprint: None,
-        ..status.clone()
-    })
+    serde_json::from_value(value).ok()
+}
+
+/// When a status apply last found the served CRD lacking [`NEWER_FIELDS`]; cleared by an apply
+/// that carries them and succeeds (the CRD was updated).
+static REFUSED_AT: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// How long a refusal is trusted for the status writes that would change only
+/// `targetInferenceId`: once it is older, the next such write is tried again, so an updated CRD
+/// gets the field within this time even when nothing else in status changes.
+const TRUST_REFUSAL: Duration = Duration::from_secs(300);
+
+/// Whether `status` is worth an apply over `previous` (what the API server holds). On a CRD
+/// known to lack the newer fields, a status that differs only in `targetInferenceId` is not:
+/// that field is derived from the spec, the server cannot keep it, and applying it anyway would
+/// cost a refused and a repeated apply at every reconcile.
+pub fn worth_writing(previous: &InferenceEndpointStatus, status: &InferenceEndpointStatus) -> bool {
+    let refused_at = *REFUSED_AT.lock().unwrap_or_else(|e| e.into_inner());
+    worth_writing_at(previous, status, refused_at, Instant::now())
+}
+
+fn worth_writing_at(
+    previous: &InferenceEndpointStatus,
+    status: &InferenceEndpointStatus,
+    refused_at: Option<Instant>,
+    now: Instant,
+) -> bool {
+    if status == previous {
+        return false;
+    }
+    let only_the_target = *previous
+        == InferenceEndpointStatus {
+            target_inference_id: previous.target_inference_id.clone(),
+            ..status.clone()
+        };
+    let old_crd = refused_at.is_some_and(|at| now.saturating_duration_since(at) < TRUST_REFUSAL);
+    !(only_the_target && old_crd)
+}
+
+/// An apply carrying `status` succeeded: if it had newer fields, the CRD declares them.
+pub fn applied(status: &InferenceEndpointStatus) {
+    if without_newer_fields(status).is_some() {
+        *REFUSED_AT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 static WARNED: AtomicBool = AtomicBool::new(false);
 
-/// Say once per process what to do about a CRD older than the operator.
-pub fn warn_once() {
+/// The CRD served by this cluster is older than the operator: remember it, and say once per
+/// process what to do.
+pub fn refused() {
+    *REFUSED_AT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     if WARNED.swap(true, Ordering::Relaxed) {
         return;
     }
@@ -49,9 +104,10 @@ pub fn warn_once() {
         fields = ?NEWER_FIELDS,
         "the InferenceEndpoint CRD served by this cluster is older than the operator and does not \
          declare all of its status fields: status is written without them until the CRD is \
-         updated (who uses an endpoint is not shown, and a rejected rotated key is tried again \
-         at each reconcile). Apply crds/inferenceendpoint.yaml of this release (helm upgrade \
-         does it for the chart's CRD); see docs/upgrading.md"
+         updated (who uses an endpoint is not shown, the Inference ID column stays empty until \
+         the endpoint exists, and a rejected rotated key is tried again at each reconcile). \
+         Apply crds/inferenceendpoint.yaml of this release (helm upgrade does it for the chart's \
+         CRD); see docs/upgrading.md"
     );
 }
 
@@ -84,5 +140,70 @@ mod tests {
         let stripped = without_newer_fields(&rejected).expect("retried");
         assert_eq!(stripped.rejected_credential_fingerprint, None);
         assert_eq!(stripped.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn every_newer_field_is_stripped() {
+        let full = InferenceEndpointStatus {
+            target_inference_id: Some("emb".into()),
+            rejected_credential_fingerprint: Some("fp".into()),
+            inference_id: Some("emb".into()),
+            ..InferenceEndpointStatus::default()
+        };
+        let stripped = without_newer_fields(&full).expect("retried");
+        let wire = serde_json::to_value(&stripped).unwrap();
+        for field in NEWER_FIELDS {
+            assert!(wire.get(field).is_none(), "{field} kept in {wire}");
+        }
+        assert_eq!(wire["inferenceId"], "emb");
+    }
+
+    #[test]
+    fn on_an_old_crd_the_target_id_alone_is_not_written() {
+        let held = InferenceEndpointStatus {
+            observed_generation: Some(1),
+            ..InferenceEndpointStatus::default()
+        };
+        let targeted = InferenceEndpointStatus {
+            target_inference_id: Some("emb".into()),
+            ..held.clone()
+        };
+        let advanced = InferenceEndpointStatus {
+            observed_generation: Some(2),
+            ..targeted.clone()
+        };
+        let now = Instant::now();
+        let refused = Some(now);
+        assert!(!worth_writing_at(&held, &held, None, now));
+        assert!(
+            worth_writing_at(&held, &targeted, None, now),
+            "a current CRD gets the id"
+        );
+        assert!(!worth_writing_at(&held, &targeted, refused, now));
+        assert!(
+            worth_writing_at(&held, &advanced, refused, now),
+            "anything else is written"
+        );
+        let later = now + TRUST_REFUSAL;
+        assert!(
+            worth_writing_at(&held, &targeted, refused, later),
+            "tried again after a while"
+        );
+    }
+
+    #[test]
+    fn a_successful_apply_with_newer_fields_forgets_the_refusal() {
+        refused();
+        assert!(REFUSED_AT.lock().unwrap().is_some());
+        applied(&InferenceEndpointStatus::default());
+        assert!(
+            REFUSED_AT.lock().unwrap().is_some(),
+            "nothing newer was applied"
+        );
+        applied(&InferenceEndpointStatus {
+            target_inference_id: Some("emb".into()),
+            ..InferenceEndpointStatus::default()
+        });
+        assert!(REFUSED_AT.lock().unwrap().is_none());
     }
 }

@@ -88,6 +88,7 @@ async fn sandbox() -> KubeEmulator {
         &format!("{IEP}/embed/status"),
         json!({"status": {
             "inferenceId": "embed",
+            "targetInferenceId": "embed",
             "endpoint": {"service": "azureopenai"},
             "observedGeneration": 1,
             "conditions": [
@@ -102,6 +103,7 @@ async fn sandbox() -> KubeEmulator {
         "PATCH",
         &format!("{IEP}/chat/status"),
         json!({"status": {
+            "targetInferenceId": "chat",
             "conditions": [
                 {"type": "Ready", "status": "False", "reason": "SecretNotFound", "message": "Secret default/azure not found", "lastTransitionTime": now}
             ]
@@ -294,7 +296,7 @@ async fn table_for_custom_resources_uses_printer_columns() {
     let chat = row(&t, "chat");
     assert_eq!(chat["cells"][1], "False");
     assert_eq!(chat["cells"][3], Value::Null, "no endpoint yet: no service");
-    assert_eq!(chat["cells"][5], Value::Null);
+    assert_eq!(chat["cells"][5], "chat", "no endpoint yet: the intended id");
     // rows carry PartialObjectMetadata by default
     assert_eq!(chat["object"]["kind"], "PartialObjectMetadata");
     assert_eq!(chat["object"]["apiVersion"], "meta.k8s.io/v1");
@@ -672,7 +674,7 @@ async fn kubectl_get_wide_shows_printer_columns() {
             "SecretNotFound",
             "",
             "completion",
-            "",
+            "chat",
             "",
             "",
             "Secret default/azure not found"

@@ -101,3 +101,33 @@ pub fn build_operator_counted(release: bool) -> Result<OperatorBuild, String> {
         compiled,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    /// The sandbox's and the benchmark's `cargo build` starts without what `cargo test` set for
+    /// this process (the end-to-end check, tests/sandbox.rs, runs the sandbox with the operator
+    /// the test build made, so it no longer exercises the inner build).
+    #[test]
+    fn the_inner_cargo_gets_none_of_what_cargo_set_for_this_process() {
+        assert!(
+            std::env::var_os("CARGO_MANIFEST_DIR").is_some(),
+            "cargo test sets it"
+        );
+        let command = super::cargo_command();
+        let removed: Vec<&OsStr> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name)
+            .collect();
+        assert!(removed.contains(&OsStr::new("CARGO_MANIFEST_DIR")));
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(super::set_by_cargo_run) {
+                assert!(removed.contains(&name.as_os_str()), "{name:?} kept");
+            }
+        }
+        assert!(!super::set_by_cargo_run("RUSTFLAGS"));
+        assert!(!super::set_by_cargo_run("CARGO_HOME"));
+    }
+}

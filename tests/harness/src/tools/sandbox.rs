@@ -5,8 +5,10 @@
 //! them, applies every object in `examples/` as `kubectl apply --server-side -f examples/` would
 //! — unchanged except that `spec.elasticsearch.url` points at the double, whose users, fake
 //! Azure and fake providers accept the placeholder credentials the examples reference — and
-//! prints every InferenceEndpoint's Ready condition as it changes, and its deletion, in every
-//! namespace: objects you apply yourself are reported like the examples.
+//! prints every InferenceEndpoint's Ready and Healthy conditions as they change, and its
+//! deletion, in every namespace: objects you apply yourself are reported like the examples. The
+//! operator runs with health checks on (`--health-check`, every 30 s by default), so `kubectl
+//! get iep -o wide` shows Ready, Healthy and Used-By for every example.
 //!
 //! **Your own objects.** The sandbox does not rewrite what you apply: it prints the URL to put
 //! in `spec.elasticsearch.url` (the double's), the placeholder Elasticsearch user your
@@ -16,7 +18,10 @@
 //! per line on stdin; `help` lists them) make the fake Azure and the fake providers reject the
 //! examples' keys or rate-limit them, mark an endpoint as used (so deleting its object shows
 //! `DeletionBlocked`), delete an endpoint behind the operator's back (drift, repaired at the next
-//! re-check: `--recheck 20s` shows it within a minute).
+//! re-check: `--recheck 20s` shows it within a minute), revoke the keys of running endpoints
+//! (`reject-key` while it runs: Healthy=False with the provider's reason at the next probe), and
+//! rotate an object's key to one the providers refuse (`bad-key NAME`: refused by Elasticsearch
+//! 9.4+, rolled back by the operator on 9.3, see [`ROLLBACK_ES_VERSION`]).
 //!
 //! Several example files carry the same Secret (the Elasticsearch credentials), so each file
 //! can be applied alone; applying them all is idempotent, as long as the copies agree
@@ -33,7 +38,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Map, Value};
 
 use crate::env::{client_for, crds_dir};
-use crate::es::{aws_credential, custom_credential, EsAuth, EsDouble, EsOptions, ProviderOutcome};
+use crate::es::{
+    aws_credential, custom_credential, EsAuth, EsDouble, EsOptions, EsVersion, ProviderOutcome,
+};
 use crate::kube::{EmulatorOptions, KubeEmulator};
 use crate::tools::bench::OperatorProcess;
 
@@ -52,6 +59,14 @@ pub struct SandboxOptions {
     pub switches: Switches,
 }
 
+/// The Elasticsearch version of the sandbox's `--rollback`: up to 9.3 `_update` stores a new
+/// key without calling the provider; 9.4.0 validates it first (elastic/elasticsearch#140003;
+/// docs/reference/elasticsearch-inference-api.md#update-by-version). So a rotated key the
+/// provider refuses is caught by the operator's probe and rolled back (docs/lifecycle.md,
+/// "Health and verified rotation"). 9.3.1 rather than 9.3.0, which drops the chunking settings
+/// on `_update` (docs/reference/elasticsearch-inference-api.md#update-chunking-reset).
+pub const ROLLBACK_ES_VERSION: &str = "9.3.1";
+
 /// Switches set at start (the sandbox's flags; [`Control`] changes them while it runs).
 #[derive(Args, Clone, Debug)]
 pub struct Switches {
@@ -59,6 +74,12 @@ pub struct Switches {
     /// deleted behind its back, see the `drift` command). `20s` shows a repair within a minute.
     #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub recheck: Duration,
+    /// The operator's --health-check-interval: every InferenceEndpoint is probed this often
+    /// (Healthy in `kubectl get iep -o wide`), so a key revoked at the provider (`reject-key`
+    /// while it runs) shows Healthy=False within it. Objects whose spec.healthCheck sets an
+    /// interval (examples/text-embedding.yaml, cohere-rerank.yaml: 10m) keep theirs.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub health_check: Duration,
     /// The fake Azure and the fake providers reject the examples' keys (401): their endpoints
     /// end AzureRejectedCredentials / ProviderRejectedCredentials.
     #[arg(long)]
@@ -79,6 +100,7 @@ impl Default for Switches {
     fn default() -> Self {
         Switches {
             recheck: Duration::from_secs(300),
+            health_check: Duration::from_secs(30),
             reject_key: false,
             rate_limit: false,
             in_use: false,
@@ -93,6 +115,8 @@ pub struct SandboxReport {
     pub all_ready_after: Option<Duration>,
     /// The last line reported for each InferenceEndpoint, by [`Change::key`].
     pub endpoints: BTreeMap<String, String>,
+    /// The last `Healthy=` line of each InferenceEndpoint that has the condition.
+    pub health: BTreeMap<String, String>,
     /// What the double holds once everything was Ready: each endpoint's inference id and
     /// `service`.
     pub elasticsearch: BTreeMap<String, String>,
@@ -294,14 +318,16 @@ pub enum OnOff {
 /// The commands the sandbox takes on stdin while it runs (`help` lists them).
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Control {
-    /// [on|off] the fake Azure and providers reject the examples' keys (401). Seen
-    /// on the next create or key change: `drift ID`, or edit the key in its Secret.
+    /// [on|off] the fake Azure and providers reject the examples' keys (401), as if
+    /// revoked: running endpoints show Healthy=False at their next probe (--health-check); a
+    /// create or key change (`drift ID`) ends Ready=False.
     RejectKey {
         #[arg(default_value = "on")]
         state: OnOff,
     },
-    /// [on|off] the fake Azure and providers answer 429 to the examples' keys.
-    /// Seen on the next create or key change; `off` lets the retries succeed.
+    /// [on|off] the fake Azure and providers answer 429 to the examples' keys:
+    /// Healthy=False at the next probe, retries with backoff on the next create or key change;
+    /// `off` lets them succeed.
     RateLimit {
         #[arg(default_value = "on")]
         state: OnOff,
@@ -314,6 +340,13 @@ pub enum Control {
     /// ID: delete endpoint ID in Elasticsearch behind the operator's back; the next
     /// re-check (--recheck) recreates it (Ready reason Recreated).
     Drift { inference_id: String },
+    /// NAME: a bad rotation: put a key the providers refuse into the Secret that
+    /// InferenceEndpoint NAME (`ns/name` outside default) reads. 9.4+ refuses the _update;
+    /// on 9.3 (--rollback) the operator probes and puts the previous key back. Both: Ready=False
+    /// CredentialsRejected, the endpoint still serving.
+    BadKey { name: String },
+    /// NAME: put the example's own key back into that Secret (Ready again).
+    GoodKey { name: String },
     /// Print the URLs again (Elasticsearch for your own objects, /metrics, kubeconfig).
     Urls,
 }
@@ -376,6 +409,27 @@ fn ready_line(object: &Value) -> String {
     }
 }
 
+/// The line reported for an object's `Healthy` condition; `None` without one (health checks off
+/// for it, or not reconciled yet).
+fn health_line(object: &Value) -> Option<String> {
+    let healthy = object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Healthy")?;
+    Some(format!(
+        "Healthy={:<5} {:<26} {}",
+        healthy["status"].as_str().unwrap_or("?"),
+        healthy["reason"].as_str().unwrap_or(""),
+        healthy["message"].as_str().unwrap_or("")
+    ))
+}
+
+/// A Ready line that settles an example: Ready, or refused for good because the emulated
+/// version cannot take it (the Azure OAuth2 example before 9.4).
+fn settled(line: &str) -> bool {
+    line.starts_with("Ready=True") || line.split_whitespace().nth(1) == Some("UnsupportedByCluster")
+}
+
 /// The changes from `seen` to `now` (key → line): new or changed lines, and `deleted` for a key
 /// that is gone. Updates `seen`.
 fn diff(
@@ -424,8 +478,30 @@ pub struct Sandbox {
     pub examples: Vec<String>,
     applied_at: Instant,
     seen: Mutex<BTreeMap<String, String>>,
+    /// The last `Healthy=` line of each object that has the condition.
+    seen_health: Mutex<BTreeMap<String, String>>,
     /// Every change reported so far.
     history: Mutex<Vec<Change>>,
+    /// The examples' Secret values, by (namespace, Secret, key): what `good-key` puts back.
+    example_keys: BTreeMap<(String, String, String), String>,
+    /// The bad rotations `bad-key` made, by object key.
+    bad_keys: Mutex<BTreeMap<String, BadRotation>>,
+}
+
+/// A rotation `bad-key` made: the endpoint it targets and the key it wrote.
+#[derive(Clone, Debug)]
+struct BadRotation {
+    inference_id: String,
+    key: String,
+}
+
+/// A Secret key an InferenceEndpoint reads its provider credential from.
+struct KeyRef {
+    /// The object's key ([`Change::key`]).
+    object: String,
+    namespace: String,
+    secret: String,
+    key: String,
 }
 
 impl Sandbox {
@@ -457,6 +533,7 @@ impl Sandbox {
             .map_err(|e| e.to_string())?;
         let log_path = options.work_dir.join("operator.log");
         let recheck = humantime::format_duration(options.switches.recheck).to_string();
+        let health = humantime::format_duration(options.switches.health_check).to_string();
         let args = [
             "--backoff-initial",
             "200ms",
@@ -464,6 +541,8 @@ impl Sandbox {
             "5s",
             "--recheck-interval",
             &recheck,
+            "--health-check-interval",
+            &health,
         ]
         .map(str::to_owned);
         let mut operator =
@@ -483,7 +562,10 @@ impl Sandbox {
             examples: vec![],
             applied_at: Instant::now(),
             seen: Mutex::new(BTreeMap::new()),
+            seen_health: Mutex::new(BTreeMap::new()),
             history: Mutex::new(vec![]),
+            example_keys: example_secret_values(&documents),
+            bad_keys: Mutex::new(BTreeMap::new()),
         };
         sandbox.apply_key_outcome();
         if options.switches.in_use {
@@ -507,6 +589,7 @@ impl Sandbox {
     /// Where everything is, and what to put in your own objects.
     pub fn urls(&self) -> String {
         let recheck = humantime::format_duration(self.switches().recheck);
+        let health = humantime::format_duration(self.switches().health_check);
         [
             format!("Kubernetes API emulator  {}", self.kube.url()),
             format!("kubeconfig               {}", self.kubeconfig.display()),
@@ -516,7 +599,7 @@ impl Sandbox {
                 self.es_version
             ),
             format!("operator /metrics        {}", self.metrics_url),
-            format!("operator log             {} (re-checks every {recheck})", self.log_path.display()),
+            format!("operator log             {} (re-checks every {recheck}, probes every {health})", self.log_path.display()),
             String::new(),
             "your own objects, in any namespace (apply a Namespace first), are reported too; in them put".to_owned(),
             format!("  spec.elasticsearch.url: {}", self.es.url()),
@@ -550,34 +633,42 @@ impl Sandbox {
     }
 
     /// Run one command line (as typed on stdin); returns what to print.
-    pub fn control(&self, line: &str) -> String {
+    pub async fn control(&self, line: &str) -> String {
         match ControlLine::try_parse_from(line.split_whitespace()) {
-            Ok(parsed) => self.run_control(parsed.command),
+            Ok(parsed) => match parsed.command {
+                Control::BadKey { name } => self.bad_key(&name).await,
+                Control::GoodKey { name } => self.good_key(&name).await,
+                command => self.run_control(command),
+            },
             Err(error) => error.render().to_string(),
         }
     }
 
     fn run_control(&self, command: Control) -> String {
         let recheck = humantime::format_duration(self.switches().recheck);
+        let health = humantime::format_duration(self.switches().health_check);
         let on = |state: OnOff| state == OnOff::On;
         let seen_when = "seen when the operator next creates an endpoint or pushes a key: \
                          `drift ID`, or change a key in its Secret";
         match command {
             Control::RejectKey { state } => {
                 self.set_switch(|s| s.reject_key = on(state));
-                format!(
-                    "the examples' keys are {}; {seen_when}",
-                    if on(state) {
-                        "rejected (401)"
-                    } else {
-                        "accepted"
-                    }
-                )
+                if on(state) {
+                    format!(
+                        "the examples' keys are rejected (401), as if revoked: running endpoints show \
+                         Healthy=False at their next probe (every {health}, or their spec.healthCheck \
+                         interval); a create or key change (`drift ID`) ends Ready=False"
+                    )
+                } else {
+                    format!(
+                        "the examples' keys are accepted: Healthy=True at the next probe (every {health})"
+                    )
+                }
             }
             Control::RateLimit { state } => {
                 self.set_switch(|s| s.rate_limit = on(state));
                 format!(
-                    "the examples' keys are {}; {seen_when}",
+                    "the examples' keys are {}; {seen_when}, and at the next probe (every {health})",
                     if on(state) {
                         "rate-limited (429)"
                     } else {
@@ -607,7 +698,166 @@ impl Sandbox {
                 }
             }
             Control::Urls => self.urls(),
+            Control::BadKey { .. } | Control::GoodKey { .. } => {
+                unreachable!("run by Sandbox::control")
+            }
         }
+    }
+
+    /// `bad-key NAME`: write a key no fake provider accepts into the object's credential Secret.
+    async fn bad_key(&self, name: &str) -> String {
+        let (object, reference) = match self.key_ref(name).await {
+            Ok(found) => found,
+            Err(error) => return error,
+        };
+        let n = self
+            .bad_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        let key = format!("sandbox-rejected-key-{n}");
+        if let Err(error) = self.write_key(&reference, &key).await {
+            return error;
+        }
+        let inference_id = object["spec"]["inferenceId"]
+            .as_str()
+            .or(object["metadata"]["name"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        self.bad_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(reference.object.clone(), BadRotation { inference_id, key });
+        // 9.4 tries a key given to `_update` (the double's `v94` gate).
+        let what = if EsVersion::parse(&self.es_version).v94() {
+            "Elasticsearch refuses the _update and keeps the previous key"
+        } else {
+            "Elasticsearch stores it without trying it; the operator's probe catches it and puts the previous key back"
+        };
+        format!(
+            "Secret {}/{} key {} now holds a key the providers refuse: {what}. Expect Ready=False \
+             CredentialsRejected; `good-key {name}` puts the example's key back",
+            reference.namespace, reference.secret, reference.key
+        )
+    }
+
+    /// `good-key NAME`: put the example's key back into the object's credential Secret.
+    async fn good_key(&self, name: &str) -> String {
+        let reference = match self.key_ref(name).await {
+            Ok((_, reference)) => reference,
+            Err(error) => return error,
+        };
+        let original = self.example_keys.get(&(
+            reference.namespace.clone(),
+            reference.secret.clone(),
+            reference.key.clone(),
+        ));
+        let Some(original) = original else {
+            return format!(
+                "Secret {}/{} is not an example's: put a good key back yourself",
+                reference.namespace, reference.secret
+            );
+        };
+        match self.write_key(&reference, original).await {
+            Ok(()) => format!(
+                "Secret {}/{} key {} holds the example's key again: Ready=True CredentialsRotated",
+                reference.namespace, reference.secret, reference.key
+            ),
+            Err(error) => error,
+        }
+    }
+
+    /// The InferenceEndpoint `name` (`ns/name` outside `default`) and the Secret key its provider
+    /// credential comes from: `azureOpenAI.apiKeySecretRef`, else the first `secretKeyRef` of
+    /// `service.secretSettings`.
+    async fn key_ref(&self, name: &str) -> Result<(Value, KeyRef), String> {
+        let (namespace, object_name) = match name.split_once('/') {
+            Some((namespace, object_name)) => (namespace.to_owned(), object_name.to_owned()),
+            None => ("default".to_owned(), name.to_owned()),
+        };
+        let api =
+            Api::<DynamicObject>::namespaced_with(self.client.clone(), &namespace, &resource());
+        let object = api
+            .get(&object_name)
+            .await
+            .map_err(|e| format!("InferenceEndpoint {name}: {e}"))?;
+        let object = serde_json::to_value(&object).map_err(|e| e.to_string())?;
+        let spec = &object["spec"];
+        let settings = spec["service"]["secretSettings"].as_object();
+        let reference = Some(&spec["azureOpenAI"]["apiKeySecretRef"])
+            .filter(|r| r.is_object())
+            .or_else(|| settings?.values().map(|s| &s["secretKeyRef"]).find(|r| r.is_object()))
+            .ok_or_else(|| {
+                format!("InferenceEndpoint {name} reads no API key from a Secret (apiKeySecretRef or a secretKeyRef)")
+            })?;
+        let text = |k: &str| reference[k].as_str().unwrap_or_default().to_owned();
+        let reference = KeyRef {
+            object: key_of(&namespace, &object_name),
+            namespace,
+            secret: text("name"),
+            key: text("key"),
+        };
+        Ok((object, reference))
+    }
+
+    async fn write_key(&self, reference: &KeyRef, value: &str) -> Result<(), String> {
+        use base64::Engine;
+        let secrets = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Secret"));
+        let api = Api::<DynamicObject>::namespaced_with(
+            self.client.clone(),
+            &reference.namespace,
+            &secrets,
+        );
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+        let patch = json!({"data": {&reference.key: encoded}});
+        api.patch(
+            &reference.secret,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("Secret {}/{}: {e}", reference.namespace, reference.secret))
+    }
+
+    /// After `bad-key` on object `key`: how the rejected key was handled, from the double's
+    /// request log. Before 9.4, how long Elasticsearch held it: from the `_update` that stored it
+    /// to the `_update` that put the previous key back. `None` while that is not over.
+    pub fn rotation_note(&self, key: &str) -> Option<String> {
+        let bad = self
+            .bad_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()?;
+        let path = format!("/{}/_update", bad.inference_id);
+        let updates: Vec<_> = self
+            .es
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT" && r.path.ends_with(&path))
+            .collect();
+        let stored = updates
+            .iter()
+            .rposition(|r| r.raw_body.contains(&bad.key))?;
+        let update = &updates[stored];
+        if update.status != Some(200) {
+            return Some(format!(
+                "{}: Elasticsearch {} refused the _update with the rejected key (HTTP {}); the previous key never left",
+                bad.inference_id,
+                self.es_version,
+                update.status.map_or("-".to_owned(), |s| s.to_string())
+            ));
+        }
+        let rollback = updates[stored + 1..]
+            .iter()
+            .find(|r| r.status == Some(200))?;
+        Some(format!(
+            "{}: Elasticsearch {} held the rejected key for {:.0?} (from the _update that stored it to the one that put the previous key back)",
+            bad.inference_id,
+            self.es_version,
+            rollback.at.duration_since(update.at)
+        ))
     }
 
     fn set_switch(&self, change: impl FnOnce(&mut Switches)) {
@@ -622,23 +872,37 @@ impl Sandbox {
             .list(&ListParams::default())
             .await
             .map_err(|e| format!("listing InferenceEndpoints: {e}"))?;
+        let keyed = |o: &DynamicObject| {
+            let namespace = o.metadata.namespace.as_deref().unwrap_or("default");
+            key_of(namespace, o.metadata.name.as_deref().unwrap_or_default())
+        };
         let now: BTreeMap<String, String> = list
             .items
             .iter()
-            .map(|o| {
-                let namespace = o.metadata.namespace.as_deref().unwrap_or("default");
-                let name = o.metadata.name.as_deref().unwrap_or_default();
-                (key_of(namespace, name), ready_line(&o.data))
-            })
+            .map(|o| (keyed(o), ready_line(&o.data)))
+            .collect();
+        let health: BTreeMap<String, String> = list
+            .items
+            .iter()
+            .filter_map(|o| Some((keyed(o), health_line(&o.data)?)))
             .collect();
         let at = self.applied_at.elapsed();
-        let changes: Vec<Change> = diff(
+        let ready = diff(
             &mut self.seen.lock().unwrap_or_else(|e| e.into_inner()),
             now,
+        );
+        // A deletion is reported once, with the Ready line.
+        let healthy = diff(
+            &mut self.seen_health.lock().unwrap_or_else(|e| e.into_inner()),
+            health,
         )
         .into_iter()
-        .map(|(key, line)| Change { key, line, at })
-        .collect();
+        .filter(|(_, line)| line != DELETED);
+        let changes: Vec<Change> = ready
+            .into_iter()
+            .chain(healthy)
+            .map(|(key, line)| Change { key, line, at })
+            .collect();
         self.history
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -654,17 +918,43 @@ impl Sandbox {
             .clone()
     }
 
-    /// The last line of each InferenceEndpoint.
+    /// The last Ready line of each InferenceEndpoint.
     pub fn lines(&self) -> BTreeMap<String, String> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Whether every example is Ready.
+    /// The last Healthy line of each InferenceEndpoint that has the condition.
+    pub fn health_lines(&self) -> BTreeMap<String, String> {
+        self.seen_health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether every example is settled: Ready (or refused for good by the emulated version),
+    /// and each Ready one probed (its Healthy no longer `NotProbed`).
     fn examples_ready(&self) -> bool {
+        let (lines, health) = (self.lines(), self.health_lines());
+        let probed = |k: &String| {
+            health
+                .get(k)
+                .is_some_and(|l| l.split_whitespace().nth(1) != Some("NotProbed"))
+        };
+        self.examples.iter().all(|k| match lines.get(k) {
+            Some(line) if line.starts_with("Ready=True") => probed(k),
+            Some(line) => settled(line),
+            None => false,
+        })
+    }
+
+    /// The examples not Ready although settled (the emulated version cannot take them).
+    fn examples_refused(&self) -> Vec<String> {
         let lines = self.lines();
         self.examples
             .iter()
-            .all(|k| lines.get(k).is_some_and(|l| l.starts_with("Ready=True")))
+            .filter(|k| lines.get(*k).is_some_and(|l| !l.starts_with("Ready=True")))
+            .cloned()
+            .collect()
     }
 
     /// Poll (printing each change) until a reported change of `key` satisfies `want`; the change.
@@ -719,11 +1009,24 @@ impl Sandbox {
         SandboxReport {
             all_ready_after,
             endpoints: self.lines(),
+            health: self.health_lines(),
             elasticsearch,
             accepted_provider_calls,
             deployments,
         }
     }
+}
+
+/// Every key of the examples' Secrets (`stringData`), by (namespace, Secret, key).
+fn example_secret_values(documents: &[Value]) -> BTreeMap<(String, String, String), String> {
+    let mut values = BTreeMap::new();
+    for ((namespace, secret), data) in Secrets::of(documents).0 {
+        for (key, value) in data {
+            let text = value.as_str().unwrap_or_default().to_owned();
+            values.insert((namespace.clone(), secret.clone(), key.clone()), text);
+        }
+    }
+    values
 }
 
 /// The inference id of each example InferenceEndpoint (`spec.inferenceId`, else its name).
@@ -747,13 +1050,14 @@ pub async fn run(options: SandboxOptions) -> Result<SandboxReport, String> {
     let mut commands = stdin_lines();
     let mut all_ready_after = None;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut noted: Vec<String> = vec![];
     println!();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             Some(line) = commands.recv() => {
                 if !line.trim().is_empty() {
-                    println!("{}", sandbox.control(&line));
+                    println!("{}", sandbox.control(&line).await);
                 }
                 continue;
             }
@@ -764,12 +1068,33 @@ pub async fn run(options: SandboxOptions) -> Result<SandboxReport, String> {
         }
         for change in sandbox.poll().await? {
             println!("{change}");
+            if change.line.split_whitespace().nth(1) == Some("CredentialsRejected") {
+                noted.push(change.key);
+            }
         }
+        // A rejected rotation's note needs the rollback, which may come a moment later.
+        noted.retain(|key| match sandbox.rotation_note(key) {
+            Some(note) => {
+                println!("        {note}");
+                false
+            }
+            None => true,
+        });
         if all_ready_after.is_none() && sandbox.examples_ready() {
             let took = sandbox.applied_at.elapsed();
             all_ready_after = Some(took);
+            let refused = sandbox.examples_refused();
+            let unless = if refused.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " but {} (Elasticsearch {} cannot take them)",
+                    refused.join(", "),
+                    sandbox.es_version
+                )
+            };
             println!(
-                "\nall {} example InferenceEndpoints Ready after {:.2}s",
+                "\nall {} example InferenceEndpoints Ready{unless} after {:.2}s, and probed",
                 sandbox.examples.len(),
                 took.as_secs_f64()
             );
@@ -863,6 +1188,28 @@ mod tests {
     }
 
     #[test]
+    fn an_example_settles_ready_or_refused_by_its_version() {
+        assert!(settled("Ready=True  Created  created"));
+        assert!(settled(
+            "Ready=False UnsupportedByCluster       OAuth2 client credentials need Elasticsearch 9.4+"
+        ));
+        assert!(!settled(
+            "Ready=False SecretNotFound  Secret default/x not found"
+        ));
+        assert!(!settled("Ready=?     (not reconciled yet)"));
+        let object = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "Created", "message": "m"},
+            {"type": "Healthy", "status": "False", "reason": "ProviderRejectedCredentials", "message": "401"}
+        ]}});
+        let line = health_line(&object).unwrap();
+        assert!(
+            line.starts_with("Healthy=False ProviderRejectedCredentials"),
+            "{line}"
+        );
+        assert_eq!(health_line(&json!({"status": {}})), None);
+    }
+
+    #[test]
     fn a_rejected_key_wins_over_a_rate_limit() {
         assert_eq!(key_outcome(true, true), Some(ProviderOutcome::Reject401));
         assert_eq!(
@@ -890,9 +1237,24 @@ mod tests {
                 inference_id: "x".into()
             }
         );
+        assert_eq!(
+            parse("bad-key team-a/mine").unwrap(),
+            Control::BadKey {
+                name: "team-a/mine".into()
+            }
+        );
         assert!(parse("explode").is_err());
         let help = control_help();
-        for command in ["reject-key", "rate-limit", "use", "unuse", "drift", "urls"] {
+        for command in [
+            "reject-key",
+            "rate-limit",
+            "use",
+            "unuse",
+            "drift",
+            "bad-key",
+            "good-key",
+            "urls",
+        ] {
             assert!(help.contains(command), "{command} missing from:\n{help}");
         }
     }
