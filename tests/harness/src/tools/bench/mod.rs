@@ -1047,10 +1047,7 @@ async fn wait_all_verified(
         }
         operator.check_alive()?;
         // Before its /metrics address is logged, the process has reconciled nothing.
-        let reconciled = match operator.reconciles(&bench.http).await {
-            Ok(count) => count,
-            Err(_) => 0.0,
-        };
+        let reconciled = operator.reconciles(&bench.http).await.unwrap_or(0.0);
         if reconciled >= objects as f64 {
             return Ok(polled);
         }

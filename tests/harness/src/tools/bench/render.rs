@@ -567,3 +567,16 @@ pub fn render(r: &BenchReport) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_targets_are_the_issues() {
+        // "≤ 6 KiB per object (so ≤ 16 MiB at 1,000 and ≤ 70 MiB at 10,000)" over 10 MiB idle.
+        assert!(rss_target_mib(1000) <= 16.0 && rss_target_mib(1000) > 15.5);
+        assert!(rss_target_mib(10_000) <= 70.0 && rss_target_mib(10_000) > 68.0);
+        assert_eq!(rss_target_mib(0), IDLE_MIB);
+    }
+}

@@ -313,6 +313,35 @@ impl Snapshot {
 mod tests {
     use super::*;
 
+    fn request(method: &str, route: Route, query: Option<&str>) -> RecordedRequest {
+        RecordedRequest {
+            method: method.into(),
+            path: "/_inference/text_embedding/e1".into(),
+            query: query.map(str::to_owned),
+            body: None,
+            raw_body: String::new(),
+            auth: crate::es::AuthKind::None,
+            route,
+            at: Instant::now(),
+            tag: None,
+            status: Some(200),
+            seq: 0,
+        }
+    }
+
+    #[test]
+    fn a_dry_run_delete_is_a_read_not_a_write() {
+        let used_by = request("DELETE", Route::Delete, Some("dry_run=true"));
+        let delete = request("DELETE", Route::Delete, None);
+        assert!(!is_es_write(&used_by));
+        assert!(is_es_write(&delete));
+        assert!(is_es_write(&request("PUT", Route::Put, None)));
+        assert!(!is_es_write(&request("GET", Route::Get, None)));
+        let counts = es_counts(&[used_by, delete]);
+        assert_eq!(counts["used-by read (DELETE ?dry_run)"], 1);
+        assert_eq!(counts["delete (DELETE)"], 1);
+    }
+
     #[test]
     fn nearest_rank_percentiles() {
         let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
