@@ -279,7 +279,7 @@ impl Context {
 /// Publishes Events through kube's `Recorder`, without its memory: kube 5's `Recorder` keeps
 /// every Event it published (key and whole Event, kube-runtime `events.rs`) for 6 minutes to
 /// turn a repeat into a series, and its map never shrinks — after 1,000 creates that was the
-/// largest per-object allocation of the operator (docs/benchmarks.md#memory). The operator
+/// largest per-object allocation of the operator (docs/benchmarks.md#memory-issue-16). The operator
 /// publishes on transitions only, so repeats within 6 minutes are rare; each Event is created
 /// on its own instead.
 #[derive(Clone)]
