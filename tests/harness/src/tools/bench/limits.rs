@@ -104,7 +104,7 @@ pub async fn get_endpoint(http: &reqwest::Client, es_url: &str, id: &str) -> Res
 }
 
 /// Terraform's default parallelism: `terraform apply -parallelism=n`, "Defaults to 10"
-/// (https://developer.hashicorp.com/terraform/cli/commands/apply#parallelism-n).
+/// (<https://developer.hashicorp.com/terraform/cli/commands/apply>, options).
 pub const TERRAFORM_PARALLELISM: usize = 10;
 
 /// A Terraform-like client: `parallelism` endpoints in flight, each read (GET) and then created
