@@ -31,7 +31,7 @@ bench=$!
 snapshot() {
   local pid
   pid=$(pgrep -n -f "valgrind.bin --tool=massif --threshold=0.5 --depth=40 --massif-out-file=$out/")
-  vgdb --pid="$pid" detailed_snapshot "$out/$label-$1.massif" > /dev/null
+  vgdb --pid="$pid" detailed_snapshot "$out/$label-$1.massif" > /dev/null 2>&1
   echo "massif snapshot $1: $out/$label-$1.massif (operator pid $pid)"
 }
 wait_for() {
