@@ -87,6 +87,30 @@ impl Decoded {
     }
 }
 
+/// kubectl's copy of the applied object (it may hold a key in plain text, docs/security.md).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drop what no reconcile reads before an object enters the cache (and the indexes that
+/// watch the stream): `managedFields` (~40 % of an object as stored), kubectl's last-applied
+/// copy, labels and owner references. Everything else stays: the spec (desired state, the
+/// Secret index), the whole status (the previous status each reconcile compares its new one
+/// with, so a trimmed status would be written back on every re-check), and the metadata the
+/// reconcile, the finalizer patch (`resourceVersion`), the ownership index
+/// (`creationTimestamp`) and the triggers (generation, finalizers, deletion, annotations)
+/// read.
+pub fn trim(object: &mut Decoded) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
 impl Resource for Decoded {
     type DynamicType = ();
     type Scope = <InferenceEndpoint as Resource>::Scope;
@@ -125,6 +149,7 @@ impl Resource for Decoded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::identity::Identity;
     use serde_json::json;
 
     fn object(azure_extra: Value, chunking: Option<Value>) -> Value {
@@ -231,6 +256,97 @@ mod tests {
             invalid.error
         );
         assert!(invalid.error.starts_with("spec.azureOpenAI.dimensions: "));
+    }
+
+    /// An object as a GitOps tool leaves it: labels, owner, managedFields, kubectl's copy.
+    fn as_stored() -> Value {
+        let mut value = object(json!({"dimensions": 1536}), None);
+        let spec = value["spec"].clone();
+        value["metadata"] = json!({
+            "name": "big", "namespace": "ns", "uid": "u1", "generation": 3,
+            "resourceVersion": "812", "creationTimestamp": "2026-01-01T00:00:00Z",
+            "finalizers": ["esinference.io/cleanup"],
+            "labels": {"app.kubernetes.io/instance": "search", "app.kubernetes.io/managed-by": "Helm"},
+            "annotations": {"esinference.io/adopt": "true",
+                            LAST_APPLIED: serde_json::to_string(&json!({"spec": spec})).unwrap()},
+            "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                                 "name": "search", "uid": "a1"}],
+            "managedFields": [{"manager": "kubectl", "operation": "Apply",
+                               "apiVersion": "esinference.io/v1alpha1", "fieldsType": "FieldsV1",
+                               "fieldsV1": {"f:spec": {"f:taskType": {}, "f:azureOpenAI": {}}}},
+                              {"manager": "inference-operator", "operation": "Apply",
+                               "subresource": "status", "fieldsType": "FieldsV1",
+                               "fieldsV1": {"f:status": {"f:inferenceId": {}, "f:cluster": {}}}}]
+        });
+        value["status"]["conditions"] = json!([{"type": "Ready", "status": "True",
+            "reason": "Created", "message": "created inference endpoint big in cluster n (9.1.0)",
+            "observedGeneration": 3, "lastTransitionTime": "2026-01-01T00:00:01Z"}]);
+        value
+    }
+
+    #[test]
+    fn a_trimmed_object_keeps_what_reconciles_read() {
+        let decoded: Decoded = serde_json::from_value(as_stored()).unwrap();
+        let mut trimmed = decoded.clone();
+        trim(&mut trimmed);
+        let (before, after) = (decoded.typed().unwrap(), trimmed.typed().unwrap());
+        // The same desired endpoint, Secrets and previous status: the same plan and report.
+        assert_eq!(
+            crate::controller::desired::desired(after),
+            crate::controller::desired::desired(before)
+        );
+        assert_eq!(
+            crate::controller::secret_index::secrets_of(after),
+            crate::controller::secret_index::secrets_of(before)
+        );
+        assert_eq!(after.spec, before.spec);
+        assert_eq!(after.status, before.status);
+        let (b, a) = (&before.metadata, &after.metadata);
+        assert_eq!(
+            Identity::of(&trimmed).unwrap(),
+            Identity::of(&decoded).unwrap()
+        );
+        assert_eq!(
+            (&a.generation, &a.finalizers, &a.resource_version),
+            (&b.generation, &b.finalizers, &b.resource_version)
+        );
+        assert_eq!(a.creation_timestamp, b.creation_timestamp);
+        assert_eq!(a.deletion_timestamp, b.deletion_timestamp);
+        assert_eq!(
+            a.annotations.as_ref().unwrap().get("esinference.io/adopt"),
+            Some(&"true".to_owned()),
+            "the operator's annotations stay"
+        );
+        // What is gone is what nothing reads.
+        assert!(a.managed_fields.is_none() && a.labels.is_none() && a.owner_references.is_none());
+        assert!(!a.annotations.as_ref().unwrap().contains_key(LAST_APPLIED));
+    }
+
+    #[test]
+    fn a_trimmed_object_is_smaller() {
+        let decoded: Decoded = serde_json::from_value(as_stored()).unwrap();
+        let mut trimmed = decoded.clone();
+        trim(&mut trimmed);
+        let size = |d: &Decoded| serde_json::to_vec(d.typed().unwrap()).unwrap().len();
+        let (before, after) = (size(&decoded), size(&trimmed));
+        assert!(
+            after * 2 < before,
+            "stored {before} bytes, trimmed {after} bytes"
+        );
+    }
+
+    #[test]
+    fn an_undecodable_object_is_trimmed_too() {
+        let mut value = as_stored();
+        value["spec"]["azureOpenAI"]["dimensions"] = json!(2147483648_i64);
+        let mut decoded: Decoded = serde_json::from_value(value).unwrap();
+        trim(&mut decoded);
+        let meta = decoded.meta();
+        assert!(meta.managed_fields.is_none() && meta.labels.is_none());
+        assert_eq!(
+            meta.finalizers.as_deref(),
+            Some(&["esinference.io/cleanup".to_owned()][..])
+        );
     }
 
     #[test]

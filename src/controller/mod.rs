@@ -173,7 +173,7 @@ pub struct Context {
     pub client: kube::Client,
     /// Ownership facts of every InferenceEndpoint in every watched scope.
     pub ownership: Arc<OwnershipIndex>,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     pub metrics: Arc<Metrics>,
     pub config: Config,
     pub connections: Connections,
@@ -207,7 +207,10 @@ impl Context {
         Context {
             probes: health::Probes::new(usize::from(config.health_check_concurrency)),
             accepted_secrets: Mutex::new(HashMap::new()),
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: EventRecorder {
+                client: client.clone(),
+                reporter,
+            },
             connections: Connections::new(config.connection.clone(), metrics.clone()),
             slots: Slots::new(slot_count(config.concurrency)),
             metrics,
@@ -277,6 +280,31 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&who.uid);
+    }
+}
+
+/// Publishes Events through kube's `Recorder`, without its memory: kube 5's `Recorder` keeps
+/// every Event it published (key and whole Event, kube-runtime `events.rs`) for 6 minutes to
+/// turn a repeat into a series, and its map never shrinks — after 1,000 creates that was the
+/// largest per-object allocation of the operator (docs/benchmarks.md#memory-issue-16). The operator
+/// publishes on transitions only, so repeats within 6 minutes are rare; each Event is created
+/// on its own instead.
+#[derive(Clone)]
+pub struct EventRecorder {
+    client: kube::Client,
+    reporter: Reporter,
+}
+
+impl EventRecorder {
+    pub async fn publish(
+        &self,
+        event: &kube::runtime::events::Event,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+    ) -> Result<(), kube::Error> {
+        // A recorder per Event: its cache is dropped with it.
+        Recorder::new(self.client.clone(), self.reporter.clone())
+            .publish(event, reference)
+            .await
     }
 }
 
@@ -460,14 +488,8 @@ pub async fn run(
     let episodes = Arc::new(ApiServerEpisodes::default());
     let iep_stream = watcher(ieps, watcher::Config::default().any_semantic())
         .default_backoff()
-        // The cache keeps what reconciles read; managedFields (~40 % of an object) and
-        // kubectl's last-applied copy of the spec are never read.
-        .modify(|iep: &mut Decoded| {
-            iep.managed_fields_mut().clear();
-            if let Some(annotations) = iep.meta_mut().annotations.as_mut() {
-                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-            }
-        })
+        // The cache (and the indexes below) keep only what reconciles read (`decode::trim`).
+        .modify(decode::trim)
         .inspect({
             let index = index.clone();
             let ownership = ownership.clone();
@@ -610,6 +632,48 @@ mod tests {
             "metadata": {"name": name, "namespace": namespace}, "spec": spec
         }))
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn events_are_not_kept_per_object() {
+        use inference_testenv::kube::{EmulatorOptions, KubeEmulator};
+        use kube::runtime::events::{Event, EventType};
+        let kube = KubeEmulator::start(EmulatorOptions::default()).await;
+        kube.create_namespace("ns");
+        let recorder = EventRecorder {
+            client: inference_testenv::client_for(&kube.url(), "ns"),
+            reporter: Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: None,
+            },
+        };
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "Created".into(),
+            note: Some("created".into()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("esinference.io/v1alpha1".into()),
+            kind: Some("InferenceEndpoint".into()),
+            name: Some("a".into()),
+            namespace: Some("ns".into()),
+            uid: Some("u1".into()),
+            ..Default::default()
+        };
+        for _ in 0..2 {
+            recorder.publish(&event, &reference).await.unwrap();
+        }
+        // kube's Recorder remembers the first and PATCHes it into a series; nothing is kept
+        // here, so the repeat is created like the first.
+        let methods: Vec<String> = kube
+            .requests()
+            .into_iter()
+            .filter(|r| r.resource.as_deref() == Some("events"))
+            .map(|r| r.method)
+            .collect();
+        assert_eq!(methods, ["POST", "POST"]);
     }
 
     #[test]

@@ -13,12 +13,15 @@ use inference_testenv::tools::bench::{run, BenchOptions};
 const USAGE: &str = "usage: bench [--quick] [--endpoints N] [--es-latency 200ms] [--concurrency C]
              [--baseline-sample K] [--footprint-max M] [--unrelated-secrets S]
              [--rotations R] [--create-samples K] [--recheck-interval 10s] [--recheck-rounds 3]
-             [--es-version 9.4.0] [--operator-env KEY=VALUE]... [--operator-bin PATH] [--work-dir DIR] [--json] [--json-out FILE]
+             [--es-version 9.4.0] [--ready-timeout 60s] [--pin-cpus] [--operator-env KEY=VALUE]... [--operator-bin PATH] [--work-dir DIR] [--json] [--json-out FILE]
 
   --quick              N = 50, L = 20 ms, 10 rotations, 500 unrelated Secrets, no 5 x N (for CI)
-  --baseline-sample K  time K sequential PUTs and extrapolate to N (default: all N, for real)
+  --baseline-sample K  time K sequential PUTs (and 10 x K Terraform-like endpoints, 10 in flight)
+                       and extrapolate to N (default: N up to 1,000 for real, sampled above)
   --footprint-max M    also measure the footprint with M objects (e.g. 5000)
-  --operator-bin PATH  skip `cargo build --release` and run this binary";
+  --operator-bin PATH  skip `cargo build --release` and run this binary
+  --pin-cpus           this process on CPU 0, the operator on CPU 1 (taskset)
+  --ready-timeout 60s  shortest wait for all Ready / all re-verified (e.g. 20m under valgrind)";
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -90,6 +93,8 @@ fn parse(args: Vec<String>) -> Result<Option<Cli>, String> {
                 options.recheck_rounds = number(value(&arg)?)?.clamp(1, 1000) as u32
             }
             "--es-version" => options.es_version = value(&arg)?,
+            "--pin-cpus" => options.pin_cpus = true,
+            "--ready-timeout" => options.ready_timeout_min = parse_duration(&value(&arg)?)?,
             "--operator-env" => {
                 let pair = value(&arg)?;
                 let (k, v) = pair

@@ -31,8 +31,10 @@ pub struct HarnessLimits {
     pub es_puts_per_s: f64,
     /// Double, no latency: endpoint GETs per second.
     pub es_gets_per_s: f64,
-    /// Double with the benchmark's Azure latency L: `latency_puts` PUTs all in flight at once.
+    /// Double with the benchmark's Azure latency L: `wide_puts` PUTs (N, at most
+    /// [`MAX_WIDE_PUTS`]) all in flight at once; `latency_puts` (N) with C in flight below.
     pub latency_puts: usize,
+    pub wide_puts: usize,
     pub latency_puts_wall_ms: f64,
     pub latency_ms: f64,
     /// The same N PUTs with only C in flight (the operator's concurrency): the harness's own
@@ -84,6 +86,49 @@ pub async fn put_endpoint(http: &reqwest::Client, es_url: &str, id: &str) -> Res
     }
     Ok(())
 }
+
+/// GET one endpoint from the double, as a client reads before it writes (Terraform's refresh);
+/// a 404 (not created yet) is an answer too.
+pub async fn get_endpoint(http: &reqwest::Client, es_url: &str, id: &str) -> Result<(), String> {
+    let response = http
+        .get(format!("{es_url}/_inference/text_embedding/{id}"))
+        .basic_auth(ES_USER, Some(ES_PASSWORD))
+        .send()
+        .await
+        .map_err(|e| format!("GET {id}: {e}"))?;
+    let status = response.status();
+    if !(status.is_success() || status == reqwest::StatusCode::NOT_FOUND) {
+        return Err(format!("GET {id}: {status}"));
+    }
+    Ok(())
+}
+
+/// Terraform's default parallelism: `terraform apply -parallelism=n`, "Defaults to 10"
+/// (<https://developer.hashicorp.com/terraform/cli/commands/apply>, options).
+pub const TERRAFORM_PARALLELISM: usize = 10;
+
+/// A Terraform-like client: `parallelism` endpoints in flight, each read (GET) and then created
+/// (PUT), as a provider's read-before-create does; the time for `count` endpoints.
+pub async fn terraform_like(
+    http: &reqwest::Client,
+    es_url: &str,
+    count: usize,
+    parallelism: usize,
+) -> Result<Duration, String> {
+    timed_concurrent(count, parallelism, |i| {
+        let (http, url) = (http.clone(), es_url.to_owned());
+        async move {
+            let id = format!("tf-{i}");
+            get_endpoint(&http, &url, &id).await?;
+            put_endpoint(&http, &url, &id).await
+        }
+    })
+    .await
+}
+
+/// The most PUTs the harness sends all at once (one connection each; beyond this the test
+/// measures the machine's socket limits, not the double).
+pub const MAX_WIDE_PUTS: usize = 2000;
 
 /// A double like the benchmark's: security on, any Azure key accepted, Azure latency `latency`.
 pub async fn start_double(es_version: &str, latency: Duration) -> EsDouble {
@@ -233,12 +278,14 @@ pub async fn measure(
     let es = start_double(es_version, latency).await;
     let url = es.url();
     let started = Instant::now();
-    futures::stream::iter(0..latency_puts)
+    let wide = latency_puts.min(MAX_WIDE_PUTS);
+    limits.wide_puts = wide;
+    futures::stream::iter(0..wide)
         .map(|i| {
             let (http, url) = (http.clone(), url.clone());
             async move { put_endpoint(&http, &url, &format!("wide-{i}")).await }
         })
-        .buffer_unordered(latency_puts.max(1))
+        .buffer_unordered(wide.max(1))
         .try_collect::<Vec<()>>()
         .await?;
     limits.latency_puts_wall_ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -83,6 +83,12 @@ pub struct BenchOptions {
     pub revision: String,
     /// Extra environment for the operator processes (e.g. `MALLOC_ARENA_MAX=2`).
     pub operator_env: Vec<(String, String)>,
+    /// The shortest wait for objects to become Ready or re-verified (it grows with N·L/C);
+    /// longer for an operator run under valgrind.
+    pub ready_timeout_min: Duration,
+    /// Pin this process (emulator, double, client) to CPU 0 and the operator to CPU 1
+    /// (`taskset`), so neither can take the other's core.
+    pub pin_cpus: bool,
 }
 
 impl BenchOptions {
@@ -111,6 +117,8 @@ impl BenchOptions {
             progress: true,
             revision: String::new(),
             operator_env: vec![],
+            ready_timeout_min: Duration::from_secs(60),
+            pin_cpus: false,
         }
     }
 
@@ -143,6 +151,7 @@ pub struct Settings {
     pub revision: String,
     pub operator_env: Vec<String>,
     pub quick: bool,
+    pub pin_cpus: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -207,7 +216,9 @@ pub struct Startup {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Baseline {
-    /// Sequential PUTs actually sent and timed.
+    /// Endpoints in flight at once (1: sequential).
+    pub in_flight: usize,
+    /// Sequential PUTs (or, Terraform-like, GET + PUT pairs) actually sent and timed.
     pub measured_puts: usize,
     pub measured_ms: f64,
     /// Time for N PUTs: measured, or `measured_ms / measured_puts × N` when extrapolated.
@@ -244,6 +255,10 @@ pub struct Convergence {
     pub ratio_to_bound: f64,
     pub baseline: Baseline,
     pub speedup_vs_sequential: f64,
+    /// A Terraform-like client: 10 endpoints in flight (Terraform's default parallelism), each
+    /// a GET then a PUT.
+    pub terraform: Baseline,
+    pub speedup_vs_terraform: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -256,6 +271,7 @@ pub struct SteadyState {
     pub restart_status_writes: usize,
     pub restart_es_requests: BTreeMap<String, usize>,
     pub restart_kube_writes: BTreeMap<String, usize>,
+    pub restart_kube_reads: BTreeMap<String, usize>,
     /// The observation window after the restart pass.
     pub window_ms: f64,
     pub reconciles: f64,
@@ -270,6 +286,12 @@ pub struct SteadyState {
     /// Operator CPU time over the window, per re-check.
     pub operator_cpu_ms: f64,
     pub operator_cpu_us_per_recheck: f64,
+    /// Re-check rounds the window spans (window / interval), and the cost of one round:
+    /// requests of each kind (reads and writes) and operator CPU.
+    pub rounds: f64,
+    pub es_requests_per_round: f64,
+    pub kube_requests_per_round: f64,
+    pub operator_cpu_ms_per_round: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -282,7 +304,11 @@ pub struct AtScale {
     pub converge_ms: f64,
     pub bound_ms: f64,
     pub operator_cpu_ms: f64,
+    /// This process (emulator, double, client) while the added objects converged.
+    pub harness_cpu_ms: f64,
     pub mib_per_1000: f64,
+    /// Restart of process #3 over the existing objects: process start → each one re-verified.
+    pub restart_verified_ms: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -353,7 +379,32 @@ pub struct BenchReport {
     pub footprint: Footprint,
     pub latency: Latency,
     pub targets: Vec<TargetCheck>,
+    /// The operator's requests to Kubernetes and Elasticsearch, phase by phase.
+    pub phases: Vec<PhaseRequests>,
     pub total_ms: f64,
+}
+
+/// What the operator sent to Kubernetes and Elasticsearch during one phase of the run (the
+/// benchmark's own requests are left out; watches are streams, not counted).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PhaseRequests {
+    pub phase: String,
+    /// InferenceEndpoints in the cluster at the end of the phase.
+    pub objects: usize,
+    pub wall_ms: f64,
+    pub es: BTreeMap<String, usize>,
+    pub kube_reads: BTreeMap<String, usize>,
+    pub kube_writes: BTreeMap<String, usize>,
+}
+
+impl PhaseRequests {
+    pub fn es_total(&self) -> usize {
+        self.es.values().sum()
+    }
+
+    pub fn kube_total(&self) -> usize {
+        self.kube_reads.values().sum::<usize>() + self.kube_writes.values().sum::<usize>()
+    }
 }
 
 impl BenchReport {
@@ -398,6 +449,14 @@ impl BenchReport {
     }
 }
 
+type Counts = BTreeMap<String, usize>;
+
+fn merge(into: &mut Counts, from: Counts) {
+    for (kind, count) in from {
+        *into.entry(kind).or_insert(0) += count;
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -405,6 +464,13 @@ fn ms(d: Duration) -> f64 {
 fn per(count: f64, of: usize) -> f64 {
     count / of.max(1) as f64
 }
+
+/// Above this N the sequential baseline is sampled unless `--baseline-sample` says otherwise.
+pub const SEQUENTIAL_MAX: usize = 1000;
+
+/// The CPUs of `--pin-cpus`: this process on the first, the operator on the second.
+const HARNESS_CPU: &str = "0";
+const OPERATOR_CPU: &str = "1";
 
 /// Everything one run shares.
 struct Bench {
@@ -415,6 +481,12 @@ struct Bench {
     http: reqwest::Client,
     kubeconfig: PathBuf,
     processes: usize,
+    /// Where the current phase starts in the request logs, when, and the phases closed so far.
+    marks: Snapshot,
+    phase_started: Instant,
+    phases: Vec<PhaseRequests>,
+    /// Requests of the current phase counted before the logs were cleared mid-phase.
+    pending: PhaseRequests,
 }
 
 impl Bench {
@@ -439,13 +511,81 @@ impl Bench {
             .options
             .work_dir
             .join(format!("operator-{}.log", self.processes));
-        OperatorProcess::spawn(
+        OperatorProcess::spawn_on(
             &self.options.operator_bin,
             &self.kubeconfig,
             &log,
             &args,
             &self.options.operator_env,
+            self.options.pin_cpus.then_some(OPERATOR_CPU),
         )
+    }
+
+    /// Start a phase with empty request logs.
+    fn clear_logs(&mut self) {
+        self.kube.clear_requests();
+        self.es.clear_requests();
+        self.marks = Snapshot { es: 0, kube: 0 };
+        self.phase_started = Instant::now();
+        self.pending = PhaseRequests::default();
+    }
+
+    /// Count the current phase's requests so far, then clear the logs (the phase goes on).
+    fn flush_logs(&mut self) {
+        let (es, reads, writes) = self.counts_since_marks();
+        merge(&mut self.pending.es, es);
+        merge(&mut self.pending.kube_reads, reads);
+        merge(&mut self.pending.kube_writes, writes);
+        self.kube.clear_requests();
+        self.es.clear_requests();
+        self.marks = Snapshot { es: 0, kube: 0 };
+    }
+
+    /// Requests since the marks: Elasticsearch, Kubernetes reads, Kubernetes writes.
+    fn counts_since_marks(&mut self) -> (Counts, Counts, Counts) {
+        let es_log = self.es.requests();
+        let kube_log = self.kube.requests();
+        let es = &es_log[self.marks.es.min(es_log.len())..];
+        let kube = &kube_log[self.marks.kube.min(kube_log.len())..];
+        self.marks = Snapshot {
+            es: es_log.len(),
+            kube: kube_log.len(),
+        };
+        (
+            es_counts(es),
+            k8s_counts(kube, false),
+            k8s_counts(kube, true),
+        )
+    }
+
+    /// End the current phase: count what reached the emulator and the double since it began,
+    /// less the benchmark's own requests (`own`: kind as [`k8s_counts`] names it, count).
+    fn close_phase(&mut self, phase: &str, own: &[(&str, usize)]) -> PhaseRequests {
+        let mut pending = std::mem::take(&mut self.pending);
+        let (es, reads, writes) = self.counts_since_marks();
+        merge(&mut pending.es, es);
+        merge(&mut pending.kube_reads, reads);
+        merge(&mut pending.kube_writes, writes);
+        let subtract = |mut counts: Counts| {
+            for (kind, count) in own {
+                if let Some(seen) = counts.get_mut(*kind) {
+                    *seen = seen.saturating_sub(*count);
+                }
+            }
+            counts.retain(|_, v| *v > 0);
+            counts
+        };
+        let closed = PhaseRequests {
+            phase: phase.to_owned(),
+            objects: self.object_count(),
+            wall_ms: ms(self.phase_started.elapsed()),
+            es: pending.es,
+            kube_reads: subtract(pending.kube_reads),
+            kube_writes: subtract(pending.kube_writes),
+        };
+        self.phase_started = Instant::now();
+        self.phases.push(closed.clone());
+        closed
     }
 
     /// Every InferenceEndpoint in the cluster.
@@ -458,7 +598,7 @@ impl Bench {
             .options
             .es_latency
             .mul_f64(objects as f64 / f64::from(self.options.concurrency.max(1)));
-        Duration::from_secs(60).max(bound * 20)
+        self.options.ready_timeout_min.max(bound * 20)
     }
 
     /// Secrets and objects for `names` in the benchmark namespace.
@@ -488,6 +628,9 @@ impl Bench {
 pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let run_started = Instant::now();
+    if options.pin_cpus {
+        process::pin_self(HARNESS_CPU)?;
+    }
     std::fs::create_dir_all(&options.work_dir)
         .map_err(|e| format!("{}: {e}", options.work_dir.display()))?;
     let mut machine = Machine::read();
@@ -506,6 +649,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
         quick: options.quick,
+        pin_cpus: options.pin_cpus,
     };
     let n = options.endpoints;
     let latency = options.es_latency;
@@ -548,6 +692,10 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
         http: limits::http_client(),
         kubeconfig,
         processes: 0,
+        marks: Snapshot { es: 0, kube: 0 },
+        phase_started: Instant::now(),
+        phases: vec![],
+        pending: PhaseRequests::default(),
     };
 
     let (binary_bytes, binary_stripped) = binary_size(&bench.options.operator_bin)?;
@@ -578,8 +726,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
         )
         .await
         .map_err(|e| format!("create probe: {e}"))?;
-    bench.kube.clear_requests();
-    bench.es.clear_requests();
+    bench.clear_logs();
     let mut first = bench.spawn(&[])?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let probe = BTreeSet::from(["probe".to_owned()]);
@@ -604,6 +751,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     footprint.idle = first.rss();
+    bench.close_phase("start-up (process #1, 1 object)", &[]);
 
     // 3. Convergence.
     bench.say(&format!("convergence: {n} InferenceEndpoints at once"));
@@ -612,8 +760,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let metrics_before = first.metrics(&bench.http).await?;
     let before = metric_sum(&metrics_before, "inference_operator_reconciliations");
-    bench.kube.clear_requests();
-    bench.es.clear_requests();
+    bench.clear_logs();
     let (operator_cpu, harness_cpu) = (first.cpu(), own_cpu());
     let (apply_took, applied_at) = bench.apply(&names).await?;
     let set: BTreeSet<String> = names.iter().cloned().collect();
@@ -624,6 +771,10 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
     let operator_cpu_ms = ms(first.cpu().saturating_sub(operator_cpu));
     let harness_cpu_ms = ms(own_cpu().saturating_sub(harness_cpu));
     tokio::time::sleep(Duration::from_secs(1)).await; // trailing Events
+    bench.close_phase(
+        &format!("convergence ({n} created)"),
+        &[("POST inferenceendpoints", n)],
+    );
     let es_log = bench.es.requests();
     let kube_log = bench.kube.requests();
     let mut kube_writes = k8s_counts(&kube_log, true);
@@ -683,37 +834,25 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
     footprint.mib_per_1000 =
         (footprint.at_n.current_mib() - footprint.idle.current_mib()) / (n.max(1) as f64 / 1000.0);
 
-    // The sequential client, on its own double with the same latency.
-    let sample = bench
-        .options
-        .baseline_sample
-        .unwrap_or(n)
-        .clamp(1, n.max(1));
-    bench.say(&format!(
-        "sequential baseline: {sample} PUTs one after another{}",
-        if sample < n {
-            format!(" (extrapolated to {n})")
-        } else {
-            String::new()
-        }
-    ));
-    let sequential = limits::start_double(&bench.options.es_version, latency).await;
-    let started = Instant::now();
-    for i in 0..sample {
-        limits::put_endpoint(&bench.http, &sequential.url(), &format!("seq-{i}")).await?;
-    }
-    let measured = started.elapsed();
-    drop(sequential);
-    convergence.baseline = Baseline {
-        measured_puts: sample,
-        measured_ms: ms(measured),
-        total_ms: ms(measured) / sample as f64 * n as f64,
-        extrapolated: sample < n,
-    };
-    convergence.speedup_vs_sequential = convergence.baseline.total_ms / all_ready_ms.max(1e-9);
+    // The baselines, each on its own double with the same latency.
+    let (sequential, terraform) = measure_baselines(&bench, n).await?;
+    convergence.speedup_vs_sequential = sequential.total_ms / all_ready_ms.max(1e-9);
+    convergence.speedup_vs_terraform = terraform.total_ms / all_ready_ms.max(1e-9);
+    convergence.baseline = sequential;
+    convergence.terraform = terraform;
 
     // 4. Latency, one at a time, N objects present and otherwise idle.
     let latency_report = measure_latency(&mut bench, &mut first, &names).await?;
+    let (rotations, samples) = (bench.options.rotations, bench.options.create_samples);
+    bench.close_phase(
+        &format!("latency ({rotations} rotations, {samples} creates)"),
+        &[
+            ("GET secrets", rotations),
+            ("PUT secrets", rotations),
+            ("POST secrets", samples),
+            ("POST inferenceendpoints", samples),
+        ],
+    );
 
     // 5. Unrelated Secrets.
     let unrelated = bench.options.unrelated_secrets;
@@ -725,7 +864,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
     footprint.before_unrelated = first.rss();
     let before = first.reconciles(&bench.http).await?;
     let cpu_before = first.cpu();
-    bench.es.clear_requests();
+    let es_mark = bench.es.requests().len();
     let size = bench.options.unrelated_secret_bytes;
     let secrets = (0..unrelated)
         .map(|i| {
@@ -747,7 +886,11 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
         footprint.with_unrelated.current_kib as i64 - footprint.before_unrelated.current_kib as i64;
     footprint.unrelated_reconciles = first.reconciles(&bench.http).await? - before;
     footprint.unrelated_operator_cpu_ms = ms(first.cpu().saturating_sub(cpu_before));
-    footprint.unrelated_es_requests = bench.es.requests().len();
+    footprint.unrelated_es_requests = bench.es.requests().len().saturating_sub(es_mark);
+    bench.close_phase(
+        &format!("{unrelated} unrelated Secrets"),
+        &[("POST secrets", unrelated)],
+    );
     first.check_alive()?;
     first.stop().await;
 
@@ -770,6 +913,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
         footprint,
         latency: latency_report,
         targets: vec![],
+        phases: std::mem::take(&mut bench.phases),
         total_ms: ms(run_started.elapsed()),
     };
     report.targets = render::targets(&report);
@@ -801,7 +945,8 @@ async fn measure_latency(
             k8s_openapi::ByteString(key.as_bytes().to_vec()),
         );
         secret.data = Some(data);
-        bench.es.clear_requests();
+        // Counted for the phase, then cleared: the poll below copies the log every 1 ms.
+        bench.flush_logs();
         let started = Instant::now();
         secrets
             .replace(&secret_name, &PostParams::default(), &secret)
@@ -884,7 +1029,10 @@ async fn measure_latency(
     })
 }
 
-/// Wait until every object has been read from Elasticsearch since the log was cleared.
+/// Wait until a restarted operator has verified every object: each one read from
+/// Elasticsearch by id since the log was cleared, or (an operator that reads a cluster's
+/// endpoints in one batched `GET _inference/_all`) as many reconciles as objects, by its own
+/// counter. Polls adaptively (≤ ~10 % of the time: copying a 10,000-entry log is not free).
 async fn wait_all_verified(
     bench: &Bench,
     operator: &mut OperatorProcess,
@@ -892,18 +1040,69 @@ async fn wait_all_verified(
 ) -> Result<Instant, String> {
     let deadline = Instant::now() + bench.ready_timeout(objects);
     loop {
-        if es_ids_read(&bench.es.requests()) >= objects {
-            return Ok(Instant::now());
+        let polled = Instant::now();
+        let read = es_ids_read(&bench.es.requests());
+        if read >= objects {
+            return Ok(polled);
         }
         operator.check_alive()?;
+        // Before its /metrics address is logged, the process has reconciled nothing.
+        let reconciled = operator.reconciles(&bench.http).await.unwrap_or(0.0);
+        if reconciled >= objects as f64 {
+            return Ok(polled);
+        }
         if Instant::now() > deadline {
             return Err(format!(
-                "after a restart only {} of {objects} objects were re-read",
-                es_ids_read(&bench.es.requests())
+                "after a restart only {read} of {objects} objects were re-read ({reconciled} reconciles)"
             ));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let spent = polled.elapsed();
+        tokio::time::sleep((spent * 10).max(Duration::from_millis(20))).await;
     }
+}
+
+/// The sequential client (N PUTs one after another) and the Terraform-like client (10 in
+/// flight, GET then PUT each), each on its own double with latency L. `--baseline-sample K`
+/// times K sequential PUTs and 10 × K Terraform-like endpoints and extrapolates; without it,
+/// N above [`SEQUENTIAL_MAX`] is sampled too (N = 10,000 sequentially would take N·L = 33 min).
+async fn measure_baselines(bench: &Bench, n: usize) -> Result<(Baseline, Baseline), String> {
+    let latency = bench.options.es_latency;
+    let sample = bench
+        .options
+        .baseline_sample
+        .unwrap_or(SEQUENTIAL_MAX)
+        .clamp(1, n.max(1));
+    let extrapolated = |in_flight: usize, measured: usize, took: Duration| Baseline {
+        in_flight,
+        measured_puts: measured,
+        measured_ms: ms(took),
+        total_ms: ms(took) / measured as f64 * n as f64,
+        extrapolated: measured < n,
+    };
+    bench.say(&format!(
+        "sequential baseline: {sample} PUTs one after another{}",
+        if sample < n {
+            format!(" (extrapolated to {n})")
+        } else {
+            String::new()
+        }
+    ));
+    let double = limits::start_double(&bench.options.es_version, latency).await;
+    let started = Instant::now();
+    for i in 0..sample {
+        limits::put_endpoint(&bench.http, &double.url(), &format!("seq-{i}")).await?;
+    }
+    let sequential = extrapolated(1, sample, started.elapsed());
+    drop(double);
+    let parallelism = limits::TERRAFORM_PARALLELISM;
+    let count = (sample * parallelism).min(n.max(1));
+    bench.say(&format!(
+        "Terraform-like baseline: {count} endpoints, {parallelism} in flight, GET then PUT each"
+    ));
+    let double = limits::start_double(&bench.options.es_version, latency).await;
+    let took = limits::terraform_like(&bench.http, &double.url(), count, parallelism).await?;
+    drop(double);
+    Ok((sequential, extrapolated(parallelism, count, took)))
 }
 
 async fn measure_steady_state(
@@ -917,8 +1116,7 @@ async fn measure_steady_state(
     bench.say(&format!(
         "steady state: restart with --recheck-interval {interval:?}, {objects} objects, {rounds} rounds"
     ));
-    bench.kube.clear_requests();
-    bench.es.clear_requests();
+    bench.clear_logs();
     let recheck = humantime_ms(interval);
     let mut operator = bench.spawn(&["--recheck-interval".to_owned(), recheck])?;
     let verified = wait_all_verified(bench, &mut operator, objects).await?;
@@ -927,12 +1125,11 @@ async fn measure_steady_state(
     // Let the pass's last reconciles finish.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let es_log = bench.es.requests();
-    let kube_log = bench.kube.requests();
-    let restart_kube_writes = k8s_counts(&kube_log, true);
-    let mark = Snapshot {
-        es: es_log.len(),
-        kube: kube_log.len(),
-    };
+    let restart = bench.close_phase(
+        &format!("restart pass (process #2, {objects} objects)"),
+        &[],
+    );
+    let mark = Snapshot::take(&bench.es, &bench.kube);
     let before = operator.reconciles(&bench.http).await?;
     let cpu_before = operator.cpu();
     let window_started = Instant::now();
@@ -945,7 +1142,14 @@ async fn measure_steady_state(
     let kube_window = &bench.kube.requests()[mark.kube..end.kube];
     let kube_writes = k8s_counts(kube_window, true);
     let kube_reads = k8s_counts(kube_window, false);
-    let es_reads = es_window.iter().filter(|r| !is_es_write(r.route)).count();
+    let es_reads = es_window.iter().filter(|r| !is_es_write(r)).count();
+    let es_total = es_window.len();
+    let kube_total = kube_window.iter().filter(|r| !r.watch).count();
+    let round_count = (ms(window) / ms(interval).max(1e-9)).max(1e-9);
+    bench.close_phase(
+        &format!("re-check rounds ({:.1} x {interval:?})", round_count),
+        &[],
+    );
     footprint.steady_process = operator.rss();
     operator.check_alive()?;
     operator.stop().await;
@@ -953,15 +1157,16 @@ async fn measure_steady_state(
         objects,
         recheck_interval_ms: ms(interval),
         restart_reconciles: before,
-        restart_es_writes: es_log.iter().filter(|r| is_es_write(r.route)).count(),
-        restart_status_writes: status_writes(&restart_kube_writes),
-        restart_es_requests: es_counts(&es_log),
-        restart_kube_writes,
+        restart_es_writes: es_log.iter().filter(|r| is_es_write(r)).count(),
+        restart_status_writes: status_writes(&restart.kube_writes),
+        restart_es_requests: restart.es,
+        restart_kube_writes: restart.kube_writes,
+        restart_kube_reads: restart.kube_reads,
         window_ms: ms(window),
         reconciles,
         rechecks_per_object: per(reconciles, objects),
         es_requests: es_counts(es_window),
-        es_writes: es_window.iter().filter(|r| is_es_write(r.route)).count(),
+        es_writes: es_window.iter().filter(|r| is_es_write(r)).count(),
         status_writes: status_writes(&kube_writes),
         kube_writes,
         es_reads_per_recheck: es_reads as f64 / reconciles.max(1.0),
@@ -969,6 +1174,10 @@ async fn measure_steady_state(
         kube_reads,
         operator_cpu_ms,
         operator_cpu_us_per_recheck: operator_cpu_ms * 1000.0 / reconciles.max(1.0),
+        rounds: round_count,
+        es_requests_per_round: es_total as f64 / round_count,
+        kube_requests_per_round: kube_total as f64 / round_count,
+        operator_cpu_ms_per_round: operator_cpu_ms / round_count,
     })
 }
 
@@ -977,18 +1186,19 @@ async fn measure_at_scale(bench: &mut Bench, max: usize) -> Result<AtScale, Stri
     bench.say(&format!(
         "footprint at scale: restart (process #3), then grow from {objects} to {max} objects"
     ));
-    bench.kube.clear_requests();
-    bench.es.clear_requests();
+    bench.clear_logs();
     let mut operator = bench.spawn(&[])?;
-    wait_all_verified(bench, &mut operator, objects).await?;
+    let verified = wait_all_verified(bench, &mut operator, objects).await?;
+    let restart_verified_ms = ms(verified.duration_since(operator.started));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = operator.rss();
+    bench.close_phase(&format!("restart (process #3, {objects} objects)"), &[]);
     let added = max.saturating_sub(objects);
     let names: Vec<String> = (0..added)
         .map(|i| workload::endpoint_name(bench.options.endpoints + i))
         .collect();
     bench.create_key_secrets(&names).await?;
-    let cpu_before = operator.cpu();
+    let (cpu_before, harness_before) = (operator.cpu(), own_cpu());
     let (_, applied_at) = bench.apply(&names).await?;
     let set: BTreeSet<String> = names.iter().cloned().collect();
     let all_ready =
@@ -996,8 +1206,13 @@ async fn measure_at_scale(bench: &mut Bench, max: usize) -> Result<AtScale, Stri
             .await
             .map_err(|e| format!("{e}; operator log:\n{}", operator.log_tail(20)))?;
     let operator_cpu_ms = ms(operator.cpu().saturating_sub(cpu_before));
+    let harness_cpu_ms = ms(own_cpu().saturating_sub(harness_before));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = operator.rss();
+    bench.close_phase(
+        &format!("grow to {max} ({added} created)"),
+        &[("POST secrets", added), ("POST inferenceendpoints", added)],
+    );
     operator.check_alive()?;
     operator.stop().await;
     let total = bench.object_count();
@@ -1010,6 +1225,8 @@ async fn measure_at_scale(bench: &mut Bench, max: usize) -> Result<AtScale, Stri
         bound_ms: ms(bench.options.es_latency) * added as f64
             / f64::from(bench.options.concurrency.max(1)),
         operator_cpu_ms,
+        harness_cpu_ms,
+        restart_verified_ms,
         mib_per_1000: (after.current_mib() - before.current_mib()) / (added.max(1) as f64 / 1000.0),
     })
 }

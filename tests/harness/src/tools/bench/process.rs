@@ -72,9 +72,29 @@ impl OperatorProcess {
         args: &[String],
         env: &[(String, String)],
     ) -> Result<OperatorProcess, String> {
+        Self::spawn_on(binary, kubeconfig, log_path, args, env, None)
+    }
+
+    /// [`OperatorProcess::spawn`]; with `cpu`, the process runs on that CPU alone
+    /// (`taskset -c`, which execs it: the pid is the operator's).
+    pub fn spawn_on(
+        binary: &Path,
+        kubeconfig: &Path,
+        log_path: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        cpu: Option<&str>,
+    ) -> Result<OperatorProcess, String> {
         let log =
             std::fs::File::create(log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-        let mut command = Command::new(binary);
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["-c", cpu]).arg(binary);
+                taskset
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("run")
             .args(["--metrics-address", "127.0.0.1:0", "--log-format", "text"])
@@ -218,6 +238,19 @@ pub fn metric_sum_where(text: &str, name: &str, label: &str) -> f64 {
             value.split_whitespace().next()?.parse::<f64>().ok()
         })
         .sum()
+}
+
+/// Pin every thread of this process (and the threads it starts later) to `cpu`.
+pub fn pin_self(cpu: &str) -> Result<(), String> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpu, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset: {e}"))?;
+    if !status.success() {
+        return Err(format!("taskset -a -p -c {cpu}: {status}"));
+    }
+    Ok(())
 }
 
 /// Size of a file and whether it still carries a symbol table (`.symtab`): stripped or not.

@@ -202,9 +202,11 @@ pub async fn wait_all_ready(
     }
 }
 
-/// Elasticsearch request kinds, as the double classifies them.
-pub fn es_kind(route: Route) -> &'static str {
-    match route {
+/// Elasticsearch request kinds, as the double classifies them; a dry-run DELETE is the read
+/// of what uses an endpoint (`status.usedBy`), not a delete.
+pub fn es_kind(request: &RecordedRequest) -> &'static str {
+    match request.route {
+        Route::Delete if request.is_dry_run() => "used-by read (DELETE ?dry_run)",
         Route::Root => "info (GET /)",
         Route::Get => "get (GET _inference)",
         Route::Put => "create (PUT)",
@@ -214,14 +216,14 @@ pub fn es_kind(route: Route) -> &'static str {
     }
 }
 
-pub fn is_es_write(route: Route) -> bool {
-    matches!(route, Route::Put | Route::Update | Route::Delete)
+pub fn is_es_write(request: &RecordedRequest) -> bool {
+    matches!(request.route, Route::Put | Route::Update | Route::Delete) && !request.is_dry_run()
 }
 
 pub fn es_counts(requests: &[RecordedRequest]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for r in requests {
-        *counts.entry(es_kind(r.route).to_owned()).or_insert(0) += 1;
+        *counts.entry(es_kind(r).to_owned()).or_insert(0) += 1;
     }
     counts
 }
@@ -310,6 +312,35 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(method: &str, route: Route, query: Option<&str>) -> RecordedRequest {
+        RecordedRequest {
+            method: method.into(),
+            path: "/_inference/text_embedding/e1".into(),
+            query: query.map(str::to_owned),
+            body: None,
+            raw_body: String::new(),
+            auth: crate::es::AuthKind::None,
+            route,
+            at: Instant::now(),
+            tag: None,
+            status: Some(200),
+            seq: 0,
+        }
+    }
+
+    #[test]
+    fn a_dry_run_delete_is_a_read_not_a_write() {
+        let used_by = request("DELETE", Route::Delete, Some("dry_run=true"));
+        let delete = request("DELETE", Route::Delete, None);
+        assert!(!is_es_write(&used_by));
+        assert!(is_es_write(&delete));
+        assert!(is_es_write(&request("PUT", Route::Put, None)));
+        assert!(!is_es_write(&request("GET", Route::Get, None)));
+        let counts = es_counts(&[used_by, delete]);
+        assert_eq!(counts["used-by read (DELETE ?dry_run)"], 1);
+        assert_eq!(counts["delete (DELETE)"], 1);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
