@@ -27,13 +27,7 @@ type Permission = (String, String, String);
 /// Granted verbs the end-to-end run does not exercise, each with why the operator needs it.
 /// Another permission (for example reading Namespaces for cross-namespace consent) goes here only
 /// when the run cannot reach it; better, extend the run.
-const NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[(
-    "events.k8s.io",
-    "events",
-    "patch",
-    "kube's Recorder patches an Event it already published when the same one repeats \
-     (kube-runtime events.rs); a short run repeats none",
-)];
+const NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[];
 
 /// Marks the test driver's own requests (Secrets, objects, waits) so that only the operator's
 /// remain in the log. The emulator records the `Accept` header.

@@ -89,5 +89,5 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
