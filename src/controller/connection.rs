@@ -2,6 +2,7 @@
 //! (with the cluster's version, read once) per distinct connection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ use kube::Api;
 use crate::controller::conditions::{Failure, Reason};
 use crate::controller::destination::{self, host_of, DestinationPolicy, Refusal};
 use crate::controller::outcomes;
+use crate::controller::secret_index::{versions_key, SecretKey, SecretVersions};
+use crate::controller::snapshot::Listings;
 use crate::controller::DEFAULT_ECK_URL_TEMPLATE;
 use crate::elasticsearch::{Auth, ClusterInfo, ConnectionConfig, EsClient};
 use crate::metrics::{EsOperation, Metrics};
@@ -30,6 +33,18 @@ pub struct Connection {
     pub info: ClusterInfo,
     /// Cache key; pass back to [`Connections::forget`] after a transport failure.
     pub key: String,
+    /// The last `GET _inference/_all` made with this connection's credential: it serves the
+    /// re-checks of objects on this connection only ([`crate::controller::snapshot`]).
+    pub listing: Listings,
+    /// How many objects last used this connection ([`Connections::remember`]).
+    users: AtomicUsize,
+}
+
+impl Connection {
+    /// How many objects last used this connection.
+    pub fn users(&self) -> usize {
+        self.users.load(Ordering::Relaxed)
+    }
 }
 
 /// Settings that shape every connection: part of the command line
@@ -71,11 +86,53 @@ pub struct Connections {
     /// The connection each object (by uid) last used, so its cleanup can still reach
     /// Elasticsearch after its Secrets are gone (namespace deletion removes them in parallel).
     last_used: Mutex<HashMap<String, Arc<Connection>>>,
+    /// The resourceVersion of every watched Secret ([`Connections::with_versions`]).
+    versions: Arc<SecretVersions>,
+    /// Connections by what they were resolved from: the object's namespace, its connection
+    /// spec and the versions of the Secrets that spec names. A hit needs no Secret read; a
+    /// changed Secret is another key (docs/lifecycle.md#batched-re-checks).
+    resolved: Mutex<HashMap<u64, Arc<OnceCell<Arc<Connection>>>>>,
+    /// Per object (by uid): the service secrets' fingerprint last computed and what it was
+    /// computed from ([`Connections::recall_service`]).
+    service: Mutex<HashMap<String, ServiceRecord>>,
+}
+
+/// The service secrets of one object as last read: their fingerprint and emptiness, under a
+/// key made of what the spec names and the Secrets' versions. Never the values.
+struct ServiceRecord {
+    key: u64,
+    fingerprint: String,
 }
 
 /// Upper bound on cached clients; past it the cache starts over (stale entries from rotated
 /// credentials would otherwise accumulate).
 const MAX_CACHED: usize = 256;
+/// Upper bound on remembered resolutions (one per connection spec and Secret versions).
+const MAX_RESOLVED: usize = 4096;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Caches: a panic while holding one cannot leave it worse than stale.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The Secrets a `spec.elasticsearch` reads (credentials, CA), in the object's namespace.
+fn direct_secrets(spec: &ElasticsearchConnection, namespace: &str) -> Vec<SecretKey> {
+    let credentials = spec.credentials_secret_ref.as_ref().map(|r| &r.name);
+    let ca = spec.ca_secret_ref.as_ref().map(|r| &r.name);
+    [credentials, ca]
+        .into_iter()
+        .flatten()
+        .map(|name| (namespace.to_owned(), name.clone()))
+        .collect()
+}
+
+/// ECK's conventional Secrets for Elasticsearch `name` ([`Connections::eck`]).
+fn eck_secrets(name: &str, namespace: &str) -> Vec<SecretKey> {
+    ["-es-elastic-user", "-es-http-certs-public"]
+        .into_iter()
+        .map(|suffix| (namespace.to_owned(), format!("{name}{suffix}")))
+        .collect()
+}
 
 impl Connections {
     pub fn new(settings: ConnectionSettings, metrics: Arc<Metrics>) -> Self {
@@ -84,11 +141,72 @@ impl Connections {
             metrics,
             cache: Mutex::new(HashMap::new()),
             last_used: Mutex::new(HashMap::new()),
+            versions: Arc::default(),
+            resolved: Mutex::new(HashMap::new()),
+            service: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Use the Secret versions the metadata watch keeps (without them every reconcile reads
+    /// its Secrets).
+    pub fn with_versions(mut self, versions: Arc<SecretVersions>) -> Self {
+        self.versions = versions;
+        self
+    }
+
+    /// The versions the Secret watch last saw.
+    pub fn versions(&self) -> &SecretVersions {
+        &self.versions
+    }
+
     /// The connection for `iep`, building it (and reading the cluster's version) when new.
+    /// When every Secret its connection spec names is unchanged since a connection was resolved
+    /// from them, that connection is used without reading them again; concurrent reconciles
+    /// with the same spec and Secrets share one resolution (after a restart each Secret is read
+    /// once, not once per object).
     pub async fn connect(
+        &self,
+        iep: &InferenceEndpoint,
+        namespace: &str,
+        kube: &kube::Client,
+    ) -> Result<Arc<Connection>, Failure> {
+        let Some(resolution) = self.resolution_key(iep, namespace) else {
+            return self.connect_read(iep, namespace, kube).await;
+        };
+        let slot = {
+            let mut resolved = lock(&self.resolved);
+            if resolved.len() >= MAX_RESOLVED && !resolved.contains_key(&resolution) {
+                resolved.clear();
+            }
+            resolved.entry(resolution).or_default().clone()
+        };
+        slot.get_or_try_init(|| self.connect_read(iep, namespace, kube))
+            .await
+            .cloned()
+    }
+
+    /// What a connection is resolved from, hashed: `None` when a Secret's version is unknown
+    /// (not watched in this scope) or the spec needs a read on every use (a cross-namespace
+    /// `elasticsearchRef`, whose consent annotation is not watched).
+    fn resolution_key(&self, iep: &InferenceEndpoint, namespace: &str) -> Option<u64> {
+        let spec = &iep.spec;
+        let (described, secrets) = match (&spec.elasticsearch, &spec.elasticsearch_ref) {
+            (Some(direct), None) => (
+                serde_json::to_string(direct).ok()?,
+                direct_secrets(direct, namespace),
+            ),
+            (None, Some(eck)) if eck.namespace.as_deref().is_none_or(|n| n == namespace) => (
+                serde_json::to_string(eck).ok()?,
+                eck_secrets(&eck.name, namespace),
+            ),
+            _ => return None,
+        };
+        let versions = self.versions.all(&secrets)?;
+        Some(versions_key(&[namespace, &described], &versions))
+    }
+
+    /// Read the connection's Secrets and connect.
+    async fn connect_read(
         &self,
         iep: &InferenceEndpoint,
         namespace: &str,
@@ -115,7 +233,13 @@ impl Connections {
             self.metrics
                 .elasticsearch(EsOperation::Info, &info, started.elapsed());
             let info = info.map_err(|e| outcomes::from_es(&e))?;
-            Ok(Arc::new(Connection { client, info, key }))
+            Ok(Arc::new(Connection {
+                client,
+                info,
+                key,
+                listing: Listings::default(),
+                users: AtomicUsize::new(0),
+            }))
         })
         .await
         .cloned()
@@ -125,6 +249,7 @@ impl Connections {
     /// have been upgraded or rebuilt behind the same URL).
     pub fn forget(&self, key: &str) {
         self.lock().remove(key);
+        lock(&self.resolved).retain(|_, slot| slot.get().is_none_or(|c| c.key != key));
     }
 
     pub fn remember(&self, uid: &str, connection: &Arc<Connection>) {
@@ -132,9 +257,29 @@ impl Connections {
         match last_used.get(uid) {
             Some(known) if Arc::ptr_eq(known, connection) => {}
             _ => {
-                last_used.insert(uid.to_owned(), connection.clone());
+                connection.users.fetch_add(1, Ordering::Relaxed);
+                if let Some(before) = last_used.insert(uid.to_owned(), connection.clone()) {
+                    before.users.fetch_sub(1, Ordering::Relaxed);
+                }
             }
         }
+    }
+
+    /// The fingerprint of `uid`'s service secrets when they were last read under `key` (what
+    /// the spec names and the Secrets' versions): unchanged Secrets need no read.
+    pub fn recall_service(&self, uid: &str, key: u64) -> Option<String> {
+        lock(&self.service)
+            .get(uid)
+            .filter(|r| r.key == key)
+            .map(|r| r.fingerprint.clone())
+    }
+
+    pub fn record_service(&self, uid: &str, key: u64, fingerprint: &str) {
+        let record = ServiceRecord {
+            key,
+            fingerprint: fingerprint.to_owned(),
+        };
+        lock(&self.service).insert(uid.to_owned(), record);
     }
 
     pub fn remembered(&self, uid: &str) -> Option<Arc<Connection>> {
@@ -146,10 +291,15 @@ impl Connections {
     }
 
     pub fn forget_remembered(&self, uid: &str) {
-        self.last_used
+        let before = self
+            .last_used
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(uid);
+        if let Some(before) = before {
+            before.users.fetch_sub(1, Ordering::Relaxed);
+        }
+        lock(&self.service).remove(uid);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<OnceCell<Arc<Connection>>>>> {
