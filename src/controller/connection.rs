@@ -20,7 +20,9 @@ use kube::Api;
 use crate::controller::conditions::{Failure, Reason};
 use crate::controller::destination::{self, host_of, DestinationPolicy, Refusal};
 use crate::controller::outcomes;
-use crate::controller::secret_index::{versions_key, SecretKey, SecretVersions};
+use crate::controller::secret_index::{
+    version_of, versions_key, SecretKey, SecretVersions, Version,
+};
 use crate::controller::snapshot::Listings;
 use crate::controller::DEFAULT_ECK_URL_TEMPLATE;
 use crate::elasticsearch::{Auth, ClusterInfo, ConnectionConfig, EsClient};
@@ -115,6 +117,31 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Add the resourceVersion of a Secret read to `read` (`None` once one had none).
+fn note_version(read: &mut Option<Vec<String>>, secret: &Secret) {
+    match (read.as_mut(), secret.metadata.resource_version.as_ref()) {
+        (Some(versions), Some(version)) => versions.push(version.clone()),
+        _ => *read = None,
+    }
+}
+
+/// The connection spec as text and the Secrets it reads (in the order they are read), for
+/// [`Connections::resolution_key`]; `None` for a cross-namespace `elasticsearchRef`.
+fn described(iep: &InferenceEndpoint, namespace: &str) -> Option<(String, Vec<SecretKey>)> {
+    let spec = &iep.spec;
+    match (&spec.elasticsearch, &spec.elasticsearch_ref) {
+        (Some(direct), None) => Some((
+            serde_json::to_string(direct).ok()?,
+            direct_secrets(direct, namespace),
+        )),
+        (None, Some(eck)) if eck.namespace.as_deref().is_none_or(|n| n == namespace) => Some((
+            serde_json::to_string(eck).ok()?,
+            eck_secrets(&eck.name, namespace),
+        )),
+        _ => None,
+    }
+}
+
 /// The Secrets a `spec.elasticsearch` reads (credentials, CA), in the object's namespace.
 fn direct_secrets(spec: &ElasticsearchConnection, namespace: &str) -> Vec<SecretKey> {
     let credentials = spec.credentials_secret_ref.as_ref().map(|r| &r.name);
@@ -171,7 +198,18 @@ impl Connections {
         kube: &kube::Client,
     ) -> Result<Arc<Connection>, Failure> {
         let Some(resolution) = self.resolution_key(iep, namespace) else {
-            return self.connect_read(iep, namespace, kube).await;
+            // Versions not known yet (the Secret watch has not listed them): remembered under
+            // the versions of the Secrets as read, which the watch will report unless they
+            // changed since.
+            let (connection, read) = self.connect_read(iep, namespace, kube).await?;
+            if let Some(key) = self.key_of(iep, namespace, read.as_deref()) {
+                let slot = Arc::new(OnceCell::new_with(Some(connection.clone())));
+                let mut resolved = lock(&self.resolved);
+                if resolved.len() < MAX_RESOLVED {
+                    resolved.insert(key, slot);
+                }
+            }
+            return Ok(connection);
         };
         let slot = {
             let mut resolved = lock(&self.resolved);
@@ -180,39 +218,45 @@ impl Connections {
             }
             resolved.entry(resolution).or_default().clone()
         };
-        slot.get_or_try_init(|| self.connect_read(iep, namespace, kube))
-            .await
-            .cloned()
+        let read = || async { Ok(self.connect_read(iep, namespace, kube).await?.0) };
+        slot.get_or_try_init(read).await.cloned()
     }
 
     /// What a connection is resolved from, hashed: `None` when a Secret's version is unknown
     /// (not watched in this scope) or the spec needs a read on every use (a cross-namespace
     /// `elasticsearchRef`, whose consent annotation is not watched).
     fn resolution_key(&self, iep: &InferenceEndpoint, namespace: &str) -> Option<u64> {
-        let spec = &iep.spec;
-        let (described, secrets) = match (&spec.elasticsearch, &spec.elasticsearch_ref) {
-            (Some(direct), None) => (
-                serde_json::to_string(direct).ok()?,
-                direct_secrets(direct, namespace),
-            ),
-            (None, Some(eck)) if eck.namespace.as_deref().is_none_or(|n| n == namespace) => (
-                serde_json::to_string(eck).ok()?,
-                eck_secrets(&eck.name, namespace),
-            ),
-            _ => return None,
-        };
+        let (described, secrets) = described(iep, namespace)?;
         let versions = self.versions.all(&secrets)?;
         Some(versions_key(&[namespace, &described], &versions))
     }
 
-    /// Read the connection's Secrets and connect.
+    /// [`Self::resolution_key`] from the versions of the Secrets as read.
+    fn key_of(
+        &self,
+        iep: &InferenceEndpoint,
+        namespace: &str,
+        read: Option<&[String]>,
+    ) -> Option<u64> {
+        let (described, secrets) = described(iep, namespace)?;
+        let read = read?;
+        if read.len() != secrets.len() {
+            return None;
+        }
+        let versions: Vec<Version> = read.iter().map(|v| version_of(v)).collect();
+        Some(versions_key(&[namespace, &described], &versions))
+    }
+
+    /// Read the connection's Secrets and connect; with the resourceVersions of the Secrets
+    /// read (`None` if one had none).
     async fn connect_read(
         &self,
         iep: &InferenceEndpoint,
         namespace: &str,
         kube: &kube::Client,
-    ) -> Result<Arc<Connection>, Failure> {
-        let config = self.resolve(iep, namespace, kube).await?;
+    ) -> Result<(Arc<Connection>, Option<Vec<String>>), Failure> {
+        let mut read = Some(Vec::new());
+        let config = self.resolve(iep, namespace, kube, &mut read).await?;
         let direct = iep.spec.elasticsearch.is_some();
         let key = cache_key(&config);
         // One slot per connection: concurrent reconciles of objects sharing a cluster wait for
@@ -243,6 +287,7 @@ impl Connections {
         })
         .await
         .cloned()
+        .map(|connection| (connection, read))
     }
 
     /// Drop a connection so the next use reconnects and re-reads the version (the cluster may
@@ -312,14 +357,15 @@ impl Connections {
         iep: &InferenceEndpoint,
         namespace: &str,
         kube: &kube::Client,
+        read: &mut Option<Vec<String>>,
     ) -> Result<ConnectionConfig, Failure> {
         match (&iep.spec.elasticsearch, &iep.spec.elasticsearch_ref) {
             (Some(direct), None) => {
                 let secrets = SecretReader::new(kube.clone(), namespace)
                     .require_opt_in(self.settings.require_secret_opt_in);
-                self.direct(direct, &secrets).await
+                self.direct(direct, &secrets, read).await
             }
-            (None, Some(eck)) => self.eck(eck, namespace, kube).await,
+            (None, Some(eck)) => self.eck(eck, namespace, kube, read).await,
             _ => Err(Failure::new(
                 Reason::InvalidSpec,
                 "exactly one of spec.elasticsearchRef or spec.elasticsearch must be set",
@@ -331,6 +377,7 @@ impl Connections {
         &self,
         spec: &ElasticsearchConnection,
         secrets: &SecretReader,
+        read: &mut Option<Vec<String>>,
     ) -> Result<ConnectionConfig, Failure> {
         let url = Url::parse(&spec.url).map_err(|e| {
             Failure::new(
@@ -352,6 +399,7 @@ impl Connections {
                     .get(&reference.name)
                     .await
                     .map_err(|e| outcomes::from_secret(&e))?;
+                note_version(read, &secret);
                 credentials_from(&secret, &reference.name)?
             }
         };
@@ -362,6 +410,7 @@ impl Connections {
                     .get(&reference.name)
                     .await
                     .map_err(|e| outcomes::from_secret(&e))?;
+                note_version(read, &secret);
                 let pem = optional_value(&secret, &reference.key).ok_or_else(|| {
                     Failure::new(
                         Reason::SecretKeyMissing,
@@ -388,6 +437,7 @@ impl Connections {
         reference: &ElasticsearchRef,
         namespace: &str,
         kube: &kube::Client,
+        read: &mut Option<Vec<String>>,
     ) -> Result<ConnectionConfig, Failure> {
         let target_namespace = reference.namespace.as_deref().unwrap_or(namespace);
         if target_namespace != namespace && !self.settings.allow_cross_namespace_refs {
@@ -408,6 +458,7 @@ impl Connections {
             .get_eck(&user_secret, name)
             .await
             .map_err(|e| outcomes::from_secret(&e))?;
+        note_version(read, &users);
         let password =
             text_value(&users, &user_secret, "elastic").map_err(|e| outcomes::from_secret(&e))?;
         let ca_secret = format!("{name}-es-http-certs-public");
@@ -415,6 +466,7 @@ impl Connections {
             .get_eck(&ca_secret, name)
             .await
             .map_err(|e| outcomes::from_secret(&e))?;
+        note_version(read, &ca);
         let ca_pem = optional_value(&ca, "ca.crt").map(<[u8]>::to_vec);
         let url = eck_url(&self.settings.eck_url_template, name, target_namespace);
         let url = Url::parse(&url).map_err(|e| {

@@ -33,7 +33,7 @@ use crate::controller::plan::{
     chunking_reset_outcome, deployed, deploying_after_put, deployment_id, plan, still_deploying,
     unused_before_recreate, users_can_be_listed, Change, Plan, PlanInput, SecretRotation,
 };
-use crate::controller::secret_index::versions_key;
+use crate::controller::secret_index::{version_of, versions_key, Version};
 use crate::controller::snapshot::{self, Found, Listing};
 use crate::controller::status_compat;
 use crate::controller::usage::{self, UsageRead};
@@ -46,7 +46,7 @@ use crate::elasticsearch::{
 use crate::elasticsearch::{ServiceProfile, TaskType};
 use crate::endpoint::{EndpointConfig, ServiceSecret, ServiceSecrets};
 use crate::metrics::EsOperation;
-use crate::secrets::{fingerprint, SecretError, SecretReader};
+use crate::secrets::{fingerprint, text_value, text_values, SecretError, SecretReader};
 
 /// How long a PUT of an in-cluster model (`elasticsearch`, `elser`) asks Elasticsearch to wait
 /// for the model's deployment (`?timeout=`, 8.19 and 9.1 on; Elasticsearch's default is 30 s).
@@ -520,30 +520,51 @@ async fn service_secrets(
             return Ok((None, fingerprint));
         }
     }
-    let secrets = read_secrets(&ctx.secrets(&who.namespace), &desired.secrets).await?;
+    let (secrets, read) = read_secrets(&ctx.secrets(&who.namespace), &desired.secrets).await?;
     let fingerprint = fingerprint(uid, &secrets);
-    if let Some(key) = key {
+    // Remembered under the versions as read (the watch may not have listed them yet).
+    if let Some(key) = read.and_then(|read| secrets_key_of(&who.namespace, &desired.secrets, &read))
+    {
         ctx.connections.record_service(uid, key, &fingerprint);
     }
     Ok((Some(secrets), fingerprint))
 }
 
 /// What the service secrets are read from (the spec's references and the versions of the
-/// Secrets they name), hashed; `None` when a version is unknown.
+/// Secrets they name, as the watch saw them), hashed; `None` when a version is unknown.
 fn secrets_key(ctx: &Context, namespace: &str, inputs: &[SecretInput]) -> Option<u64> {
-    let mut described = Vec::with_capacity(inputs.len() * 3);
-    let mut names = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let (name, key) = match &input.from {
-            SecretFrom::Key(key) => (key.name.as_str(), key.key.as_str()),
-            SecretFrom::Secret(name) => (name.as_str(), ""),
-        };
-        described.extend([input.field.as_str(), name, key]);
-        names.push((namespace.to_owned(), name.to_owned()));
-    }
+    let names: Vec<_> = inputs
+        .iter()
+        .map(|input| (namespace.to_owned(), secret_name(input).to_owned()))
+        .collect();
     let versions = ctx.connections.versions().all(&names)?;
+    Some(keyed(namespace, inputs, &versions))
+}
+
+/// [`secrets_key`] from the resourceVersions of the Secrets as read.
+fn secrets_key_of(namespace: &str, inputs: &[SecretInput], read: &[String]) -> Option<u64> {
+    let versions: Vec<_> = read.iter().map(|v| version_of(v)).collect();
+    (versions.len() == inputs.len()).then(|| keyed(namespace, inputs, &versions))
+}
+
+fn secret_name(input: &SecretInput) -> &str {
+    match &input.from {
+        SecretFrom::Key(key) => &key.name,
+        SecretFrom::Secret(name) => name,
+    }
+}
+
+fn keyed(namespace: &str, inputs: &[SecretInput], versions: &[Version]) -> u64 {
+    let mut described = Vec::with_capacity(inputs.len() * 3 + 1);
+    for input in inputs {
+        let key = match &input.from {
+            SecretFrom::Key(key) => key.key.as_str(),
+            SecretFrom::Secret(_) => "",
+        };
+        described.extend([input.field.as_str(), secret_name(input), key]);
+    }
     described.push(namespace);
-    Some(versions_key(&described, &versions))
+    versions_key(&described, versions)
 }
 
 /// The endpoint under the id: from the connection's listing when `listed` and the listing can
@@ -590,24 +611,30 @@ fn writes(plan: &Plan<'_>) -> bool {
     )
 }
 
-/// Every secret key of the endpoint, read concurrently from the Secrets the spec names.
+/// Every secret key of the endpoint, read concurrently from the Secrets the spec names; with
+/// the resourceVersions of the Secrets read, in the order of `inputs` (`None` if one had none).
 async fn read_secrets(
     reader: &SecretReader,
     inputs: &[SecretInput],
-) -> Result<ServiceSecrets, SecretError> {
+) -> Result<(ServiceSecrets, Option<Vec<String>>), SecretError> {
     let reads = inputs.iter().map(|input| async move {
-        Ok(match &input.from {
+        let name = secret_name(input);
+        let secret = reader.get(name).await?;
+        let version = secret.metadata.resource_version.clone();
+        let value = match &input.from {
             SecretFrom::Key(key) => {
-                ServiceSecret::new(&input.field, reader.key(&key.name, &key.key).await?)
+                ServiceSecret::new(&input.field, text_value(&secret, name, &key.key)?)
             }
-            SecretFrom::Secret(name) => {
-                ServiceSecret::map(&input.field, reader.all_keys(name).await?)
-            }
-        })
+            SecretFrom::Secret(_) => ServiceSecret::map(&input.field, text_values(&secret, name)?),
+        };
+        Ok::<_, SecretError>((value, version))
     });
-    Ok(ServiceSecrets::new(
-        futures::future::try_join_all(reads).await?,
-    ))
+    let (values, versions): (Vec<_>, Vec<_>) = futures::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .unzip();
+    let versions = versions.into_iter().collect::<Option<Vec<String>>>();
+    Ok((ServiceSecrets::new(values), versions))
 }
 
 /// The pure decision: ownership (per cluster: an endpoint recorded in another cluster is not

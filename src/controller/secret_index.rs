@@ -203,6 +203,11 @@ fn hash_of(parts: &[&str]) -> u64 {
     hasher.finish()
 }
 
+/// A resourceVersion as [`SecretVersions`] keeps it.
+pub fn version_of(resource_version: &str) -> Version {
+    hash_of(&[resource_version])
+}
+
 impl SecretVersions {
     pub fn apply<K>(&self, event: &watcher::Event<K>)
     where
@@ -212,7 +217,7 @@ impl SecretVersions {
             let meta = secret.meta();
             let (namespace, name) = (meta.namespace.as_deref()?, meta.name.as_deref()?);
             let version = meta.resource_version.as_deref()?;
-            Some((hash_of(&[namespace, name]), hash_of(&[version])))
+            Some((hash_of(&[namespace, name]), version_of(version)))
         };
         match event {
             watcher::Event::Apply(secret) => {

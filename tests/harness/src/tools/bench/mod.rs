@@ -387,11 +387,37 @@ impl BenchReport {
                 s.recheck_interval_ms / 1000.0
             ));
         }
+        found.extend(s.recheck_regressions());
         if self.latency.rotations_seen < self.latency.rotations {
             found.push(format!(
                 "{} of {} Secret rotations never reached Elasticsearch",
                 self.latency.rotations - self.latency.rotations_seen,
                 self.latency.rotations
+            ));
+        }
+        found
+    }
+}
+
+impl SteadyState {
+    /// A re-check round with nothing changed costs no Kubernetes request and at most one
+    /// Elasticsearch request per connection (the benchmark's objects share one): a listing
+    /// serves 1.1 intervals, so the window holds at most ⌈window / interval⌉ of them.
+    pub fn recheck_regressions(&self) -> Vec<String> {
+        let mut found = vec![];
+        let reads: usize = self.kube_reads.values().sum();
+        if reads > 0 {
+            found.push(format!(
+                "Kubernetes reads in re-check rounds: {:?} (target 0)",
+                self.kube_reads
+            ));
+        }
+        let rounds = (self.window_ms / self.recheck_interval_ms.max(1.0)).ceil() as usize;
+        let es: usize = self.es_requests.values().sum();
+        if es > rounds.max(1) {
+            found.push(format!(
+                "{es} Elasticsearch requests in {rounds} re-check rounds on one connection (target <= 1 per round): {:?}",
+                self.es_requests
             ));
         }
         found
@@ -892,7 +918,10 @@ async fn wait_all_verified(
 ) -> Result<Instant, String> {
     let deadline = Instant::now() + bench.ready_timeout(objects);
     loop {
-        if es_ids_read(&bench.es.requests()) >= objects {
+        // Read, and reconciled: a listing reads every id before the reconciles that use it.
+        if es_ids_read(&bench.es.requests()) >= objects
+            && operator.reconciles(&bench.http).await? >= objects as f64
+        {
             return Ok(Instant::now());
         }
         operator.check_alive()?;

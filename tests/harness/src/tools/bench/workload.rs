@@ -221,13 +221,31 @@ pub fn is_es_write(route: Route) -> bool {
 pub fn es_counts(requests: &[RecordedRequest]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for r in requests {
-        *counts.entry(es_kind(r.route).to_owned()).or_insert(0) += 1;
+        let kind = if is_listing(r) {
+            "list (GET _inference/_all)"
+        } else {
+            es_kind(r.route)
+        };
+        *counts.entry(kind.to_owned()).or_insert(0) += 1;
     }
     counts
 }
 
-/// Distinct inference ids read with `GET _inference/...` (one per re-verified object).
+/// `GET _inference/_all` (or `GET _inference`): every endpoint at once, the operator's batched
+/// re-check (docs/lifecycle.md#batched-re-checks).
+pub fn is_listing(r: &RecordedRequest) -> bool {
+    r.route == Route::Get && matches!(r.path.as_str(), "/_inference/_all" | "/_inference")
+}
+
+/// Distinct inference ids read with `GET _inference/...` (one per re-verified object); a
+/// listing reads them all (`usize::MAX`).
 pub fn es_ids_read(requests: &[RecordedRequest]) -> usize {
+    if requests
+        .iter()
+        .any(|r| is_listing(r) && r.status == Some(200))
+    {
+        return usize::MAX;
+    }
     requests
         .iter()
         .filter(|r| r.route == Route::Get)
