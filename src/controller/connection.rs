@@ -94,10 +94,15 @@ pub struct Connections {
     /// spec and the versions of the Secrets that spec names. A hit needs no Secret read; a
     /// changed Secret is another key (docs/lifecycle.md#batched-re-checks).
     resolved: Mutex<HashMap<u64, Arc<OnceCell<Arc<Connection>>>>>,
+    /// Resolutions in flight while the Secrets' versions are unknown, by namespace and spec.
+    unversioned: Mutex<HashMap<u64, Arc<ReadOnce>>>,
     /// Per object (by uid): the service secrets' fingerprint last computed and what it was
     /// computed from ([`Connections::recall_service`]).
     service: Mutex<HashMap<String, ServiceRecord>>,
 }
+
+/// A connection and the resourceVersions of the Secrets it was resolved from.
+type ReadOnce = OnceCell<(Arc<Connection>, Option<Vec<String>>)>;
 
 /// The service secrets of one object as last read: their fingerprint and emptiness, under a
 /// key made of what the spec names and the Secrets' versions. Never the values.
@@ -170,6 +175,7 @@ impl Connections {
             last_used: Mutex::new(HashMap::new()),
             versions: Arc::default(),
             resolved: Mutex::new(HashMap::new()),
+            unversioned: Mutex::new(HashMap::new()),
             service: Mutex::new(HashMap::new()),
         }
     }
@@ -198,18 +204,7 @@ impl Connections {
         kube: &kube::Client,
     ) -> Result<Arc<Connection>, Failure> {
         let Some(resolution) = self.resolution_key(iep, namespace) else {
-            // Versions not known yet (the Secret watch has not listed them): remembered under
-            // the versions of the Secrets as read, which the watch will report unless they
-            // changed since.
-            let (connection, read) = self.connect_read(iep, namespace, kube).await?;
-            if let Some(key) = self.key_of(iep, namespace, read.as_deref()) {
-                let slot = Arc::new(OnceCell::new_with(Some(connection.clone())));
-                let mut resolved = lock(&self.resolved);
-                if resolved.len() < MAX_RESOLVED {
-                    resolved.insert(key, slot);
-                }
-            }
-            return Ok(connection);
+            return self.connect_unversioned(iep, namespace, kube).await;
         };
         let slot = {
             let mut resolved = lock(&self.resolved);
@@ -220,6 +215,45 @@ impl Connections {
         };
         let read = || async { Ok(self.connect_read(iep, namespace, kube).await?.0) };
         slot.get_or_try_init(read).await.cloned()
+    }
+
+    /// [`Self::connect`] before the Secret watch knows the versions (a restart's first
+    /// reconciles): concurrent reconciles with the same connection spec share one read, and
+    /// the connection is remembered under the versions of the Secrets as read, which the watch
+    /// reports unless they changed since.
+    async fn connect_unversioned(
+        &self,
+        iep: &InferenceEndpoint,
+        namespace: &str,
+        kube: &kube::Client,
+    ) -> Result<Arc<Connection>, Failure> {
+        let Some((described, _)) = described(iep, namespace) else {
+            return Ok(self.connect_read(iep, namespace, kube).await?.0);
+        };
+        let shared = versions_key(&[namespace, &described, "unversioned"], &[]);
+        let slot = lock(&self.unversioned).entry(shared).or_default().clone();
+        let read = slot
+            .get_or_try_init(|| self.connect_read(iep, namespace, kube))
+            .await
+            .cloned();
+        // Only while reads are in flight: later callers look the versions up again.
+        let mut unversioned = lock(&self.unversioned);
+        if unversioned
+            .get(&shared)
+            .is_some_and(|s| Arc::ptr_eq(s, &slot))
+        {
+            unversioned.remove(&shared);
+        }
+        drop(unversioned);
+        let (connection, read) = read?;
+        if let Some(key) = self.key_of(iep, namespace, read.as_deref()) {
+            let mut resolved = lock(&self.resolved);
+            if resolved.len() < MAX_RESOLVED {
+                let known = Arc::new(OnceCell::new_with(Some(connection.clone())));
+                resolved.entry(key).or_insert(known);
+            }
+        }
+        Ok(connection)
     }
 
     /// What a connection is resolved from, hashed: `None` when a Secret's version is unknown
