@@ -104,8 +104,8 @@ pub struct Connections {
 /// A connection and the resourceVersions of the Secrets it was resolved from.
 type ReadOnce = OnceCell<(Arc<Connection>, Option<Vec<String>>)>;
 
-/// The service secrets of one object as last read: their fingerprint and emptiness, under a
-/// key made of what the spec names and the Secrets' versions. Never the values.
+/// The service secrets of one object as last read: their fingerprint, under a key made of what
+/// the spec names and the Secrets' versions. Never the values.
 struct ServiceRecord {
     key: u64,
     fingerprint: String,
@@ -120,6 +120,14 @@ const MAX_RESOLVED: usize = 4096;
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Caches: a panic while holding one cannot leave it worse than stale.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An object stopped using `connection`; with no user left (a rotated credential, a changed
+/// URL) its listing is dropped, though the client stays cached a while.
+fn left(connection: &Connection) {
+    if connection.users.fetch_sub(1, Ordering::Relaxed) == 1 {
+        connection.listing.clear();
+    }
 }
 
 /// Add the resourceVersion of a Secret read to `read` (`None` once one had none).
@@ -338,7 +346,7 @@ impl Connections {
             _ => {
                 connection.users.fetch_add(1, Ordering::Relaxed);
                 if let Some(before) = last_used.insert(uid.to_owned(), connection.clone()) {
-                    before.users.fetch_sub(1, Ordering::Relaxed);
+                    left(&before);
                 }
             }
         }
@@ -376,7 +384,7 @@ impl Connections {
             .unwrap_or_else(|e| e.into_inner())
             .remove(uid);
         if let Some(before) = before {
-            before.users.fetch_sub(1, Ordering::Relaxed);
+            left(&before);
         }
         lock(&self.service).remove(uid);
     }

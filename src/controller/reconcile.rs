@@ -501,9 +501,9 @@ async fn observe(
     })
 }
 
-/// The service secrets and their fingerprint. On a re-check, Secrets whose versions (from the
-/// metadata watch) are those last read, giving the fingerprint that was applied, are not read
-/// again: `None` and the applied fingerprint. Any other case reads them.
+/// The service secrets and their fingerprint. On a re-check of a Ready object, Secrets whose
+/// versions (from the metadata watch) are those last read, giving the fingerprint that was
+/// applied, are not read again: `None` and the applied fingerprint. Any other case reads them.
 async fn service_secrets(
     ctx: &Context,
     who: &Identity,
@@ -514,7 +514,9 @@ async fn service_secrets(
     let uid = &who.uid;
     let key = secrets_key(ctx, &who.namespace, &desired.secrets);
     let applied = previous.credential_fingerprint.as_deref();
-    if let (Freshness::Recheck, Some(key)) = (freshness, key) {
+    // Only a Ready object skips the read: any other is about to retry something.
+    let ready = conditions::ready(&previous.conditions).is_some_and(|c| c.status == "True");
+    if let (Freshness::Recheck, Some(key), true) = (freshness, key, ready) {
         let recalled = ctx.connections.recall_service(uid, key);
         if let Some(fingerprint) = recalled.filter(|f| Some(f.as_str()) == applied) {
             return Ok((None, fingerprint));
@@ -593,7 +595,7 @@ async fn observe_endpoint(
     let id = &config.inference_id;
     let written = client.written_since(id, listing.requested);
     match snapshot::lookup(&listing, config.task_type, id, written) {
-        Found::Endpoint(endpoint) => Ok((Some(endpoint.clone()), true)),
+        Found::Endpoint(endpoint) => Ok((Some(endpoint), true)),
         Found::Absent => Ok((None, true)),
         Found::Unknown => single().await,
     }

@@ -19,17 +19,40 @@ pub struct Listing {
     /// When the request was sent: a write that completed after it may be missing.
     pub requested: Instant,
     /// Sorted by id (Elasticsearch sorts them too; sorted again here to search).
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<Listed>,
     /// As long as Elasticsearch's limit: an id missing from it may exist.
     truncated: bool,
 }
 
+/// One listed endpoint, kept as compact JSON: a listing lives as long as a re-check interval
+/// and holds every endpoint of the cluster, and JSON text is a third of the decoded map's size.
+/// Decoded again when a re-check reads it.
+#[derive(Debug)]
+struct Listed {
+    inference_id: String,
+    task_type: String,
+    json: Box<str>,
+}
+
 impl Listing {
-    pub fn new(requested: Instant, mut endpoints: Vec<Endpoint>, limit: usize) -> Self {
+    pub fn new(requested: Instant, endpoints: Vec<Endpoint>, limit: usize) -> Self {
+        let truncated = endpoints.len() >= limit;
+        let mut endpoints: Vec<Listed> = endpoints
+            .into_iter()
+            .filter_map(|e| {
+                let json = serde_json::to_string(&e).ok()?.into_boxed_str();
+                Some(Listed {
+                    inference_id: e.inference_id,
+                    task_type: e.task_type,
+                    json,
+                })
+            })
+            .collect();
         endpoints.sort_by(|a, b| a.inference_id.cmp(&b.inference_id));
+        endpoints.shrink_to_fit();
         Listing {
             requested,
-            truncated: endpoints.len() >= limit,
+            truncated,
             endpoints,
         }
     }
@@ -37,8 +60,8 @@ impl Listing {
 
 /// What a listing says about one id.
 #[derive(Debug, PartialEq)]
-pub enum Found<'a> {
-    Endpoint(&'a Endpoint),
+pub enum Found {
+    Endpoint(Endpoint),
     /// Not in a complete listing: the GET of the id would answer 404.
     Absent,
     /// The listing cannot tell (written since it was requested, listed with another task type,
@@ -48,12 +71,7 @@ pub enum Found<'a> {
 
 /// Match `id` (of task type `task`) in `listing`; `written_since` is whether this operator wrote
 /// the id after the listing was requested.
-pub fn lookup<'a>(
-    listing: &'a Listing,
-    task: TaskType,
-    id: &str,
-    written_since: bool,
-) -> Found<'a> {
+pub fn lookup(listing: &Listing, task: TaskType, id: &str, written_since: bool) -> Found {
     if written_since {
         return Found::Unknown;
     }
@@ -64,7 +82,9 @@ pub fn lookup<'a>(
         // Another task type: the GET of the id answers with the mismatch error the reconcile
         // reports, which the listing does not reproduce.
         Ok(i) if listing.endpoints[i].task_type == task.as_str() => {
-            Found::Endpoint(&listing.endpoints[i])
+            // It was encoded from an `Endpoint` a moment ago; a failure would be a bug, and
+            // the GET of the id still answers.
+            serde_json::from_str(&listing.endpoints[i].json).map_or(Found::Unknown, Found::Endpoint)
         }
         Ok(_) => Found::Unknown,
         Err(_) if listing.truncated => Found::Unknown,
@@ -127,6 +147,13 @@ impl Default for Listings {
 }
 
 impl Listings {
+    /// Drop the listing (its connection has no user left), unless it is being refreshed.
+    pub fn clear(&self) {
+        if let Ok(mut state) = self.state.try_lock() {
+            *state = State::Empty;
+        }
+    }
+
     /// The current listing if fresh, else one requested with `list` (`None`: it failed, now or
     /// within the freshness, and the caller GETs its id). The lock is held while listing, so
     /// concurrent callers wait for the one request and share its answer. `replaced` gets the
@@ -190,11 +217,11 @@ mod tests {
         let emb = TaskType::TextEmbedding;
         assert_eq!(
             lookup(&l, emb, "a", false),
-            Found::Endpoint(&endpoint("a", "text_embedding"))
+            Found::Endpoint(endpoint("a", "text_embedding"))
         );
         assert_eq!(
             lookup(&l, TaskType::Completion, "b", false),
-            Found::Endpoint(&endpoint("b", "completion"))
+            Found::Endpoint(endpoint("b", "completion"))
         );
         assert_eq!(lookup(&l, emb, "c", false), Found::Absent);
         // Listed with another task type: the GET's mismatch error decides.
