@@ -78,7 +78,8 @@ impl State {
     /// `addAllDefaultConfigsIfMissing`) or `getModelsByTaskType`, and sorts the answer by id
     /// (x-pack/plugin/inference/src/main/java/org/elasticsearch/xpack/inference/action/TransportGetInferenceModelAction.java,
     /// .../registry/ModelRegistry.java; routes in the REST spec,
-    /// elastic/elasticsearch-specification `specification/inference/get/GetRequest.ts`). That
+    /// elastic/elasticsearch-specification `specification/inference/get/GetRequest.ts`;
+    /// docs/reference/elasticsearch-inference-api.md#get-api). That
     /// persisted defaults count toward the 10,000 is (inferred) and not emulated.
     pub(crate) fn all(&self) -> Vec<&Stored> {
         let mut v: Vec<&Stored> = self.endpoints.values().take(LISTING_LIMIT).collect();
