@@ -2,6 +2,7 @@
 //! (with the cluster's version, read once) per distinct connection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ use kube::Api;
 use crate::controller::conditions::{Failure, Reason};
 use crate::controller::destination::{self, host_of, DestinationPolicy, Refusal};
 use crate::controller::outcomes;
+use crate::controller::secret_index::{
+    version_of, versions_key, SecretKey, SecretVersions, Version,
+};
+use crate::controller::snapshot::Listings;
 use crate::controller::DEFAULT_ECK_URL_TEMPLATE;
 use crate::elasticsearch::{Auth, ClusterInfo, ConnectionConfig, EsClient};
 use crate::metrics::{EsOperation, Metrics};
@@ -30,6 +35,18 @@ pub struct Connection {
     pub info: ClusterInfo,
     /// Cache key; pass back to [`Connections::forget`] after a transport failure.
     pub key: String,
+    /// The last `GET _inference/_all` made with this connection's credential: it serves the
+    /// re-checks of objects on this connection only ([`crate::controller::snapshot`]).
+    pub listing: Listings,
+    /// How many objects last used this connection ([`Connections::remember`]).
+    users: AtomicUsize,
+}
+
+impl Connection {
+    /// How many objects last used this connection.
+    pub fn users(&self) -> usize {
+        self.users.load(Ordering::Relaxed)
+    }
 }
 
 /// Settings that shape every connection: part of the command line
@@ -71,11 +88,91 @@ pub struct Connections {
     /// The connection each object (by uid) last used, so its cleanup can still reach
     /// Elasticsearch after its Secrets are gone (namespace deletion removes them in parallel).
     last_used: Mutex<HashMap<String, Arc<Connection>>>,
+    /// The resourceVersion of every watched Secret ([`Connections::with_versions`]).
+    versions: Arc<SecretVersions>,
+    /// Connections by what they were resolved from: the object's namespace, its connection
+    /// spec and the versions of the Secrets that spec names. A hit needs no Secret read; a
+    /// changed Secret is another key (docs/lifecycle.md#batched-re-checks).
+    resolved: Mutex<HashMap<u64, Arc<OnceCell<Arc<Connection>>>>>,
+    /// Resolutions in flight while the Secrets' versions are unknown, by namespace and spec.
+    unversioned: Mutex<HashMap<u64, Arc<ReadOnce>>>,
+    /// Per object (by uid): the service secrets' fingerprint last computed and what it was
+    /// computed from ([`Connections::recall_service`]).
+    service: Mutex<HashMap<String, ServiceRecord>>,
+}
+
+/// A connection and the resourceVersions of the Secrets it was resolved from.
+type ReadOnce = OnceCell<(Arc<Connection>, Option<Vec<String>>)>;
+
+/// The service secrets of one object as last read: their fingerprint, under a key made of what
+/// the spec names and the Secrets' versions. Never the values.
+struct ServiceRecord {
+    key: u64,
+    fingerprint: String,
 }
 
 /// Upper bound on cached clients; past it the cache starts over (stale entries from rotated
 /// credentials would otherwise accumulate).
 const MAX_CACHED: usize = 256;
+/// Upper bound on remembered resolutions (one per connection spec and Secret versions).
+const MAX_RESOLVED: usize = 4096;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Caches: a panic while holding one cannot leave it worse than stale.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An object stopped using `connection`; with no user left (a rotated credential, a changed
+/// URL) its listing is dropped, though the client stays cached a while.
+fn left(connection: &Connection) {
+    if connection.users.fetch_sub(1, Ordering::Relaxed) == 1 {
+        connection.listing.clear();
+    }
+}
+
+/// Add the resourceVersion of a Secret read to `read` (`None` once one had none).
+fn note_version(read: &mut Option<Vec<String>>, secret: &Secret) {
+    match (read.as_mut(), secret.metadata.resource_version.as_ref()) {
+        (Some(versions), Some(version)) => versions.push(version.clone()),
+        _ => *read = None,
+    }
+}
+
+/// The connection spec as text and the Secrets it reads (in the order they are read), for
+/// [`Connections::resolution_key`]; `None` for a cross-namespace `elasticsearchRef`.
+fn described(iep: &InferenceEndpoint, namespace: &str) -> Option<(String, Vec<SecretKey>)> {
+    let spec = &iep.spec;
+    match (&spec.elasticsearch, &spec.elasticsearch_ref) {
+        (Some(direct), None) => Some((
+            serde_json::to_string(direct).ok()?,
+            direct_secrets(direct, namespace),
+        )),
+        (None, Some(eck)) if eck.namespace.as_deref().is_none_or(|n| n == namespace) => Some((
+            serde_json::to_string(eck).ok()?,
+            eck_secrets(&eck.name, namespace),
+        )),
+        _ => None,
+    }
+}
+
+/// The Secrets a `spec.elasticsearch` reads (credentials, CA), in the object's namespace.
+fn direct_secrets(spec: &ElasticsearchConnection, namespace: &str) -> Vec<SecretKey> {
+    let credentials = spec.credentials_secret_ref.as_ref().map(|r| &r.name);
+    let ca = spec.ca_secret_ref.as_ref().map(|r| &r.name);
+    [credentials, ca]
+        .into_iter()
+        .flatten()
+        .map(|name| (namespace.to_owned(), name.clone()))
+        .collect()
+}
+
+/// ECK's conventional Secrets for Elasticsearch `name` ([`Connections::eck`]).
+fn eck_secrets(name: &str, namespace: &str) -> Vec<SecretKey> {
+    ["-es-elastic-user", "-es-http-certs-public"]
+        .into_iter()
+        .map(|suffix| (namespace.to_owned(), format!("{name}{suffix}")))
+        .collect()
+}
 
 impl Connections {
     pub fn new(settings: ConnectionSettings, metrics: Arc<Metrics>) -> Self {
@@ -84,17 +181,124 @@ impl Connections {
             metrics,
             cache: Mutex::new(HashMap::new()),
             last_used: Mutex::new(HashMap::new()),
+            versions: Arc::default(),
+            resolved: Mutex::new(HashMap::new()),
+            unversioned: Mutex::new(HashMap::new()),
+            service: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Use the Secret versions the metadata watch keeps (without them every reconcile reads
+    /// its Secrets).
+    pub fn with_versions(mut self, versions: Arc<SecretVersions>) -> Self {
+        self.versions = versions;
+        self
+    }
+
+    /// The versions the Secret watch last saw.
+    pub fn versions(&self) -> &SecretVersions {
+        &self.versions
+    }
+
     /// The connection for `iep`, building it (and reading the cluster's version) when new.
+    /// When every Secret its connection spec names is unchanged since a connection was resolved
+    /// from them, that connection is used without reading them again; concurrent reconciles
+    /// with the same spec and Secrets share one resolution (after a restart each Secret is read
+    /// once, not once per object).
     pub async fn connect(
         &self,
         iep: &InferenceEndpoint,
         namespace: &str,
         kube: &kube::Client,
     ) -> Result<Arc<Connection>, Failure> {
-        let config = self.resolve(iep, namespace, kube).await?;
+        let Some(resolution) = self.resolution_key(iep, namespace) else {
+            return self.connect_unversioned(iep, namespace, kube).await;
+        };
+        let slot = {
+            let mut resolved = lock(&self.resolved);
+            if resolved.len() >= MAX_RESOLVED && !resolved.contains_key(&resolution) {
+                resolved.clear();
+            }
+            resolved.entry(resolution).or_default().clone()
+        };
+        let read = || async { Ok(self.connect_read(iep, namespace, kube).await?.0) };
+        slot.get_or_try_init(read).await.cloned()
+    }
+
+    /// [`Self::connect`] before the Secret watch knows the versions (a restart's first
+    /// reconciles): concurrent reconciles with the same connection spec share one read, and
+    /// the connection is remembered under the versions of the Secrets as read, which the watch
+    /// reports unless they changed since.
+    async fn connect_unversioned(
+        &self,
+        iep: &InferenceEndpoint,
+        namespace: &str,
+        kube: &kube::Client,
+    ) -> Result<Arc<Connection>, Failure> {
+        let Some((described, _)) = described(iep, namespace) else {
+            return Ok(self.connect_read(iep, namespace, kube).await?.0);
+        };
+        let shared = versions_key(&[namespace, &described, "unversioned"], &[]);
+        let slot = lock(&self.unversioned).entry(shared).or_default().clone();
+        let read = slot
+            .get_or_try_init(|| self.connect_read(iep, namespace, kube))
+            .await
+            .cloned();
+        // Only while reads are in flight: later callers look the versions up again.
+        let mut unversioned = lock(&self.unversioned);
+        if unversioned
+            .get(&shared)
+            .is_some_and(|s| Arc::ptr_eq(s, &slot))
+        {
+            unversioned.remove(&shared);
+        }
+        drop(unversioned);
+        let (connection, read) = read?;
+        if let Some(key) = self.key_of(iep, namespace, read.as_deref()) {
+            let mut resolved = lock(&self.resolved);
+            if resolved.len() < MAX_RESOLVED {
+                let known = Arc::new(OnceCell::new_with(Some(connection.clone())));
+                resolved.entry(key).or_insert(known);
+            }
+        }
+        Ok(connection)
+    }
+
+    /// What a connection is resolved from, hashed: `None` when a Secret's version is unknown
+    /// (not watched in this scope) or the spec needs a read on every use (a cross-namespace
+    /// `elasticsearchRef`, whose consent annotation is not watched).
+    fn resolution_key(&self, iep: &InferenceEndpoint, namespace: &str) -> Option<u64> {
+        let (described, secrets) = described(iep, namespace)?;
+        let versions = self.versions.all(&secrets)?;
+        Some(versions_key(&[namespace, &described], &versions))
+    }
+
+    /// [`Self::resolution_key`] from the versions of the Secrets as read.
+    fn key_of(
+        &self,
+        iep: &InferenceEndpoint,
+        namespace: &str,
+        read: Option<&[String]>,
+    ) -> Option<u64> {
+        let (described, secrets) = described(iep, namespace)?;
+        let read = read?;
+        if read.len() != secrets.len() {
+            return None;
+        }
+        let versions: Vec<Version> = read.iter().map(|v| version_of(v)).collect();
+        Some(versions_key(&[namespace, &described], &versions))
+    }
+
+    /// Read the connection's Secrets and connect; with the resourceVersions of the Secrets
+    /// read (`None` if one had none).
+    async fn connect_read(
+        &self,
+        iep: &InferenceEndpoint,
+        namespace: &str,
+        kube: &kube::Client,
+    ) -> Result<(Arc<Connection>, Option<Vec<String>>), Failure> {
+        let mut read = Some(Vec::new());
+        let config = self.resolve(iep, namespace, kube, &mut read).await?;
         let direct = iep.spec.elasticsearch.is_some();
         let key = cache_key(&config);
         // One slot per connection: concurrent reconciles of objects sharing a cluster wait for
@@ -115,16 +319,24 @@ impl Connections {
             self.metrics
                 .elasticsearch(EsOperation::Info, &info, started.elapsed());
             let info = info.map_err(|e| outcomes::from_es(&e))?;
-            Ok(Arc::new(Connection { client, info, key }))
+            Ok(Arc::new(Connection {
+                client,
+                info,
+                key,
+                listing: Listings::default(),
+                users: AtomicUsize::new(0),
+            }))
         })
         .await
         .cloned()
+        .map(|connection| (connection, read))
     }
 
     /// Drop a connection so the next use reconnects and re-reads the version (the cluster may
     /// have been upgraded or rebuilt behind the same URL).
     pub fn forget(&self, key: &str) {
         self.lock().remove(key);
+        lock(&self.resolved).retain(|_, slot| slot.get().is_none_or(|c| c.key != key));
     }
 
     pub fn remember(&self, uid: &str, connection: &Arc<Connection>) {
@@ -132,9 +344,29 @@ impl Connections {
         match last_used.get(uid) {
             Some(known) if Arc::ptr_eq(known, connection) => {}
             _ => {
-                last_used.insert(uid.to_owned(), connection.clone());
+                connection.users.fetch_add(1, Ordering::Relaxed);
+                if let Some(before) = last_used.insert(uid.to_owned(), connection.clone()) {
+                    left(&before);
+                }
             }
         }
+    }
+
+    /// The fingerprint of `uid`'s service secrets when they were last read under `key` (what
+    /// the spec names and the Secrets' versions): unchanged Secrets need no read.
+    pub fn recall_service(&self, uid: &str, key: u64) -> Option<String> {
+        lock(&self.service)
+            .get(uid)
+            .filter(|r| r.key == key)
+            .map(|r| r.fingerprint.clone())
+    }
+
+    pub fn record_service(&self, uid: &str, key: u64, fingerprint: &str) {
+        let record = ServiceRecord {
+            key,
+            fingerprint: fingerprint.to_owned(),
+        };
+        lock(&self.service).insert(uid.to_owned(), record);
     }
 
     pub fn remembered(&self, uid: &str) -> Option<Arc<Connection>> {
@@ -146,10 +378,15 @@ impl Connections {
     }
 
     pub fn forget_remembered(&self, uid: &str) {
-        self.last_used
+        let before = self
+            .last_used
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(uid);
+        if let Some(before) = before {
+            left(&before);
+        }
+        lock(&self.service).remove(uid);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<OnceCell<Arc<Connection>>>>> {
@@ -162,14 +399,15 @@ impl Connections {
         iep: &InferenceEndpoint,
         namespace: &str,
         kube: &kube::Client,
+        read: &mut Option<Vec<String>>,
     ) -> Result<ConnectionConfig, Failure> {
         match (&iep.spec.elasticsearch, &iep.spec.elasticsearch_ref) {
             (Some(direct), None) => {
                 let secrets = SecretReader::new(kube.clone(), namespace)
                     .require_opt_in(self.settings.require_secret_opt_in);
-                self.direct(direct, &secrets).await
+                self.direct(direct, &secrets, read).await
             }
-            (None, Some(eck)) => self.eck(eck, namespace, kube).await,
+            (None, Some(eck)) => self.eck(eck, namespace, kube, read).await,
             _ => Err(Failure::new(
                 Reason::InvalidSpec,
                 "exactly one of spec.elasticsearchRef or spec.elasticsearch must be set",
@@ -181,6 +419,7 @@ impl Connections {
         &self,
         spec: &ElasticsearchConnection,
         secrets: &SecretReader,
+        read: &mut Option<Vec<String>>,
     ) -> Result<ConnectionConfig, Failure> {
         let url = Url::parse(&spec.url).map_err(|e| {
             Failure::new(
@@ -202,6 +441,7 @@ impl Connections {
                     .get(&reference.name)
                     .await
                     .map_err(|e| outcomes::from_secret(&e))?;
+                note_version(read, &secret);
                 credentials_from(&secret, &reference.name)?
             }
         };
@@ -212,6 +452,7 @@ impl Connections {
                     .get(&reference.name)
                     .await
                     .map_err(|e| outcomes::from_secret(&e))?;
+                note_version(read, &secret);
                 let pem = optional_value(&secret, &reference.key).ok_or_else(|| {
                     Failure::new(
                         Reason::SecretKeyMissing,
@@ -238,6 +479,7 @@ impl Connections {
         reference: &ElasticsearchRef,
         namespace: &str,
         kube: &kube::Client,
+        read: &mut Option<Vec<String>>,
     ) -> Result<ConnectionConfig, Failure> {
         let target_namespace = reference.namespace.as_deref().unwrap_or(namespace);
         if target_namespace != namespace && !self.settings.allow_cross_namespace_refs {
@@ -258,6 +500,7 @@ impl Connections {
             .get_eck(&user_secret, name)
             .await
             .map_err(|e| outcomes::from_secret(&e))?;
+        note_version(read, &users);
         let password =
             text_value(&users, &user_secret, "elastic").map_err(|e| outcomes::from_secret(&e))?;
         let ca_secret = format!("{name}-es-http-certs-public");
@@ -265,6 +508,7 @@ impl Connections {
             .get_eck(&ca_secret, name)
             .await
             .map_err(|e| outcomes::from_secret(&e))?;
+        note_version(read, &ca);
         let ca_pem = optional_value(&ca, "ca.crt").map(<[u8]>::to_vec);
         let url = eck_url(&self.settings.eck_url_template, name, target_namespace);
         let url = Url::parse(&url).map_err(|e| {

@@ -22,6 +22,7 @@ pub mod previous_key;
 pub mod reconcile;
 pub mod secret_index;
 pub mod slots;
+pub mod snapshot;
 pub mod status_compat;
 pub mod usage;
 
@@ -259,6 +260,16 @@ impl Context {
                 Next::AwaitChange
             }
         }
+    }
+
+    /// Follow the Secret versions the metadata watch keeps, so re-checks skip unchanged
+    /// Secrets (docs/lifecycle.md#batched-re-checks).
+    pub fn with_secret_versions(
+        mut self,
+        versions: Arc<crate::controller::secret_index::SecretVersions>,
+    ) -> Self {
+        self.connections = self.connections.with_versions(versions);
+        self
     }
 
     /// Secrets of `namespace` as this operator may read them (opt-in label or not).
@@ -516,6 +527,7 @@ pub async fn run(
     // used; annotations (kubectl's last-applied copy may hold a key in plain text), labels
     // and managedFields are dropped at once so nothing downstream can log or keep them.
     let (secrets_synced, mut secrets_listed) = tokio::sync::watch::channel(false);
+    let versions = Arc::new(secret_index::SecretVersions::default());
     let secret_stream = watcher(secrets, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|secret: &mut PartialObjectMeta<Secret>| {
@@ -524,9 +536,15 @@ pub async fn run(
             meta.labels = None;
             meta.managed_fields = None;
         })
-        .inspect(move |event| {
-            if matches!(event, Ok(watcher::Event::InitDone)) {
-                secrets_synced.send_replace(true);
+        .inspect({
+            let versions = versions.clone();
+            move |event| {
+                if let Ok(event) = event {
+                    versions.apply(event);
+                }
+                if matches!(event, Ok(watcher::Event::InitDone)) {
+                    secrets_synced.send_replace(true);
+                }
             }
         })
         .touched_objects();
@@ -542,7 +560,8 @@ pub async fn run(
     });
     let concurrency = config.concurrency;
     let grace = config.shutdown_grace;
-    let ctx = Arc::new(Context::new(client, config, metrics, ownership));
+    let ctx =
+        Arc::new(Context::new(client, config, metrics, ownership).with_secret_versions(versions));
     tokio::spawn({
         let (slots, shutdown) = (ctx.slots.clone(), shutdown.clone());
         async move {

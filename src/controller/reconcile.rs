@@ -34,9 +34,13 @@ use crate::controller::plan::{
     unused_before_recreate, users_can_be_listed, Change, Plan, PlanInput, SecretRotation,
 };
 use crate::controller::previous_key;
+
+use crate::controller::secret_index::{version_of, versions_key, Version};
+use crate::controller::snapshot::{self, Found, Listing};
 use crate::controller::status_compat;
 use crate::controller::usage::{self, UsageRead};
 use crate::controller::{self, outcomes, Context, Error, FIELD_MANAGER};
+use crate::elasticsearch::client::LISTING_LIMIT;
 use crate::elasticsearch::service::SecretKeys;
 use crate::elasticsearch::{
     update_body, DeleteOptions, DeleteOutcome, DeploymentStats, Difference, Endpoint, EsError,
@@ -44,7 +48,7 @@ use crate::elasticsearch::{
 use crate::elasticsearch::{ServiceProfile, TaskType};
 use crate::endpoint::{EndpointConfig, ServiceSecret, ServiceSecrets};
 use crate::metrics::EsOperation;
-use crate::secrets::{fingerprint, SecretError, SecretReader};
+use crate::secrets::{fingerprint, text_value, text_values, SecretError, SecretReader};
 
 /// How long a PUT of an in-cluster model (`elasticsearch`, `elser`) asks Elasticsearch to wait
 /// for the model's deployment (`?timeout=`, 8.19 and 9.1 on; Elasticsearch's default is 30 s).
@@ -177,7 +181,15 @@ async fn reconcile_endpoint(
     let desired = desired(iep)?;
     let service = desired.config.service.as_str();
     let result = async {
-        let observed = observe(iep, who, ctx, &desired, previous).await?;
+        let mut observed = observe(iep, who, ctx, &desired, previous, Freshness::Recheck).await?;
+        // A re-check observes from the listing and without reading unchanged Secrets; what
+        // is to be written, or probed with the key, is observed again, fresh.
+        let stale = observed.listed || !observed.secrets_read;
+        if (stale && writes(&decide(iep, &desired.config, &observed, previous)))
+            || (!observed.secrets_read && probe_due(iep, who, ctx))
+        {
+            observed = observe(iep, who, ctx, &desired, previous, Freshness::Now).await?;
+        }
         let plan = decide(iep, &desired.config, &observed, previous);
         debug!(inference_id = desired.config.inference_id, ?plan, "planned");
         if let Some(waiting) = awaiting_deployment(ctx, &desired.config, &observed, &plan) {
@@ -395,8 +407,13 @@ async fn patch_finalizers(
 struct Observed {
     /// The connection, and through it the cluster's identity and version.
     connection: Arc<Connection>,
-    /// The service's secrets (none for in-cluster services) and their fingerprint.
+    /// The service's secrets (none for in-cluster services) and their fingerprint. Left empty
+    /// on a re-check that found the Secrets unchanged (`secrets_read` false): the fingerprint
+    /// is then the one applied.
     secrets: ServiceSecrets,
+    secrets_read: bool,
+    /// The endpoint was answered from the connection's listing, not by a GET of its id.
+    listed: bool,
     fingerprint: String,
     /// The fingerprint of no secret at all: what status records for an endpoint created
     /// without one.
@@ -411,6 +428,16 @@ struct Observed {
     deployment: Option<DeploymentStats>,
 }
 
+/// How fresh an observation must be ([`observe`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Freshness {
+    /// A re-check: unchanged Secrets are not read again, and the endpoint may come from the
+    /// connection's listing.
+    Recheck,
+    /// Something is to be written (or probed): read the service Secrets and GET the id.
+    Now,
+}
+
 /// Read the service credential, connect, and GET the endpoint. What the cluster's version
 /// cannot hold is refused before any endpoint request.
 async fn observe(
@@ -419,18 +446,28 @@ async fn observe(
     ctx: &Context,
     desired: &Desired,
     previous: &InferenceEndpointStatus,
+    freshness: Freshness,
 ) -> Result<Observed, Failure> {
     let namespace = &who.namespace;
+    let uid = &who.uid;
     // The service's secrets and the connection's Secrets are independent reads.
-    let reader = ctx.secrets(namespace);
     let (secrets, connection) = tokio::join!(
-        read_secrets(&reader, &desired.secrets),
+        service_secrets(ctx, who, desired, previous, freshness),
         ctx.connections.connect(iep, namespace, &ctx.client),
     );
-    let secrets = secrets.map_err(|e| outcomes::from_secret(&e))?;
+    let (secrets, current) = secrets.map_err(|e| outcomes::from_secret(&e))?;
     let mut connection = connection?;
     check_supported(desired, &connection.info.version)?;
-    let mut endpoint = get(ctx, &connection, &desired.config).await?;
+    let listed = freshness == Freshness::Recheck
+        && snapshot::may_use_listing(
+            conditions::ready(&previous.conditions).is_some_and(|c| c.status == "True"),
+            iep.meta().generation,
+            previous.observed_generation,
+            &current,
+            previous.credential_fingerprint.as_deref(),
+        );
+    let (mut endpoint, mut listed) =
+        observe_endpoint(ctx, &connection, &desired.config, listed).await?;
     if endpoint.is_none() && Record::of(Some(previous)).names(&desired.config.inference_id) {
         // Our endpoint is gone. Before recreating it, make sure the same cluster still answers
         // at this address (a rebuilt cluster is reported, not silently written to): the
@@ -439,8 +476,8 @@ async fn observe(
         connection = ctx.connections.connect(iep, namespace, &ctx.client).await?;
         check_supported(desired, &connection.info.version)?;
         endpoint = get(ctx, &connection, &desired.config).await?;
+        listed = false;
     }
-    let uid = &who.uid;
     ctx.connections.remember(uid, &connection);
     let id = &desired.config.inference_id;
     let me = Claimant::of(who, iep);
@@ -456,33 +493,153 @@ async fn observe(
     };
     Ok(Observed {
         deployment,
-        fingerprint: fingerprint(uid, &secrets),
+        secrets_read: secrets.is_some(),
+        listed,
+        secrets: secrets.unwrap_or_default(),
+        fingerprint: current,
         keyless_fingerprint: fingerprint(uid, &ServiceSecrets::default()),
-        secrets,
         connection,
         endpoint,
         claimed_by,
     })
 }
 
-/// Every secret key of the endpoint, read concurrently from the Secrets the spec names.
+/// The service secrets and their fingerprint. On a re-check of a Ready object, Secrets whose
+/// versions (from the metadata watch) are those last read, giving the fingerprint that was
+/// applied, are not read again: `None` and the applied fingerprint. Any other case reads them.
+async fn service_secrets(
+    ctx: &Context,
+    who: &Identity,
+    desired: &Desired,
+    previous: &InferenceEndpointStatus,
+    freshness: Freshness,
+) -> Result<(Option<ServiceSecrets>, String), SecretError> {
+    let uid = &who.uid;
+    let key = secrets_key(ctx, &who.namespace, &desired.secrets);
+    let applied = previous.credential_fingerprint.as_deref();
+    // Only a Ready object skips the read: any other is about to retry something.
+    let ready = conditions::ready(&previous.conditions).is_some_and(|c| c.status == "True");
+    if let (Freshness::Recheck, Some(key), true) = (freshness, key, ready) {
+        let recalled = ctx.connections.recall_service(uid, key);
+        if let Some(fingerprint) = recalled.filter(|f| Some(f.as_str()) == applied) {
+            return Ok((None, fingerprint));
+        }
+    }
+    let (secrets, read) = read_secrets(&ctx.secrets(&who.namespace), &desired.secrets).await?;
+    let fingerprint = fingerprint(uid, &secrets);
+    // Remembered under the versions as read (the watch may not have listed them yet).
+    if let Some(key) = read.and_then(|read| secrets_key_of(&who.namespace, &desired.secrets, &read))
+    {
+        ctx.connections.record_service(uid, key, &fingerprint);
+    }
+    Ok((Some(secrets), fingerprint))
+}
+
+/// What the service secrets are read from (the spec's references and the versions of the
+/// Secrets they name, as the watch saw them), hashed; `None` when a version is unknown.
+fn secrets_key(ctx: &Context, namespace: &str, inputs: &[SecretInput]) -> Option<u64> {
+    let names: Vec<_> = inputs
+        .iter()
+        .map(|input| (namespace.to_owned(), secret_name(input).to_owned()))
+        .collect();
+    let versions = ctx.connections.versions().all(&names)?;
+    Some(keyed(namespace, inputs, &versions))
+}
+
+/// [`secrets_key`] from the resourceVersions of the Secrets as read.
+fn secrets_key_of(namespace: &str, inputs: &[SecretInput], read: &[String]) -> Option<u64> {
+    let versions: Vec<_> = read.iter().map(|v| version_of(v)).collect();
+    (versions.len() == inputs.len()).then(|| keyed(namespace, inputs, &versions))
+}
+
+fn secret_name(input: &SecretInput) -> &str {
+    match &input.from {
+        SecretFrom::Key(key) => &key.name,
+        SecretFrom::Secret(name) => name,
+    }
+}
+
+fn keyed(namespace: &str, inputs: &[SecretInput], versions: &[Version]) -> u64 {
+    let mut described = Vec::with_capacity(inputs.len() * 3 + 1);
+    for input in inputs {
+        let key = match &input.from {
+            SecretFrom::Key(key) => key.key.as_str(),
+            SecretFrom::Secret(_) => "",
+        };
+        described.extend([input.field.as_str(), secret_name(input), key]);
+    }
+    described.push(namespace);
+    versions_key(&described, versions)
+}
+
+/// The endpoint under the id: from the connection's listing when `listed` and the listing can
+/// tell, else a GET of the id; and whether it came from the listing.
+async fn observe_endpoint(
+    ctx: &Context,
+    connection: &Connection,
+    config: &EndpointConfig,
+    listed: bool,
+) -> Result<(Option<Endpoint>, bool), Failure> {
+    let single = || async { Ok((get(ctx, connection, config).await?, false)) };
+    if !listed || !snapshot::worth_listing(connection.users()) {
+        return single().await;
+    }
+    let freshness = snapshot::freshness(ctx.config.recheck_interval);
+    let client = &connection.client;
+    let list = || async {
+        let requested = Instant::now();
+        let endpoints = timed(ctx, EsOperation::Get, client.list_endpoints()).await?;
+        Ok(Listing::new(requested, endpoints, LISTING_LIMIT))
+    };
+    let replaced = |before| client.forget_writes_before(before);
+    let Some(listing) = connection.listing.current(freshness, list, replaced).await else {
+        return single().await;
+    };
+    let id = &config.inference_id;
+    let written = client.written_since(id, listing.requested);
+    match snapshot::lookup(&listing, config.task_type, id, written) {
+        Found::Endpoint(endpoint) => Ok((Some(endpoint), true)),
+        Found::Absent => Ok((None, true)),
+        Found::Unknown => single().await,
+    }
+}
+
+/// Whether a plan writes to Elasticsearch: then what it acts on must be fresh.
+fn writes(plan: &Plan<'_>) -> bool {
+    !matches!(
+        plan,
+        Plan::Blocked(_)
+            | Plan::Change {
+                change: Change::Nothing,
+                ..
+            }
+    )
+}
+
+/// Every secret key of the endpoint, read concurrently from the Secrets the spec names; with
+/// the resourceVersions of the Secrets read, in the order of `inputs` (`None` if one had none).
 async fn read_secrets(
     reader: &SecretReader,
     inputs: &[SecretInput],
-) -> Result<ServiceSecrets, SecretError> {
+) -> Result<(ServiceSecrets, Option<Vec<String>>), SecretError> {
     let reads = inputs.iter().map(|input| async move {
-        Ok(match &input.from {
+        let name = secret_name(input);
+        let secret = reader.get(name).await?;
+        let version = secret.metadata.resource_version.clone();
+        let value = match &input.from {
             SecretFrom::Key(key) => {
-                ServiceSecret::new(&input.field, reader.key(&key.name, &key.key).await?)
+                ServiceSecret::new(&input.field, text_value(&secret, name, &key.key)?)
             }
-            SecretFrom::Secret(name) => {
-                ServiceSecret::map(&input.field, reader.all_keys(name).await?)
-            }
-        })
+            SecretFrom::Secret(_) => ServiceSecret::map(&input.field, text_values(&secret, name)?),
+        };
+        Ok::<_, SecretError>((value, version))
     });
-    Ok(ServiceSecrets::new(
-        futures::future::try_join_all(reads).await?,
-    ))
+    let (values, versions): (Vec<_>, Vec<_>) = futures::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .unzip();
+    let versions = versions.into_iter().collect::<Option<Vec<String>>>();
+    Ok((ServiceSecrets::new(values), versions))
 }
 
 /// The pure decision: ownership (per cluster: an endpoint recorded in another cluster is not
@@ -869,6 +1026,23 @@ fn rejected(
             ),
         )
     }
+}
+
+/// Whether the object's probe is due (it needs the service secrets, to keep them out of what
+/// it reports).
+fn probe_due(iep: &InferenceEndpoint, who: &Identity, ctx: &Context) -> bool {
+    let Some(interval) = health::interval(
+        iep.spec.health_check.as_ref(),
+        ctx.config.health_check_interval,
+    ) else {
+        return false;
+    };
+    let has_condition = iep
+        .status
+        .as_ref()
+        .is_some_and(|s| health::healthy(&s.conditions).is_some());
+    ctx.probes
+        .due(&who.uid, Instant::now(), interval, has_condition)
 }
 
 /// Probe the endpoint if its health checks are on and its probe is due, in a free probe slot

@@ -173,6 +173,9 @@ pub struct EsClient {
     http: reqwest::Client,
     base: Url,
     request_timeout: Duration,
+    /// When each endpoint id was last written through this client (shared by its clones), so a
+    /// listing taken before the write is not trusted for that id ([`EsClient::written_since`]).
+    writes: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
 }
 
 impl fmt::Debug for EsClient {
@@ -312,7 +315,31 @@ impl EsClient {
             http,
             base,
             request_timeout: cfg.request_timeout,
+            writes: Default::default(),
         })
+    }
+
+    /// Whether endpoint `inference_id` was written (created, updated or deleted, whatever the
+    /// answer) through this client at or after `since`: a listing requested at `since` may not
+    /// show that write.
+    pub fn written_since(&self, inference_id: &str, since: Instant) -> bool {
+        let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        writes.get(inference_id).is_some_and(|at| *at >= since)
+    }
+
+    /// Forget writes older than `before`: no listing still served was requested before it.
+    pub fn forget_writes_before(&self, before: Instant) {
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        writes.retain(|_, at| *at >= before);
+    }
+
+    /// Recorded when a write's answer (or failure) comes back: until then no listing could
+    /// be trusted to show it either, and a listing requested before this instant is not.
+    fn wrote(&self, inference_id: &str) {
+        self.writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(inference_id.to_owned(), Instant::now());
     }
 
     /// The base URL (without userinfo).
@@ -439,6 +466,19 @@ impl EsClient {
         }
     }
 
+    /// `GET _inference/_all`: every endpoint the credential may see, the preconfigured ones
+    /// included, sorted by id. The same action (`cluster:monitor/xpack/inference/get`, cluster
+    /// privilege `monitor_inference`) as the GET of one id; Elasticsearch reads at most 10,000
+    /// stored endpoints for it ([`LISTING_LIMIT`];
+    /// docs/reference/elasticsearch-inference-api.md#get-api).
+    pub async fn list_endpoints(&self) -> Result<Vec<Endpoint>, EsError> {
+        let url = self.url(&["_inference", "_all"], &[])?;
+        let answer = self
+            .send(Method::GET, url.clone(), None, self.request_timeout)
+            .await?;
+        endpoints_in(&url, &answer)
+    }
+
     /// `PUT _inference/{task}/{id}` (create only). Sends `?timeout=` when the version accepts it;
     /// the client waits the server timeout plus a margin. A client-side timeout does not mean
     /// the endpoint was not created: GET before retrying.
@@ -482,7 +522,9 @@ impl EsClient {
         let timeout = self
             .request_timeout
             .max(server_timeout + SERVER_TIMEOUT_MARGIN);
-        self.put_endpoint(url, &body, timeout).await
+        let created = self.put_endpoint(url, &body, timeout).await;
+        self.wrote(&cfg.inference_id);
+        created
     }
 
     /// `GET _ml/trained_models/{deployment_id}/_stats`: the model deployment with that id
@@ -533,7 +575,9 @@ impl EsClient {
         let timeout = server_timeout.map_or(self.request_timeout, |t| {
             self.request_timeout.max(t + SERVER_TIMEOUT_MARGIN)
         });
-        self.put_endpoint(url, body, timeout).await
+        let updated = self.put_endpoint(url, body, timeout).await;
+        self.wrote(inference_id);
+        updated
     }
 
     /// A PUT that answers with the endpoint; the body's secrets are scrubbed from any error it
@@ -570,10 +614,13 @@ impl EsClient {
             query.push(("force", "true".to_owned()));
         }
         let url = self.url(&["_inference", task.as_str(), inference_id], &query)?;
-        match self
+        let sent = self
             .send(Method::DELETE, url.clone(), None, self.request_timeout)
-            .await
-        {
+            .await;
+        if !opts.dry_run {
+            self.wrote(inference_id);
+        }
+        match sent {
             Ok(answer) => decode("DELETE", &url, &answer).map(DeleteOutcome::Done),
             Err(e) if e.is_not_found() => Ok(DeleteOutcome::NotFound),
             Err(e) => Err(e),
@@ -820,6 +867,17 @@ fn cluster_info(url: &Url, answer: &Answered) -> Result<ClusterInfo, EsError> {
 }
 
 /// `GET _inference/{task}/{id}`'s body: the endpoint with that id, if listed.
+/// How many stored endpoints `GET _inference/_all` reads at most: its search asks for 10,000
+/// hits (`ModelRegistry.getAllModels`, `setSize(10_000)`, in
+/// x-pack/plugin/inference/src/main/java/org/elasticsearch/xpack/inference/registry/ModelRegistry.java).
+/// A listing this long may leave endpoints out.
+pub const LISTING_LIMIT: usize = 10_000;
+
+fn endpoints_in(url: &Url, answer: &Answered) -> Result<Vec<Endpoint>, EsError> {
+    let resp: GetResponse = decode("GET", url, answer)?;
+    Ok(resp.endpoints)
+}
+
 fn endpoint_in(
     url: &Url,
     answer: &Answered,
@@ -869,6 +927,16 @@ pub mod offline {
         id: &str,
     ) -> Result<Option<Endpoint>, EsError> {
         super::endpoint_in(url, &answered(url, status, headers, body)?, id)
+    }
+
+    /// An answer to `GET _inference/_all`.
+    pub fn list_endpoints(
+        url: &Url,
+        status: u16,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Vec<Endpoint>, EsError> {
+        super::endpoints_in(url, &answered(url, status, headers, body)?)
     }
 
     /// An answer to a PUT (create or `_update`).

@@ -2871,3 +2871,33 @@ async fn holds_tags_statuses_and_outages() {
     );
     assert_eq!(es.requests().last().unwrap().status, Some(200));
 }
+
+/// `GET _inference/_all` reads at most 10,000 stored endpoints (`ModelRegistry.getAllModels`,
+/// `setSize(10_000)`), then adds the preconfigured ones.
+#[tokio::test]
+async fn listing_all_reads_at_most_ten_thousand_stored_endpoints() {
+    let es = start("9.1.0").await;
+    for i in 0..10_001 {
+        es.put_out_of_band(json!({
+            "inference_id": format!("e-{i:05}"), "task_type": "completion", "service": "azureopenai",
+            "service_settings": {"resource_name": "r", "deployment_id": "d", "api_version": "v", "api_key": "k"}
+        }));
+    }
+    let r = call(&es, "GET", "/_inference/_all", None).await;
+    let ids: Vec<&str> = r.body["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["inference_id"].as_str().unwrap())
+        .collect();
+    let stored: Vec<&&str> = ids.iter().filter(|id| id.starts_with("e-")).collect();
+    assert_eq!(stored.len(), 10_000);
+    assert_eq!(*stored[9_999], "e-09999", "the first 10,000 by id");
+    assert!(
+        ids.contains(&".elser-2-elasticsearch"),
+        "preconfigured ones added"
+    );
+    // The id left out is still there for a GET of its own.
+    let r = call(&es, "GET", "/_inference/completion/e-10000", None).await;
+    assert_eq!(r.status, 200);
+}

@@ -71,8 +71,18 @@ impl State {
         })
     }
 
+    /// What `GET _inference/_all` (and `GET _inference/{task_type}/_all`) lists: the stored
+    /// endpoints, at most [`LISTING_LIMIT`] of them in id order, then the preconfigured ones,
+    /// sorted by id. Elasticsearch's `TransportGetInferenceModelAction` serves `_all`/`*` from
+    /// `ModelRegistry.getAllModels` (one search, `setSize(10_000)`, sorted by id, then
+    /// `addAllDefaultConfigsIfMissing`) or `getModelsByTaskType`, and sorts the answer by id
+    /// (x-pack/plugin/inference/src/main/java/org/elasticsearch/xpack/inference/action/TransportGetInferenceModelAction.java,
+    /// .../registry/ModelRegistry.java; routes in the REST spec,
+    /// elastic/elasticsearch-specification `specification/inference/get/GetRequest.ts`;
+    /// docs/reference/elasticsearch-inference-api.md#get-api). That
+    /// persisted defaults count toward the 10,000 is (inferred) and not emulated.
     pub(crate) fn all(&self) -> Vec<&Stored> {
-        let mut v: Vec<&Stored> = self.endpoints.values().collect();
+        let mut v: Vec<&Stored> = self.endpoints.values().take(LISTING_LIMIT).collect();
         if self.visible_preconfigured() {
             v.extend(self.preconfigured.values());
         }
@@ -80,6 +90,9 @@ impl State {
         v
     }
 }
+
+/// Stored endpoints `GET _inference/_all` reads at most ([`State::all`]).
+pub(crate) const LISTING_LIMIT: usize = 10_000;
 
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,

@@ -438,6 +438,7 @@ impl BenchReport {
                 s.recheck_interval_ms / 1000.0
             ));
         }
+        found.extend(s.recheck_regressions());
         if self.latency.rotations_seen < self.latency.rotations {
             found.push(format!(
                 "{} of {} Secret rotations never reached Elasticsearch",
@@ -454,6 +455,31 @@ type Counts = BTreeMap<String, usize>;
 fn merge(into: &mut Counts, from: Counts) {
     for (kind, count) in from {
         *into.entry(kind).or_insert(0) += count;
+    }
+}
+
+impl SteadyState {
+    /// A re-check round with nothing changed costs no Kubernetes request and at most one
+    /// Elasticsearch request per connection (the benchmark's objects share one): a listing
+    /// serves 1.1 intervals, so the window holds at most ⌈window / interval⌉ of them.
+    pub fn recheck_regressions(&self) -> Vec<String> {
+        let mut found = vec![];
+        let reads: usize = self.kube_reads.values().sum();
+        if reads > 0 {
+            found.push(format!(
+                "Kubernetes reads in re-check rounds: {:?} (target 0)",
+                self.kube_reads
+            ));
+        }
+        let rounds = (self.window_ms / self.recheck_interval_ms.max(1.0)).ceil() as usize;
+        let es: usize = self.es_requests.values().sum();
+        if es > rounds.max(1) {
+            found.push(format!(
+                "{es} Elasticsearch requests in {rounds} re-check rounds on one connection (target <= 1 per round): {:?}",
+                self.es_requests
+            ));
+        }
+        found
     }
 }
 
@@ -1041,16 +1067,14 @@ async fn wait_all_verified(
     let deadline = Instant::now() + bench.ready_timeout(objects);
     loop {
         let polled = Instant::now();
+        // Read, and reconciled: a listing reads every id before the reconciles that use it.
         let read = es_ids_read(&bench.es.requests());
-        if read >= objects {
+        // Before its /metrics address is logged, the process has reconciled nothing.
+        let reconciled = operator.reconciles(&bench.http).await.unwrap_or(0.0);
+        if read >= objects && reconciled >= objects as f64 {
             return Ok(polled);
         }
         operator.check_alive()?;
-        // Before its /metrics address is logged, the process has reconciled nothing.
-        let reconciled = operator.reconciles(&bench.http).await.unwrap_or(0.0);
-        if reconciled >= objects as f64 {
-            return Ok(polled);
-        }
         if Instant::now() > deadline {
             return Err(format!(
                 "after a restart only {read} of {objects} objects were re-read ({reconciled} reconciles)"

@@ -208,6 +208,7 @@ pub fn es_kind(request: &RecordedRequest) -> &'static str {
     match request.route {
         Route::Delete if request.is_dry_run() => "used-by read (DELETE ?dry_run)",
         Route::Root => "info (GET /)",
+        Route::Get if is_listing(request) => "list (GET _inference/_all)",
         Route::Get => "get (GET _inference)",
         Route::Put => "create (PUT)",
         Route::Update => "update (PUT _update)",
@@ -228,8 +229,21 @@ pub fn es_counts(requests: &[RecordedRequest]) -> BTreeMap<String, usize> {
     counts
 }
 
-/// Distinct inference ids read with `GET _inference/...` (one per re-verified object).
+/// `GET _inference/_all` (or `GET _inference`): every endpoint at once, the operator's batched
+/// re-check (docs/lifecycle.md#batched-re-checks).
+pub fn is_listing(r: &RecordedRequest) -> bool {
+    r.route == Route::Get && matches!(r.path.as_str(), "/_inference/_all" | "/_inference")
+}
+
+/// Distinct inference ids read with `GET _inference/...` (one per re-verified object); a
+/// listing reads them all (`usize::MAX`).
 pub fn es_ids_read(requests: &[RecordedRequest]) -> usize {
+    if requests
+        .iter()
+        .any(|r| is_listing(r) && r.status == Some(200))
+    {
+        return usize::MAX;
+    }
     requests
         .iter()
         .filter(|r| r.route == Route::Get)
