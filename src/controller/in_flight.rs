@@ -11,13 +11,15 @@
 //! (or a deposed leader, fenced before its Lease ran out: src/leader.rs). Its deletion waits
 //! until every such create has landed or failed (docs/lifecycle.md#a-create-in-flight-at-deletion):
 //! until `window` after the later of this process's start of reconciling (any earlier process
-//! sent its creates before) and the last create this process sent for the object.
+//! sent its creates before) and the last create this process sent for the object without getting
+//! a definite answer (no answer, a timeout or a server error).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// When this process began reconciling, and the last create it sent per object (by uid).
+/// When this process began reconciling, and per object (by uid) the last create it sent that
+/// got no definite answer (yet).
 #[derive(Debug)]
 pub struct CreatesSent {
     since: Instant,
@@ -37,6 +39,11 @@ impl CreatesSent {
     /// A create for `uid` is about to be sent.
     pub fn sending(&self, uid: &str) {
         self.lock().insert(uid.to_owned(), Instant::now());
+    }
+
+    /// The create sent for `uid` was answered: it cannot land later.
+    pub fn answered(&self, uid: &str) {
+        self.lock().remove(uid);
     }
 
     /// The object is gone.

@@ -970,7 +970,11 @@ async fn create(
         .client
         .create_endpoint_within(config, secrets, version, wait);
     let id = config.inference_id.as_str();
-    match timed(ctx, EsOperation::Create, call).await {
+    let result = timed(ctx, EsOperation::Create, call).await;
+    if !may_land_later(&result) {
+        ctx.creates.answered(&who.uid);
+    }
+    match result {
         Ok(created) => {
             info!(inference_id = id, "created inference endpoint");
             Ok(Put::Created(created))
@@ -985,6 +989,16 @@ async fn create(
             )))
         }
         Err(e) => Err(es_failure(ctx, connection, &e)),
+    }
+}
+
+/// A PUT that got no answer, a timeout (408) or a server error may still create the endpoint
+/// (inferred for 5xx: Elasticsearch may have stored it before failing); any other answer says
+/// this PUT did not, or did and is recorded.
+fn may_land_later<T>(result: &Result<T, EsError>) -> bool {
+    match result {
+        Ok(_) => false,
+        Err(e) => e.status().is_none_or(|s| s == 408 || s >= 500),
     }
 }
 
