@@ -273,8 +273,12 @@ impl Target {
         body["endpoints"].get(0).cloned()
     }
 
+    /// The scenarios delete objects whose create was refused within seconds of the operator's
+    /// start: a short in-flight wait (docs/lifecycle.md#a-create-in-flight-at-deletion) instead
+    /// of the PUT's 45 s deadline, which would outlast `WAIT`.
     fn operator(&self) -> OperatorProcess {
-        OperatorProcess::spawn(&self.kubeconfig, &self.namespace, &[], "e2e-operator")
+        let wait = ["--create-in-flight-wait", "2s"];
+        OperatorProcess::spawn(&self.kubeconfig, &self.namespace, &wait, "e2e-operator")
     }
 
     /// A replica with leader election on, identified by `identity`.

@@ -491,3 +491,109 @@ async fn only_the_listed_namespaces_are_watched() {
         "no finalizer added outside the scope"
     );
 }
+
+/// Writes (PUT, PATCH) of InferenceEndpoints or their `subresource`: the operator's (the test
+/// only creates them).
+fn operator_writes(env: &TestEnv, subresource: Option<&str>) -> usize {
+    env.kube
+        .requests()
+        .iter()
+        .filter(|r| matches!(r.method.as_str(), "PUT" | "PATCH"))
+        .filter(|r| r.resource.as_deref() == Some("inferenceendpoints"))
+        .filter(|r| r.subresource.as_deref() == subresource)
+        .count()
+}
+
+/// One pass per create (issue 16, point 2): the pass that adds the finalizer goes on into the
+/// apply with the object the patch answered, so the endpoint exists when that pass returns.
+#[tokio::test]
+async fn the_pass_that_adds_the_finalizer_creates_the_endpoint() {
+    use inference_operator::controller::identity::Identity;
+    use inference_operator::controller::ownership::OwnershipIndex;
+    use inference_operator::controller::{reconcile, Context};
+    use inference_operator::metrics::Metrics;
+    use std::sync::Arc;
+
+    let env = env_with_key().await;
+    let object = create(&env, Iep::embedding("onepass").secret("azure").es(&env)).await;
+    let who = Identity::of(&object).expect("identity");
+    let ctx = Arc::new(Context::new(
+        env.client.clone(),
+        test_config(),
+        Arc::new(Metrics::default()),
+        Arc::new(OwnershipIndex::default()),
+    ));
+
+    // The finalizer cannot be stored: nothing reaches Elasticsearch.
+    env.kube
+        .fail_next_matching(1, 500, Some("PATCH"), Some("/inferenceendpoints/onepass"));
+    let refused = reconcile::hold(Arc::new(object.clone()), &who, ctx.clone()).await;
+    assert!(refused.is_err(), "a refused finalizer fails the pass");
+    assert!(
+        env.es.requests().is_empty(),
+        "nothing sent to Elasticsearch before the finalizer is stored: {:?}",
+        env.es.requests()
+    );
+
+    reconcile::hold(Arc::new(object), &who, ctx)
+        .await
+        .expect("the pass succeeds");
+    assert!(
+        env.es.endpoint("onepass").is_some(),
+        "the same pass created the endpoint"
+    );
+    let stored = api(&env).get("onepass").await.expect("object");
+    assert_eq!(
+        stored.metadata.finalizers.as_deref(),
+        Some(&["esinference.io/cleanup".to_owned()][..])
+    );
+    let ready = condition(&stored, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Created")
+    );
+    // The finalizer patch (refused once, then stored) and the status: nothing else.
+    assert_eq!(operator_writes(&env, None), 2);
+    assert_eq!(operator_writes(&env, Some("status")), 1);
+}
+
+/// With the controller running, a create costs one pass: 2 Kubernetes writes (finalizer,
+/// status) and one Event, one GET and one PUT, and no second pass after the finalizer's own
+/// watch event (which would GET again, and, reading a store without the status yet, write it
+/// twice).
+#[tokio::test]
+async fn a_create_is_one_pass_two_writes_and_one_event() {
+    let env = env_with_key().await;
+    let operator = start_operator(&env, test_config());
+    create(&env, Iep::embedding("counted").secret("azure").es(&env)).await;
+    wait_ready(&env, "counted", "True", "Created").await;
+    wait_event(&env, "counted", "Created", "Normal").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let object_writes = operator_writes(&env, None);
+    let status_writes = operator_writes(&env, Some("status"));
+    assert_eq!((object_writes, status_writes), (1, 1), "finalizer + status");
+    // Besides the one-off warning that the double is reached over http://.
+    let events: Vec<_> = events(&env, "counted")
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .filter(|r| r != "PlaintextCredentials")
+        .collect();
+    assert_eq!(events, ["Created"], "one Event");
+    let requests = env.es.requests();
+    let on_id = |method: &str| {
+        requests
+            .iter()
+            .filter(|r| r.method == method && r.path == "/_inference/text_embedding/counted")
+            .count()
+    };
+    assert_eq!((on_id("GET"), on_id("PUT")), (1, 1), "{requests:?}");
+    let passes = operator.metrics.encode();
+    let reconciled: f64 = passes
+        .lines()
+        .filter(|l| l.starts_with("inference_operator_reconciliations_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(reconciled, 1.0, "one reconcile pass:\n{passes}");
+}

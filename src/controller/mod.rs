@@ -14,6 +14,7 @@ pub mod desired;
 pub mod destination;
 pub mod health;
 pub mod identity;
+pub mod in_flight;
 pub mod outcome_log;
 pub mod outcomes;
 pub mod ownership;
@@ -129,6 +130,11 @@ pub struct Config {
     /// 9.4) still puts it back. Needs `create` and `patch` on Secrets (docs/security.md).
     #[arg(long, env = "INFERENCE_OPERATOR_PERSIST_PREVIOUS_CREDENTIAL")]
     pub persist_previous_credential: bool,
+    /// How long the deletion of an object that may have a create in flight (finalizer set, no
+    /// endpoint recorded) waits for it to land before letting go
+    /// (docs/lifecycle.md#a-create-in-flight-at-deletion; default: the PUT's client deadline).
+    #[arg(long, env = "INFERENCE_OPERATOR_CREATE_IN_FLIGHT_WAIT", value_parser = humantime::parse_duration)]
+    pub create_in_flight_wait: Option<Duration>,
     #[command(flatten)]
     pub connection: ConnectionSettings,
 }
@@ -191,6 +197,8 @@ pub struct Context {
     /// a rejected rotation is rolled back (clusters that do not validate `_update` themselves;
     /// [`previous_key`] keeps them in a Secret too when asked).
     pub accepted_secrets: Mutex<HashMap<String, previous_key::Remembered>>,
+    /// The creates this process sent, for a deletion to wait out one still in flight.
+    pub creates: in_flight::CreatesSent,
 }
 
 impl Context {
@@ -208,6 +216,7 @@ impl Context {
         Context {
             probes: health::Probes::new(usize::from(config.health_check_concurrency)),
             accepted_secrets: Mutex::new(HashMap::new()),
+            creates: in_flight::CreatesSent::default(),
             recorder: EventRecorder {
                 client: client.clone(),
                 reporter,
@@ -380,7 +389,7 @@ async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Er
     let held = iep.finalizers().iter().any(|f| f == FINALIZER);
     let deleting = iep.meta().deletion_timestamp.is_some();
     match (deleting, held) {
-        (false, false) => reconcile::hold(&iep, &who, &ctx).instrument(span).await,
+        (false, false) => reconcile::hold(iep, &who, ctx).instrument(span).await,
         (false, true) => reconcile::apply(iep, &who, ctx).instrument(span).await,
         (true, true) => reconcile::cleanup(iep, &who, ctx).instrument(span).await,
         // Deleted before it was ever held: nothing was created.
@@ -404,12 +413,15 @@ fn error_policy(iep: Arc<Decoded>, error: &Error, ctx: Arc<Context>) -> Action {
 /// Which changes of an InferenceEndpoint deserve a reconcile: spec (generation), finalizers,
 /// deletion and annotations. Status-only writes (our own) are filtered out, so writing status
 /// does not trigger another Elasticsearch read. Generation alone would swallow finalizer and
-/// delete events (docs/reference/design.md#reconcile-triggers).
+/// delete events (docs/reference/design.md#reconcile-triggers). This operator's own finalizer
+/// is left out: it is added in the pass that applies (`reconcile::hold`), and its event would
+/// only bring a second pass; removed by hand, it is put back at the next re-check.
 fn relevant_change(iep: &impl Resource) -> Option<u64> {
     let meta = iep.meta();
     let mut hasher = DefaultHasher::new();
     meta.generation.hash(&mut hasher);
-    meta.finalizers.hash(&mut hasher);
+    let others = meta.finalizers.iter().flatten().filter(|f| *f != FINALIZER);
+    others.collect::<Vec<_>>().hash(&mut hasher);
     meta.deletion_timestamp.is_some().hash(&mut hasher);
     meta.annotations.hash(&mut hasher);
     Some(hasher.finish())
@@ -722,8 +734,12 @@ mod tests {
         b.status = Some(Default::default());
         b.metadata.resource_version = Some("99".into());
         assert_eq!(relevant_change(&a), relevant_change(&b));
+        // Our finalizer is added in the pass that applies: no second pass for it; another
+        // controller's is a change.
         let mut c = a.clone();
         c.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert_eq!(relevant_change(&a), relevant_change(&c));
+        c.metadata.finalizers = Some(vec![FINALIZER.into(), "example.com/other".into()]);
         assert_ne!(relevant_change(&a), relevant_change(&c));
         let mut d = a.clone();
         d.metadata.generation = Some(2);

@@ -40,7 +40,10 @@ use crate::controller::snapshot::{self, Found, Listing};
 use crate::controller::status_compat;
 use crate::controller::usage::{self, UsageRead};
 use crate::controller::{self, outcomes, Context, Error, FIELD_MANAGER};
+use crate::elasticsearch::client::put_deadline;
 use crate::elasticsearch::client::LISTING_LIMIT;
+use crate::elasticsearch::normalize::compare;
+use crate::elasticsearch::service::same_service;
 use crate::elasticsearch::service::SecretKeys;
 use crate::elasticsearch::{
     update_body, DeleteOptions, DeleteOutcome, DeploymentStats, Difference, Endpoint, EsError,
@@ -232,7 +235,8 @@ pub async fn cleanup(
     let started = Instant::now();
     let mut usage = UsageRead::NotRead;
     let outcome = match remove(&iep, who, &ctx, &mut usage).await {
-        Ok(applied) => Outcome::from(&applied),
+        Ok(Removal::Done(applied)) => Outcome::from(&applied),
+        Ok(Removal::Waiting(delay)) => return Ok(Action::requeue(delay)),
         Err(failure) => Outcome::from(failure),
     };
     let action = if outcome.is_ready() {
@@ -271,13 +275,24 @@ pub async fn cleanup(
     Ok(action)
 }
 
-/// Add this operator's finalizer before anything is created in Elasticsearch; the change of
-/// the object brings it back for the apply.
-pub async fn hold(iep: &InferenceEndpoint, who: &Identity, ctx: &Context) -> Result<Action, Error> {
+/// Add this operator's finalizer, then apply in the same pass to the object the patch answers
+/// with: the patch returns once the finalizer is stored, so nothing reaches Elasticsearch
+/// before it (the guarantee of kube's `finalizer()`, without its second pass). The finalizer is
+/// also the mark that a create may have been sent ([`unrecorded`]). Its own watch event brings
+/// no second pass (`controller::relevant_change` leaves this finalizer out).
+pub async fn hold(
+    iep: Arc<InferenceEndpoint>,
+    who: &Identity,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let mut finalizers = iep.finalizers().to_vec();
     finalizers.push(FINALIZER.to_owned());
-    patch_finalizers(iep, who, ctx, &finalizers, "add finalizer").await?;
-    Ok(Action::await_change())
+    let stored = patch_finalizers(iep.as_ref(), who, &ctx, &finalizers, "add finalizer").await?;
+    match stored.0 {
+        Ok(held) => apply(Arc::new(held), who, ctx).await,
+        // Changed meanwhile into something that does not decode: its watch event reports it.
+        Err(_) => Ok(Action::await_change()),
+    }
 }
 
 /// An object whose spec does not match the types (stored under a looser schema): say which
@@ -361,6 +376,7 @@ fn forget_object(ctx: &Context, who: &Identity) {
     ctx.connections.forget_remembered(&who.uid);
     ctx.usage.forget(&who.uid);
     ctx.probes.forget(&who.uid);
+    ctx.creates.forget(&who.uid);
     ctx.accepted_secrets
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -379,18 +395,21 @@ async fn release(object: &impl Resource, who: &Identity, ctx: &Context) -> Resul
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
-    patch_finalizers(object, who, ctx, &rest, "remove finalizer").await
+    patch_finalizers(object, who, ctx, &rest, "remove finalizer")
+        .await
+        .map(|_| ())
 }
 
 /// Set the finalizers, guarded by the resourceVersion read: a concurrent change (another
-/// controller's finalizer) fails the patch instead of being overwritten, and is retried.
+/// controller's finalizer) fails the patch instead of being overwritten, and is retried. The
+/// object as stored is the answer.
 async fn patch_finalizers(
     object: &impl Resource,
     who: &Identity,
     ctx: &Context,
     finalizers: &[String],
     what: &'static str,
-) -> Result<(), Error> {
+) -> Result<Decoded, Error> {
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
     let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
     tokio::time::timeout(
@@ -399,8 +418,7 @@ async fn patch_finalizers(
     )
     .await
     .map_err(|_| Error::KubeTimeout(what))?
-    .map_err(Error::Kube)?;
-    Ok(())
+    .map_err(Error::Kube)
 }
 
 /// What a reconcile reads before deciding.
@@ -807,10 +825,12 @@ async fn act(
     let id = config.inference_id.as_str();
     let (endpoint, done) = match plan {
         Plan::Blocked(failure) => return Err(failure),
-        Plan::Create(done) => match create(ctx, connection, config, &observed.secrets).await? {
-            Put::Created(created) => (created, done),
-            Put::Deploying(message) => return Ok(deploying(config, observed, message)),
-        },
+        Plan::Create(done) => {
+            match create(ctx, who, connection, config, &observed.secrets).await? {
+                Put::Created(created) => (created, done),
+                Put::Deploying(message) => return Ok(deploying(config, observed, message)),
+            }
+        }
         Plan::Change {
             endpoint,
             change: Change::Nothing,
@@ -822,7 +842,7 @@ async fn act(
             ..
         } => {
             delete_unused(ctx, connection, config, &differences, usage).await?;
-            match create(ctx, connection, config, &observed.secrets).await? {
+            match create(ctx, who, connection, config, &observed.secrets).await? {
                 Put::Created(created) => {
                     info!(inference_id = id, "recreated inference endpoint");
                     (created, done)
@@ -1157,10 +1177,13 @@ enum Put {
 /// the deployment goes on: it is followed, never PUT again meanwhile.
 async fn create(
     ctx: &Context,
+    who: &Identity,
     connection: &Connection,
     config: &EndpointConfig,
     secrets: &ServiceSecrets,
 ) -> Result<Put, Failure> {
+    // Noted before it is sent: a deletion waits out a create still in flight (in_flight.rs).
+    ctx.creates.sending(&who.uid);
     let version = &connection.info.version;
     let deploys = deploys_model(config);
     let wait = deploys.then_some(ctx.config.model_deploy_wait);
@@ -1168,7 +1191,11 @@ async fn create(
         .client
         .create_endpoint_within(config, secrets, version, wait);
     let id = config.inference_id.as_str();
-    match timed(ctx, EsOperation::Create, call).await {
+    let result = timed(ctx, EsOperation::Create, call).await;
+    if !may_land_later(&result) {
+        ctx.creates.answered(&who.uid);
+    }
+    match result {
         Ok(created) => {
             info!(inference_id = id, "created inference endpoint");
             Ok(Put::Created(created))
@@ -1183,6 +1210,16 @@ async fn create(
             )))
         }
         Err(e) => Err(es_failure(ctx, connection, &e)),
+    }
+}
+
+/// A PUT that got no answer, a timeout (408) or a server error may still create the endpoint
+/// (inferred for 5xx: Elasticsearch may have stored it before failing); any other answer says
+/// this PUT did not, or did and is recorded.
+fn may_land_later<T>(result: &Result<T, EsError>) -> bool {
+    match result {
+        Ok(_) => false,
+        Err(e) => e.status().is_none_or(|s| s == 408 || s >= 500),
     }
 }
 
@@ -1216,6 +1253,13 @@ async fn delete_unused(
     Ok(())
 }
 
+/// What a cleanup did: done (the finalizer may go), or waiting this long for a create that may
+/// still land.
+enum Removal {
+    Done(Applied),
+    Waiting(Duration),
+}
+
 /// Delete the endpoint this object owns, unless the policy retains it. Never forced unless the
 /// force-delete annotation says so.
 async fn remove(
@@ -1223,23 +1267,20 @@ async fn remove(
     who: &Identity,
     ctx: &Context,
     usage: &mut UsageRead,
-) -> Result<Applied, Failure> {
+) -> Result<Removal, Failure> {
     if iep.spec.deletion_policy == DeletionPolicy::Retain {
-        return Ok(Applied::new(
+        return Ok(Removal::Done(Applied::new(
             Reason::Retained,
             format!(
                 "deletionPolicy Retain: inference endpoint {} left in Elasticsearch",
                 iep.inference_id()
             ),
-        ));
+        )));
     }
     let status = iep.status.clone().unwrap_or_default();
     // Only ever delete what this object created or adopted.
     let Some(id) = status.inference_id.clone() else {
-        return Ok(Applied::new(
-            Reason::Deleted,
-            "no inference endpoint was created for this object",
-        ));
+        return unrecorded(iep, who, ctx, usage).await;
     };
     // A spec that breaks a rule made after it was stored is never used to connect, not even
     // to delete; the endpoint is not silently orphaned either: the deletion waits for the fix.
@@ -1265,27 +1306,126 @@ async fn remove(
         })?,
     };
     if !Record::of(Some(&status)).owns(&id, &connection.info.cluster_uuid) {
-        return Ok(Applied::new(
+        return Ok(Removal::Done(Applied::new(
             Reason::Deleted,
             format!("inference endpoint {id} lives in a cluster that no longer answers at this address; nothing deleted"),
-        ));
+        )));
     }
+    delete_endpoint(iep, ctx, &connection, &id, usage)
+        .await
+        .map(Removal::Done)
+}
+
+/// No endpoint recorded, yet one may come: the finalizer is stored before any create, and
+/// Elasticsearch finishes a PUT whose client has gone (in_flight.rs). An endpoint under the id
+/// that this object would adopt (no other object claims it, it matches the spec:
+/// docs/lifecycle.md#ownership-and-adoption) is its own create, landed late, and is deleted;
+/// one that differs or is claimed is someone else's and left alone. None there: wait until any
+/// create could still land, then let go. Never longer: a connection that cannot be made
+/// (the namespace's Secrets gone) or a failing GET let go once the wait is over.
+async fn unrecorded(
+    iep: &InferenceEndpoint,
+    who: &Identity,
+    ctx: &Context,
+    usage: &mut UsageRead,
+) -> Result<Removal, Failure> {
+    let nothing = |detail: &str| {
+        Removal::Done(Applied::new(
+            Reason::Deleted,
+            format!("no inference endpoint was created for this object{detail}"),
+        ))
+    };
+    // A spec that fails the checks is never used to connect; one without a config never had one.
+    let desired = match crate::api::checks::check_spec(&iep.spec).map(|()| desired(iep)) {
+        Ok(Ok(desired)) => desired,
+        _ => return Ok(nothing("")),
+    };
+    let config = &desired.config;
+    let connection = match ctx
+        .connections
+        .connect(iep, &who.namespace, &ctx.client)
+        .await
+    {
+        Ok(connection) => connection,
+        Err(_) => match ctx.connections.remembered(&who.uid) {
+            Some(connection) => connection,
+            None => return Ok(nothing(" (Elasticsearch not reachable to check)")),
+        },
+    };
+    let window = in_flight_window(ctx, &connection, config.task_type);
+    let settled = ctx.creates.settled_at(&who.uid, window);
+    let wait = settled.saturating_duration_since(Instant::now());
+    let found = get(ctx, &connection, config).await;
+    let (id, cluster) = (&config.inference_id, &connection.info.cluster_uuid);
+    match found {
+        Ok(Some(endpoint)) if claimable(iep, who, ctx, config, &endpoint, &connection) => {
+            info!(inference_id = %id, "an endpoint this object created landed after its status was written; deleting it");
+            delete_endpoint(iep, ctx, &connection, id, usage)
+                .await
+                .map(Removal::Done)
+        }
+        Ok(Some(_)) => Ok(nothing(&format!(
+            "; inference endpoint {id} in cluster {cluster} is not this object's and is left alone"
+        ))),
+        _ if wait.is_zero() => Ok(nothing("")),
+        Ok(None) | Err(_) => {
+            info!(inference_id = %id, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "a create may still be in flight; the finalizer stays until it has landed or failed");
+            Ok(Removal::Waiting(wait))
+        }
+    }
+}
+
+/// How long a create may take to land: `--create-in-flight-wait`, else the PUT's client deadline.
+fn in_flight_window(ctx: &Context, connection: &Connection, task: TaskType) -> Duration {
+    ctx.config.create_in_flight_wait.unwrap_or_else(|| {
+        let request_timeout = ctx.config.connection.request_timeout;
+        put_deadline(request_timeout, &connection.info.version, task)
+    })
+}
+
+/// The endpoint found is one this object would adopt: no other object claims the id in this
+/// cluster, same service, and no setting differs from the spec.
+fn claimable(
+    iep: &InferenceEndpoint,
+    who: &Identity,
+    ctx: &Context,
+    config: &EndpointConfig,
+    endpoint: &Endpoint,
+    connection: &Connection,
+) -> bool {
+    let cluster = &connection.info.cluster_uuid;
+    let me = Claimant::of(who, iep);
+    let claims = ctx.ownership.claimants(&config.inference_id);
+    ownership::claimed_by(&me, &claims, cluster).is_none()
+        && same_service(&endpoint.service, &config.service)
+        && compare(config, endpoint, &connection.info.version).is_empty()
+}
+
+/// Delete the endpoint `id` this object owns (the dry run first shows who uses it, unless
+/// forced).
+async fn delete_endpoint(
+    iep: &InferenceEndpoint,
+    ctx: &Context,
+    connection: &Connection,
+    id: &str,
+    usage: &mut UsageRead,
+) -> Result<Applied, Failure> {
     let force = iep.annotated(FORCE_DELETE_ANNOTATION, "true");
     if !force {
         // Before a delete Elasticsearch may refuse, status shows who uses the endpoint;
         // Elasticsearch's own answer to the DELETE still decides.
-        *usage = read_usage(ctx, &connection, iep.spec.task_type, &id).await;
+        *usage = read_usage(ctx, connection, iep.spec.task_type, id).await;
     }
     let deletion = connection.client.delete_endpoint(
         iep.spec.task_type,
-        &id,
+        id,
         DeleteOptions {
             dry_run: false,
             force,
         },
     );
     let outcome = timed(ctx, EsOperation::Delete, deletion).await.map_err(|e| {
-        let failure = es_failure(ctx, &connection, &e);
+        let failure = es_failure(ctx, connection, &e);
         if failure.reason == Reason::InUse {
             Failure::new(
                 Reason::DeletionBlocked,

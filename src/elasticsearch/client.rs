@@ -34,6 +34,13 @@ use super::TaskType;
 /// Extra client-side time on top of Elasticsearch's own timeout, so that ES answers (with its
 /// timeout error) before the client gives up.
 const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(15);
+/// The longest this client waits for a PUT of `task` to `version` (without a shorter `wait`):
+/// Elasticsearch's own timeout plus the margin, or `request_timeout` if longer. Elasticsearch
+/// finishes a PUT whose client has gone (src/controller/in_flight.rs), so a create is taken to
+/// land or fail within this of being sent (inferred: Elasticsearch's timeout bounds the PUT).
+pub fn put_deadline(request_timeout: Duration, version: &EsVersion, task: TaskType) -> Duration {
+    request_timeout.max(version.put_server_timeout(task) + SERVER_TIMEOUT_MARGIN)
+}
 /// Upper bound for the TCP/TLS connect phase.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response body read (endpoint configs are small; this guards against proxies).

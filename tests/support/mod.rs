@@ -40,6 +40,9 @@ pub fn test_config() -> Config {
         recheck_interval: Duration::from_secs(3600),
         backoff_initial: Duration::from_millis(100),
         backoff_max: Duration::from_secs(1),
+        // No test holds a PUT past the operator's start: a deletion of an object that never
+        // recorded an endpoint need not wait the PUT's 45 s deadline (tests/faults.rs tests it).
+        create_in_flight_wait: Some(Duration::from_millis(500)),
         ..Config::default()
     }
 }

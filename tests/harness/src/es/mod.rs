@@ -664,7 +664,10 @@ impl EsDouble {
     /// Hold the next `n` requests of `route` inside Elasticsearch: accepted (recorded), then
     /// kept until [`EsDouble::release_hung`] or [`EsDouble::clear_faults`], and then carried out
     /// even if the client has gone meanwhile, as Elasticsearch finishes a request whose client
-    /// disconnected (inferred: docs/reference/elasticsearch-inference-api.md#timeout). Unlike
+    /// disconnected: a PUT's REST handler runs the action on the plain node client, not the
+    /// channel-bound `RestCancellableNodeClient` (elastic/elasticsearch
+    /// x-pack/plugin/inference/src/main/java/org/elasticsearch/xpack/inference/rest/RestPutInferenceModelAction.java);
+    /// for a DELETE inferred (docs/reference/elasticsearch-inference-api.md#timeout). Unlike
     /// [`Fault::Hang`], which a closed connection cancels, this lets a test kill the client in
     /// the middle of a PUT or DELETE that still takes effect.
     pub fn hold_next(&self, route: Route, n: usize) {

@@ -19,6 +19,16 @@
 //!   Status or priority-and-fairness' plain-text 429 with `Retry-After`
 //!   (docs/reference/kubernetes-api.md#status-errors). The write is not applied.
 //! * Latency: [`super::KubeEmulator::set_latency`].
+//!
+//! The write faults can be aimed at one client ([`super::KubeEmulator::aim_write_faults_at`]):
+//! only requests carrying its bearer token are refused, so a test's own writes (its changes to
+//! the desired state) go through while the operator's are refused. A real apiserver tells
+//! clients apart the same way for its 429s: priority and fairness classifies each request by
+//! the authenticated user into a FlowSchema (`FlowSchemaSpec.Rules`, each a
+//! `PolicyRulesWithSubjects` whose `Subjects` name users, groups or service accounts:
+//! kubernetes `staging/src/k8s.io/api/flowcontrol/v1/types.go`), and only the requests of a
+//! saturated priority level are rejected. A 500 aimed at one client is the test's selection
+//! (inferred: a real apiserver's internal errors are not per user).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +71,8 @@ pub struct Switches {
     expire_resumes: AtomicBool,
     /// List resourceVersions answered while `expire_resumes` is on.
     listed: Mutex<HashSet<u64>>,
+    /// `Authorization` header value of the one client the write faults strike (`None`: all).
+    target: Mutex<Option<String>>,
     closer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -71,10 +83,16 @@ impl Switches {
         method: &str,
         plural: Option<&str>,
         subresource: Option<&str>,
+        authorization: Option<&str>,
     ) -> Option<u16> {
         if !matches!(method, "PUT" | "PATCH") {
             return None;
         }
+        let target = self.target.lock().expect("target");
+        if target.as_deref().is_some_and(|t| authorization != Some(t)) {
+            return None;
+        }
+        drop(target);
         let plural = plural?;
         let target = match subresource {
             Some("status") => Writes::Status,
@@ -142,6 +160,12 @@ impl super::KubeEmulator {
                 writes,
                 status,
             });
+    }
+
+    /// Strike only requests sent with bearer `token` with the write faults (`None`: every
+    /// client); a client gets the token from [`super::KubeEmulator::write_kubeconfig_with_token`].
+    pub fn aim_write_faults_at(&self, token: Option<&str>) {
+        *self.shared.switches.target.lock().expect("target") = token.map(|t| format!("Bearer {t}"));
     }
 
     /// While on, answer a watch resumed from any resourceVersion but a fresh list's with the 410

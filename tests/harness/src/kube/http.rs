@@ -234,9 +234,12 @@ pub async fn handle(sh: Arc<Shared>, req: axum::extract::Request) -> Response {
         }
         _ => (None, None, None),
     };
-    let switched =
-        sh.switches
-            .write_fault(method.as_str(), resource.as_deref(), subresource.as_deref());
+    let switched = sh.switches.write_fault(
+        method.as_str(),
+        resource.as_deref(),
+        subresource.as_deref(),
+        hv(header::AUTHORIZATION).as_deref(),
+    );
     let idx = {
         let mut log = sh.log.lock().expect("log");
         log.push(RequestRecord {

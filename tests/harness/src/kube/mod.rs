@@ -298,6 +298,19 @@ impl KubeEmulator {
         std::fs::write(path, self.kubeconfig_yaml())
     }
 
+    /// [`Self::write_kubeconfig`] whose user sends bearer `token` (the emulator authenticates
+    /// nobody; the token only tells this client apart: [`Self::aim_write_faults_at`]).
+    pub fn write_kubeconfig_with_token(
+        &self,
+        path: impl AsRef<Path>,
+        token: &str,
+    ) -> std::io::Result<()> {
+        let yaml = self
+            .kubeconfig_yaml()
+            .replace("  user: {}\n", &format!("  user:\n    token: {token}\n"));
+        std::fs::write(path, yaml)
+    }
+
     // ----------------------------------------------------------------- faults
 
     /// End every open watch stream now (clients see EOF and re-watch from their last RV).

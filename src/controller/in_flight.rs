@@ -1,0 +1,98 @@
+//! Creates that may still land. Elasticsearch finishes a PUT whose client has gone: the REST
+//! handler (`RestPutInferenceModelAction.prepareRequest`, elastic/elasticsearch
+//! x-pack/plugin/inference/src/main/java/org/elasticsearch/xpack/inference/rest/RestPutInferenceModelAction.java)
+//! runs the action on the plain node client with a `RestToXContentListener`, not through the
+//! `RestCancellableNodeClient` that ties an action to its HTTP channel
+//! (server/src/main/java/org/elasticsearch/rest/action/RestCancellableNodeClient.java), so
+//! closing the connection, a client timeout or the operator's death do not cancel it.
+//!
+//! An object whose finalizer is set but whose status records no endpoint may therefore still
+//! get one: a PUT sent by this process that timed out, or one sent by a process that died
+//! (or a deposed leader, fenced before its Lease ran out: src/leader.rs). Its deletion waits
+//! until every such create has landed or failed (docs/lifecycle.md#a-create-in-flight-at-deletion):
+//! until `window` after the later of this process's start of reconciling (any earlier process
+//! sent its creates before) and the last create this process sent for the object without getting
+//! a definite answer (no answer, a timeout or a server error).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// When this process began reconciling, and per object (by uid) the last create it sent that
+/// got no definite answer (yet).
+#[derive(Debug)]
+pub struct CreatesSent {
+    since: Instant,
+    sent: Mutex<HashMap<String, Instant>>,
+}
+
+impl Default for CreatesSent {
+    fn default() -> Self {
+        CreatesSent {
+            since: Instant::now(),
+            sent: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl CreatesSent {
+    /// A create for `uid` is about to be sent.
+    pub fn sending(&self, uid: &str) {
+        self.lock().insert(uid.to_owned(), Instant::now());
+    }
+
+    /// The create sent for `uid` was answered: it cannot land later.
+    pub fn answered(&self, uid: &str) {
+        self.lock().remove(uid);
+    }
+
+    /// The object is gone.
+    pub fn forget(&self, uid: &str) {
+        self.lock().remove(uid);
+    }
+
+    /// From when on no create for `uid` can still land, if each lands or fails within `window`
+    /// of being sent.
+    pub fn settled_at(&self, uid: &str, window: Duration) -> Instant {
+        settled_at(self.since, self.lock().get(uid).copied(), window)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `window` after the later of `since` (creates of earlier processes were sent before it) and
+/// `last_sent` (this process's last create).
+pub fn settled_at(since: Instant, last_sent: Option<Instant>, window: Duration) -> Instant {
+    last_sent.map_or(since, |sent| sent.max(since)) + window
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_later_of_the_start_and_the_last_create_plus_the_window() {
+        let since = Instant::now();
+        let window = Duration::from_secs(45);
+        assert_eq!(settled_at(since, None, window), since + window);
+        let later = since + Duration::from_secs(10);
+        assert_eq!(settled_at(since, Some(later), window), later + window);
+        // A create "before" the start cannot be this process's; the start bounds it.
+        let earlier = since.checked_sub(Duration::from_secs(1)).unwrap_or(since);
+        assert_eq!(settled_at(since, Some(earlier), window), since + window);
+    }
+
+    #[test]
+    fn a_create_sent_moves_the_bound_and_forgetting_drops_it() {
+        let creates = CreatesSent::default();
+        let window = Duration::from_secs(1);
+        let before = creates.settled_at("u", window);
+        std::thread::sleep(Duration::from_millis(5));
+        creates.sending("u");
+        assert!(creates.settled_at("u", window) > before);
+        creates.forget("u");
+        assert_eq!(creates.settled_at("u", window), before);
+    }
+}
