@@ -21,6 +21,8 @@ const GONE_WITHIN: Duration = Duration::from_secs(5);
 struct Operator {
     child: Child,
     log: Arc<Mutex<String>>,
+    /// Ends when the process's stderr closes.
+    collector: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Operator {
@@ -42,8 +44,12 @@ impl Operator {
             .kill_on_drop(true)
             .spawn()
             .expect("start inference-operator");
-        let log = support::collect_stderr(&mut child);
-        Operator { child, log }
+        let (log, collector) = support::collect_stderr_to_eof(&mut child);
+        Operator {
+            child,
+            log,
+            collector: Some(collector),
+        }
     }
 
     fn terminate(&self) {
@@ -53,9 +59,15 @@ impl Operator {
     }
 
     /// The exit code, or a failure naming what the log said if the process is still there.
+    /// Once it exited, its log is read to the end before this returns.
     async fn exit_code_within(&mut self, limit: Duration) -> i32 {
         match tokio::time::timeout(limit, self.child.wait()).await {
-            Ok(status) => status.expect("wait").code().expect("exited, not killed"),
+            Ok(status) => {
+                if let Some(collector) = self.collector.take() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), collector).await;
+                }
+                status.expect("wait").code().expect("exited, not killed")
+            }
             Err(_) => panic!(
                 "still running {limit:?} after SIGTERM; log:\n{}",
                 self.log()

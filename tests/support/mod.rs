@@ -260,16 +260,25 @@ impl Drop for TempFile {
 
 /// Collect a child process's stderr, line by line, into a shared string (its log).
 pub fn collect_stderr(child: &mut tokio::process::Child) -> Arc<std::sync::Mutex<String>> {
+    collect_stderr_to_eof(child).0
+}
+
+/// [`collect_stderr`], and the task that collects: it ends at the pipe's end of file, so a test
+/// that reads the log of an exited process can wait for its last lines first (the exit can be
+/// seen before the collector has read them).
+pub fn collect_stderr_to_eof(
+    child: &mut tokio::process::Child,
+) -> (Arc<std::sync::Mutex<String>>, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let log = Arc::new(std::sync::Mutex::new(String::new()));
     let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
     let sink = log.clone();
-    tokio::spawn(async move {
+    let collector = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             let mut log = sink.lock().unwrap();
             log.push_str(&line);
             log.push('\n');
         }
     });
-    log
+    (log, collector)
 }
