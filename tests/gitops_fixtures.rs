@@ -48,10 +48,6 @@ const HAND_WRITTEN: &[(&str, &str)] = &[
         "a CRD default of -1, not a reconcile",
     ),
     (
-        "05-ready-adopted",
-        "not generated yet: needs an equal endpoint made by someone else",
-    ),
-    (
         "14-ready-false-alone",
         "the operator never writes Ready=False alone",
     ),
@@ -195,6 +191,22 @@ async fn drive(case: &str) -> (Value, Moment, TestEnv) {
             env.put_secret("azure", &[("apiKey", "azure-key-gitops-rotated")])
                 .await;
             wait_ready(&env, NAME, "True", "CredentialsRotated").await;
+            Moment::AsWritten
+        }
+        "05-ready-adopted" => {
+            // An equal endpoint someone else made: here an earlier object that kept it
+            // (deletionPolicy Retain) and is gone.
+            create(
+                &env,
+                embedding(&env).set("/deletionPolicy", json!("Retain")),
+            )
+            .await;
+            wait_ready(&env, NAME, "True", "Created").await;
+            delete(&env).await;
+            wait_gone(&env, NAME).await;
+            assert!(env.es.endpoint(NAME).is_some(), "the endpoint was retained");
+            create(&env, embedding(&env)).await;
+            wait_ready(&env, NAME, "True", "Adopted").await;
             Moment::AsWritten
         }
         "08-ready-recreated" => {
