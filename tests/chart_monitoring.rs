@@ -6,6 +6,9 @@
 //! helm is found through `$HELM`, the cache `.ci/manifests.sh` fills, or `PATH`; without it the
 //! rendering test prints a loud SKIP.
 
+#[path = "support/helm.rs"]
+mod helm;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -326,26 +329,6 @@ fn the_rules_carry_the_promised_alerts_with_severity_and_wording() {
     }
 }
 
-fn helm() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HELM").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    let cached = cache.join("inference-operator-tools/kubectl-layer-2.0.0/helm");
-    if cached.is_file() {
-        return Some(cached);
-    }
-    Command::new("helm")
-        .arg("version")
-        .output()
-        .ok()?
-        .status
-        .success()
-        .then(|| "helm".into())
-}
-
 fn render(helm: &Path, args: &[&str]) -> Vec<Value> {
     let out = Command::new(helm)
         .args([
@@ -376,7 +359,7 @@ fn kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 #[test]
 fn the_chart_renders_the_dashboard_and_the_rule_only_when_asked() {
-    let Some(helm) = helm() else {
+    let Some(helm) = helm::helm() else {
         let bar = "!".repeat(80);
         eprintln!("\n{bar}\n!! SKIPPING chart rendering: no helm (set $HELM, or run .ci/manifests.sh)\n{bar}\n");
         return;

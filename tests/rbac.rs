@@ -255,27 +255,6 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
 // ---------------------------------------------------------------------------------------------
 // --persist-previous-credential (chart value config.persistPreviousCredential)
 
-/// The chart's `helm`, as tests/chart_monitoring.rs finds it: `$HELM`, the cache
-/// `.ci/manifests.sh` fills, or `PATH`.
-fn helm() -> Option<std::path::PathBuf> {
-    use std::path::PathBuf;
-    if let Some(p) = std::env::var_os("HELM").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    let cached = cache.join("inference-operator-tools/kubectl-layer-2.0.0/helm");
-    if cached.is_file() {
-        return Some(cached);
-    }
-    let found = std::process::Command::new("helm")
-        .arg("version")
-        .output()
-        .ok()?;
-    found.status.success().then(|| "helm".into())
-}
-
 /// The rules of every ClusterRole and Role but the leader-election one, as the chart renders
 /// them with `args`.
 fn rendered_rules(helm: &std::path::Path, args: &[&str]) -> Vec<Value> {
@@ -310,7 +289,7 @@ fn secrets(verb: &str) -> Permission {
 
 #[tokio::test]
 async fn persisting_the_previous_key_adds_create_and_patch_on_secrets_and_nothing_else() {
-    let Some(helm) = helm() else {
+    let Some(helm) = support::helm::helm() else {
         let bar = "!".repeat(78);
         eprintln!("\n{bar}\n!! SKIPPING: no helm (set $HELM, or run .ci/manifests.sh)\n{bar}\n");
         return;

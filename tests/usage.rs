@@ -222,13 +222,20 @@ async fn on_8_15_only_pipelines_are_listed_and_8_14_is_not_asked() {
     assert_eq!(older.es.usage_reads("oldest"), 0);
 }
 
-#[tokio::test]
-async fn with_the_previous_crd_status_is_written_without_used_by() {
+/// A 9.1 cluster and the previous main's CRD, which has neither `usedBy` nor
+/// `targetInferenceId` in its status schema.
+async fn with_the_previous_crd() -> TestEnv {
     let env = env_on("9.1.0").await;
     env.kube.register_crd_file(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/previous-main/inferenceendpoint.yaml"
     ));
+    env
+}
+
+#[tokio::test]
+async fn with_the_previous_crd_status_is_written_without_used_by() {
+    let env = with_the_previous_crd().await;
     let _operator = start_operator(
         &env,
         clocks(Duration::from_millis(200), Duration::from_millis(300)),
@@ -277,11 +284,7 @@ async fn the_intended_id_is_in_status_before_the_endpoint_exists() {
 
 #[tokio::test]
 async fn with_the_previous_crd_a_steady_object_writes_no_status() {
-    let env = env_on("9.1.0").await;
-    env.kube.register_crd_file(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/previous-main/inferenceendpoint.yaml"
-    ));
+    let env = with_the_previous_crd().await;
     // Users are read once (the object has none recorded yet), then not for an hour.
     let _operator = start_operator(
         &env,

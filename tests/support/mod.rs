@@ -2,6 +2,8 @@
 //! Kubernetes API emulator and the Elasticsearch double, build objects, wait for conditions.
 #![allow(dead_code)]
 
+pub mod helm;
+
 use std::sync::Arc;
 use std::time::Duration;
 
