@@ -11,7 +11,6 @@ mod helm;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use std::time::Duration;
 
@@ -330,27 +329,7 @@ fn the_rules_carry_the_promised_alerts_with_severity_and_wording() {
 }
 
 fn render(helm: &Path, args: &[&str]) -> Vec<Value> {
-    let out = Command::new(helm)
-        .args([
-            "template",
-            "io",
-            chart().to_str().unwrap(),
-            "--namespace",
-            "monitoring-test",
-        ])
-        .args(args)
-        .output()
-        .expect("helm runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_saphyr::from_multiple::<Value>(&String::from_utf8(out.stdout).unwrap())
-        .unwrap()
-        .into_iter()
-        .filter(|d| !d.is_null())
-        .collect()
+    helm::render(helm, "monitoring-test", args)
 }
 
 fn kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {

@@ -258,19 +258,7 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
 /// The rules of every ClusterRole and Role but the leader-election one, as the chart renders
 /// them with `args`.
 fn rendered_rules(helm: &std::path::Path, args: &[&str]) -> Vec<Value> {
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/inference-operator");
-    let out = std::process::Command::new(helm)
-        .args(["template", "io", chart, "--namespace", "rbac-test"])
-        .args(args)
-        .output()
-        .expect("helm runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).expect("parses");
+    let docs = support::helm::render(helm, "rbac-test", args);
     docs.into_iter()
         .filter(|d| matches!(d["kind"].as_str(), Some("ClusterRole" | "Role")))
         .filter(|d| {

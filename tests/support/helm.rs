@@ -1,7 +1,9 @@
 //! Where tests find `helm`: `$HELM`, the cache `.ci/manifests.sh` fills, or `PATH`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use serde_json::Value;
 
 /// `helm`, or `None` when it is nowhere (the test then says so and skips).
 pub fn helm() -> Option<PathBuf> {
@@ -22,4 +24,25 @@ pub fn helm() -> Option<PathBuf> {
         .status
         .success()
         .then(|| "helm".into())
+}
+
+/// The chart as `helm template` renders it into `namespace` with `args`, one value per
+/// document (empty documents left out).
+pub fn render(helm: &Path, namespace: &str, args: &[&str]) -> Vec<Value> {
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/inference-operator");
+    let out = Command::new(helm)
+        .args(["template", "io", chart, "--namespace", namespace])
+        .args(args)
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_saphyr::from_multiple::<Value>(&String::from_utf8(out.stdout).unwrap())
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
 }
