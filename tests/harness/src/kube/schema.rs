@@ -714,6 +714,33 @@ fn schema_at<'a>(schema: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 /// Run CEL rules and convert kube-cel's errors to field errors.
+/// The schema's CEL rules compiled once per schema and thread (a handful of schemas in any
+/// run), as an API server compiles a CRD's rules once when it builds the CRD's serving info,
+/// not per request (apiextensions-apiserver `pkg/apiserver/customresource_handler.go`
+/// `getOrCreateServingInfoFor`, compiling through `pkg/apiserver/schema/cel/compilation.go`).
+/// Recompiling every rule per write made the emulator the benchmark's bottleneck (about 90
+/// InferenceEndpoint writes a second).
+fn compiled_rules(schema: &Value) -> std::rc::Rc<kube_cel::CompiledSchema> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    use std::rc::Rc;
+    thread_local! {
+        static COMPILED: RefCell<HashMap<u64, Rc<kube_cel::CompiledSchema>>> =
+            RefCell::new(HashMap::new());
+    }
+    let mut hasher = DefaultHasher::new();
+    schema.to_string().hash(&mut hasher);
+    let key = hasher.finish();
+    COMPILED.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry(key)
+            .or_insert_with(|| Rc::new(kube_cel::compile_schema(schema)))
+            .clone()
+    })
+}
+
 pub fn validate_cel(
     schema: &Value,
     obj: &Value,
@@ -726,7 +753,8 @@ pub fn validate_cel(
         without_null_properties(schema, obj),
         old.map(|o| without_null_properties(schema, o)),
     );
-    let Err(errs) = kube_cel::validate(schema, &obj_cel, old_cel.as_ref()) else {
+    let compiled = compiled_rules(schema);
+    let Err(errs) = kube_cel::validate_compiled(&compiled, &obj_cel, old_cel.as_ref()) else {
         return (out, ratcheted);
     };
     let mut fps = Vec::new();
