@@ -18,12 +18,18 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::controller::conditions::Failure;
+
 /// When this process began reconciling, and per object (by uid) the last create it sent that
 /// got no definite answer (yet).
 #[derive(Debug)]
 pub struct CreatesSent {
     since: Instant,
     sent: Mutex<HashMap<String, Instant>>,
+    /// Per object: the last create Elasticsearch refused for good (what was asked, when, and
+    /// the failure reported), so that a reconcile starting from a cached object older than that
+    /// report does not send it again.
+    refused: Mutex<HashMap<String, (String, Instant, Failure)>>,
 }
 
 impl Default for CreatesSent {
@@ -31,6 +37,7 @@ impl Default for CreatesSent {
         CreatesSent {
             since: Instant::now(),
             sent: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -49,6 +56,30 @@ impl CreatesSent {
     /// The object is gone.
     pub fn forget(&self, uid: &str) {
         self.lock().remove(uid);
+        self.refused_lock().remove(uid);
+    }
+
+    /// Elasticsearch refused for good the create `asked` (the config and credential
+    /// fingerprint) of `uid`.
+    pub fn refused(&self, uid: &str, asked: String, failure: &Failure) {
+        let entry = (asked, Instant::now(), failure.clone());
+        self.refused_lock().insert(uid.to_owned(), entry);
+    }
+
+    /// The failure of the same create refused less than `within` ago. Right after a start,
+    /// the object's and its Secret's first events both queue a reconcile, and the second can
+    /// start from a cached object whose status does not show the refusal yet; the status write
+    /// comes back through the watch well within a second.
+    pub fn refused_recently(&self, uid: &str, asked: &str, within: Duration) -> Option<Failure> {
+        let refused = self.refused_lock();
+        let (last, when, failure) = refused.get(uid)?;
+        (last == asked && when.elapsed() < within).then(|| failure.clone())
+    }
+
+    fn refused_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant, Failure)>> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// From when on no create for `uid` can still land, if each lands or fails within `window`
@@ -82,6 +113,20 @@ mod tests {
         // A create "before" the start cannot be this process's; the start bounds it.
         let earlier = since.checked_sub(Duration::from_secs(1)).unwrap_or(since);
         assert_eq!(settled_at(since, Some(earlier), window), since + window);
+    }
+
+    #[test]
+    fn a_refused_create_is_remembered_briefly_and_only_for_the_same_ask() {
+        let creates = CreatesSent::default();
+        let failure = Failure::new(crate::reason::Reason::AzureRejectedCredentials, "refused");
+        creates.refused("u", "ask".into(), &failure);
+        let within = Duration::from_secs(10);
+        assert_eq!(creates.refused_recently("u", "ask", within), Some(failure));
+        assert_eq!(creates.refused_recently("u", "other ask", within), None);
+        assert_eq!(creates.refused_recently("v", "ask", within), None);
+        assert_eq!(creates.refused_recently("u", "ask", Duration::ZERO), None);
+        creates.forget("u");
+        assert_eq!(creates.refused_recently("u", "ask", within), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::controller::plan::{
     unused_before_recreate, users_can_be_listed, Change, Plan, PlanInput, SecretRotation,
 };
 use crate::controller::previous_key;
+use crate::reason::Kind;
 
 use crate::controller::secret_index::{version_of, versions_key, Version};
 use crate::controller::snapshot::{self, Found, Listing};
@@ -1175,7 +1176,39 @@ enum Put {
 /// `PUT` the endpoint. For a service that deploys a model, Elasticsearch is asked to wait only
 /// [`Config::model_deploy_wait`](crate::controller::Config), and a 408 or a client timeout means
 /// the deployment goes on: it is followed, never PUT again meanwhile.
+/// How long a create Elasticsearch refused for good is not sent again unchanged: long enough
+/// for the refusal's status write to reach the cache, far shorter than any re-check.
+const REFUSED_CREATE_MEMORY: Duration = Duration::from_secs(10);
+
+/// [`create_once`], unless this very create was refused for good a moment ago (then the same
+/// failure, without a request: see [`controller::in_flight::CreatesSent::refused_recently`]).
 async fn create(
+    ctx: &Context,
+    who: &Identity,
+    connection: &Connection,
+    config: &EndpointConfig,
+    secrets: &ServiceSecrets,
+) -> Result<Put, Failure> {
+    let asked = format!(
+        "{}|{}",
+        serde_json::to_string(config).unwrap_or_default(),
+        crate::secrets::fingerprint(&who.uid, secrets)
+    );
+    let creates = &ctx.creates;
+    if let Some(failure) = creates.refused_recently(&who.uid, &asked, REFUSED_CREATE_MEMORY) {
+        return Err(failure);
+    }
+    let result = create_once(ctx, who, connection, config, secrets).await;
+    if let Err(failure) = &result {
+        // Not one that is re-checked on the periodic interval (its cause can go away unseen).
+        if failure.reason.kind() == Kind::Permanent && !failure.recheck {
+            creates.refused(&who.uid, asked, failure);
+        }
+    }
+    result
+}
+
+async fn create_once(
     ctx: &Context,
     who: &Identity,
     connection: &Connection,
