@@ -1173,9 +1173,6 @@ enum Put {
     Deploying(String),
 }
 
-/// `PUT` the endpoint. For a service that deploys a model, Elasticsearch is asked to wait only
-/// [`Config::model_deploy_wait`](crate::controller::Config), and a 408 or a client timeout means
-/// the deployment goes on: it is followed, never PUT again meanwhile.
 /// How long a create Elasticsearch refused for good is not sent again unchanged: long enough
 /// for the refusal's status write to reach the cache, far shorter than any re-check.
 const REFUSED_CREATE_MEMORY: Duration = Duration::from_secs(10);
@@ -1208,6 +1205,9 @@ async fn create(
     result
 }
 
+/// `PUT` the endpoint. For a service that deploys a model, Elasticsearch is asked to wait only
+/// [`Config::model_deploy_wait`](crate::controller::Config), and a 408 or a client timeout means
+/// the deployment goes on: it is followed, never PUT again meanwhile.
 async fn create_once(
     ctx: &Context,
     who: &Identity,
