@@ -45,11 +45,15 @@ struct ResultLabels {
 pub enum EsOperation {
     Info,
     Get,
+    /// One connection's listing (`GET _inference/_all`) serving a re-check round.
+    List,
     Create,
     Update,
     Delete,
     /// The health probe's inference call.
     Probe,
+    /// The `status.usedBy` read: a dry-run DELETE, which deletes nothing.
+    UsedBy,
 }
 
 impl EsOperation {
@@ -57,10 +61,12 @@ impl EsOperation {
         match self {
             EsOperation::Info => "info",
             EsOperation::Get => "get",
+            EsOperation::List => "list",
             EsOperation::Create => "create",
             EsOperation::Update => "update",
             EsOperation::Delete => "delete",
             EsOperation::Probe => "probe",
+            EsOperation::UsedBy => "used_by",
         }
     }
 }

@@ -179,6 +179,19 @@ fn reconciles(operator: &Operator) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// Elasticsearch requests of `operation` so far, from the operator's own counter.
+fn es_requests(operator: &Operator, operation: &str) -> u64 {
+    let label = format!("operation=\"{operation}\"");
+    operator
+        .metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("inference_operator_elasticsearch_requests_total{"))
+        .filter(|l| l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 fn urlencoding_decode(query: &str) -> String {
     url::form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| format!("{k}={v}"))
@@ -197,10 +210,18 @@ async fn a_recheck_round_costs_one_listing_per_connection_and_nothing_else() {
     env.es.clear_requests();
     env.kube.clear_requests();
     let before = reconciles(&operator);
+    let (gets_before, lists_before) = (
+        es_requests(&operator, "get"),
+        es_requests(&operator, "list"),
+    );
     let rounds = 3;
     tokio::time::sleep(INTERVAL * rounds).await;
     let rechecks = reconciles(&operator) - before;
     let es = env.es.requests();
+    let (gets, lists) = (
+        es_requests(&operator, "get"),
+        es_requests(&operator, "list"),
+    );
     let kube = env.kube.requests();
 
     let objects = 2 * PER_NAMESPACE as u64;
@@ -233,6 +254,11 @@ async fn a_recheck_round_costs_one_listing_per_connection_and_nothing_else() {
         .map(|r| &r.path)
         .collect();
     assert!(other.is_empty(), "nothing but listings: {other:?}");
+    assert!(
+        gets == gets_before && lists > lists_before,
+        "the metrics count the listings as operation=\"list\", not \"get\": \
+         get {gets_before} -> {gets}, list {lists_before} -> {lists}"
+    );
     assert_eq!(
         kube_requests(&kube),
         Vec::<String>::new(),

@@ -607,7 +607,7 @@ async fn observe_endpoint(
     let client = &connection.client;
     let list = || async {
         let requested = Instant::now();
-        let endpoints = timed(ctx, EsOperation::Get, client.list_endpoints()).await?;
+        let endpoints = timed(ctx, EsOperation::List, client.list_endpoints()).await?;
         Ok(Listing::new(requested, endpoints, LISTING_LIMIT))
     };
     let replaced = |before| client.forget_writes_before(before);
@@ -1523,7 +1523,7 @@ async fn dry_run_delete(
         force: false,
     };
     let call = connection.client.delete_endpoint(task, id, dry_run);
-    timed(ctx, EsOperation::Delete, call).await
+    timed(ctx, EsOperation::UsedBy, call).await
 }
 
 /// `status.usedBy` after a reconcile, and this process's clock of attempts moved on.
