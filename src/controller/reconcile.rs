@@ -703,8 +703,12 @@ fn decide<'e>(
 ) -> Plan<'e> {
     let info = &observed.connection.info;
     let record = Record::of(Some(previous));
-    let landed =
-        |endpoint, intents| ownership::own_create_landed(&record, intents, endpoint, &info.version);
+    // One that matches the spec is adopted as before (and worded so); the recorded creates
+    // decide for one that differs: an earlier spec's create, landed unseen.
+    let landed = |endpoint, intents| {
+        ownership::own_create_landed(&record, intents, endpoint, &info.version)
+            && !compare(desired, endpoint, &info.version).is_empty()
+    };
     let owned = record.owns(&desired.inference_id, &info.cluster_uuid)
         || matches!((&observed.endpoint, &observed.intents), (Some(e), Some(i)) if landed(e, i));
     let plan = plan(&PlanInput {
