@@ -14,7 +14,8 @@
 //! Run the full counts one scenario at a time (`-- --test-threads 1`): the four scenarios share
 //! the test process's CPU with their emulators and doubles, and the recovery times measure the
 //! operator, not the contention. `FAULTS_LOG_LEVEL` sets the operators' log filter (their last
-//! lines are printed when a final state is not reached).
+//! lines are printed when a final state is not reached); `FAULTS_LOG_DIR` keeps every operator's
+//! whole log in that directory.
 //!
 //! Scenarios are independent: each has its own emulator, double and operator processes.
 
@@ -108,6 +109,23 @@ struct Operator {
     name: String,
     child: Child,
     log: Arc<Mutex<String>>,
+    /// The process id at start (the child's is gone once reaped).
+    started_as: u32,
+}
+
+/// With `FAULTS_LOG_DIR` set, every operator's whole log is kept there when it is dropped
+/// (`<name>-<pid>.log`), for a run to be read afterwards (with `FAULTS_LOG_LEVEL` for detail).
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let Some(dir) = std::env::var_os("FAULTS_LOG_DIR") else {
+            return;
+        };
+        let file = format!("{}-{}.log", self.name, self.started_as);
+        let path = std::path::Path::new(&dir).join(file);
+        if let Err(error) = std::fs::write(&path, self.log()) {
+            eprintln!("cannot keep the log in {}: {error}", path.display());
+        }
+    }
 }
 
 impl Operator {
@@ -134,6 +152,7 @@ impl Operator {
         let log = support::collect_stderr(&mut child);
         Operator {
             name: name.to_owned(),
+            started_as: child.id().unwrap_or_default(),
             child,
             log,
         }
