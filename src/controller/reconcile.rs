@@ -1206,10 +1206,11 @@ fn recorded_status(
     }
 }
 
-/// Before a create the object has not recorded yet (its status records no endpoint, and the
-/// spec changed since the finalizer patch recorded the first: a retry after a refused create, or
-/// after the spec changed meanwhile), record it ([`in_flight::CREATE_INTENT_ANNOTATION`]): one
-/// Kubernetes write, only then. Not recorded, not sent: a failure is retried with backoff.
+/// Before a create the object has not recorded yet, record it
+/// ([`in_flight::CREATE_INTENT_ANNOTATION`]): its status records no endpoint and the spec changed
+/// since the finalizer patch recorded the first (a retry with a corrected spec after a refused
+/// create, or a spec change while the endpoint was absent), or the object predates the record.
+/// One Kubernetes write, only then. Not recorded, not sent: a failure is retried with backoff.
 async fn intend(
     ctx: &Context,
     who: &Identity,
