@@ -13,6 +13,10 @@
 //! until `window` after the later of this process's start of reconciling (any earlier process
 //! sent its creates before) and the last create this process sent for the object without getting
 //! a definite answer (no answer, a timeout or a server error).
+//!
+//! Memory does not survive a kill: what each create asked for is recorded on the object itself
+//! ([`CREATE_INTENT_ANNOTATION`], [`Intents`]), so that the endpoint a lost create leaves behind is
+//! still known as the object's after the spec changed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;

@@ -3,7 +3,8 @@
 //! An endpoint is identified by (cluster UUID, inference id). [`Record::owns`] is the one
 //! definition of "this object manages that endpoint": its status records the id, and the
 //! cluster it recorded (if any) is the one answering now. An object that owns an endpoint keeps
-//! it. Among objects that have not created anything yet and point at the same Elasticsearch
+//! it. Before its status records one, an endpoint its own create left unseen is its own too
+//! ([`own_create_landed`], from the creates recorded on the object). Among objects that have not created anything yet and point at the same Elasticsearch
 //! (same URL or same ECK reference), the oldest wins; ties are broken by namespace/name. An
 //! owner being deleted keeps its claim until it is gone (its cleanup may still delete the
 //! endpoint); a newcomer being deleted has none.
