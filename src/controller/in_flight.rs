@@ -13,12 +13,66 @@
 //! until `window` after the later of this process's start of reconciling (any earlier process
 //! sent its creates before) and the last create this process sent for the object without getting
 //! a definite answer (no answer, a timeout or a server error).
+//!
+//! Memory does not survive a kill: what each create asked for is recorded on the object itself
+//! ([`CREATE_INTENT_ANNOTATION`], [`Intents`]), so that the endpoint a lost create leaves behind is
+//! still known as the object's after the spec changed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::controller::conditions::Failure;
+use crate::endpoint::EndpointConfig;
+
+/// Annotation the operator writes on an object whose status records no endpoint yet: the
+/// settings of every create it may have sent for it (a JSON array of the configs asked for, in
+/// Elasticsearch's field names, without secrets: what the spec says, never a key). Memory is lost
+/// with the process; this is not. An endpoint that lands unseen from one of those creates (the
+/// PUT answered after a kill, a timeout, a deposed leader) is then still recognised as the
+/// object's own, even once the spec has moved on ([`crate::controller::ownership::own_create_landed`];
+/// docs/lifecycle.md#a-create-that-lands-unseen).
+pub const CREATE_INTENT_ANNOTATION: &str = "esinference.io/create-intent";
+
+/// At most this many asks are kept (the latest): each new one takes a create with a spec the
+/// object had not asked for yet, while its status still records no endpoint.
+pub const MAX_INTENTS: usize = 4;
+
+/// The creates an object records it may have sent ([`CREATE_INTENT_ANNOTATION`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Intents(Vec<EndpointConfig>);
+
+impl Intents {
+    /// What the object's annotations record. An annotation that does not read as a list of
+    /// configs records nothing (whoever can write it can set `esinference.io/adopt` anyway).
+    pub fn of(annotations: Option<&BTreeMap<String, String>>) -> Self {
+        let recorded = annotations.and_then(|a| a.get(CREATE_INTENT_ANNOTATION));
+        Intents(
+            recorded
+                .and_then(|value| serde_json::from_str(value).ok())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The configs asked for, oldest first.
+    pub fn asked(&self) -> &[EndpointConfig] {
+        &self.0
+    }
+
+    /// Whether a create of `config` is already recorded.
+    pub fn covers(&self, config: &EndpointConfig) -> bool {
+        self.0.contains(config)
+    }
+
+    /// The annotation's value once a create of `config` is recorded too (the oldest dropped
+    /// beyond [`MAX_INTENTS`]).
+    pub fn with(&self, config: &EndpointConfig) -> String {
+        let mut asked: Vec<&EndpointConfig> = self.0.iter().filter(|c| *c != config).collect();
+        asked.push(config);
+        let keep = asked.len().saturating_sub(MAX_INTENTS);
+        serde_json::to_string(&asked[keep..]).unwrap_or_default()
+    }
+}
 
 /// When this process began reconciling, and per object (by uid) the last create it sent that
 /// got no definite answer (yet).
@@ -102,6 +156,54 @@ pub fn settled_at(since: Instant, last_sent: Option<Instant>, window: Duration) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(user: &str) -> EndpointConfig {
+        serde_json::from_value(serde_json::json!({
+            "inference_id": "x", "task_type": "text_embedding", "service": "azureopenai",
+            "service_settings": {"resource_name": "r", "deployment_id": "d", "api_version": "v"},
+            "task_settings": {"user": user}
+        }))
+        .unwrap()
+    }
+
+    fn annotated(value: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([(CREATE_INTENT_ANNOTATION.to_owned(), value.to_owned())])
+    }
+
+    #[test]
+    fn intents_round_trip_through_the_annotation_and_keep_the_latest() {
+        assert_eq!(Intents::of(None), Intents::default());
+        let one = Intents::default().with(&config("a"));
+        let recorded = Intents::of(Some(&annotated(&one)));
+        assert_eq!(recorded.asked(), [config("a")]);
+        assert!(recorded.covers(&config("a")));
+        assert!(!recorded.covers(&config("b")));
+        // Asking again for the same moves it to the end; no duplicate.
+        let again = Intents::of(Some(&annotated(&recorded.with(&config("b")))));
+        let again = Intents::of(Some(&annotated(&again.with(&config("a")))));
+        assert_eq!(again.asked(), [config("b"), config("a")]);
+        let mut many = Intents::default();
+        for user in ["1", "2", "3", "4", "5", "6"] {
+            many = Intents::of(Some(&annotated(&many.with(&config(user)))));
+        }
+        let users: Vec<_> = many
+            .asked()
+            .iter()
+            .map(|c| c.task_settings["user"].clone())
+            .collect();
+        assert_eq!(users, ["3", "4", "5", "6"]);
+    }
+
+    #[test]
+    fn an_annotation_that_does_not_read_records_nothing() {
+        for value in ["", "{}", "not json", "[{\"inference_id\": 1}]"] {
+            assert_eq!(
+                Intents::of(Some(&annotated(value))),
+                Intents::default(),
+                "{value}"
+            );
+        }
+    }
 
     #[test]
     fn the_later_of_the_start_and_the_last_create_plus_the_window() {

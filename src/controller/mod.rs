@@ -415,7 +415,9 @@ fn error_policy(iep: Arc<Decoded>, error: &Error, ctx: Arc<Context>) -> Action {
 /// does not trigger another Elasticsearch read. Generation alone would swallow finalizer and
 /// delete events (docs/reference/design.md#reconcile-triggers). This operator's own finalizer
 /// is left out: it is added in the pass that applies (`reconcile::hold`), and its event would
-/// only bring a second pass; removed by hand, it is put back at the next re-check.
+/// only bring a second pass; removed by hand, it is put back at the next re-check. So is the
+/// operator's record of the creates it sends (`in_flight::CREATE_INTENT_ANNOTATION`), written
+/// in the same pass.
 fn relevant_change(iep: &impl Resource) -> Option<u64> {
     let meta = iep.meta();
     let mut hasher = DefaultHasher::new();
@@ -423,7 +425,9 @@ fn relevant_change(iep: &impl Resource) -> Option<u64> {
     let others = meta.finalizers.iter().flatten().filter(|f| *f != FINALIZER);
     others.collect::<Vec<_>>().hash(&mut hasher);
     meta.deletion_timestamp.is_some().hash(&mut hasher);
-    meta.annotations.hash(&mut hasher);
+    let annotations = meta.annotations.iter().flatten();
+    let annotations = annotations.filter(|(k, _)| *k != in_flight::CREATE_INTENT_ANNOTATION);
+    annotations.collect::<Vec<_>>().hash(&mut hasher);
     Some(hasher.finish())
 }
 
@@ -744,6 +748,18 @@ mod tests {
         let mut d = a.clone();
         d.metadata.generation = Some(2);
         assert_ne!(relevant_change(&a), relevant_change(&d));
+        // So is the record of the creates sent, written in the pass that sends them; any other
+        // annotation is a change.
+        let mut e = a.clone();
+        let intent = (
+            in_flight::CREATE_INTENT_ANNOTATION.to_owned(),
+            "[]".to_owned(),
+        );
+        e.metadata.annotations = Some([intent].into());
+        assert_eq!(relevant_change(&a), relevant_change(&e));
+        e.metadata.annotations =
+            Some([(crate::api::ADOPT_ANNOTATION.to_owned(), "true".to_owned())].into());
+        assert_ne!(relevant_change(&a), relevant_change(&e));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! An endpoint is identified by (cluster UUID, inference id). [`Record::owns`] is the one
 //! definition of "this object manages that endpoint": its status records the id, and the
 //! cluster it recorded (if any) is the one answering now. An object that owns an endpoint keeps
-//! it. Among objects that have not created anything yet and point at the same Elasticsearch
+//! it. Before its status records one, an endpoint its own create left unseen is its own too
+//! ([`own_create_landed`], from the creates recorded on the object). Among objects that have not created anything yet and point at the same Elasticsearch
 //! (same URL or same ECK reference), the oldest wins; ties are broken by namespace/name. An
 //! owner being deleted keeps its claim until it is gone (its cleanup may still delete the
 //! endpoint); a newcomer being deleted has none.
@@ -28,6 +29,9 @@ use kube::ResourceExt;
 use crate::api::{InferenceEndpoint, InferenceEndpointStatus};
 use crate::controller::decode::Decoded;
 use crate::controller::identity::Identity;
+use crate::controller::in_flight::Intents;
+use crate::elasticsearch::normalize::compare;
+use crate::elasticsearch::{Endpoint, EsVersion};
 
 /// What an object's status records about the endpoint it manages.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -166,6 +170,35 @@ pub fn claimed_by(me: &Claimant, others: &[Claimant], cluster_uuid: &str) -> Opt
             other.record.owns(id, cluster_uuid) || unclaimed_elder
         })
         .map(|other| format!("{}/{}", other.namespace, other.name))
+}
+
+/// Whether `endpoint`, which the status does not record, is one this object created itself: a
+/// create whose answer it never saw (the process was killed, the PUT timed out) landed after all,
+/// possibly after the spec changed. It is when the status records no endpoint at all and
+/// `endpoint` holds the settings of a create the object recorded before sending it
+/// ([`Intents`], the same comparison as adoption: service, task type and every setting).
+///
+/// Sound because Elasticsearch refuses a PUT for an id that exists: `ModelRegistry.storeModel`
+/// indexes the endpoint with `OpType.CREATE` and turns the version conflict into
+/// `resource_already_exists_exception` (elastic/elasticsearch
+/// x-pack/plugin/inference/src/main/java/org/elasticsearch/xpack/inference/registry/ModelRegistry.java,
+/// `createIndexRequest` with `allowOverwriting` false). So an endpoint with those settings is
+/// either the object's create, landed, or one that equals what the object asked for; an endpoint
+/// that was there before (someone else's) made the object's PUT fail and keeps its own settings,
+/// which match no recorded create unless they match the spec the object asked for (then
+/// adoption takes it anyway). Another object's claim is checked separately ([`claimed_by`]) and
+/// still wins.
+pub fn own_create_landed(
+    record: &Record,
+    intents: &Intents,
+    endpoint: &Endpoint,
+    version: &EsVersion,
+) -> bool {
+    record.inference_id.is_none()
+        && intents
+            .asked()
+            .iter()
+            .any(|asked| compare(asked, endpoint, version).is_empty())
 }
 
 /// A watch scope: one namespace, or all (`None`).
@@ -404,6 +437,102 @@ mod tests {
             record(Some("x"), None).owns("x", "c2"),
             "no recorded cluster: counts anywhere"
         );
+    }
+
+    fn asked(user: &str) -> crate::endpoint::EndpointConfig {
+        serde_json::from_value(json!({
+            "inference_id": "shared", "task_type": "text_embedding", "service": "azureopenai",
+            "service_settings": {"resource_name": "r", "deployment_id": "d", "api_version": "v"},
+            "task_settings": {"user": user}
+        }))
+        .unwrap()
+    }
+
+    /// What Elasticsearch answers for an endpoint created with `asked(user)`: defaults filled in.
+    fn landed(user: &str) -> Endpoint {
+        serde_json::from_value(json!({
+            "inference_id": "shared", "task_type": "text_embedding", "service": "azureopenai",
+            "service_settings": {"resource_name": "r", "deployment_id": "d", "api_version": "v",
+                                 "dimensions": 1536, "similarity": "dot_product",
+                                 "rate_limit": {"requests_per_minute": 1440}},
+            "task_settings": {"user": user},
+            "chunking_settings": {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}
+        }))
+        .unwrap()
+    }
+
+    fn intents(users: &[&str]) -> Intents {
+        let mut intents = Intents::default();
+        for user in users {
+            let value = intents.with(&asked(user));
+            let annotations = std::collections::BTreeMap::from([(
+                crate::controller::in_flight::CREATE_INTENT_ANNOTATION.to_owned(),
+                value,
+            )]);
+            intents = Intents::of(Some(&annotations));
+        }
+        intents
+    }
+
+    #[test]
+    fn an_unrecorded_endpoint_holding_a_recorded_ask_is_the_objects_own_create() {
+        let version = EsVersion::new(9, 4, 0);
+        let nothing = Record::default();
+        // The create of user-28 landed after the spec moved on to user-29.
+        let recorded = intents(&["user-28", "user-29"]);
+        assert!(own_create_landed(
+            &nothing,
+            &recorded,
+            &landed("user-28"),
+            &version
+        ));
+        assert!(own_create_landed(
+            &nothing,
+            &recorded,
+            &landed("user-29"),
+            &version
+        ));
+        // Someone else's endpoint at the id: settings the object never asked for.
+        assert!(!own_create_landed(
+            &nothing,
+            &recorded,
+            &landed("someone-else"),
+            &version
+        ));
+        assert!(!own_create_landed(
+            &nothing,
+            &Intents::default(),
+            &landed("user-28"),
+            &version
+        ));
+        let mut other_service = landed("user-28");
+        other_service.service = "openai".into();
+        assert!(!own_create_landed(
+            &nothing,
+            &recorded,
+            &other_service,
+            &version
+        ));
+        let mut other_deployment = landed("user-28");
+        other_deployment.service_settings["deployment_id"] = json!("other");
+        assert!(!own_create_landed(
+            &nothing,
+            &recorded,
+            &other_deployment,
+            &version
+        ));
+        // A status that records an endpoint decides on its own (Record::owns): recorded
+        // asks are not consulted, not even in another cluster.
+        let owner = Record {
+            inference_id: Some("shared".into()),
+            cluster_uuid: Some("c1".into()),
+        };
+        assert!(!own_create_landed(
+            &owner,
+            &recorded,
+            &landed("user-28"),
+            &version
+        ));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::controller::decode::{Decoded, Undecodable};
 use crate::controller::desired::{check_supported, desired, Desired, SecretFrom, SecretInput};
 use crate::controller::health;
 use crate::controller::identity::Identity;
+use crate::controller::in_flight::{self, Intents};
 use crate::controller::outcome_log::{self, Next};
 use crate::controller::ownership::{self, Claimant, Record};
 use crate::controller::plan::{
@@ -279,8 +280,10 @@ pub async fn cleanup(
 /// Add this operator's finalizer, then apply in the same pass to the object the patch answers
 /// with: the patch returns once the finalizer is stored, so nothing reaches Elasticsearch
 /// before it (the guarantee of kube's `finalizer()`, without its second pass). The finalizer is
-/// also the mark that a create may have been sent ([`unrecorded`]). Its own watch event brings
-/// no second pass (`controller::relevant_change` leaves this finalizer out).
+/// also the mark that a create may have been sent ([`unrecorded`]), and the same patch records
+/// the settings of that create ([`in_flight::CREATE_INTENT_ANNOTATION`]), so that an endpoint it
+/// leaves unseen is still known as this object's. Its own watch event brings no second pass
+/// (`controller::relevant_change` leaves this finalizer and that annotation out).
 pub async fn hold(
     iep: Arc<InferenceEndpoint>,
     who: &Identity,
@@ -288,7 +291,16 @@ pub async fn hold(
 ) -> Result<Action, Error> {
     let mut finalizers = iep.finalizers().to_vec();
     finalizers.push(FINALIZER.to_owned());
-    let stored = patch_finalizers(iep.as_ref(), who, &ctx, &finalizers, "add finalizer").await?;
+    let mut metadata = json!({"finalizers": finalizers});
+    // A spec without a config creates nothing; its reconcile reports why.
+    if let Ok(desired) = desired(&iep) {
+        let intents = Intents::of(iep.metadata.annotations.as_ref());
+        if !intents.covers(&desired.config) {
+            let value = intents.with(&desired.config);
+            metadata["annotations"] = json!({ in_flight::CREATE_INTENT_ANNOTATION: value });
+        }
+    }
+    let stored = patch_metadata(iep.as_ref(), who, &ctx, metadata, "add finalizer").await?;
     match stored.0 {
         Ok(held) => apply(Arc::new(held), who, ctx).await,
         // Changed meanwhile into something that does not decode: its watch event reports it.
@@ -411,7 +423,21 @@ async fn patch_finalizers(
     finalizers: &[String],
     what: &'static str,
 ) -> Result<Decoded, Error> {
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
+    let metadata = json!({"finalizers": finalizers});
+    patch_metadata(object, who, ctx, metadata, what).await
+}
+
+/// Merge `metadata` into the object's, guarded by the resourceVersion read (see
+/// [`patch_finalizers`]). The object as stored is the answer.
+async fn patch_metadata(
+    object: &impl Resource,
+    who: &Identity,
+    ctx: &Context,
+    mut metadata: serde_json::Value,
+    what: &'static str,
+) -> Result<Decoded, Error> {
+    metadata["resourceVersion"] = json!(object.resource_version());
+    let patch = json!({ "metadata": metadata });
     let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
     tokio::time::timeout(
         ctx.config.kube_timeout,
@@ -445,6 +471,9 @@ struct Observed {
     /// The model deployment of an in-cluster endpoint, read only while one is awaited (the last
     /// outcome was `ModelDeploying`): once Ready, no `_ml` call is made.
     deployment: Option<DeploymentStats>,
+    /// The creates the object records it may have sent, while its status records no endpoint
+    /// (`None` once it does: ownership is then the record's alone).
+    intents: Option<Intents>,
 }
 
 /// How fresh an observation must be ([`observe`]).
@@ -510,8 +539,11 @@ async fn observe(
     } else {
         None
     };
+    let unrecorded = Record::of(Some(previous)).inference_id.is_none();
+    let intents = unrecorded.then(|| Intents::of(iep.metadata.annotations.as_ref()));
     Ok(Observed {
         deployment,
+        intents,
         secrets_read: secrets.is_some(),
         listed,
         secrets: secrets.unwrap_or_default(),
@@ -671,7 +703,14 @@ fn decide<'e>(
 ) -> Plan<'e> {
     let info = &observed.connection.info;
     let record = Record::of(Some(previous));
-    let owned = record.owns(&desired.inference_id, &info.cluster_uuid);
+    // One that matches the spec is adopted as before (and worded so); the recorded creates
+    // decide for one that differs: an earlier spec's create, landed unseen.
+    let landed = |endpoint, intents| {
+        ownership::own_create_landed(&record, intents, endpoint, &info.version)
+            && !compare(desired, endpoint, &info.version).is_empty()
+    };
+    let owned = record.owns(&desired.inference_id, &info.cluster_uuid)
+        || matches!((&observed.endpoint, &observed.intents), (Some(e), Some(i)) if landed(e, i));
     let plan = plan(&PlanInput {
         desired,
         observed: observed.endpoint.as_ref(),
@@ -827,6 +866,7 @@ async fn act(
     let (endpoint, done) = match plan {
         Plan::Blocked(failure) => return Err(failure),
         Plan::Create(done) => {
+            intend(ctx, who, observed, config).await?;
             match create(ctx, who, connection, config, &observed.secrets).await? {
                 Put::Created(created) => (created, done),
                 Put::Deploying(message) => return Ok(deploying(config, observed, message)),
@@ -1166,6 +1206,39 @@ fn recorded_status(
     }
 }
 
+/// Before a create the object has not recorded yet, record it
+/// ([`in_flight::CREATE_INTENT_ANNOTATION`]): its status records no endpoint and the spec changed
+/// since the finalizer patch recorded the first (a retry with a corrected spec after a refused
+/// create, or a spec change while the endpoint was absent), or the object predates the record.
+/// One Kubernetes write, only then. Not recorded, not sent: a failure is retried with backoff.
+async fn intend(
+    ctx: &Context,
+    who: &Identity,
+    observed: &Observed,
+    config: &EndpointConfig,
+) -> Result<(), Failure> {
+    let Some(intents) = observed.intents.as_ref().filter(|i| !i.covers(config)) else {
+        return Ok(());
+    };
+    let value = intents.with(config);
+    let patch =
+        json!({"metadata": {"annotations": { in_flight::CREATE_INTENT_ANNOTATION: value }}});
+    let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
+    let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+    let call = api.patch(&who.name, &params, &patch);
+    let failed = |why: String| {
+        Failure::new(
+            Reason::KubernetesApiError,
+            format!("could not record the create about to be sent on the object ({why}); nothing was sent, retried with backoff"),
+        )
+    };
+    match tokio::time::timeout(ctx.config.kube_timeout, call).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(failed(error.to_string())),
+        Err(_) => Err(failed("timed out".into())),
+    }
+}
+
 /// What a PUT did.
 enum Put {
     Created(Endpoint),
@@ -1416,8 +1489,9 @@ fn in_flight_window(ctx: &Context, connection: &Connection, task: TaskType) -> D
     })
 }
 
-/// The endpoint found is one this object would adopt: no other object claims the id in this
-/// cluster, same service, and no setting differs from the spec.
+/// The endpoint found is one this object would adopt (no other object claims the id in this
+/// cluster, same service, and no setting differs from the spec), or its own create, landed
+/// after the spec changed ([`ownership::own_create_landed`]).
 fn claimable(
     iep: &InferenceEndpoint,
     who: &Identity,
@@ -1429,9 +1503,13 @@ fn claimable(
     let cluster = &connection.info.cluster_uuid;
     let me = Claimant::of(who, iep);
     let claims = ctx.ownership.claimants(&config.inference_id);
+    let version = &connection.info.version;
+    let intents = Intents::of(iep.metadata.annotations.as_ref());
+    let record = Record::of(iep.status.as_ref());
+    let matches = same_service(&endpoint.service, &config.service)
+        && compare(config, endpoint, version).is_empty();
     ownership::claimed_by(&me, &claims, cluster).is_none()
-        && same_service(&endpoint.service, &config.service)
-        && compare(config, endpoint, &connection.info.version).is_empty()
+        && (matches || ownership::own_create_landed(&record, &intents, endpoint, version))
 }
 
 /// Delete the endpoint `id` this object owns (the dry run first shows who uses it, unless

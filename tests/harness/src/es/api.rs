@@ -666,6 +666,9 @@ async fn create(
         }
     }
     let mut st = sh.lock();
+    // Stored last, create-only: `ModelRegistry.storeModel` indexes with `OpType.CREATE` and turns
+    // the version conflict into this error (elastic/elasticsearch x-pack/plugin/inference/src/main/
+    // java/org/elasticsearch/xpack/inference/registry/ModelRegistry.java; docs/reference/elasticsearch-inference-api.md#error-table).
     if st.lookup(id).is_some() {
         return Err(EsError::new(
             400,
