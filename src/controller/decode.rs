@@ -97,14 +97,22 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// with, so a trimmed status would be written back on every re-check), and the metadata the
 /// reconcile, the finalizer patch (`resourceVersion`), the ownership index
 /// (`creationTimestamp`) and the triggers (generation, finalizers, deletion, annotations)
-/// read.
+/// read. The record of creates sent (`in_flight::CREATE_INTENT_ANNOTATION`) goes too once the
+/// status records an endpoint: ownership is then the record's alone, and nothing reads it.
 pub fn trim(object: &mut Decoded) {
+    let recorded = object
+        .typed()
+        .and_then(|iep| iep.status.as_ref())
+        .is_some_and(|status| status.inference_id.is_some());
     let meta = object.meta_mut();
     meta.managed_fields = None;
     meta.labels = None;
     meta.owner_references = None;
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove(LAST_APPLIED);
+        if recorded {
+            annotations.remove(crate::controller::in_flight::CREATE_INTENT_ANNOTATION);
+        }
         if annotations.is_empty() {
             meta.annotations = None;
         }
@@ -320,6 +328,30 @@ mod tests {
         // What is gone is what nothing reads.
         assert!(a.managed_fields.is_none() && a.labels.is_none() && a.owner_references.is_none());
         assert!(!a.annotations.as_ref().unwrap().contains_key(LAST_APPLIED));
+    }
+
+    #[test]
+    fn the_record_of_creates_sent_is_kept_only_until_the_status_records_an_endpoint() {
+        let intent = crate::controller::in_flight::CREATE_INTENT_ANNOTATION;
+        let mut value = as_stored();
+        value["metadata"]["annotations"][intent] = json!("[]");
+        let kept = |value: &serde_json::Value| {
+            let mut decoded: Decoded = serde_json::from_value(value.clone()).unwrap();
+            trim(&mut decoded);
+            decoded
+                .meta()
+                .annotations
+                .as_ref()
+                .unwrap()
+                .contains_key(intent)
+        };
+        assert!(value["status"]["inferenceId"].is_string());
+        assert!(!kept(&value), "recorded: ownership is the status's");
+        value["status"]
+            .as_object_mut()
+            .unwrap()
+            .remove("inferenceId");
+        assert!(kept(&value), "nothing recorded: the record decides");
     }
 
     #[test]
