@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 
@@ -84,7 +84,7 @@ impl Default for ConnectionSettings {
 pub struct Connections {
     settings: ConnectionSettings,
     metrics: Arc<Metrics>,
-    cache: Mutex<HashMap<String, Arc<OnceCell<Arc<Connection>>>>>,
+    cache: Mutex<HashMap<String, Arc<Slot<Arc<Connection>>>>>,
     /// The connection each object (by uid) last used, so its cleanup can still reach
     /// Elasticsearch after its Secrets are gone (namespace deletion removes them in parallel).
     last_used: Mutex<HashMap<String, Arc<Connection>>>,
@@ -93,7 +93,7 @@ pub struct Connections {
     /// Connections by what they were resolved from: the object's namespace, its connection
     /// spec and the versions of the Secrets that spec names. A hit needs no Secret read; a
     /// changed Secret is another key (docs/lifecycle.md#batched-re-checks).
-    resolved: Mutex<HashMap<u64, Arc<OnceCell<Arc<Connection>>>>>,
+    resolved: Mutex<HashMap<u64, Arc<Slot<Arc<Connection>>>>>,
     /// Resolutions in flight while the Secrets' versions are unknown, by namespace and spec.
     unversioned: Mutex<HashMap<u64, Arc<ReadOnce>>>,
     /// Per object (by uid): the service secrets' fingerprint last computed and what it was
@@ -102,7 +102,66 @@ pub struct Connections {
 }
 
 /// A connection and the resourceVersions of the Secrets it was resolved from.
-type ReadOnce = OnceCell<(Arc<Connection>, Option<Vec<String>>)>;
+type ReadOnce = Slot<(Arc<Connection>, Option<Vec<String>>)>;
+
+/// A value built once and shared, like [`OnceCell`], except that a failed build answers every
+/// caller that was already waiting for it, not only the one that ran it. With a plain
+/// `OnceCell` each waiter runs its own build in turn: while an Elasticsearch cluster does not
+/// answer, the reconciles of its objects connected one after another, each waiting out the
+/// previous one's timeout, so retries ran seconds later than their backoff
+/// (docs/reliability.md#elasticsearch-unreachable). A caller that arrives after a failure
+/// builds again.
+pub struct Slot<T> {
+    cell: OnceCell<T>,
+    /// When the last build failed, and how.
+    failed: Mutex<Option<(Instant, Failure)>>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            cell: OnceCell::new(),
+            failed: Mutex::new(None),
+        }
+    }
+}
+
+impl<T: Clone> Slot<T> {
+    pub fn ready(value: T) -> Self {
+        Slot {
+            cell: OnceCell::new_with(Some(value)),
+            failed: Mutex::new(None),
+        }
+    }
+
+    pub fn get(&self) -> Option<&T> {
+        self.cell.get()
+    }
+
+    pub async fn get_or_try_init<F, Fut>(&self, build: F) -> Result<T, Failure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let arrived = Instant::now();
+        let build_unless_answered = || async {
+            if let Some((at, failure)) = lock(&self.failed).clone() {
+                if at >= arrived {
+                    return Err(failure);
+                }
+            }
+            let built = build().await;
+            if let Err(failure) = &built {
+                *lock(&self.failed) = Some((Instant::now(), failure.clone()));
+            }
+            built
+        };
+        self.cell
+            .get_or_try_init(build_unless_answered)
+            .await
+            .cloned()
+    }
+}
 
 /// The service secrets of one object as last read: their fingerprint, under a key made of what
 /// the spec names and the Secrets' versions. Never the values.
@@ -222,7 +281,7 @@ impl Connections {
             resolved.entry(resolution).or_default().clone()
         };
         let read = || async { Ok(self.connect_read(iep, namespace, kube).await?.0) };
-        slot.get_or_try_init(read).await.cloned()
+        slot.get_or_try_init(read).await
     }
 
     /// [`Self::connect`] before the Secret watch knows the versions (a restart's first
@@ -242,8 +301,7 @@ impl Connections {
         let slot = lock(&self.unversioned).entry(shared).or_default().clone();
         let read = slot
             .get_or_try_init(|| self.connect_read(iep, namespace, kube))
-            .await
-            .cloned();
+            .await;
         // Only while reads are in flight: later callers look the versions up again.
         let mut unversioned = lock(&self.unversioned);
         if unversioned
@@ -257,7 +315,7 @@ impl Connections {
         if let Some(key) = self.key_of(iep, namespace, read.as_deref()) {
             let mut resolved = lock(&self.resolved);
             if resolved.len() < MAX_RESOLVED {
-                let known = Arc::new(OnceCell::new_with(Some(connection.clone())));
+                let known = Arc::new(Slot::ready(connection.clone()));
                 resolved.entry(key).or_insert(known);
             }
         }
@@ -328,7 +386,6 @@ impl Connections {
             }))
         })
         .await
-        .cloned()
         .map(|connection| (connection, read))
     }
 
@@ -389,7 +446,7 @@ impl Connections {
         lock(&self.service).remove(uid);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<OnceCell<Arc<Connection>>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot<Arc<Connection>>>>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -729,6 +786,32 @@ fn cache_key(config: &ConnectionConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_build_answers_every_caller_already_waiting_and_the_next_builds_again() {
+        use std::sync::atomic::AtomicUsize;
+        let slot: Slot<u32> = Slot::default();
+        let builds = AtomicUsize::new(0);
+        let failing = || async {
+            builds.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(Failure::new(Reason::ElasticsearchUnreachable, "no answer"))
+        };
+        let waiting = (0..8).map(|_| slot.get_or_try_init(failing));
+        let answers = futures::future::join_all(waiting).await;
+        assert!(answers.iter().all(Result::is_err), "{answers:?}");
+        assert_eq!(
+            builds.load(Ordering::SeqCst),
+            1,
+            "one build answered all eight"
+        );
+        // A caller arriving after the failure tries again, and a success is kept.
+        assert!(slot.get_or_try_init(failing).await.is_err());
+        assert_eq!(builds.load(Ordering::SeqCst), 2);
+        assert_eq!(slot.get_or_try_init(|| async { Ok(7) }).await, Ok(7));
+        assert_eq!(slot.get_or_try_init(failing).await, Ok(7));
+        assert_eq!(builds.load(Ordering::SeqCst), 2);
+    }
     use k8s_openapi::ByteString;
     use secrecy::SecretString;
     use std::collections::BTreeMap;
