@@ -378,6 +378,7 @@ fn forget_object(ctx: &Context, who: &Identity) {
     ctx.usage.forget(&who.uid);
     ctx.probes.forget(&who.uid);
     ctx.creates.forget(&who.uid);
+    ctx.own_writes.forget(&who.uid);
     ctx.accepted_secrets
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -413,13 +414,17 @@ async fn patch_finalizers(
 ) -> Result<Decoded, Error> {
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
     let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
-    tokio::time::timeout(
+    let stored = tokio::time::timeout(
         ctx.config.kube_timeout,
         api.patch(&who.name, &PatchParams::default(), &Patch::Merge(&patch)),
     )
     .await
     .map_err(|_| Error::KubeTimeout(what))?
-    .map_err(Error::Kube)
+    .map_err(Error::Kube)?;
+    let after = stored.meta().resource_version.as_deref();
+    ctx.own_writes
+        .wrote(&who.uid, object.resource_version().as_deref(), after);
+    Ok(stored)
 }
 
 /// What a reconcile reads before deciding.
@@ -882,7 +887,6 @@ async fn act(
 /// rejected rotation is rolled back (an update API that does not validate: 8.17 – 9.3); in
 /// memory, and in its kept Secret with `--persist-previous-credential` ([`previous_key`]).
 async fn remember_accepted(ctx: &Context, who: &Identity, observed: &Observed) {
-    previous_key::forget_rejected(ctx, who);
     let version = &observed.connection.info.version;
     if !version.supports_update_api() || version.update_validates_with_provider() {
         return;
@@ -896,29 +900,10 @@ async fn remember_accepted(ctx: &Context, who: &Identity, observed: &Observed) {
 /// Push a rotated credential and make sure the provider takes it. On 9.4+ Elasticsearch tries it
 /// itself and keeps the previous key when the provider refuses. Before, `_update` stores it
 /// untried: the endpoint is probed at once, and a 401/403 puts the previous key back with a second
-/// `_update` (docs/lifecycle.md, "Health and verified rotation"). A key this process already saw
-/// refused is not sent again: the same rejection is reported.
+/// `_update` (docs/lifecycle.md, "Health and verified rotation"). A refused key is not sent
+/// again: status records it (`rejectedCredentialFingerprint`, which the plan reads), and no
+/// reconcile starts from a cached copy older than that status (`controller::own_writes`).
 async fn rotate(
-    ctx: &Context,
-    who: &Identity,
-    desired: &Desired,
-    observed: &Observed,
-    endpoint: &Endpoint,
-) -> Result<Endpoint, Failure> {
-    if let Some(failure) = previous_key::rejected_before(ctx, who, &observed.fingerprint) {
-        return Err(failure);
-    }
-    let result = rotate_once(ctx, who, desired, observed, endpoint).await;
-    if let Err(failure) = &result {
-        if failure.reason == Reason::CredentialsRejected {
-            previous_key::remember_rejected(ctx, who, &observed.fingerprint, failure);
-        }
-    }
-    result
-}
-
-/// [`rotate`], for a credential this process has not seen refused.
-async fn rotate_once(
     ctx: &Context,
     who: &Identity,
     desired: &Desired,
@@ -1174,7 +1159,7 @@ enum Put {
 }
 
 /// How long a create Elasticsearch refused for good is not sent again unchanged: long enough
-/// for the refusal's status write to reach the cache, far shorter than any re-check.
+/// for the passes queued while it was sent, far shorter than any re-check.
 const REFUSED_CREATE_MEMORY: Duration = Duration::from_secs(10);
 
 /// [`create_once`], unless this very create was refused for good a moment ago (then the same
@@ -1686,7 +1671,9 @@ async fn report(
         ));
     }
     if status_compat::worth_writing(&previous, &status) {
-        patch_status(who, ctx, &status).await?;
+        let after = patch_status(who, ctx, &status).await?;
+        let before = iep.meta().resource_version.as_deref();
+        ctx.own_writes.wrote(&who.uid, before, after.as_deref());
     }
     if let Some(verdict) = health.filter(|v| health::is_transition(&previous.conditions, v)) {
         if verdict.reason != Reason::NotProbed {
@@ -1740,12 +1727,12 @@ fn unknown_service(iep: &InferenceEndpoint) -> Option<Warning> {
 }
 
 /// Apply the status; on a cluster still serving a CRD older than the operator, again without
-/// the fields it lacks ([`status_compat`]).
+/// the fields it lacks ([`status_compat`]). The object's resourceVersion after the write.
 async fn patch_status(
     who: &Identity,
     ctx: &Context,
     status: &InferenceEndpointStatus,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     match apply_status(who, ctx, status).await {
         Err(Error::Kube(kube::Error::Api(refusal)))
             if status_compat::lacks_newer_field(&refusal.message) =>
@@ -1769,7 +1756,7 @@ async fn apply_status(
     who: &Identity,
     ctx: &Context,
     status: &InferenceEndpointStatus,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let name = &who.name;
     // The answer is the whole object; `Decoded` reads it back even when its spec does not.
     let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
@@ -1779,14 +1766,14 @@ async fn apply_status(
         "status": status,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    tokio::time::timeout(
+    let stored = tokio::time::timeout(
         ctx.config.kube_timeout,
         api.patch_status(name, &params, &Patch::Apply(&body)),
     )
     .await
     .map_err(|_| Error::KubeTimeout("patch status"))?
     .map_err(Error::Kube)?;
-    Ok(())
+    Ok(stored.meta().resource_version.clone())
 }
 
 /// Events are best effort and published off the reconcile path: a slow or failing Event write
