@@ -589,6 +589,16 @@ async fn a_create_is_one_pass_two_writes_and_one_event() {
             .count()
     };
     assert_eq!((on_id("GET"), on_id("PUT")), (1, 1), "{requests:?}");
+    // Nothing else about the endpoint: its users are read later, on their own clock
+    // (tests/usage.rs), not by a dry-run DELETE in the create's pass.
+    let endpoint_requests = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/_inference"))
+        .count();
+    assert_eq!(
+        endpoint_requests, 2,
+        "a create is a GET and a PUT: {requests:?}"
+    );
     let passes = operator.metrics.encode();
     let reconciled: f64 = passes
         .lines()

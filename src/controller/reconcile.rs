@@ -199,6 +199,9 @@ async fn reconcile_endpoint(
         if let Some(waiting) = awaiting_deployment(ctx, &desired.config, &observed, &plan) {
             return Ok(waiting);
         }
+        // A create's users are not read in its pass (which costs a GET and a PUT only), but one
+        // `--used-by-interval` after it became Ready (`usage_due`).
+        let creates = matches!(plan, Plan::Create(_));
         let acted = act(
             ctx,
             who,
@@ -213,7 +216,7 @@ async fn reconcile_endpoint(
         let cluster = &observed.connection.info.cluster_uuid;
         let owned = Record::of(Some(previous)).owns(&desired.config.inference_id, cluster);
         let ours = acted.is_ok() || (owned && observed.endpoint.is_some());
-        if ours && !usage.was_attempted() && usage_due(ctx, who, previous) {
+        if ours && !creates && !usage.was_attempted() && usage_due(ctx, who, previous) {
             let config = &desired.config;
             let id = config.inference_id.as_str();
             *usage = read_usage(ctx, &observed.connection, config.task_type, id).await;
@@ -831,12 +834,10 @@ async fn act(
     let id = config.inference_id.as_str();
     let (endpoint, done) = match plan {
         Plan::Blocked(failure) => return Err(failure),
-        Plan::Create(done) => {
-            match create(ctx, who, connection, config, &observed.secrets).await? {
-                Put::Created(created) => (created, done),
-                Put::Deploying(message) => return Ok(deploying(config, observed, message)),
-            }
-        }
+        Plan::Create(done) => match create(ctx, who, connection, config, observed).await? {
+            Put::Created(created) => (created, done),
+            Put::Deploying(message) => return Ok(deploying(config, observed, message)),
+        },
         Plan::Change {
             endpoint,
             change: Change::Nothing,
@@ -848,7 +849,7 @@ async fn act(
             ..
         } => {
             delete_unused(ctx, connection, config, &differences, usage).await?;
-            match create(ctx, who, connection, config, &observed.secrets).await? {
+            match create(ctx, who, connection, config, observed).await? {
                 Put::Created(created) => {
                     info!(inference_id = id, "recreated inference endpoint");
                     (created, done)
@@ -1169,12 +1170,14 @@ async fn create(
     who: &Identity,
     connection: &Connection,
     config: &EndpointConfig,
-    secrets: &ServiceSecrets,
+    observed: &Observed,
 ) -> Result<Put, Failure> {
+    // The credential as observed: its fingerprint was computed when the Secrets were read.
+    let secrets = &observed.secrets;
     let asked = format!(
         "{}|{}",
         serde_json::to_string(config).unwrap_or_default(),
-        crate::secrets::fingerprint(&who.uid, secrets)
+        observed.fingerprint
     );
     let creates = &ctx.creates;
     if let Some(failure) = creates.refused_recently(&who.uid, &asked, REFUSED_CREATE_MEMORY) {
@@ -1466,10 +1469,12 @@ async fn delete_endpoint(
     Ok(Applied::new(Reason::Deleted, message))
 }
 
-/// A usage read is due for this object (never read, or `--used-by-interval` passed since the
-/// last read or attempt): see [`usage::refresh_due`].
+/// A usage read is due for this object (`--used-by-interval` passed since the last read or
+/// attempt, or, never read, since Ready last changed): see [`usage::refresh_due`].
 fn usage_due(ctx: &Context, who: &Identity, previous: &InferenceEndpointStatus) -> bool {
     let last = usage::last_read(previous.used_by.as_ref(), ctx.usage.last_attempt(&who.uid));
+    let since = conditions::ready(&previous.conditions).map(|c| c.last_transition_time.0);
+    let last = usage::clock_start(last, since);
     usage::refresh_due(
         last,
         Timestamp::now(),
