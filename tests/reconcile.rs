@@ -589,6 +589,16 @@ async fn a_create_is_one_pass_two_writes_and_one_event() {
             .count()
     };
     assert_eq!((on_id("GET"), on_id("PUT")), (1, 1), "{requests:?}");
+    // Nothing else about the endpoint: its users are read later, on their own clock
+    // (tests/usage.rs), not by a dry-run DELETE in the create's pass.
+    let endpoint_requests = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/_inference"))
+        .count();
+    assert_eq!(
+        endpoint_requests, 2,
+        "a create is a GET and a PUT: {requests:?}"
+    );
     let passes = operator.metrics.encode();
     let reconciled: f64 = passes
         .lines()
@@ -596,4 +606,100 @@ async fn a_create_is_one_pass_two_writes_and_one_event() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(reconciled, 1.0, "one reconcile pass:\n{passes}");
+}
+
+/// A second pass that starts from the cache before the watch delivered the first pass's own
+/// writes (the cache `lag` writes past the create: 0, the object as created; 1, with the
+/// finalizer but no status) writes nothing from it: it waits for the cache to catch up
+/// (controller::own_writes). Triggered by a change of the Secret (an unrelated key) while the
+/// object's watch is held back.
+async fn second_pass_from_a_stale_cache(lag: u64) {
+    let env = env_with_key().await;
+    let operator = start_operator(&env, test_config());
+    eventually(WAIT, "watches synced", || async {
+        operator.health.is_ready().then_some(())
+    })
+    .await;
+    let create_rv = env.kube.resource_version() + 1;
+    env.kube
+        .hold_watch_events_after("inferenceendpoints", Some(create_rv + lag));
+    let object = create(&env, Iep::embedding("stale").secret("azure").es(&env)).await;
+    assert_eq!(
+        object.metadata.resource_version,
+        Some(create_rv.to_string())
+    );
+    // The first pass, read from the API server (the operator's cache lags behind it).
+    wait_ready(&env, "stale", "True", "Created").await;
+    env.put_secret("azure", &[("apiKey", KEY), ("unrelated", "touched")])
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    env.kube.hold_watch_events_after("inferenceendpoints", None);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let stored = api(&env).get("stale").await.expect("object");
+    let ready = condition(&stored, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Created")
+    );
+    assert_eq!(
+        (
+            operator_writes(&env, None),
+            operator_writes(&env, Some("status"))
+        ),
+        (1, 1),
+        "one finalizer patch and one status write: {:?}",
+        env.kube
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(es_requests(&env, "PUT"), 1);
+    let events: Vec<_> = events(&env, "stale")
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .filter(|r| r != "PlaintextCredentials")
+        .collect();
+    assert_eq!(
+        events,
+        ["Created"],
+        "no Adopted from a cache without the status"
+    );
+}
+
+#[tokio::test]
+async fn a_pass_from_the_cached_object_before_its_finalizer_waits_for_the_cache() {
+    second_pass_from_a_stale_cache(0).await;
+}
+
+#[tokio::test]
+async fn a_pass_from_the_cached_object_before_its_status_waits_for_the_cache() {
+    second_pass_from_a_stale_cache(1).await;
+}
+
+/// A create Elasticsearch refused for good is not sent again by a pass queued meanwhile (the
+/// Secret written again with an unrelated key), even once the cache holds the refusal: status
+/// records nothing that a plan could tell a refused create by, so this is the case the stale
+/// cache guard cannot cover and `CreatesSent::refused` does (for 10 s).
+#[tokio::test]
+async fn a_refused_create_is_not_sent_again_by_a_pass_queued_meanwhile() {
+    let env = TestEnv::start().await;
+    env.put_secret("azure", &[("apiKey", "revoked-key")]).await;
+    let _operator = start_operator(&env, test_config());
+    create(&env, Iep::embedding("refused").secret("azure").es(&env)).await;
+    wait_ready(&env, "refused", "False", "AzureRejectedCredentials").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.put_secret(
+        "azure",
+        &[("apiKey", "revoked-key"), ("unrelated", "touched")],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        es_requests(&env, "PUT"),
+        1,
+        "the refused PUT is not sent again"
+    );
 }

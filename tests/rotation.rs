@@ -454,3 +454,29 @@ async fn without_the_kept_key_a_restart_leaves_the_rejected_key_and_says_so() {
         "no key in the log"
     );
 }
+
+/// A second pass from a cached copy without the rejection's status (the object's watch held
+/// back after the rejection is written, then the Secret written again with an unrelated key)
+/// sends the rejected key no second time: it waits for the cache (controller::own_writes), and
+/// the status it then reads records the rejected credential.
+#[tokio::test]
+async fn a_pass_from_a_cache_without_the_rejection_sends_nothing_again() {
+    let (env, _operator) = ready_on("9.3.1", "stale", test_config()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.kube
+        .hold_watch_events_after("inferenceendpoints", Some(env.kube.resource_version()));
+    env.put_secret("azure", &[("apiKey", BAD)]).await;
+    wait_ready(&env, "stale", "False", "CredentialsRejected").await;
+    assert_eq!(updates(&env), 2, "the bad key, then the previous one");
+    env.put_secret("azure", &[("apiKey", BAD), ("unrelated", "touched")])
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    env.kube.hold_watch_events_after("inferenceendpoints", None);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(updates(&env), 2, "the rejected key is not sent again");
+    assert_eq!(
+        env.es.stored_secret("stale"),
+        Some(("api_key".into(), GOOD.into()))
+    );
+    assert_rejected(&env, "stale").await;
+}

@@ -410,6 +410,8 @@ fn healthy(status: &'static str, reason: &'static str) -> impl Fn(&str) -> bool 
 async fn every_example_shows_healthy_and_a_revoked_key_shows_healthy_false() {
     let switches = Switches {
         health_check: Duration::from_secs(2),
+        // Used-By is read at the first reconcile one --used-by-interval after the create.
+        recheck: Duration::from_secs(2),
         ..Switches::default()
     };
     let _shared = MACHINE.read().await;
@@ -422,7 +424,16 @@ async fn every_example_shows_healthy_and_a_revoked_key_shows_healthy_false() {
             .await
             .expect("probed healthy");
     }
-    let table = wide_table(&sandbox).await;
+    // Used-By fills in at the first re-check one --used-by-interval after each create (3 s in
+    // the sandbox).
+    let mut table = wide_table(&sandbox).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline
+        && !table.values().all(|row| cell(row, "Used-By").is_i64())
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        table = wide_table(&sandbox).await;
+    }
     for example in &sandbox.examples {
         let row = table
             .get(example)

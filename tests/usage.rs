@@ -86,6 +86,34 @@ async fn used_by_lists_pipelines_and_indexes_capped_with_the_total() {
     assert_eq!(detached.indexes, ["articles"]);
 }
 
+/// The create's pass does not read the users (a create is a GET and a PUT); they are read one
+/// `--used-by-interval` after the object became Ready, and recorded then.
+#[tokio::test]
+async fn a_new_endpoint_is_read_one_interval_after_its_create() {
+    let env = env_on("9.1.0").await;
+    let _operator = start_operator(
+        &env,
+        clocks(Duration::from_millis(200), Duration::from_secs(2)),
+    );
+    create(&env, Iep::embedding("fresh").secret("azure").es(&env)).await;
+    let iep = wait_ready(&env, "fresh", "True", "Created").await;
+    assert_eq!(
+        iep.status.unwrap().used_by,
+        None,
+        "not read in the create's pass"
+    );
+    assert_eq!(env.es.usage_reads("fresh"), 0);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        env.es.usage_reads("fresh"),
+        0,
+        "re-checks within the interval do not read"
+    );
+    let used = wait_used_by(&env, "fresh", "the read one interval later", |_| true).await;
+    assert_eq!((used.total, used.index_count), (0, Some(0)), "{used:?}");
+    assert_eq!(env.es.usage_reads("fresh"), 1);
+}
+
 #[tokio::test]
 async fn a_plain_recheck_does_not_read_the_users() {
     let env = env_on("9.1.0").await;
@@ -95,8 +123,6 @@ async fn a_plain_recheck_does_not_read_the_users() {
     );
     create(&env, Iep::embedding("steady").secret("azure").es(&env)).await;
     wait_ready(&env, "steady", "True", "Created").await;
-    wait_used_by(&env, "steady", "the read after the create", |_| true).await;
-    assert_eq!(env.es.usage_reads("steady"), 1, "one read at the create");
 
     env.es.clear_requests();
     tokio::time::sleep(Duration::from_millis(1400)).await;
@@ -116,7 +142,6 @@ async fn users_are_read_again_before_a_delete_and_shown_while_it_is_blocked() {
     let _operator = start_operator(&env, test_config());
     create(&env, Iep::embedding("used").secret("azure").es(&env)).await;
     wait_ready(&env, "used", "True", "Created").await;
-    wait_used_by(&env, "used", "the read after the create", |u| u.total == 0).await;
     env.es.add_pipeline_reference("used", "ingest-docs");
     env.es.add_index_reference("used", "articles");
 
@@ -144,10 +169,6 @@ async fn users_are_read_before_a_recreate() {
     let _operator = start_operator(&env, test_config());
     create(&env, Iep::embedding("moving").secret("azure").es(&env)).await;
     wait_ready(&env, "moving", "True", "Created").await;
-    wait_used_by(&env, "moving", "the read after the create", |u| {
-        u.total == 0
-    })
-    .await;
     let reads = env.es.usage_reads("moving");
 
     env.es.add_pipeline_reference("moving", "ingest");
@@ -202,7 +223,8 @@ async fn a_failing_read_keeps_the_last_lists_marked_stale_and_the_object_ready()
 #[tokio::test]
 async fn on_8_15_only_pipelines_are_listed_and_8_14_is_not_asked() {
     let env = env_on("8.15.3").await;
-    let _operator = start_operator(&env, test_config());
+    let read_soon = clocks(Duration::from_millis(200), Duration::from_millis(300));
+    let _operator = start_operator(&env, read_soon.clone());
     env.es.add_pipeline_reference("old", "ingest");
     env.es.add_index_reference("old", "articles");
     create(&env, Iep::embedding("old").secret("azure").es(&env)).await;
@@ -214,10 +236,10 @@ async fn on_8_15_only_pipelines_are_listed_and_8_14_is_not_asked() {
     assert_eq!(used.total, 1);
 
     let older = env_on("8.14.3").await;
-    let _operator = start_operator(&older, test_config());
+    let _operator = start_operator(&older, read_soon);
     create(&older, Iep::embedding("oldest").secret("azure").es(&older)).await;
     wait_ready(&older, "oldest", "True", "Created").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(used_by(&older, "oldest").await, None);
     assert_eq!(older.es.usage_reads("oldest"), 0);
 }

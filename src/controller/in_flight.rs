@@ -81,8 +81,9 @@ pub struct CreatesSent {
     since: Instant,
     sent: Mutex<HashMap<String, Instant>>,
     /// Per object: the last create Elasticsearch refused for good (what was asked, when, and
-    /// the failure reported), so that a reconcile starting from a cached object older than that
-    /// report does not send it again.
+    /// the failure reported), so that a pass queued while it was sent (a Secret event) does not
+    /// send it again: unlike a rejected rotation, status records nothing a plan could tell a
+    /// refused create by, so waiting for the cache (`own_writes`) is not enough.
     refused: Mutex<HashMap<String, (String, Instant, Failure)>>,
 }
 
@@ -121,9 +122,9 @@ impl CreatesSent {
     }
 
     /// The failure of the same create refused less than `within` ago. Right after a start,
-    /// the object's and its Secret's first events both queue a reconcile, and the second can
-    /// start from a cached object whose status does not show the refusal yet; the status write
-    /// comes back through the watch well within a second.
+    /// the object's and its Secret's first events both queue a reconcile; the second runs once
+    /// the cache holds the first one's status (`own_writes`), which shows the refusal but not
+    /// what was refused, so the same PUT would go out again.
     pub fn refused_recently(&self, uid: &str, asked: &str, within: Duration) -> Option<Failure> {
         let refused = self.refused_lock();
         let (last, when, failure) = refused.get(uid)?;

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod in_flight;
 pub mod outcome_log;
 pub mod outcomes;
+pub mod own_writes;
 pub mod ownership;
 pub mod plan;
 pub mod previous_key;
@@ -199,6 +200,8 @@ pub struct Context {
     pub accepted_secrets: Mutex<HashMap<String, previous_key::Remembered>>,
     /// The creates this process sent, for a deletion to wait out one still in flight.
     pub creates: in_flight::CreatesSent,
+    /// The object versions this process's own writes superseded: no reconcile acts on one.
+    pub own_writes: Arc<own_writes::OwnWrites>,
 }
 
 impl Context {
@@ -217,6 +220,7 @@ impl Context {
             probes: health::Probes::new(usize::from(config.health_check_concurrency)),
             accepted_secrets: Mutex::new(HashMap::new()),
             creates: in_flight::CreatesSent::default(),
+            own_writes: Arc::default(),
             recorder: EventRecorder {
                 client: client.clone(),
                 reporter,
@@ -278,6 +282,12 @@ impl Context {
         versions: Arc<crate::controller::secret_index::SecretVersions>,
     ) -> Self {
         self.connections = self.connections.with_versions(versions);
+        self
+    }
+
+    /// Record this process's writes in `own_writes`, which the object watch follows.
+    pub fn with_own_writes(mut self, own_writes: Arc<own_writes::OwnWrites>) -> Self {
+        self.own_writes = own_writes;
         self
     }
 
@@ -366,8 +376,15 @@ fn jitter(delay: Duration) -> Duration {
 /// Reconcile entry point: an object that does not match the types is reported (and let go
 /// when deleted); any other is held by the finalizer first, then applied, and cleaned up when
 /// deleted (the finalizer goes only once the cleanup is done; a blocked one requeues itself).
-async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let who = Identity::of(object.as_ref())?;
+    // A cached copy this process's own write superseded: nothing is decided from it, and no
+    // slot is taken; the watch brings the newer one within moments (`own_writes`).
+    let rv = object.meta().resource_version.as_deref();
+    if let own_writes::Verdict::Stale(delay) = ctx.own_writes.verdict(&who.uid, rv) {
+        tracing::debug!(namespace = %who.namespace, name = %who.name, ?delay, "the cache has not caught up with our own write yet");
+        return Ok(Action::requeue(delay));
+    }
     // Held until the reconcile ends; `None`: shutting down, and this one had not started.
     let Some(_slot) = ctx.slots.acquire(&who.namespace).await else {
         return Ok(Action::await_change());
@@ -513,6 +530,7 @@ pub async fn run(
     let triggered = router.join(index.clone());
     // One WARN per API server outage, not one per retry (see `outcome_log`).
     let episodes = Arc::new(ApiServerEpisodes::default());
+    let own_writes = Arc::new(own_writes::OwnWrites::default());
     let iep_stream = watcher(ieps, watcher::Config::default().any_semantic())
         .default_backoff()
         // The cache (and the indexes below) keep only what reconciles read (`decode::trim`).
@@ -537,6 +555,15 @@ pub async fn run(
             }
         })
         .reflect(writer)
+        // After the store took the event: what it holds now ends the wait on our writes.
+        .inspect({
+            let own_writes = own_writes.clone();
+            move |event| {
+                if let Ok(event) = event {
+                    own_writes.follow(event);
+                }
+            }
+        })
         .applied_objects()
         .predicate_filter(relevant_change, Default::default());
     // Metadata only: the operator never caches Secret contents. Only namespace and name are
@@ -576,8 +603,11 @@ pub async fn run(
     });
     let concurrency = config.concurrency;
     let grace = config.shutdown_grace;
-    let ctx =
-        Arc::new(Context::new(client, config, metrics, ownership).with_secret_versions(versions));
+    let ctx = Arc::new(
+        Context::new(client, config, metrics, ownership)
+            .with_secret_versions(versions)
+            .with_own_writes(own_writes),
+    );
     tokio::spawn({
         let (slots, shutdown) = (ctx.slots.clone(), shutdown.clone());
         async move {

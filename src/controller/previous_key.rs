@@ -2,8 +2,7 @@
 //! rotation on clusters whose `_update` does not try the key (8.17 – 9.3; docs/lifecycle.md,
 //! "Health and verified rotation").
 //!
-//! Always in memory ([`Context::accepted_secrets`], with the last rotation this process saw
-//! refused). With `--persist-previous-credential` also in
+//! Always in memory ([`Context::accepted_secrets`]). With `--persist-previous-credential` also in
 //! an operator-owned Secret in the object's namespace, named after the object's uid, labelled as
 //! the operator's and owned by the InferenceEndpoint (an ownerReference, so Kubernetes' garbage
 //! collector deletes it with the object): a restart between a rejected `_update` and its rollback
@@ -28,7 +27,6 @@ use serde_json::{Map, Value};
 use tracing::warn;
 
 use crate::api::InferenceEndpoint;
-use crate::controller::conditions::Failure;
 use crate::controller::identity::Identity;
 use crate::controller::{Context, FIELD_MANAGER};
 use crate::endpoint::{ServiceSecret, ServiceSecrets};
@@ -49,12 +47,6 @@ pub const OWNER_ANNOTATION: &str = "esinference.io/inference-endpoint";
 pub struct Remembered {
     /// The credential last accepted (none yet: not seen accepted since this process started).
     pub accepted: Option<Accepted>,
-    /// A rotated credential this process saw refused (its fingerprint) and the failure it
-    /// reported. A reconcile that starts from a cached object older than that report (the
-    /// status write has not come back through the watch yet, typically right after a start,
-    /// when the object's and its Secret's first events both queue one) would otherwise send the
-    /// refused key again.
-    pub rejected: Option<(String, Failure)>,
 }
 
 /// The credential last accepted for one object, and whether its kept copy is known to hold it.
@@ -134,27 +126,6 @@ pub async fn previous(
             "the operator could not read the previous key from Secret {name}: {failure}"
         )),
     }
-}
-
-/// The failure this process already reported for the credential `print` of this object, if it
-/// saw it refused (nothing is sent for it again; a change of the Secret brings another one).
-pub fn rejected_before(ctx: &Context, who: &Identity, print: &str) -> Option<Failure> {
-    let remembered = lock(ctx);
-    let (rejected, failure) = remembered.get(&who.uid)?.rejected.as_ref()?;
-    (rejected == print).then(|| failure.clone())
-}
-
-/// Elasticsearch holds the Secret's credential: a refusal this process remembers is over.
-pub fn forget_rejected(ctx: &Context, who: &Identity) {
-    if let Some(remembered) = lock(ctx).get_mut(&who.uid) {
-        remembered.rejected = None;
-    }
-}
-
-/// Remember that the credential `print` was refused, and what was reported.
-pub fn remember_rejected(ctx: &Context, who: &Identity, print: &str, failure: &Failure) {
-    lock(ctx).entry(who.uid.clone()).or_default().rejected =
-        Some((print.to_owned(), failure.clone()));
 }
 
 fn lock(ctx: &Context) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Remembered>> {

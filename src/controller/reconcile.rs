@@ -200,6 +200,9 @@ async fn reconcile_endpoint(
         if let Some(waiting) = awaiting_deployment(ctx, &desired.config, &observed, &plan) {
             return Ok(waiting);
         }
+        // A create's users are not read in its pass (which costs a GET and a PUT only), but one
+        // `--used-by-interval` after it became Ready (`usage_due`).
+        let creates = matches!(plan, Plan::Create(_));
         let acted = act(
             ctx,
             who,
@@ -214,7 +217,7 @@ async fn reconcile_endpoint(
         let cluster = &observed.connection.info.cluster_uuid;
         let owned = Record::of(Some(previous)).owns(&desired.config.inference_id, cluster);
         let ours = acted.is_ok() || (owned && observed.endpoint.is_some());
-        if ours && !usage.was_attempted() && usage_due(ctx, who, previous) {
+        if ours && !creates && !usage.was_attempted() && usage_due(ctx, who, previous) {
             let config = &desired.config;
             let id = config.inference_id.as_str();
             *usage = read_usage(ctx, &observed.connection, config.task_type, id).await;
@@ -390,6 +393,7 @@ fn forget_object(ctx: &Context, who: &Identity) {
     ctx.usage.forget(&who.uid);
     ctx.probes.forget(&who.uid);
     ctx.creates.forget(&who.uid);
+    ctx.own_writes.forget(&who.uid);
     ctx.accepted_secrets
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -439,13 +443,17 @@ async fn patch_metadata(
     metadata["resourceVersion"] = json!(object.resource_version());
     let patch = json!({ "metadata": metadata });
     let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
-    tokio::time::timeout(
+    let stored = tokio::time::timeout(
         ctx.config.kube_timeout,
         api.patch(&who.name, &PatchParams::default(), &Patch::Merge(&patch)),
     )
     .await
     .map_err(|_| Error::KubeTimeout(what))?
-    .map_err(Error::Kube)
+    .map_err(Error::Kube)?;
+    let after = stored.meta().resource_version.as_deref();
+    ctx.own_writes
+        .wrote(&who.uid, object.resource_version().as_deref(), after);
+    Ok(stored)
 }
 
 /// What a reconcile reads before deciding.
@@ -867,7 +875,7 @@ async fn act(
         Plan::Blocked(failure) => return Err(failure),
         Plan::Create(done) => {
             intend(ctx, who, observed, config).await?;
-            match create(ctx, who, connection, config, &observed.secrets).await? {
+            match create(ctx, who, connection, config, observed).await? {
                 Put::Created(created) => (created, done),
                 Put::Deploying(message) => return Ok(deploying(config, observed, message)),
             }
@@ -883,7 +891,7 @@ async fn act(
             ..
         } => {
             delete_unused(ctx, connection, config, &differences, usage).await?;
-            match create(ctx, who, connection, config, &observed.secrets).await? {
+            match create(ctx, who, connection, config, observed).await? {
                 Put::Created(created) => {
                     info!(inference_id = id, "recreated inference endpoint");
                     (created, done)
@@ -922,7 +930,6 @@ async fn act(
 /// rejected rotation is rolled back (an update API that does not validate: 8.17 – 9.3); in
 /// memory, and in its kept Secret with `--persist-previous-credential` ([`previous_key`]).
 async fn remember_accepted(ctx: &Context, who: &Identity, observed: &Observed) {
-    previous_key::forget_rejected(ctx, who);
     let version = &observed.connection.info.version;
     if !version.supports_update_api() || version.update_validates_with_provider() {
         return;
@@ -936,29 +943,10 @@ async fn remember_accepted(ctx: &Context, who: &Identity, observed: &Observed) {
 /// Push a rotated credential and make sure the provider takes it. On 9.4+ Elasticsearch tries it
 /// itself and keeps the previous key when the provider refuses. Before, `_update` stores it
 /// untried: the endpoint is probed at once, and a 401/403 puts the previous key back with a second
-/// `_update` (docs/lifecycle.md, "Health and verified rotation"). A key this process already saw
-/// refused is not sent again: the same rejection is reported.
+/// `_update` (docs/lifecycle.md, "Health and verified rotation"). A refused key is not sent
+/// again: status records it (`rejectedCredentialFingerprint`, which the plan reads), and no
+/// reconcile starts from a cached copy older than that status (`controller::own_writes`).
 async fn rotate(
-    ctx: &Context,
-    who: &Identity,
-    desired: &Desired,
-    observed: &Observed,
-    endpoint: &Endpoint,
-) -> Result<Endpoint, Failure> {
-    if let Some(failure) = previous_key::rejected_before(ctx, who, &observed.fingerprint) {
-        return Err(failure);
-    }
-    let result = rotate_once(ctx, who, desired, observed, endpoint).await;
-    if let Err(failure) = &result {
-        if failure.reason == Reason::CredentialsRejected {
-            previous_key::remember_rejected(ctx, who, &observed.fingerprint, failure);
-        }
-    }
-    result
-}
-
-/// [`rotate`], for a credential this process has not seen refused.
-async fn rotate_once(
     ctx: &Context,
     who: &Identity,
     desired: &Desired,
@@ -1247,7 +1235,7 @@ enum Put {
 }
 
 /// How long a create Elasticsearch refused for good is not sent again unchanged: long enough
-/// for the refusal's status write to reach the cache, far shorter than any re-check.
+/// for the passes queued while it was sent, far shorter than any re-check.
 const REFUSED_CREATE_MEMORY: Duration = Duration::from_secs(10);
 
 /// [`create_once`], unless this very create was refused for good a moment ago (then the same
@@ -1257,12 +1245,14 @@ async fn create(
     who: &Identity,
     connection: &Connection,
     config: &EndpointConfig,
-    secrets: &ServiceSecrets,
+    observed: &Observed,
 ) -> Result<Put, Failure> {
+    // The credential as observed: its fingerprint was computed when the Secrets were read.
+    let secrets = &observed.secrets;
     let asked = format!(
         "{}|{}",
         serde_json::to_string(config).unwrap_or_default(),
-        crate::secrets::fingerprint(&who.uid, secrets)
+        observed.fingerprint
     );
     let creates = &ctx.creates;
     if let Some(failure) = creates.refused_recently(&who.uid, &asked, REFUSED_CREATE_MEMORY) {
@@ -1559,10 +1549,12 @@ async fn delete_endpoint(
     Ok(Applied::new(Reason::Deleted, message))
 }
 
-/// A usage read is due for this object (never read, or `--used-by-interval` passed since the
-/// last read or attempt): see [`usage::refresh_due`].
+/// A usage read is due for this object (`--used-by-interval` passed since the last read or
+/// attempt, or, never read, since Ready last changed): see [`usage::refresh_due`].
 fn usage_due(ctx: &Context, who: &Identity, previous: &InferenceEndpointStatus) -> bool {
     let last = usage::last_read(previous.used_by.as_ref(), ctx.usage.last_attempt(&who.uid));
+    let since = conditions::ready(&previous.conditions).map(|c| c.last_transition_time.0);
+    let last = usage::clock_start(last, since);
     usage::refresh_due(
         last,
         Timestamp::now(),
@@ -1764,7 +1756,9 @@ async fn report(
         ));
     }
     if status_compat::worth_writing(&previous, &status) {
-        patch_status(who, ctx, &status).await?;
+        let after = patch_status(who, ctx, &status).await?;
+        let before = iep.meta().resource_version.as_deref();
+        ctx.own_writes.wrote(&who.uid, before, after.as_deref());
     }
     if let Some(verdict) = health.filter(|v| health::is_transition(&previous.conditions, v)) {
         if verdict.reason != Reason::NotProbed {
@@ -1818,12 +1812,12 @@ fn unknown_service(iep: &InferenceEndpoint) -> Option<Warning> {
 }
 
 /// Apply the status; on a cluster still serving a CRD older than the operator, again without
-/// the fields it lacks ([`status_compat`]).
+/// the fields it lacks ([`status_compat`]). The object's resourceVersion after the write.
 async fn patch_status(
     who: &Identity,
     ctx: &Context,
     status: &InferenceEndpointStatus,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     match apply_status(who, ctx, status).await {
         Err(Error::Kube(kube::Error::Api(refusal)))
             if status_compat::lacks_newer_field(&refusal.message) =>
@@ -1847,7 +1841,7 @@ async fn apply_status(
     who: &Identity,
     ctx: &Context,
     status: &InferenceEndpointStatus,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let name = &who.name;
     // The answer is the whole object; `Decoded` reads it back even when its spec does not.
     let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
@@ -1857,14 +1851,14 @@ async fn apply_status(
         "status": status,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    tokio::time::timeout(
+    let stored = tokio::time::timeout(
         ctx.config.kube_timeout,
         api.patch_status(name, &params, &Patch::Apply(&body)),
     )
     .await
     .map_err(|_| Error::KubeTimeout("patch status"))?
     .map_err(Error::Kube)?;
-    Ok(())
+    Ok(stored.meta().resource_version.clone())
 }
 
 /// Events are best effort and published off the reconcile path: a slow or failing Event write

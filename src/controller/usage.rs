@@ -3,7 +3,9 @@
 //! docs/reference/elasticsearch-inference-api.md#used-by).
 //!
 //! The read is its own, slower clock (`--used-by-interval`, jittered per object), plus once
-//! before every delete or recreate; a plain re-check never makes it. Whether a read is due is
+//! before every delete or recreate; a plain re-check never makes it, and neither does the pass
+//! that creates the endpoint (a create costs a GET and a PUT): a new endpoint's clock starts when
+//! it became Ready, which status keeps, so a restart does not read every new object at once. Whether a read is due is
 //! the pure [`refresh_due`]; what status records after a read (or a failed one) is the pure
 //! [`recorded`]. A failed read never fails the reconcile: the last lists are kept, marked
 //! `stale` (docs/lifecycle.md#who-uses-an-endpoint).
@@ -72,6 +74,13 @@ pub fn spread(interval: Duration, uid: &str) -> Duration {
 pub fn last_read(status: Option<&UsedBy>, attempted: Option<Timestamp>) -> Option<Timestamp> {
     let observed = status.map(|u| u.observed_at.0);
     observed.max(attempted)
+}
+
+/// When the clock of an object's reads starts: its last read ([`last_read`]); never read, the
+/// time its Ready condition last changed (`since`: the create of a new endpoint); neither, now
+/// (`None`: due).
+pub fn clock_start(last_read: Option<Timestamp>, since: Option<Timestamp>) -> Option<Timestamp> {
+    last_read.or(since)
 }
 
 /// What status records after a reconcile: the new lists, the last ones marked stale after a
@@ -175,6 +184,21 @@ mod tests {
         let spreads: BTreeSet<Duration> =
             (0..20).map(|i| spread(hour, &format!("uid-{i}"))).collect();
         assert!(spreads.len() > 10, "{spreads:?}");
+    }
+
+    #[test]
+    fn a_new_endpoint_is_read_one_interval_after_it_became_ready() {
+        let hour = Duration::from_secs(3600);
+        let every = spread(hour, "uid-a").as_secs() as i64;
+        let start = clock_start(None, Some(at(0)));
+        assert!(
+            !refresh_due(start, at(1), hour, "uid-a"),
+            "not in the create's pass"
+        );
+        assert!(refresh_due(start, at(every + 1), hour, "uid-a"));
+        // A read, once made, is the clock.
+        assert_eq!(clock_start(Some(at(50)), Some(at(0))), Some(at(50)));
+        assert!(refresh_due(clock_start(None, None), at(0), hour, "uid-a"));
     }
 
     #[test]

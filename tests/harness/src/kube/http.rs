@@ -60,6 +60,9 @@ pub struct Shared {
     pub host: Mutex<String>,
     /// Faults switched on until switched off (`faults.rs`).
     pub switches: super::faults::Switches,
+    /// Per resource plural: running watches deliver its events only up to this
+    /// resourceVersion ([`super::KubeEmulator::hold_watch_events_after`]).
+    pub watch_holds: Mutex<HashMap<String, u64>>,
 }
 
 impl Shared {
@@ -1030,14 +1033,23 @@ fn watch(
                     Err(st.history_start + 1)
                 } else {
                     let key = rd.key();
+                    // A held resource's watch lags behind at the hold (never going back).
+                    let held = sh
+                        .watch_holds
+                        .lock()
+                        .expect("holds")
+                        .get(&rd.plural)
+                        .copied();
+                    let upto = held.map_or(st.rv, |rv| rv.min(st.rv).max(pos));
                     let start = st.history.partition_point(|e| e.rv <= pos);
                     let out = st
                         .history
                         .range(start..)
+                        .take_while(|e| e.rv <= upto)
                         .filter(|e| e.key == key && ns.as_deref().is_none_or(|n| n == e.ns))
                         .filter_map(|e| transform(e, &ls, &fs))
                         .collect();
-                    pos = st.rv;
+                    pos = upto;
                     Ok(out)
                 }
             };

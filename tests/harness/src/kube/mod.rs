@@ -161,6 +161,7 @@ impl KubeEmulator {
             bookmark_interval: Mutex::new(opts.bookmark_interval),
             host: Mutex::new(String::new()),
             switches: Default::default(),
+            watch_holds: Mutex::new(Default::default()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -349,6 +350,25 @@ impl KubeEmulator {
     /// Delay every request by `d` before it is handled.
     pub fn set_latency(&self, d: Duration) {
         *self.shared.latency.lock().expect("latency") = d;
+    }
+
+    /// Hold back the watch events of resource `plural` written after resourceVersion `rv`
+    /// (`None`: deliver them now). A watcher's cache is eventually consistent: the watch is
+    /// served from the API server's watch cache, which trails storage, and events reach each
+    /// client asynchronously after the write's response
+    /// ([API concepts, efficient detection of changes](https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes));
+    /// a hold makes that lag as long as a test needs it (how long it is in a real cluster is
+    /// not specified: inferred). Only running watch streams lag; a new list or initial-events
+    /// watch sees the current state.
+    pub fn hold_watch_events_after(&self, plural: &str, rv: Option<u64>) {
+        let mut holds = self.shared.watch_holds.lock().expect("holds");
+        match rv {
+            Some(rv) => holds.insert(plural.to_owned(), rv),
+            None => holds.remove(plural),
+        };
+        drop(holds);
+        // Wake the watches so they deliver what was held.
+        self.shared.notify();
     }
 
     /// Change the idle bookmark interval for watches started from now on.

@@ -543,6 +543,10 @@ impl Sandbox {
             &recheck,
             "--health-check-interval",
             &health,
+            // Who uses each endpoint (the Used-By column) is read at the first reconcile one
+            // interval after its create: seconds here, not the default hour.
+            "--used-by-interval",
+            "3s",
         ]
         .map(str::to_owned);
         let mut operator =
