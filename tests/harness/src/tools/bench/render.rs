@@ -552,19 +552,6 @@ pub fn render(r: &BenchReport) -> String {
     o
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_memory_targets_are_the_issues() {
-        // "≤ 6 KiB per object (so ≤ 16 MiB at 1,000 and ≤ 70 MiB at 10,000)" over 10 MiB idle.
-        assert!(rss_target_mib(1000) <= 16.0 && rss_target_mib(1000) > 15.5);
-        assert!(rss_target_mib(10_000) <= 70.0 && rss_target_mib(10_000) > 68.0);
-        assert_eq!(rss_target_mib(0), IDLE_MIB);
-    }
-}
-
 /// Section 6, the harness's own throughput with no operator running (also `bench --harness-only`).
 pub fn render_harness(h: &super::HarnessLimits) -> String {
     let mut o = String::new();
@@ -595,4 +582,17 @@ pub fn render_harness(h: &super::HarnessLimits) -> String {
         h.latency_ms * h.latency_puts as f64 / h.bounded_puts_parallelism.max(1) as f64 / 1000.0
     );
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_targets_are_the_issues() {
+        // "≤ 6 KiB per object (so ≤ 16 MiB at 1,000 and ≤ 70 MiB at 10,000)" over 10 MiB idle.
+        assert!(rss_target_mib(1000) <= 16.0 && rss_target_mib(1000) > 15.5);
+        assert!(rss_target_mib(10_000) <= 70.0 && rss_target_mib(10_000) > 68.0);
+        assert_eq!(rss_target_mib(0), IDLE_MIB);
+    }
 }
