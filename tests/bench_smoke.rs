@@ -1,7 +1,8 @@
 //! The quick benchmark (issue 6) as a CI smoke test: N = 50 endpoints, L = 20 ms, the debug
 //! operator binary as a child process. It fails only on gross regressions — an endpoint that
 //! never becomes Ready, any Elasticsearch or status write in steady state, a Secret rotation
-//! that never reaches Elasticsearch — never on timing. The full benchmark and its figures:
+//! that never reaches Elasticsearch, more than one Event per created object (the double serves
+//! TLS, so no plain-HTTP warning is due) — never on timing. The full benchmark and its figures:
 //! `docs/benchmarks.md`.
 
 use std::path::PathBuf;

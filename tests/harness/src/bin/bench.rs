@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use inference_testenv::tools::bench::{run, BenchOptions};
+use inference_testenv::tools::bench::{harness_only, render_harness, run, BenchOptions};
 
 const USAGE: &str = "usage: bench [--quick] [--endpoints N] [--es-latency 200ms] [--concurrency C]
              [--baseline-sample K] [--footprint-max M] [--unrelated-secrets S]
              [--rotations R] [--create-samples K] [--recheck-interval 10s] [--recheck-rounds 3]
-             [--es-version 9.4.0] [--ready-timeout 60s] [--pin-cpus] [--operator-env KEY=VALUE]... [--operator-bin PATH] [--work-dir DIR] [--json] [--json-out FILE]
+             [--es-version 9.4.0] [--ready-timeout 60s] [--pin-cpus] [--harness-only] [--es-plain-http] [--operator-env KEY=VALUE]... [--operator-bin PATH] [--work-dir DIR] [--json] [--json-out FILE]
 
   --quick              N = 50, L = 20 ms, 10 rotations, 500 unrelated Secrets, no 5 x N (for CI)
   --baseline-sample K  time K sequential PUTs (and 10 x K Terraform-like endpoints, 10 in flight)
@@ -21,6 +21,8 @@ const USAGE: &str = "usage: bench [--quick] [--endpoints N] [--es-latency 200ms]
   --footprint-max M    also measure the footprint with M objects (e.g. 5000)
   --operator-bin PATH  skip `cargo build --release` and run this binary
   --pin-cpus           this process on CPU 0, the operator on CPU 1 (taskset)
+  --es-plain-http      the operator's double over http:// (default: TLS with a CA in caSecretRef)
+  --harness-only       only section 6 (emulator and double alone, no operator), then exit
   --ready-timeout 60s  shortest wait for all Ready / all re-verified (e.g. 20m under valgrind)";
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -47,6 +49,7 @@ struct Cli {
     json: bool,
     json_out: Option<PathBuf>,
     operator_bin: Option<PathBuf>,
+    harness_only: bool,
 }
 
 fn parse(args: Vec<String>) -> Result<Option<Cli>, String> {
@@ -62,6 +65,7 @@ fn parse(args: Vec<String>) -> Result<Option<Cli>, String> {
     let mut cli_json = false;
     let mut json_out = None;
     let mut operator_bin = None;
+    let mut harness_only = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -94,6 +98,8 @@ fn parse(args: Vec<String>) -> Result<Option<Cli>, String> {
             }
             "--es-version" => options.es_version = value(&arg)?,
             "--pin-cpus" => options.pin_cpus = true,
+            "--harness-only" => harness_only = true,
+            "--es-plain-http" => options.es_tls = false,
             "--ready-timeout" => options.ready_timeout_min = parse_duration(&value(&arg)?)?,
             "--operator-env" => {
                 let pair = value(&arg)?;
@@ -117,6 +123,7 @@ fn parse(args: Vec<String>) -> Result<Option<Cli>, String> {
         json: cli_json,
         json_out,
         operator_bin,
+        harness_only,
     }))
 }
 
@@ -130,6 +137,19 @@ fn main() -> ExitCode {
         }
     };
     let mut options = cli.options;
+    if cli.harness_only {
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        return match runtime.block_on(harness_only(&options)) {
+            Ok(limits) => {
+                print!("{}", render_harness(&limits));
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("harness measurement failed: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     options.operator_bin = match cli.operator_bin {
         Some(path) => path,
         None => match build_operator() {

@@ -38,7 +38,7 @@ fn gvk(d: &ResDef) -> Value {
 
 fn kind_schema(d: &ResDef) -> Value {
     let mut s = match (&d.schema, d.class) {
-        (Some(s), Class::Custom) => s.clone(),
+        (Some(s), Class::Custom) => Value::clone(s),
         _ => json!({
             "type": "object",
             "description": format!("{} ({}). The emulator publishes no field schema for built-in kinds.", d.kind, d.gv()),

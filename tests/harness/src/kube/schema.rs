@@ -5,6 +5,7 @@
 
 use super::errors::{fmt_f64, BadValue, ErrType, FieldError};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 const OBJECT_META_KEYS: &[&str] = &[
     "name",
@@ -713,36 +714,45 @@ fn schema_at<'a>(schema: &'a Value, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
-/// Run CEL rules and convert kube-cel's errors to field errors.
 /// The schema's CEL rules compiled once per schema and thread (a handful of schemas in any
 /// run), as an API server compiles a CRD's rules once when it builds the CRD's serving info,
 /// not per request (apiextensions-apiserver `pkg/apiserver/customresource_handler.go`
 /// `getOrCreateServingInfoFor`, compiling through `pkg/apiserver/schema/cel/compilation.go`).
 /// Recompiling every rule per write made the emulator the benchmark's bottleneck (about 90
-/// InferenceEndpoint writes a second).
-fn compiled_rules(schema: &Value) -> std::rc::Rc<kube_cel::CompiledSchema> {
+/// InferenceEndpoint writes a second). The cache is found by the schema's allocation (it holds
+/// the `Arc`, so the address cannot be reused for another schema while the entry lives) and,
+/// for another allocation of an equal schema (a new emulator), by comparing the values:
+/// serialising the schema to hash it on every write took a sixth of the write path (perf, issue 16).
+fn compiled_rules(schema: &Arc<Value>) -> std::rc::Rc<kube_cel::CompiledSchema> {
     use std::cell::RefCell;
-    use std::collections::HashMap;
-    use std::hash::{DefaultHasher, Hash, Hasher};
     use std::rc::Rc;
+    /// Schemas kept per thread; beyond this the oldest is forgotten (tests start many emulators).
+    const KEPT: usize = 16;
+    type Entry = (Arc<Value>, Rc<kube_cel::CompiledSchema>);
     thread_local! {
-        static COMPILED: RefCell<HashMap<u64, Rc<kube_cel::CompiledSchema>>> =
-            RefCell::new(HashMap::new());
+        static COMPILED: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
     }
-    let mut hasher = DefaultHasher::new();
-    schema.to_string().hash(&mut hasher);
-    let key = hasher.finish();
     COMPILED.with(|cache| {
-        cache
-            .borrow_mut()
-            .entry(key)
-            .or_insert_with(|| Rc::new(kube_cel::compile_schema(schema)))
-            .clone()
+        let mut cache = cache.borrow_mut();
+        if let Some((_, compiled)) = cache.iter().find(|(s, _)| Arc::ptr_eq(s, schema)) {
+            return compiled.clone();
+        }
+        let compiled = cache
+            .iter()
+            .find(|(s, _)| **s == **schema)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_else(|| Rc::new(kube_cel::compile_schema(schema)));
+        if cache.len() >= KEPT {
+            cache.remove(0);
+        }
+        cache.push((schema.clone(), compiled.clone()));
+        compiled
     })
 }
 
+/// Run CEL rules and convert kube-cel's errors to field errors.
 pub fn validate_cel(
-    schema: &Value,
+    schema: &Arc<Value>,
     obj: &Value,
     old: Option<&Value>,
     style: CelValues,
@@ -888,7 +898,7 @@ fn shown_value(obj: &Value, field: &str) -> BadValue {
 /// Schema validation of `obj` under `schema` rooted at the object, skipping `metadata`, `apiVersion`
 /// and `kind`; then CEL unless blocked. `only` restricts to one top-level property (e.g. `status`).
 pub fn validate_object(
-    schema: &Value,
+    schema: &Arc<Value>,
     obj: &Value,
     old: Option<&Value>,
     only: Option<&str>,
@@ -980,7 +990,7 @@ mod tests {
         let mut o = obj;
         prune_root(&schema(), &mut o);
         apply_defaults(&schema(), &mut o);
-        validate_object(&schema(), &o, None, None, CelValues::SchemaType)
+        validate_object(&Arc::new(schema()), &o, None, None, CelValues::SchemaType)
             .0
             .iter()
             .map(|e| e.to_string())

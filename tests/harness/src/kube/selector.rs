@@ -252,6 +252,16 @@ impl FieldSelector {
         self
     }
 
+    /// The name an exact `metadata.name=` requirement selects, if there is one: the apiserver
+    /// then reads that one key instead of the whole resource (`SelectionPredicate.MatchesSingle`,
+    /// used by `Store.ListPredicate` in apiserver `pkg/registry/generic/registry/store.go`).
+    pub fn single_name(&self) -> Option<&str> {
+        self.reqs
+            .iter()
+            .find(|(f, eq, _)| *eq && f == "metadata.name")
+            .map(|(_, _, v)| v.as_str())
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.reqs.iter().all(|(f, eq, v)| {
             let mut cur = obj;
@@ -275,6 +285,15 @@ mod tests {
 
     fn labels(v: Value) -> serde_json::Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn an_exact_name_selects_one_key() {
+        let fs = |s: &str| FieldSelector::parse(s, &["metadata.name", "type"]).unwrap();
+        assert_eq!(fs("type=Opaque,metadata.name=a").single_name(), Some("a"));
+        assert_eq!(fs("metadata.name==a").single_name(), Some("a"));
+        assert_eq!(fs("metadata.name!=a").single_name(), None);
+        assert_eq!(fs("type=Opaque").single_name(), None);
     }
 
     #[test]

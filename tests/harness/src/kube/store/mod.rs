@@ -53,7 +53,9 @@ pub struct ResDef {
     pub namespaced: bool,
     pub class: Class,
     pub status_sub: bool,
-    pub schema: Option<Value>,
+    /// Shared, not copied: routing clones the `ResDef` on every request, and a deep copy of a
+    /// CRD's schema per request was a tenth of the emulator's write path (perf, issue 16).
+    pub schema: Option<std::sync::Arc<Value>>,
     pub short_names: Vec<String>,
     pub categories: Vec<String>,
     /// A CRD version's `additionalPrinterColumns` (empty for built-ins).
@@ -493,7 +495,10 @@ impl State {
                 namespaced,
                 class: Class::Custom,
                 status_sub: v.pointer("/subresources/status").is_some(),
-                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                schema: v
+                    .pointer("/schema/openAPIV3Schema")
+                    .cloned()
+                    .map(std::sync::Arc::new),
                 short_names: list("shortNames"),
                 categories: list("categories"),
                 printer_columns: v

@@ -45,6 +45,19 @@ impl State {
         let Some(m) = self.objects.get(&rd.key()) else {
             return vec![];
         };
+        // One key, not a scan, when the field selector names the object and the scope is known
+        // (`Store.ListPredicate`, apiserver `pkg/registry/generic/registry/store.go`: "if name,
+        // ok := p.MatchesSingle()" → `GetList` of that key). An operator reading each Secret with
+        // a LIST by name made every read scan all Secrets (O(N²) at a restart).
+        let scope = if rd.namespaced { ns } else { Some("") };
+        if let (Some(ns), Some(name)) = (scope, fs.single_name()) {
+            return m
+                .get(&(ns.to_string(), name.to_string()))
+                .filter(|o| matches(o, ls, fs))
+                .into_iter()
+                .cloned()
+                .collect();
+        }
         m.iter()
             .filter(|((n, _), _)| ns.is_none_or(|x| x == n))
             .filter(|(_, o)| matches(o, ls, fs))

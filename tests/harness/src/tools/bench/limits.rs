@@ -132,9 +132,15 @@ pub const MAX_WIDE_PUTS: usize = 2000;
 
 /// A double like the benchmark's: security on, any Azure key accepted, Azure latency `latency`.
 pub async fn start_double(es_version: &str, latency: Duration) -> EsDouble {
+    start_double_with(es_version, latency, false).await
+}
+
+/// [`start_double`], over TLS when `tls` (a throw-away CA: [`EsDouble::ca_pem`]).
+pub async fn start_double_with(es_version: &str, latency: Duration, tls: bool) -> EsDouble {
     let es = EsDouble::start(EsOptions {
         version: es_version.into(),
         auth: EsAuth::basic(ES_USER, ES_PASSWORD),
+        tls,
         ..EsOptions::default()
     })
     .await;

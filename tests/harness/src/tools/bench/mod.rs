@@ -89,6 +89,10 @@ pub struct BenchOptions {
     /// Pin this process (emulator, double, client) to CPU 0 and the operator to CPU 1
     /// (`taskset`), so neither can take the other's core.
     pub pin_cpus: bool,
+    /// Serve the operator's double over TLS, its CA given in `caSecretRef` (the production
+    /// path); `false` (`--es-plain-http`) adds the `PlaintextCredentials` warning and its Event
+    /// to every object. The baselines' doubles stay plain HTTP.
+    pub es_tls: bool,
 }
 
 impl BenchOptions {
@@ -119,6 +123,7 @@ impl BenchOptions {
             operator_env: vec![],
             ready_timeout_min: Duration::from_secs(60),
             pin_cpus: false,
+            es_tls: true,
         }
     }
 
@@ -152,6 +157,7 @@ pub struct Settings {
     pub operator_env: Vec<String>,
     pub quick: bool,
     pub pin_cpus: bool,
+    pub es_tls: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -250,6 +256,9 @@ pub struct Convergence {
     pub kube_writes_per_endpoint: f64,
     pub kube_reads: BTreeMap<String, usize>,
     pub kube_reads_per_endpoint: f64,
+    /// The Events stored for the converged objects' namespace, by reason (which Events a
+    /// create costs; issue 16's budget is one).
+    pub events_by_reason: BTreeMap<String, usize>,
     /// N·L/C.
     pub bound_ms: f64,
     pub ratio_to_bound: f64,
@@ -259,6 +268,22 @@ pub struct Convergence {
     /// a GET then a PUT.
     pub terraform: Baseline,
     pub speedup_vs_terraform: f64,
+}
+
+impl Convergence {
+    /// More than one Event per created object over TLS (issue 16: "2 Kubernetes writes plus one
+    /// Event per created object"); over plain HTTP the `PlaintextCredentials` warning adds one.
+    /// A count, not a timing.
+    pub fn event_regression(&self, es_tls: bool) -> Option<String> {
+        let events = self.kube_writes.get("POST events").copied().unwrap_or(0);
+        let budget = if es_tls { 1 } else { 2 } * self.endpoints;
+        (events > budget).then(|| {
+            format!(
+                "{events} Events for {} created objects (budget {budget}): {:?}",
+                self.endpoints, self.events_by_reason
+            )
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -439,6 +464,7 @@ impl BenchReport {
             ));
         }
         found.extend(s.recheck_regressions());
+        found.extend(self.convergence.event_regression(self.settings.es_tls));
         if self.latency.rotations_seen < self.latency.rotations {
             found.push(format!(
                 "{} of {} Secret rotations never reached Elasticsearch",
@@ -651,6 +677,26 @@ impl Bench {
 
 /// Run the whole benchmark. Errors when the environment fails or an object never becomes
 /// Ready; regressions in the figures are in [`BenchReport::gross_regressions`].
+/// Only section 6: the emulator's and the double's throughput with no operator running
+/// (`bench --harness-only`), to profile or compare the harness without a whole run.
+pub async fn harness_only(options: &BenchOptions) -> Result<HarnessLimits, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if options.pin_cpus {
+        process::pin_self(HARNESS_CPU)?;
+    }
+    limits::measure(
+        options.harness_operations,
+        APPLY_PARALLELISM,
+        options.es_latency,
+        options.endpoints,
+        usize::from(options.concurrency.max(1)),
+        &options.es_version,
+    )
+    .await
+}
+
+pub use render::render_harness;
+
 pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let run_started = Instant::now();
@@ -676,6 +722,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
             .collect(),
         quick: options.quick,
         pin_cpus: options.pin_cpus,
+        es_tls: options.es_tls,
     };
     let n = options.endpoints;
     let latency = options.es_latency;
@@ -705,7 +752,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
     for namespace in [NAMESPACE, PROBE_NAMESPACE, UNRELATED_NAMESPACE] {
         kube.create_namespace(namespace);
     }
-    let es = limits::start_double(&options.es_version, latency).await;
+    let es = limits::start_double_with(&options.es_version, latency, options.es_tls).await;
     let kubeconfig = options.work_dir.join("kubeconfig");
     kube.write_kubeconfig(&kubeconfig)
         .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
@@ -734,11 +781,16 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
 
     // 2. Start-up with one pre-existing object.
     bench.say("start-up: one pre-existing object, operator process #1");
-    for secret in [
+    let mut secrets = vec![
         workload::es_credentials(NAMESPACE),
         workload::es_credentials(PROBE_NAMESPACE),
         workload::key_secret(PROBE_NAMESPACE, "probe", "key-probe"),
-    ] {
+    ];
+    if let Some(ca) = bench.es.ca_pem() {
+        secrets.push(workload::es_ca(NAMESPACE, &ca));
+        secrets.push(workload::es_ca(PROBE_NAMESPACE, &ca));
+    }
+    for secret in secrets {
         let namespace = secret.metadata.namespace.clone().unwrap_or_default();
         Api::<Secret>::namespaced(bench.client.clone(), &namespace)
             .create(&PostParams::default(), &secret)
@@ -845,6 +897,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, String> {
         kube_reads,
         bound_ms,
         ratio_to_bound: all_ready_ms / bound_ms.max(1e-9),
+        events_by_reason: events_by_reason(&bench.kube, NAMESPACE),
         ..Convergence::default()
     };
     footprint.at_n = first.rss();
@@ -1256,6 +1309,18 @@ async fn measure_at_scale(bench: &mut Bench, max: usize) -> Result<AtScale, Stri
 }
 
 /// CPU time of this process (the emulator, the double and the benchmark's client).
+/// Stored Events in `namespace` by reason (`events.k8s.io/v1`; core/v1 is a view of it).
+fn events_by_reason(kube: &KubeEmulator, namespace: &str) -> BTreeMap<String, usize> {
+    let mut by_reason = BTreeMap::new();
+    for event in kube.list_objects("events") {
+        if event["metadata"]["namespace"] == namespace {
+            let reason = event["reason"].as_str().unwrap_or("(none)").to_owned();
+            *by_reason.entry(reason).or_default() += 1;
+        }
+    }
+    by_reason
+}
+
 fn own_cpu() -> Duration {
     cpu_time(std::process::id()).unwrap_or_default()
 }
@@ -1263,4 +1328,25 @@ fn own_cpu() -> Duration {
 /// A duration as the operator's `humantime` flags accept it.
 fn humantime_ms(d: Duration) -> String {
     format!("{}ms", d.as_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn converged(endpoints: usize, events: usize) -> Convergence {
+        Convergence {
+            endpoints,
+            kube_writes: BTreeMap::from([("POST events".to_owned(), events)]),
+            ..Convergence::default()
+        }
+    }
+
+    #[test]
+    fn one_event_per_create_over_tls_two_over_plain_http() {
+        assert_eq!(converged(50, 50).event_regression(true), None);
+        assert!(converged(50, 100).event_regression(true).is_some());
+        assert_eq!(converged(50, 100).event_regression(false), None);
+        assert!(converged(50, 101).event_regression(false).is_some());
+    }
 }

@@ -196,7 +196,6 @@ pub fn render(r: &BenchReport) -> String {
     let mut o = String::new();
     let st = &r.settings;
     let m = &r.machine;
-    let h = &r.harness;
     let c = &r.convergence;
     let s = &r.steady_state;
     let f = &r.footprint;
@@ -329,6 +328,16 @@ pub fn render(r: &BenchReport) -> String {
         "  Kubernetes reads       {:.2}/object: {}",
         c.kube_reads_per_endpoint,
         counts(&c.kube_reads, c.endpoints)
+    );
+    let _ = writeln!(
+        o,
+        "  Events by reason       {} ({})",
+        counts(&c.events_by_reason, c.endpoints),
+        if st.es_tls {
+            "double over TLS, CA in caSecretRef"
+        } else {
+            "double over plain HTTP"
+        }
     );
 
     let _ = writeln!(
@@ -503,32 +512,7 @@ pub fn render(r: &BenchReport) -> String {
         }
     );
 
-    let _ = writeln!(
-        o,
-        "\n6. Harness alone (no operator; {} requests, {} in flight)",
-        h.operations, h.parallelism
-    );
-    let _ = writeln!(
-        o,
-        "  emulator               {:.0} Secret creates/s, {:.0} InferenceEndpoint creates/s, {:.0} status patches/s, {:.0} Secret GETs/s",
-        h.kube_secret_creates_per_s,
-        h.kube_iep_creates_per_s,
-        h.kube_status_patches_per_s,
-        h.kube_secret_gets_per_s
-    );
-    let _ = writeln!(
-        o,
-        "  double                 {:.0} PUTs/s, {:.0} GETs/s without latency; with L = {:.0} ms: {} PUTs all at once took {:.0} ms, {} with {} in flight took {:.2} s (bound {:.2} s)",
-        h.es_puts_per_s,
-        h.es_gets_per_s,
-        h.latency_ms,
-        h.wide_puts,
-        h.latency_puts_wall_ms,
-        h.latency_puts,
-        h.bounded_puts_parallelism,
-        h.bounded_puts_wall_ms / 1000.0,
-        h.latency_ms * h.latency_puts as f64 / h.bounded_puts_parallelism.max(1) as f64 / 1000.0
-    );
+    o.push_str(&render_harness(&r.harness));
 
     let _ = writeln!(
         o,
@@ -565,6 +549,38 @@ pub fn render(r: &BenchReport) -> String {
             t.measured
         );
     }
+    o
+}
+
+/// Section 6, the harness's own throughput with no operator running (also `bench --harness-only`).
+pub fn render_harness(h: &super::HarnessLimits) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\n6. Harness alone (no operator; {} requests, {} in flight)",
+        h.operations, h.parallelism
+    );
+    let _ = writeln!(
+        o,
+        "  emulator               {:.0} Secret creates/s, {:.0} InferenceEndpoint creates/s, {:.0} status patches/s, {:.0} Secret GETs/s",
+        h.kube_secret_creates_per_s,
+        h.kube_iep_creates_per_s,
+        h.kube_status_patches_per_s,
+        h.kube_secret_gets_per_s
+    );
+    let _ = writeln!(
+        o,
+        "  double                 {:.0} PUTs/s, {:.0} GETs/s without latency; with L = {:.0} ms: {} PUTs all at once took {:.0} ms, {} with {} in flight took {:.2} s (bound {:.2} s)",
+        h.es_puts_per_s,
+        h.es_gets_per_s,
+        h.latency_ms,
+        h.wide_puts,
+        h.latency_puts_wall_ms,
+        h.latency_puts,
+        h.bounded_puts_parallelism,
+        h.bounded_puts_wall_ms / 1000.0,
+        h.latency_ms * h.latency_puts as f64 / h.bounded_puts_parallelism.max(1) as f64 / 1000.0
+    );
     o
 }
 

@@ -65,6 +65,13 @@ pub fn es_credentials(namespace: &str) -> Secret {
     )
 }
 
+/// The Secret holding the double's CA (`spec.elasticsearch.caSecretRef`, key `ca.crt`).
+pub const ES_CA_SECRET: &str = "es-ca";
+
+pub fn es_ca(namespace: &str, ca_pem: &str) -> Secret {
+    secret(namespace, ES_CA_SECRET, &[("ca.crt", ca_pem.as_bytes())])
+}
+
 /// The Secret holding endpoint `name`'s Azure key.
 pub fn key_secret_name(name: &str) -> String {
     format!("azure-{name}")
@@ -78,19 +85,26 @@ pub fn key_secret(namespace: &str, name: &str, key: &str) -> Secret {
     )
 }
 
-/// A text_embedding InferenceEndpoint against the double, its key in its own Secret.
+/// A text_embedding InferenceEndpoint against the double, its key in its own Secret; an
+/// `https://` double is verified with the CA in [`ES_CA_SECRET`] (the production path: over
+/// `http://` every object also gets the `PlaintextCredentials` warning and its Event).
 pub fn endpoint(namespace: &str, name: &str, es_url: &str, finalizer: bool) -> DynamicObject {
     let mut metadata = json!({"name": name, "namespace": namespace});
     if finalizer {
         // As left by an earlier run of the operator.
         metadata["finalizers"] = json!(["esinference.io/cleanup"]);
     }
+    let mut connection =
+        json!({"url": es_url, "credentialsSecretRef": {"name": ES_CREDENTIALS_SECRET}});
+    if es_url.starts_with("https://") {
+        connection["caSecretRef"] = json!({"name": ES_CA_SECRET});
+    }
     serde_json::from_value(json!({
         "apiVersion": "esinference.io/v1alpha1",
         "kind": "InferenceEndpoint",
         "metadata": metadata,
         "spec": {
-            "elasticsearch": {"url": es_url, "credentialsSecretRef": {"name": ES_CREDENTIALS_SECRET}},
+            "elasticsearch": connection,
             "taskType": "text_embedding",
             "azureOpenAI": {
                 "resourceName": "bench-resource",
@@ -164,16 +178,13 @@ pub fn is_ready(object: &Value) -> bool {
 /// How many of `names` (in `namespace`) are Ready, read in-process from the emulator's store
 /// (no HTTP request, so nothing is added to the request log).
 pub fn ready_count(kube: &KubeEmulator, namespace: &str, names: &BTreeSet<String>) -> usize {
-    kube.list_objects("inferenceendpoints")
-        .iter()
-        .filter(|o| o["metadata"]["namespace"] == namespace)
-        .filter(|o| {
-            o["metadata"]["name"]
+    kube.count_objects("inferenceendpoints", |o| {
+        o["metadata"]["namespace"] == namespace
+            && o["metadata"]["name"]
                 .as_str()
                 .is_some_and(|n| names.contains(n))
-        })
-        .filter(|o| is_ready(o))
-        .count()
+            && is_ready(o)
+    })
 }
 
 /// Poll until every name is Ready; returns when that was first observed.
@@ -354,6 +365,18 @@ mod tests {
         let counts = es_counts(&[used_by, delete]);
         assert_eq!(counts["used-by read (DELETE ?dry_run)"], 1);
         assert_eq!(counts["delete (DELETE)"], 1);
+    }
+
+    #[test]
+    fn an_https_double_is_verified_with_the_ca_secret() {
+        let spec = |url: &str| serde_json::to_value(endpoint("ns", "a", url, false)).unwrap();
+        let tls = spec("https://127.0.0.1:9200");
+        assert_eq!(
+            tls["spec"]["elasticsearch"]["caSecretRef"]["name"],
+            ES_CA_SECRET
+        );
+        let plain = spec("http://127.0.0.1:9200");
+        assert!(plain["spec"]["elasticsearch"].get("caSecretRef").is_none());
     }
 
     #[test]
