@@ -128,6 +128,8 @@ pub struct Metrics {
     es_requests: Family<EsLabels, Counter>,
     es_duration: Family<OperationLabels, Histogram>,
     endpoints: Family<ReadyLabels, Gauge>,
+    /// Events the bounded Event queue dropped (controller::events).
+    events_dropped: Counter,
     /// Counts the `endpoints` gauge at scrape time, while a controller runs.
     endpoint_counts: Mutex<Option<EndpointCounter>>,
 }
@@ -170,6 +172,12 @@ impl Default for Metrics {
             "InferenceEndpoint objects by Ready condition (true, false, unknown)",
             endpoints.clone(),
         );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Events not published because the Event queue was full (the oldest is dropped)",
+            events_dropped.clone(),
+        );
         let per_object = PerObject::default();
         per_object.register(&mut registry);
         Metrics {
@@ -181,6 +189,7 @@ impl Default for Metrics {
             es_requests,
             es_duration,
             endpoints,
+            events_dropped,
             endpoint_counts: Mutex::new(None),
         }
     }
@@ -237,6 +246,16 @@ fn object_result(namespace: &str, name: &str, result: &'static str) -> ObjectRes
 }
 
 impl Metrics {
+    /// The Event queue was full and dropped its oldest Event.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
+    }
+
+    /// How many Events the Event queue dropped so far.
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped.get()
+    }
+
     /// Turn the per-endpoint series on or off (`--per-object-metrics`).
     pub fn set_per_object(&self, on: bool) {
         self.per_object_on

@@ -12,6 +12,7 @@ pub mod connection;
 pub mod decode;
 pub mod desired;
 pub mod destination;
+pub mod events;
 pub mod health;
 pub mod identity;
 pub mod in_flight;
@@ -181,7 +182,8 @@ pub struct Context {
     pub client: kube::Client,
     /// Ownership facts of every InferenceEndpoint in every watched scope.
     pub ownership: Arc<OwnershipIndex>,
-    pub recorder: EventRecorder,
+    /// Events waiting to be published, bounded (reconciles never wait for an Event).
+    pub events: events::EventQueue,
     pub metrics: Arc<Metrics>,
     pub config: Config,
     pub connections: Connections,
@@ -221,10 +223,16 @@ impl Context {
             accepted_secrets: Mutex::new(HashMap::new()),
             creates: in_flight::CreatesSent::default(),
             own_writes: Arc::default(),
-            recorder: EventRecorder {
-                client: client.clone(),
-                reporter,
-            },
+            events: events::EventQueue::new(
+                EventRecorder {
+                    client: client.clone(),
+                    reporter,
+                },
+                events::QUEUE_CAPACITY,
+                events::WORKERS,
+                config.kube_timeout,
+                metrics.clone(),
+            ),
             connections: Connections::new(config.connection.clone(), metrics.clone()),
             slots: Slots::new(slot_count(config.concurrency)),
             metrics,

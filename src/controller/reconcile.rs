@@ -1862,7 +1862,8 @@ async fn apply_status(
 }
 
 /// Events are best effort and published off the reconcile path: a slow or failing Event write
-/// neither holds a reconcile slot nor fails the reconcile.
+/// neither holds a reconcile slot nor fails the reconcile, and a burst of them is bounded
+/// (controller::events).
 fn publish(ctx: &Context, iep: &impl Resource<DynamicType = ()>, outcome: &Outcome, action: &str) {
     let event = Event {
         // A chunking reset leaves the endpoint working but changed: worth a Warning.
@@ -1876,17 +1877,7 @@ fn publish(ctx: &Context, iep: &impl Resource<DynamicType = ()>, outcome: &Outco
         action: action.to_owned(),
         secondary: None,
     };
-    let reference = iep.object_ref(&());
-    let recorder = ctx.recorder.clone();
-    let timeout = ctx.config.kube_timeout;
-    let reason = outcome.reason.as_str();
-    tokio::spawn(async move {
-        match tokio::time::timeout(timeout, recorder.publish(&event, &reference)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => warn!(%error, reason, "could not publish event"),
-            Err(_) => warn!(reason, "publishing event timed out"),
-        }
-    });
+    ctx.events.push(event, iep.object_ref(&()));
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! It follows the watcher's event protocol like the reflector store does: `Init` starts a fresh
 //! index, `InitApply` fills it, `InitDone` swaps it in; `Apply` and `Delete` change it live.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -67,33 +67,80 @@ pub fn secrets_of(iep: &InferenceEndpoint) -> Vec<SecretKey> {
     keys
 }
 
+/// An indexed object, by namespace and name: all a Secret event needs to trigger its reconcile
+/// (its resourceVersion and uid, which an `ObjectRef` also carries, are not needed), shared
+/// between both maps.
+#[derive(Debug, Hash, PartialEq, Eq)]
+struct Object {
+    namespace: Option<Box<str>>,
+    name: Box<str>,
+}
+
+impl Object {
+    fn of(decoded: &Decoded) -> Self {
+        Object {
+            namespace: decoded.namespace().map(String::into_boxed_str),
+            name: decoded.name_any().into_boxed_str(),
+        }
+    }
+
+    fn object_ref(&self) -> ObjectRef<Decoded> {
+        let object = ObjectRef::new(&self.name);
+        match &self.namespace {
+            Some(namespace) => object.within(namespace),
+            None => object,
+        }
+    }
+}
+
+/// Secrets are kept as 64-bit hashes of namespace/name (`hash_of`): a collision of two Secrets
+/// only makes an event of one also reconcile the objects of the other (a re-check that writes
+/// nothing), never misses an object. Per object this is one shared `Object` and a few words,
+/// ~0.3 KB, where full `ObjectRef`s in a set per Secret and the Secret names per object were
+/// ~1.1 KB (docs/benchmarks.md#memory-after-bounding-the-burst-issue-16).
 #[derive(Default)]
 struct Index {
-    by_secret: HashMap<SecretKey, HashSet<ObjectRef<Decoded>>>,
-    by_object: HashMap<ObjectRef<Decoded>, Vec<SecretKey>>,
+    by_secret: HashMap<u64, Vec<Arc<Object>>>,
+    by_object: HashMap<Arc<Object>, Box<[u64]>>,
 }
 
 impl Index {
     /// An object that does not decode references nothing the operator would read.
     fn put(&mut self, decoded: &Decoded) {
-        let object = ObjectRef::from_obj(decoded);
+        let object = Object::of(decoded);
+        let mut secrets: Vec<u64> = decoded
+            .typed()
+            .map(secrets_of)
+            .unwrap_or_default()
+            .iter()
+            .map(|(namespace, name)| hash_of(&[namespace, name]))
+            .collect();
+        secrets.sort_unstable();
+        secrets.dedup();
+        // Most events of an object (its status, its other spec fields) keep its Secrets.
+        if self.by_object.get(&object).map(|known| &known[..]) == Some(&secrets[..]) {
+            return;
+        }
         self.remove(&object);
-        let secrets = decoded.typed().map(secrets_of).unwrap_or_default();
+        let object = Arc::new(object);
         for secret in &secrets {
             self.by_secret
-                .entry(secret.clone())
+                .entry(*secret)
                 .or_default()
-                .insert(object.clone());
+                .push(object.clone());
         }
-        self.by_object.insert(object, secrets);
+        self.by_object.insert(object, secrets.into_boxed_slice());
     }
 
-    fn remove(&mut self, object: &ObjectRef<Decoded>) {
-        for secret in self.by_object.remove(object).unwrap_or_default() {
-            if let Some(objects) = self.by_secret.get_mut(&secret) {
-                objects.remove(object);
+    fn remove(&mut self, object: &Object) {
+        let Some((object, secrets)) = self.by_object.remove_entry(object) else {
+            return;
+        };
+        for secret in secrets.iter() {
+            if let Some(objects) = self.by_secret.get_mut(secret) {
+                objects.retain(|o| !Arc::ptr_eq(o, &object));
                 if objects.is_empty() {
-                    self.by_secret.remove(&secret);
+                    self.by_secret.remove(secret);
                 }
             }
         }
@@ -111,7 +158,7 @@ impl SecretIndex {
     pub fn apply(&self, event: &watcher::Event<Decoded>) {
         match event {
             watcher::Event::Apply(iep) => lock(&self.live).put(iep),
-            watcher::Event::Delete(iep) => lock(&self.live).remove(&ObjectRef::from_obj(iep)),
+            watcher::Event::Delete(iep) => lock(&self.live).remove(&Object::of(iep)),
             watcher::Event::Init => *lock(&self.pending) = Some(Index::default()),
             watcher::Event::InitApply(iep) => lock(&self.pending)
                 .get_or_insert_with(Index::default)
@@ -127,8 +174,8 @@ impl SecretIndex {
     pub fn referencing(&self, namespace: &str, name: &str) -> Vec<ObjectRef<Decoded>> {
         lock(&self.live)
             .by_secret
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .map(|objects| objects.iter().cloned().collect())
+            .get(&hash_of(&[namespace, name]))
+            .map(|objects| objects.iter().map(|o| o.object_ref()).collect())
             .unwrap_or_default()
     }
 }
@@ -352,6 +399,31 @@ mod tests {
         index.apply(&watcher::Event::Delete(direct("b", "azure")));
         assert!(index.referencing("ns", "azure").is_empty());
         assert_eq!(names(index.referencing("ns", "es-creds")), ["a"]);
+    }
+
+    #[test]
+    fn an_object_is_found_once_however_often_it_names_a_secret() {
+        let both = iep(
+            "a",
+            "ns",
+            json!({
+                "elasticsearch": {"url": "https://es:9200", "credentialsSecretRef": {"name": "es"}, "caSecretRef": {"name": "es"}},
+                "taskType": "completion",
+                "azureOpenAI": {"resourceName": "r", "deploymentId": "d", "apiVersion": "v", "apiKeySecretRef": {"name": "es", "key": "k"}}
+            }),
+        );
+        let index = SecretIndex::default();
+        index.apply(&watcher::Event::Apply(both));
+        // The same object again (a status change): still one entry.
+        index.apply(&watcher::Event::Apply(direct("b", "azure")));
+        index.apply(&watcher::Event::Apply(direct("b", "azure")));
+        assert_eq!(names(index.referencing("ns", "es")), ["a"]);
+        assert_eq!(names(index.referencing("ns", "azure")), ["b"]);
+        let found = index.referencing("ns", "azure").pop().unwrap();
+        assert_eq!(found.namespace.as_deref(), Some("ns"));
+        index.apply(&watcher::Event::Delete(direct("b", "azure")));
+        assert!(index.referencing("ns", "azure").is_empty());
+        assert_eq!(names(index.referencing("ns", "es")), ["a"]);
     }
 
     #[test]
