@@ -204,6 +204,8 @@ pub struct Context {
     pub creates: in_flight::CreatesSent,
     /// The object versions this process's own writes superseded: no reconcile acts on one.
     pub own_writes: Arc<own_writes::OwnWrites>,
+    /// Whether the served CRD lacks status fields this operator writes.
+    pub crd_compat: status_compat::CrdCompat,
 }
 
 impl Context {
@@ -223,6 +225,7 @@ impl Context {
             accepted_secrets: Mutex::new(HashMap::new()),
             creates: in_flight::CreatesSent::default(),
             own_writes: Arc::default(),
+            crd_compat: status_compat::CrdCompat::default(),
             events: events::EventQueue::new(
                 EventRecorder {
                     client: client.clone(),

@@ -1755,7 +1755,7 @@ async fn report(
             &now,
         ));
     }
-    if status_compat::worth_writing(&previous, &status) {
+    if ctx.crd_compat.worth_writing(&previous, &status) {
         let after = patch_status(who, ctx, &status).await?;
         let before = iep.meta().resource_version.as_deref();
         ctx.own_writes.wrote(&who.uid, before, after.as_deref());
@@ -1825,12 +1825,12 @@ async fn patch_status(
             let Some(without) = status_compat::without_newer_fields(status) else {
                 return Err(Error::Kube(kube::Error::Api(refusal)));
             };
-            status_compat::refused();
+            ctx.crd_compat.refused();
             apply_status(who, ctx, &without).await
         }
         applied => {
             if applied.is_ok() {
-                status_compat::applied(status);
+                ctx.crd_compat.applied(status);
             }
             applied
         }

@@ -48,9 +48,14 @@ pub fn without_newer_fields(status: &InferenceEndpointStatus) -> Option<Inferenc
     serde_json::from_value(value).ok()
 }
 
-/// When a status apply last found the served CRD lacking [`NEWER_FIELDS`]; cleared by an apply
-/// that carries them and succeeds (the CRD was updated).
-static REFUSED_AT: Mutex<Option<Instant>> = Mutex::new(None);
+/// What this operator learnt about the CRD its cluster serves: when a status apply last found
+/// it lacking [`NEWER_FIELDS`]; cleared by an apply that carries them and succeeds (the CRD was
+/// updated). One per controller (its `Context`), so controllers on different clusters, or the
+/// tests' operators in one process, do not share it.
+#[derive(Debug, Default)]
+pub struct CrdCompat {
+    refused_at: Mutex<Option<Instant>>,
+}
 
 /// How long a refusal is trusted for the status writes that would change only
 /// `targetInferenceId`: once it is older, the next such write is tried again, so an updated CRD
@@ -61,9 +66,32 @@ const TRUST_REFUSAL: Duration = Duration::from_secs(300);
 /// known to lack the newer fields, a status that differs only in `targetInferenceId` is not:
 /// that field is derived from the spec, the server cannot keep it, and applying it anyway would
 /// cost a refused and a repeated apply at every reconcile.
-pub fn worth_writing(previous: &InferenceEndpointStatus, status: &InferenceEndpointStatus) -> bool {
-    let refused_at = *REFUSED_AT.lock().unwrap_or_else(|e| e.into_inner());
-    worth_writing_at(previous, status, refused_at, Instant::now())
+impl CrdCompat {
+    pub fn worth_writing(
+        &self,
+        previous: &InferenceEndpointStatus,
+        status: &InferenceEndpointStatus,
+    ) -> bool {
+        worth_writing_at(previous, status, *self.lock(), Instant::now())
+    }
+
+    /// An apply carrying `status` succeeded: if it had newer fields, the CRD declares them.
+    pub fn applied(&self, status: &InferenceEndpointStatus) {
+        if without_newer_fields(status).is_some() {
+            *self.lock() = None;
+        }
+    }
+
+    /// The CRD served by this cluster is older than the operator: remember it, and say once per
+    /// process what to do.
+    pub fn refused(&self) {
+        *self.lock() = Some(Instant::now());
+        warn_once();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.refused_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 fn worth_writing_at(
@@ -84,19 +112,9 @@ fn worth_writing_at(
     !(only_the_target && old_crd)
 }
 
-/// An apply carrying `status` succeeded: if it had newer fields, the CRD declares them.
-pub fn applied(status: &InferenceEndpointStatus) {
-    if without_newer_fields(status).is_some() {
-        *REFUSED_AT.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-}
-
 static WARNED: AtomicBool = AtomicBool::new(false);
 
-/// The CRD served by this cluster is older than the operator: remember it, and say once per
-/// process what to do.
-pub fn refused() {
-    *REFUSED_AT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+fn warn_once() {
     if WARNED.swap(true, Ordering::Relaxed) {
         return;
     }
@@ -193,17 +211,19 @@ mod tests {
 
     #[test]
     fn a_successful_apply_with_newer_fields_forgets_the_refusal() {
-        refused();
-        assert!(REFUSED_AT.lock().unwrap().is_some());
-        applied(&InferenceEndpointStatus::default());
-        assert!(
-            REFUSED_AT.lock().unwrap().is_some(),
-            "nothing newer was applied"
-        );
-        applied(&InferenceEndpointStatus {
+        let compat = CrdCompat::default();
+        compat.refused();
+        assert!(compat.lock().is_some());
+        compat.applied(&InferenceEndpointStatus::default());
+        assert!(compat.lock().is_some(), "nothing newer was applied");
+        compat.applied(&InferenceEndpointStatus {
             target_inference_id: Some("emb".into()),
             ..InferenceEndpointStatus::default()
         });
-        assert!(REFUSED_AT.lock().unwrap().is_none());
+        assert!(compat.lock().is_none());
+        assert!(
+            CrdCompat::default().lock().is_none(),
+            "another controller's CRD is its own"
+        );
     }
 }
