@@ -349,11 +349,6 @@ mod tests {
 mod malloc {
     use std::time::Duration;
 
-    extern "C" {
-        /// glibc `<malloc.h>`: `int malloc_trim(size_t pad)`.
-        fn malloc_trim(pad: usize) -> std::ffi::c_int;
-    }
-
     pub fn trim_periodically(every: Duration) {
         let trimmer = std::thread::Builder::new()
             .name("malloc-trim".into())
@@ -361,7 +356,7 @@ mod malloc {
             .spawn(move || loop {
                 std::thread::sleep(every);
                 // SAFETY: no arguments beyond a size; glibc locks each arena while trimming.
-                unsafe { malloc_trim(0) };
+                unsafe { libc::malloc_trim(0) };
             });
         // Without the thread the operator only keeps more memory: nothing to report.
         drop(trimmer);
