@@ -876,6 +876,19 @@ async fn land(world: &World, id: &str) -> String {
     }
 }
 
+/// Create an object whose create Elasticsearch holds, kill the operator while it waits, then
+/// change the spec: the held create (with the settings asked, returned) has not landed yet.
+async fn create_held_across_a_kill_then_changed(world: &mut World) -> (usize, String) {
+    world.env.es.hold_next(Route::Put, 1);
+    let mut operator = Operator::start(world, "operator-0", IN_FLIGHT_WAIT);
+    let i = world.create_as(false).await;
+    let asked = world.objects[i].user.clone();
+    wait_held(world, 1).await;
+    operator.kill().await;
+    world.change(i).await;
+    (i, asked)
+}
+
 /// The case behind seed 6282026349100311834, made deterministic: the operator dies while
 /// Elasticsearch holds its create, the spec changes, and the create lands before the next
 /// process looks. That endpoint holds the old settings and status does not record it; it is
@@ -887,13 +900,7 @@ async fn land(world: &World, id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_landing_after_a_spec_change_is_updated_to_the_spec() {
     let mut world = World::new("late_create_changed").await;
-    world.env.es.hold_next(Route::Put, 1);
-    let mut operator = Operator::start(&world, "operator-0", IN_FLIGHT_WAIT);
-    let i = world.create_as(false).await;
-    let asked = world.objects[i].user.clone();
-    wait_held(&world, 1).await;
-    operator.kill().await;
-    world.change(i).await;
+    let (i, asked) = create_held_across_a_kill_then_changed(&mut world).await;
     let id = world.objects[i].id.clone();
     assert_eq!(land(&world, &id).await, asked, "the create landed as asked");
     let operator = Operator::start(&world, "operator-1", IN_FLIGHT_WAIT);
@@ -941,13 +948,7 @@ async fn a_later_create_landing_after_a_kill_and_a_spec_change_is_updated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_landing_after_a_spec_change_and_a_deletion_is_removed() {
     let mut world = World::new("late_create_changed_deleted").await;
-    world.env.es.hold_next(Route::Put, 1);
-    let mut operator = Operator::start(&world, "operator-0", IN_FLIGHT_WAIT);
-    let i = world.create_as(false).await;
-    let asked = world.objects[i].user.clone();
-    wait_held(&world, 1).await;
-    operator.kill().await;
-    world.change(i).await;
+    let (i, asked) = create_held_across_a_kill_then_changed(&mut world).await;
     world.delete(i).await;
     let id = world.objects[i].id.clone();
     assert_eq!(land(&world, &id).await, asked, "the create landed as asked");

@@ -250,15 +250,37 @@ mod tests {
         }
     }
 
-    fn queue(url: &str, capacity: usize, metrics: Arc<Metrics>) -> EventQueue {
-        let recorder = EventRecorder {
+    fn recorder(url: &str) -> EventRecorder {
+        EventRecorder {
             client: inference_testenv::client_for(url, "ns"),
             reporter: Reporter {
                 controller: FIELD_MANAGER.into(),
                 instance: None,
             },
-        };
-        EventQueue::new(recorder, capacity, 2, Duration::from_secs(5), metrics)
+        }
+    }
+
+    fn queue(url: &str, capacity: usize, metrics: Arc<Metrics>) -> EventQueue {
+        EventQueue::new(recorder(url), capacity, 2, Duration::from_secs(5), metrics)
+    }
+
+    #[tokio::test]
+    async fn events_are_not_kept_per_object() {
+        let kube = KubeEmulator::start(EmulatorOptions::default()).await;
+        kube.create_namespace("ns");
+        let recorder = recorder(&kube.url());
+        for _ in 0..2 {
+            recorder.publish(&event(1), &reference()).await.unwrap();
+        }
+        // kube's Recorder remembers the first and PATCHes it into a series; nothing is kept
+        // here, so the repeat is created like the first.
+        let methods: Vec<String> = kube
+            .requests()
+            .into_iter()
+            .filter(|r| r.resource.as_deref() == Some("events"))
+            .map(|r| r.method)
+            .collect();
+        assert_eq!(methods, ["POST", "POST"]);
     }
 
     fn notes(kube: &KubeEmulator) -> Vec<String> {

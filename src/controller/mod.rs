@@ -710,48 +710,6 @@ mod tests {
         .unwrap()
     }
 
-    #[tokio::test]
-    async fn events_are_not_kept_per_object() {
-        use inference_testenv::kube::{EmulatorOptions, KubeEmulator};
-        use kube::runtime::events::{Event, EventType};
-        let kube = KubeEmulator::start(EmulatorOptions::default()).await;
-        kube.create_namespace("ns");
-        let recorder = EventRecorder {
-            client: inference_testenv::client_for(&kube.url(), "ns"),
-            reporter: Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: None,
-            },
-        };
-        let event = Event {
-            type_: EventType::Normal,
-            reason: "Created".into(),
-            note: Some("created".into()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        let reference = k8s_openapi::api::core::v1::ObjectReference {
-            api_version: Some("esinference.io/v1alpha1".into()),
-            kind: Some("InferenceEndpoint".into()),
-            name: Some("a".into()),
-            namespace: Some("ns".into()),
-            uid: Some("u1".into()),
-            ..Default::default()
-        };
-        for _ in 0..2 {
-            recorder.publish(&event, &reference).await.unwrap();
-        }
-        // kube's Recorder remembers the first and PATCHes it into a series; nothing is kept
-        // here, so the repeat is created like the first.
-        let methods: Vec<String> = kube
-            .requests()
-            .into_iter()
-            .filter(|r| r.resource.as_deref() == Some("events"))
-            .map(|r| r.method)
-            .collect();
-        assert_eq!(methods, ["POST", "POST"]);
-    }
-
     #[test]
     fn backoff_doubles_and_caps() {
         let initial = Duration::from_secs(1);
