@@ -38,6 +38,11 @@ pub const CREATE_INTENT_ANNOTATION: &str = "esinference.io/create-intent";
 /// object had not asked for yet, while its status still records no endpoint.
 pub const MAX_INTENTS: usize = 4;
 
+/// At most this many bytes of records: a spec may hold up to 256 KiB of settings
+/// (`api::checks::MAX_SPEC_BYTES`), and the API server refuses an object whose annotations
+/// together pass 256 KiB.
+pub const MAX_INTENT_BYTES: usize = 16 * 1024;
+
 /// The creates an object records it may have sent ([`CREATE_INTENT_ANNOTATION`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Intents(Vec<EndpointConfig>);
@@ -65,12 +70,21 @@ impl Intents {
     }
 
     /// The annotation's value once a create of `config` is recorded too (the oldest dropped
-    /// beyond [`MAX_INTENTS`]).
-    pub fn with(&self, config: &EndpointConfig) -> String {
+    /// beyond [`MAX_INTENTS`] or [`MAX_INTENT_BYTES`]); `None` when `config` alone is past the
+    /// budget: such a create is not recorded (as before the record existed), rather than have
+    /// the object's annotations refused (the API server caps them at 256 KiB in all).
+    pub fn with(&self, config: &EndpointConfig) -> Option<String> {
         let mut asked: Vec<&EndpointConfig> = self.0.iter().filter(|c| *c != config).collect();
         asked.push(config);
-        let keep = asked.len().saturating_sub(MAX_INTENTS);
-        serde_json::to_string(&asked[keep..]).unwrap_or_default()
+        let mut kept = &asked[asked.len().saturating_sub(MAX_INTENTS)..];
+        while !kept.is_empty() {
+            let value = serde_json::to_string(kept).ok()?;
+            if value.len() <= MAX_INTENT_BYTES {
+                return Some(value);
+            }
+            kept = &kept[1..];
+        }
+        None
     }
 }
 
@@ -174,18 +188,18 @@ mod tests {
     #[test]
     fn intents_round_trip_through_the_annotation_and_keep_the_latest() {
         assert_eq!(Intents::of(None), Intents::default());
-        let one = Intents::default().with(&config("a"));
+        let one = Intents::default().with(&config("a")).unwrap();
         let recorded = Intents::of(Some(&annotated(&one)));
         assert_eq!(recorded.asked(), [config("a")]);
         assert!(recorded.covers(&config("a")));
         assert!(!recorded.covers(&config("b")));
         // Asking again for the same moves it to the end; no duplicate.
-        let again = Intents::of(Some(&annotated(&recorded.with(&config("b")))));
-        let again = Intents::of(Some(&annotated(&again.with(&config("a")))));
+        let again = Intents::of(Some(&annotated(&recorded.with(&config("b")).unwrap())));
+        let again = Intents::of(Some(&annotated(&again.with(&config("a")).unwrap())));
         assert_eq!(again.asked(), [config("b"), config("a")]);
         let mut many = Intents::default();
         for user in ["1", "2", "3", "4", "5", "6"] {
-            many = Intents::of(Some(&annotated(&many.with(&config(user)))));
+            many = Intents::of(Some(&annotated(&many.with(&config(user)).unwrap())));
         }
         let users: Vec<_> = many
             .asked()
@@ -193,6 +207,33 @@ mod tests {
             .map(|c| c.task_settings["user"].clone())
             .collect();
         assert_eq!(users, ["3", "4", "5", "6"]);
+    }
+
+    #[test]
+    fn the_record_stays_within_its_byte_budget() {
+        let user = |n: usize, len: usize| format!("{n}{}", "x".repeat(len));
+        // Records of 6 KiB each: the newest two fit, the oldest goes.
+        let mut intents = Intents::default();
+        for n in 0..3 {
+            let value = intents.with(&config(&user(n, 6 * 1024))).unwrap();
+            assert!(value.len() <= MAX_INTENT_BYTES);
+            intents = Intents::of(Some(&annotated(&value)));
+        }
+        let users: Vec<_> = intents
+            .asked()
+            .iter()
+            .map(|c| {
+                c.task_settings["user"]
+                    .as_str()
+                    .unwrap()
+                    .chars()
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(users, ['1', '2']);
+        // A config past the budget on its own is not recorded at all.
+        assert_eq!(intents.with(&config(&user(9, MAX_INTENT_BYTES))), None);
     }
 
     #[test]

@@ -464,7 +464,7 @@ mod tests {
     fn intents(users: &[&str]) -> Intents {
         let mut intents = Intents::default();
         for user in users {
-            let value = intents.with(&asked(user));
+            let value = intents.with(&asked(user)).unwrap();
             let annotations = std::collections::BTreeMap::from([(
                 crate::controller::in_flight::CREATE_INTENT_ANNOTATION.to_owned(),
                 value,

@@ -298,8 +298,10 @@ pub async fn hold(
     // A spec without a config creates nothing; its reconcile reports why.
     if let Ok(desired) = desired(&iep) {
         let intents = Intents::of(iep.metadata.annotations.as_ref());
-        if !intents.covers(&desired.config) {
-            let value = intents.with(&desired.config);
+        let value = (!intents.covers(&desired.config))
+            .then(|| intents.with(&desired.config))
+            .flatten();
+        if let Some(value) = value {
             metadata["annotations"] = json!({ in_flight::CREATE_INTENT_ANNOTATION: value });
         }
     }
@@ -1205,10 +1207,10 @@ async fn intend(
     observed: &Observed,
     config: &EndpointConfig,
 ) -> Result<(), Failure> {
-    let Some(intents) = observed.intents.as_ref().filter(|i| !i.covers(config)) else {
+    let unrecorded = observed.intents.as_ref().filter(|i| !i.covers(config));
+    let Some(value) = unrecorded.and_then(|intents| intents.with(config)) else {
         return Ok(());
     };
-    let value = intents.with(config);
     let patch =
         json!({"metadata": {"annotations": { in_flight::CREATE_INTENT_ANNOTATION: value }}});
     let api: Api<Decoded> = Api::namespaced(ctx.client.clone(), &who.namespace);
