@@ -329,6 +329,8 @@ async fn a_restart_reverifies_from_one_listing_per_connection_reading_each_secre
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // One pass per object: the Secret watch's first listing is not a change of any Secret.
+    assert_eq!(reconciles(&second), objects, "one reconcile per object");
     let es = env.es.requests();
     let by_user = listings(&es);
     assert_eq!(
@@ -348,4 +350,40 @@ async fn a_restart_reverifies_from_one_listing_per_connection_reading_each_secre
     assert!(twice.is_empty(), "each Secret read at most once: {twice:?}");
     // The credential Secret of each namespace and every object's key: 2 + 2 × PER_NAMESPACE.
     assert_eq!(reads.len(), 2 + 2 * PER_NAMESPACE, "{reads:?}");
+}
+
+/// A watch that lost its place lists again; a listing that finds every Secret as it was is not a
+/// change of any of them, so it brings no reconcile (nor a read of the Secrets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_of_unchanged_secrets_reconciles_nothing() {
+    let env = two_tenants().await;
+    let operator = start_operator(&env, test_config());
+    create_all(&env).await;
+    wait_all_ready(&env).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = reconciles(&operator);
+    env.kube.clear_requests();
+    // History gone and every watch closed: each watcher's resume gets 410 and lists again.
+    env.kube.compact();
+    env.kube.close_all_watches();
+    wait_for(WAIT, "both watches listed again", || async {
+        let lists = env.kube.requests();
+        let listed = |plural: &str| {
+            lists
+                .iter()
+                .any(|r| !r.watch && r.method == "GET" && r.path.ends_with(plural))
+        };
+        (listed("/secrets") && listed("/inferenceendpoints"))
+            .then_some(())
+            .ok_or("not yet".to_owned())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        reconciles(&operator) - before,
+        0,
+        "no reconcile after the re-list"
+    );
+    let reads = secret_reads(&env.kube.requests());
+    assert!(reads.is_empty(), "no Secret read: {reads:?}");
 }

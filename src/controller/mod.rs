@@ -590,18 +590,29 @@ pub async fn run(
             meta.labels = None;
             meta.managed_fields = None;
         })
-        .inspect({
+        // The Secrets that changed (`SecretVersions::is_change`), as `touched_objects` would
+        // give them but without the listings that change nothing.
+        .filter_map({
             let versions = versions.clone();
             move |event| {
-                if let Ok(event) = event {
-                    versions.apply(event);
-                }
-                if matches!(event, Ok(watcher::Event::InitDone)) {
-                    secrets_synced.send_replace(true);
-                }
+                let changed = match event {
+                    Ok(event) => {
+                        let news = versions.is_change(&event);
+                        versions.apply(&event);
+                        if matches!(event, watcher::Event::InitDone) {
+                            secrets_synced.send_replace(true);
+                        }
+                        match event {
+                            watcher::Event::Apply(s) | watcher::Event::Delete(s) => Some(Ok(s)),
+                            watcher::Event::InitApply(s) if news => Some(Ok(s)),
+                            _ => None,
+                        }
+                    }
+                    Err(error) => Some(Err(error)),
+                };
+                futures::future::ready(changed)
             }
-        })
-        .touched_objects();
+        });
     tokio::spawn({
         async move {
             let listed = ieps_listed.wait_for(|listed| *listed).await.is_ok()

@@ -6,6 +6,7 @@
 //! index, `InitApply` fills it, `InitDone` swaps it in; `Apply` and `Delete` change it live.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -237,6 +238,8 @@ impl SecretRouter {
 pub struct SecretVersions {
     live: Mutex<HashMap<u64, u64>>,
     pending: Mutex<Option<HashMap<u64, u64>>>,
+    /// A listing has completed: `live` is what the watch saw before any re-list.
+    listed: std::sync::atomic::AtomicBool,
 }
 
 /// A Secret's resourceVersion as the watch last saw it, hashed ([`SecretVersions`]).
@@ -288,7 +291,33 @@ impl SecretVersions {
             watcher::Event::InitDone => {
                 let rebuilt = lock(&self.pending).take().unwrap_or_default();
                 *lock(&self.live) = rebuilt;
+                self.listed.store(true, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Whether `event` (not yet applied) tells of a change of a Secret, so the objects naming it
+    /// must look again. A listing tells of none at the first start (every object has its own
+    /// first pass, which reads what it needs); a re-list after a gap tells of the Secrets whose
+    /// version differs from the one last seen, or that were not seen (created in the gap).
+    /// Otherwise a re-list, or the first listing racing the objects' first passes, would bring
+    /// a second pass to every object.
+    pub fn is_change<K>(&self, event: &watcher::Event<K>) -> bool
+    where
+        K: kube::Resource,
+    {
+        match event {
+            watcher::Event::Apply(_) | watcher::Event::Delete(_) => true,
+            watcher::Event::InitApply(secret) => {
+                let meta = secret.meta();
+                let (Some(namespace), Some(name)) = (&meta.namespace, &meta.name) else {
+                    return false;
+                };
+                let version = meta.resource_version.as_deref().map(version_of);
+                self.listed.load(Ordering::Relaxed)
+                    && (version.is_none() || self.current(namespace, name) != version)
+            }
+            watcher::Event::Init | watcher::Event::InitDone => false,
         }
     }
 
@@ -488,6 +517,28 @@ mod tests {
         versions.apply(&watcher::Event::<PartialObjectMeta<Secret>>::InitDone);
         assert_eq!(versions.current("ns", "a"), None);
         assert!(versions.current("ns", "c").is_some());
+    }
+
+    #[test]
+    fn only_a_relist_after_a_gap_tells_of_changed_secrets() {
+        let versions = SecretVersions::default();
+        let init = watcher::Event::<PartialObjectMeta<Secret>>::Init;
+        let done = watcher::Event::<PartialObjectMeta<Secret>>::InitDone;
+        let listed = watcher::Event::InitApply;
+        // The first listing: every object has its own first pass.
+        versions.apply(&init);
+        assert!(!versions.is_change(&listed(secret("ns", "a", "1"))));
+        versions.apply(&listed(secret("ns", "a", "1")));
+        versions.apply(&listed(secret("ns", "b", "1")));
+        versions.apply(&done);
+        assert!(versions.is_change(&watcher::Event::Apply(secret("ns", "a", "2"))));
+        assert!(versions.is_change(&watcher::Event::Delete(secret("ns", "a", "1"))));
+        // A re-list: unchanged, changed in the gap, created in the gap.
+        versions.apply(&init);
+        assert!(!versions.is_change(&listed(secret("ns", "a", "1"))));
+        assert!(versions.is_change(&listed(secret("ns", "b", "5"))));
+        assert!(versions.is_change(&listed(secret("ns", "c", "1"))));
+        assert!(!versions.is_change(&init) && !versions.is_change(&done));
     }
 
     #[test]
