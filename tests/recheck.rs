@@ -8,6 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use inference_operator::controller::Config;
 use inference_testenv::es::{AuthKind, EsAuth, RecordedRequest, Route};
 use inference_testenv::kube::RequestRecord;
 use inference_testenv::{
@@ -386,4 +387,38 @@ async fn a_relist_of_unchanged_secrets_reconciles_nothing() {
     );
     let reads = secret_reads(&env.kube.requests());
     assert!(reads.is_empty(), "no Secret read: {reads:?}");
+}
+
+/// With fewer slots than objects the restart pass runs in waves: once one object has used the
+/// connection, the next ones are still served from the listing it read, not by GETs of their ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_waves_serves_every_object_from_the_one_listing() {
+    let env = two_tenants().await;
+    let first = start_operator(&env, test_config());
+    create_all(&env).await;
+    wait_all_ready(&env).await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.es.clear_requests();
+    let config = Config {
+        concurrency: 2,
+        ..test_config()
+    };
+    let second = start_operator(&env, config);
+    let objects = 2 * PER_NAMESPACE as u64;
+    wait_for(WAIT * 2, "every object re-verified", || async {
+        let n = reconciles(&second);
+        (n >= objects)
+            .then_some(())
+            .ok_or(format!("{n} reconciles"))
+    })
+    .await;
+    let es = env.es.requests();
+    assert_eq!(single_gets(&es), Vec::<String>::new());
+    let by_user = listings(&es);
+    assert_eq!(
+        by_user,
+        BTreeMap::from([(ES_USER.to_owned(), 1), (USER_B.to_owned(), 1)]),
+        "one listing per connection"
+    );
 }

@@ -642,7 +642,7 @@ async fn observe_endpoint(
     listed: bool,
 ) -> Result<(Option<Endpoint>, bool), Failure> {
     let single = || async { Ok((get(ctx, connection, config).await?, false)) };
-    if !listed || !snapshot::worth_listing(connection.users()) {
+    if !listed {
         return single().await;
     }
     let freshness = snapshot::freshness(ctx.config.recheck_interval);
@@ -653,7 +653,12 @@ async fn observe_endpoint(
         Ok(Listing::new(requested, endpoints, LISTING_LIMIT))
     };
     let replaced = |before| client.forget_writes_before(before);
-    let Some(listing) = connection.listing.current(freshness, list, replaced).await else {
+    let listing = if snapshot::worth_listing(connection.users()) {
+        connection.listing.current(freshness, list, replaced).await
+    } else {
+        connection.listing.fresh(freshness).await
+    };
+    let Some(listing) = listing else {
         return single().await;
     };
     let id = &config.inference_id;

@@ -119,9 +119,11 @@ pub fn may_use_listing(
     ready && generation == observed_generation && applied_fingerprint == Some(fingerprint)
 }
 
-/// A listing is not worth it for the only object known on a connection: its GET costs one
+/// A new listing is not worth it for the only object known on a connection: its GET costs one
 /// request as well, and a smaller answer. `users` is how many objects last used the connection
-/// (0 after a restart, when many may be about to).
+/// (0 after a restart, when many may be about to). A fresh listing is used whatever `users`
+/// says: it costs nothing (after a restart the first object to finish makes `users` 1 while
+/// the others are still to come).
 pub fn worth_listing(users: usize) -> bool {
     users != 1
 }
@@ -151,6 +153,17 @@ impl Listings {
     pub fn clear(&self) {
         if let Ok(mut state) = self.state.try_lock() {
             *state = State::Empty;
+        }
+    }
+
+    /// The current listing if fresh (`None`: there is none, and the caller GETs its id). A
+    /// listing being requested is waited for.
+    pub async fn fresh(&self, freshness: Duration) -> Option<Arc<Listing>> {
+        match &*self.state.lock().await {
+            State::Listed(listing) if is_fresh(listing.requested, Instant::now(), freshness) => {
+                Some(listing.clone())
+            }
+            _ => None,
         }
     }
 
@@ -330,6 +343,20 @@ mod tests {
             1,
             "a failed listing is not retried while fresh"
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_fresh_listing_is_reused() {
+        let listings = Listings::default();
+        let fresh = Duration::from_secs(60);
+        assert!(listings.fresh(fresh).await.is_none());
+        let old = Instant::now() - Duration::from_secs(120);
+        let listed = |at| async move { Ok(Listing::new(at, vec![], 10)) };
+        listings.current(fresh, || listed(old), |_| {}).await;
+        assert!(listings.fresh(fresh).await.is_none(), "stale");
+        let now = Instant::now();
+        listings.current(fresh, || listed(now), |_| {}).await;
+        assert_eq!(listings.fresh(fresh).await.unwrap().requested, now);
     }
 
     #[tokio::test]
