@@ -72,6 +72,47 @@ pub fn fence_open() -> bool {
     FENCE.get().is_none_or(|f| f.since_last_tick() <= f.max_gap)
 }
 
+/// A Kubernetes client's service behind the fence: while `open()` says no, a request is held
+/// for good (the watchdog ends the process within a tick) and never reaches the API server.
+/// Every Kubernetes request goes through it (`main`), so a paused leader's reconciles write no
+/// status, finalizer or Event when they wake, as its Elasticsearch calls send nothing
+/// (`reconcile::timed`). tower's `AsyncFilter` would do it but needs a `Clone` service, which
+/// kube's boxed stack is not.
+pub struct Fenced<S> {
+    inner: S,
+    open: fn() -> bool,
+}
+
+/// The layer that puts [`Fenced`] around a service, with [`fence_open`] as the check.
+pub fn fenced<S>(inner: S) -> Fenced<S> {
+    Fenced {
+        inner,
+        open: fence_open,
+    }
+}
+
+impl<S: tower::Service<R>, R> tower::Service<R> for Fenced<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        futures::future::Either<S::Future, futures::future::Pending<Result<S::Response, S::Error>>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        if (self.open)() {
+            futures::future::Either::Left(self.inner.call(request))
+        } else {
+            futures::future::Either::Right(futures::future::pending())
+        }
+    }
+}
+
 /// Tick while leading; a gap longer than the grace means the process was paused long enough to
 /// lose the Lease, so it exits at once, without draining (draining would run the very writes
 /// the fence holds back).
@@ -171,4 +212,32 @@ pub async fn run_as_leader(
         Err(error) => tracing::warn!(%error, "lease task failed"),
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tower::{Service, ServiceExt};
+
+    async fn sent_through(open: fn() -> bool) -> usize {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let inner = tower::service_fn({
+            let sent = sent.clone();
+            move |request: u32| {
+                sent.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, std::convert::Infallible>(request) }
+            }
+        });
+        let mut service = Fenced { inner, open };
+        let ready = service.ready().await.expect("ready");
+        let _ = tokio::time::timeout(Duration::from_millis(50), ready.call(7)).await;
+        sent.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_closed_fence_holds_every_request() {
+        assert_eq!(sent_through(|| true).await, 1);
+        assert_eq!(sent_through(|| false).await, 0);
+    }
 }

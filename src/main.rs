@@ -122,8 +122,10 @@ fn run(args: RunArgs) -> std::process::ExitCode {
     let api_server = shutdown::api_server_url(&kube_config.cluster_url);
     let span = tracing::info_span!("operator", api_server = %api_server);
     runtime.block_on(async move {
-        let client = match kube::Client::try_from(kube_config) {
-            Ok(client) => client,
+        let client = match kube::client::ClientBuilder::try_from(kube_config) {
+            Ok(builder) => builder
+                .with_layer(&tower::layer::layer_fn(leader::fenced))
+                .build(),
             Err(error) => {
                 tracing::error!(%error, "cannot build a Kubernetes client (kubeconfig or in-cluster config)");
                 return std::process::ExitCode::FAILURE;
