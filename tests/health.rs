@@ -274,3 +274,39 @@ async fn a_hundred_objects_never_exceed_the_probe_concurrency() {
     paths.dedup();
     assert_eq!(paths.len(), all, "one probe per object per interval");
 }
+
+#[tokio::test]
+async fn a_first_probe_without_a_free_slot_runs_once_one_is_given_back() {
+    let env = env_with_key().await;
+    env.es
+        .providers()
+        .service("azureopenai")
+        .set_latency(Duration::from_millis(100));
+    // One slot for six new objects: five find it taken. Postponed by a tenth of the 10-minute
+    // interval they would wait a minute or more; each slot given back wakes the next instead.
+    let config = inference_operator::controller::Config {
+        health_check_concurrency: 1,
+        ..test_config()
+    };
+    let _operator = start_operator(&env, config);
+    let names: Vec<String> = (0..6).map(|i| format!("queued-{i}")).collect();
+    futures::future::join_all(names.iter().map(|n| {
+        let iep = Iep::embedding(n)
+            .secret("azure")
+            .es(&env)
+            .set("/healthCheck", json!({"interval": "10m"}));
+        create(&env, iep)
+    }))
+    .await;
+    for name in &names {
+        wait_healthy(
+            &env,
+            name,
+            "True",
+            "ProbeSucceeded",
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+    assert_eq!(env.es.providers().max_concurrent_inference(), 1);
+}

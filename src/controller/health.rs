@@ -9,17 +9,21 @@
 //! when the next probe is due (jittered), and what condition a probe's answer gives. The
 //! schedule and the last verdict per object live in memory ([`Probes`]); the probe slots are a
 //! semaphore of `--health-check-concurrency` permits, taken without waiting, so a busy operator
-//! postpones a probe instead of holding a reconcile slot for it.
+//! postpones a probe instead of holding a reconcile slot for it; a slot given back wakes the
+//! object postponed longest ago (a reconcile of it, through the controller), so a new object's
+//! first probe waits for a slot, not for a tenth of its interval.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use tokio::sync::Semaphore;
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::api::HealthCheck;
 use crate::controller::conditions::{truncate, Reason};
+use crate::controller::decode::Decoded;
 use crate::elasticsearch::{ErrorClass, EsError};
 use crate::endpoint::{SecretValue, ServiceSecrets};
 
@@ -254,6 +258,16 @@ pub struct Probes {
     slots: Semaphore,
     /// Probes in flight now, and the most ever seen at once (tests assert the bound).
     in_flight: Mutex<(usize, usize)>,
+    /// Objects whose probe found no free slot, oldest first, each once.
+    waiting: Mutex<Waiting>,
+    /// Where a woken object is sent: the controller reconciles it.
+    wake: OnceLock<mpsc::UnboundedSender<ObjectRef<Decoded>>>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    queue: VecDeque<(String, ObjectRef<Decoded>)>,
+    uids: HashSet<String>,
 }
 
 impl Probes {
@@ -262,7 +276,14 @@ impl Probes {
             entries: Mutex::new(HashMap::new()),
             slots: Semaphore::new(concurrency.max(1)),
             in_flight: Mutex::new((0, 0)),
+            waiting: Mutex::default(),
+            wake: OnceLock::new(),
         }
+    }
+
+    /// Send the objects woken by a freed slot to `wake` (the controller's trigger stream).
+    pub fn wake_with(&self, wake: mpsc::UnboundedSender<ObjectRef<Decoded>>) {
+        let _ = self.wake.set(wake);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -295,10 +316,40 @@ impl Probes {
         );
     }
 
-    /// No slot was free: probe later.
-    pub fn postpone(&self, uid: &str, now: Instant, interval: Duration) {
+    /// No slot was free: probe later, or as soon as a slot is given back (then `object` is woken).
+    pub fn postpone(
+        &self,
+        uid: &str,
+        object: ObjectRef<Decoded>,
+        now: Instant,
+        interval: Duration,
+    ) {
         if let Some(entry) = self.lock().get_mut(uid) {
             entry.due = postponed(now, interval, fastrand::f64());
+        }
+        if self.wake.get().is_none() {
+            return;
+        }
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.uids.insert(uid.to_owned()) {
+            waiting.queue.push_back((uid.to_owned(), object));
+        }
+    }
+
+    /// A slot was given back: the object postponed longest ago (and still scheduled) is due now
+    /// and reconciled.
+    fn wake_next(&self) {
+        let Some(wake) = self.wake.get() else {
+            return;
+        };
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((uid, object)) = waiting.queue.pop_front() {
+            waiting.uids.remove(&uid);
+            if let Some(entry) = self.lock().get_mut(&uid) {
+                entry.due = Instant::now();
+                let _ = wake.send(object);
+                return;
+            }
         }
     }
 
@@ -309,6 +360,7 @@ impl Probes {
 
     pub fn forget(&self, uid: &str) {
         self.lock().remove(uid);
+        // Its place in `waiting` is skipped when reached (no schedule left).
     }
 
     /// A probe slot if one is free now (periodic probes never wait for one).
@@ -357,6 +409,8 @@ impl Drop for Slot<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         counts.0 -= 1;
+        drop(counts);
+        self.probes.wake_next();
     }
 }
 
@@ -486,6 +540,35 @@ mod tests {
         assert_eq!(recorded(&first), Some(ok));
         let pending = not_probed("e");
         assert!(is_transition(&[first], &pending));
+    }
+
+    #[test]
+    fn a_slot_given_back_wakes_the_object_postponed_longest_ago() {
+        let probes = Probes::new(1);
+        let (wake, mut woken) = mpsc::unbounded_channel();
+        probes.wake_with(wake);
+        let (now, interval) = (Instant::now(), Duration::from_secs(600));
+        let object = |name: &str| ObjectRef::<Decoded>::new(name).within("ns");
+        for uid in ["a", "b"] {
+            assert!(probes.due(uid, now, interval, false));
+        }
+        let slot = probes.try_slot().expect("a free slot");
+        assert!(probes.try_slot().is_none());
+        probes.postpone("a", object("a"), now, interval);
+        probes.postpone("a", object("a"), now, interval);
+        probes.postpone("b", object("b"), now, interval);
+        assert!(!probes.due("a", now, interval, false), "postponed");
+        drop(slot);
+        assert_eq!(woken.try_recv().ok(), Some(object("a")));
+        assert!(woken.try_recv().is_err(), "one object per slot given back");
+        assert!(
+            probes.due("a", Instant::now(), interval, false),
+            "due once woken"
+        );
+        // An object forgotten meanwhile is skipped; "a" was queued once.
+        probes.forget("b");
+        drop(probes.try_slot());
+        assert!(woken.try_recv().is_err());
     }
 
     #[tokio::test]

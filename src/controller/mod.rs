@@ -625,11 +625,13 @@ pub async fn run(
     });
     let concurrency = config.concurrency;
     let grace = config.shutdown_grace;
+    let (probe_wake, probe_woken) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(
         Context::new(client, config, metrics, ownership)
             .with_secret_versions(versions)
             .with_own_writes(own_writes),
     );
+    ctx.probes.wake_with(probe_wake);
     tokio::spawn({
         let (slots, shutdown) = (ctx.slots.clone(), shutdown.clone());
         async move {
@@ -649,8 +651,12 @@ pub async fn run(
                 None => Vec::new(),
             }
         })
-        // Secret events of other scopes that concern objects here (cross-namespace ECK refs).
-        .reconcile_on(tokio_stream_of(triggered))
+        // Secret events of other scopes that concern objects here (cross-namespace ECK refs),
+        // and objects whose postponed probe has a free slot now (`health::Probes`).
+        .reconcile_on(futures::stream::select(
+            tokio_stream_of(triggered),
+            tokio_stream_of(probe_woken),
+        ))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(move |result| {

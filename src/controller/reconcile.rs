@@ -1125,7 +1125,8 @@ async fn probe_if_due(
         return;
     }
     let Some(_slot) = ctx.probes.try_slot() else {
-        ctx.probes.postpone(&who.uid, now, interval);
+        let object = kube::runtime::reflector::ObjectRef::new(&who.name).within(&who.namespace);
+        ctx.probes.postpone(&who.uid, object, now, interval);
         return;
     };
     let verdict = probe(ctx, who, &observed.connection, config, &observed.secrets).await;
