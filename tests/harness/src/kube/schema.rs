@@ -339,13 +339,12 @@ pub fn validate(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError
                 }
             }
             if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
-                match pattern_matches(p, s) {
-                    Some(false) => errs.push(FieldError::invalid(
+                if pattern_matches(p, s) == Some(false) {
+                    errs.push(FieldError::invalid(
                         path,
                         v.clone(),
                         format!("{path} in body should match '{p}'"),
-                    )),
-                    _ => {}
+                    ));
                 }
             }
         }
