@@ -228,7 +228,7 @@ enum StoredTarget {
 #[derive(Clone, Debug, PartialEq)]
 struct Stored {
     uid: Arc<str>,
-    /// `namespace/name`: neither may hold a `/` (Kubernetes names are path segments).
+    /// `namespace/name` in one allocation, split again at `namespace_len`.
     path: Box<str>,
     namespace_len: u32,
     recorded_id: RecordedId,
