@@ -20,7 +20,7 @@
 //! namespaces outside `--namespace`) can still hold the same id in the same cluster unseen.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::watcher;
@@ -204,12 +204,100 @@ pub fn own_create_landed(
 /// A watch scope: one namespace, or all (`None`).
 pub type Scope = Option<String>;
 
-/// One scope's claimants, by inference id and uid.
+/// Which id a stored claimant's status records: usually the one its spec names (the key it is
+/// stored under), so that one costs no string.
+#[derive(Clone, Debug, PartialEq)]
+enum RecordedId {
+    None,
+    Spec,
+    Other(Box<str>),
+}
+
+/// [`Target`] with exactly sized strings.
+#[derive(Clone, Debug, PartialEq)]
+enum StoredTarget {
+    Url(Box<str>),
+    Eck(Box<str>, Box<str>),
+}
+
+/// A [`Claimant`] as the index keeps it, without its inference id (the key it is stored
+/// under): every string exactly sized, namespace and name in one allocation, the uid shared
+/// with the uid → id map. About half the heap of a `Claimant` in a map of its own
+/// (docs/benchmarks.md#memory-binary-and-per-object-h17-slim); [`Stored::claimant`] gives the
+/// `Claimant` back whole.
+#[derive(Clone, Debug, PartialEq)]
+struct Stored {
+    uid: Arc<str>,
+    /// `namespace/name` in one allocation, split again at `namespace_len`.
+    path: Box<str>,
+    namespace_len: u32,
+    recorded_id: RecordedId,
+    cluster_uuid: Option<Box<str>>,
+    target: Option<StoredTarget>,
+    created: Option<Time>,
+    deleting: bool,
+}
+
+impl Stored {
+    fn of(claimant: Claimant, uid: Arc<str>) -> Self {
+        let recorded_id = match claimant.record.inference_id {
+            None => RecordedId::None,
+            Some(id) if id == claimant.inference_id => RecordedId::Spec,
+            Some(id) => RecordedId::Other(id.into_boxed_str()),
+        };
+        Stored {
+            uid,
+            namespace_len: claimant.namespace.len() as u32,
+            path: format!("{}/{}", claimant.namespace, claimant.name).into_boxed_str(),
+            recorded_id,
+            cluster_uuid: claimant.record.cluster_uuid.map(String::into_boxed_str),
+            target: claimant.target.map(|target| match target {
+                Target::Url(url) => StoredTarget::Url(url.into_boxed_str()),
+                Target::Eck(namespace, name) => {
+                    StoredTarget::Eck(namespace.into_boxed_str(), name.into_boxed_str())
+                }
+            }),
+            created: claimant.created,
+            deleting: claimant.deleting,
+        }
+    }
+
+    /// The claimant stored under `inference_id`, as [`Claimant::of_decoded`] made it.
+    fn claimant(&self, inference_id: &str) -> Claimant {
+        let (namespace, name) = self.path.split_at(self.namespace_len as usize);
+        let recorded = match &self.recorded_id {
+            RecordedId::None => None,
+            RecordedId::Spec => Some(inference_id.to_owned()),
+            RecordedId::Other(id) => Some(id.to_string()),
+        };
+        Claimant {
+            uid: self.uid.to_string(),
+            namespace: namespace.to_owned(),
+            name: name[1..].to_owned(),
+            inference_id: inference_id.to_owned(),
+            record: Record {
+                inference_id: recorded,
+                cluster_uuid: self.cluster_uuid.as_deref().map(str::to_owned),
+            },
+            target: self.target.as_ref().map(|target| match target {
+                StoredTarget::Url(url) => Target::Url(url.to_string()),
+                StoredTarget::Eck(namespace, name) => {
+                    Target::Eck(namespace.to_string(), name.to_string())
+                }
+            }),
+            created: self.created.clone(),
+            deleting: self.deleting,
+        }
+    }
+}
+
+/// One scope's claimants, by inference id, and each object's id by uid. Most ids are named by
+/// one object, so each id holds an exactly sized slice rather than a map of its own.
 #[derive(Default)]
 struct ScopeClaims {
-    by_id: HashMap<String, HashMap<String, Claimant>>,
+    by_id: HashMap<Arc<str>, Box<[Stored]>>,
     /// uid → inference id, to remove an object whose spec can no longer be read.
-    id_of: HashMap<String, String>,
+    id_of: HashMap<Arc<str>, Arc<str>>,
 }
 
 impl ScopeClaims {
@@ -220,24 +308,39 @@ impl ScopeClaims {
         let Some(claimant) = Claimant::of_decoded(decoded) else {
             return;
         };
-        self.id_of
-            .insert(claimant.uid.clone(), claimant.inference_id.clone());
-        self.by_id
-            .entry(claimant.inference_id.clone())
-            .or_default()
-            .insert(claimant.uid.clone(), claimant);
+        let uid: Arc<str> = Arc::from(claimant.uid.as_str());
+        let id = match self.by_id.get_key_value(claimant.inference_id.as_str()) {
+            Some((id, _)) => id.clone(),
+            None => Arc::from(claimant.inference_id.as_str()),
+        };
+        self.id_of.insert(uid.clone(), id.clone());
+        let stored = Stored::of(claimant, uid);
+        let mut claimants = self.by_id.remove(&id).map(Vec::from).unwrap_or_default();
+        claimants.push(stored);
+        self.by_id.insert(id, claimants.into_boxed_slice());
     }
 
     fn remove(&mut self, uid: &str) {
         let Some(id) = self.id_of.remove(uid) else {
             return;
         };
-        if let Some(claimants) = self.by_id.get_mut(&id) {
-            claimants.remove(uid);
-            if claimants.is_empty() {
-                self.by_id.remove(&id);
-            }
+        let Some(claimants) = self.by_id.remove(&id) else {
+            return;
+        };
+        let rest: Box<[Stored]> = Vec::from(claimants)
+            .into_iter()
+            .filter(|stored| &*stored.uid != uid)
+            .collect();
+        if !rest.is_empty() {
+            self.by_id.insert(id, rest);
         }
+    }
+
+    fn claimants(&self, inference_id: &str) -> impl Iterator<Item = Claimant> + '_ {
+        let stored = self.by_id.get_key_value(inference_id);
+        stored
+            .into_iter()
+            .flat_map(|(id, claimants)| claimants.iter().map(move |c| c.claimant(id)))
     }
 }
 
@@ -286,8 +389,7 @@ impl OwnershipIndex {
         self.lock()
             .live
             .values()
-            .filter_map(|claims| claims.by_id.get(inference_id))
-            .flat_map(|claimants| claimants.values().cloned())
+            .flat_map(|claims| claims.claimants(inference_id))
             .collect()
     }
 
@@ -582,5 +684,114 @@ mod tests {
         index.apply(&a, &watcher::Event::Delete(typed(&in_a)));
         assert_eq!(claimed_by(&me, &index.claimants("shared"), "c1"), None);
         assert!(index.claimants("other").is_empty());
+    }
+
+    /// An object as the watch delivers it: decoded from JSON, or kept as undecodable.
+    fn decoded(value: Value) -> Decoded {
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// The compact form the index stores gives back every fact `claimed_by` and the reconcile
+    /// read, for every shape of claimant: URL or ECK target (with and without a namespace),
+    /// a recorded id equal to the spec's, another one, or none, a recorded cluster or none, a
+    /// creation time or none, being deleted, and an object whose spec does not decode.
+    #[test]
+    fn the_index_gives_back_each_claimant_whole() {
+        let meta = |name: &str, extra: Value| {
+            let mut m = json!({"name": name, "namespace": "team-a", "uid": format!("uid-{name}")});
+            m.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            m
+        };
+        let azure = json!({"resourceName": "r", "deploymentId": "d", "apiVersion": "v",
+                           "apiKeySecretRef": {"name": "s", "key": "k"}});
+        let object = |name: &str, extra_meta: Value, target: Value, status: Value| {
+            let mut spec = json!({"inferenceId": "shared", "taskType": "completion",
+                                  "azureOpenAI": azure.clone()});
+            spec.as_object_mut()
+                .unwrap()
+                .extend(target.as_object().unwrap().clone());
+            decoded(json!({
+                "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+                "metadata": meta(name, extra_meta), "spec": spec, "status": status
+            }))
+        };
+        let created = json!({"creationTimestamp": "2026-01-01T00:00:00Z"});
+        let objects = vec![
+            object(
+                "url-owner",
+                created.clone(),
+                json!({"elasticsearch": {"url": "HTTPS://Es:9200/"}}),
+                json!({"inferenceId": "shared", "cluster": {"uuid": "c1", "version": "9.1.0"}}),
+            ),
+            object(
+                "url-new",
+                json!({}),
+                json!({"elasticsearch": {"url": "https://es:9200"}}),
+                json!({}),
+            ),
+            object(
+                "eck-other-id",
+                created.clone(),
+                json!({"elasticsearchRef": {"name": "quickstart", "namespace": "elastic"}}),
+                json!({"inferenceId": "renamed"}),
+            ),
+            object(
+                "eck-local",
+                json!({"creationTimestamp": "2026-02-03T04:05:06Z",
+                                       "deletionTimestamp": "2026-02-04T00:00:00Z",
+                                       "finalizers": ["x"]}),
+                json!({"elasticsearchRef": {"name": "quickstart"}}),
+                json!({"inferenceId": "shared"}),
+            ),
+            // Undecodable spec: it claims what its status records, and targets nothing.
+            decoded(json!({
+                "apiVersion": "esinference.io/v1alpha1", "kind": "InferenceEndpoint",
+                "metadata": meta("broken", created.clone()),
+                "spec": {"inferenceId": 7},
+                "status": {"inferenceId": "shared", "cluster": {"uuid": "c2", "version": "9.1.0"}}
+            })),
+        ];
+        assert!(
+            objects[4].typed().is_none(),
+            "the last object must be undecodable"
+        );
+        let index = OwnershipIndex::default();
+        let scope = Some("team-a".to_owned());
+        for object in &objects {
+            index.apply(&scope, &watcher::Event::Apply(object.clone()));
+        }
+        let mut expected: Vec<Claimant> = objects
+            .iter()
+            .map(|o| Claimant::of_decoded(o).unwrap())
+            .filter(|c| c.inference_id == "shared")
+            .collect();
+        let mut stored = index.claimants("shared");
+        let by_uid = |c: &Claimant| c.uid.clone();
+        expected.sort_by_key(by_uid);
+        stored.sort_by_key(by_uid);
+        assert_eq!(stored, expected);
+        assert_eq!(stored.len(), 5, "the id the status records is not the key");
+        // The one whose status records another id is still found by its spec's id only.
+        assert!(index.claimants("renamed").is_empty());
+
+        // An update replaces, a delete removes, and the others stay whole.
+        use kube::Resource;
+        let mut updated = objects[1].clone();
+        updated.meta_mut().deletion_timestamp = updated.meta().creation_timestamp.clone();
+        if let Ok(iep) = updated.0.as_mut() {
+            iep.status = Some(serde_json::from_value(json!({"inferenceId": "shared"})).unwrap());
+        }
+        index.apply(&scope, &watcher::Event::Apply(updated.clone()));
+        index.apply(&scope, &watcher::Event::Delete(objects[4].clone()));
+        let mut expected: Vec<Claimant> = [&objects[0], &updated, &objects[2], &objects[3]]
+            .into_iter()
+            .map(|o| Claimant::of_decoded(o).unwrap())
+            .collect();
+        let mut stored = index.claimants("shared");
+        expected.sort_by_key(by_uid);
+        stored.sort_by_key(by_uid);
+        assert_eq!(stored, expected);
     }
 }

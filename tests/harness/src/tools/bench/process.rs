@@ -14,6 +14,12 @@ pub struct Rss {
     pub current_kib: u64,
     /// `VmHWM`: the peak resident size since the process started, KiB.
     pub peak_kib: u64,
+    /// `VmRSS` split by kind (Linux ≥ 4.5, `man 5 proc`): `RssAnon` (heap, stacks, malloc
+    /// arenas), `RssFile` (pages of the binary and the shared libraries) and `RssShmem`.
+    /// They add up to `VmRSS`; 0 on a kernel that does not report them.
+    pub anon_kib: u64,
+    pub file_kib: u64,
+    pub shmem_kib: u64,
 }
 
 impl Rss {
@@ -29,6 +35,9 @@ impl Rss {
         Some(Rss {
             current_kib: field("VmRSS:")?,
             peak_kib: field("VmHWM:")?,
+            anon_kib: field("RssAnon:").unwrap_or(0),
+            file_kib: field("RssFile:").unwrap_or(0),
+            shmem_kib: field("RssShmem:").unwrap_or(0),
         })
     }
 
@@ -284,5 +293,15 @@ mod tests {
     fn own_rss_is_readable() {
         let rss = Rss::of(std::process::id()).expect("/proc/self/status");
         assert!(rss.current_kib > 0 && rss.peak_kib >= rss.current_kib);
+    }
+
+    #[test]
+    fn own_rss_splits_into_anonymous_file_and_shared() {
+        let rss = Rss::of(std::process::id()).expect("/proc/self/status");
+        // This test binary's own code is file-backed, its heap anonymous.
+        assert!(rss.anon_kib > 0 && rss.file_kib > 0, "{rss:?}");
+        // The kernel sums the three counters into VmRSS; both are read at once from one
+        // /proc read, so they agree exactly.
+        assert_eq!(rss.anon_kib + rss.file_kib + rss.shmem_kib, rss.current_kib);
     }
 }

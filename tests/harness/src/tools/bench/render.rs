@@ -14,8 +14,16 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
+/// VmRSS (what the targets check), its peak, and what it is made of.
 fn rss(r: &Rss) -> String {
-    format!("{} (peak {})", mib(r.current_kib), mib(r.peak_kib))
+    format!(
+        "{} (peak {}; anon {}, file {}, shmem {})",
+        mib(r.current_kib),
+        mib(r.peak_kib),
+        mib(r.anon_kib),
+        mib(r.file_kib),
+        mib(r.shmem_kib)
+    )
 }
 
 fn counts(map: &BTreeMap<String, usize>, per: usize) -> String {
@@ -401,7 +409,7 @@ pub fn render(r: &BenchReport) -> String {
 
     let _ = writeln!(
         o,
-        "\n3. Footprint (operator RSS from /proc/PID/status: VmRSS, peak VmHWM)"
+        "\n3. Footprint (operator RSS from /proc/PID/status: VmRSS, peak VmHWM; VmRSS = RssAnon + RssFile + RssShmem)"
     );
     let _ = writeln!(o, "  idle (1 object)        {}", rss(&f.idle));
     let _ = writeln!(
@@ -422,8 +430,8 @@ pub fn render(r: &BenchReport) -> String {
         f.unrelated_secrets,
         f.unrelated_secret_bytes / 1024,
         f.unrelated_create_ms / 1000.0,
-        mib(f.before_unrelated.current_kib),
-        mib(f.with_unrelated.current_kib),
+        rss(&f.before_unrelated),
+        rss(&f.with_unrelated),
         f.unrelated_delta_kib as f64 / 1024.0,
         f.unrelated_reconciles,
         f.unrelated_es_requests,
