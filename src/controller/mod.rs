@@ -91,8 +91,9 @@ pub struct Config {
     /// Longest retry delay after transient failures.
     #[arg(long, env = "INFERENCE_OPERATOR_BACKOFF_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
     pub backoff_max: Duration,
-    /// Objects reconciled in parallel, shared fairly between namespaces
-    /// (docs/lifecycle.md#fair-reconcile-slots; 0: no limit).
+    /// Objects reconciled in parallel, shared fairly between namespaces: a pass holds its slot
+    /// until its last Elasticsearch request has answered, and its status write and Event, as many
+    /// at most, follow outside it (docs/lifecycle.md#fair-reconcile-slots; 0: no limit).
     #[arg(long, env = "INFERENCE_OPERATOR_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
     /// Timeout of each Kubernetes call made inside a reconcile (not a flag).
@@ -396,10 +397,13 @@ pub async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action
         tracing::debug!(namespace = %who.namespace, name = %who.name, ?delay, "the cache has not caught up with our own write yet");
         return Ok(Action::requeue(delay));
     }
-    // Held until the reconcile ends; `None`: shutting down, and this one had not started.
-    let Some(_slot) = ctx.slots.acquire(&who.namespace).await else {
+    // Held until the pass's last Elasticsearch request has answered (a create or an update:
+    // `reconcile::apply_in`), else until the reconcile ends; `None`: shutting down, and this one
+    // had not started.
+    let Some(slot) = ctx.slots.acquire(&who.namespace).await else {
         return Ok(Action::await_change());
     };
+    let mut slot = Some(slot);
     let span = tracing::info_span!(
         "reconcile",
         namespace = %who.namespace,
@@ -417,8 +421,14 @@ pub async fn reconcile(object: Arc<Decoded>, ctx: Arc<Context>) -> Result<Action
     let held = iep.finalizers().iter().any(|f| f == FINALIZER);
     let deleting = iep.meta().deletion_timestamp.is_some();
     match (deleting, held) {
-        (false, false) => reconcile::hold(iep, &who, ctx).instrument(span).await,
-        (false, true) => reconcile::apply(iep, &who, ctx).instrument(span).await,
+        (false, false) => {
+            let pass = reconcile::hold_in(iep, &who, ctx, &mut slot);
+            pass.instrument(span).await
+        }
+        (false, true) => {
+            let pass = reconcile::apply_in(iep, &who, ctx, &mut slot);
+            pass.instrument(span).await
+        }
         (true, true) => reconcile::cleanup(iep, &who, ctx).instrument(span).await,
         // Deleted before it was ever held: nothing was created.
         (true, false) => Ok(Action::await_change()),

@@ -38,6 +38,7 @@ use crate::controller::previous_key;
 use crate::reason::Kind;
 
 use crate::controller::secret_index::{version_of, versions_key, Version};
+use crate::controller::slots::Slot;
 use crate::controller::snapshot::{self, Found, Listing};
 use crate::controller::status_compat;
 use crate::controller::usage::{self, UsageRead};
@@ -74,28 +75,55 @@ pub async fn apply(
     who: &Identity,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    apply_in(iep, who, ctx, &mut None).await
+}
+
+/// [`apply`] in reconcile slot `slot`, given back once the pass's last Elasticsearch request
+/// has answered: the status patch and the Event hold none (docs/lifecycle.md#fair-reconcile-slots).
+pub async fn apply_in(
+    iep: Arc<InferenceEndpoint>,
+    who: &Identity,
+    ctx: Arc<Context>,
+    slot: &mut Option<Slot>,
+) -> Result<Action, Error> {
+    apply_from(iep, who, ctx, slot, None).await
+}
+
+/// [`apply_in`], starting from `early`, an observation made while the finalizer patch was in
+/// flight ([`hold_in`]).
+async fn apply_from(
+    iep: Arc<InferenceEndpoint>,
+    who: &Identity,
+    ctx: Arc<Context>,
+    slot: &mut Option<Slot>,
+    early: Option<Result<Observed, Failure>>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     let previous = iep.status.clone().unwrap_or_default();
     let mut usage = UsageRead::NotRead;
-    let (mut status, outcome) =
-        match reconcile_endpoint(&iep, who, &ctx, &previous, &mut usage).await {
-            Ok(applied) => (
-                recorded_status(&previous, &applied.applied),
-                Outcome::from(&keep_steady_state_wording(&previous, applied)),
-            ),
-            // A failure changes nothing the status records about the endpoint (but a rejected
-            // credential, which is not tried again until the Secret changes).
-            Err(failure) => {
-                let mut status = previous.clone();
-                if let Some(rejected) = &failure.rejected_fingerprint {
-                    status.rejected_credential_fingerprint = Some(rejected.clone());
-                }
-                (
-                    status,
-                    Outcome::from(keep_rejection_wording(&previous, failure)),
-                )
+    let endpoint = reconcile_endpoint(&iep, who, &ctx, &previous, &mut usage, early).await;
+    let _reporting = match slot.take() {
+        Some(held) => Some(held.report().await),
+        None => None,
+    };
+    let (mut status, outcome) = match endpoint {
+        Ok(applied) => (
+            recorded_status(&previous, &applied.applied),
+            Outcome::from(&keep_steady_state_wording(&previous, applied)),
+        ),
+        // A failure changes nothing the status records about the endpoint (but a rejected
+        // credential, which is not tried again until the Secret changes).
+        Err(failure) => {
+            let mut status = previous.clone();
+            if let Some(rejected) = &failure.rejected_fingerprint {
+                status.rejected_credential_fingerprint = Some(rejected.clone());
             }
-        };
+            (
+                status,
+                Outcome::from(keep_rejection_wording(&previous, failure)),
+            )
+        }
+    };
     status.used_by = record_usage(&ctx, who, previous.used_by.as_ref(), &usage);
     status.target_inference_id = Some(iep.inference_id().to_owned());
     let transition = conditions::is_transition(&previous.conditions, &outcome);
@@ -182,11 +210,15 @@ async fn reconcile_endpoint(
     ctx: &Context,
     previous: &InferenceEndpointStatus,
     usage: &mut UsageRead,
+    early: Option<Result<Observed, Failure>>,
 ) -> Result<Applied<Recorded>, Failure> {
     let desired = desired(iep)?;
     let service = desired.config.service.as_str();
     let result = async {
-        let mut observed = observe(iep, who, ctx, &desired, previous, Freshness::Recheck).await?;
+        let mut observed = match early {
+            Some(early) => early?.recorded_on(iep, previous),
+            None => observe(iep, who, ctx, &desired, previous, Freshness::Recheck).await?,
+        };
         // A re-check observes from the listing and without reading unchanged Secrets; what
         // is to be written, or probed with the key, is observed again, fresh.
         let stale = observed.listed || !observed.secrets_read;
@@ -292,11 +324,65 @@ pub async fn hold(
     who: &Identity,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    hold_in(iep, who, ctx, &mut None).await
+}
+
+/// [`hold`] in reconcile slot `slot` (see [`apply_in`]). The reads of the first pass (the
+/// service Secrets, the connection, the GET of the id) run while the finalizer patch is in
+/// flight: they send nothing Elasticsearch would store, and every write waits for the patch.
+/// The object the patch answers with is applied from that observation only if it is the one
+/// observed ([`observed_alike`]), else observed again.
+pub async fn hold_in(
+    iep: Arc<InferenceEndpoint>,
+    who: &Identity,
+    ctx: Arc<Context>,
+    slot: &mut Option<Slot>,
+) -> Result<Action, Error> {
+    let patch = finalizer_patch(&iep);
+    let previous = iep.status.clone().unwrap_or_default();
+    let early = async {
+        let desired = desired(&iep).ok()?;
+        Some(observe(&iep, who, &ctx, &desired, &previous, Freshness::Recheck).await)
+    };
+    let stored = patch_metadata(iep.as_ref(), who, &ctx, patch, "add finalizer");
+    let (stored, early) = tokio::join!(stored, early);
+    match stored?.0 {
+        Ok(held) => {
+            let early = early.filter(|_| observed_alike(&iep, &held));
+            apply_from(Arc::new(held), who, ctx, slot, early).await
+        }
+        // Changed meanwhile into something that does not decode: its watch event reports it.
+        Err(_) => Ok(Action::await_change()),
+    }
+}
+
+/// Whether an observation of `observed` holds for `held`, the object the finalizer patch
+/// answered with: the same spec, generation and status, and the same annotations but the
+/// record of creates the patch added (an observation reads nothing else of the object). The
+/// patch is guarded by the resourceVersion observed, so they differ only if the API server
+/// changed the object on the way (a mutating admission webhook, inferred).
+fn observed_alike(observed: &InferenceEndpoint, held: &InferenceEndpoint) -> bool {
+    let others = |iep: &InferenceEndpoint| {
+        let annotations = iep.metadata.annotations.iter().flatten();
+        annotations
+            .filter(|(k, _)| *k != in_flight::CREATE_INTENT_ANNOTATION)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    observed.metadata.generation == held.metadata.generation
+        && observed.spec == held.spec
+        && observed.status == held.status
+        && others(observed) == others(held)
+}
+
+/// The metadata the first pass merges: this operator's finalizer, and the record of the create
+/// about to be sent when the spec has a config ([`in_flight::CREATE_INTENT_ANNOTATION`]).
+fn finalizer_patch(iep: &InferenceEndpoint) -> serde_json::Value {
     let mut finalizers = iep.finalizers().to_vec();
     finalizers.push(FINALIZER.to_owned());
     let mut metadata = json!({"finalizers": finalizers});
     // A spec without a config creates nothing; its reconcile reports why.
-    if let Ok(desired) = desired(&iep) {
+    if let Ok(desired) = desired(iep) {
         let intents = Intents::of(iep.metadata.annotations.as_ref());
         let value = (!intents.covers(&desired.config))
             .then(|| intents.with(&desired.config))
@@ -305,12 +391,7 @@ pub async fn hold(
             metadata["annotations"] = json!({ in_flight::CREATE_INTENT_ANNOTATION: value });
         }
     }
-    let stored = patch_metadata(iep.as_ref(), who, &ctx, metadata, "add finalizer").await?;
-    match stored.0 {
-        Ok(held) => apply(Arc::new(held), who, ctx).await,
-        // Changed meanwhile into something that does not decode: its watch event reports it.
-        Err(_) => Ok(Action::await_change()),
-    }
+    metadata
 }
 
 /// An object whose spec does not match the types (stored under a looser schema): say which
@@ -486,6 +567,27 @@ struct Observed {
     intents: Option<Intents>,
 }
 
+impl Observed {
+    /// This observation for `iep`, which is the object observed with the record of creates the
+    /// finalizer patch added ([`hold_in`]): the record is read from `iep`, so the create it
+    /// covers is not recorded a second time ([`intend`]).
+    fn recorded_on(self, iep: &InferenceEndpoint, previous: &InferenceEndpointStatus) -> Self {
+        Observed {
+            intents: recorded_intents(iep, previous),
+            ..self
+        }
+    }
+}
+
+/// The creates the object records it may have sent, while its status records no endpoint.
+fn recorded_intents(
+    iep: &InferenceEndpoint,
+    previous: &InferenceEndpointStatus,
+) -> Option<Intents> {
+    let unrecorded = Record::of(Some(previous)).inference_id.is_none();
+    unrecorded.then(|| Intents::of(iep.metadata.annotations.as_ref()))
+}
+
 /// How fresh an observation must be ([`observe`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Freshness {
@@ -549,11 +651,9 @@ async fn observe(
     } else {
         None
     };
-    let unrecorded = Record::of(Some(previous)).inference_id.is_none();
-    let intents = unrecorded.then(|| Intents::of(iep.metadata.annotations.as_ref()));
     Ok(Observed {
         deployment,
-        intents,
+        intents: recorded_intents(iep, previous),
         secrets_read: secrets.is_some(),
         listed,
         secrets: secrets.unwrap_or_default(),

@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// A waiter's place in line; increasing, so the smaller is the older.
 pub type Ticket = u64;
@@ -151,6 +151,9 @@ struct State {
 /// The reconcile slots of one controller: [`Slots::acquire`] waits for a [`Slot`].
 pub struct Slots {
     state: Mutex<State>,
+    /// As many permits as slots, for the Kubernetes writes that end a pass after its slot was
+    /// given back ([`Slot::report`]): they stay bounded by `--concurrency` too.
+    reports: Arc<Semaphore>,
 }
 
 impl Slots {
@@ -161,6 +164,7 @@ impl Slots {
                 wake: HashMap::new(),
                 closed: false,
             }),
+            reports: Arc::new(Semaphore::new(total.clamp(1, Semaphore::MAX_PERMITS))),
         })
     }
 
@@ -269,11 +273,27 @@ pub struct Slot {
     group: String,
 }
 
+impl Slot {
+    /// Give the slot back once the pass has made its last Elasticsearch request: what is left
+    /// (the status patch, the Events) talks to the API server only, so it cannot hang on a
+    /// namespace's Elasticsearch, and the next pass starts meanwhile. It holds one of as many
+    /// report permits as there are slots instead (waited for, holding no slot), so those writes
+    /// stay bounded by `--concurrency` as well.
+    pub async fn report(self) -> Reporting {
+        let reports = self.slots.reports.clone();
+        drop(self);
+        Reporting(reports.acquire_owned().await.ok())
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.slots.release(&self.group);
     }
 }
+
+/// A report permit ([`Slot::report`]); dropping it gives it back.
+pub struct Reporting(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
 #[cfg(test)]
 mod tests {
@@ -470,6 +490,23 @@ mod tests {
         );
         drop(second);
         assert_eq!(slots.snapshot("a"), (0, 0, 0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_reporting_pass_gives_its_slot_back_and_reports_stay_bounded() {
+        let slots = Slots::new(1);
+        let first = slots.acquire("a").await.unwrap();
+        let reporting = first.report().await;
+        assert_eq!(slots.snapshot("a"), (0, 0, 0, 1), "the slot is free");
+        // The next pass runs its Elasticsearch requests meanwhile; its report waits for the
+        // first one's to end (one report permit per slot).
+        let second = slots.acquire("a").await.unwrap();
+        let waiting = tokio::spawn(second.report());
+        tokio::task::yield_now().await;
+        assert_eq!(slots.snapshot("a").1, 0, "waiting to report holds no slot");
+        assert!(!waiting.is_finished(), "one report at a time");
+        drop(reporting);
+        let _second = waiting.await.unwrap();
     }
 
     #[tokio::test]
