@@ -310,8 +310,9 @@ async fn each_tenant_is_answered_from_its_own_credential_read() {
     drop(operator);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_reverifies_from_one_listing_per_connection_reading_each_secret_once() {
+/// Every object Ready under a first operator, then a second one started with `config` over
+/// them, with the request logs cleared between; returns once it reconciled every object once.
+async fn restarted(config: Config) -> (TestEnv, Operator, u64) {
     let env = two_tenants().await;
     let first = start_operator(&env, test_config());
     create_all(&env).await;
@@ -320,7 +321,7 @@ async fn a_restart_reverifies_from_one_listing_per_connection_reading_each_secre
     tokio::time::sleep(Duration::from_millis(300)).await;
     env.es.clear_requests();
     env.kube.clear_requests();
-    let second = start_operator(&env, test_config());
+    let second = start_operator(&env, config);
     let objects = 2 * PER_NAMESPACE as u64;
     wait_for(WAIT * 2, "every object re-verified", || async {
         let n = reconciles(&second);
@@ -329,6 +330,12 @@ async fn a_restart_reverifies_from_one_listing_per_connection_reading_each_secre
             .ok_or(format!("{n} reconciles"))
     })
     .await;
+    (env, second, objects)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reverifies_from_one_listing_per_connection_reading_each_secret_once() {
+    let (env, second, objects) = restarted(test_config()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // One pass per object: the Secret watch's first listing is not a change of any Secret.
     assert_eq!(reconciles(&second), objects, "one reconcile per object");
@@ -393,26 +400,11 @@ async fn a_relist_of_unchanged_secrets_reconciles_nothing() {
 /// connection, the next ones are still served from the listing it read, not by GETs of their ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_waves_serves_every_object_from_the_one_listing() {
-    let env = two_tenants().await;
-    let first = start_operator(&env, test_config());
-    create_all(&env).await;
-    wait_all_ready(&env).await;
-    drop(first);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    env.es.clear_requests();
     let config = Config {
         concurrency: 2,
         ..test_config()
     };
-    let second = start_operator(&env, config);
-    let objects = 2 * PER_NAMESPACE as u64;
-    wait_for(WAIT * 2, "every object re-verified", || async {
-        let n = reconciles(&second);
-        (n >= objects)
-            .then_some(())
-            .ok_or(format!("{n} reconciles"))
-    })
-    .await;
+    let (env, _second, _) = restarted(config).await;
     let es = env.es.requests();
     assert_eq!(single_gets(&es), Vec::<String>::new());
     let by_user = listings(&es);
