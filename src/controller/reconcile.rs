@@ -1,7 +1,7 @@
 //! The reconcile, in phases: `observe` (Secrets, connection, Elasticsearch GET, the ownership
 //! index) → `decide` (pure: ownership, [`plan`], and the wording of the outcome) → `act` (the
 //! Elasticsearch calls the plan names) → status (built from what was applied, one patch, only if
-//! it changed) → Event (only on a transition). [`apply`] drives them.
+//! it changed) → Event (only on a transition). [`apply_in`] drives them.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -69,17 +69,9 @@ pub const MODEL_DEPLOY_WAIT: Duration = Duration::from_secs(5);
 pub const MODEL_DEPLOY_POLL: Duration = Duration::from_secs(15);
 
 /// Bring Elasticsearch in line with the object, then report: the driver of the phases
-/// observe → decide → act (`reconcile_endpoint`) → status → Event (`report`).
-pub async fn apply(
-    iep: Arc<InferenceEndpoint>,
-    who: &Identity,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    apply_in(iep, who, ctx, &mut None).await
-}
-
-/// [`apply`] in reconcile slot `slot`, given back once the pass's last Elasticsearch request
-/// has answered: the status patch and the Event hold none (docs/lifecycle.md#fair-reconcile-slots).
+/// observe → decide → act (`reconcile_endpoint`) → status → Event (`report`). Runs in reconcile
+/// slot `slot`, given back once the pass's last Elasticsearch request has answered: the status
+/// patch and the Event hold none (docs/lifecycle.md#fair-reconcile-slots).
 pub async fn apply_in(
     iep: Arc<InferenceEndpoint>,
     who: &Identity,

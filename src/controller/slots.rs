@@ -282,7 +282,9 @@ impl Slot {
     pub async fn report(self) -> Reporting {
         let reports = self.slots.reports.clone();
         drop(self);
-        Reporting(reports.acquire_owned().await.ok())
+        Reporting {
+            _permit: reports.acquire_owned().await.ok(),
+        }
     }
 }
 
@@ -293,7 +295,9 @@ impl Drop for Slot {
 }
 
 /// A report permit ([`Slot::report`]); dropping it gives it back.
-pub struct Reporting(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+pub struct Reporting {
+    _permit: Option<OwnedSemaphorePermit>,
+}
 
 #[cfg(test)]
 mod tests {
